@@ -1,0 +1,1 @@
+"""Benchmarks that write a report (JSON + Markdown + plots)."""

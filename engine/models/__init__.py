@@ -1,0 +1,1 @@
+"""Models only: FreqVQ-VAE, cross-conditional GPT, KV cache, gesture model. No runtime, no streams."""

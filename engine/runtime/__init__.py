@@ -1,0 +1,1 @@
+"""The real-time runtime: per-performer state, batched generator, scheduling and pacing."""

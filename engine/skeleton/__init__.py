@@ -1,0 +1,1 @@
+"""Skeleton definitions, rotation conversions, forward kinematics, motion file readers and writers."""

@@ -1,0 +1,1 @@
+"""ONNX export and the inference backends (torch, onnxruntime, TensorRT)."""
