@@ -1,0 +1,432 @@
+"""Cross-conditional GPT over upper/lower body tokens with rotary positions and a sliding window."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, cast
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from engine.models.kv_cache import RingKVCache, ring_slots, slot_mask, write_slot
+
+#: Files of a GPT model directory.
+GPT_WEIGHTS = "gpt.safetensors"
+GPT_CONFIG = "gpt.json"
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Size and conditioning of a :class:`CrossCondGPT`.
+
+    Attributes:
+        vocab_size: codebook size V per body half; token id V is BOS, so embeddings have V + 1 rows.
+        n_layer: transformer blocks.
+        n_head: attention heads; ``n_embd // n_head`` must be even (rotary pairs).
+        n_embd: width.
+        cond_dim: per-token conditioning vector (music features of the frames before the token +
+            predicted beat phase of the token's own frames).
+        n_genres: genre embedding rows (including a "none" genre).
+        text_dim: sentence-embedding width (all-MiniLM-L6-v2: 384); a zero vector means "no text".
+        context: sliding-window length in tokens = ring cache length.
+        n_keyframe_slots: K prefix slots for keyframe tokens (never evicted).
+        dropout: dropout probability during training.
+        rope_base: rotary frequency base.
+    """
+
+    vocab_size: int = 512
+    n_layer: int = 4
+    n_head: int = 8
+    n_embd: int = 256
+    cond_dim: int = 168
+    n_genres: int = 11
+    text_dim: int = 384
+    context: int = 60
+    n_keyframe_slots: int = 8
+    dropout: float = 0.1
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"head dim {self.n_embd // self.n_head} must be even for rotary positions")
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "cond_dim", "n_genres", "text_dim", "context"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GPTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_keyframe_slots < 0:
+            raise ValueError(f"GPTConfig.n_keyframe_slots must be >= 0, got {self.n_keyframe_slots}")
+
+    @property
+    def head_dim(self) -> int:
+        """D, width of one attention head."""
+        return self.n_embd // self.n_head
+
+    @property
+    def bos_id(self) -> int:
+        """Token id fed before the first real token."""
+        return self.vocab_size
+
+    @property
+    def cache_slots(self) -> int:
+        """S = K + context, slots per layer of the KV cache."""
+        return self.n_keyframe_slots + self.context
+
+    def cache_bytes_per_performer(self, bytes_per_value: int = 4) -> int:
+        """Keys + values of one performer's cache."""
+        return 2 * self.n_layer * self.n_head * self.cache_slots * self.head_dim * bytes_per_value
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GPTConfig:
+        """Build from a dict; unknown keys are an error that names the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown GPTConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GPTConfig:
+        return cls.from_dict(json.loads(text))
+
+
+#: Named sizes. "default" is small enough for a < 5 ms step on 2 CPU cores; "bailando" matches the paper.
+GPT_PRESETS: dict[str, GPTConfig] = {
+    "default": GPTConfig(n_layer=4, n_head=8, n_embd=256, context=60),
+    "bailando": GPTConfig(n_layer=12, n_head=12, n_embd=768, context=240),
+    "tiny": GPTConfig(n_layer=2, n_head=2, n_embd=32, context=8, n_keyframe_slots=2, cond_dim=12, text_dim=16),
+}
+
+
+class Keyframes(NamedTuple):
+    """Target tokens at target positions, attended to through the K prefix slots.
+
+    Attributes:
+        up: [B, K] long upper-body token ids.
+        down: [B, K] long lower-body token ids.
+        pos: [B, K] long absolute token positions the targets are meant for.
+        mask: [B, K] bool, which of the K slots are set.
+    """
+
+    up: Tensor
+    down: Tensor
+    pos: Tensor
+    mask: Tensor
+
+
+def rope_angles(pos: Tensor, head_dim: int, base: float) -> tuple[Tensor, Tensor]:
+    """cos/sin tables for absolute positions.
+
+    Args:
+        pos: [...] long positions.
+
+    Returns:
+        cos, sin: [..., D/2] float32.
+    """
+    half = head_dim // 2
+    inv_freq = base ** (-torch.arange(half, device=pos.device, dtype=torch.float32) / half)  # [D/2]
+    ang = pos.to(torch.float32).unsqueeze(-1) * inv_freq  # [..., D/2]
+    return torch.cos(ang), torch.sin(ang)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate (first half, second half) pairs of ``x`` [B, H, T, D] by the angles ``cos/sin`` [B, 1, T, D/2]."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; attention takes an explicit boolean mask and rotary angles."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.head_dim = cfg.head_dim
+        self.ln1 = nn.LayerNorm(cfg.n_embd)
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.ln2 = nn.LayerNorm(cfg.n_embd)
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.fc_out = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def qkv_heads(self, x: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: [B, T, E] -> q, k, v: [B, H, T, D] with rotary positions on q and k."""
+        b, t, _ = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(self.n_head * self.head_dim, dim=-1)
+        q = q.view(b, t, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(b, t, self.n_head, self.head_dim).transpose(1, 2)
+        v = v.view(b, t, self.n_head, self.head_dim).transpose(1, 2)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    def attend(self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """Attention of q [B, H, T, D] over k/v [B, H, S, D] under mask [B, 1|H, T, S]; residual + MLP."""
+        b, _, t, _ = q.shape
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))  # [B, H, T, S]
+        # Every query row has at least its own key valid, so -inf never yields an all-masked row.
+        scores = scores.masked_fill(~mask, float("-inf"))
+        att = self.drop(torch.softmax(scores, dim=-1))
+        y = torch.matmul(att, v).transpose(1, 2).reshape(b, t, self.n_head * self.head_dim)  # [B, T, E]
+        x = x + self.drop(self.proj(y))
+        return x + self.drop(self.fc_out(F.gelu(self.fc(self.ln2(x)))))
+
+
+class CrossCondGPT(nn.Module):
+    """Predicts the next upper and lower token together from both streams' history (Bailando).
+
+    Position t's input is ``emb_up(up[t-1]) + emb_down(down[t-1]) + cond_proj(cond[t]) + genre + text``
+    (BOS at t = 0); one causal trunk sees both streams, so each half's prediction is conditioned on the
+    other's past; two heads give the logits. Attention is restricted to the last ``context`` tokens so
+    training sees exactly what the ring cache holds at run time.
+    """
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        e = cfg.n_embd
+        self.emb_up = nn.Embedding(cfg.vocab_size + 1, e)
+        self.emb_down = nn.Embedding(cfg.vocab_size + 1, e)
+        self.cond_proj = nn.Linear(cfg.cond_dim, e)
+        self.genre_emb = nn.Embedding(cfg.n_genres, e)
+        # No bias: a zero text vector ("no text") contributes nothing.
+        self.text_proj = nn.Linear(cfg.text_dim, e, bias=False)
+        # Marks keyframe inputs (they carry no music conditioning).
+        self.kf_emb = nn.Parameter(torch.zeros(e))
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(e)
+        self.head_up = nn.Linear(e, cfg.vocab_size)
+        self.head_down = nn.Linear(e, cfg.vocab_size)
+        self.apply(self._init_weights)
+        nn.init.normal_(self.kf_emb, std=0.02)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def _block_list(self) -> list[Block]:
+        return [cast(Block, b) for b in self.blocks]
+
+    # -- inputs -------------------------------------------------------------------------------------------
+
+    def _global(self, genre: Tensor, text: Tensor | None) -> Tensor:
+        """genre [B], text [B, text_dim] | None -> [B, 1, E]."""
+        g = self.genre_emb(genre)
+        if text is not None:
+            g = g + self.text_proj(text)
+        return g.unsqueeze(1)
+
+    def _stream_inputs(self, up_in: Tensor, down_in: Tensor, cond: Tensor, glob: Tensor) -> Tensor:
+        """[B, T] x2, cond [B, T, C], glob [B, 1, E] -> [B, T, E]."""
+        return self.emb_up(up_in) + self.emb_down(down_in) + self.cond_proj(cond) + glob
+
+    def _keyframe_inputs(self, kf: Keyframes, glob: Tensor) -> Tensor:
+        """-> [B, K, E]."""
+        return self.emb_up(kf.up) + self.emb_down(kf.down) + self.kf_emb + glob
+
+    def _check_tokens(self, name: str, t: Tensor) -> None:
+        if t.dtype != torch.long:
+            raise TypeError(f"{name} must be int64 token ids, got {t.dtype}")
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) > self.cfg.vocab_size):
+            raise ValueError(f"{name} ids must be in [0, {self.cfg.vocab_size}] (BOS = {self.cfg.vocab_size})")
+
+    # -- training / full-window forward -------------------------------------------------------------------
+
+    def forward(
+        self,
+        up_in: Tensor,
+        down_in: Tensor,
+        cond: Tensor,
+        genre: Tensor,
+        text: Tensor | None = None,
+        keyframes: Keyframes | None = None,
+        pos0: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Logits for every position of a token sequence.
+
+        Args:
+            up_in: [B, T] long, upper tokens shifted right (``up_in[:, t] = up[t-1]``, BOS first).
+            down_in: [B, T] long, likewise for the lower body.
+            cond: [B, T, cond_dim] conditioning of each position's token.
+            genre: [B] long genre ids.
+            text: [B, text_dim] sentence embeddings, or None for no text.
+            keyframes: optional targets in the K prefix slots (K' <= n_keyframe_slots columns).
+            pos0: [B] long absolute position of the first token (default 0).
+
+        Returns:
+            logits_up, logits_down: [B, T, V].
+        """
+        cfg = self.cfg
+        b, t = up_in.shape
+        self._check_tokens("up_in", up_in)
+        self._check_tokens("down_in", down_in)
+        if cond.shape != (b, t, cfg.cond_dim):
+            raise ValueError(f"cond must be [B={b}, T={t}, cond_dim={cfg.cond_dim}], got {list(cond.shape)}")
+        dev = up_in.device
+        if pos0 is None:
+            pos0 = torch.zeros(b, dtype=torch.long, device=dev)
+        glob = self._global(genre, text)
+        x = self._stream_inputs(up_in, down_in, cond, glob)  # [B, T, E]
+        pos = pos0.unsqueeze(1) + torch.arange(t, device=dev)  # [B, T]
+        i = torch.arange(t, device=dev)
+        rel = i.unsqueeze(1) - i.unsqueeze(0)  # [T, T] query index - key index
+        mask = ((rel >= 0) & (rel < cfg.context)).unsqueeze(0).expand(b, t, t)  # [B, T, T]
+        n_kf = 0
+        if keyframes is not None:
+            n_kf = keyframes.up.shape[1]
+            if n_kf > cfg.n_keyframe_slots:
+                raise ValueError(f"{n_kf} keyframes given but the model has {cfg.n_keyframe_slots} slots")
+            self._check_tokens("keyframes.up", keyframes.up)
+            self._check_tokens("keyframes.down", keyframes.down)
+            kfm = keyframes.mask.to(torch.bool)  # [B, K]
+            x = torch.cat([self._keyframe_inputs(keyframes, glob), x], dim=1)  # [B, K + T, E]
+            pos = torch.cat([keyframes.pos, pos], dim=1)
+            eye = torch.eye(n_kf, dtype=torch.bool, device=dev)
+            kf_rows = torch.cat(
+                [kfm.unsqueeze(1) | eye, torch.zeros(b, n_kf, t, dtype=torch.bool, device=dev)], dim=2
+            )  # keyframes see set keyframes and themselves, never the stream
+            st_rows = torch.cat([kfm.unsqueeze(1).expand(b, t, n_kf), mask], dim=2)
+            mask = torch.cat([kf_rows, st_rows], dim=1)  # [B, K + T, K + T]
+        x = self.drop(x)
+        cos, sin = rope_angles(pos, cfg.head_dim, cfg.rope_base)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, N, D/2]
+        m4 = mask.unsqueeze(1)  # [B, 1, N, N]
+        for blk in self._block_list():
+            q, k, v = blk.qkv_heads(x, cos, sin)
+            x = blk.attend(x, q, k, v, m4)
+        x = self.ln_f(x[:, n_kf:])
+        return self.head_up(x), self.head_down(x)
+
+    # -- keyframes for the cache ----------------------------------------------------------------------------
+
+    def encode_keyframes(
+        self, keyframes: Keyframes, genre: Tensor, text: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Keys/values of the keyframe tokens for the cache's prefix slots.
+
+        Returns:
+            k, v: [L, B, H, K', D], the same values the full forward computes for its keyframe columns.
+        """
+        n_kf = keyframes.up.shape[1]
+        if n_kf > self.cfg.n_keyframe_slots:
+            raise ValueError(f"{n_kf} keyframes given but the model has {self.cfg.n_keyframe_slots} slots")
+        self._check_tokens("keyframes.up", keyframes.up)
+        self._check_tokens("keyframes.down", keyframes.down)
+        x = self._keyframe_inputs(keyframes, self._global(genre, text))  # [B, K, E]
+        eye = torch.eye(n_kf, dtype=torch.bool, device=x.device)
+        mask = (keyframes.mask.to(torch.bool).unsqueeze(1) | eye).unsqueeze(1)  # [B, 1, K, K]
+        cos, sin = rope_angles(keyframes.pos, self.cfg.head_dim, self.cfg.rope_base)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        ks, vs = [], []
+        for blk in self._block_list():
+            q, k, v = blk.qkv_heads(x, cos, sin)
+            ks.append(k)
+            vs.append(v)
+            x = blk.attend(x, q, k, v, mask)
+        return torch.stack(ks), torch.stack(vs)
+
+    # -- single-token step over a batch of performers -------------------------------------------------------
+
+    def step(
+        self,
+        up_prev: Tensor,
+        down_prev: Tensor,
+        cond: Tensor,
+        genre: Tensor,
+        text: Tensor,
+        pos: Tensor,
+        k_cache: Tensor,
+        v_cache: Tensor,
+        kv_mask: Tensor,
+        inplace: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One token for every performer, through the ring KV cache. This is the function ONNX exports.
+
+        Args:
+            up_prev: [B] long previous upper token (BOS at position 0).
+            down_prev: [B] long previous lower token.
+            cond: [B, cond_dim] conditioning of the token at ``pos``.
+            genre: [B] long.
+            text: [B, text_dim] (zeros for no text).
+            pos: [B] long absolute position of the token being predicted.
+            k_cache: [L, B, H, S, D] keys (S = K + context).
+            v_cache: [L, B, H, S, D] values.
+            kv_mask: [B, K] bool, the keyframe slots that are set. Ring slot validity follows from ``pos``.
+            inplace: write into the caches in place (eager/CUDA-graph path); otherwise return new caches.
+
+        Returns:
+            logits_up [B, V], logits_down [B, V], k_cache, v_cache (updated).
+        """
+        cfg = self.cfg
+        glob = self._global(genre, text)
+        x = self._stream_inputs(up_prev.unsqueeze(1), down_prev.unsqueeze(1), cond.unsqueeze(1), glob)  # [B,1,E]
+        cos, sin = rope_angles(pos.unsqueeze(1), cfg.head_dim, cfg.rope_base)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, D/2]
+        slot = ring_slots(pos, cfg.n_keyframe_slots, cfg.context)  # [B]
+        mask = slot_mask(pos, kv_mask, cfg.context)[:, None, None, :]  # [B, 1, 1, S]
+        new_k, new_v = [], []
+        for i, blk in enumerate(self._block_list()):
+            q, k, v = blk.qkv_heads(x, cos, sin)  # [B, H, 1, D]
+            kc = write_slot(k_cache[i], slot, k, inplace)
+            vc = write_slot(v_cache[i], slot, v, inplace)
+            new_k.append(kc)
+            new_v.append(vc)
+            x = blk.attend(x, q, kc.to(q.dtype), vc.to(q.dtype), mask)
+        x = self.ln_f(x[:, 0])
+        if not inplace:
+            k_cache, v_cache = torch.stack(new_k), torch.stack(new_v)
+        return self.head_up(x), self.head_down(x), k_cache, v_cache
+
+    def new_cache(
+        self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> RingKVCache:
+        """A zeroed :class:`~engine.models.kv_cache.RingKVCache` for ``batch`` performers."""
+        p = next(self.parameters())
+        cfg = self.cfg
+        return RingKVCache(
+            cfg.n_layer, batch, cfg.n_head, cfg.head_dim, cfg.context, cfg.n_keyframe_slots,
+            device=device if device is not None else p.device, dtype=dtype if dtype is not None else p.dtype,
+        )
+
+
+def save_gpt(model: CrossCondGPT, directory: str | Path) -> Path:
+    """Write ``gpt.safetensors`` + ``gpt.json`` into ``directory`` (created if needed)."""
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(d / GPT_WEIGHTS))
+    (d / GPT_CONFIG).write_text(model.cfg.to_json() + "\n")
+    return d
+
+
+def load_gpt(directory: str | Path, device: torch.device | str = "cpu") -> CrossCondGPT:
+    """Load a model directory written by :func:`save_gpt`, in eval mode."""
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    missing = [n for n in (GPT_WEIGHTS, GPT_CONFIG) if not (d / n).is_file()]
+    if missing:
+        have = sorted(p.name for p in d.iterdir()) if d.is_dir() else "directory does not exist"
+        raise FileNotFoundError(f"model directory {d} lacks {missing}; it has: {have}")
+    cfg = GPTConfig.from_json((d / GPT_CONFIG).read_text())
+    model = CrossCondGPT(cfg)
+    model.load_state_dict(load_file(str(d / GPT_WEIGHTS), device=str(device)))
+    return model.to(device).eval()
