@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from engine.models.kv_cache import RingKVCache, ring_slots, slot_mask, write_slot
+from engine.models.kv_cache import RingKVCache, history_mask, ring_slots, write_slot
 
 #: Files of a GPT model directory.
 GPT_WEIGHTS = "gpt.safetensors"
@@ -173,12 +173,35 @@ class Block(nn.Module):
 
     def attend(self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
         """Attention of q [B, H, T, D] over k/v [B, H, S, D] under mask [B, 1|H, T, S]; residual + MLP."""
-        b, _, t, _ = q.shape
         scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))  # [B, H, T, S]
         # Every query row has at least its own key valid, so -inf never yields an all-masked row.
         scores = scores.masked_fill(~mask, float("-inf"))
         att = self.drop(torch.softmax(scores, dim=-1))
-        y = torch.matmul(att, v).transpose(1, 2).reshape(b, t, self.n_head * self.head_dim)  # [B, T, E]
+        return self._residual(x, torch.matmul(att, v))
+
+    def attend_cached(
+        self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor
+    ) -> Tensor:
+        """One query per row over the cached history plus its own key; the cache is only read.
+
+        Args:
+            x: [B, 1, E] block input.
+            q, k, v: [B, H, 1, D] the current token.
+            k_cache, v_cache: [B, H, S, D] this layer's cache.
+            mask: [B, 1, 1, S] valid history slots (the slot being replaced excluded).
+        """
+        scale = 1.0 / math.sqrt(self.head_dim)
+        hist = torch.matmul(q, k_cache.transpose(-1, -2)).masked_fill(~mask, float("-inf"))  # [B, H, 1, S]
+        own = (q * k).sum(-1, keepdim=True)  # [B, H, 1, 1]
+        att = torch.softmax(torch.cat([hist, own], dim=-1) * scale, dim=-1)  # [B, H, 1, S + 1]
+        s = k_cache.shape[2]
+        y = torch.matmul(att[..., :s], v_cache) + att[..., s:] * v  # [B, H, 1, D]
+        return self._residual(x, y)
+
+    def _residual(self, x: Tensor, y: Tensor) -> Tensor:
+        """x [B, T, E], per-head attention output y [B, H, T, D] -> block output [B, T, E]."""
+        b, _, t, _ = y.shape
+        y = y.transpose(1, 2).reshape(b, t, self.n_head * self.head_dim)  # [B, T, E]
         x = x + self.drop(self.proj(y))
         return x + self.drop(self.fc_out(F.gelu(self.fc(self.ln2(x)))))
 
@@ -344,6 +367,54 @@ class CrossCondGPT(nn.Module):
 
     # -- single-token step over a batch of performers -------------------------------------------------------
 
+    def step_delta(
+        self,
+        up_prev: Tensor,
+        down_prev: Tensor,
+        cond: Tensor,
+        genre: Tensor,
+        text: Tensor,
+        pos: Tensor,
+        k_cache: Tensor,
+        v_cache: Tensor,
+        kv_mask: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One token for every performer; reads the cache and returns the entries to write into it.
+
+        This is the function ONNX exports: the cache is an explicit input of fixed shape and the new
+        keys/values are explicit outputs, so a backend writes one slot per layer in place instead of
+        copying the whole cache through the graph every step.
+
+        Args:
+            up_prev: [B] long previous upper token (BOS at position 0).
+            down_prev: [B] long previous lower token.
+            cond: [B, cond_dim] conditioning of the token at ``pos``.
+            genre: [B] long.
+            text: [B, text_dim] (zeros for no text).
+            pos: [B] long absolute position of the token being predicted.
+            k_cache: [L, B, H, S, D] keys (S = K + context), not modified.
+            v_cache: [L, B, H, S, D] values, not modified.
+            kv_mask: [B, K] bool, the keyframe slots that are set. Ring slot validity follows from ``pos``.
+
+        Returns:
+            logits_up [B, V], logits_down [B, V], k_new [L, B, H, D], v_new [L, B, H, D]; the new entries
+            belong at slot ``K + pos % context`` (see :func:`engine.models.kv_cache.ring_slots`).
+        """
+        cfg = self.cfg
+        glob = self._global(genre, text)
+        x = self._stream_inputs(up_prev.unsqueeze(1), down_prev.unsqueeze(1), cond.unsqueeze(1), glob)  # [B,1,E]
+        cos, sin = rope_angles(pos.unsqueeze(1), cfg.head_dim, cfg.rope_base)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, D/2]
+        mask = history_mask(pos, kv_mask, cfg.context)[:, None, None, :]  # [B, 1, 1, S]
+        new_k, new_v = [], []
+        for i, blk in enumerate(self._block_list()):
+            q, k, v = blk.qkv_heads(x, cos, sin)  # [B, H, 1, D]
+            new_k.append(k[:, :, 0])
+            new_v.append(v[:, :, 0])
+            x = blk.attend_cached(x, q, k, v, k_cache[i].to(q.dtype), v_cache[i].to(q.dtype), mask)
+        x = self.ln_f(x[:, 0])
+        return self.head_up(x), self.head_down(x), torch.stack(new_k), torch.stack(new_v)
+
     def step(
         self,
         up_prev: Tensor,
@@ -357,42 +428,21 @@ class CrossCondGPT(nn.Module):
         kv_mask: Tensor,
         inplace: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One token for every performer, through the ring KV cache. This is the function ONNX exports.
+        """One token for every performer through the ring KV cache, with the cache updated.
 
-        Args:
-            up_prev: [B] long previous upper token (BOS at position 0).
-            down_prev: [B] long previous lower token.
-            cond: [B, cond_dim] conditioning of the token at ``pos``.
-            genre: [B] long.
-            text: [B, text_dim] (zeros for no text).
-            pos: [B] long absolute position of the token being predicted.
-            k_cache: [L, B, H, S, D] keys (S = K + context).
-            v_cache: [L, B, H, S, D] values.
-            kv_mask: [B, K] bool, the keyframe slots that are set. Ring slot validity follows from ``pos``.
-            inplace: write into the caches in place (eager/CUDA-graph path); otherwise return new caches.
+        Args: as :meth:`step_delta`, plus ``inplace``: write into ``k_cache``/``v_cache`` (eager and
+        CUDA-graph path); otherwise return updated copies and leave the inputs untouched.
 
         Returns:
-            logits_up [B, V], logits_down [B, V], k_cache, v_cache (updated).
+            logits_up [B, V], logits_down [B, V], k_cache, v_cache (updated; the inputs when ``inplace``).
         """
-        cfg = self.cfg
-        glob = self._global(genre, text)
-        x = self._stream_inputs(up_prev.unsqueeze(1), down_prev.unsqueeze(1), cond.unsqueeze(1), glob)  # [B,1,E]
-        cos, sin = rope_angles(pos.unsqueeze(1), cfg.head_dim, cfg.rope_base)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, D/2]
-        slot = ring_slots(pos, cfg.n_keyframe_slots, cfg.context)  # [B]
-        mask = slot_mask(pos, kv_mask, cfg.context)[:, None, None, :]  # [B, 1, 1, S]
-        new_k, new_v = [], []
-        for i, blk in enumerate(self._block_list()):
-            q, k, v = blk.qkv_heads(x, cos, sin)  # [B, H, 1, D]
-            kc = write_slot(k_cache[i], slot, k, inplace)
-            vc = write_slot(v_cache[i], slot, v, inplace)
-            new_k.append(kc)
-            new_v.append(vc)
-            x = blk.attend(x, q, kc.to(q.dtype), vc.to(q.dtype), mask)
-        x = self.ln_f(x[:, 0])
+        lu, ld, k_new, v_new = self.step_delta(up_prev, down_prev, cond, genre, text, pos, k_cache, v_cache, kv_mask)
+        slot = ring_slots(pos, self.cfg.n_keyframe_slots, self.cfg.context)  # [B]
+        ks = [write_slot(k_cache[i], slot, k_new[i].unsqueeze(2), inplace) for i in range(k_cache.shape[0])]
+        vs = [write_slot(v_cache[i], slot, v_new[i].unsqueeze(2), inplace) for i in range(v_cache.shape[0])]
         if not inplace:
-            k_cache, v_cache = torch.stack(new_k), torch.stack(new_v)
-        return self.head_up(x), self.head_down(x), k_cache, v_cache
+            k_cache, v_cache = torch.stack(ks), torch.stack(vs)
+        return lu, ld, k_cache, v_cache
 
     def new_cache(
         self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None

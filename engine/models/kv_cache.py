@@ -39,6 +39,26 @@ def slot_mask(pos: Tensor, kv_mask: Tensor, context: int) -> Tensor:
     return torch.cat([kv_mask.to(torch.bool), ring], dim=1)
 
 
+def history_mask(pos: Tensor, kv_mask: Tensor, context: int) -> Tensor:
+    """Which cache slots hold history the query at ``pos`` may attend to, *before* its own write.
+
+    The ring slot ``pos % C`` is excluded: it holds position ``pos - C`` (outside the window) or nothing;
+    the current token's key is attended separately and then written there.
+
+    Args:
+        pos: [B] long positions of the current tokens.
+        kv_mask: [B, K] bool, the keyframe slots that are set.
+        context: ring length C.
+
+    Returns:
+        [B, K + C] bool.
+    """
+    j = torch.arange(context, device=pos.device).unsqueeze(0)  # [1, C]
+    p = pos.unsqueeze(1)
+    ring = (j <= p) & (j != torch.remainder(p, context))  # [B, C]
+    return torch.cat([kv_mask.to(torch.bool), ring], dim=1)
+
+
 def write_slot(cache: Tensor, slot: Tensor, new: Tensor, inplace: bool) -> Tensor:
     """Write one token's keys (or values) per batch row into ``cache`` at ``slot``.
 

@@ -100,6 +100,29 @@ def test_cached_step_matches_forward_with_keyframes() -> None:
     torch.testing.assert_close(ou, nu, atol=1e-5, rtol=0)
 
 
+def test_step_delta_leaves_cache_untouched() -> None:
+    gen = torch.Generator().manual_seed(13)
+    model = _model(14)
+    b = 2
+    cache = model.new_cache(b)
+    cache.k.normal_(generator=gen)
+    cache.v.normal_(generator=gen)
+    k0, v0 = cache.k.clone(), cache.v.clone()
+    args = (
+        torch.randint(0, CFG.vocab_size, (b,), generator=gen), torch.randint(0, CFG.vocab_size, (b,), generator=gen),
+        torch.randn(b, CFG.cond_dim, generator=gen), torch.zeros(b, dtype=torch.long), torch.randn(b, CFG.text_dim),
+        torch.tensor([3, 17]),
+    )
+    with torch.no_grad():
+        lu, _, k_new, v_new = model.step_delta(*args, cache.k, cache.v, cache.kv_mask)
+        lu2, _, k_c, v_c = model.step(*args, cache.k, cache.v, cache.kv_mask, inplace=False)
+    assert torch.equal(cache.k, k0) and torch.equal(cache.v, v0)
+    assert k_new.shape == (CFG.n_layer, b, CFG.n_head, CFG.head_dim)
+    torch.testing.assert_close(lu, lu2, rtol=0, atol=0)
+    torch.testing.assert_close(k_c[:, 1, :, CFG.n_keyframe_slots + 17 % CFG.context], k_new[:, 1])
+    torch.testing.assert_close(v_c[:, 0, :, CFG.n_keyframe_slots + 3], v_new[:, 0])
+
+
 def test_window_limits_attention() -> None:
     """In one layer, a token older than the window cannot influence the logits; a token inside it does.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.models.kv_cache import RingKVCache, ring_slots, slot_mask, write_slot
+from engine.models.kv_cache import RingKVCache, history_mask, ring_slots, slot_mask, write_slot
 
 
 def test_ring_slots_wrap_after_keyframe_prefix() -> None:
@@ -18,6 +18,16 @@ def test_slot_mask_follows_position_and_keyframe_bits() -> None:
     assert m.tolist() == [
         [True, False, True, True, False, False],
         [False, False, True, True, True, True],
+    ]
+
+
+def test_history_mask_excludes_the_slot_being_replaced() -> None:
+    kv = torch.tensor([[False], [True], [False]])
+    m = history_mask(torch.tensor([0, 2, 7]), kv, 4)
+    assert m.tolist() == [
+        [False, False, False, False, False],  # position 0: no history yet
+        [True, True, True, False, False],  # slots of positions 0, 1
+        [False, True, True, True, False],  # positions 4, 5, 6 (slot 3 held position 3, now evicted)
     ]
 
 
