@@ -1,0 +1,233 @@
+"""The MusicAnalyzer stage: AudioBlocks in; FeatureFrames (30 fps), BeatEvents and OnsetEvents out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from engine.analysis.features import (
+    BEAT,
+    CHROMA,
+    FLUX_SCALE,
+    MFCC,
+    MUSIC_FEATURE_DIM,
+    ONSET_ENV,
+    ONSET_SCALE,
+    PEAK,
+    PHASE_COS,
+    PHASE_SIN,
+    RMS,
+    SPECTRAL_FLUX,
+    TEMPO,
+    TEMPO_SCALE,
+    MusicFrameFeatures,
+)
+from engine.analysis.onset import HOP, OnsetStrength, PeakPicker
+from engine.analysis.tracker import BeatTracker
+from engine.frames import (
+    ENGINE_SAMPLE_RATE,
+    SAMPLES_PER_FRAME,
+    AudioBlock,
+    BeatEvent,
+    FeatureFrame,
+    Frame,
+    OnsetEvent,
+)
+from engine.pipeline import Stage
+
+#: Longest gap in the input (dropped blocks) filled with silence to keep the timeline; longer gaps
+#: are filled only up to this and the rest of the timeline shift is counted in ``gap_samples``.
+MAX_GAP_FILL = ENGINE_SAMPLE_RATE * 2
+
+
+class HopFramer:
+    """Splits blocks of any size into fixed hops and frames on one sample timeline.
+
+    ``feed(x)`` yields ``("hop", view)`` each time a ``hop``-sample hop completes and ``("frame", view)``
+    each time a ``frame``-sample frame completes, in timeline order (a hop that ends on the same
+    sample as a frame comes first). The views are valid until the next item. Allocates nothing.
+    """
+
+    def __init__(self, hop: int, frame: int) -> None:
+        self.hop, self.frame = hop, frame
+        self._hop_buf = np.zeros(hop, dtype=np.float32)
+        self._frame_buf = np.zeros(frame, dtype=np.float32)
+        self._hop_fill = 0
+        self._frame_fill = 0
+        self.total = 0  # samples consumed
+
+    def feed(self, x: np.ndarray) -> Iterable[tuple[str, np.ndarray]]:
+        j, n = 0, len(x)
+        while j < n:
+            m = min(n - j, self.hop - self._hop_fill, self.frame - self._frame_fill)
+            self._hop_buf[self._hop_fill:self._hop_fill + m] = x[j:j + m]
+            self._frame_buf[self._frame_fill:self._frame_fill + m] = x[j:j + m]
+            self._hop_fill += m
+            self._frame_fill += m
+            self.total += m
+            j += m
+            if self._hop_fill == self.hop:
+                self._hop_fill = 0
+                yield "hop", self._hop_buf
+            if self._frame_fill == self.frame:
+                self._frame_fill = 0
+                yield "frame", self._frame_buf
+
+
+class MusicAnalyzer(Stage):
+    """Causal hop-by-hop music analysis: onset strength, beat tracking, onsets and 30 fps features.
+
+    Input: :class:`AudioBlock` (mono float32 at ``ENGINE_SAMPLE_RATE``, any block size; other frames
+    pass through). Output, in timeline order: :class:`OnsetEvent` (an onset peak), :class:`BeatEvent`
+    (a committed beat), and one :class:`FeatureFrame` per 735 samples: frame ``i`` is emitted as soon
+    as sample ``(i + 1) * 735`` has arrived, from the audio up to that sample only. Output depends on
+    the sample stream alone, never on how it was cut into blocks.
+
+    Times (``time_s``, ``next_beat_s``) are seconds on the stream's audio timeline, whose zero is the
+    first sample this analyzer saw (or ``origin_sample``).
+
+    Latency: ``latency_samples = 0`` for FeatureFrames (emitted at their last sample; the spectral
+    windows end there). Onsets are reported one hop after their ODF peak, beats when their predicted
+    hop arrives; both carry ``time_s`` corrected for the ODF delay (``tracker.ODF_DELAY_S``).
+    """
+
+    latency_samples = 0
+
+    def __init__(self, sample_rate: int = ENGINE_SAMPLE_RATE, tracker: BeatTracker | None = None) -> None:
+        if sample_rate != ENGINE_SAMPLE_RATE:
+            raise ValueError(f"MusicAnalyzer runs at {ENGINE_SAMPLE_RATE} Hz; resample the source (got {sample_rate})")
+        self.sample_rate = sample_rate
+        self.onset = OnsetStrength(sample_rate)
+        self.tracker = tracker or BeatTracker(sample_rate)
+        self.peaks = PeakPicker()
+        self.spectral = MusicFrameFeatures(sample_rate)
+        self.framer = HopFramer(HOP, SAMPLES_PER_FRAME)
+        self.frame_index = 0
+        self.origin: int | None = None  # source sample index of our timeline's zero
+        self.gap_samples = 0
+        self.bad_samples = 0  # non-finite input values replaced by 0
+        self._clean = np.zeros(4096, dtype=np.float32)
+        self._zeros = np.zeros(4096, dtype=np.float32)
+        # per-frame accumulators over the frame's hops
+        self._odf_sum = 0.0
+        self._flux_sum = 0.0
+        self._hops = 0
+        self._beat = False
+        self._peak = False
+
+    def process(self, frame: Frame) -> Iterable[Frame]:
+        if not isinstance(frame, AudioBlock):
+            return (frame,)
+        if frame.sample_rate != self.sample_rate:
+            raise ValueError(
+                f"MusicAnalyzer got a {frame.sample_rate} Hz block; sources must resample to {self.sample_rate} Hz"
+            )
+        out: list[Frame] = []
+        x = frame.samples
+        if x.ndim != 1:
+            x = x.mean(axis=1) if x.ndim == 2 else x.reshape(-1)
+        if self.origin is None:
+            self.origin = frame.start_index
+        expected = self.origin + self.framer.total + self.gap_samples
+        gap = frame.start_index - expected
+        if gap > 0:  # the source dropped audio: keep the timeline with silence (bounded)
+            fill = min(gap, MAX_GAP_FILL)
+            self.gap_samples += gap - fill
+            while fill > 0:
+                k = min(fill, len(self._zeros))
+                self._run(self._zeros[:k], frame.capture_ns, out)
+                fill -= k
+        for start in range(0, len(x), len(self._clean)):
+            chunk = x[start:start + len(self._clean)]
+            buf = self._clean[: len(chunk)]
+            np.copyto(buf, chunk, casting="unsafe")
+            if not np.isfinite(buf).all():
+                bad = ~np.isfinite(buf)
+                self.bad_samples += int(bad.sum())
+                buf[bad] = 0.0
+            self._run(buf, frame.capture_ns, out)
+        return out
+
+    def _run(self, x: np.ndarray, capture_ns: int, out: list[Frame]) -> None:
+        for kind, data in self.framer.feed(x):
+            if kind == "hop":
+                self._hop(data, capture_ns, out)
+            else:
+                out.append(self._frame(data, capture_ns))
+
+    def _time0(self) -> float:
+        return (self.origin or 0) / self.sample_rate
+
+    def _hop(self, hop: np.ndarray, capture_ns: int, out: list[Frame]) -> None:
+        odf = self.onset.process(hop)
+        end = (self.origin or 0) + self.framer.total + self.gap_samples
+        self._odf_sum += odf
+        self._flux_sum += self.onset.flux
+        self._hops += 1
+        strength = self.peaks.process(odf)
+        if strength > 0.0:
+            self._peak = True
+            # the peak is one hop back: the hop before this one (the tracker has not counted this hop yet)
+            t = self._time0() + self.tracker.hop_time(self.tracker.n)
+            out.append(OnsetEvent(end, capture_ns, time_s=max(0.0, t), strength=strength))
+        beat = self.tracker.process(odf, self.onset.bass)
+        if beat is not None:
+            self._beat = True
+            t0 = self._time0()
+            period = 60.0 / beat.bpm if beat.bpm > 0 else 0.0
+            phase = 0.0 if period <= 0 else ((end / self.sample_rate - t0 - beat.time_s) / period) % 1.0
+            out.append(
+                BeatEvent(
+                    end,
+                    capture_ns,
+                    time_s=t0 + beat.time_s,
+                    bpm=beat.bpm,
+                    confidence=beat.confidence,
+                    phase=phase,
+                    next_beat_s=t0 + beat.next_beat_s,
+                    beat_in_bar=beat.beat_in_bar,
+                    beats_per_bar=beat.beats_per_bar,
+                )
+            )
+
+    def _frame(self, samples: np.ndarray, capture_ns: int) -> FeatureFrame:
+        sp = self.spectral
+        sp.process(samples)
+        f = np.zeros(MUSIC_FEATURE_DIM, dtype=np.float32)  # owned by the message
+        hops = max(self._hops, 1)
+        f[ONSET_ENV] = min(4.0, self._odf_sum / hops / ONSET_SCALE)
+        f[MFCC] = sp.mfcc
+        f[CHROMA] = sp.chroma
+        f[RMS] = sp.rms
+        f[SPECTRAL_FLUX] = min(4.0, self._flux_sum / hops / FLUX_SCALE)
+        tr = self.tracker
+        bpm = tr.bpm
+        period_s = tr.period * tr.hop_s if tr.period > 0 else 0.0
+        next_s = tr.next_beat_s()
+        end = (self.origin or 0) + self.framer.total + self.gap_samples
+        t0 = self._time0()
+        if bpm > 0 and next_s >= 0 and period_s > 0:
+            phase = ((end / self.sample_rate - t0 - next_s) / period_s) % 1.0
+            f[PHASE_SIN] = math.sin(2 * math.pi * phase)
+            f[PHASE_COS] = math.cos(2 * math.pi * phase)
+            next_s += t0
+        f[TEMPO] = bpm / TEMPO_SCALE
+        f[BEAT] = 1.0 if self._beat else 0.0
+        f[PEAK] = 1.0 if self._peak else 0.0
+        self._odf_sum = self._flux_sum = 0.0
+        self._hops = 0
+        self._beat = self._peak = False
+        ff = FeatureFrame(
+            end,
+            capture_ns,
+            frame_index=self.frame_index,
+            features=f,
+            bpm=bpm,
+            period_s=period_s,
+            next_beat_s=next_s,
+            confidence=tr.confidence,
+        )
+        self.frame_index += 1
+        return ff
