@@ -1,0 +1,113 @@
+"""Per-token music conditioning for the dance GPT, shared verbatim by training and the live runtime.
+
+Token ``t`` covers model frames ``4t .. 4t+3`` (one token = 4 frames = 133 ms at 30 fps). When token
+``t`` must be committed, only music up to frame ``4t - 1`` has been heard, so its conditioning is:
+
+* the music features of the 4 frames *before* the token, frames ``4t-4 .. 4t-1`` (zeros before the
+  stream starts), flattened: ``4 * MUSIC_FEATURE_DIM = 160`` values;
+* the beat tracker's *predicted* beat phase for the token's own frames ``4t .. 4t+3``, extrapolated
+  from the tempo belief at frame ``4t - 1`` as ``phase(t) = ((t - next_beat_s) / period_s) mod 1``,
+  stored as sin/cos pairs: 8 values.
+
+So ``COND_DIM = 168``. Pure numpy, no allocation beyond the output arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Frames per token (temporal down-sampling of the VQ-VAE).
+FRAMES_PER_TOKEN = 4
+#: Music feature width of engine.analysis.features (kept literal here so models need no analysis import).
+MUSIC_DIM = 40
+#: Width of one token's conditioning vector.
+COND_DIM = FRAMES_PER_TOKEN * MUSIC_DIM + 2 * FRAMES_PER_TOKEN
+#: Model frame rate.
+FPS = 30.0
+
+
+def phase_sincos(frame_times_s: np.ndarray, period_s: float, next_beat_s: float) -> np.ndarray:
+    """Predicted beat phase as [sin, cos] pairs for the given frame times.
+
+    Args:
+        frame_times_s: [K] times (seconds) of the frames to predict.
+        period_s: beat period of the tempo belief (<= 0 means no belief: phase 0).
+        next_beat_s: predicted next beat time of that belief.
+
+    Returns:
+        [K, 2] float32 (sin, cos) of ``2*pi*phase``.
+    """
+    if period_s <= 0 or not np.isfinite(period_s):
+        phase = np.zeros_like(frame_times_s, dtype=np.float64)
+    else:
+        phase = np.mod((frame_times_s - next_beat_s) / period_s, 1.0)
+    ang = 2.0 * np.pi * phase
+    return np.stack([np.sin(ang), np.cos(ang)], axis=-1).astype(np.float32)
+
+
+def token_condition(
+    features: np.ndarray, period_s: np.ndarray, next_beat_s: np.ndarray, token: int, fps: float = FPS
+) -> np.ndarray:
+    """Conditioning vector of one token from per-frame analysis arrays.
+
+    Args:
+        features: [N, MUSIC_DIM] music features per frame; only frames < 4*token are read.
+        period_s: [N] tracker beat period per frame.
+        next_beat_s: [N] tracker predicted next beat time per frame.
+        token: token index t.
+        fps: frame rate.
+
+    Returns:
+        [COND_DIM] float32.
+    """
+    out = np.zeros(COND_DIM, dtype=np.float32)
+    f0 = FRAMES_PER_TOKEN * token
+    lo = max(0, f0 - FRAMES_PER_TOKEN)
+    hi = min(f0, len(features))
+    if hi > lo:
+        # Frames before 0 stay zero; place the available ones at the end of the 4-frame slot.
+        block = features[lo:hi].astype(np.float32)  # [k, MUSIC_DIM]
+        start = FRAMES_PER_TOKEN - (f0 - lo)
+        out[(start) * MUSIC_DIM : (start + len(block)) * MUSIC_DIM] = block.reshape(-1)
+    belief = f0 - 1
+    if 0 <= belief < len(period_s):
+        times = (f0 + np.arange(FRAMES_PER_TOKEN)) / fps
+        out[FRAMES_PER_TOKEN * MUSIC_DIM :] = phase_sincos(
+            times, float(period_s[belief]), float(next_beat_s[belief])
+        ).reshape(-1)
+    else:
+        # No tempo belief yet: phase 0 (sin 0, cos 1), the same as phase_sincos with no period.
+        out[FRAMES_PER_TOKEN * MUSIC_DIM + 1 :: 2] = 1.0
+    return out
+
+
+def sequence_conditions(
+    features: np.ndarray, period_s: np.ndarray, next_beat_s: np.ndarray, n_tokens: int, fps: float = FPS
+) -> np.ndarray:
+    """Conditioning for tokens ``0 .. n_tokens-1`` (vectorised form of :func:`token_condition`).
+
+    Returns:
+        [n_tokens, COND_DIM] float32, identical row by row to :func:`token_condition`.
+    """
+    n = len(features)
+    padded = np.zeros((FRAMES_PER_TOKEN + FRAMES_PER_TOKEN * n_tokens, MUSIC_DIM), dtype=np.float32)
+    k = min(n, FRAMES_PER_TOKEN * n_tokens)
+    padded[FRAMES_PER_TOKEN : FRAMES_PER_TOKEN + k] = features[:k]
+    out = np.zeros((n_tokens, COND_DIM), dtype=np.float32)
+    # Token t reads padded rows 4t .. 4t+3 == frames 4t-4 .. 4t-1.
+    out[:, : FRAMES_PER_TOKEN * MUSIC_DIM] = padded[: FRAMES_PER_TOKEN * n_tokens].reshape(n_tokens, -1)
+    t_idx = np.arange(n_tokens)
+    belief = FRAMES_PER_TOKEN * t_idx - 1
+    valid = (belief >= 0) & (belief < len(period_s))
+    per = np.zeros(n_tokens)
+    nb = np.zeros(n_tokens)
+    per[valid] = period_s[belief[valid]]
+    nb[valid] = next_beat_s[belief[valid]]
+    times = (FRAMES_PER_TOKEN * t_idx[:, None] + np.arange(FRAMES_PER_TOKEN)[None, :]) / fps  # [n_tokens, 4]
+    good = valid & (per > 0) & np.isfinite(per)
+    phase = np.zeros_like(times)
+    phase[good] = np.mod((times[good] - nb[good, None]) / per[good, None], 1.0)
+    ang = 2.0 * np.pi * phase
+    sc = np.stack([np.sin(ang), np.cos(ang)], axis=-1).reshape(n_tokens, -1)
+    out[:, FRAMES_PER_TOKEN * MUSIC_DIM :] = sc
+    return out

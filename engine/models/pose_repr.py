@@ -1,0 +1,211 @@
+"""Model pose vectors (EDGE style): root translation + per-joint 6D rotations + 4 foot contacts, split upper/lower.
+
+The model uses 21 body joints of the CMU skeleton (fingers and eyes dropped; they are written at rest).
+Per frame at 30 fps:
+
+* lower (61): root horizontal velocity x (m/s), root height y (m), root horizontal velocity z (m/s);
+  6D rotations of hip (global orientation), rButtock, rThigh, rShin, rFoot, lButtock, lThigh, lShin,
+  lFoot (9 x 6); foot contacts (right ankle, right toe, left ankle, left toe) as 0/1.
+* upper (72): 6D rotations of abdomen, chest, neck, head, rCollar, rShldr, rForeArm, rHand,
+  lCollar, lShldr, lForeArm, lHand (12 x 6).
+
+The root's horizontal position is carried as velocity so a token is independent of where on the floor
+the dancer is; decoding integrates it. Everything is in metres: the CMU files are scaled by
+:data:`CMU_SCALE` (rest extent from foot end sites to eyes, 1.193 units, mapped to 1.60 m, i.e. a
+person of about 1.72 m).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.frames import MODEL_FPS, PoseFrame
+from engine.skeleton import rotations as R
+from engine.skeleton.skeleton import Skeleton, forward_kinematics, forward_kinematics_full, get_skeleton
+
+#: Rest extent (foot end sites to eyes) of the CMU skeleton in metres after scaling.
+CMU_REST_EXTENT_M = 1.60
+#: Multiplier from CMU salsa file units to metres (1.60 / 1.19286).
+CMU_SCALE = CMU_REST_EXTENT_M / 1.192858
+
+LOWER_JOINTS: tuple[str, ...] = ("hip", "rButtock", "rThigh", "rShin", "rFoot", "lButtock", "lThigh", "lShin", "lFoot")
+UPPER_JOINTS: tuple[str, ...] = (
+    "abdomen", "chest", "neck", "head", "rCollar", "rShldr", "rForeArm", "rHand",
+    "lCollar", "lShldr", "lForeArm", "lHand",
+)
+MODEL_JOINTS: tuple[str, ...] = LOWER_JOINTS + UPPER_JOINTS
+#: Foot points whose contact is labelled: (joint, use its end site).
+CONTACT_POINTS: tuple[tuple[str, bool], ...] = (("rFoot", False), ("rFoot", True), ("lFoot", False), ("lFoot", True))
+LOWER_DIM = 3 + 6 * len(LOWER_JOINTS) + len(CONTACT_POINTS)  # 61
+UPPER_DIM = 6 * len(UPPER_JOINTS)  # 72
+CONTACT_SLICE = slice(LOWER_DIM - len(CONTACT_POINTS), LOWER_DIM)
+#: Contact thresholds: a foot point is in contact when within this height of its floor level and slower than this.
+CONTACT_HEIGHT_M = 0.05
+CONTACT_SPEED_MS = 0.35
+
+
+def metric_cmu_skeleton() -> Skeleton:
+    """The CMU skeleton scaled to metres (name ``"cmu"``, so PoseFrames keep referring to it)."""
+    return get_skeleton("cmu").scaled(CMU_SCALE)
+
+
+@dataclass
+class Motion:
+    """A motion clip in engine space: root positions and joint-local rotation matrices of a full skeleton."""
+
+    skeleton: Skeleton
+    root_pos: np.ndarray  # [T, 3] metres
+    rot: np.ndarray  # [T, J, 3, 3] joint-local rotation matrices
+    fps: float
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.root_pos)
+
+
+def model_joint_indices(skel: Skeleton) -> np.ndarray:
+    """Indices of :data:`MODEL_JOINTS` in ``skel`` (raises KeyError naming a missing joint)."""
+    return np.array([skel.index(n) for n in MODEL_JOINTS], dtype=np.int64)
+
+
+def foot_points(skel: Skeleton, root_pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
+    """World positions of the 4 contact points. root_pos: [T, 3], rot: [T, J, 3, 3] -> [T, 4, 3]."""
+    pos, wrot = forward_kinematics_full(skel, root_pos, rot)
+    pts = []
+    for name, end in CONTACT_POINTS:
+        j = skel.index(name)
+        p = pos[:, j]
+        if end:
+            p = p + wrot[:, j] @ skel.end_sites[j]
+        pts.append(p)
+    return np.stack(pts, axis=1)
+
+
+def foot_contacts(points: np.ndarray, fps: float, floor: np.ndarray | None = None) -> np.ndarray:
+    """0/1 contact labels from foot point height and speed. points: [T, 4, 3] -> [T, 4] float32.
+
+    ``floor`` ([4] heights) defaults to the 5th percentile of each point's height over the clip.
+    """
+    h = points[..., 1]
+    if floor is None:
+        floor = np.percentile(h, 5, axis=0)
+    v = np.linalg.norm(np.diff(points, axis=0, prepend=points[:1]), axis=-1) * fps
+    v[0] = v[1] if len(v) > 1 else 0.0
+    return ((h - floor < CONTACT_HEIGHT_M) & (v < CONTACT_SPEED_MS)).astype(np.float32)
+
+
+def motion_to_vectors(motion: Motion) -> tuple[np.ndarray, np.ndarray]:
+    """Full-skeleton motion -> (upper [T, 72], lower [T, 61]) float32 model vectors."""
+    skel = motion.skeleton
+    idx = model_joint_indices(skel)
+    d6 = R.matrix_to_rot6d(motion.rot[:, idx])  # [T, 21, 6]
+    nl = len(LOWER_JOINTS)
+    root = motion.root_pos
+    vel = np.diff(root, axis=0, prepend=root[:1]) * motion.fps
+    if len(vel) > 1:
+        vel[0] = vel[1]
+    contacts = foot_contacts(foot_points(skel, root, motion.rot), motion.fps)
+    lower = np.concatenate(
+        [vel[:, :1], root[:, 1:2], vel[:, 2:3], d6[:, :nl].reshape(len(root), -1), contacts], axis=1
+    )
+    upper = d6[:, nl:].reshape(len(root), -1)
+    return upper.astype(np.float32), lower.astype(np.float32)
+
+
+def vectors_to_motion(
+    upper: np.ndarray,
+    lower: np.ndarray,
+    skel: Skeleton | None = None,
+    fps: float = MODEL_FPS,
+    start_xz: tuple[float, float] = (0.0, 0.0),
+) -> Motion:
+    """Model vectors (upper [T, 72], lower [T, 61]) -> full-skeleton Motion (dropped joints at rest).
+
+    The root's horizontal position integrates the velocity channels from ``start_xz``.
+    """
+    skel = skel or metric_cmu_skeleton()
+    if upper.shape[-1] != UPPER_DIM or lower.shape[-1] != LOWER_DIM or len(upper) != len(lower):
+        raise ValueError(
+            f"expected upper [T, {UPPER_DIM}] and lower [T, {LOWER_DIM}], got {upper.shape}, {lower.shape}"
+        )
+    t = len(upper)
+    nl = len(LOWER_JOINTS)
+    d6 = np.concatenate([lower[:, 3 : 3 + 6 * nl].reshape(t, nl, 6), upper.reshape(t, -1, 6)], axis=1)
+    rot = np.broadcast_to(np.eye(3), (t, skel.num_joints, 3, 3)).copy()
+    rot[:, model_joint_indices(skel)] = R.rot6d_to_matrix(d6)
+    root = np.zeros((t, 3))
+    root[:, 0] = start_xz[0] + np.cumsum(lower[:, 0]) / fps
+    root[:, 2] = start_xz[1] + np.cumsum(lower[:, 2]) / fps
+    root[:, 1] = lower[:, 1]
+    return Motion(skeleton=skel, root_pos=root, rot=rot, fps=fps)
+
+
+def motion_positions(motion: Motion) -> np.ndarray:
+    """World joint positions [T, J, 3] of a Motion."""
+    return forward_kinematics(motion.skeleton, motion.root_pos, motion.rot)
+
+
+def motion_to_pose_frames(
+    motion: Motion, performer: int = 0, start_frame: int = 0, with_positions: bool = False
+) -> list[PoseFrame]:
+    """Motion -> PoseFrames (quaternions w, x, y, z for every skeleton joint; engine space, metres)."""
+    quats = R.matrix_to_quat(motion.rot).astype(np.float32)  # [T, J, 4]
+    pos = motion_positions(motion).astype(np.float32) if with_positions else None
+    frames = []
+    for i in range(motion.n_frames):
+        fi = start_frame + i
+        frames.append(
+            PoseFrame(
+                sample_index=0,
+                capture_ns=0,
+                frame_index=fi,
+                performer=performer,
+                skeleton=motion.skeleton.name,
+                root_position=motion.root_pos[i].astype(np.float32),
+                rotations=quats[i],
+                positions=None if pos is None else pos[i],
+                time_s=fi / motion.fps,
+                fps=motion.fps,
+            )
+        )
+    return frames
+
+
+def resample_motion(motion: Motion, src_times: np.ndarray, fps_out: float) -> Motion:
+    """Sample ``motion`` at fractional frame positions ``src_times`` ([n_out], in source frames).
+
+    Root positions are interpolated linearly and rotations by quaternion slerp; used to decimate
+    and to time-warp.
+    """
+    src_times = np.clip(np.asarray(src_times, dtype=np.float64), 0, motion.n_frames - 1)
+    i0 = np.floor(src_times).astype(np.int64)
+    i1 = np.minimum(i0 + 1, motion.n_frames - 1)
+    w = (src_times - i0)[:, None]
+    root = motion.root_pos[i0] * (1 - w) + motion.root_pos[i1] * w
+    q = R.matrix_to_quat(motion.rot)  # [T, J, 4]
+    qs = R.slerp(q[i0], q[i1], w)  # w: [T, 1] broadcasts over joints
+    return Motion(skeleton=motion.skeleton, root_pos=root, rot=R.quat_to_matrix(qs), fps=fps_out)
+
+
+def model_fk_layout(skel: Skeleton | None = None) -> tuple[list[int], np.ndarray, list[str]]:
+    """Parents, offsets [K, 3] and names of the model joints plus the two toe end sites, for FK losses.
+
+    The 21 model joints are closed under parents, so FK over them alone gives their exact positions.
+    """
+    skel = skel or metric_cmu_skeleton()
+    idx = list(model_joint_indices(skel))
+    parents: list[int] = []
+    offsets: list[np.ndarray] = []
+    names = list(MODEL_JOINTS)
+    for j in idx:
+        p = skel.parents[j]
+        parents.append(-1 if p < 0 else idx.index(p))
+        offsets.append(skel.offsets[j])
+    for foot in ("rFoot", "lFoot"):
+        j = skel.index(foot)
+        parents.append(idx.index(j))
+        offsets.append(skel.end_sites[j])
+        names.append(foot + "_toe")
+    return parents, np.stack(offsets), names

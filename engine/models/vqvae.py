@@ -1,0 +1,327 @@
+"""FreqVQ-VAE: upper/lower-body motion tokenizer with a frequency-domain encoder branch and a causal decoder.
+
+Follows Bailando (separate 512-entry codebooks for the upper and lower body, EMA codebook updates) and
+ExpressiveBailando (an encoder branch on the frequency content of the motion window). One token covers
+``DOWN = 4`` frames (133 ms at 30 fps).
+
+The decoder is strictly causal: the frames of token ``t`` depend only on tokens ``<= t``, so a token
+can be turned into poses the moment it is sampled (decode latency: 0 frames of look-ahead; the
+decoder's receptive field is :meth:`VQVAE.decode_context` tokens, which the runtime keeps).
+The encoder is non-causal; it only runs offline (training, encoding real data).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Frames per token.
+DOWN = 4
+
+
+@dataclass
+class VQVAEConfig:
+    """Sizes and loss weights of the FreqVQ-VAE."""
+
+    upper_dim: int = 72
+    lower_dim: int = 61
+    #: Indices (within the lower vector) of the foot-contact channels (predicted as logits).
+    lower_contact: list[int] = field(default_factory=lambda: [57, 58, 59, 60])
+    n_codes: int = 512
+    code_dim: int = 64
+    hidden: int = 128
+    n_res: int = 2
+    #: Frames of the window whose rFFT magnitude feeds the frequency branch (centred on the token).
+    freq_window: int = 16
+    ema_decay: float = 0.99
+    #: A code whose EMA usage falls below this is re-seeded from a random encoder output.
+    dead_usage: float = 0.03
+    beta: float = 0.1  # commitment weight
+    w_rec: float = 1.0
+    w_vel: float = 1.0
+    w_contact: float = 0.2
+    w_fk: float = 1.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VQVAEConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class _Res(nn.Module):
+    """Residual conv block; ``causal`` pads only on the left."""
+
+    def __init__(self, ch: int, dilation: int, causal: bool) -> None:
+        super().__init__()
+        self.causal = causal
+        self.pad = 2 * dilation
+        self.c1 = nn.Conv1d(ch, ch, 3, dilation=dilation)
+        self.c2 = nn.Conv1d(ch, ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, C, T]
+        if self.causal:
+            h = F.pad(x, (self.pad, 0))
+        else:
+            h = F.pad(x, (self.pad // 2, self.pad // 2), mode="replicate")
+        return x + self.c2(F.relu(self.c1(F.relu(h))))
+
+
+class _CausalConv(nn.Module):
+    def __init__(self, cin: int, cout: int, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.conv = nn.Conv1d(cin, cout, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, C, T]
+        return self.conv(F.pad(x, (self.k - 1, 0)))
+
+
+class Encoder(nn.Module):
+    """Temporal conv encoder (stride 4) fused with a frequency branch on the window's rFFT magnitude."""
+
+    def __init__(self, dim: int, cfg: VQVAEConfig) -> None:
+        super().__init__()
+        h = cfg.hidden
+        self.win = cfg.freq_window
+        self.inp = nn.Conv1d(dim, h, 3, padding=1)
+        self.down = nn.ModuleList()
+        for i in range(2):
+            self.down.append(nn.Conv1d(h, h, 4, stride=2, padding=1))
+            self.down.append(_Res(h, 1 + i, causal=False))
+        self.out = nn.Conv1d(h, cfg.code_dim, 3, padding=1)
+        n_bins = self.win // 2 + 1
+        self.freq = nn.Sequential(
+            nn.Linear(dim * n_bins, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, cfg.code_dim)
+        )
+        self.fuse = nn.Linear(2 * cfg.code_dim, cfg.code_dim)
+
+    def freq_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Log rFFT magnitude of each token's window, per channel. x: [B, T, D] -> [B, T/4, D*(W/2+1)]."""
+        b, t, _ = x.shape
+        n = t // DOWN
+        before = (self.win - DOWN) // 2
+        after = self.win - DOWN - before
+        xp = F.pad(x.transpose(1, 2), (before, after), mode="replicate")  # [B, D, T+W-4]
+        win = xp.unfold(2, self.win, DOWN)[:, :, :n]  # [B, D, n, W]
+        win = win - win.mean(dim=-1, keepdim=True)  # the temporal branch carries the level
+        mag = torch.fft.rfft(win * torch.hann_window(self.win, device=x.device, dtype=x.dtype), dim=-1).abs()
+        return torch.log1p(mag).permute(0, 2, 1, 3).reshape(b, n, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, T, D] -> [B, T/4, C]
+        h = F.relu(self.inp(x.transpose(1, 2)))
+        for m in self.down:
+            h = m(h) if isinstance(m, _Res) else F.relu(m(h))
+        zt = self.out(h).transpose(1, 2)  # [B, T/4, C]
+        zf = self.freq(self.freq_features(x))  # [B, T/4, C]
+        return self.fuse(torch.cat([zt, zf], dim=-1))
+
+
+class Decoder(nn.Module):
+    """Causal decoder: frames of token t depend only on tokens <= t."""
+
+    def __init__(self, dim: int, cfg: VQVAEConfig) -> None:
+        super().__init__()
+        h = cfg.hidden
+        self.inp = _CausalConv(cfg.code_dim, h, 3)
+        self.res0 = nn.ModuleList([_Res(h, 1 + i, causal=True) for i in range(cfg.n_res)])
+        self.up = nn.ModuleList([_CausalConv(h, h, 3) for _ in range(2)])
+        self.res1 = nn.ModuleList([_Res(h, 1, causal=True) for _ in range(2)])
+        self.out = _CausalConv(h, dim, 3)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # z: [B, N, C] -> [B, 4N, D]
+        h = F.relu(self.inp(z.transpose(1, 2)))
+        for m in self.res0:
+            h = m(h)
+        for up, res in zip(self.up, self.res1, strict=True):
+            h = torch.repeat_interleave(h, 2, dim=2)  # nearest up-sampling keeps causality
+            h = res(F.relu(up(h)))
+        return self.out(F.relu(h)).transpose(1, 2)
+
+
+class EMAQuantizer(nn.Module):
+    """Nearest-code quantizer with EMA codebook updates and dead-code re-seeding."""
+
+    codebook: torch.Tensor  # [K, C]
+    ema_count: torch.Tensor  # [K]
+    ema_sum: torch.Tensor  # [K, C]
+    initialised: torch.Tensor  # [] bool
+
+    def __init__(self, cfg: VQVAEConfig) -> None:
+        super().__init__()
+        self.decay = cfg.ema_decay
+        self.dead = cfg.dead_usage
+        k, c = cfg.n_codes, cfg.code_dim
+        self.register_buffer("codebook", torch.randn(k, c) * 0.1)
+        self.register_buffer("ema_count", torch.ones(k))
+        self.register_buffer("ema_sum", self.codebook.clone())
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    def indices(self, z: torch.Tensor) -> torch.Tensor:  # z: [..., C] -> [...] long
+        flat = z.reshape(-1, z.shape[-1])
+        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + self.codebook.pow(2).sum(1)[None]
+        return d.argmin(dim=1).reshape(z.shape[:-1])
+
+    def lookup(self, idx: torch.Tensor) -> torch.Tensor:  # idx: [...] -> [..., C]
+        return F.embedding(idx, self.codebook)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z: [B, N, C] -> (quantised with straight-through [B, N, C], indices [B, N], commit loss)."""
+        flat = z.reshape(-1, z.shape[-1]).detach()
+        if self.training and not bool(self.initialised):
+            # Seed the codebook from data so no code starts far from every encoder output.
+            pick = torch.randint(0, flat.shape[0], (self.codebook.shape[0],), device=z.device)
+            self.codebook.copy_(flat[pick])
+            self.ema_sum.copy_(flat[pick])
+            self.ema_count.fill_(1.0)
+            self.initialised.fill_(True)
+        idx = self.indices(z)
+        q = self.lookup(idx)
+        if self.training:
+            with torch.no_grad():
+                onehot = F.one_hot(idx.reshape(-1), self.codebook.shape[0]).type_as(flat)  # [M, K]
+                self.ema_count.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+                self.ema_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
+                n = self.ema_count.sum()
+                count = (self.ema_count + 1e-5) / (n + self.codebook.shape[0] * 1e-5) * n
+                self.codebook.copy_(self.ema_sum / count[:, None])
+                dead = self.ema_count < self.dead
+                n_dead = int(dead.sum())
+                if n_dead:
+                    pick = torch.randint(0, flat.shape[0], (n_dead,), device=z.device)
+                    self.codebook[dead] = flat[pick]
+                    self.ema_sum[dead] = flat[pick]
+                    self.ema_count[dead] = 1.0
+        commit = F.mse_loss(z, q.detach())
+        q_st = z + (q - z).detach()
+        return q_st, idx, commit
+
+
+class VQVAE(nn.Module):
+    """Upper and lower FreqVQ-VAEs with normalisation statistics held as buffers.
+
+    Inputs are raw pose vectors (see :mod:`engine.models.pose_repr`); the model normalises them with
+    ``*_mean``/``*_std`` (set from training data) and returns raw vectors, foot contacts as 0..1.
+    """
+
+    up_mean: torch.Tensor
+    up_std: torch.Tensor
+    down_mean: torch.Tensor
+    down_std: torch.Tensor
+    contact_mask: torch.Tensor  # [Dl] bool
+
+    def __init__(self, cfg: VQVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.enc_up = Encoder(cfg.upper_dim, cfg)
+        self.enc_down = Encoder(cfg.lower_dim, cfg)
+        self.dec_up = Decoder(cfg.upper_dim, cfg)
+        self.dec_down = Decoder(cfg.lower_dim, cfg)
+        self.q_up = EMAQuantizer(cfg)
+        self.q_down = EMAQuantizer(cfg)
+        self.register_buffer("up_mean", torch.zeros(cfg.upper_dim))
+        self.register_buffer("up_std", torch.ones(cfg.upper_dim))
+        self.register_buffer("down_mean", torch.zeros(cfg.lower_dim))
+        self.register_buffer("down_std", torch.ones(cfg.lower_dim))
+        contact = torch.zeros(cfg.lower_dim, dtype=torch.bool)
+        contact[cfg.lower_contact] = True
+        self.register_buffer("contact_mask", contact, persistent=False)
+
+    def set_stats(self, up: torch.Tensor, down: torch.Tensor) -> None:
+        """Set normalisation from raw training vectors up: [M, Du], down: [M, Dl]."""
+        self.up_mean.copy_(up.mean(0))
+        self.up_std.copy_(up.std(0).clamp_min(1e-3))
+        dm, ds = down.mean(0), down.std(0).clamp_min(1e-3)
+        dm[self.contact_mask] = 0.0  # contacts stay 0/1 (targets of a BCE)
+        ds[self.contact_mask] = 1.0
+        self.down_mean.copy_(dm)
+        self.down_std.copy_(ds)
+
+    def _norm(self, up: torch.Tensor, down: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (up - self.up_mean) / self.up_std, (down - self.down_mean) / self.down_std
+
+    def encode(self, up: torch.Tensor, down: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw vectors up: [B, T, Du], down: [B, T, Dl] (T multiple of 4) -> token ids [B, T/4] x 2."""
+        nu, nd = self._norm(up, down)
+        return self.q_up.indices(self.enc_up(nu)), self.q_down.indices(self.enc_down(nd))
+
+    def decode(self, idx_up: torch.Tensor, idx_down: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids [B, N] x 2 -> raw vectors [B, 4N, Du], [B, 4N, Dl] (contacts as probabilities)."""
+        yu = self.dec_up(self.q_up.lookup(idx_up))
+        yd = self.dec_down(self.q_down.lookup(idx_down))
+        return self._denorm(yu, yd)
+
+    def _denorm(self, yu: torch.Tensor, yd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        up = yu * self.up_std + self.up_mean
+        down = yd * self.down_std + self.down_mean
+        down = torch.where(self.contact_mask, torch.sigmoid(yd), down)
+        return up, down
+
+    def decode_context(self) -> int:
+        """Tokens of history the causal decoder needs to reproduce a token's frames exactly."""
+        # Token-rate layers: inp k3 (2) + res0 dilations 1..n (2*d each); the up-sampled layers look back
+        # 8 half-rate samples + 6 frames (< 4 tokens); +1 for the nearest up-sampling offset.
+        return 2 + sum(2 * (1 + i) for i in range(self.cfg.n_res)) + 5
+
+    def forward(self, up: torch.Tensor, down: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass on raw vectors; returns losses and the raw reconstructions."""
+        cfg = self.cfg
+        nu, nd = self._norm(up, down)
+        qu, iu, cu = self.q_up(self.enc_up(nu))
+        qd, idn, cd = self.q_down(self.enc_down(nd))
+        yu = self.dec_up(qu)  # [B, T, Du] normalised
+        yd = self.dec_down(qd)  # [B, T, Dl] normalised (contacts as logits)
+        m = self.contact_mask
+        rec = F.smooth_l1_loss(yu, nu) + F.smooth_l1_loss(yd[..., ~m], nd[..., ~m])
+        vel = F.smooth_l1_loss(yu[:, 1:] - yu[:, :-1], nu[:, 1:] - nu[:, :-1]) + F.smooth_l1_loss(
+            yd[:, 1:, ~m] - yd[:, :-1, ~m], nd[:, 1:, ~m] - nd[:, :-1, ~m]
+        )
+        contact = F.binary_cross_entropy_with_logits(yd[..., m], down[..., m].clamp(0, 1))
+        raw_up, raw_down = self._denorm(yu, yd)
+        loss = cfg.w_rec * rec + cfg.w_vel * vel + cfg.w_contact * contact + cfg.beta * (cu + cd)
+        return {
+            "loss": loss,
+            "rec": rec.detach(),
+            "vel": vel.detach(),
+            "contact": contact.detach(),
+            "commit": (cu + cd).detach(),
+            "up": raw_up,
+            "down": raw_down,
+            "idx_up": iu,
+            "idx_down": idn,
+        }
+
+
+def save_vqvae(model: VQVAE, out_dir: Path, extra: dict | None = None) -> None:
+    """Write ``vqvae.safetensors`` + ``vqvae.json`` into ``out_dir``."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / "vqvae.safetensors"))
+    meta = {"config": asdict(model.cfg), **(extra or {})}
+    (out_dir / "vqvae.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_vqvae(model_dir: Path, device: str = "cpu") -> VQVAE:
+    """Load a VQ-VAE written by :func:`save_vqvae`; raises FileNotFoundError naming what is missing."""
+    from safetensors.torch import load_file
+
+    cfg_path = model_dir / "vqvae.json"
+    w_path = model_dir / "vqvae.safetensors"
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            have = sorted(x.name for x in model_dir.glob("*")) if model_dir.is_dir() else "no such folder"
+            raise FileNotFoundError(f"missing {p.name} in {model_dir} (have: {have})")
+    cfg = VQVAEConfig.from_dict(json.loads(cfg_path.read_text())["config"])
+    model = VQVAE(cfg)
+    model.load_state_dict(load_file(str(w_path), device=device))
+    model.eval()
+    return model.to(device)

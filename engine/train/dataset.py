@@ -1,0 +1,157 @@
+"""Training sequences: motion vectors paired with synthetic music analysed by the live analysis code.
+
+Each CMU take (and each tempo warp of it) gets a rhythm track rendered onto its kinetic beats
+(:mod:`engine.train.synth_music`, labelled synthetic), which is then analysed by
+``engine.analysis.features.analyze_signal`` -- the same causal hop-by-hop code the live engine runs, with
+the same lag -- so the model is trained exactly as it runs. Rendered audio and features are cached under
+``cache_dir`` (default ``$GROOVECAST_CACHE`` or ``~/.cache/groovecast``), keyed by take, warp and a
+version string.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.frames import ENGINE_SAMPLE_RATE
+from engine.models.pose_repr import motion_to_vectors
+from engine.train.cmu_data import DEFAULT_CMU_DIR, Take, load_split, warp_take
+from engine.train.synth_music import SYNTHETIC_LABEL, render_track
+
+log = logging.getLogger(__name__)
+
+#: Bump when rendering or analysis changes so stale caches are not reused.
+CACHE_VERSION = "v1"
+#: Tempo factors used to augment the training takes (motion and music warped together).
+DEFAULT_WARPS: tuple[float, ...] = (0.85, 1.0, 1.15, 1.3)
+#: Genre ids known to the models (salsa is the only real data here).
+GENRES: tuple[str, ...] = ("salsa", "pop", "hiphop", "ballet")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("GROOVECAST_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "groovecast"
+
+
+@dataclass
+class MusicTrack:
+    """Audio and its causal analysis, frame-aligned with the motion (frame i = time i / MODEL_FPS)."""
+
+    audio: np.ndarray  # [S] float32 at ENGINE_SAMPLE_RATE
+    features: np.ndarray  # [N, 40]
+    period_s: np.ndarray  # [N]
+    next_beat_s: np.ndarray  # [N]
+    bpm: np.ndarray  # [N]
+    beats_s: np.ndarray  # [B] the beats the music was rendered on (ground truth)
+    label: str = SYNTHETIC_LABEL
+
+
+@dataclass
+class Sequence:
+    """One dancer of one take variant with its music."""
+
+    name: str
+    upper: np.ndarray  # [T, 72]
+    lower: np.ndarray  # [T, 61]
+    music: MusicTrack
+    genre: int = 0
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.upper)
+
+
+def analyze_audio(audio: np.ndarray, sr: int = ENGINE_SAMPLE_RATE) -> tuple[np.ndarray, ...]:
+    """Run the live analysis on a whole signal: (features [N,40], period_s, next_beat_s, bpm)."""
+    from engine.analysis.features import analyze_signal
+
+    a = analyze_signal(audio, sr)
+    return (
+        np.asarray(a.features, dtype=np.float32),
+        np.asarray(a.period_s, dtype=np.float64),
+        np.asarray(a.next_beat_s, dtype=np.float64),
+        np.asarray(a.bpm, dtype=np.float64),
+    )
+
+
+def music_for_take(take: Take, cache_dir: Path, seed: int) -> MusicTrack:
+    """Render (or load from cache) the synthetic track of a take variant and its analysis."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"cmu_{take.name}_s{seed}_{CACHE_VERSION}.npz"
+    beats = take.beats.beats_s
+    if path.is_file():
+        z = np.load(path, allow_pickle=False)
+        return MusicTrack(
+            audio=z["audio"], features=z["features"], period_s=z["period_s"], next_beat_s=z["next_beat_s"],
+            bpm=z["bpm"], beats_s=z["beats_s"],
+        )
+    audio = render_track(beats, take.duration_s, seed=seed)
+    feats, period, nxt, bpm = analyze_audio(audio)
+    np.savez(path, audio=audio, features=feats, period_s=period, next_beat_s=nxt, bpm=bpm, beats_s=beats,
+             label=np.array(SYNTHETIC_LABEL))
+    return MusicTrack(audio=audio, features=feats, period_s=period, next_beat_s=nxt, bpm=bpm, beats_s=beats)
+
+
+def _fit(a: np.ndarray, n: int) -> np.ndarray:
+    """Trim or edge-pad a per-frame array to n frames."""
+    if len(a) >= n:
+        return a[:n]
+    pad = [(0, n - len(a))] + [(0, 0)] * (a.ndim - 1)
+    return np.pad(a, pad, mode="edge")
+
+
+def take_sequences(take: Take, cache_dir: Path, seed: int) -> list[Sequence]:
+    music = music_for_take(take, cache_dir, seed)
+    n = take.n_frames
+    music = MusicTrack(
+        audio=music.audio, features=_fit(music.features, n), period_s=_fit(music.period_s, n),
+        next_beat_s=_fit(music.next_beat_s, n), bpm=_fit(music.bpm, n), beats_s=music.beats_s,
+    )
+    out = []
+    for d, motion in enumerate(take.dancers):
+        up, low = motion_to_vectors(motion)
+        out.append(Sequence(name=f"{take.name}_d{60 + d}", upper=up, lower=low, music=music, genre=0))
+    return out
+
+
+def build_sequences(
+    data_dir: Path | None = None,
+    split: str = "train",
+    warps: tuple[float, ...] = DEFAULT_WARPS,
+    cache_dir: Path | None = None,
+    max_takes: int | None = None,
+) -> list[Sequence]:
+    """All sequences of a split. Validation uses no warps (the takes as captured)."""
+    data_dir = data_dir or DEFAULT_CMU_DIR
+    cache_dir = cache_dir or default_cache_dir()
+    takes = load_split(data_dir, split)[: max_takes or None]
+    if split != "train":
+        warps = (1.0,)
+    seqs: list[Sequence] = []
+    for take in takes:
+        for wi, w in enumerate(warps):
+            variant = take if w == 1.0 else warp_take(take, w)
+            seqs.extend(take_sequences(variant, cache_dir, seed=1000 * int(take.take) + wi))
+            log.info("data: %s (%d frames, %.1f BPM)", variant.name, variant.n_frames, variant.beats.bpm)
+    return seqs
+
+
+def build_motion(
+    data_dir: Path | None = None, split: str = "train", warps: tuple[float, ...] = DEFAULT_WARPS
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Motion vectors only (no music): [(name, upper [T, 72], lower [T, 61])] for VQ-VAE training."""
+    takes = load_split(data_dir or DEFAULT_CMU_DIR, split)
+    if split != "train":
+        warps = (1.0,)
+    out = []
+    for take in takes:
+        for w in warps:
+            variant = take if w == 1.0 else warp_take(take, w)
+            for d, motion in enumerate(variant.dancers):
+                up, low = motion_to_vectors(motion)
+                out.append((f"{variant.name}_d{60 + d}", up, low))
+    return out
