@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from engine import __version__
 
 #: Modules that register sub-commands, in help order. Add a module here to add commands.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("engine.cli.stream_cmds",)
 
 
 class CliError(Exception):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: hashable, usable as a cache key
 class Skeleton:
     """A joint hierarchy in engine space (right-handed, Y up, metres; the character faces +Z, left is +X).
 

@@ -1,0 +1,173 @@
+"""``groovecast replay`` and ``groovecast serve``: stream a motion file, or run the viewer server alone."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from typing import Any
+
+from engine.cli import CliError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WS = "127.0.0.1:8765"
+
+
+def register(sub: Any) -> None:
+    rp = sub.add_parser(
+        "replay",
+        help="stream a motion file (BVH or AIST++ .pkl) in real time over OSC and/or WebSocket",
+        description="Stream a motion file in real time. With --ws the same port serves the viewer page.",
+    )
+    rp.add_argument("motion", help="a .bvh file (any channel order) or an AIST++ motion .pkl")
+    rp.add_argument("--osc", action="append", default=[], metavar="HOST:PORT",
+                    help="send OSC bundles to this target (repeatable); VMC default port 39539")
+    rp.add_argument("--profile", choices=("vmc", "vj"), default="vmc", help="OSC profile (default vmc)")
+    rp.add_argument("--ws", metavar="HOST:PORT", help="serve WebSocket + viewer here (port 0: any free port)")
+    rp.add_argument("--loop", action="store_true", help="start over at the end of the clip")
+    rp.add_argument("--fps", type=int, choices=(30, 60), default=30, help="output frame rate (60: slerp up-sampling)")
+    rp.add_argument("--seconds", type=float, help="stop after this many seconds")
+    rp.add_argument("--height", type=float, default=1.70,
+                    help="scale the body to this height in metres (0 keeps file units; default 1.70)")
+    rp.add_argument("--bpm", type=float, default=0.0, help="add a synthetic beat grid at this tempo (VJ pulses)")
+    rp.add_argument("--performer", type=int, default=0, help="performer index stamped on frames")
+    rp.add_argument("--record", action="append", default=[], metavar="FILE.bvh|FILE.npz",
+                    help="also record the stream to a BVH or NPZ file (repeatable)")
+    _server_args(rp)
+    rp.set_defaults(handler=_replay)
+
+    sp = sub.add_parser("serve", help="run the viewer page and WebSocket pose server alone",
+                        description="Run the WebSocket pose server and viewer page (no motion source).")
+    sp.add_argument("--ws", metavar="HOST:PORT", default=DEFAULT_WS, help=f"bind address (default {DEFAULT_WS})")
+    _server_args(sp)
+    sp.set_defaults(handler=_serve)
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", help="require ?token=TOKEN on WebSocket connections")
+    p.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
+                   help="browser Origin allowed to connect (repeatable; '*' for any). Default: this server's own page")
+
+
+def _make_server(args: argparse.Namespace, skeleton: Any = None) -> Any:
+    from streams.osc_sender import parse_host_port
+    from streams.ws_server import PoseServer
+
+    try:
+        host, port = parse_host_port(args.ws, default_port=8765)
+    except ValueError as exc:
+        raise CliError(f"--ws: {exc}") from None
+
+    def on_control(msg: Any) -> None:
+        log.info("control from a client: kind=%s performer=%d value=%r", msg.kind, msg.performer, msg.value)
+
+    return PoseServer(host, port, token=args.token, allowed_origins=args.allow_origin, on_control=on_control,
+                      skeleton=skeleton)
+
+
+def _announce(server: Any) -> None:
+    host = server.host if ":" not in server.host else f"[{server.host}]"
+    print(f"viewer: http://{host}:{server.port}/  websocket: ws://{host}:{server.port}/ws", flush=True)
+    if server.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {server.host}, reachable from other machines"
+              + ("" if server.token else " (no --token set)"), file=sys.stderr, flush=True)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.skeleton.bvh import BvhError
+    from engine.skeleton.motion import load_motion
+    from streams.osc_sender import OscSender, parse_host_port
+    from streams.player import MotionPlayer
+    from streams.recorders import recorder_for
+
+    try:
+        motion = load_motion(args.motion)
+    except (FileNotFoundError, BvhError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    if args.seconds is not None and args.seconds <= 0:
+        raise CliError("--seconds must be positive")
+    player = MotionPlayer(motion, args.fps, loop=args.loop, performer=args.performer,
+                          height_m=max(0.0, args.height), bpm=args.bpm)
+    sinks: list[Any] = []
+    closers: list[Any] = []
+    if args.osc:
+        try:
+            targets = [parse_host_port(t, default_port=39539 if args.profile == "vmc" else 9000) for t in args.osc]
+            sender = OscSender(targets, args.profile, skeleton=player.motion.skeleton)
+        except ValueError as exc:
+            raise CliError(f"--osc: {exc}") from None
+        sinks.append(sender.send)
+        closers.append(sender.close)
+    recorders = []
+    for path in args.record:
+        try:
+            rec = recorder_for(path, player.motion.skeleton)
+        except ValueError as exc:
+            raise CliError(f"--record: {exc}") from None
+        recorders.append(rec)
+        sinks.append(rec)
+    print(f"replaying {args.motion}: {motion.num_frames} frames at {motion.fps:.1f} fps -> {args.fps} fps, "
+          f"skeleton {motion.skeleton.name}", flush=True)
+
+    def finish() -> None:
+        for c in closers:
+            c()
+        for r in recorders:
+            out = r.close()
+            if out is not None:
+                print(f"recorded {len(r.frames)} frames to {out}", flush=True)
+        s = player.stats
+        print(f"done: {s.frames} frames, {s.late_frames} late, max lateness {s.max_late_ns / 1e6:.2f} ms", flush=True)
+
+    if not args.ws:
+        with contextlib.suppress(KeyboardInterrupt):
+            player.run(sinks, args.seconds)
+        finish()
+        return 0
+
+    server = _make_server(args, player.motion.skeleton)
+
+    async def run() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise CliError(f"cannot listen on {args.ws}: {exc}") from None
+        _announce(server)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, player.run, [*sinks, server.publish_threadsafe], args.seconds)
+        finally:
+            player.stop()
+            await server.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        player.stop()
+    finish()
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    server = _make_server(args)
+
+    async def run() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise CliError(f"cannot listen on {args.ws}: {exc}") from None
+        _announce(server)
+        try:
+            await asyncio.Event().wait()  # until interrupted
+        finally:
+            await server.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+    return 0

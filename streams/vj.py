@@ -1,0 +1,51 @@
+"""VJ OSC profile (TouchDesigner, Resolume): beat pulse, BPM, phase, energy and joint positions.
+
+Every address starts with ``/groovecast/<performer>/`` (e.g. ``/groovecast/0/bpm``); one bundle per frame:
+
+==============================  ========  ===================================================================
+address                         types     meaning
+==============================  ========  ===================================================================
+``frame``                       ``ihh``   frame index, audio sample index, src_monotonic_ns
+``beat``                        ``i``     1 on the frame a beat falls on, else 0 (a pulse per beat)
+``bpm``                         ``f``     tempo in beats per minute
+``phase``                       ``f``     beat phase 0..1 (0 = on the beat)
+``energy``                      ``f``     music energy 0..1
+``root``                        ``fff``   root joint position
+``joint/<name>``                ``fff``   world position of each joint, named as in the skeleton
+==============================  ========  ===================================================================
+
+Positions are in engine space (right-handed, Y up, metres), which is also TouchDesigner's convention.
+"""
+
+from __future__ import annotations
+
+from engine.frames import PoseFrame
+from engine.skeleton.skeleton import Skeleton
+from streams.osc import OscInt64, encode_bundle, encode_message
+from streams.prepare import PreparedPose, prepare
+
+VJ_PREFIX = "/groovecast"
+#: Default target port for the VJ profile (an arbitrary choice, away from VMC's 39539; set it in the VJ tool).
+VJ_DEFAULT_PORT = 9000
+
+
+def vj_messages(p: PreparedPose) -> list[bytes]:
+    f = p.frame
+    base = f"{VJ_PREFIX}/{f.performer}"
+    msgs = [
+        encode_message(f"{base}/frame", (f.frame_index, OscInt64(f.sample_index), OscInt64(f.capture_ns))),
+        encode_message(f"{base}/beat", (1 if f.beat else 0,)),
+        encode_message(f"{base}/bpm", (float(f.bpm),)),
+        encode_message(f"{base}/phase", (float(f.beat_phase),)),
+        encode_message(f"{base}/energy", (float(f.energy),)),
+        encode_message(f"{base}/root", tuple(float(v) for v in p.positions[0])),
+    ]
+    for name, (x, y, z) in zip(p.skeleton.joint_names, p.positions.tolist(), strict=True):
+        msgs.append(encode_message(f"{base}/joint/{name}", (x, y, z)))
+    return msgs
+
+
+def encode_vj(frame: PoseFrame | PreparedPose, skel: Skeleton | None = None) -> bytes:
+    """One OSC bundle with the VJ profile for a frame."""
+    p = frame if isinstance(frame, PreparedPose) else prepare(frame, skel)
+    return encode_bundle(vj_messages(p))

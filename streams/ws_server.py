@@ -1,0 +1,314 @@
+"""WebSocket pose server: newest-frame fan-out, performer subscriptions, control input, and the viewer page.
+
+Each client owns one *slot per performer* that holds only the newest encoded frame; a writer task per
+client sends whatever is in its slots. A slow client therefore skips stale frames instead of queueing
+them, and its memory is bounded by (performers x one frame) + the websockets write buffer
+(``write_limit``). Frames are encoded once per format per frame, whatever the number of clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import mimetypes
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from engine.clock import SYSTEM_CLOCK, Clock
+from engine.frames import ControlMessage, PoseFrame
+from engine.skeleton.skeleton import Skeleton
+from streams.control import ControlError, parse_control
+from streams.prepare import prepare
+from streams.wire_binary import encode_binary
+from streams.wire_json import ack_message, encode_json, error_message, hello_message, pong_message
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("json", "binary")
+#: Static files of the viewer, served from the installed package (built by clients/web, committed).
+STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/viewer.js": "viewer.js"}
+
+
+def read_static(name: str) -> bytes:
+    return (resources.files("streams") / "static" / name).read_bytes()
+
+
+@dataclass(eq=False)
+class _Client:
+    ws: ServerConnection
+    performer: int = -1  # -1: every performer
+    fmt: str = "json"
+    slots: dict[int, str | bytes] = field(default_factory=dict)  # performer -> newest encoded frame
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sent: int = 0
+    dropped: int = 0
+
+
+@dataclass
+class ServerStats:
+    clients: int
+    published: int
+    sent: int
+    dropped: int
+    controls: int
+    control_errors: int
+
+
+class PoseServer:
+    """Serves poses over WebSocket and the viewer over HTTP on the same port.
+
+    Args:
+        host: interface to bind; ``127.0.0.1`` unless exposing is asked for explicitly.
+        port: TCP port (0 picks a free one; read :attr:`port` after :meth:`start`).
+        token: if set, WebSocket clients must pass ``?token=...``.
+        allowed_origins: browser Origins allowed to open a WebSocket. ``None``: this server's own
+            pages only (``http://<host>:<port>``, plus localhost/127.0.0.1 forms). ``["*"]``: any.
+            Clients that send no Origin (non-browser) are always allowed.
+        on_control: called on the event loop with each validated :class:`ControlMessage`.
+        clock: time source for ``server_ns`` stamps.
+        skeleton: skeleton override for frames (default: registered by the frame's name).
+        write_limit: websockets write-buffer high-water mark per client, in bytes.
+        max_clients: further connections are refused with HTTP 503.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        allowed_origins: Iterable[str] | None = None,
+        on_control: Callable[[ControlMessage], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        skeleton: Skeleton | None = None,
+        write_limit: int = 64 * 1024,
+        max_clients: int = 2000,
+    ) -> None:
+        self.host = host
+        self._port = port
+        self.token = token
+        self.allowed_origins = None if allowed_origins is None else set(allowed_origins)
+        self.on_control = on_control
+        self.clock = clock
+        self.skeleton = skeleton
+        self.write_limit = write_limit
+        self.max_clients = max_clients
+        self._clients: set[_Client] = set()
+        self._server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_sample_index = 0
+        self._performers: set[int] = set()
+        self.published = 0
+        self.controls = 0
+        self.control_errors = 0
+        self._gone_sent = 0
+        self._gone_dropped = 0
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self._port
+        return int(next(iter(self._server.sockets)).getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self._port,
+            process_request=self._process_request,
+            write_limit=self.write_limit,
+            max_size=64 * 1024,  # inbound: control messages are small
+            compression=None,  # per-message deflate costs CPU per client; poses are float noise anyway
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=1,
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 3)
+            self._server = None
+
+    async def __aenter__(self) -> PoseServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def stats(self) -> ServerStats:
+        return ServerStats(
+            clients=len(self._clients),
+            published=self.published,
+            sent=self._gone_sent + sum(c.sent for c in self._clients),
+            dropped=self._gone_dropped + sum(c.dropped for c in self._clients),
+            controls=self.controls,
+            control_errors=self.control_errors,
+        )
+
+    # ----------------------------------------------------------------------------------- publishing
+
+    def publish(self, frame: PoseFrame) -> None:
+        """Offer a frame to every subscribed client (call on the server's event loop)."""
+        self.published += 1
+        self._last_sample_index = frame.sample_index
+        self._performers.add(frame.performer)
+        wanted = [c for c in self._clients if c.performer in (-1, frame.performer)]
+        if not wanted:
+            return
+        server_ns = self.clock.monotonic_ns()
+        p = prepare(frame, self.skeleton)
+        encoded: dict[str, str | bytes] = {}
+        for c in wanted:
+            msg = encoded.get(c.fmt)
+            if msg is None:
+                msg = encode_json(p, server_ns) if c.fmt == "json" else encode_binary(p, server_ns)
+                encoded[c.fmt] = msg
+            if frame.performer in c.slots:
+                c.dropped += 1  # the client has not taken the previous frame yet: replace it
+            c.slots[frame.performer] = msg
+            c.wake.set()
+
+    def publish_threadsafe(self, frame: PoseFrame) -> None:
+        """Offer a frame from another thread (the replay/runtime thread)."""
+        if self._loop is None:
+            raise RuntimeError("server not started")
+        self._loop.call_soon_threadsafe(self.publish, frame)
+
+    # ------------------------------------------------------------------------------------------ HTTP
+
+    def _origin_allowed(self, origin: str | None) -> bool:
+        if origin is None:
+            return True
+        if self.allowed_origins is not None:
+            return "*" in self.allowed_origins or origin in self.allowed_origins
+        own = {f"http://{h}:{self.port}" for h in (self.host, "127.0.0.1", "localhost", "[::1]")}
+        return origin in own
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        is_ws = request.headers.get("Upgrade", "").lower() == "websocket"
+        if not is_ws:
+            name = STATIC_FILES.get(url.path)
+            if name is None:
+                return connection.respond(404, f"not found: {url.path} (the viewer is at /)\n")
+            try:
+                body = read_static(name)
+            except FileNotFoundError:
+                return connection.respond(500, f"viewer file {name} missing from the installed package\n")
+            ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            if ctype.startswith("text/") or ctype.endswith("javascript"):
+                ctype += "; charset=utf-8"
+            headers = Headers(
+                [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Cache-Control", "no-cache"),
+                 ("X-Content-Type-Options", "nosniff"), ("Connection", "close")]
+            )
+            return Response(200, "OK", headers, body)
+        if not self._origin_allowed(request.headers.get("Origin")):
+            return connection.respond(403, "origin not allowed\n")
+        if self.token is not None and parse_qs(url.query).get("token", [""])[0] != self.token:
+            return connection.respond(401, "missing or wrong token\n")
+        if len(self._clients) >= self.max_clients:
+            return connection.respond(503, "too many clients\n")
+        return None
+
+    # ----------------------------------------------------------------------------------- WebSocket
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        query = parse_qs(urlsplit(ws.request.path if ws.request else "/").query)
+        client = _Client(ws)
+        try:
+            client.performer = int(query.get("performer", ["-1"])[0])
+        except ValueError:
+            client.performer = -1
+        fmt = query.get("format", ["json"])[0]
+        client.fmt = fmt if fmt in FORMATS else "json"
+        await ws.send(hello_message(self.clock.monotonic_ns(), sorted(self._performers)))
+        self._clients.add(client)
+        writer = asyncio.create_task(self._writer(client))
+        try:
+            async for raw in ws:
+                reply = self._on_message(client, raw)
+                if reply is not None:
+                    # replies go through the same connection; they are rare and small
+                    await ws.send(reply)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._clients.discard(client)
+            self._gone_sent += client.sent
+            self._gone_dropped += client.dropped
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await writer
+
+    async def _writer(self, c: _Client) -> None:
+        try:
+            while True:
+                await c.wake.wait()
+                c.wake.clear()
+                while c.slots:
+                    _, msg = c.slots.popitem()
+                    await c.ws.send(msg)  # waits while the client's write buffer is above write_limit
+                    c.sent += 1
+        except ConnectionClosed:
+            return
+
+    def _on_message(self, c: _Client, raw: str | bytes) -> str | None:
+        """Handle one inbound message; returns the reply text (or None). Never raises."""
+        try:
+            msg: Any = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            self.control_errors += 1
+            return error_message(f"not valid JSON: {exc}")
+        if not isinstance(msg, dict):
+            self.control_errors += 1
+            return error_message("messages must be JSON objects with a 'type'")
+        kind = msg.get("type")
+        if kind == "ping":
+            t = msg.get("t", 0)
+            return pong_message(t if isinstance(t, int | float) else 0, self.clock.monotonic_ns())
+        if kind == "subscribe":
+            perf = msg.get("performer", -1)
+            fmt = msg.get("format", c.fmt)
+            if isinstance(perf, bool) or not isinstance(perf, int) or perf < -1 or fmt not in FORMATS:
+                self.control_errors += 1
+                return error_message(f"subscribe needs performer -1 or >= 0 and format in {FORMATS}", msg)
+            c.performer, c.fmt = perf, fmt
+            c.slots.clear()
+            return json.dumps({"type": "subscribed", "v": 1, "performer": perf, "format": fmt})
+        if kind == "control":
+            try:
+                ctl = parse_control(msg, self._last_sample_index, self.clock.monotonic_ns())
+            except ControlError as exc:
+                self.control_errors += 1
+                return error_message(str(exc), msg)
+            self.controls += 1
+            if self.on_control is not None:
+                try:
+                    self.on_control(ctl)
+                except Exception as exc:  # a failing consumer must not take the server down
+                    log.exception("control callback failed")
+                    return error_message(f"control accepted but its handler failed: {exc}", msg)
+            return ack_message(ctl.kind, ctl.performer)
+        self.control_errors += 1
+        return error_message(f"unknown message type {kind!r}; expected ping, subscribe or control", msg)
