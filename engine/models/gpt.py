@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -375,8 +376,8 @@ class CrossCondGPT(nn.Module):
         genre: Tensor,
         text: Tensor,
         pos: Tensor,
-        k_cache: Tensor,
-        v_cache: Tensor,
+        k_cache: Tensor | Sequence[Tensor],
+        v_cache: Tensor | Sequence[Tensor],
         kv_mask: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One token for every performer; reads the cache and returns the entries to write into it.
@@ -392,8 +393,8 @@ class CrossCondGPT(nn.Module):
             genre: [B] long.
             text: [B, text_dim] (zeros for no text).
             pos: [B] long absolute position of the token being predicted.
-            k_cache: [L, B, H, S, D] keys (S = K + context), not modified.
-            v_cache: [L, B, H, S, D] values, not modified.
+            k_cache: [L, B, H, S, D] keys (S = K + context), or a sequence of L [B, H, S, D]; not modified.
+            v_cache: like ``k_cache``, values.
             kv_mask: [B, K] bool, the keyframe slots that are set. Ring slot validity follows from ``pos``.
 
         Returns:

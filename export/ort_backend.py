@@ -1,0 +1,98 @@
+"""onnxruntime backend: runs the exported step on CPU over a numpy cache pool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine.models.gpt import CrossCondGPT
+from export.base import BackendUnavailable, DecodeBackend
+from export.onnx_export import STEP_INPUTS, cache_input_names, model_hash, read_metadata
+
+
+class OnnxRuntimeBackend(DecodeBackend):
+    """Runs an exported step (``export_onnx``) with onnxruntime; the cache pool is per-layer numpy arrays.
+
+    Per-layer buffers ``[capacity, H, S, D]`` make the rows ``[0, n)`` of all active performers a contiguous
+    view, which onnxruntime reads without a copy; only the new entries come back and are written in place.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model: CrossCondGPT,
+        capacity: int,
+        onnx_path: str | Path,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
+            raise BackendUnavailable(f"onnxruntime is not importable: {exc}") from exc
+        super().__init__(model, capacity)
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX step file {path} does not exist (make one: groovecast export onnx)")
+        meta = read_metadata(path)
+        want = model_hash(model)
+        if meta.get("groovecast.model_sha256") != want:
+            raise ValueError(
+                f"{path} was exported from model {meta.get('groovecast.model_sha256', 'unknown')[:12]}, "
+                f"not from the loaded model {want[:12]}; re-export it"
+            )
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+        cfg = self.config
+        self._cache_names = cache_input_names(cfg.n_layer)
+        shape = (capacity, cfg.n_head, cfg.cache_slots, cfg.head_dim)
+        self.k = [np.zeros(shape, np.float32) for _ in range(cfg.n_layer)]  # L x [N, H, S, D]
+        self.v = [np.zeros(shape, np.float32) for _ in range(cfg.n_layer)]
+        self.onnx_path = path
+
+    @property
+    def device(self) -> str:
+        return "cpu" if self.session.get_providers()[0] == "CPUExecutionProvider" else self.session.get_providers()[0]
+
+    def _run(
+        self,
+        rows: np.ndarray,
+        contiguous: bool,
+        up: np.ndarray,
+        down: np.ndarray,
+        cond: np.ndarray,
+        genre: np.ndarray,
+        text: np.ndarray,
+        pos: np.ndarray,
+        kv_mask: np.ndarray,
+    ) -> tuple[Tensor, Tensor]:
+        b = len(rows)
+        feed: dict[str, np.ndarray] = dict(zip(STEP_INPUTS, (up, down, cond, genre, text, pos, kv_mask), strict=True))
+        layers = self.k + self.v
+        for name, buf in zip(self._cache_names, layers, strict=True):
+            feed[name] = buf[:b] if contiguous else buf[rows]  # a view, or a gathered copy
+        lu, ld, k_new, v_new = self.session.run(None, feed)
+        slot = self.slots_for(pos)
+        for i in range(self.config.n_layer):
+            self.k[i][rows, :, slot] = k_new[i]  # k[i][rows[b], :, slot[b]] = k_new[i, b]
+            self.v[i][rows, :, slot] = v_new[i]
+        return torch.from_numpy(lu), torch.from_numpy(ld)
+
+    def _copy_row(self, src: int, dst: int) -> None:
+        for buf in (*self.k, *self.v):
+            buf[dst] = buf[src]
+
+    def _write_keyframes(self, row: int, k: Tensor, v: Tensor) -> None:
+        n = k.shape[2]
+        kn, vn = k.float().numpy(), v.float().numpy()
+        for i in range(self.config.n_layer):
+            self.k[i][row, :, :n] = kn[i]
+            self.v[i][row, :, :n] = vn[i]
