@@ -6,18 +6,18 @@ import numpy as np
 
 
 class SampleRing:
-    """A float32 ring that keeps the newest ``capacity`` values readable as one contiguous view.
+    """A ring (float32 by default) that keeps the newest ``capacity`` values readable as one contiguous view.
 
     Every value is written twice (at ``i`` and ``i + capacity``), so the last ``n <= capacity``
     values are ``buf[pos + capacity - n : pos + capacity]`` without copying or wrapping. Writing
     allocates nothing.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, dtype: type = np.float32) -> None:
         if capacity <= 0:
             raise ValueError(f"ring capacity must be positive, got {capacity}")
         self.capacity = capacity
-        self._buf = np.zeros(2 * capacity, dtype=np.float32)  # [2C]
+        self._buf = np.zeros(2 * capacity, dtype=dtype)  # [2C]
         self._pos = 0  # index of the next write, in [0, C)
         self.count = 0  # values written since reset
 

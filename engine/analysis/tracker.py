@@ -56,18 +56,20 @@ class BeatTracker:
         n_tempi: int = 160,
         acf_time_s: float = 3.0,
         tempo_every: int = 4,
-        prior_bpm: float = 115.0,
-        prior_octaves: float = 0.9,
-        alpha: float = 0.9,
-        tightness: float = 5.0,
+        prior_bpm: float = 110.0,
+        prior_octaves: float = 0.5,
+        obs_power: float = 4.0,
+        jump_prob: float = 0.002,
+        phase_beats: int = 6,
+        phase_decay: float = 0.8,
+        phase_floor: float = 0.3,
         warmup_s: float = 1.5,
     ) -> None:
         self.fps = sample_rate / hop  # ODF values per second
         self.hop_s = hop / sample_rate
         self.min_bpm, self.max_bpm = min_bpm, max_bpm
         self.tempo_every = tempo_every
-        self.alpha = alpha
-        self.tightness = tightness
+        self.obs_power = obs_power
         self.warmup = int(warmup_s * self.fps)
         self.max_lag = math.ceil(4 * 60.0 * self.fps / min_bpm) + 2  # 4 harmonics of the slowest tempo
         self.max_period = 60.0 * self.fps / min_bpm
@@ -75,11 +77,15 @@ class BeatTracker:
         # --- ODF conditioning
         self._mean = 0.0
         self._mean_k = 1.0 - math.exp(-self.hop_s / 0.5)  # 0.5 s running mean
-        self._odf = SampleRing(self.max_lag + 1)
+        self._odf = SampleRing(self.max_lag + 1, np.float64)
         # --- tempo: recency-weighted autocorrelation over lags 1..max_lag
         self._acf_decay = math.exp(-self.hop_s / acf_time_s)
         self._acf = np.zeros(self.max_lag + 1, dtype=np.float64)  # [L+1], index = lag
         self._acf_tmp = np.zeros(self.max_lag, dtype=np.float64)
+        self._acfn = np.zeros(self.max_lag + 1, dtype=np.float64)  # [L+1] bias-corrected
+        self._acf_norm = np.zeros(self.max_lag + 1, dtype=np.float64)
+        self._lags = np.arange(self.max_lag + 1, dtype=np.float64)
+        self._log_decay = math.log(self._acf_decay)
         self.bpm_grid = np.geomspace(min_bpm, max_bpm, n_tempi)  # [T]
         lags = 60.0 * self.fps / self.bpm_grid  # [T] period in hops
         harm = lags[:, None] * np.arange(1, 5)[None, :]  # [T, 4]
@@ -95,25 +101,34 @@ class BeatTracker:
         d = (log_grid[:, None] - log_grid[None, :]) / step  # [T, T] distance in grid steps
         trans = np.exp(-0.5 * (d / 1.5) ** 2)
         trans /= trans.sum(axis=0, keepdims=True)
-        self._trans = 0.998 * trans + 0.002 / n_tempi  # [T, T] column-stochastic
+        self._trans = (1.0 - jump_prob) * trans + jump_prob / n_tempi  # [T, T] column-stochastic
         self._post = np.full(n_tempi, 1.0 / n_tempi)  # [T]
         self._pred = np.zeros(n_tempi)
         self.bpm = 0.0
         self.period = 0.0  # hops
         self.confidence = 0.0
 
-        # --- phase: cumulative score over the last 2 periods of the slowest tempo
-        self._cs_len = math.ceil(2 * self.max_period) + 2
-        self._cs = SampleRing(self._cs_len + 1)
-        self._d = np.arange(1, self._cs_len + 1, dtype=np.float64)  # [D] look-back distances
-        self._w = np.zeros(self._cs_len)  # [D] transition weights for the current period
-        self._wtmp = np.zeros(self._cs_len)
-        self._fut = np.zeros(math.ceil(1.6 * self.max_period) + 2)  # projected future score
+        # --- phase: comb over the last `phase_beats` candidate beat positions for each phase
+        self.phase_beats = phase_beats
+        self.phase_decay = phase_decay
+        self.phase_floor = phase_floor
+        self._jmax = math.ceil(self.max_period) + 2
+        self._oring = SampleRing(self._jmax + phase_beats * (self._jmax + 1) + 4, np.float64)
+        self._ph_i0 = np.zeros((self._jmax, phase_beats), dtype=np.int64)  # [J, K] ring offsets (newest = 0)
+        self._ph_frac = np.zeros((self._jmax, phase_beats))  # [J, K]
+        self._ph_a = np.zeros((self._jmax, phase_beats))
+        self._ph_b = np.zeros((self._jmax, phase_beats))
+        self._ph_w = phase_decay ** np.arange(phase_beats, dtype=np.float64)  # [K]
+        self._ph_score = np.zeros(self._jmax)  # [J] score of "a beat j hops ago"
+        self._ph_j = np.arange(self._jmax, dtype=np.float64)  # [J]
+        self._ph_g = np.zeros(self._jmax)
+        self._n_phase = 0  # valid entries of the phase arrays (= ceil(period))
+        self._k_idx = np.arange(phase_beats, dtype=np.float64)  # [K]
+        self.phase_clarity = 0.0
 
         self.n = -1  # index of the newest ODF value
         self.last_beat = -1  # hop of the last committed beat
         self.next_beat = -1.0  # hop of the predicted next beat (float)
-        self._predict_at = -1
         self.beat_count = 0
         # --- downbeats: decaying accent per bar position for 3 and 4 beats per bar
         self._accent = {3: np.zeros(3), 4: np.zeros(4)}
@@ -130,7 +145,16 @@ class BeatTracker:
         self._acf[0] = self._acf[0] * 1.0 + o * o * (1.0 - self._acf_decay)
 
     def _update_tempo(self) -> None:
-        acf = self._acf
+        # unbiased: lag l has had only n - l + 1 (decayed) products so far; divide by their total weight
+        norm = self._acf_norm
+        np.subtract(self.n + 1.0, self._lags, out=norm)
+        np.maximum(norm, 0.0, out=norm)
+        norm *= self._log_decay
+        np.exp(norm, out=norm)
+        np.subtract(1.0, norm, out=norm)
+        np.maximum(norm, 0.05, out=norm)
+        acf = self._acfn
+        np.divide(self._acf, norm, out=acf)
         np.take(acf, self._h_i0, out=self._obs_tmp)
         np.take(acf, self._h_i0 + 1, out=self._obs_tmp2)
         self._obs_tmp2 -= self._obs_tmp
@@ -143,7 +167,7 @@ class BeatTracker:
         if peak <= 0.0:
             return
         self._obs /= peak
-        self._obs **= 4.0  # sharpen: the comb peaks are broad
+        self._obs **= self.obs_power  # sharpen: the comb peaks are broad
         self._obs *= self._prior
         self._obs += 1e-3
         np.dot(self._trans, self._post, out=self._pred)
@@ -162,50 +186,56 @@ class BeatTracker:
         self.period = 60.0 * self.fps / self.bpm
         lo, hi = max(0, i - 2), min(len(self._post), i + 3)
         self.confidence = float(self._post[lo:hi].sum())
-        # transition weights for the cumulative score: log-Gaussian around one period
-        np.divide(self._d, self.period, out=self._wtmp)
-        np.log(self._wtmp, out=self._wtmp)
-        self._wtmp *= self.tightness
-        np.square(self._wtmp, out=self._wtmp)
-        self._wtmp *= -0.5
-        np.exp(self._wtmp, out=self._w)
-        lo_d, hi_d = round(self.period / 2), round(2 * self.period)
-        self._w[: max(lo_d - 1, 0)] = 0.0
-        self._w[hi_d:] = 0.0
+        # phase comb positions for this period: "a beat j hops ago" looks at j + k * period hops ago
+        n_ph = min(self._jmax, math.ceil(self.period))
+        pos = self._ph_j[:n_ph, None] + self._k_idx[None, :] * self.period  # [J, K]
+        np.floor(pos, out=self._ph_frac[:n_ph])
+        self._ph_i0[:n_ph] = self._ph_frac[:n_ph]
+        np.subtract(pos, self._ph_i0[:n_ph], out=self._ph_frac[:n_ph])
+        self._n_phase = n_ph
 
     # ------------------------------------------------------------------ phase
-    def _score(self, o: float) -> float:
-        if self.period <= 0:
-            return o
-        past = self._cs.latest(self._cs_len)[::-1]  # distance 1..D
-        np.multiply(past, self._w, out=self._wtmp)
-        return (1.0 - self.alpha) * o + self.alpha * float(self._wtmp.max())
-
     def _predict(self) -> None:
-        """Project the cumulative score one and a half periods ahead (no new onsets) and pick the next beat."""
-        period = self.period
-        k_max = min(len(self._fut) - 1, math.ceil(1.5 * period))
-        past = self._cs.latest(self._cs_len)  # oldest..newest
-        fut = self._fut
-        d_max = self._cs_len
-        w = self._w
-        expected = (self.last_beat + period) if self.last_beat >= 0 else None
-        best, best_k = -1.0, 1
-        sigma = period / 6.0
-        for k in range(1, k_max + 1):
-            # distances d >= k reach back into the past ring; d < k into the projected future
-            n_past = d_max - k + 1
-            seg = past[len(past) - n_past:][::-1]  # distance k..D from hop n+k
-            v = float((seg * w[k - 1:k - 1 + n_past]).max()) if n_past > 0 else 0.0
-            if k > 1:
-                fseg = fut[k - 1:0:-1]  # distances 1..k-1 from hop n+k
-                v = max(v, float((fseg * w[: k - 1]).max()))
-            fut[k] = self.alpha * v
-            target = self.n + k
-            g = 1.0 if expected is None else math.exp(-0.5 * ((target - expected) / sigma) ** 2)
-            if fut[k] * g > best:
-                best, best_k = fut[k] * g, k
-        self.next_beat = float(self.n + best_k)
+        """Score every phase of the current period on the recent ODF and predict the next beat."""
+        n_ph = self._n_phase
+        if n_ph < 2:
+            return
+        rev = self._oring.latest(self._oring.capacity)[::-1]  # newest first: rev[d] = o(n - d)
+        i0 = self._ph_i0[:n_ph]
+        a, b = self._ph_a[:n_ph], self._ph_b[:n_ph]
+        np.take(rev, i0, out=a)
+        np.take(rev, i0 + 1, out=b)
+        b -= a
+        b *= self._ph_frac[:n_ph]
+        a += b  # interpolated ODF at each candidate beat position: [J, K]
+        score = self._ph_score[:n_ph]
+        np.dot(a, self._ph_w, out=score)
+        peak = float(score.max())
+        if peak <= 0.0:
+            return
+        mean = float(score.mean())
+        self.phase_clarity = (peak - mean) / peak
+        g = self._ph_g[:n_ph]
+        if self.next_beat >= 0:
+            # continuity: prefer the phase that keeps the current prediction; a clearly better phase still wins
+            np.subtract(self.n + self.period, self._ph_j[:n_ph], out=g)  # predicted next beat per phase
+            g -= self.next_beat
+            g /= self.period
+            g += 0.5
+            np.mod(g, 1.0, out=g)
+            g -= 0.5  # wrapped distance in periods
+            g /= 0.1
+            np.square(g, out=g)
+            g *= -0.5
+            np.exp(g, out=g)
+            g *= 1.0 - self.phase_floor
+            g += self.phase_floor
+            score *= g
+        j = int(np.argmax(score))
+        nxt = self.n - j + self.period
+        if self.last_beat >= 0:
+            nxt = max(nxt, self.last_beat + 0.55 * self.period)
+        self.next_beat = float(nxt)
 
     # ------------------------------------------------------------------ per hop
     def process(self, odf: float, bass: float = 0.0) -> TrackerBeat | None:
@@ -214,25 +244,23 @@ class BeatTracker:
         self._mean += self._mean_k * (odf - self._mean)
         o = max(odf - self._mean, 0.0)
         self._odf.push(o)
+        self._oring.push(o)
         self._bass.push(bass)
         self._update_acf(o)
         if self.n % self.tempo_every == 0 and self.n >= self.warmup // 2:
             self._update_tempo()
-        self._cs.push(self._score(o))
         if self.n < self.warmup or self.period <= 0:
             return None
-        if self._predict_at < 0 and self.next_beat < 0:
-            self._predict_at = self.n  # bootstrap: first prediction as soon as tempo exists
-        if self.n == self._predict_at:
+        # re-estimate the phase every hop until the last quarter period before the predicted beat
+        if self.next_beat < 0 or self.n < self.next_beat - 0.25 * self.period:
             self._predict()
-        if self.next_beat >= 0 and self.n >= self.next_beat:
+        if self.next_beat >= 0 and self.n >= round(self.next_beat):
             return self._commit()
         return None
 
     def _commit(self) -> TrackerBeat:
         self.last_beat = self.n
-        self._predict_at = self.n + max(1, round(self.period / 2))
-        self.next_beat = self.n + self.period  # provisional until the mid-beat prediction
+        self.next_beat = self.n + self.period  # provisional until the next phase estimate
         accent = sum(self._bass.ago(k) for k in range(3))
         for m, acc in self._accent.items():
             acc *= 0.9
@@ -246,7 +274,7 @@ class BeatTracker:
             hop=self.n,
             time_s=self.hop_time(self.n),
             bpm=self.bpm,
-            confidence=self.confidence,
+            confidence=self.confidence * max(0.0, min(1.0, 2.0 * self.phase_clarity)),
             next_beat_s=self.hop_time(self.next_beat),
             beat_in_bar=beat_in_bar,
             beats_per_bar=self.beats_per_bar,
