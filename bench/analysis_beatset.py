@@ -22,6 +22,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def _abc_text(tune: str) -> str:
 def load_tune(tune: str, meter: str) -> Tune:
     from music21 import converter, stream
 
-    score = converter.parse(_abc_text(tune), format="abc")
+    score: Any = converter.parse(_abc_text(tune), format="abc")
     if isinstance(score, stream.Opus):
         score = score.scores[0]
     score = score.stripTies()
@@ -179,7 +180,7 @@ class TimeMap:
         self._b = b
 
     def __call__(self, beats: np.ndarray | float) -> np.ndarray:
-        return np.interp(beats, self._b, self._t)
+        return np.asarray(np.interp(beats, self._b, self._t))
 
 
 def _swing(q: float, beat_ql: float) -> float:
@@ -254,10 +255,10 @@ def build_events(spec: ClipSpec, tune: Tune) -> tuple[list[tuple[float, int, int
     bar_ql = bq * per_bar
     for bar_start_beat in beat_idx[beat_idx % per_bar == 0]:
         q0 = (bar_start_beat * bq) % tune.length_ql
-        in_bar = [m for on, _, m in tune.notes if q0 <= on < q0 + bar_ql]
-        if not in_bar:
+        bar_pitches = [m for on, _, m in tune.notes if q0 <= on < q0 + bar_ql]
+        if not bar_pitches:
             continue
-        root = min(in_bar)
+        root = min(bar_pitches)
         while root > 47:
             root -= 12
         t0 = float(tm(bar_start_beat))

@@ -17,7 +17,7 @@ class SampleRing:
         if capacity <= 0:
             raise ValueError(f"ring capacity must be positive, got {capacity}")
         self.capacity = capacity
-        self._buf = np.zeros(2 * capacity, dtype=dtype)  # [2C]
+        self._buf: np.ndarray = np.zeros(2 * capacity, dtype=dtype)  # [2C]
         self._pos = 0  # index of the next write, in [0, C)
         self.count = 0  # values written since reset
 
