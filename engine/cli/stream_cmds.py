@@ -55,6 +55,8 @@ def _make_server(args: argparse.Namespace, skeleton: Any = None) -> Any:
     from streams.osc_sender import parse_host_port
     from streams.ws_server import PoseServer
 
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per HTTP request is noise
     try:
         host, port = parse_host_port(args.ws, default_port=8765)
     except ValueError as exc:
