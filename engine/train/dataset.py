@@ -67,14 +67,14 @@ class Sequence:
 
 def analyze_audio(audio: np.ndarray, sr: int = ENGINE_SAMPLE_RATE) -> tuple[np.ndarray, ...]:
     """Run the live analysis on a whole signal: (features [N,40], period_s, next_beat_s, bpm)."""
-    from engine.analysis.features import analyze_signal
+    from engine.analysis import analyze_signal
 
     a = analyze_signal(audio, sr)
     return (
         np.asarray(a.features, dtype=np.float32),
         np.asarray(a.period_s, dtype=np.float64),
         np.asarray(a.next_beat_s, dtype=np.float64),
-        np.asarray(a.bpm, dtype=np.float64),
+        np.asarray(a.frame_bpm, dtype=np.float64),
     )
 
 
@@ -154,4 +154,33 @@ def build_motion(
             for d, motion in enumerate(variant.dancers):
                 up, low = motion_to_vectors(motion)
                 out.append((f"{variant.name}_d{60 + d}", up, low))
+    return out
+
+
+def save_packed(path: Path, seqs: list[Sequence]) -> None:
+    """Store sequences (vectors + analysis, no audio) in one npz for fast reloads / copying elsewhere."""
+    arrays: dict[str, np.ndarray] = {"names": np.array([s.name for s in seqs])}
+    for i, s in enumerate(seqs):
+        m = s.music
+        arrays.update({
+            f"{i}/upper": s.upper, f"{i}/lower": s.lower, f"{i}/features": m.features, f"{i}/period_s": m.period_s,
+            f"{i}/next_beat_s": m.next_beat_s, f"{i}/bpm": m.bpm, f"{i}/beats_s": m.beats_s,
+            f"{i}/genre": np.array(s.genre),
+        })
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+
+
+def load_packed(path: Path) -> list[Sequence]:
+    """Read sequences written by :func:`save_packed` (plain arrays only; no pickles)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"packed data file {path} does not exist")
+    z = np.load(path, allow_pickle=False)
+    out = []
+    for i, name in enumerate(z["names"]):
+        music = MusicTrack(
+            audio=np.zeros(0, np.float32), features=z[f"{i}/features"], period_s=z[f"{i}/period_s"],
+            next_beat_s=z[f"{i}/next_beat_s"], bpm=z[f"{i}/bpm"], beats_s=z[f"{i}/beats_s"],
+        )
+        out.append(Sequence(name=str(name), upper=z[f"{i}/upper"], lower=z[f"{i}/lower"], music=music,
+                            genre=int(z[f"{i}/genre"])))
     return out

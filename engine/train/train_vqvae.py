@@ -30,7 +30,7 @@ MotionSet = list[tuple[str, np.ndarray, np.ndarray]]
 class VQTrainConfig:
     """Optimisation settings of the VQ-VAE."""
 
-    steps: int = 6000
+    steps: int = 4000
     batch: int = 32
     window: int = 64  # frames per training window (multiple of 4)
     lr: float = 5e-4
@@ -128,7 +128,7 @@ def train_vqvae(
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="vqvae", disable=not progress)
     for step in bar:
         for g in opt.param_groups:
-            g["lr"] = sched(step)
+            g["lr"] = float(sched(step))
         up, down = sample_windows(train, cfg.batch, cfg.window, rng)
         out = model(up, down)
         pos_ref = fk(up, down)

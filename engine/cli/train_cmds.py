@@ -1,0 +1,245 @@
+"""``groovecast train vqvae|gpt``, ``groovecast eval`` and ``groovecast generate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from engine.cli import CliError
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="train the dance models (VQ-VAE, then GPT)")
+    tsub = p.add_subparsers(dest="what", metavar="MODEL")
+    for what in ("vqvae", "gpt"):
+        q = tsub.add_parser(what, help=f"train the {'FreqVQ-VAE' if what == 'vqvae' else 'cross-conditional GPT'}")
+        q.add_argument("--data", type=Path, default=None,
+                       help="CMU salsa folder, or a folder with packed train.npz/val.npz (default: shared CMU data)")
+        q.add_argument("--config", type=Path, default=None, help='JSON file {"train": {...}, "model": {...}}')
+        q.add_argument("--out", type=Path, default=Path("runs/dance"), help="model folder (default runs/dance)")
+        q.add_argument("--steps", type=int, default=None, help="override the number of training steps")
+        q.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+        q.add_argument("--cache", type=Path, default=None, help="cache folder for rendered music and features")
+        q.add_argument("--pack", type=Path, default=None, help="also write the prepared data (train/val .npz) here")
+        if what == "gpt":
+            q.add_argument("--vqvae", type=Path, default=None, help="folder of the trained VQ-VAE (default: --out)")
+            q.add_argument("--no-text", action="store_true", help="train without caption embeddings")
+        q.set_defaults(handler=_train)
+    p.set_defaults(handler=lambda a: _need_sub(p))
+
+    e = sub.add_parser("eval", help="evaluate a dance model on the validation takes")
+    e.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    e.add_argument("--data", type=Path, default=None, help="CMU folder or packed data folder")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument("--report", type=Path, default=None, help="write eval.md/.json/.png into this folder")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(handler=_eval)
+
+    g = sub.add_parser("generate", help="render a dance for an audio file to BVH (offline)")
+    g.add_argument("audio", type=Path, help="PCM WAV file")
+    g.add_argument("--out", type=Path, required=True, help="output .bvh")
+    g.add_argument("--genre", default="salsa", help="genre name (see docs/models.md)")
+    g.add_argument("--text", default=None, help="text prompt, e.g. 'an energetic salsa dance'")
+    g.add_argument("--seconds", type=float, default=None, help="only the first N seconds")
+    g.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(handler=_generate)
+
+
+def _need_sub(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def load_data(data: Path | None, split: str, cache: Path | None) -> list:
+    """Sequences of a split from a packed folder (train.npz/val.npz) or a CMU BVH folder."""
+    from engine.train.dataset import build_sequences, load_packed
+
+    if data is not None and (data / f"{split}.npz").is_file():
+        return load_packed(data / f"{split}.npz")
+    if data is not None and not data.is_dir():
+        raise CliError(f"--data {data} is not a folder")
+    try:
+        return build_sequences(data, split, cache_dir=cache)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _read_config(path: Path | None) -> dict:
+    from engine.train.common import read_config_file
+
+    try:
+        return read_config_file(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    import time
+
+    from engine.train.dataset import save_packed
+
+    conf = _read_config(args.config)
+    t0 = time.perf_counter()
+    train = load_data(args.data, "train", args.cache)
+    val = load_data(args.data, "val", args.cache)
+    if args.pack is not None:
+        args.pack.mkdir(parents=True, exist_ok=True)
+        save_packed(args.pack / "train.npz", train)
+        save_packed(args.pack / "val.npz", val)
+    prep_s = time.perf_counter() - t0
+    log.info("data: %d train / %d val sequences in %.0f s", len(train), len(val), prep_s)
+    try:
+        if args.what == "vqvae":
+            _train_vqvae(args, conf, train, val, prep_s)
+        else:
+            _train_gpt(args, conf, train, val, prep_s)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _train_vqvae(args: argparse.Namespace, conf: dict, train: list, val: list, prep_s: float) -> None:
+    from engine.models.vqvae import VQVAEConfig
+    from engine.train.common import override
+    from engine.train.train_vqvae import VQTrainConfig, train_vqvae
+
+    tcfg = override(VQTrainConfig(), conf.get("train", {}), "train")
+    if args.steps is not None:
+        tcfg = override(tcfg, {"steps": args.steps}, "train")
+    mcfg = override(VQVAEConfig(), conf.get("model", {}), "model")
+    rep = train_vqvae(
+        [(s.name, s.upper, s.lower) for s in train], [(s.name, s.upper, s.lower) for s in val],
+        args.out, tcfg, mcfg, resume=not args.no_resume,
+    )
+    print(json.dumps({"vq_val": rep["val"], "train_seconds": rep["train_seconds"], "data_seconds": prep_s}))
+
+
+def _train_gpt(args: argparse.Namespace, conf: dict, train: list, val: list, prep_s: float) -> None:
+    import time
+
+    from engine.models.gpt import GPT_PRESETS
+    from engine.models.vqvae import load_vqvae
+    from engine.train.common import override
+    from engine.train.train_gpt import GPTTrainConfig, tokenize, train_gpt
+
+    vq_dir = args.vqvae or args.out
+    try:
+        vq = load_vqvae(vq_dir)
+    except FileNotFoundError as exc:
+        raise CliError(f"{exc}; train the VQ-VAE first (groovecast train vqvae --out {vq_dir})") from None
+    tcfg = override(GPTTrainConfig(), conf.get("train", {}), "train")
+    if args.steps is not None:
+        tcfg = override(tcfg, {"steps": args.steps}, "train")
+    model_conf = dict(conf.get("model", {}))
+    preset = model_conf.pop("preset", "default")
+    if preset not in GPT_PRESETS:
+        raise CliError(f"unknown GPT preset {preset!r}; known: {sorted(GPT_PRESETS)}")
+    mcfg = override(GPT_PRESETS[preset], model_conf, "model")
+    t1 = time.perf_counter()
+    tok_train = tokenize(vq, train, texts=not args.no_text)
+    tok_val = tokenize(vq, val, texts=not args.no_text)
+    log.info("tokenized in %.0f s", time.perf_counter() - t1)
+    if vq_dir != args.out:
+        _copy_vqvae(vq_dir, args.out)
+    rep = train_gpt(tok_train, tok_val, args.out, tcfg, mcfg, resume=not args.no_resume)
+    last = rep["val_history"][-1] if rep["val_history"] else {}
+    print(json.dumps({"gpt_val": last, "train_seconds": rep["train_seconds"], "data_seconds": prep_s}))
+
+
+def _copy_vqvae(src: Path, dst: Path) -> None:
+    import shutil
+
+    dst.mkdir(parents=True, exist_ok=True)
+    for n in ("vqvae.json", "vqvae.safetensors"):
+        shutil.copy2(src / n, dst / n)
+
+
+def _load_model(path: Path | None) -> Any:
+    from engine.train.generate import load_dance_model
+
+    try:
+        return load_dance_model(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from engine.train.evaluate import evaluate_model, write_report
+
+    model = _load_model(args.model)
+    val = load_data(args.data, "val", None)
+    res = evaluate_model(model, val, reference=_reference(args.data), seed=args.seed)
+    if args.report is not None:
+        write_report(res, args.report)
+    if args.json:
+        print(json.dumps(res["summary"], indent=2))
+    else:
+        for row, vals in res["summary"].items():
+            print(row, " ".join(f"{k}={v:.4g}" for k, v in vals.items() if isinstance(v, float)))
+    return 0
+
+
+def _reference(data: Path | None) -> list:
+    """Real training motion as captured (no tempo warps): the FID reference."""
+    from engine.train.dataset import build_motion, load_packed
+
+    if data is not None and (data / "train.npz").is_file():
+        return [(s.upper, s.lower) for s in load_packed(data / "train.npz") if "_x1.00_" in s.name]
+    try:
+        return [(u, lo) for _, u, lo in build_motion(data, "train", (1.0,))]
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from engine.models.pose_repr import motion_positions
+    from engine.train.generate import generate_dance, write_motion_bvh
+    from engine.train.metrics import longest_freeze_s
+
+    if not args.audio.is_file():
+        raise CliError(f"audio file {args.audio} does not exist")
+    audio, sr = _read_audio(args.audio)
+    model = _load_model(args.model)
+    try:
+        g = generate_dance(model, audio, sr, genre=args.genre, text=args.text, seconds=args.seconds,
+                           temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_motion_bvh(g.motion, args.out)
+    pos = motion_positions(g.motion)
+    print(json.dumps({"out": str(args.out), "frames": g.motion.n_frames, "seconds": g.motion.n_frames / g.motion.fps,
+                      "beats": len(g.beats_s), "longest_freeze_s": longest_freeze_s(pos, g.motion.fps)}))
+    return 0
+
+
+def _read_audio(path: Path) -> tuple[Any, int]:
+    """Mono float32 samples and the sample rate of a PCM WAV file (8/16/32-bit)."""
+    import wave
+
+    import numpy as np
+
+    try:
+        with wave.open(str(path), "rb") as w:
+            n, ch, sw, sr = w.getnframes(), w.getnchannels(), w.getsampwidth(), w.getframerate()
+            raw = w.readframes(n)
+    except (wave.Error, EOFError) as exc:
+        raise CliError(f"cannot read {path} as WAV: {exc}") from None
+    if sw == 2:
+        x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    elif sw == 4:
+        x = np.frombuffer(raw, dtype="<i4").astype(np.float32) / 2147483648.0
+    elif sw == 1:
+        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    else:
+        raise CliError(f"{path}: unsupported WAV sample width {sw} bytes")
+    x = x.reshape(-1, ch).mean(axis=1)
+    return x, sr

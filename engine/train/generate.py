@@ -1,0 +1,166 @@
+"""Offline dance generation through the GPT's cached step API: audio -> tokens -> poses -> BVH.
+
+This is what ``groovecast generate`` and the evaluation run. It uses exactly the live pieces: the causal
+analysis (``analyze_signal``), the per-token conditioning of :mod:`engine.models.conditioning`, one
+``CrossCondGPT.step`` per token through the ring KV cache, and the causal VQ-VAE decoder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
+from engine.models.conditioning import COND_DIM, TEXT_DIM, embed_texts, genre_id, sequence_conditions
+from engine.models.gpt import CrossCondGPT, load_gpt
+from engine.models.pose_repr import Motion, metric_cmu_skeleton, vectors_to_motion
+from engine.models.sampling import sample_tokens
+from engine.models.vqvae import DOWN, VQVAE, load_vqvae
+
+#: The model shipped with the package.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "models" / "default"
+MODEL_CARD = "model.json"
+
+
+@dataclass
+class DanceModel:
+    """A loaded VQ-VAE + GPT pair and the settings of its model card."""
+
+    vq: VQVAE
+    gpt: CrossCondGPT
+    card: dict = field(default_factory=dict)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.card.get("sampling", {}).get("temperature", 1.0))
+
+    @property
+    def top_k(self) -> int | None:
+        k = self.card.get("sampling", {}).get("top_k")
+        return None if k is None else int(k)
+
+
+def load_dance_model(model_dir: Path | None = None) -> DanceModel:
+    """Load ``vqvae.*`` and ``gpt.*`` from a model folder (default: the shipped model)."""
+    d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    if not d.is_dir():
+        raise FileNotFoundError(f"model folder {d} does not exist")
+    missing = [n for n in ("vqvae.json", "vqvae.safetensors", "gpt.json", "gpt.safetensors") if not (d / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"model folder {d} lacks {missing} (has {sorted(p.name for p in d.iterdir())})")
+    card = json.loads((d / MODEL_CARD).read_text()) if (d / MODEL_CARD).is_file() else {}
+    gpt = load_gpt(d)
+    gpt.eval()
+    if gpt.cfg.cond_dim != COND_DIM:
+        raise ValueError(f"{d}: GPT cond_dim {gpt.cfg.cond_dim} != {COND_DIM} of engine.models.conditioning")
+    return DanceModel(vq=load_vqvae(d), gpt=gpt, card=card)
+
+
+@dataclass
+class Generated:
+    """Result of a generation: model vectors, the motion, and the music analysis used."""
+
+    upper: np.ndarray  # [T, 72]
+    lower: np.ndarray  # [T, 61]
+    motion: Motion
+    tokens_up: np.ndarray  # [N]
+    tokens_down: np.ndarray  # [N]
+    features: np.ndarray  # [T', 40]
+    beats_s: list[float]  # beats the tracker committed to
+
+
+@torch.no_grad()
+def generate_tokens(
+    gpt: CrossCondGPT,
+    cond: np.ndarray,
+    genre: int = 0,
+    text: np.ndarray | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample one token pair per conditioning row with the ring KV cache. cond: [N, COND_DIM]."""
+    n = len(cond)
+    cache = gpt.new_cache(1)
+    gen = torch.Generator().manual_seed(seed)
+    bos = gpt.cfg.bos_id
+    up_prev = torch.tensor([bos])
+    down_prev = torch.tensor([bos])
+    g = torch.tensor([genre], dtype=torch.long)
+    tx = torch.zeros(1, gpt.cfg.text_dim) if text is None else torch.from_numpy(np.asarray(text, np.float32))[None]
+    c = torch.from_numpy(np.asarray(cond, np.float32))
+    ups = np.zeros(n, dtype=np.int64)
+    downs = np.zeros(n, dtype=np.int64)
+    for t in range(n):
+        pos = torch.tensor([t])
+        lu, ld, _, _ = gpt.step(up_prev, down_prev, c[t : t + 1], g, tx, pos, cache.k, cache.v, cache.kv_mask,
+                                inplace=True)
+        up_prev = sample_tokens(lu, temperature, top_k, gen)
+        down_prev = sample_tokens(ld, temperature, top_k, gen)
+        ups[t] = int(up_prev[0])
+        downs[t] = int(down_prev[0])
+    return ups, downs
+
+
+@torch.no_grad()
+def decode_tokens(vq: VQVAE, ups: np.ndarray, downs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids [N] x 2 -> model vectors [4N, 72], [4N, 61] (contacts thresholded to 0/1)."""
+    u, d = vq.decode(torch.from_numpy(ups)[None].long(), torch.from_numpy(downs)[None].long())
+    up = u[0].numpy().astype(np.float32)
+    low = d[0].numpy().astype(np.float32)
+    low[:, -4:] = (low[:, -4:] > 0.5).astype(np.float32)
+    return up, low
+
+
+def generate_dance(
+    model: DanceModel,
+    audio: np.ndarray,
+    sr: int = ENGINE_SAMPLE_RATE,
+    genre: str | None = "salsa",
+    text: str | None = None,
+    seconds: float | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    seed: int = 0,
+    analysis: tuple[np.ndarray, np.ndarray, np.ndarray, list[float]] | None = None,
+) -> Generated:
+    """Dance to ``audio``: analysis -> conditioning -> cached GPT steps -> VQ decode -> motion.
+
+    ``analysis`` may pass precomputed (features, period_s, next_beat_s, beats) from ``analyze_signal``.
+    """
+    if analysis is None:
+        from engine.analysis import analyze_signal
+
+        a = analyze_signal(audio, sr)
+        feats, period, nxt, beats = a.features, a.period_s, a.next_beat_s, list(a.beats)
+    else:
+        feats, period, nxt, beats = analysis
+    n_frames = len(feats)
+    if seconds is not None:
+        n_frames = min(n_frames, int(seconds * MODEL_FPS))
+    n_tokens = n_frames // DOWN
+    if n_tokens < 1:
+        raise ValueError(f"audio too short: {n_frames} frames, need at least {DOWN}")
+    cond = sequence_conditions(feats, period, nxt, n_tokens)
+    emb = embed_texts([text])[0] if text else np.zeros(TEXT_DIM, np.float32)
+    ups, downs = generate_tokens(
+        model.gpt, cond, genre_id(genre), emb,
+        temperature=model.temperature if temperature is None else temperature,
+        top_k=model.top_k if top_k is None else top_k, seed=seed,
+    )
+    up, low = decode_tokens(model.vq, ups, downs)
+    motion = vectors_to_motion(up, low, metric_cmu_skeleton())
+    return Generated(upper=up, lower=low, motion=motion, tokens_up=ups, tokens_down=downs, features=feats,
+                     beats_s=[b for b in beats if b < n_tokens * DOWN / MODEL_FPS])
+
+
+def write_motion_bvh(motion: Motion, path: Path) -> None:
+    """Write a Motion as BVH (CMU hierarchy in metres, ZXY channel order like the source files)."""
+    from engine.skeleton.bvh import write_bvh
+
+    write_bvh(path, motion.skeleton, motion.root_pos, 1.0 / motion.fps, local_rot_mats=motion.rot,
+              rotation_orders="ZXY")

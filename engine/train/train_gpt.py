@@ -1,0 +1,250 @@
+"""Training loop of the cross-conditional GPT on VQ-VAE tokens with per-token music conditioning."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engine.models.conditioning import COND_DIM, GENRES, TEXT_DIM, embed_texts, sequence_conditions
+from engine.models.gpt import GPT_PRESETS, CrossCondGPT, GPTConfig, load_gpt, save_gpt
+from engine.models.vqvae import DOWN, VQVAE
+from engine.train.common import (
+    file_logger,
+    load_training_state,
+    restore_rng,
+    rng_state,
+    save_training_state,
+    seed_everything,
+    set_threads,
+)
+from engine.train.dataset import Sequence
+
+
+@dataclass
+class GPTTrainConfig:
+    """Optimisation settings of the GPT."""
+
+    steps: int = 3000
+    batch: int = 16
+    lr: float = 4e-4
+    lr_final: float = 4e-5
+    warmup: int = 100
+    seed: int = 0
+    threads: int = 2
+    genre_dropout: float = 0.2  # share of windows trained with genre "none"
+    text_dropout: float = 0.5  # share of windows trained without text
+    log_every: int = 50
+    ckpt_every: int = 500
+    val_every: int = 500
+
+
+@dataclass
+class TokenSequence:
+    """A sequence in token space: what the GPT trains on."""
+
+    name: str
+    up: np.ndarray  # [N] int64
+    down: np.ndarray  # [N] int64
+    cond: np.ndarray  # [N, COND_DIM] float32
+    genre: int
+    text: np.ndarray  # [TEXT_DIM] float32 (zeros = no text)
+    caption: str
+
+
+def caption_for(seq: Sequence, speed_terciles: tuple[float, float]) -> str:
+    """A short description derived from the data itself (tempo, energy, role) for text control."""
+    bpm = float(np.median(seq.music.beats_s[1:] - seq.music.beats_s[:-1]))
+    bpm = 60.0 / bpm
+    tempo = "slow" if bpm < 95 else ("medium tempo" if bpm < 120 else "fast")
+    energy = motion_energy(seq)
+    mood = "calm" if energy < speed_terciles[0] else ("lively" if energy < speed_terciles[1] else "energetic")
+    role = "leader" if seq.name.endswith("d60") else "follower"
+    return f"a {mood} {tempo} salsa dance by the {role}"
+
+
+def motion_energy(seq: Sequence) -> float:
+    """Mean absolute frame-to-frame change of the rotation channels (a cheap energy proxy)."""
+    return float(np.abs(np.diff(seq.upper, axis=0)).mean() + np.abs(np.diff(seq.lower[:, 3:-4], axis=0)).mean())
+
+
+@torch.no_grad()
+def tokenize(vq: VQVAE, seqs: list[Sequence], texts: bool = True) -> list[TokenSequence]:
+    """Encode sequences to tokens and compute their per-token conditioning (and captions)."""
+    vq.eval()
+    energies = np.array([motion_energy(s) for s in seqs])
+    terc = (float(np.percentile(energies, 33)), float(np.percentile(energies, 67)))
+    captions = [caption_for(s, terc) for s in seqs]
+    emb: dict[str, np.ndarray] = {}
+    if texts:
+        uniq = sorted(set(captions))
+        emb = dict(zip(uniq, embed_texts(uniq), strict=True))
+    out = []
+    for s, cap in zip(seqs, captions, strict=True):
+        t = (s.n_frames // DOWN) * DOWN
+        iu, idn = vq.encode(torch.from_numpy(s.upper[:t])[None], torch.from_numpy(s.lower[:t])[None])
+        n = t // DOWN
+        m = s.music
+        cond = sequence_conditions(m.features, m.period_s, m.next_beat_s, n)
+        out.append(
+            TokenSequence(
+                name=s.name, up=iu[0].numpy(), down=idn[0].numpy(), cond=cond, genre=GENRES.index("salsa"),
+                text=emb.get(cap, np.zeros(TEXT_DIM, np.float32)), caption=cap,
+            )
+        )
+    return out
+
+
+def sample_batch(
+    data: list[TokenSequence], cfg: GPTTrainConfig, gcfg: GPTConfig, rng: np.random.Generator
+) -> dict[str, torch.Tensor]:
+    """Random windows of ``context`` tokens. Inputs are the previous tokens (BOS only at a sequence start)."""
+    length = gcfg.context
+    lens = np.array([len(d.up) for d in data], dtype=np.float64)
+    p = lens / lens.sum()
+    bos = gcfg.bos_id
+    ups_in, downs_in, ups, downs, conds, genres, texts, pos0 = [], [], [], [], [], [], [], []
+    for i in rng.choice(len(data), size=cfg.batch, p=p):
+        d = data[i]
+        n = len(d.up)
+        w = min(length, n)
+        s = int(rng.integers(0, n - w + 1))
+        up_prev = np.concatenate([[bos], d.up])  # up_prev[k] = token before position k
+        down_prev = np.concatenate([[bos], d.down])
+        pad = length - w  # sequences shorter than the window are right-padded with ignored targets
+        ups_in.append(np.pad(up_prev[s : s + w], (0, pad), constant_values=bos))
+        downs_in.append(np.pad(down_prev[s : s + w], (0, pad), constant_values=bos))
+        ups.append(np.pad(d.up[s : s + w], (0, pad), constant_values=-100))
+        downs.append(np.pad(d.down[s : s + w], (0, pad), constant_values=-100))
+        conds.append(np.pad(d.cond[s : s + w], ((0, pad), (0, 0))))
+        genres.append(0 if rng.random() < cfg.genre_dropout else d.genre)
+        texts.append(np.zeros(TEXT_DIM, np.float32) if rng.random() < cfg.text_dropout else d.text)
+        pos0.append(s)
+    return {
+        "up_in": torch.from_numpy(np.stack(ups_in)).long(),
+        "down_in": torch.from_numpy(np.stack(downs_in)).long(),
+        "up": torch.from_numpy(np.stack(ups)).long(),
+        "down": torch.from_numpy(np.stack(downs)).long(),
+        "cond": torch.from_numpy(np.stack(conds)).float(),
+        "genre": torch.tensor(genres, dtype=torch.long),
+        "text": torch.from_numpy(np.stack(texts)).float(),
+        "pos0": torch.tensor(pos0, dtype=torch.long),
+    }
+
+
+def batch_loss(model: CrossCondGPT, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float, float]:
+    lu, ld = model(b["up_in"], b["down_in"], b["cond"], b["genre"], b["text"], pos0=b["pos0"])
+    v = lu.shape[-1]
+    loss_u = F.cross_entropy(lu.reshape(-1, v), b["up"].reshape(-1), ignore_index=-100)
+    loss_d = F.cross_entropy(ld.reshape(-1, v), b["down"].reshape(-1), ignore_index=-100)
+    ok = b["up"] >= 0
+    acc_u = float((lu.argmax(-1) == b["up"])[ok].float().mean())
+    acc_d = float((ld.argmax(-1) == b["down"])[ok].float().mean())
+    return loss_u + loss_d, acc_u, acc_d
+
+
+@torch.no_grad()
+def validation_loss(model: CrossCondGPT, data: list[TokenSequence], cfg: GPTTrainConfig, gcfg: GPTConfig) -> dict:
+    model.eval()
+    rng = np.random.default_rng(1234)
+    losses, accs = [], []
+    for _ in range(4):
+        b = sample_batch(data, GPTTrainConfig(**{**asdict(cfg), "text_dropout": 1.0, "genre_dropout": 0.0}), gcfg, rng)
+        loss, au, ad = batch_loss(model, b)
+        losses.append(float(loss))
+        accs.append((au + ad) / 2)
+    model.train()
+    return {"val_loss": float(np.mean(losses)), "val_acc": float(np.mean(accs))}
+
+
+def train_gpt(
+    train: list[TokenSequence],
+    val: list[TokenSequence],
+    out_dir: Path,
+    cfg: GPTTrainConfig | None = None,
+    model_cfg: GPTConfig | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Train (or resume) the GPT into ``out_dir`` (gpt.safetensors + gpt.json); returns the report."""
+    cfg = cfg or GPTTrainConfig()
+    model_cfg = model_cfg or GPT_PRESETS["default"]
+    if model_cfg.cond_dim != COND_DIM and train and train[0].cond.shape[1] != model_cfg.cond_dim:
+        raise ValueError(f"GPT cond_dim {model_cfg.cond_dim} does not match the data's {train[0].cond.shape[1]}")
+    set_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = file_logger("groovecast.train.gpt", out_dir / "train_gpt.log")
+    rng = np.random.default_rng(cfg.seed)
+    model = CrossCondGPT(model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+    state_path = out_dir / "gpt_train_state.pt"
+    report_path = out_dir / "gpt_train_report.json"
+    start, elapsed_before = 0, 0.0
+    if resume and state_path.is_file() and (out_dir / "gpt.safetensors").is_file():
+        model = load_gpt(out_dir)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+        st = load_training_state(state_path)
+        opt.load_state_dict(st["optimizer"])
+        restore_rng(rng, st["rng"])
+        start = int(st["step"])
+        if report_path.is_file():
+            elapsed_before = float(json.loads(report_path.read_text()).get("train_seconds", 0.0))
+        log.info("resumed at step %d", start)
+
+    def lr_at(s: int) -> float:
+        if s < cfg.warmup:
+            return cfg.lr * (s + 1) / cfg.warmup
+        frac = min(1.0, (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + np.cos(np.pi * frac))
+
+    history: list[dict] = []
+    val_hist: list[dict] = []
+    t0 = time.perf_counter()
+    model.train()
+
+    def write_report(done: int, final: bool) -> dict:
+        secs = elapsed_before + time.perf_counter() - t0
+        rep = {
+            "step": done, "steps": cfg.steps, "train_seconds": secs, "threads": cfg.threads, "final": final,
+            "train_tokens": int(sum(len(d.up) for d in train)), "history": history, "val_history": val_hist,
+            "train_config": asdict(cfg),
+        }
+        report_path.write_text(json.dumps(rep, indent=2))
+        return rep
+
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="gpt", disable=not progress)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = float(lr_at(step))
+        b = sample_batch(train, cfg, model_cfg, rng)
+        loss, au, ad = batch_loss(model, b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            rec = {"step": done, "loss": float(loss.detach()), "acc_up": au, "acc_down": ad}
+            history.append(rec)
+            bar.set_postfix(loss=f"{rec['loss']:.3f}")
+            log.info("step %d %s", done, json.dumps(rec))
+        if (done % cfg.val_every == 0 or done == cfg.steps) and val:
+            v = validation_loss(model, val, cfg, model_cfg)
+            v["step"] = done
+            val_hist.append(v)
+            log.info("val %s", json.dumps(v))
+        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            save_gpt(model, out_dir)
+            save_training_state(state_path, done, opt, rng_state(rng))
+            write_report(done, final=done == cfg.steps)
+    rep = write_report(cfg.steps, final=True)
+    log.info("done in %.0f s", rep["train_seconds"])
+    return rep
