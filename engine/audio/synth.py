@@ -71,3 +71,33 @@ def noise(duration_s: float, sample_rate: int = ENGINE_SAMPLE_RATE, level: float
     rng = np.random.default_rng(seed)
     n = round(duration_s * sample_rate)
     return (rng.uniform(-level, level, n)).astype(np.float32)
+
+
+class SyntheticSignal:
+    """A synthetic signal and its exact ground truth, ready to play through :class:`ArraySource`."""
+
+    def __init__(self, samples: np.ndarray, beats: np.ndarray | None = None, name: str = "synthetic") -> None:
+        self.samples = samples  # [n] float32 at ENGINE_SAMPLE_RATE
+        self.beats = beats if beats is not None else np.zeros(0)  # [B] seconds
+        self.name = name
+
+    @classmethod
+    def clicks(
+        cls, segments: Sequence[tuple[float, float, float]], first_beat_s: float = 0.5, noise_level: float = 0.0
+    ) -> SyntheticSignal:
+        """Clicks for piecewise tempo ``(duration_s, bpm_start, bpm_end)``; see :func:`beat_times_from_tempo`."""
+        duration = float(sum(s[0] for s in segments))
+        beats = beat_times_from_tempo(segments, first_beat_s)
+        x = click_track(beats, duration)
+        if noise_level > 0:
+            x = x + noise(duration, level=noise_level)
+        name = "clicks " + ", ".join(f"{b0:g}->{b1:g} BPM for {d:g}s" for d, b0, b1 in segments)
+        return cls(x.astype(np.float32), beats, name)
+
+    @classmethod
+    def silence(cls, duration_s: float) -> SyntheticSignal:
+        return cls(silence(duration_s), None, "silence")
+
+    @classmethod
+    def noise(cls, duration_s: float, level: float = 0.1, seed: int = 0) -> SyntheticSignal:
+        return cls(noise(duration_s, level=level, seed=seed), None, "noise")
