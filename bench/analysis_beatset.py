@@ -225,11 +225,13 @@ def write_midi(path: Path, events: list[tuple[float, int, int, int, float]], pro
     path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 0, 1, 1000) + b"MTrk" + struct.pack(">I", len(body)) + body)
 
 
-def build_events(spec: ClipSpec, tune: Tune) -> tuple[list[tuple[float, int, int, int, float]], np.ndarray, np.ndarray]:
-    """Note events and exact ground-truth beats/downbeats (seconds) for one clip."""
+def build_events(
+    spec: ClipSpec, tune: Tune, duration_s: float = CLIP_S
+) -> tuple[list[tuple[float, int, int, int, float]], np.ndarray, np.ndarray]:
+    """Note events and exact ground-truth beats/downbeats (seconds) for one clip of ``duration_s``."""
     # enough beats for the clip at the fastest tempo of the map
     max_bpm = max(max(b0, b1) for _, b0, b1 in spec.tempo)
-    n_beats = CLIP_S * max_bpm / 60.0 + 8
+    n_beats = duration_s * max_bpm / 60.0 + 8
     tm = TimeMap(spec.tempo, n_beats)
     bq = tune.beat_ql
     events: list[tuple[float, int, int, int, float]] = []
@@ -241,13 +243,13 @@ def build_events(spec: ClipSpec, tune: Tune) -> tuple[list[tuple[float, int, int
             if swing := spec.swing:
                 q_on, q_end = _swing(q_on, bq), _swing(q_end, bq)
             t_on, t_end = float(tm(q_on / bq)), float(tm(q_end / bq))
-            if t_on > CLIP_S:
+            if t_on > duration_s:
                 continue
             accent = 12 if abs(q_on / bq - round(q_on / bq)) < 1e-6 else 0
             events.append((t_on, 0, midi, 84 + accent - (6 if swing else 0), max(0.05, 0.95 * (t_end - t_on))))
     beat_idx = np.arange(int(n_beats))
     beats = tm(beat_idx.astype(np.float64))
-    keep = beats <= CLIP_S
+    keep = beats <= duration_s
     beats, beat_idx = beats[keep], beat_idx[keep]
     per_bar = tune.beats_per_bar
     downbeats = beats[beat_idx % per_bar == 0]
@@ -269,7 +271,7 @@ def build_events(spec: ClipSpec, tune: Tune) -> tuple[list[tuple[float, int, int
         for k in range(int(n_beats) * sub):
             b = k / sub
             t = float(tm(_swing(b, 1.0) if spec.swing else b))
-            if t > CLIP_S:
+            if t > duration_s:
                 break
             in_bar = int(b) % per_bar
             on_beat = k % sub == 0
@@ -283,13 +285,13 @@ def build_events(spec: ClipSpec, tune: Tune) -> tuple[list[tuple[float, int, int
     return events, beats, downbeats
 
 
-def _render(mid: Path, wav: Path) -> None:
+def render_midi(mid: Path, wav: Path, rate: int = RENDER_RATE) -> None:
     if shutil.which("fluidsynth") is None:
         raise RuntimeError("fluidsynth is not installed (Debian package fluidsynth; scripts/setup.sh installs it)")
     if not SOUNDFONT.exists():
         raise RuntimeError(f"{SOUNDFONT} is missing (Debian package fluid-soundfont-gm)")
     subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(RENDER_RATE), "-F", str(wav), str(SOUNDFONT), str(mid)],
+        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(rate), "-F", str(wav), str(SOUNDFONT), str(mid)],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
     )
 
@@ -324,7 +326,7 @@ def build_clip(spec: ClipSpec, root: Path | None = None) -> Clip:
     mid = d / "clip.mid"
     write_midi(mid, events, {0: spec.program, 1: 33})
     raw = d / "raw.wav"
-    _render(mid, raw)
+    render_midi(mid, raw)
     x, sr = read_wav(raw)
     x = x[: int(CLIP_S * sr)]
     if spec.noise_snr_db is not None:

@@ -49,10 +49,11 @@ FRAME_WIN = 2048
 N_MFCC_BANDS = 40
 
 # Fixed scaling constants (chosen on rendered music at typical levels; see docs/audio.md).
-ONSET_SCALE = 8.0  # mean log-mel flux per hop / ONSET_SCALE, clipped to [0, 4]
-FLUX_SCALE = 20.0  # mean linear spectral flux per hop / FLUX_SCALE, clipped to [0, 4]
-MFCC_OFFSET0 = -20.0  # aubio's c0 sits around -20 (quiet) .. +10 (loud)
-MFCC_SCALE = 10.0  # (mfcc - offset) / MFCC_SCALE, clipped to [-4, 4]
+ONSET_SCALE = 12.0  # mean log-mel flux per hop / ONSET_SCALE, clipped to [0, 4] (music: median ~0.1, p99 ~1.4)
+FLUX_SCALE = 50.0  # mean linear spectral flux per hop / FLUX_SCALE, clipped to [0, 4]
+MFCC_OFFSET0 = -10.0  # aubio's c0 (log10 mel energies, DCT): about -10 for music at -20 dBFS, -60 for silence
+MFCC_SCALE0 = 5.0  # c0 -> (c0 - MFCC_OFFSET0) / MFCC_SCALE0
+MFCC_SCALE = 1.0  # c1.. -> c / MFCC_SCALE (music: |c| < ~3); every coefficient clipped to [-4, 4]
 RMS_FLOOR_DB = -80.0  # RMS in dBFS mapped from [RMS_FLOOR_DB, 0] to [0, 1]
 TEMPO_SCALE = 200.0  # bpm / TEMPO_SCALE
 PITCH_REF_HZ = 200.0  # speech pitch: log2(f0 / PITCH_REF_HZ), 0 when unvoiced
@@ -92,9 +93,8 @@ class MusicFrameFeatures:
     def process(self, frame: np.ndarray) -> None:
         spec = self._pv(frame)
         c = self._mfcc(spec)
-        np.subtract(c, 0.0, out=self.mfcc)
-        self.mfcc[0] -= MFCC_OFFSET0
-        self.mfcc /= MFCC_SCALE
+        np.divide(c, MFCC_SCALE, out=self.mfcc)
+        self.mfcc[0] = (c[0] - MFCC_OFFSET0) / MFCC_SCALE0
         np.clip(self.mfcc, -4.0, 4.0, out=self.mfcc)
         np.square(spec.norm, out=self._power)
         np.dot(self._chroma_m, self._power, out=self.chroma)
@@ -139,8 +139,7 @@ class SpeechFrameFeatures:
         voiced = conf >= VOICING_MIN_CONF and f0 > 0.0 and self.out[0] > 0.2
         self.out[1] = min(2.0, max(-2.0, math.log2(f0 / PITCH_REF_HZ))) if voiced else 0.0
         self.out[2] = min(1.0, max(0.0, conf))
-        self.out[3:] = c
-        self.out[3] -= MFCC_OFFSET0
-        self.out[3:] /= MFCC_SCALE
+        np.divide(c, MFCC_SCALE, out=self.out[3:])
+        self.out[3] = (c[0] - MFCC_OFFSET0) / MFCC_SCALE0
         np.clip(self.out[3:], -4.0, 4.0, out=self.out[3:])
         return self.out
