@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 from engine.models.gpt import CrossCondGPT, GPTConfig, Keyframes
-from engine.models.kv_cache import ring_slots
 
 ArrayLike = np.ndarray | Tensor
 
@@ -79,6 +78,8 @@ class DecodeBackend(abc.ABC):
         self._states: list[PerformerState] = []
         # [capacity, K] keyframe bits live on the host; every backend copies them in with the inputs.
         self._kv_mask = np.zeros((capacity, self.config.n_keyframe_slots), dtype=bool)
+        self._arange = np.arange(capacity)
+        self._zero_text = np.zeros((capacity, self.config.text_dim), np.float32)
 
     # -- device string for reports ----------------------------------------------------------------------
 
@@ -193,34 +194,33 @@ class DecodeBackend(abc.ABC):
         b = len(states)
         if b == 0:
             raise ValueError("step needs at least one performer state")
+        n_active = len(self._states)
         for st in states:
-            self._check(st)
+            if not st.active or st.row >= n_active or self._states[st.row] is not st:
+                self._check(st)  # raises with the message
         rows = np.fromiter((st.row for st in states), dtype=np.int64, count=b)
-        if len(np.unique(rows)) != b:
+        contiguous = bool(rows[0] == 0 and rows[-1] == b - 1 and (b < 3 or np.array_equal(rows, self._arange[:b])))
+        if not contiguous and len(np.unique(rows)) != b:
             raise ValueError("the same performer appears twice in one step")
         cond_np = _as_np(cond, np.float32, (b, cfg.cond_dim), "cond")
         genre_np = _as_np(genre, np.int64, (b,), "genre")
         if genre_np.min() < 0 or genre_np.max() >= cfg.n_genres:
             raise ValueError(f"genre ids must be in [0, {cfg.n_genres}), got {genre_np.tolist()}")
-        text_np = (
-            np.zeros((b, cfg.text_dim), np.float32) if text is None
-            else _as_np(text, np.float32, (b, cfg.text_dim), "text")
-        )
-        up = np.fromiter((st.prev_up for st in states), dtype=np.int64, count=b)
-        down = np.fromiter((st.prev_down for st in states), dtype=np.int64, count=b)
-        for name, tok in (("up", up), ("down", down)):
-            if tok.min() < 0 or tok.max() > cfg.vocab_size:
-                raise ValueError(f"fed {name} tokens must be in [0, {cfg.vocab_size}], got {tok.tolist()}")
+        text_np = self._zero_text[:b] if text is None else _as_np(text, np.float32, (b, cfg.text_dim), "text")
+        tok = np.fromiter((t for st in states for t in (st.prev_up, st.prev_down)), dtype=np.int64, count=2 * b)
+        if tok.min() < 0 or tok.max() > cfg.vocab_size:
+            raise ValueError(f"fed tokens must be in [0, {cfg.vocab_size}] (BOS = {cfg.vocab_size}): {tok.tolist()}")
         pos = np.fromiter((st.pos for st in states), dtype=np.int64, count=b)
-        contiguous = bool(rows[0] == 0 and np.array_equal(rows, np.arange(b)))
-        lu, ld = self._run(rows, contiguous, up, down, cond_np, genre_np, text_np, pos, self._kv_mask[rows])
+        kv_mask = self._kv_mask[:b] if contiguous else self._kv_mask[rows]
+        up, down = np.ascontiguousarray(tok[0::2]), np.ascontiguousarray(tok[1::2])
+        lu, ld = self._run(rows, contiguous, up, down, cond_np, genre_np, text_np, pos, kv_mask)
         for st in states:
             st.pos += 1
         return StepResult(lu, ld)
 
     def slots_for(self, pos: np.ndarray) -> np.ndarray:
         """[B] ring slots the tokens at ``pos`` are written to."""
-        return ring_slots(torch.from_numpy(pos), self.config.n_keyframe_slots, self.config.context).numpy()
+        return self.config.n_keyframe_slots + np.remainder(pos, self.config.context)
 
     # -- hooks ----------------------------------------------------------------------------------------
 

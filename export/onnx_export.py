@@ -145,6 +145,20 @@ def export_onnx(model: CrossCondGPT, path: str | Path, opset: int = MIN_OPSET) -
             output_names=list(STEP_OUTPUTS), dynamic_axes=dyn, do_constant_folding=True,
         )
     proto = onnx.load(str(path))
+    # Declare the outputs' shapes (the tracer names static dims it cannot follow through reshapes);
+    # strict shape inference below fails if the graph disagrees with them.
+    expected: dict[str, list[int | str]] = {
+        "logits_up": ["batch", cfg.vocab_size], "logits_down": ["batch", cfg.vocab_size],
+        "k_new": [cfg.n_layer, "batch", cfg.n_head, cfg.head_dim],
+        "v_new": [cfg.n_layer, "batch", cfg.n_head, cfg.head_dim],
+    }
+    for out in proto.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        for dim, want in zip(dims, expected[out.name], strict=True):
+            if isinstance(want, str):
+                dim.dim_param = want
+            else:
+                dim.dim_value = want
     digest = model_hash(model)
     for key, value in (("groovecast.model_sha256", digest), ("groovecast.gpt_config", cfg.to_json())):
         entry = proto.metadata_props.add()
@@ -186,3 +200,45 @@ def summary_json(exp: OnnxExport) -> str:
          "inputs": exp.inputs, "outputs": exp.outputs, "ops": exp.op_counts, "checks": exp.checks},
         indent=2,
     )
+
+
+class WindowForExport(nn.Module):
+    """The full-window recompute without a cache (the bench's baseline): last position's logits."""
+
+    def __init__(self, model: CrossCondGPT) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, up_in: Tensor, down_in: Tensor, cond: Tensor, genre: Tensor, text: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        lu, ld = self.model(up_in, down_in, cond, genre, text)  # [B, T, V]
+        return lu[:, -1], ld[:, -1]
+
+
+def export_window_onnx(model: CrossCondGPT, path: str | Path, opset: int = MIN_OPSET) -> Path:
+    """Export :class:`WindowForExport` over ``context`` tokens (batch dynamic), checker-verified."""
+    import onnx
+
+    cfg = model.cfg
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    t = cfg.context
+    args = (
+        torch.randint(0, cfg.vocab_size, (2, t), generator=g), torch.randint(0, cfg.vocab_size, (2, t), generator=g),
+        torch.randn(2, t, cfg.cond_dim, generator=g), torch.zeros(2, dtype=torch.long),
+        torch.randn(2, cfg.text_dim, generator=g),
+    )
+    names = ["up_in", "down_in", "cond", "genre", "text"]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # The forward's input validation converts tensors to Python numbers; tracing keeps it out of the graph.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            WindowForExport(model.eval()), args, str(path), dynamo=False, opset_version=opset, input_names=names,
+            output_names=["logits_up", "logits_down"],
+            dynamic_axes={**{n: {0: "batch"} for n in names}, "logits_up": {0: "batch"}, "logits_down": {0: "batch"}},
+        )
+    onnx.checker.check_model(str(path), full_check=True)
+    return path

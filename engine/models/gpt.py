@@ -180,24 +180,35 @@ class Block(nn.Module):
         att = self.drop(torch.softmax(scores, dim=-1))
         return self._residual(x, torch.matmul(att, v))
 
-    def attend_cached(
-        self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor
-    ) -> Tensor:
-        """One query per row over the cached history plus its own key; the cache is only read.
+    def step_cached(
+        self, x: Tensor, cos: Tensor, sin: Tensor, k_cache: Tensor, v_cache: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One token per row over the cached history plus its own key; the cache is only read.
+
+        Written for the exported step: constant reshapes only (no shape arithmetic in the graph) and one
+        rotary application for q and k together.
 
         Args:
-            x: [B, 1, E] block input.
-            q, k, v: [B, H, 1, D] the current token.
+            x: [B, E] block input.
+            cos, sin: [B, 1, D/2] rotary angles of each row's position.
             k_cache, v_cache: [B, H, S, D] this layer's cache.
             mask: [B, 1, 1, S] valid history slots (the slot being replaced excluded).
+
+        Returns:
+            block output [B, E], the token's k and v [B, H, D].
         """
-        scale = 1.0 / math.sqrt(self.head_dim)
-        hist = torch.matmul(q, k_cache.transpose(-1, -2)).masked_fill(~mask, float("-inf"))  # [B, H, 1, S]
-        own = (q * k).sum(-1, keepdim=True)  # [B, H, 1, 1]
-        att = torch.softmax(torch.cat([hist, own], dim=-1) * scale, dim=-1)  # [B, H, 1, S + 1]
+        h, d = self.n_head, self.head_dim
+        qkv = self.qkv(self.ln1(x)).reshape(-1, 3 * h, d)  # [B, 3H, D]
+        qk = apply_rope(qkv[:, : 2 * h], cos, sin)  # [B, 2H, D]
+        q, k, v = qk[:, :h], qk[:, h : 2 * h], qkv[:, 2 * h : 3 * h]  # [B, H, D] (explicit ends: static shapes)
+        q4 = q.unsqueeze(2)  # [B, H, 1, D]
+        hist = torch.matmul(q4, k_cache.transpose(-1, -2)).masked_fill(~mask, float("-inf"))  # [B, H, 1, S]
+        own = (q4 * k.unsqueeze(2)).sum(-1, keepdim=True)  # [B, H, 1, 1]
+        att = torch.softmax(torch.cat([hist, own], dim=-1) * (1.0 / math.sqrt(d)), dim=-1)  # [B, H, 1, S + 1]
         s = k_cache.shape[2]
-        y = torch.matmul(att[..., :s], v_cache) + att[..., s:] * v  # [B, H, 1, D]
-        return self._residual(x, y)
+        y = torch.matmul(att[..., :s], v_cache) + att[..., s:] * v.unsqueeze(2)  # [B, H, 1, D]
+        x = x + self.proj(y.reshape(-1, h * d))
+        return x + self.fc_out(F.gelu(self.fc(self.ln2(x)))), k, v
 
     def _residual(self, x: Tensor, y: Tensor) -> Tensor:
         """x [B, T, E], per-head attention output y [B, H, T, D] -> block output [B, T, E]."""
@@ -403,17 +414,15 @@ class CrossCondGPT(nn.Module):
         """
         cfg = self.cfg
         glob = self._global(genre, text)
-        x = self._stream_inputs(up_prev.unsqueeze(1), down_prev.unsqueeze(1), cond.unsqueeze(1), glob)  # [B,1,E]
-        cos, sin = rope_angles(pos.unsqueeze(1), cfg.head_dim, cfg.rope_base)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, 1, D/2]
+        x = self.emb_up(up_prev) + self.emb_down(down_prev) + self.cond_proj(cond) + glob[:, 0]  # [B, E]
+        cos, sin = rope_angles(pos.unsqueeze(1), cfg.head_dim, cfg.rope_base)  # [B, 1, D/2]
         mask = history_mask(pos, kv_mask, cfg.context)[:, None, None, :]  # [B, 1, 1, S]
         new_k, new_v = [], []
         for i, blk in enumerate(self._block_list()):
-            q, k, v = blk.qkv_heads(x, cos, sin)  # [B, H, 1, D]
-            new_k.append(k[:, :, 0])
-            new_v.append(v[:, :, 0])
-            x = blk.attend_cached(x, q, k, v, k_cache[i].to(q.dtype), v_cache[i].to(q.dtype), mask)
-        x = self.ln_f(x[:, 0])
+            x, k, v = blk.step_cached(x, cos, sin, k_cache[i].to(x.dtype), v_cache[i].to(x.dtype), mask)
+            new_k.append(k)
+            new_v.append(v)
+        x = self.ln_f(x)
         return self.head_up(x), self.head_down(x), torch.stack(new_k), torch.stack(new_v)
 
     def step(

@@ -148,7 +148,7 @@ def test_bad_inputs_are_named(make: Factory, model: CrossCondGPT) -> None:
     with pytest.raises(ValueError, match="slots"):
         be.set_keyframes(s, [1, 2, 3], [1, 2, 3], [4, 5, 6], 0)
     s.feed(CFG.vocab_size + 3, 0)
-    with pytest.raises(ValueError, match="fed up tokens"):
+    with pytest.raises(ValueError, match="fed tokens"):
         be.step([s], np.zeros((1, 6), np.float32), np.zeros(1, np.int64))
     be.release(s)
     with pytest.raises(ValueError, match="does not belong"):
