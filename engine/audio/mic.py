@@ -35,6 +35,14 @@ def _sd() -> Any:
     return sounddevice
 
 
+def refresh_devices() -> None:
+    """Re-scan devices: PortAudio enumerates them once at start-up, so a JACK server or a USB interface
+    that appeared later is only seen after this. Do not call it while a stream is open."""
+    sd = _sd()
+    sd._terminate()  # sounddevice exposes no public re-scan; these two are its own init/exit hooks
+    sd._initialize()
+
+
 def list_devices() -> list[DeviceInfo]:
     """All PortAudio devices (input and output) with their host API."""
     sd = _sd()

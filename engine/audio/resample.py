@@ -41,7 +41,7 @@ class StreamResampler:
         h = firwin(self.k * self.up, cutoff, window=("kaiser", 8.0)) * self.up
         # phases[p, j] multiplies input x[i0 - j] for output phase p: [up, K]
         self._phases = h.reshape(self.k, self.up).T.astype(np.float32).copy()
-        self._hist = np.zeros(self.k - 1, dtype=np.float32)  # last K-1 input samples
+        self._hist = np.zeros(self.k, dtype=np.float32)  # last K input samples (an output may need x[n_prev - K])
         self._m = 0  # next output index
         self._n_in = 0  # input samples consumed
         self.latency_samples_in = self.k // 2
@@ -51,8 +51,8 @@ class StreamResampler:
         x = np.asarray(x, dtype=np.float32)
         if self.passthrough:
             return x.copy()
-        buf = np.concatenate([self._hist, x])  # buf[j] = input sample (n_in - (K-1) + j)
-        base = self._n_in - (self.k - 1)
+        buf = np.concatenate([self._hist, x])  # buf[j] = input sample (n_in - K + j)
+        base = self._n_in - self.k
         n_avail = self._n_in + len(x)
         # output m needs input up to i0 = floor(m * down / up) (its newest tap)
         m_end = (n_avail - 1) * self.up // self.down + 1 if n_avail > 0 else 0
@@ -69,5 +69,5 @@ class StreamResampler:
             y = np.zeros(0, dtype=np.float32)
         self._m = m_end
         self._n_in = n_avail
-        self._hist = buf[len(buf) - (self.k - 1):].copy() if len(buf) >= self.k - 1 else self._hist
+        self._hist = buf[len(buf) - self.k:].copy()
         return y
