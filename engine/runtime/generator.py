@@ -1,0 +1,211 @@
+"""Per-performer state and the generator that steps all active performers in one batched model call.
+
+One :meth:`DanceGenerator.step` commits one token (4 frames, 133 ms) for every performer: the GPT
+step over the batch (any backend of :mod:`export`), temperature/top-k sampling per performer, then one
+batched causal VQ-VAE decode of each performer's recent tokens, keeping only the new token's frames.
+The result is joint-local quaternions of the full CMU skeleton, ready for the playout buffers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from engine.models.conditioning import FRAMES_PER_TOKEN, genre_id
+from engine.models.pose_repr import (
+    LOWER_DIM,
+    UPPER_DIM,
+    metric_cmu_skeleton,
+    model_joint_indices,
+)
+from engine.models.sampling import sample_tokens
+from engine.models.vqvae import VQVAE
+from engine.skeleton import rotations as R
+from export.base import DecodeBackend, PerformerState
+
+
+@dataclass
+class Controls:
+    """Run-time controls of one performer (set through WebSocket/OSC control messages)."""
+
+    genre: int = 1  # row of engine.models.conditioning.GENRES; 1 = salsa (the trained genre)
+    text: np.ndarray | None = None  # [384] sentence embedding, or None
+    intensity: float = 1.0  # 0..1: blend between the idle pose (0) and the dance (1)
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = full distribution
+
+
+@dataclass
+class Performer:
+    """Everything one performer owns besides its cache row: controls, recent tokens, root drift."""
+
+    pid: int
+    state: PerformerState
+    controls: Controls
+    tok_up: np.ndarray  # [ctx] int64, most recent last (decoder context)
+    tok_down: np.ndarray  # [ctx] int64
+    n_tokens: int = 0
+    root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    rng: torch.Generator = field(default_factory=torch.Generator)
+    pending_reset: bool = False
+
+
+@dataclass
+class TokenFrames:
+    """The frames of one committed token for one performer."""
+
+    pid: int
+    token: int
+    root: np.ndarray  # [4, 3] float32 metres
+    quat: np.ndarray  # [4, J, 4] float32 joint-local (w, x, y, z)
+
+
+class DanceGenerator:
+    """Steps a batch of performers through the GPT and the VQ-VAE decoder.
+
+    Args:
+        backend: a decode backend (its capacity bounds the number of performers).
+        vqvae: the trained VQ-VAE whose codebooks the GPT predicts.
+        seed: base seed; performer ``i`` samples with ``seed + i``.
+    """
+
+    def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0) -> None:
+        self.backend = backend
+        self.vqvae = vqvae.eval()
+        self.seed = seed
+        self.skeleton = metric_cmu_skeleton()
+        self.n_joints = self.skeleton.num_joints
+        self.model_idx = model_joint_indices(self.skeleton)
+        self.ctx = vqvae.decode_context() + 1
+        self.performers: list[Performer] = []
+        self._next_pid = 0
+        # Token id used to pad the decoder context before a performer's first token: its most used
+        # code would be better, but any fixed id is consistent; the decoder output for padding is discarded.
+        self._pad = 0
+        self._rest_quat = np.zeros((self.n_joints, 4), dtype=np.float32)
+        self._rest_quat[:, 0] = 1.0
+        self.steps = 0
+
+    # -- performers ------------------------------------------------------------------------------------
+
+    def add_performer(self, controls: Controls | None = None) -> Performer:
+        state = self.backend.new_state()
+        p = Performer(
+            pid=self._next_pid,
+            state=state,
+            controls=controls or Controls(),
+            tok_up=np.full(self.ctx, self._pad, dtype=np.int64),
+            tok_down=np.full(self.ctx, self._pad, dtype=np.int64),
+        )
+        p.rng.manual_seed(self.seed + p.pid)
+        self._next_pid += 1
+        self.performers.append(p)
+        return p
+
+    def remove_performer(self, pid: int) -> None:
+        p = self.get(pid)
+        self.backend.release(p.state)
+        self.performers.remove(p)
+
+    def get(self, pid: int) -> Performer:
+        for p in self.performers:
+            if p.pid == pid:
+                return p
+        raise KeyError(f"no performer {pid}; have {[p.pid for p in self.performers]}")
+
+    def reset(self, p: Performer) -> None:
+        """Start a performer's dance over (position 0, BOS); keeps where it stands."""
+        self.backend.reset_state(p.state)
+        p.tok_up[:] = self._pad
+        p.tok_down[:] = self._pad
+        p.n_tokens = 0
+
+    def set_genre(self, p: Performer, genre: str | int) -> None:
+        gid = genre if isinstance(genre, int) else genre_id(genre)
+        if not 0 <= gid < self.backend.config.n_genres:
+            raise ValueError(f"genre id {gid} outside [0, {self.backend.config.n_genres})")
+        p.controls.genre = gid
+
+    # -- the step ----------------------------------------------------------------------------------------
+
+    def step(self, cond: np.ndarray, performers: list[Performer] | None = None) -> list[TokenFrames]:
+        """Commit the next token of every given performer (default: all), all conditioned on ``cond``.
+
+        Args:
+            cond: [cond_dim] the music conditioning of this token (shared by all performers), or
+                [B, cond_dim] one row per performer.
+        """
+        ps = self.performers if performers is None else performers
+        if not ps:
+            return []
+        b = len(ps)
+        cfg = self.backend.config
+        cond_b = np.array(np.broadcast_to(np.asarray(cond, dtype=np.float32), (b, cfg.cond_dim)))
+        genre = np.fromiter((p.controls.genre for p in ps), dtype=np.int64, count=b)
+        text = None
+        if any(p.controls.text is not None for p in ps):
+            text = np.zeros((b, cfg.text_dim), dtype=np.float32)
+            for i, p in enumerate(ps):
+                if p.controls.text is not None:
+                    text[i] = p.controls.text
+        res = self.backend.step([p.state for p in ps], cond_b, genre, text)
+        # Sampling per performer (own temperature, top-k and random stream).
+        ups = np.empty(b, dtype=np.int64)
+        downs = np.empty(b, dtype=np.int64)
+        for i, p in enumerate(ps):
+            c = p.controls
+            k = c.top_k or None
+            ups[i] = int(sample_tokens(res.logits_up[i : i + 1], c.temperature, k, p.rng)[0])
+            downs[i] = int(sample_tokens(res.logits_down[i : i + 1], c.temperature, k, p.rng)[0])
+            p.state.feed(ups[i], downs[i])
+            p.tok_up[:-1] = p.tok_up[1:]
+            p.tok_up[-1] = ups[i]
+            p.tok_down[:-1] = p.tok_down[1:]
+            p.tok_down[-1] = downs[i]
+            p.n_tokens += 1
+        # One batched causal decode of each performer's context; keep the newest token's frames.
+        with torch.inference_mode():
+            iu = torch.from_numpy(np.stack([p.tok_up for p in ps]))
+            idn = torch.from_numpy(np.stack([p.tok_down for p in ps]))
+            up, down = self.vqvae.decode(iu, idn)  # [B, 4*ctx, Du], [B, 4*ctx, Dl]
+        up_np = up[:, -FRAMES_PER_TOKEN:].numpy()
+        down_np = down[:, -FRAMES_PER_TOKEN:].numpy()
+        self.steps += 1
+        return [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
+
+    def _frames(self, p: Performer, upper: np.ndarray, lower: np.ndarray) -> TokenFrames:
+        """Model vectors of one token (upper [4, 72], lower [4, 61]) -> root + full-skeleton quaternions."""
+        assert upper.shape[-1] == UPPER_DIM and lower.shape[-1] == LOWER_DIM
+        n = len(upper)
+        nl = (LOWER_DIM - 3 - 4) // 6
+        d6 = np.concatenate([lower[:, 3 : 3 + 6 * nl].reshape(n, nl, 6), upper.reshape(n, -1, 6)], axis=1)
+        quat = np.broadcast_to(self._rest_quat, (n, self.n_joints, 4)).copy()
+        quat[:, self.model_idx] = R.matrix_to_quat(R.rot6d_to_matrix(d6))
+        root = np.zeros((n, 3), dtype=np.float32)
+        # Root x/z integrate the velocity channels (m/s at 30 fps); y is the height channel.
+        vx = np.cumsum(lower[:, 0]) / 30.0
+        vz = np.cumsum(lower[:, 2]) / 30.0
+        root[:, 0] = p.root_xz[0] + vx
+        root[:, 2] = p.root_xz[1] + vz
+        root[:, 1] = lower[:, 1]
+        p.root_xz = np.array([root[-1, 0], root[-1, 2]])
+        return TokenFrames(pid=p.pid, token=p.n_tokens - 1, root=root, quat=quat.astype(np.float32))
+
+    def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """A natural standing pose: the training-data mean of each model joint's rotation, at mean height.
+
+        Returns (root [3] with x = z = 0, quats [J, 4]).
+        """
+        vq = self.vqvae
+        up = vq.up_mean.detach().cpu().numpy()[None]
+        down = vq.down_mean.detach().cpu().numpy()[None].copy()
+        down[:, 0] = 0.0
+        down[:, 2] = 0.0
+        nl = (LOWER_DIM - 3 - 4) // 6
+        d6 = np.concatenate([down[:, 3 : 3 + 6 * nl].reshape(1, nl, 6), up.reshape(1, -1, 6)], axis=1)
+        quat = self._rest_quat.copy()
+        quat[self.model_idx] = R.matrix_to_quat(R.rot6d_to_matrix(d6))[0]
+        root = np.array([0.0, float(down[0, 1]), 0.0], dtype=np.float32)
+        return root, quat.astype(np.float32)
