@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.decode_args import add_arguments
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.models.gpt import GPT_PRESETS, CrossCondGPT, GPTConfig
 
-REPORT_DIR = Path(__file__).resolve().parent / "reports"
 GPU_NOTE = (
     "No GPU figure exists yet: the machine that ran this bench has no CUDA device (and no TensorRT). "
     "The CUDA-graph torch path and the TensorRT backend are written and unit-tested where runnable; "
@@ -308,17 +308,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="decode_bench", description=__doc__)
     add_arguments(p)
     return execute(p.parse_args(argv))
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    p.add_argument("--models", default="default,bailando", help="presets to measure (default: default,bailando)")
-    p.add_argument("--backends", default="torch,onnxruntime", help="backends (default: torch,onnxruntime)")
-    p.add_argument("--batches", default="1,16,256", help="batch sizes (default: 1,16,256)")
-    p.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads (default 1)")
-    p.add_argument("--quick", action="store_true", help="5 iterations per case (smoke test, not a measurement)")
-    p.add_argument("--out", type=Path, default=REPORT_DIR,
-                   help=f"write decode.md/.json/.png here (default {REPORT_DIR}); '-' to write nothing")
 
 
 def execute(args: argparse.Namespace) -> int:
