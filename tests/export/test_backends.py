@@ -36,10 +36,12 @@ def onnx_file(model: CrossCondGPT, tmp_path_factory: pytest.TempPathFactory) -> 
 Factory = Callable[[CrossCondGPT, int], DecodeBackend]
 
 
-@pytest.fixture(params=["torch", "onnxruntime"])
+@pytest.fixture(params=["torch-jit", "torch-eager", "onnxruntime"])
 def make(request: pytest.FixtureRequest, onnx_file: Path) -> Factory:
-    if request.param == "torch":
-        return lambda m, cap: TorchBackend(m, cap)
+    if request.param == "torch-jit":
+        return lambda m, cap: TorchBackend(m, cap, jit=True)
+    if request.param == "torch-eager":
+        return lambda m, cap: TorchBackend(m, cap, jit=False)
     return lambda m, cap: OnnxRuntimeBackend(m, cap, onnx_file, threads=1)
 
 
