@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import mimetypes
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -54,6 +55,19 @@ class _Client:
     dropped: int = 0
 
 
+@dataclass(frozen=True)
+class ClientInfo:
+    """One connected client as the server sees it (for stats, tests and the bench)."""
+
+    peer: str
+    performer: int
+    fmt: str
+    sent: int
+    dropped: int
+    pending_slots: int
+    write_buffer_bytes: int  # bytes waiting in the websockets/asyncio transport buffer
+
+
 @dataclass
 class ServerStats:
     clients: int
@@ -78,6 +92,8 @@ class PoseServer:
         clock: time source for ``server_ns`` stamps.
         skeleton: skeleton override for frames (default: registered by the frame's name).
         write_limit: websockets write-buffer high-water mark per client, in bytes.
+        sndbuf: if set, the kernel send buffer (SO_SNDBUF) of each client socket, bounding what the kernel
+            holds for a client that does not read (default: the kernel's autotuning).
         max_clients: further connections are refused with HTTP 503.
     """
 
@@ -92,6 +108,7 @@ class PoseServer:
         clock: Clock = SYSTEM_CLOCK,
         skeleton: Skeleton | None = None,
         write_limit: int = 64 * 1024,
+        sndbuf: int | None = None,
         max_clients: int = 2000,
     ) -> None:
         self.host = host
@@ -102,6 +119,7 @@ class PoseServer:
         self.clock = clock
         self.skeleton = skeleton
         self.write_limit = write_limit
+        self.sndbuf = sndbuf
         self.max_clients = max_clients
         self._clients: set[_Client] = set()
         self._server: Server | None = None
@@ -164,6 +182,17 @@ class PoseServer:
             controls=self.controls,
             control_errors=self.control_errors,
         )
+
+    def client_info(self) -> list[ClientInfo]:
+        out = []
+        for c in self._clients:
+            transport = c.ws.transport
+            out.append(ClientInfo(
+                peer=str(c.ws.remote_address), performer=c.performer, fmt=c.fmt, sent=c.sent, dropped=c.dropped,
+                pending_slots=len(c.slots),
+                write_buffer_bytes=transport.get_write_buffer_size() if transport is not None else 0,
+            ))
+        return out
 
     # ----------------------------------------------------------------------------------- publishing
 
@@ -236,6 +265,10 @@ class PoseServer:
     async def _handle(self, ws: ServerConnection) -> None:
         query = parse_qs(urlsplit(ws.request.path if ws.request else "/").query)
         client = _Client(ws)
+        if self.sndbuf is not None:
+            sock = ws.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
         try:
             client.performer = int(query.get("performer", ["-1"])[0])
         except ValueError:
