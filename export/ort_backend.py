@@ -16,8 +16,8 @@ from export.onnx_export import STEP_INPUTS, cache_input_names, model_hash, read_
 class OnnxRuntimeBackend(DecodeBackend):
     """Runs an exported step (``export_onnx``) with onnxruntime; the cache pool is per-layer numpy arrays.
 
-    Per-layer buffers ``[capacity, H, S, D]`` make the rows ``[0, n)`` of all active performers a contiguous
-    view, which onnxruntime reads without a copy; only the new entries come back and are written in place.
+    Layer ``l``'s rows ``[0, n)`` of the pool ``[L, capacity, H, S, D]`` (all active performers) are a
+    contiguous view, which onnxruntime reads without a copy; only the new entries come back and are written in place.
     """
 
     name = "onnxruntime"
@@ -53,9 +53,10 @@ class OnnxRuntimeBackend(DecodeBackend):
         self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
         cfg = self.config
         self._cache_names = cache_input_names(cfg.n_layer)
-        shape = (capacity, cfg.n_head, cfg.cache_slots, cfg.head_dim)
-        self.k = [np.zeros(shape, np.float32) for _ in range(cfg.n_layer)]  # L x [N, H, S, D]
-        self.v = [np.zeros(shape, np.float32) for _ in range(cfg.n_layer)]
+        shape = (cfg.n_layer, capacity, cfg.n_head, cfg.cache_slots, cfg.head_dim)
+        # One array per k/v; layer l's rows [0, n) are a contiguous view k[l, :n].
+        self.k = np.zeros(shape, np.float32)  # [L, N, H, S, D]
+        self.v = np.zeros(shape, np.float32)
         self.onnx_path = path
 
     @property
@@ -76,23 +77,23 @@ class OnnxRuntimeBackend(DecodeBackend):
     ) -> tuple[Tensor, Tensor]:
         b = len(rows)
         feed: dict[str, np.ndarray] = dict(zip(STEP_INPUTS, (up, down, cond, genre, text, pos, kv_mask), strict=True))
-        layers = self.k + self.v
-        for name, buf in zip(self._cache_names, layers, strict=True):
-            feed[name] = buf[:b] if contiguous else buf[rows]  # a view, or a gathered copy
+        n_layer = self.config.n_layer
+        for i in range(n_layer):
+            for j, buf in enumerate((self.k, self.v)):
+                # A contiguous view of the pool, or a gathered copy.
+                feed[self._cache_names[i + j * n_layer]] = buf[i, :b] if contiguous else buf[i, rows]
         lu, ld, k_new, v_new = self.session.run(None, feed)
         slot = self.slots_for(pos)
-        for i in range(self.config.n_layer):
-            self.k[i][rows, :, slot] = k_new[i]  # k[i][rows[b], :, slot[b]] = k_new[i, b]
-            self.v[i][rows, :, slot] = v_new[i]
+        # k[:, rows[b], :, slot[b]] = k_new[:, b] for every b; the indexed dims come first: [B, L, H, D].
+        self.k[:, rows, :, slot] = k_new.transpose(1, 0, 2, 3)
+        self.v[:, rows, :, slot] = v_new.transpose(1, 0, 2, 3)
         return torch.from_numpy(lu), torch.from_numpy(ld)
 
     def _copy_row(self, src: int, dst: int) -> None:
-        for buf in (*self.k, *self.v):
-            buf[dst] = buf[src]
+        self.k[:, dst] = self.k[:, src]
+        self.v[:, dst] = self.v[:, src]
 
     def _write_keyframes(self, row: int, k: Tensor, v: Tensor) -> None:
         n = k.shape[2]
-        kn, vn = k.float().numpy(), v.float().numpy()
-        for i in range(self.config.n_layer):
-            self.k[i][row, :, :n] = kn[i]
-            self.v[i][row, :, :n] = vn[i]
+        self.k[:, row, :, :n] = k.float().numpy()
+        self.v[:, row, :, :n] = v.float().numpy()

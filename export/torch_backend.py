@@ -151,9 +151,9 @@ class TorchBackend(DecodeBackend):
     def _write(self, rows: Tensor, pos: Tensor, k_new: Tensor, v_new: Tensor) -> None:
         """k_new/v_new: [L, B, H, D] written at (rows, slot(pos)) of every layer."""
         slot = ring_slots(pos, self.config.n_keyframe_slots, self.config.context)
-        for i in range(self.config.n_layer):
-            self.k[i][rows, :, slot] = k_new[i].to(self.dtype)  # k[i][rows[b], :, slot[b]] = k_new[i, b]
-            self.v[i][rows, :, slot] = v_new[i].to(self.dtype)
+        # k[:, rows[b], :, slot[b]] = k_new[:, b] for every b; the indexed dims come first: [B, L, H, D].
+        self.k[:, rows, :, slot] = k_new.transpose(0, 1).to(self.dtype)
+        self.v[:, rows, :, slot] = v_new.transpose(0, 1).to(self.dtype)
 
     def _run(
         self,
