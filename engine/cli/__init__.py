@@ -17,7 +17,7 @@ from engine import __version__
 
 #: Modules that register sub-commands, in help order. Add a module here to add commands.
 COMMAND_MODULES: tuple[str, ...] = ("engine.cli.audio_cmds", "engine.cli.stream_cmds", "engine.cli.train_cmds",
-                                    "engine.cli.export_cmds")
+                                    "engine.cli.export_cmds", "engine.cli.run_cmds")
 
 
 class CliError(Exception):

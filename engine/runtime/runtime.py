@@ -68,7 +68,8 @@ class RuntimeConfig:
     restart_after_s: float = 2.0  # after silence this long, music restarts the dance from scratch
     tempo_jump_ratio: float = 0.08  # a tempo change beyond this between tokens re-plans unplayed tokens
     max_warp_rate: float = 0.05  # phase-lock time-warp: most playback speed change (0 disables)
-    late_wait_ms: float = 8.0  # a due frame whose token is being generated is waited for this long
+    late_wait_ms: float = 8.0
+    stall_ms: float = 150.0  # no audio for this long: input lost, hold the pose until it returns
     realtime: bool = True
 
     def __post_init__(self) -> None:
@@ -89,6 +90,7 @@ class RuntimeStats:
     frames_out: int = 0
     missed: int = 0
     replans: int = 0
+    stalled_frames: int = 0  # output frames held because the input stopped delivering audio
     idle: bool = True
     controls_applied: int = 0
     control_errors: list[str] = field(default_factory=list)
@@ -152,6 +154,8 @@ class DanceRuntime:
         # playout state
         self._lock = threading.Condition()
         self._tick = 0  # next output tick
+        self._stall_frames = 0.0  # audio frames the output timeline lags behind ticks (input stalls)
+        self._block_ns = 0  # duration of the newest audio block
         self._generating: int | None = None  # token being generated right now
         self._running = False
         self._ended = False
@@ -378,7 +382,7 @@ class DanceRuntime:
 
     def _replan(self) -> None:
         """Discard generated-but-unplayed tokens so they are regenerated with the new tempo belief."""
-        played_frame = self._tick * MODEL_FPS // self.cfg.output_fps
+        played_frame = math.ceil(self._pos(self._tick))
         first_unplayed = max(self._next_token - self.cfg.lookahead_tokens, -(-played_frame // FRAMES_PER_TOKEN))
         n = self._next_token - first_unplayed
         if n <= 0:
@@ -402,22 +406,23 @@ class DanceRuntime:
 
     # ---------------------------------------------------------------------------------------- playout side
 
-    def _due_ns(self, tick: int) -> int | None:
-        """Monotonic time at which output tick ``tick`` is due (None before the first feature frame)."""
+    def _pos(self, tick: int) -> float:
+        """Audio-timeline frame position shown by output tick ``tick`` (input stalls shift it back)."""
+        return tick * MODEL_FPS / self.cfg.output_fps - self._stall_frames
+
+    def _due_ns(self, pos: float) -> int | None:
+        """Monotonic time at which frame position ``pos`` is due (None before the first feature frame)."""
         a = self._anchor
         if a is None:
             return None
-        frame_pos = tick * MODEL_FPS / self.cfg.output_fps
-        sample = frame_pos * SAMPLES_PER_FRAME
-        return int(
-            a.capture_ns + (sample - a.sample_index) * 1e9 / ENGINE_SAMPLE_RATE - self.cfg.output_offset_ms * 1e6
-        )
+        sample = pos * SAMPLES_PER_FRAME
+        late = (sample - a.sample_index) * 1e9 / ENGINE_SAMPLE_RATE
+        return int(a.capture_ns + late - self.cfg.output_offset_ms * 1e6)
 
-    def _emit_tick(self, tick: int) -> None:
+    def _emit_tick(self, tick: int, held: bool = False) -> None:
         step = MODEL_FPS / self.cfg.output_fps
-        pos = tick * step
-        fidx = int(pos)
-        token = fidx // FRAMES_PER_TOKEN
+        pos = self._pos(tick)
+        token = int(pos) // FRAMES_PER_TOKEN
         src = self._src.get(token) or (0, 0)
         period_s, next_beat_s, bpm = self._belief
         t_s = pos / MODEL_FPS
@@ -425,10 +430,13 @@ class DanceRuntime:
         beat = any(abs(b - pos) < step * 0.5 + 1e-9 for b in self._beat_frames)
         for p in self.gen.performers:
             ph = self.playheads[p.pid]
-            missed = ph.stats.missed
-            root, quat = ph.tick(pos, tracker_phase, step)
-            if ph.stats.missed > missed and not self.stats.idle:
-                self.stats.missed += 1
+            if held:
+                root, quat = ph.last_root, ph.last_quat
+            else:
+                missed = ph.stats.missed
+                root, quat = ph.tick(pos, tracker_phase, step)
+                if ph.stats.missed > missed and not self.stats.idle:
+                    self.stats.missed += 1
             frame = PoseFrame(
                 sample_index=src[0],
                 capture_ns=src[1],
@@ -440,8 +448,8 @@ class DanceRuntime:
                 time_s=t_s,
                 bpm=bpm,
                 beat_phase=0.0 if tracker_phase is None else float(tracker_phase),
-                beat=beat,
-                energy=self._energy,
+                beat=beat and not held,
+                energy=0.0 if held else self._energy,
                 fps=float(self.cfg.output_fps),
             )
             for sink in self.sinks:
@@ -453,39 +461,54 @@ class DanceRuntime:
 
     def _drain(self, final: bool) -> None:
         """Fast mode: emit every tick whose frames exist (all remaining ticks when ``final``)."""
-        step = MODEL_FPS / self.cfg.output_fps
         limit = self._n_frames if final else min(self._n_frames, FRAMES_PER_TOKEN * self._next_token)
-        while self._tick * step < limit:
+        while self._pos(self._tick) < limit:
             self._emit_tick(self._tick)
             self._tick += 1
 
     def _playout_loop(self) -> None:
+        """Emit ticks on the audio clock; wait briefly for a token in progress; hold through input stalls."""
         wait_ns = int(self.cfg.late_wait_ms * 1e6)
+        stall_ns = int(self.cfg.stall_ms * 1e6)
         step = MODEL_FPS / self.cfg.output_fps
+        period_ns = 1_000_000_000 // self.cfg.output_fps
+        last_due: int | None = None
         while True:
             with self._lock:
                 while self._running and self._anchor is None:
                     self._lock.wait(0.05)
                 if not self._running:
                     return
-                due = self._due_ns(self._tick)
+                due = self._due_ns(self._pos(self._tick))
             assert due is not None
+            if last_due is not None:
+                due = max(due, last_due + period_ns)  # while held (input lost) keep the frame rate
+            last_due = due
             self.clock.sleep_until_ns(due)
-            frame_needed = int(self._tick * step)
-            token = frame_needed // FRAMES_PER_TOKEN
+            pos = self._pos(self._tick)
+            token = int(pos) // FRAMES_PER_TOKEN
+            held = False
             with self._lock:
-                # The token for this frame is being generated right now: wait briefly rather than miss it.
-                deadline = due + wait_ns
-                while (
-                    self._running
-                    and token >= self._next_token
-                    and (self._generating is not None or token == self._next_token)
-                    and self.clock.monotonic_ns() < deadline
-                ):
+                # Its audio arrives with the block holding it, then its token is generated: wait for that
+                # (a block plus the allowed step time) rather than miss the frame.
+                deadline = due + self._block_ns + wait_ns
+                while self._running and token >= self._next_token and self.clock.monotonic_ns() < deadline:
                     self._lock.wait(max(0.0, (deadline - self.clock.monotonic_ns()) / 1e9))
-                if not self._running and self._ended and frame_needed >= self._n_frames:
+                if self._ended and pos >= self._n_frames:
                     return
-            self._emit_tick(self._tick)
+                a = self._anchor
+                # No audio for this frame yet and none for the stall limit: the input is lost. Hold the
+                # pose and stop the audio timeline, so playback resumes where it was when input returns.
+                if (
+                    token >= self._next_token
+                    and a is not None
+                    and pos * SAMPLES_PER_FRAME > a.sample_index
+                    and self.clock.monotonic_ns() - a.capture_ns > stall_ns
+                ):
+                    held = True
+                    self._stall_frames += step
+                    self.stats.stalled_frames += 1
+            self._emit_tick(self._tick, held=held)
             self._tick += 1
 
     # ---------------------------------------------------------------------------------------- run
@@ -508,6 +531,7 @@ class DanceRuntime:
                     break
                 if not isinstance(blk, AudioBlock):
                     continue
+                self._block_ns = len(blk.samples) * 1_000_000_000 // ENGINE_SAMPLE_RATE
                 for out in self.analyzer.process(blk):  # type: ignore[attr-defined]
                     self.process(out)
                 if limit is not None and self._n_frames * SAMPLES_PER_FRAME >= limit:
@@ -516,8 +540,7 @@ class DanceRuntime:
             self._ended = True
             if player is not None:
                 # Let the playout finish what was generated, then stop it.
-                end_tick = int(self._n_frames * self.cfg.output_fps / MODEL_FPS)
-                due = self._due_ns(end_tick)
+                due = self._due_ns(float(self._n_frames))
                 if due is not None:
                     self.clock.sleep_until_ns(min(due, self.clock.monotonic_ns() + 1_000_000_000))
                 with self._lock:

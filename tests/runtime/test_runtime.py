@@ -45,12 +45,16 @@ def _music(seconds: float, silence_s: float) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _blocks(x: np.ndarray, block: int = 512, clock: SystemClock | None = None) -> Iterator[AudioBlock]:
+def _blocks(
+    x: np.ndarray, block: int = 512, clock: SystemClock | None = None, stall_at: int = -1, stall_ns: int = 0
+) -> Iterator[AudioBlock]:
     start = None if clock is None else clock.monotonic_ns()
     for s in range(0, len(x), block):
         b = x[s : s + block]
         end = s + len(b)
         if clock is not None and start is not None:
+            if s == stall_at:  # the device goes quiet, then resumes at its real rate
+                start += stall_ns
             clock.sleep_until_ns(start + int(end * 1e9 / SR))  # paced as if live
         yield AudioBlock(end, 0 if clock is None else clock.monotonic_ns(), b.copy())
 
@@ -149,3 +153,23 @@ def test_realtime_paced_run_keeps_the_frame_rate() -> None:
 def test_rotations_helper_sanity() -> None:
     q = R.axis_angle_to_quat(np.array([0.0, 0.5, 0.0]))
     assert _angle_to(q[None], q[None]) < 1e-3
+
+
+def test_input_stall_holds_the_pose_and_recovers() -> None:
+    """A live source that stops delivering for 0.6 s: the output holds, keeps its rate, and resumes."""
+    clock = SystemClock()
+    gen = _generator(performers=1)
+    written: list[tuple[int, PoseFrame]] = []
+    rt = DanceRuntime(gen, MusicAnalyzer(), sinks=[lambda f: written.append((clock.monotonic_ns(), f))],
+                      config=RuntimeConfig(realtime=True), clock=clock)
+    x = _music(3.0, silence_s=0.0)
+
+    st = rt.run(_blocks(x, clock=clock, stall_at=512 * 60, stall_ns=600_000_000))  # 1.4 s in, for 0.6 s
+    assert st.stalled_frames >= 10  # about 0.45 s held beyond the 150 ms stall limit
+    t = np.array([w for w, _ in written], dtype=np.float64)
+    # the output kept going through the stall (generous bound: CI machines are shared)
+    assert np.median(np.diff(t[5:])) / 1e6 == pytest.approx(1000 / 30, abs=5.0)
+    assert np.max(np.diff(t[5:])) / 1e6 < 300
+    frames = [f for _, f in written]
+    assert [f.frame_index for f in frames] == list(range(len(frames)))  # ticks keep counting
+    assert frames[-1].time_s == pytest.approx(len(x) / SR, abs=0.1)  # the whole input was played

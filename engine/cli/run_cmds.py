@@ -1,0 +1,271 @@
+"""``groovecast play`` and ``groovecast live``: dance to a file (paced as if live) or to an input device."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from engine.cli import CliError
+
+log = logging.getLogger(__name__)
+
+
+def default_model_dir() -> Path:
+    """The shipped default model (engine/data/models/default)."""
+    from importlib.resources import files
+
+    return Path(str(files("engine") / "data" / "models" / "default"))
+
+
+def register(sub: Any) -> None:
+    pp = sub.add_parser(
+        "play",
+        help="dance to an audio file, paced in real time as if live (--fast: as fast as possible)",
+        description="Dance to a WAV file through the live path: causal analysis, batched GPT steps, playout.",
+    )
+    pp.add_argument("audio", nargs="?", help="a WAV file (mono or stereo, any common rate)")
+    pp.add_argument("--demo", action="store_true", help="use the bundled demo clip instead of AUDIO")
+    pp.add_argument("--fast", action="store_true", help="render as fast as possible through the same path")
+    pp.add_argument("--loop", action="store_true", help="start the file over at its end")
+    add_run_arguments(pp)
+    pp.set_defaults(handler=_play)
+
+    lp = sub.add_parser(
+        "live",
+        help="dance to a microphone or line input",
+        description="Dance to a live input device (PortAudio through sounddevice).",
+    )
+    lp.add_argument("--device", help="input device: index or part of its name (default: the system default)")
+    lp.add_argument("--samplerate", type=float, help="device sample rate (default: the device's own)")
+    lp.add_argument("--blocksize", type=int, default=512, help="device frames per callback (default 512)")
+    lp.add_argument("--channel", type=int, default=0, help="input channel, 0-based (default 0)")
+    lp.add_argument("--hostapi", help="restrict the device search to a host API (e.g. JACK)")
+    add_run_arguments(lp)
+    lp.set_defaults(handler=_live)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by play and live: model, backend, outputs, scheduling."""
+    p.add_argument("--model", type=Path, help="model directory (default: the shipped model)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "auto"), default="torch",
+                   help="decode backend (default torch; auto probes the available ones and keeps the fastest)")
+    p.add_argument("--performers", type=int, default=1, help="dancers generated together in one batch (default 1)")
+    p.add_argument("--genre", default="salsa", help="genre of every performer (default salsa)")
+    p.add_argument("--text", help="text prompt for every performer (sentence embedding)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0: all)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of performer 0 (others: seed + i)")
+    p.add_argument("--osc", action="append", default=[], metavar="HOST:PORT",
+                   help="send poses over OSC to this target (repeatable); VMC default port 39539")
+    p.add_argument("--profile", choices=("vmc", "vj"), default="vmc", help="OSC profile (default vmc)")
+    p.add_argument("--osc-control", metavar="HOST:PORT", help="listen for OSC control messages here")
+    p.add_argument("--ws", metavar="HOST:PORT", help="serve WebSocket + viewer here (port 0: any free port)")
+    p.add_argument("--token", help="require ?token=TOKEN on WebSocket connections")
+    p.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
+                   help="browser Origin allowed to connect (repeatable; '*' for any)")
+    p.add_argument("--record", action="append", default=[], metavar="FILE.bvh|FILE.npz",
+                   help="record performer 0 to a BVH or NPZ file (repeatable)")
+    p.add_argument("--seconds", type=float, help="stop after this many seconds of audio")
+    p.add_argument("--fps", type=int, choices=(30, 60), default=30, help="output frame rate (60 interpolates)")
+    p.add_argument("--lookahead", type=int, default=0, help="tokens generated ahead of playback (default 0)")
+    p.add_argument("--offset-ms", type=float, default=0.0,
+                   help="send poses this much early to make up for a renderer's display latency")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the step (default 1)")
+
+
+# ---------------------------------------------------------------------------------------------- wiring
+
+
+def build_runtime(args: argparse.Namespace, sinks: list[Callable[[Any], None]], realtime: bool) -> Any:
+    """Load the model, create backend, generator and runtime from parsed arguments."""
+    import torch
+
+    from engine.analysis.music import MusicAnalyzer
+    from engine.models.conditioning import embed_texts, genre_id
+    from engine.models.vqvae import load_vqvae
+    from engine.runtime.generator import Controls, DanceGenerator
+    from engine.runtime.runtime import DanceRuntime, RuntimeConfig
+    from export.base import BackendUnavailable
+    from export.select import create_backend
+
+    torch.set_num_threads(max(1, args.threads))
+    if args.performers < 1:
+        raise CliError("--performers must be >= 1")
+    model_dir = args.model or default_model_dir()
+    if not (model_dir / "gpt.json").is_file() or not (model_dir / "vqvae.json").is_file():
+        have = sorted(p.name for p in model_dir.glob("*")) if model_dir.is_dir() else "no such directory"
+        raise CliError(f"{model_dir} is not a model directory (needs gpt.* and vqvae.*; has {have})")
+    try:
+        gid = genre_id(args.genre)
+        backend = create_backend(args.backend, model_dir, capacity=args.performers)
+        vqvae = load_vqvae(model_dir)
+    except (ValueError, BackendUnavailable, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    text = embed_texts([args.text])[0] if args.text else None
+    gen = DanceGenerator(backend, vqvae, seed=args.seed)
+    for _ in range(args.performers):
+        gen.add_performer(Controls(genre=gid, text=text, temperature=args.temperature, top_k=args.top_k))
+    try:
+        cfg = RuntimeConfig(lookahead_tokens=args.lookahead, output_fps=args.fps, output_offset_ms=args.offset_ms,
+                            realtime=realtime)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    log.info("model %s, backend %s on %s, %d performer(s)", model_dir, backend.name, backend.device, args.performers)
+    return DanceRuntime(gen, MusicAnalyzer(), sinks=sinks, config=cfg)
+
+
+def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: bool,
+                     on_stop: Callable[[], None] = lambda: None) -> int:
+    """Wire OSC, WebSocket, OSC control and recorders around a runtime and run it on ``blocks``."""
+    import asyncio
+
+    from engine.models.pose_repr import metric_cmu_skeleton
+    from streams.osc_sender import OscSender, parse_host_port
+    from streams.recorders import recorder_for
+
+    skel = metric_cmu_skeleton()
+    sinks: list[Callable[[Any], None]] = []
+    closers: list[Callable[[], Any]] = []
+    if args.osc:
+        try:
+            targets = [parse_host_port(t, default_port=39539 if args.profile == "vmc" else 9000) for t in args.osc]
+            sender = OscSender(targets, args.profile, skeleton=skel)
+        except ValueError as exc:
+            raise CliError(f"--osc: {exc}") from None
+        sinks.append(sender.send)
+        closers.append(sender.close)
+    recorders = []
+    for path in args.record:
+        try:
+            rec = recorder_for(path, skel)
+        except ValueError as exc:
+            raise CliError(f"--record: {exc}") from None
+        recorders.append(rec)
+        sinks.append(rec)
+    runtime = build_runtime(args, sinks, realtime)
+    osc_control = None
+    if args.osc_control:
+        from streams.osc_control import OscControlServer
+
+        try:
+            host, port = parse_host_port(args.osc_control, default_port=9001)
+            osc_control = OscControlServer(host, port, runtime.submit_control)
+        except (ValueError, OSError) as exc:
+            raise CliError(f"--osc-control: {exc}") from None
+        osc_control.start()
+        closers.append(osc_control.close)
+        print(f"osc control: udp://{host}:{osc_control.port}", flush=True)
+
+    def finish() -> None:
+        for c in closers:
+            c()
+        for r in recorders:
+            out = r.close()
+            if out is not None:
+                print(f"recorded {len(r.frames)} frames to {out}", flush=True)
+        _report(runtime.stats)
+
+    if not args.ws:
+        try:
+            runtime.run(blocks, args.seconds)
+        except KeyboardInterrupt:
+            runtime.stop()
+        finally:
+            on_stop()
+        finish()
+        return 0
+
+    from engine.cli.stream_cmds import _announce
+    from streams.ws_server import PoseServer
+
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        host, port = parse_host_port(args.ws, default_port=8765)
+    except ValueError as exc:
+        raise CliError(f"--ws: {exc}") from None
+    server = PoseServer(host, port, token=args.token, allowed_origins=args.allow_origin,
+                        on_control=runtime.submit_control, skeleton=skel)
+    runtime.sinks.append(server.publish_threadsafe)
+
+    async def run() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise CliError(f"cannot listen on {args.ws}: {exc}") from None
+        _announce(server)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, runtime.run, blocks, args.seconds)
+        finally:
+            runtime.stop()
+            on_stop()
+            await server.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        runtime.stop()
+    finish()
+    return 0
+
+
+def _report(stats: Any) -> None:
+    import numpy as np
+
+    steps = np.asarray(stats.step_ms, dtype=np.float64)
+    line = f"done: {stats.tokens} tokens, {stats.frames_out} frames out, {stats.missed} missed"
+    if len(steps):
+        line += f", step+decode p50 {np.percentile(steps, 50):.2f} ms p99 {np.percentile(steps, 99):.2f} ms"
+    if stats.stalled_frames:
+        line += f", {stats.stalled_frames} frames held while the input was lost"
+    print(line, flush=True)
+    for err in stats.source_errors[-5:]:
+        print(f"input: {err}", file=sys.stderr, flush=True)
+    for err in stats.control_errors[-5:]:
+        print(f"control rejected: {err}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+
+
+def _play(args: argparse.Namespace) -> int:
+    from engine.audio.source import AudioSourceError, FileSource
+    from engine.cli.audio_cmds import demo_path
+
+    if args.demo and args.audio:
+        raise CliError("give either AUDIO or --demo, not both")
+    if not args.demo and not args.audio:
+        raise CliError("no audio: give a WAV file or --demo for the bundled clip")
+    path = demo_path() if args.demo else Path(args.audio)
+    if args.seconds is not None and args.seconds <= 0:
+        raise CliError("--seconds must be positive")
+    try:
+        source = FileSource(path, realtime=not args.fast, loop=args.loop)
+    except (AudioSourceError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"playing {path} ({source.duration_s:.1f} s){' as fast as possible' if args.fast else ''}", flush=True)
+    return run_with_outputs(args, source, realtime=not args.fast, on_stop=source.stop)
+
+
+def _live(args: argparse.Namespace) -> int:
+    from engine.audio.mic import MicSource
+    from engine.audio.source import AudioSourceError
+
+    try:
+        mic = MicSource(args.device, samplerate=args.samplerate, block_size=args.blocksize, channel=args.channel,
+                        hostapi=args.hostapi)
+    except AudioSourceError as exc:
+        raise CliError(str(exc)) from None
+    print(f"listening to {mic.info.name} at {mic.device_rate} Hz", flush=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(mic)
+        except Exception as exc:
+            raise CliError(f"cannot start {mic.info.name}: {exc}") from None
+        return run_with_outputs(args, mic.blocks(args.seconds), realtime=True, on_stop=mic.stop)
