@@ -89,9 +89,21 @@ function makeWebGL() {
     camera.aspect = w / h;
     camera.updateProjectionMatrix();
   }
+  function frameCamera(r) {
+    // follow the root from the front (engine space: the dancer faces +Z)
+    camera.position.set(r[0], 1.2, r[2] + 3.5);
+    camera.lookAt(r[0], 0.9, r[2]);
+  }
   return {
     name: "webgl",
+    drawEmpty() {
+      lines.visible = points.visible = false;
+      frameCamera([0, 0, 0]);
+      resize();
+      renderer.render(scene, camera);
+    },
     draw(pos, parents, beatGlow) {
+      lines.visible = points.visible = true;
       if (pos.length !== nJoints) {
         nJoints = pos.length;
         lineGeom.setAttribute("position", new BufferAttribute(new Float32Array((nJoints - 1) * 6), 3));
@@ -113,10 +125,7 @@ function makeWebGL() {
       lineGeom.computeBoundingSphere();
       pointGeom.computeBoundingSphere();
       lines.material.color.setHex(beatGlow ? 0xffffff : 0x66ddff);
-      // follow the root from the front (engine space: the dancer faces +Z)
-      const r = pos[0];
-      camera.position.set(r[0], 1.2, r[2] + 3.5);
-      camera.lookAt(r[0], 0.9, r[2]);
+      frameCamera(pos[0]);
       resize();
       renderer.render(scene, camera);
     },
@@ -126,21 +135,28 @@ function makeWebGL() {
 function make2D() {
   // Fallback when WebGL is unavailable (e.g. headless browsers without a GPU): front orthographic view.
   const ctx = canvas.getContext("2d");
+  function background() {
+    const w = (canvas.width = canvas.clientWidth), h = (canvas.height = canvas.clientHeight);
+    ctx.fillStyle = "#101018";
+    ctx.fillRect(0, 0, w, h);
+    ctx.strokeStyle = "#282838";
+    ctx.beginPath();
+    ctx.moveTo(0, 0.9 * h);
+    ctx.lineTo(w, 0.9 * h);
+    ctx.stroke();
+    return [w, h];
+  }
   return {
     name: "canvas2d",
+    drawEmpty() {
+      background();
+    },
     draw(pos, parents, beatGlow) {
-      const w = (canvas.width = canvas.clientWidth), h = (canvas.height = canvas.clientHeight);
-      ctx.fillStyle = "#101018";
-      ctx.fillRect(0, 0, w, h);
+      const [w, h] = background();
       const scale = h / 2.4;
       const r = pos[0];
       const px = (p) => w / 2 + (p[0] - r[0]) * scale;
       const py = (p) => h - 0.1 * h - p[1] * scale;
-      ctx.strokeStyle = "#282838";
-      ctx.beginPath();
-      ctx.moveTo(0, py([0, 0, 0]));
-      ctx.lineTo(w, py([0, 0, 0]));
-      ctx.stroke();
       ctx.strokeStyle = beatGlow ? "#ffffff" : "#66ddff";
       ctx.lineWidth = 3;
       ctx.beginPath();
@@ -216,6 +232,7 @@ function connect() {
 
 function tick() {
   const now = performance.now();
+  if (!latest && drawer) drawer.drawEmpty();
   if (latest) {
     const sk = skeletons[latest.skeleton];
     if (sk && drawer) {
