@@ -227,7 +227,7 @@ class MusicAnalyzer(Stage):
             bpm=bpm,
             period_s=period_s,
             next_beat_s=next_s,
-            confidence=tr.confidence,
+            confidence=tr.belief,
         )
         self.frame_index += 1
         return ff

@@ -1,5 +1,5 @@
-"""Causal beat tracker: recency-weighted comb tempo estimate with a continuity prior, and a
-cumulative-score phase predictor that commits each beat half a beat ahead."""
+"""Causal beat tracker: a recency-weighted comb tempo estimate with a continuity prior, and a phase
+comb that predicts each beat before it arrives."""
 
 from __future__ import annotations
 
@@ -37,10 +37,15 @@ class BeatTracker:
     comb (4 harmonics) over a log-spaced BPM grid; a forward filter with a narrow log-tempo
     transition plus a small jump probability keeps the tempo stable yet lets it follow a real change.
 
-    Phase: a cumulative score ``C(n) = (1-a) o(n) + a max_d W(d) C(n-d)`` (a log-Gaussian
-    transition around one period) keeps the best beat path; half a beat after each beat the score is
-    projected forward to predict the next beat, which is committed when its hop arrives. So beats
-    are reported on time (plus the ODF delay), never after a look-ahead.
+    Phase: every hop (until a quarter period before the predicted beat) each candidate phase ``j``
+    ("the last beat was j hops ago") is scored by the ODF summed at ``j, j + T, j + 2T, ...`` hops back
+    (``phase_beats`` beats, decaying by ``phase_decay``); the score is weighted towards the phase that
+    keeps the current prediction (a clearly better phase, over ``1 / phase_floor`` times, still wins).
+    The next beat is the best phase plus one period; it is committed when its hop arrives, so beats
+    are reported on time (minus the ODF delay), never after a look-ahead.
+
+    Downbeats: a decaying accent (bass-band flux at each beat) per bar position for 3 and 4 beats per
+    bar; the stronger contrast picks the meter, the loudest position the downbeat.
 
     Latency: ``latency_samples = WIN // 2`` (the ODF's); beats are predicted, not detected late.
     """
@@ -54,21 +59,24 @@ class BeatTracker:
         min_bpm: float = 55.0,
         max_bpm: float = 215.0,
         n_tempi: int = 160,
-        acf_time_s: float = 3.0,
+        acf_time_s: float = 2.0,
         tempo_every: int = 4,
         prior_bpm: float = 110.0,
         prior_octaves: float = 0.5,
         obs_power: float = 4.0,
+        harmonic_decay: float = 0.9,
         jump_prob: float = 0.002,
         phase_beats: int = 6,
         phase_decay: float = 0.8,
-        phase_floor: float = 0.3,
+        phase_floor: float = 0.5,
         warmup_s: float = 1.5,
+        min_confidence: float = 0.25,
     ) -> None:
         self.fps = sample_rate / hop  # ODF values per second
         self.hop_s = hop / sample_rate
         self.min_bpm, self.max_bpm = min_bpm, max_bpm
         self.tempo_every = tempo_every
+        self.min_confidence = min_confidence
         self.obs_power = obs_power
         self.warmup = int(warmup_s * self.fps)
         self.max_lag = math.ceil(4 * 60.0 * self.fps / min_bpm) + 2  # 4 harmonics of the slowest tempo
@@ -91,7 +99,8 @@ class BeatTracker:
         harm = lags[:, None] * np.arange(1, 5)[None, :]  # [T, 4]
         self._h_i0 = np.floor(harm).astype(np.int64)  # [T, 4]
         self._h_frac = harm - self._h_i0  # [T, 4]
-        self._h_w = np.array([1.0, 0.9, 0.8, 0.7])[None, :] / 3.4  # [1, 4]
+        hw = harmonic_decay ** np.arange(4, dtype=np.float64)
+        self._h_w = (hw / hw.sum())[None, :]  # [1, 4] comb weights of the 4 harmonics
         self._obs = np.zeros(n_tempi)  # [T]
         self._obs_tmp = np.zeros((n_tempi, 4))  # [T, 4]
         self._obs_tmp2 = np.zeros((n_tempi, 4))
@@ -255,7 +264,9 @@ class BeatTracker:
         if self.next_beat < 0 or self.n < self.next_beat - 0.25 * self.period:
             self._predict()
         if self.next_beat >= 0 and self.n >= round(self.next_beat):
-            return self._commit()
+            beat = self._commit()
+            # below min_confidence (noise, no pulse) the beat is tracked but not reported
+            return beat if beat.confidence >= self.min_confidence else None
         return None
 
     def _commit(self) -> TrackerBeat:
@@ -274,11 +285,21 @@ class BeatTracker:
             hop=self.n,
             time_s=self.hop_time(self.n),
             bpm=self.bpm,
-            confidence=self.confidence * max(0.0, min(1.0, 2.0 * self.phase_clarity)),
+            confidence=self.belief,
             next_beat_s=self.hop_time(self.next_beat),
             beat_in_bar=beat_in_bar,
             beats_per_bar=self.beats_per_bar,
         )
+
+    @property
+    def belief(self) -> float:
+        """Overall confidence 0..1: tempo posterior mass near its peak x how clearly one phase stands out.
+
+        Phase clarity is ``(peak - mean) / peak`` of the phase scores: about 0.75 for noise, 0.85-1 for
+        music, so it is mapped from [0.6, 0.9] to [0, 1].
+        """
+        clarity = min(1.0, max(0.0, (self.phase_clarity - 0.6) / 0.3))
+        return self.confidence * clarity
 
     def hop_time(self, hop: float) -> float:
         """Audio-timeline time (s) of the onset that peaks the ODF at ``hop``."""
