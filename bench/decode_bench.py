@@ -137,6 +137,7 @@ def run(
     from export.ort_backend import OnnxRuntimeBackend
     from export.torch_backend import TorchBackend
 
+    load_start = _loadavg()
     rows: list[Row] = []
     skipped: list[dict[str, Any]] = []
     memory: list[dict[str, Any]] = []
@@ -222,10 +223,18 @@ def run(
         "skipped": skipped,
         "gpu": None,
         "gpu_note": GPU_NOTE if not torch.cuda.is_available() else "",
-        "host": {"cpu": _cpu_name(), "threads": threads, "python": platform.python_version(),
+        "host": {"cpu": _cpu_name(), "threads": threads, "loadavg_1min": [load_start, _loadavg()], "python": platform.python_version(),
                  "torch": torch.__version__, "onnxruntime": ort.__version__},
         "quick": quick,
     }
+
+
+def _loadavg() -> float | None:
+    """1-minute load average (other processes competing for the cores make every figure slower)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _cpu_name() -> str:
@@ -278,7 +287,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"Host: {h['cpu']}, {h['threads']} threads; torch {h['torch']}, onnxruntime {h['onnxruntime']}. "
         "Produced by `groovecast bench decode` (bench/decode_bench.py). Randomly initialised weights of each preset "
         "(latency does not depend on the weight values); cached rows are performers mid-stream with a full ring. "
-        "Other processes shared the 2 cores, so treat single figures as +-20 %.",
+        f"1-minute load average at start/end: {h.get('loadavg_1min', 'not recorded')} on a 2-core machine "
+        "shared with other jobs, so absolute figures are inflated and noisy; each ratio compares two cases of "
+        "the same run.",
         "",
         "| backend | model | batch | cached | context | p50 ms | p99 ms | per-performer ms | device | iters |",
         "|---|---|---:|---|---:|---:|---:|---:|---|---:|",
