@@ -223,7 +223,8 @@ def run(
         "skipped": skipped,
         "gpu": None,
         "gpu_note": GPU_NOTE if not torch.cuda.is_available() else "",
-        "host": {"cpu": _cpu_name(), "threads": threads, "loadavg_1min": [load_start, _loadavg()], "python": platform.python_version(),
+        "host": {"cpu": _cpu_name(), "threads": threads, "loadavg_1min": [load_start, _loadavg()],
+                 "python": platform.python_version(),
                  "torch": torch.__version__, "onnxruntime": ort.__version__},
         "quick": quick,
     }
