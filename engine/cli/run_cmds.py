@@ -48,6 +48,15 @@ def register(sub: Any) -> None:
     add_run_arguments(lp)
     lp.set_defaults(handler=_live)
 
+    from bench.latency_args import add_arguments
+    from engine.cli.export_cmds import _bench_group
+
+    bl = _bench_group(sub).add_parser(
+        "latency", help="runtime latency, reaction, beat sync, pacing + soak, capacity",
+        description="Measure the dance runtime; writes bench/reports/latency.{md,json,png}.")
+    add_arguments(bl)
+    bl.set_defaults(handler=_bench_latency)
+
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by play and live: model, backend, outputs, scheduling."""
@@ -232,6 +241,12 @@ def _report(stats: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- handlers
+
+
+def _bench_latency(args: argparse.Namespace) -> int:
+    from bench.latency_bench import cli
+
+    return cli(args)
 
 
 def _play(args: argparse.Namespace) -> int:

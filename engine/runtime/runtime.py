@@ -91,6 +91,7 @@ class RuntimeStats:
     missed: int = 0
     replans: int = 0
     stalled_frames: int = 0  # output frames held because the input stopped delivering audio
+    token_bpm: deque = field(default_factory=lambda: deque(maxlen=4096))  # (token, tempo belief it was made with)
     idle: bool = True
     controls_applied: int = 0
     control_errors: list[str] = field(default_factory=list)
@@ -378,6 +379,7 @@ class DanceRuntime:
             self._next_token = t + 1
             self._lock.notify_all()
         self.stats.tokens += 1
+        self.stats.token_bpm.append((t, self._belief[2]))
         self.stats.step_ms.append((self.clock.monotonic_ns() - t0) / 1e6)
 
     def _replan(self) -> None:
