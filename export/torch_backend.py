@@ -226,13 +226,3 @@ class TorchBackend(DecodeBackend):
         n = k.shape[2]
         self.k[:, row, :, :n] = k.to(self.k)
         self.v[:, row, :, :n] = v.to(self.v)
-
-    def recompute_logits(self, up_in: Tensor, down_in: Tensor, cond: Tensor, genre: Tensor, text: Tensor) -> Tensor:
-        """Full-window recompute without a cache (the bench's baseline): last position's upper logits.
-
-        Args:
-            up_in, down_in: [B, C] the last ``context`` input tokens; cond: [B, C, cond_dim].
-        """
-        with torch.inference_mode():
-            lu, _ = self.net(up_in, down_in, cond, genre, text)
-        return lu[:, -1]
