@@ -141,9 +141,11 @@ def rope_angles(pos: Tensor, head_dim: int, base: float) -> tuple[Tensor, Tensor
     return torch.cos(ang), torch.sin(ang)
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate (first half, second half) pairs of ``x`` [B, H, T, D] by the angles ``cos/sin`` [B, 1, T, D/2]."""
-    half = x.shape[-1] // 2
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, half: int) -> Tensor:
+    """Rotate (first half, second half) pairs of ``x`` [..., D] by the angles ``cos/sin`` [..., D/2].
+
+    ``half`` = D / 2 is passed as a Python int so an exported graph slices with constants.
+    """
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -170,7 +172,8 @@ class Block(nn.Module):
         q = q.view(b, t, self.n_head, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.n_head, self.head_dim).transpose(1, 2)
         v = v.view(b, t, self.n_head, self.head_dim).transpose(1, 2)
-        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+        half = self.head_dim // 2
+        return apply_rope(q, cos, sin, half), apply_rope(k, cos, sin, half), v
 
     def attend(self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
         """Attention of q [B, H, T, D] over k/v [B, H, S, D] under mask [B, 1|H, T, S]; residual + MLP."""
@@ -199,14 +202,14 @@ class Block(nn.Module):
         """
         h, d = self.n_head, self.head_dim
         qkv = self.qkv(self.ln1(x)).reshape(-1, 3 * h, d)  # [B, 3H, D]
-        qk = apply_rope(qkv[:, : 2 * h], cos, sin)  # [B, 2H, D]
+        qk = apply_rope(qkv[:, : 2 * h], cos, sin, d // 2)  # [B, 2H, D]
         q, k, v = qk[:, :h], qk[:, h : 2 * h], qkv[:, 2 * h : 3 * h]  # [B, H, D] (explicit ends: static shapes)
         q4 = q.unsqueeze(2)  # [B, H, 1, D]
         hist = torch.matmul(q4, k_cache.transpose(-1, -2)).masked_fill(~mask, float("-inf"))  # [B, H, 1, S]
         own = (q4 * k.unsqueeze(2)).sum(-1, keepdim=True)  # [B, H, 1, 1]
         att = torch.softmax(torch.cat([hist, own], dim=-1) * (1.0 / math.sqrt(d)), dim=-1)  # [B, H, 1, S + 1]
-        s = k_cache.shape[2]
-        y = torch.matmul(att[..., :s], v_cache) + att[..., s:] * v.unsqueeze(2)  # [B, H, 1, D]
+        # Constant slices: the history weights, then the token's own weight in the last column.
+        y = torch.matmul(att[..., :-1], v_cache) + att[..., -1:] * v.unsqueeze(2)  # [B, H, 1, D]
         x = x + self.proj(y.reshape(-1, h * d))
         return x + self.fc_out(F.gelu(self.fc(self.ln2(x)))), k, v
 
