@@ -157,6 +157,7 @@ class DanceRuntime:
         self._tick = 0  # next output tick
         self._stall_frames = 0.0  # audio frames the output timeline lags behind ticks (input stalls)
         self._block_ns = 0  # duration of the newest audio block
+        self._input_lost = False
         self._generating: int | None = None  # token being generated right now
         self._running = False
         self._ended = False
@@ -510,6 +511,14 @@ class DanceRuntime:
                     held = True
                     self._stall_frames += step
                     self.stats.stalled_frames += 1
+            if held != self._input_lost:
+                self._input_lost = held
+                if held:
+                    log.warning("input lost: no audio for %.0f ms; holding the last pose until it returns",
+                                (self.clock.monotonic_ns() - a.capture_ns) / 1e6 if a is not None else 0.0)
+                    self.stats.source_errors.append("input lost (no audio); held the last pose")
+                else:
+                    log.warning("input is back; dancing again")
             self._emit_tick(self._tick, held=held)
             self._tick += 1
 
@@ -541,10 +550,10 @@ class DanceRuntime:
         finally:
             self._ended = True
             if player is not None:
-                # Let the playout finish what was generated, then stop it.
-                due = self._due_ns(float(self._n_frames))
-                if due is not None:
-                    self.clock.sleep_until_ns(min(due, self.clock.monotonic_ns() + 1_000_000_000))
+                # Let the playout finish what was generated (it returns at the last frame), then stop it.
+                if self._running:
+                    behind_s = max(0.0, self._n_frames - self._pos(self._tick)) / MODEL_FPS
+                    player.join(timeout=behind_s + 1.0)
                 with self._lock:
                     self._running = False
                     self._lock.notify_all()
