@@ -25,7 +25,7 @@ from engine.train.synth_music import SYNTHETIC_LABEL, render_track
 log = logging.getLogger(__name__)
 
 #: Bump when rendering or analysis changes so stale caches are not reused.
-CACHE_VERSION = "v1"
+CACHE_VERSION = "v2"
 #: Tempo factors used to augment the training takes (motion and music warped together).
 DEFAULT_WARPS: tuple[float, ...] = (0.85, 1.0, 1.15, 1.3)
 #: Genre ids known to the models (salsa is the only real data here).

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 from scipy.ndimage import gaussian_filter1d
-from scipy.signal import argrelextrema
+from scipy.signal import find_peaks
 
 SEGMENT_S = 4.0
 SEGMENT_HOP_S = 2.0
@@ -152,7 +152,8 @@ def motion_beats(pos: np.ndarray, fps: float, sigma: float = 5.0) -> tuple[np.nd
     """Motion beats (frame indices, local minima of smoothed joint speed) and the speed curve."""
     v = np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean(-1) * fps  # [T-1]
     v = gaussian_filter1d(v, sigma)
-    return argrelextrema(v, np.less)[0], v
+    # find_peaks on -v: strict local minima, plus the middle of flat minima (argrelextrema misses those).
+    return find_peaks(-v)[0], v
 
 
 def beat_align_score(pos: np.ndarray, fps: float, music_beats_s: np.ndarray, sigma: float = 3.0) -> float:

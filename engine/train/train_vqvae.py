@@ -145,7 +145,7 @@ def train_vqvae(
             used_d = int((model.q_down.ema_count > model_cfg.dead_usage).sum())
             rec = {
                 "step": done, "loss": float(loss.detach()), "rec": float(out["rec"]), "vel": float(out["vel"]),
-                "contact": float(out["contact"]), "fk_mm": float(fk_loss) * 100.0, "codes_up": used_u,
+                "contact": float(out["contact"]), "fk_mm": float(fk_loss.detach()) * 100.0, "codes_up": used_u,
                 "codes_down": used_d,
             }
             history.append(rec)

@@ -1,0 +1,63 @@
+"""Per-token conditioning: only past music, predicted phase of the token's own frames, 168 values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.models import conditioning as C
+
+
+def _analysis(n: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((n, C.MUSIC_DIM)).astype(np.float32)
+    period = np.full(n, 0.5)
+    nxt = 0.25 + 0.5 * np.ceil((np.arange(n) / 30.0 - 0.25) / 0.5)  # beats at 0.25 + 0.5 k
+    return feats, period, nxt
+
+
+def test_dimensions() -> None:
+    assert C.COND_DIM == 168
+    feats, period, nxt = _analysis()
+    assert C.sequence_conditions(feats, period, nxt, 10).shape == (10, 168)
+
+
+def test_token_sees_only_the_four_frames_before_it() -> None:
+    feats, period, nxt = _analysis()
+    c = C.token_condition(feats, period, nxt, token=3)
+    np.testing.assert_array_equal(c[:160].reshape(4, 40), feats[8:12])
+    # Changing the token's own frames or any later frame changes nothing.
+    feats2 = feats.copy()
+    feats2[12:] += 1.0
+    np.testing.assert_array_equal(C.token_condition(feats2, period, nxt, 3), c)
+
+
+def test_first_token_has_zero_music_and_phase_zero() -> None:
+    feats, period, nxt = _analysis()
+    c = C.token_condition(feats, period, nxt, token=0)
+    assert not c[:160].any()
+    np.testing.assert_allclose(c[160:].reshape(4, 2), [[0.0, 1.0]] * 4)
+
+
+def test_phase_is_extrapolated_from_the_belief_before_the_token() -> None:
+    feats, period, nxt = _analysis()
+    t = 5  # frames 20..23, belief at frame 19
+    c = C.token_condition(feats, period, nxt, t)
+    times = (20 + np.arange(4)) / 30.0
+    phase = ((times - nxt[19]) / 0.5) % 1.0
+    np.testing.assert_allclose(c[160::2], np.sin(2 * np.pi * phase), atol=1e-6)
+    np.testing.assert_allclose(c[161::2], np.cos(2 * np.pi * phase), atol=1e-6)
+
+
+def test_vectorised_equals_per_token() -> None:
+    feats, period, nxt = _analysis(37)  # not a multiple of 4: the last token's frames run past the end
+    period[:6] = 0.0  # no tempo belief yet at the start
+    seq = C.sequence_conditions(feats, period, nxt, 10)
+    for t in range(10):
+        np.testing.assert_allclose(seq[t], C.token_condition(feats, period, nxt, t), atol=1e-6)
+
+
+def test_genre_ids() -> None:
+    assert C.genre_id(None) == 0 and C.genre_id("Salsa") == C.GENRES.index("salsa")
+    with pytest.raises(ValueError, match="known: none, salsa"):
+        C.genre_id("polka")
