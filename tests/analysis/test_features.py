@@ -157,3 +157,21 @@ def test_speech_features_follow_pitch_and_voicing() -> None:
     u = feats[35:]
     assert u[:, 2].mean() < v[:, 2].mean() - 0.3
     assert (u[:, 1] == 0).mean() > 0.5  # unvoiced: no pitch
+
+
+def test_streaming_memory_does_not_grow() -> None:
+    import tracemalloc
+
+    sig = SyntheticSignal.clicks([(40.0, 128.0, 128.0)], noise_level=0.01)
+    x = sig.samples
+    an = MusicAnalyzer()
+    half = len(x) // 2
+    for i in range(0, half, 512):
+        an.process(AudioBlock(i + 512, 0, x[i:i + 512]))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(half, len(x) - 512, 512):
+        an.process(AudioBlock(i + 512, 0, x[i:i + 512]))  # outputs dropped, as a consumer would
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 20_000, f"analyzer state grew by {grown} bytes over 20 s of audio"
