@@ -33,9 +33,10 @@ class TrackerBeat:
 class BeatTracker:
     """Tempo and beat phase from one ODF value per hop, causally.
 
-    Tempo: an exponentially forgetting autocorrelation of the rectified, de-trended ODF feeds a
-    comb (4 harmonics) over a log-spaced BPM grid; a forward filter with a narrow log-tempo
-    transition plus a small jump probability keeps the tempo stable yet lets it follow a real change.
+    Tempo: an exponentially forgetting autocorrelation of the rectified, de-trended ODF (2 s memory,
+    plus a 0.75 s one so a change shows sooner) feeds a comb (4 harmonics) over a log-spaced BPM grid;
+    a forward filter with a narrow log-tempo transition plus a small jump probability keeps the tempo
+    stable yet lets it follow a real change.
 
     Phase: every hop (until a quarter period before the predicted beat) each candidate phase ``j``
     ("the last beat was j hops ago") is scored by the ODF summed at ``j, j + T, j + 2T, ...`` hops back
@@ -60,6 +61,8 @@ class BeatTracker:
         max_bpm: float = 215.0,
         n_tempi: int = 160,
         acf_time_s: float = 2.0,
+        fast_acf_time_s: float = 0.75,
+        fast_weight: float = 1.0,
         tempo_every: int = 4,
         prior_bpm: float = 110.0,
         prior_octaves: float = 0.5,
@@ -91,6 +94,10 @@ class BeatTracker:
         self._acf = np.zeros(self.max_lag + 1, dtype=np.float64)  # [L+1], index = lag
         self._acf_tmp = np.zeros(self.max_lag, dtype=np.float64)
         self._acfn = np.zeros(self.max_lag + 1, dtype=np.float64)  # [L+1] bias-corrected
+        self.fast_weight = fast_weight
+        self._acf_fast_decay = math.exp(-self.hop_s / fast_acf_time_s)
+        self._acf_fast = np.zeros(self.max_lag + 1, dtype=np.float64)
+        self._acf_tmp2 = np.zeros(self.max_lag + 1, dtype=np.float64)
         self._acf_norm = np.zeros(self.max_lag + 1, dtype=np.float64)
         self._lags = np.arange(self.max_lag + 1, dtype=np.float64)
         self._log_decay = math.log(self._acf_decay)
@@ -151,7 +158,9 @@ class BeatTracker:
         np.multiply(past, o, out=self._acf_tmp)
         self._acf *= self._acf_decay
         self._acf[1:] += self._acf_tmp
-        self._acf[0] = self._acf[0] * 1.0 + o * o * (1.0 - self._acf_decay)
+        if self.fast_weight > 0:
+            self._acf_fast *= self._acf_fast_decay
+            self._acf_fast[1:] += self._acf_tmp
 
     def _update_tempo(self) -> None:
         # unbiased: lag l has had only n - l + 1 (decayed) products so far; divide by their total weight
@@ -164,6 +173,11 @@ class BeatTracker:
         np.maximum(norm, 0.05, out=norm)
         acf = self._acfn
         np.divide(self._acf, norm, out=acf)
+        if self.fast_weight > 0:
+            # a short-memory ACF, scaled to the long one's weight, lets a tempo change show sooner
+            np.multiply(self._acf_fast, self.fast_weight * (1.0 - self._acf_fast_decay) / (1.0 - self._acf_decay),
+                        out=self._acf_tmp2)
+            acf += self._acf_tmp2
         np.take(acf, self._h_i0, out=self._obs_tmp)
         np.take(acf, self._h_i0 + 1, out=self._obs_tmp2)
         self._obs_tmp2 -= self._obs_tmp
