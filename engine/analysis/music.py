@@ -158,7 +158,8 @@ class MusicAnalyzer(Stage):
                 out.append(self._frame(data, capture_ns))
 
     def _time0(self) -> float:
-        return (self.origin or 0) / self.sample_rate
+        # the tracker counts only processed samples; unfilled gap samples shift its clock
+        return ((self.origin or 0) + self.gap_samples) / self.sample_rate
 
     def _hop(self, hop: np.ndarray, capture_ns: int, out: list[Frame]) -> None:
         odf = self.onset.process(hop)

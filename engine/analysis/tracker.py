@@ -49,6 +49,18 @@ class BeatTracker:
     bar; the stronger contrast picks the meter, the loudest position the downbeat.
 
     Latency: ``latency_samples = WIN // 2`` (the ODF's); beats are predicted, not detected late.
+
+    Args (defaults tuned on the project's beat set, see docs/audio.md):
+        min_bpm, max_bpm, n_tempi: the log-spaced tempo grid.
+        acf_time_s, fast_acf_time_s, fast_weight: memories of the two autocorrelations and the short one's weight.
+        tempo_every: hops between tempo updates.
+        prior_bpm, prior_octaves: log-normal tempo prior (centre, standard deviation in octaves).
+        obs_power, harmonic_decay, jump_prob: comb sharpening, weight ratio of successive harmonics,
+            probability per update of a tempo jump anywhere on the grid.
+        phase_beats, phase_decay, phase_floor: beats the phase comb looks back, their decay, and the
+            continuity weight's floor.
+        warmup_s: no beats before this much audio.
+        min_confidence: beats below this confidence are tracked but not reported.
     """
 
     latency_samples = WIN // 2
@@ -105,6 +117,7 @@ class BeatTracker:
         lags = 60.0 * self.fps / self.bpm_grid  # [T] period in hops
         harm = lags[:, None] * np.arange(1, 5)[None, :]  # [T, 4]
         self._h_i0 = np.floor(harm).astype(np.int64)  # [T, 4]
+        self._h_i1 = self._h_i0 + 1
         self._h_frac = harm - self._h_i0  # [T, 4]
         hw = harmonic_decay ** np.arange(4, dtype=np.float64)
         self._h_w = (hw / hw.sum())[None, :]  # [1, 4] comb weights of the 4 harmonics
@@ -131,6 +144,8 @@ class BeatTracker:
         self._jmax = math.ceil(self.max_period) + 2
         self._oring = SampleRing(self._jmax + phase_beats * (self._jmax + 1) + 4, np.float64)
         self._ph_i0 = np.zeros((self._jmax, phase_beats), dtype=np.int64)  # [J, K] ring offsets (newest = 0)
+        self._ph_i1 = np.zeros((self._jmax, phase_beats), dtype=np.int64)  # [J, K] = i0 + 1
+        self._ph_pos = np.zeros((self._jmax, phase_beats))  # [J, K] fractional offsets
         self._ph_frac = np.zeros((self._jmax, phase_beats))  # [J, K]
         self._ph_a = np.zeros((self._jmax, phase_beats))
         self._ph_b = np.zeros((self._jmax, phase_beats))
@@ -179,7 +194,7 @@ class BeatTracker:
                         out=self._acf_tmp2)
             acf += self._acf_tmp2
         np.take(acf, self._h_i0, out=self._obs_tmp)
-        np.take(acf, self._h_i0 + 1, out=self._obs_tmp2)
+        np.take(acf, self._h_i1, out=self._obs_tmp2)
         self._obs_tmp2 -= self._obs_tmp
         self._obs_tmp2 *= self._h_frac
         self._obs_tmp += self._obs_tmp2  # linear interpolation at fractional lags
@@ -211,9 +226,12 @@ class BeatTracker:
         self.confidence = float(self._post[lo:hi].sum())
         # phase comb positions for this period: "a beat j hops ago" looks at j + k * period hops ago
         n_ph = min(self._jmax, math.ceil(self.period))
-        pos = self._ph_j[:n_ph, None] + self._k_idx[None, :] * self.period  # [J, K]
+        pos = self._ph_pos[:n_ph]  # [J, K] = j + k * period
+        np.multiply(self._k_idx[None, :], self.period, out=pos)
+        pos += self._ph_j[:n_ph, None]
         np.floor(pos, out=self._ph_frac[:n_ph])
         self._ph_i0[:n_ph] = self._ph_frac[:n_ph]
+        np.add(self._ph_i0[:n_ph], 1, out=self._ph_i1[:n_ph])
         np.subtract(pos, self._ph_i0[:n_ph], out=self._ph_frac[:n_ph])
         self._n_phase = n_ph
 
@@ -227,7 +245,7 @@ class BeatTracker:
         i0 = self._ph_i0[:n_ph]
         a, b = self._ph_a[:n_ph], self._ph_b[:n_ph]
         np.take(rev, i0, out=a)
-        np.take(rev, i0 + 1, out=b)
+        np.take(rev, self._ph_i1[:n_ph], out=b)
         b -= a
         b *= self._ph_frac[:n_ph]
         a += b  # interpolated ODF at each candidate beat position: [J, K]
