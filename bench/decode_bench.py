@@ -333,6 +333,15 @@ def markdown(report: dict[str, Any]) -> str:
     for q in report["ratios"]:
         met = "met" if q["speedup_p50"] >= 10 else "**not met**"
         lines.append(f"| {q['backend']} | {q['model']} | {q['batch']} | {q['speedup_p50']}x | {met} |")
+    missed = [q for q in report["ratios"] if q["speedup_p50"] < 10]
+    if missed:
+        cases = ", ".join(f"{q['backend']} {q['model']} batch {q['batch']}" for q in missed)
+        lines += ["", f"Goal missed for: {cases}. A single-token step of a small model is not bound by arithmetic "
+                  "but by reading every fp32 weight once per token (the default model: 15 MB) and by per-operator "
+                  "overhead (about 180 operators; TorchScript dispatch costs more per operator than onnxruntime), "
+                  "while the recompute of 60 tokens is arithmetic-bound. Batching amortises both, which is why "
+                  "the ratio grows with the batch and with the model size. Other jobs competing for memory "
+                  "bandwidth on this machine hit the memory-bound cached step harder than the recompute."]
     lines += ["", f"## Performers in real time (one step per {TOKEN_MS:.0f} ms token, p99 within it)", "",
               "| backend | model | largest measured batch with p99 <= one token |", "|---|---|---:|"]
     for backend, model in dict.fromkeys((r["backend"], r["model"]) for r in report["rows"]):
