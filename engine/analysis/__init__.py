@@ -1,6 +1,6 @@
 """Causal hop-by-hop analysis: beat tracking, onsets, windowed music and speech features."""
 
-from engine.analysis.analyze import MusicAnalysis, analyze_signal
+from engine.analysis.analyze import MusicAnalysis, analyze_signal, analyze_speech_signal
 from engine.analysis.features import (
     MUSIC_FEATURE_DIM,
     MUSIC_FEATURE_NAMES,
@@ -19,4 +19,5 @@ __all__ = [
     "MusicAnalyzer",
     "SpeechAnalyzer",
     "analyze_signal",
+    "analyze_speech_signal",
 ]

@@ -103,3 +103,26 @@ def analyze_signal(samples: np.ndarray, sr: int, block_size: int = 512) -> Music
         duration_s=duration,
         envelope=features[:, 0].copy(),
     )
+
+
+def analyze_speech_signal(samples: np.ndarray, sr: int, block_size: int = 512) -> np.ndarray:
+    """Speech features [N, SPEECH_FEATURE_DIM] float32 of a whole signal, through the streaming
+    :class:`SpeechAnalyzer` exactly as live input (resampled to the engine rate first)."""
+    from engine.analysis.features import SPEECH_FEATURE_DIM
+    from engine.analysis.speech import SpeechAnalyzer
+
+    if block_size <= 0:
+        raise ValueError(f"block_size must be positive, got {block_size}")
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    elif x.ndim != 1:
+        raise ValueError(f"samples must be [n] or [n, channels], got shape {x.shape}")
+    x = resample(x, sr, ENGINE_SAMPLE_RATE)
+    analyzer = SpeechAnalyzer()
+    feats: list[np.ndarray] = []
+    for start in range(0, len(x), block_size):
+        chunk = x[start:start + block_size]
+        feats.extend(o.features for o in analyzer.process(AudioBlock(start + len(chunk), 0, chunk))
+                     if isinstance(o, FeatureFrame))
+    return np.stack(feats).astype(np.float32) if feats else np.zeros((0, SPEECH_FEATURE_DIM), np.float32)

@@ -175,3 +175,15 @@ def test_streaming_memory_does_not_grow() -> None:
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert grown < 20_000, f"analyzer state grew by {grown} bytes over 20 s of audio"
+
+
+def test_speech_signal_analysis_is_block_size_invariant() -> None:
+    from engine.analysis import analyze_speech_signal
+
+    sr = 16000  # a typical speech rate: resampled to the engine rate first
+    t = np.arange(2 * sr) / sr
+    x = (0.2 * np.sin(2 * np.pi * (120 + 40 * t) * t)).astype(np.float32)
+    a = analyze_speech_signal(x, sr, block_size=512)
+    b = analyze_speech_signal(x, sr, block_size=333)
+    assert a.shape == (60, SPEECH_FEATURE_DIM)
+    np.testing.assert_array_equal(a, b)
