@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -34,12 +34,22 @@ def bone_map(skel: Skeleton) -> BoneMap:
 
 @dataclass(frozen=True)
 class PreparedPose:
-    """A pose plus what encoders derive from it (engine space unless the name says Unity)."""
+    """A pose plus what encoders derive from it (engine space unless the name says Unity).
+
+    World rotations are computed on first use only: the WebSocket formats need positions alone.
+    """
 
     frame: PoseFrame
     skeleton: Skeleton
     positions: np.ndarray  # [J, 3] world positions, engine space
-    world_rot: np.ndarray  # [J, 3, 3] world rotations, engine space
+    _world_rot: np.ndarray | None = None  # [J, 3, 3], when prepare() already computed it
+
+    @cached_property
+    def world_rot(self) -> np.ndarray:
+        """``[J, 3, 3]`` world rotations, engine space."""
+        if self._world_rot is not None:
+            return self._world_rot
+        return world_rotations(self.skeleton, R.quat_to_matrix(np.asarray(self.frame.rotations, dtype=np.float64)))
 
     def vmc_bones(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
         """HumanBodyBones names, Unity-space local positions ``[B, 3]`` and rotations ``[B, 4]`` (w, x, y, z).
@@ -98,13 +108,13 @@ def prepare(frame: PoseFrame, skel: Skeleton | None = None) -> PreparedPose:
     root = np.asarray(frame.root_position, dtype=np.float64)
     if root.shape != (3,):
         raise ValueError(f"root_position must be [3], got {root.shape}")
-    world_rot = world_rotations(sk, R.quat_to_matrix(rot))
     if frame.positions is not None:
         pos = np.asarray(frame.positions, dtype=np.float64)
         if pos.shape != (j, 3):
             raise ValueError(f"positions must be [{j}, 3], got {pos.shape}")
-    else:
-        pos = np.empty((j, 3))
-        for i, par in enumerate(sk.parents):
-            pos[i] = root if par < 0 else pos[par] + world_rot[par] @ sk.offsets[i]
+        return PreparedPose(frame, sk, pos)
+    world_rot = world_rotations(sk, R.quat_to_matrix(rot))
+    pos = np.empty((j, 3))
+    for i, par in enumerate(sk.parents):
+        pos[i] = root if par < 0 else pos[par] + world_rot[par] @ sk.offsets[i]
     return PreparedPose(frame, sk, pos, world_rot)

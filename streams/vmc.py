@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
+
 from engine.frames import PoseFrame
 from engine.skeleton.skeleton import Skeleton
-from streams.osc import OscArg, OscInt64, encode_bundle, encode_message
+from streams.osc import OscArg, OscInt64, encode_bundle, encode_message, encode_string
 from streams.prepare import PreparedPose, prepare
 
 #: Port a VMC Marionette (receiver: EVMC4U, VMC4UE, VSeeFace...) listens on by default.
@@ -37,9 +41,20 @@ def vmc_messages(p: PreparedPose) -> list[bytes]:
     rx, ry, rz = (float(v) for v in p.vmc_root())
     msgs.append(encode_message("/VMC/Ext/Root/Pos", ("root", rx, ry, rz, 0.0, 0.0, 0.0, 1.0)))
     names, pos, rot = p.vmc_bones()
-    for name, (px, py, pz), (qw, qx, qy, qz) in zip(names, pos.tolist(), rot.tolist(), strict=True):
-        msgs.append(encode_message("/VMC/Ext/Bone/Pos", (name, px, py, pz, qx, qy, qz, qw)))
+    # Same bytes as encode_message(BONE, (name, px, py, pz, qx, qy, qz, qw)), built in bulk: this message
+    # repeats ~40 times per frame, so the address/tags/name prefixes are cached and floats packed at once.
+    vals = np.concatenate([pos, rot[:, 1:], rot[:, :1]], axis=1).astype(">f4")  # [B, 7] big-endian
+    for name, row in zip(names, vals, strict=True):
+        msgs.append(_bone_prefix(name) + row.tobytes())
     return msgs
+
+
+@lru_cache(maxsize=512)
+def _bone_prefix(name: str) -> bytes:
+    return _BONE_HEAD + encode_string(name)
+
+
+_BONE_HEAD = encode_string("/VMC/Ext/Bone/Pos") + encode_string(",sfffffff")
 
 
 def encode_vmc(frame: PoseFrame | PreparedPose, skel: Skeleton | None = None) -> bytes:
