@@ -205,7 +205,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax[0].barh(names, [enc[k]["p50_us"] for k in names], label="p50")
     ax[0].barh(names, [enc[k]["p99_us"] - enc[k]["p50_us"] for k in names], left=[enc[k]["p50_us"] for k in names],
                alpha=0.4, label="p99")
-    ax[0].set_xlabel("µs per frame (43-joint CMU pose)")
+    ax[0].set_xscale("log")
+    ax[0].set_xlabel("µs per frame (43-joint CMU pose), log scale")
     ax[0].set_title("encode cost")
     ax[0].legend()
     for fmt, marker in (("binary", "o"), ("json", "s")):
@@ -282,7 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="publishing time per fan-out run")
     ap.add_argument("--seconds-500", type=float, default=3.0, help="shorter run for 500 clients")
     ap.add_argument("--json-clients", type=int, nargs="*", default=[1, 100], help="also run JSON at these counts")
+    ap.add_argument("--replot", action="store_true", help="only re-render the Markdown and PNG from the JSON")
     args = ap.parse_args(argv)
+    if args.replot:
+        report = json.loads((args.out / "streams.json").read_text())
+        (args.out / "streams.md").write_text(markdown(report))
+        plot(report, args.out / "streams.png")
+        return 0
     if not SHARED_TAKE.exists():
         print(f"shared CMU take not found at {SHARED_TAKE}")
         return 2
@@ -292,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [
             "Measured on a shared 2-core machine while other work ran; absolute figures are noisy, ratios "
             "between rows of one run are the meaningful part.",
+            "Encode p99 values in the milliseconds are preemption by other processes on the shared cores, not "
+            "the encoders: compare p50s.",
             "The 500-client client process is itself CPU-bound on this machine (one Python process receiving "
             "30,000 messages/s), so its latency includes client-side queueing, not only the server's.",
         ],
