@@ -286,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replot", action="store_true", help="only re-render the Markdown and PNG from the JSON")
     args = ap.parse_args(argv)
     if args.replot:
-        report = json.loads((args.out / "streams.json").read_text())
-        (args.out / "streams.md").write_text(markdown(report))
-        plot(report, args.out / "streams.png")
+        saved = json.loads((args.out / "streams.json").read_text())
+        (args.out / "streams.md").write_text(markdown(saved))
+        plot(saved, args.out / "streams.png")
         return 0
     if not SHARED_TAKE.exists():
         print(f"shared CMU take not found at {SHARED_TAKE}")
