@@ -10,25 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from jackutil import SCALE, jack_ports, start_metronome, stop_process
 
-from engine.models.gpt import CrossCondGPT, GPTConfig, save_gpt
-from engine.models.vqvae import VQVAE, VQVAEConfig, save_vqvae
-
 pytestmark = [pytest.mark.live, pytest.mark.slow]
-
-
-@pytest.fixture
-def small_model(tmp_path: Path) -> Path:
-    """Random weights: this test is about the live path, not dance quality (the shipped model is tested elsewhere)."""
-    torch.manual_seed(0)
-    d = tmp_path / "model"
-    save_gpt(CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, n_keyframe_slots=2)), d)
-    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16))
-    vq.down_mean[1] = 0.95
-    save_vqvae(vq, d)
-    return d
 
 
 def test_live_command_dances_to_a_jack_input(jack_server: str, small_model: Path, tmp_path: Path) -> None:
