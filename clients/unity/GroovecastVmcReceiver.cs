@@ -1,0 +1,171 @@
+// groovecast -> Unity: receives the VMC protocol (OSC over UDP) that `groovecast replay --osc` and the
+// engine send, and drives a Humanoid avatar. Not compiled in groovecast's CI (no Unity there): see README.md.
+//
+// What arrives (one OSC bundle per frame, Unity space: left-handed, Y up, metres):
+//   /VMC/Ext/OK i i i i, /VMC/Ext/T f, /groovecast/stamp i i h h (performer, frame, sample, src ns),
+//   /VMC/Ext/Root/Pos s"root" px py pz qx qy qz qw,
+//   /VMC/Ext/Bone/Pos s<HumanBodyBones> px py pz qx qy qz qw   (local to the nearest sent ancestor bone)
+//
+// Bone rotations are relative to a T-pose whose bone frames are aligned with the world axes (VRM's
+// "normalized" convention). For any Humanoid rig this script records each bone's world rotation in the
+// avatar's rest T-pose at Start() and applies  world = root * (product of received locals) * restWorld,
+// so rigs whose bones have arbitrary local axes work too. Start with the avatar in T-pose.
+using System;
+using System.Collections.Generic;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Threading;
+using UnityEngine;
+
+public class GroovecastVmcReceiver : MonoBehaviour
+{
+    [Tooltip("UDP port to listen on (VMC default 39539)")]
+    public int port = 39539;
+    [Tooltip("The Humanoid avatar to drive")]
+    public Animator animator;
+    [Tooltip("Move the avatar with /VMC/Ext/Root/Pos")]
+    public bool applyRootPosition = true;
+    [Tooltip("Apply the hips' local position (the vertical bob) from /VMC/Ext/Bone/Pos Hips")]
+    public bool applyHipsPosition = true;
+
+    [Header("Read-only status")]
+    public int lastFrameIndex = -1;
+    public long lastSampleIndex = -1;
+    public int bundles;
+
+    struct Bone { public Vector3 pos; public Quaternion rot; }
+
+    readonly object _lock = new object();
+    // Bones in the order they arrived: groovecast sends parents before children.
+    List<KeyValuePair<HumanBodyBones, Bone>> _incoming = new List<KeyValuePair<HumanBodyBones, Bone>>();
+    List<KeyValuePair<HumanBodyBones, Bone>> _latest;
+    Vector3 _rootPos;
+    int _frame = -1;
+    long _sample = -1;
+    UdpClient _udp;
+    Thread _thread;
+    volatile bool _running;
+
+    readonly Dictionary<HumanBodyBones, Quaternion> _restWorld = new Dictionary<HumanBodyBones, Quaternion>();
+    readonly Dictionary<string, HumanBodyBones> _byName = new Dictionary<string, HumanBodyBones>();
+    Vector3 _rootStart;
+
+    void Start()
+    {
+        if (animator == null) animator = GetComponent<Animator>();
+        if (animator == null || !animator.isHuman) { Debug.LogError("GroovecastVmcReceiver needs a Humanoid Animator"); enabled = false; return; }
+        foreach (HumanBodyBones b in Enum.GetValues(typeof(HumanBodyBones)))
+        {
+            if (b == HumanBodyBones.LastBone) continue;
+            _byName[b.ToString()] = b;
+            var t = animator.GetBoneTransform(b);
+            if (t != null) _restWorld[b] = Quaternion.Inverse(animator.transform.rotation) * t.rotation;
+        }
+        _rootStart = animator.transform.localPosition;
+        _udp = new UdpClient(new IPEndPoint(IPAddress.Any, port));
+        _running = true;
+        _thread = new Thread(ReceiveLoop) { IsBackground = true, Name = "groovecast VMC" };
+        _thread.Start();
+    }
+
+    void OnDestroy()
+    {
+        _running = false;
+        _udp?.Close();  // unblocks Receive
+        _thread?.Join(500);
+    }
+
+    // ------------------------------------------------------------------------------------------ OSC
+    void ReceiveLoop()
+    {
+        var any = new IPEndPoint(IPAddress.Any, 0);
+        while (_running)
+        {
+            byte[] data;
+            try { data = _udp.Receive(ref any); }
+            catch (SocketException) { continue; }
+            catch (ObjectDisposedException) { return; }
+            try { ParsePacket(data, 0, data.Length); }
+            catch (Exception e) { Debug.LogWarning("groovecast: bad OSC packet: " + e.Message); }
+        }
+    }
+
+    void ParsePacket(byte[] d, int start, int len)
+    {
+        if (len >= 16 && Encoding.ASCII.GetString(d, start, 7) == "#bundle")
+        {
+            int p = start + 16, end = start + len;
+            while (p + 4 <= end)
+            {
+                int size = ReadInt(d, p); p += 4;
+                ParsePacket(d, p, size);
+                p += size;
+            }
+            lock (_lock) { _latest = _incoming; _incoming = new List<KeyValuePair<HumanBodyBones, Bone>>(); bundles++; }
+            return;
+        }
+        int q = start;
+        string address = ReadString(d, ref q);
+        string tags = ReadString(d, ref q);
+        if (address == "/VMC/Ext/Bone/Pos" && tags == ",sfffffff")
+        {
+            string name = ReadString(d, ref q);
+            if (!_byName.TryGetValue(name, out var bone)) return;
+            var pos = new Vector3(ReadFloat(d, q), ReadFloat(d, q + 4), ReadFloat(d, q + 8));
+            var rot = new Quaternion(ReadFloat(d, q + 12), ReadFloat(d, q + 16), ReadFloat(d, q + 20), ReadFloat(d, q + 24));
+            lock (_lock) _incoming.Add(new KeyValuePair<HumanBodyBones, Bone>(bone, new Bone { pos = pos, rot = rot }));
+        }
+        else if (address == "/VMC/Ext/Root/Pos" && tags.StartsWith(",sfffffff"))
+        {
+            ReadString(d, ref q);
+            var pos = new Vector3(ReadFloat(d, q), ReadFloat(d, q + 4), ReadFloat(d, q + 8));
+            lock (_lock) _rootPos = pos;
+        }
+        else if (address == "/groovecast/stamp" && tags == ",iihh")
+        {
+            lock (_lock) { _frame = ReadInt(d, q + 4); _sample = ReadLong(d, q + 8); }
+        }
+    }
+
+    static int ReadInt(byte[] d, int p) => (d[p] << 24) | (d[p + 1] << 16) | (d[p + 2] << 8) | d[p + 3];
+    static long ReadLong(byte[] d, int p) => ((long)(uint)ReadInt(d, p) << 32) | (uint)ReadInt(d, p + 4);
+    static float ReadFloat(byte[] d, int p) => BitConverter.Int32BitsToSingle(ReadInt(d, p));  // OSC is big-endian
+
+    static string ReadString(byte[] d, ref int p)
+    {
+        int end = p;
+        while (d[end] != 0) end++;
+        string s = Encoding.UTF8.GetString(d, p, end - p);
+        p = (end + 4) & ~3;  // skip the NUL and pad to 4 bytes
+        return s;
+    }
+
+    // ---------------------------------------------------------------------------------------- apply
+    void LateUpdate()
+    {
+        List<KeyValuePair<HumanBodyBones, Bone>> pose;
+        Vector3 root;
+        lock (_lock) { pose = _latest; root = _rootPos; lastFrameIndex = _frame; lastSampleIndex = _sample; }
+        if (pose == null) return;
+        var avatar = animator.transform;
+        if (applyRootPosition) avatar.localPosition = _rootStart + root;
+        // Received locals compose along the humanoid hierarchy; bones we did not receive are skipped.
+        var world = new Dictionary<HumanBodyBones, Quaternion>();
+        // (Enum order is not parent-first: UpperChest comes last. groovecast's message order is.)
+        foreach (var kv in pose)
+        {
+            var b = kv.Key;
+            var bone = kv.Value;
+            Quaternion parentWorld = Quaternion.identity;
+            for (int p = HumanTrait.GetParentBone((int)b); p >= 0; p = HumanTrait.GetParentBone(p))
+                if (world.TryGetValue((HumanBodyBones)p, out var found)) { parentWorld = found; break; }
+            world[b] = parentWorld * bone.rot;
+            var t = animator.GetBoneTransform(b);
+            if (t == null || !_restWorld.TryGetValue(b, out var rest)) continue;
+            t.rotation = avatar.rotation * world[b] * rest;
+            if (b == HumanBodyBones.Hips && applyHipsPosition)
+                t.position = avatar.TransformPoint(bone.pos);
+        }
+    }
+}
