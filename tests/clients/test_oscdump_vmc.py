@@ -7,13 +7,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engine.clock import FakeClock
+from engine.clock import SYSTEM_CLOCK, FakeClock
 from engine.skeleton.motion import load_motion
 from streams.osc import decode_packet, encode_message
 from streams.player import MotionPlayer
@@ -47,17 +46,17 @@ def test_oscdump_receives_vmc_from_replay(cmu_take: Path, tmp_path: Path) -> Non
         # wait until oscdump is listening: probe until it prints the probe
         probe = encode_message("/probe", (1,))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            deadline = time.monotonic() + 10 * SCALE
+            deadline = SYSTEM_CLOCK.monotonic_ns() + int(10e9 * SCALE)
             while "/probe" not in out_path.read_text():
-                assert time.monotonic() < deadline, "oscdump did not start"
+                assert SYSTEM_CLOCK.monotonic_ns() < deadline, "oscdump did not start"
                 s.sendto(probe, ("127.0.0.1", port))
-                time.sleep(0.05)
+                SYSTEM_CLOCK.sleep_until_ns(SYSTEM_CLOCK.monotonic_ns() + 50_000_000)
         r = subprocess.run(
             [sys.executable, "-m", "engine", "replay", str(cmu_take), "--osc", f"127.0.0.1:{port}", "--seconds", "1"],
             capture_output=True, text=True, timeout=60 * SCALE,
         )
         assert r.returncode == 0, r.stderr
-        time.sleep(0.3 * SCALE)  # let oscdump print the last bundle
+        SYSTEM_CLOCK.sleep_until_ns(SYSTEM_CLOCK.monotonic_ns() + int(0.3e9 * SCALE))  # oscdump prints the rest
     finally:
         dump.terminate()
         dump.wait(timeout=10 * SCALE)

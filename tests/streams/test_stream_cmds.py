@@ -1,0 +1,65 @@
+"""The replay and serve commands, run as real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from engine.clock import SYSTEM_CLOCK
+from streams.osc import decode_packet
+
+SCALE = float(os.environ.get("GROOVECAST_TEST_TIMEOUT_SCALE", "1"))
+CLI = [sys.executable, "-m", "engine"]
+
+
+def test_replay_errors_are_one_clear_line(tmp_path: Path) -> None:
+    r = subprocess.run([*CLI, "replay", str(tmp_path / "none.bvh")], capture_output=True, text=True,
+                       timeout=30 * SCALE)
+    assert r.returncode == 2 and "BVH file not found" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.bvh"
+    bad.write_text("HIERARCHY\nROOT hip\n{\n OFFSET 0 0\n")
+    r = subprocess.run([*CLI, "replay", str(bad)], capture_output=True, text=True, timeout=30 * SCALE)
+    assert r.returncode == 2 and "bad.bvh:4: OFFSET needs 3 numbers" in r.stderr
+
+
+def test_replay_sends_osc_bundles_in_real_time(cmu_take: Path) -> None:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(10 * SCALE)
+    port = rx.getsockname()[1]
+    t0 = SYSTEM_CLOCK.monotonic_ns()
+    proc = subprocess.Popen([*CLI, "replay", str(cmu_take), "--osc", f"127.0.0.1:{port}", "--profile", "vj",
+                             "--seconds", "1", "--fps", "60"], stdout=subprocess.PIPE, text=True)
+    frames = []
+    try:
+        while len(frames) < 60:
+            _, msgs = decode_packet(rx.recv(65536))
+            frames.append(int(msgs[0].args[0]))
+        out, _ = proc.communicate(timeout=20 * SCALE)
+    finally:
+        proc.kill()
+        rx.close()
+    assert frames == list(range(60))
+    assert SYSTEM_CLOCK.monotonic_ns() - t0 >= 0.95e9  # paced: one second of motion takes about a second
+    assert re.search(r"done: 60 frames", out)
+
+
+def test_serve_serves_viewer_until_interrupted() -> None:
+    proc = subprocess.Popen([*CLI, "serve", "--ws", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert m, line
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/", timeout=10 * SCALE) as r:
+            assert b"groovecast viewer" in r.read()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10 * SCALE) == 0
+    finally:
+        proc.kill()
