@@ -50,6 +50,9 @@ class OnnxRuntimeBackend(DecodeBackend):
         if threads is not None:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        # Idle onnxruntime workers spin by default, stealing the CPU from the engine's other threads
+        # (analysis, decode, playout, sockets) between steps: a live engine wants them asleep.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
         cfg = self.config
         self._cache_names = cache_input_names(cfg.n_layer)

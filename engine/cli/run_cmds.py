@@ -111,7 +111,7 @@ def build_runtime(args: argparse.Namespace, sinks: list[Callable[[Any], None]], 
         raise CliError(f"{model_dir} is not a model directory (needs gpt.* and vqvae.*; has {have})")
     try:
         gid = genre_id(args.genre)
-        backend = create_backend(args.backend, model_dir, capacity=args.performers)
+        backend = create_backend(args.backend, model_dir, capacity=args.performers, threads=max(1, args.threads))
         vqvae = load_vqvae(model_dir)
     except (ValueError, BackendUnavailable, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None

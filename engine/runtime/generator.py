@@ -2,7 +2,8 @@
 
 One :meth:`DanceGenerator.step` commits one token (4 frames, 133 ms) for every performer: the GPT
 step over the batch (any backend of :mod:`export`), temperature/top-k sampling per performer, then one
-batched causal VQ-VAE decode of each performer's recent tokens, keeping only the new token's frames.
+batched streaming VQ-VAE decode (:class:`engine.models.vqvae_stream.StreamingDecoder`: each decoder
+layer keeps its own short input history, so a token costs the same whatever came before).
 The result is joint-local quaternions of the full CMU skeleton, ready for the playout buffers.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from engine.models.conditioning import FRAMES_PER_TOKEN, genre_id
+from engine.models.conditioning import genre_id
 from engine.models.pose_repr import (
     LOWER_DIM,
     UPPER_DIM,
@@ -22,6 +23,7 @@ from engine.models.pose_repr import (
 )
 from engine.models.sampling import sample_tokens
 from engine.models.vqvae import VQVAE
+from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
 from export.base import DecodeBackend, PerformerState
 
@@ -42,13 +44,14 @@ class Performer:
     """Everything one performer owns besides its cache row: controls, recent tokens, root drift."""
 
     pid: int
+    slot: int  # row in the streaming decoder's state
     state: PerformerState
     controls: Controls
-    tok_up: np.ndarray  # [ctx] int64, most recent last (decoder context)
-    tok_down: np.ndarray  # [ctx] int64
+    tok_up: np.ndarray  # [H] int64 recent tokens, most recent last (re-planning rewinds through them)
+    tok_down: np.ndarray  # [H] int64
     n_tokens: int = 0
     root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    rng: torch.Generator = field(default_factory=torch.Generator)
+    rng: torch.Generator = field(default_factory=torch.Generator)  # used when it leads a sampling group
     pending_reset: bool = False
 
 
@@ -78,12 +81,12 @@ class DanceGenerator:
         self.skeleton = metric_cmu_skeleton()
         self.n_joints = self.skeleton.num_joints
         self.model_idx = model_joint_indices(self.skeleton)
-        self.ctx = vqvae.decode_context() + 1
+        self.ctx = 16  # recent tokens kept per performer
+        self.decoder = StreamingDecoder(vqvae, backend.capacity)
+        self._free_slots = list(range(backend.capacity))
         self.performers: list[Performer] = []
         self._next_pid = 0
-        # Token id used to pad the decoder context before a performer's first token: its most used
-        # code would be better, but any fixed id is consistent; the decoder output for padding is discarded.
-        self._pad = 0
+        self._pad = 0  # token history filler before a performer's first token (never decoded)
         self._rest_quat = np.zeros((self.n_joints, 4), dtype=np.float32)
         self._rest_quat[:, 0] = 1.0
         self.steps = 0
@@ -92,8 +95,11 @@ class DanceGenerator:
 
     def add_performer(self, controls: Controls | None = None) -> Performer:
         state = self.backend.new_state()
+        slot = self._free_slots.pop(0)
+        self.decoder.reset(slot)
         p = Performer(
             pid=self._next_pid,
+            slot=slot,
             state=state,
             controls=controls or Controls(),
             tok_up=np.full(self.ctx, self._pad, dtype=np.int64),
@@ -107,6 +113,7 @@ class DanceGenerator:
     def remove_performer(self, pid: int) -> None:
         p = self.get(pid)
         self.backend.release(p.state)
+        self._free_slots.append(p.slot)
         self.performers.remove(p)
 
     def get(self, pid: int) -> Performer:
@@ -121,6 +128,7 @@ class DanceGenerator:
         p.tok_up[:] = self._pad
         p.tok_down[:] = self._pad
         p.n_tokens = 0
+        self.decoder.reset(p.slot)
 
     def set_genre(self, p: Performer, genre: str | int) -> None:
         gid = genre if isinstance(genre, int) else genre_id(genre)
@@ -151,27 +159,35 @@ class DanceGenerator:
                 if p.controls.text is not None:
                     text[i] = p.controls.text
         res = self.backend.step([p.state for p in ps], cond_b, genre, text)
-        # Sampling per performer (own temperature, top-k and random stream).
+        # Sampling: one call per group of performers sharing temperature and top-k (usually one group),
+        # drawing from the group's first performer's random stream.
         ups = np.empty(b, dtype=np.int64)
         downs = np.empty(b, dtype=np.int64)
+        groups: dict[tuple[float, int], list[int]] = {}
         for i, p in enumerate(ps):
-            c = p.controls
-            k = c.top_k or None
-            ups[i] = int(sample_tokens(res.logits_up[i : i + 1], c.temperature, k, p.rng)[0])
-            downs[i] = int(sample_tokens(res.logits_down[i : i + 1], c.temperature, k, p.rng)[0])
+            groups.setdefault((p.controls.temperature, p.controls.top_k), []).append(i)
+        for (temp, top_k), idx in groups.items():
+            rng = ps[idx[0]].rng
+            sel = torch.tensor(idx) if len(idx) < b else None
+            lu = res.logits_up if sel is None else res.logits_up[sel]
+            ld = res.logits_down if sel is None else res.logits_down[sel]
+            ups[idx] = sample_tokens(lu, temp, top_k or None, rng).numpy()
+            downs[idx] = sample_tokens(ld, temp, top_k or None, rng).numpy()
+        for i, p in enumerate(ps):
             p.state.feed(ups[i], downs[i])
             p.tok_up[:-1] = p.tok_up[1:]
             p.tok_up[-1] = ups[i]
             p.tok_down[:-1] = p.tok_down[1:]
             p.tok_down[-1] = downs[i]
             p.n_tokens += 1
-        # One batched causal decode of each performer's context; keep the newest token's frames.
-        with torch.inference_mode():
-            iu = torch.from_numpy(np.stack([p.tok_up for p in ps]))
-            idn = torch.from_numpy(np.stack([p.tok_down for p in ps]))
-            up, down = self.vqvae.decode(iu, idn)  # [B, 4*ctx, Du], [B, 4*ctx, Dl]
-        up_np = up[:, -FRAMES_PER_TOKEN:].numpy()
-        down_np = down[:, -FRAMES_PER_TOKEN:].numpy()
+        # One batched streaming decode of the new tokens: [B, 4, Du], [B, 4, Dl].
+        slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=b)
+        all_rows = b == self.backend.capacity and bool(np.array_equal(slots, np.arange(b)))
+        up, down = self.decoder.step(
+            torch.from_numpy(ups), torch.from_numpy(downs), None if all_rows else torch.from_numpy(slots)
+        )
+        up_np = up.numpy()
+        down_np = down.numpy()
         self.steps += 1
         return [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
 

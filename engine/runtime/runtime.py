@@ -404,6 +404,9 @@ class DanceRuntime:
                 if kept is not None:
                     p.root_xz = np.array([kept[0][0], kept[0][2]])
                 buf.discard_after(last)
+                # The decoder's history cannot be rewound: restart it (the playhead blends over the seam).
+                self.gen.decoder.reset(p.slot)
+                self.playheads[p.pid].recover = 1.0
             self._next_token = first_unplayed
         self.stats.replans += 1
 
