@@ -38,6 +38,9 @@ def register(sub: Any) -> None:
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--report", type=Path, default=None, help="write eval.md/.json/.png into this folder")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--temperature", type=float, default=None, help="override the model card's sampling")
+    e.add_argument("--top-k", type=int, default=None, help="override the model card's sampling")
+    e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
     e.set_defaults(handler=_eval)
 
     g = sub.add_parser("generate", help="render a dance for an audio file to BVH (offline)")
@@ -175,6 +178,13 @@ def _eval(args: argparse.Namespace) -> int:
     from engine.train.evaluate import evaluate_model, write_report
 
     model = _load_model(args.model)
+    sampling = model.card.setdefault("sampling", {})
+    if args.temperature is not None:
+        sampling["temperature"] = args.temperature
+    if args.top_k is not None:
+        sampling["top_k"] = args.top_k
+    if args.no_foot_lock:
+        sampling["foot_lock"] = False
     val = load_data(args.data, "val", None)
     res = evaluate_model(model, val, reference=_reference(args.data), seed=args.seed)
     if args.report is not None:
@@ -192,9 +202,10 @@ def _reference(data: Path | None) -> list:
     from engine.train.dataset import build_motion, load_packed
 
     if data is not None and (data / "train.npz").is_file():
-        return [(s.upper, s.lower) for s in load_packed(data / "train.npz") if "_x1.00_" in s.name]
+        seqs = load_packed(data / "train.npz")
+        return [(s.upper, s.lower) for s in seqs if "_x1.00_" in s.name and not s.name.endswith("_m")]
     try:
-        return [(u, lo) for _, u, lo in build_motion(data, "train", (1.0,))]
+        return [(u, lo) for _, u, lo in build_motion(data, "train", (1.0,), mirror=False)]
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
 

@@ -113,6 +113,25 @@ def sequence_conditions(
     return out
 
 
+#: Per-frame music feature channels that carry rhythm and energy (onset envelope, RMS, flux, tempo, beat
+#: phase sin/cos, beat and peak flags) rather than timbre or harmony (MFCC, chroma); see engine.analysis.features.
+RHYTHM_CHANNELS: tuple[int, ...] = (0, 33, 34, 35, 36, 37, 38, 39)
+
+
+def rhythm_mask() -> np.ndarray:
+    """[COND_DIM] bool: the conditioning entries a rhythm-only model reads (all predicted-phase entries kept).
+
+    With a handful of training tracks, timbre and harmony identify the track and a model memorises
+    "this sound -> that dance"; a model trained with this mask (its other input weights zeroed) dances
+    to rhythm and energy only, which is what transfers to unseen music.
+    """
+    keep = np.zeros(COND_DIM, dtype=bool)
+    for f in range(FRAMES_PER_TOKEN):
+        keep[[f * MUSIC_DIM + c for c in RHYTHM_CHANNELS]] = True
+    keep[FRAMES_PER_TOKEN * MUSIC_DIM :] = True
+    return keep
+
+
 #: Genre names -> embedding rows of the GPT (row 0 = no genre). Only "salsa" has training data here.
 GENRES: tuple[str, ...] = (
     "none", "salsa", "pop", "lock", "hiphop", "house", "waack", "krump", "jazz", "ballet", "break",

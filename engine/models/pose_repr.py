@@ -209,3 +209,62 @@ def model_fk_layout(skel: Skeleton | None = None) -> tuple[list[int], np.ndarray
         offsets.append(skel.end_sites[j])
         names.append(foot + "_toe")
     return parents, np.stack(offsets), names
+
+
+def _mirror_6d(d6: np.ndarray) -> np.ndarray:
+    """6D of M R M with M = diag(-1, 1, 1) (reflection through the x = 0 plane). d6: [..., 6]."""
+    out = d6.copy()
+    out[..., 1:3] *= -1.0  # first column: M R M e1 = -M (R e1) -> (x, -y, -z)
+    out[..., 3] *= -1.0  # second column: M (R e2) -> (-x, y, z)
+    return out
+
+
+def mirror_vectors(upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left/right mirror image of model vectors (the CMU skeleton is mirror-symmetric in x).
+
+    Rotations become M R M with the left and right joints swapped; root x velocity flips; the contact
+    labels of the two feet swap. Mirroring twice gives the input back.
+    """
+    t = len(upper)
+    nl = len(LOWER_JOINTS)
+    lo6 = _mirror_6d(lower[:, 3 : 3 + 6 * nl].reshape(t, nl, 6))
+    up6 = _mirror_6d(upper.reshape(t, -1, 6))
+
+    def swap(names: tuple[str, ...], arr: np.ndarray) -> np.ndarray:
+        idx = [names.index({"r": "l", "l": "r"}[n[0]] + n[1:]) if n[0] in "rl" else i for i, n in enumerate(names)]
+        return arr[:, idx]
+
+    lo6 = swap(LOWER_JOINTS, lo6)
+    up6 = swap(UPPER_JOINTS, up6)
+    root = lower[:, :3].copy()
+    root[:, 0] *= -1.0
+    contacts = lower[:, CONTACT_SLICE][:, [2, 3, 0, 1]]
+    new_lower = np.concatenate([root, lo6.reshape(t, -1), contacts], axis=1).astype(lower.dtype)
+    return up6.reshape(t, -1).astype(upper.dtype), new_lower
+
+
+def lock_feet(upper: np.ndarray, lower: np.ndarray, fps: float = MODEL_FPS, skel: Skeleton | None = None) -> np.ndarray:
+    """Root-velocity foot locking: a copy of ``lower`` whose root x/z velocity keeps contact feet planted.
+
+    On frames where the model marks foot points as in contact, the root's horizontal velocity is set to
+    minus the mean horizontal velocity of those points relative to the root, so they do not slide on
+    the floor (the body moves by pushing off its planted foot). Frame-local and causal: usable live.
+    """
+    skel = skel or metric_cmu_skeleton()
+    t = len(upper)
+    if t < 2:
+        return lower.copy()
+    motion = vectors_to_motion(upper, lower, skel, fps)
+    root = np.zeros((t, 3))
+    root[:, 1] = lower[:, 1]
+    rel = foot_points(skel, root, motion.rot)  # [T, 4, 3] root-relative horizontally
+    d_rel = np.diff(rel[..., [0, 2]], axis=0, prepend=rel[:1][..., [0, 2]]) * fps  # [T, 4, 2]
+    contact = lower[:, CONTACT_SLICE] > 0.5  # [T, 4]
+    out = lower.copy()
+    any_c: np.ndarray = np.asarray(contact.any(axis=1))
+    any_c[0] = False  # the first frame has no previous frame to hold still against
+    n = np.maximum(contact.sum(axis=1, keepdims=True), 1)
+    planted = -(d_rel * contact[..., None]).sum(axis=1) / n  # [T, 2]
+    out[any_c, 0] = planted[any_c, 0]
+    out[any_c, 2] = planted[any_c, 1]
+    return out

@@ -46,6 +46,9 @@ class VQVAEConfig:
     w_vel: float = 1.0
     w_contact: float = 0.2
     w_fk: float = 1.0
+    #: Weight of the joint-velocity (position space) loss: motion beats are speed minima, so the decoded
+    #: speed profile must follow the real one, not only the poses.
+    w_fk_vel: float = 1.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.frames import ENGINE_SAMPLE_RATE
-from engine.models.pose_repr import motion_to_vectors
+from engine.models.pose_repr import mirror_vectors, motion_to_vectors
 from engine.train.cmu_data import DEFAULT_CMU_DIR, Take, load_split, warp_take
 from engine.train.synth_music import SYNTHETIC_LABEL, render_track
 
@@ -78,10 +78,31 @@ def analyze_audio(audio: np.ndarray, sr: int = ENGINE_SAMPLE_RATE) -> tuple[np.n
     )
 
 
+def code_fingerprint() -> str:
+    """Hash of the code that produces cached music features (analysis, synthesiser, kinetic beats).
+
+    Part of every cache key, so a change to the live analysis invalidates cached training features:
+    training must see exactly what the engine computes now.
+    """
+    import hashlib
+
+    import engine.analysis as analysis
+    import engine.audio as audio
+    import engine.train.kinetic_beats as kb
+    import engine.train.synth_music as sm
+
+    h = hashlib.sha256(CACHE_VERSION.encode())
+    files = sorted(Path(analysis.__file__).parent.glob("*.py")) + sorted(Path(audio.__file__).parent.glob("*.py"))
+    files += [Path(kb.__file__), Path(sm.__file__)]
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def music_for_take(take: Take, cache_dir: Path, seed: int) -> MusicTrack:
     """Render (or load from cache) the synthetic track of a take variant and its analysis."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"cmu_{take.name}_s{seed}_{CACHE_VERSION}.npz"
+    path = cache_dir / f"cmu_{take.name}_s{seed}_{code_fingerprint()}.npz"
     beats = take.beats.beats_s
     if path.is_file():
         z = np.load(path, allow_pickle=False)
@@ -104,7 +125,7 @@ def _fit(a: np.ndarray, n: int) -> np.ndarray:
     return np.pad(a, pad, mode="edge")
 
 
-def take_sequences(take: Take, cache_dir: Path, seed: int) -> list[Sequence]:
+def take_sequences(take: Take, cache_dir: Path, seed: int, mirror: bool = False) -> list[Sequence]:
     music = music_for_take(take, cache_dir, seed)
     n = take.n_frames
     music = MusicTrack(
@@ -115,6 +136,9 @@ def take_sequences(take: Take, cache_dir: Path, seed: int) -> list[Sequence]:
     for d, motion in enumerate(take.dancers):
         up, low = motion_to_vectors(motion)
         out.append(Sequence(name=f"{take.name}_d{60 + d}", upper=up, lower=low, music=music, genre=0))
+        if mirror:
+            mu, ml = mirror_vectors(up, low)
+            out.append(Sequence(name=f"{take.name}_d{60 + d}_m", upper=mu, lower=ml, music=music, genre=0))
     return out
 
 
@@ -124,29 +148,34 @@ def build_sequences(
     warps: tuple[float, ...] = DEFAULT_WARPS,
     cache_dir: Path | None = None,
     max_takes: int | None = None,
+    mirror: bool = True,
 ) -> list[Sequence]:
-    """All sequences of a split. Validation uses no warps (the takes as captured)."""
+    """All sequences of a split. Training adds tempo warps and left/right mirror images (``mirror``);
+    validation uses the takes as captured."""
     data_dir = data_dir or DEFAULT_CMU_DIR
     cache_dir = cache_dir or default_cache_dir()
     takes = load_split(data_dir, split)[: max_takes or None]
     if split != "train":
         warps = (1.0,)
+        mirror = False
     seqs: list[Sequence] = []
     for take in takes:
         for wi, w in enumerate(warps):
             variant = take if w == 1.0 else warp_take(take, w)
-            seqs.extend(take_sequences(variant, cache_dir, seed=1000 * int(take.take) + wi))
+            seqs.extend(take_sequences(variant, cache_dir, seed=1000 * int(take.take) + wi, mirror=mirror))
             log.info("data: %s (%d frames, %.1f BPM)", variant.name, variant.n_frames, variant.beats.bpm)
     return seqs
 
 
 def build_motion(
-    data_dir: Path | None = None, split: str = "train", warps: tuple[float, ...] = DEFAULT_WARPS
+    data_dir: Path | None = None, split: str = "train", warps: tuple[float, ...] = DEFAULT_WARPS,
+    mirror: bool = True,
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Motion vectors only (no music): [(name, upper [T, 72], lower [T, 61])] for VQ-VAE training."""
     takes = load_split(data_dir or DEFAULT_CMU_DIR, split)
     if split != "train":
         warps = (1.0,)
+        mirror = False
     out = []
     for take in takes:
         for w in warps:
@@ -154,6 +183,8 @@ def build_motion(
             for d, motion in enumerate(variant.dancers):
                 up, low = motion_to_vectors(motion)
                 out.append((f"{variant.name}_d{60 + d}", up, low))
+                if mirror:
+                    out.append((f"{variant.name}_d{60 + d}_m", *mirror_vectors(up, low)))
     return out
 
 

@@ -12,6 +12,7 @@ import torch
 from engine.frames import MODEL_FPS
 from engine.models.conditioning import GENRES, sequence_conditions
 from engine.models.gpt import CrossCondGPT
+from engine.models.pose_repr import lock_feet
 from engine.models.vqvae import DOWN
 from engine.train import metrics as M
 from engine.train.dataset import Sequence
@@ -49,14 +50,23 @@ def generate_for(model: DanceModel, gpt: CrossCondGPT, seq: Sequence, seed: int)
     m = seq.music
     cond = sequence_conditions(m.features, m.period_s, m.next_beat_s, n)
     ups, downs = generate_tokens(gpt, cond, GENRES.index("salsa"), None, model.temperature, model.top_k, seed)
-    return decode_tokens(model.vq, ups, downs)
+    up, low = decode_tokens(model.vq, ups, downs)
+    return up, (lock_feet(up, low) if model.foot_lock else low)
+
+
+@torch.no_grad()
+def vq_recon(model: DanceModel, seq: Sequence) -> np.ndarray:
+    """Real motion passed through the VQ-VAE (encode -> decode): the ceiling of what tokens can express."""
+    t = (seq.n_frames // DOWN) * DOWN
+    iu, idn = model.vq.encode(torch.from_numpy(seq.upper[:t])[None], torch.from_numpy(seq.lower[:t])[None])
+    return points(*decode_tokens(model.vq, iu[0].numpy(), idn[0].numpy()))
 
 
 def evaluate_model(
     model: DanceModel, val: list[Sequence], reference: list[tuple[np.ndarray, np.ndarray]] | None = None, seed: int = 0,
     samples: int = 2,
 ) -> dict:
-    """Metrics for real validation motion, the model, and the same architecture untrained.
+    """Metrics for real validation motion, its VQ-VAE reconstruction, the model, and the model untrained.
 
     FID is measured against ``reference`` (the real training takes as captured) when given, else against
     the real validation motion; features are per segment (SEGMENT_S windows), as there are few takes.
@@ -65,12 +75,13 @@ def evaluate_model(
     real = {s.name: points(s.upper, s.lower) for s in val}
     torch.manual_seed(seed)
     untrained = CrossCondGPT(replace(model.gpt.cfg, dropout=0.0)).eval()
-    rows: dict[str, dict[str, list]] = {"real": {}, "model": {}, "untrained": {}}
-    clips: dict[str, list[np.ndarray]] = {"real": [], "model": [], "untrained": []}
+    names = ("real", "vq_recon", "model", "untrained")
+    rows: dict[str, dict[str, list]] = {n: {} for n in names}
+    clips: dict[str, list[np.ndarray]] = {n: [] for n in names}
     examples: dict[str, np.ndarray] = {}
     for si, s in enumerate(val):
         beats = s.music.beats_s
-        variants: list[tuple[str, np.ndarray]] = [("real", real[s.name])]
+        variants: list[tuple[str, np.ndarray]] = [("real", real[s.name]), ("vq_recon", vq_recon(model, s))]
         for k in range(samples):
             up, low = generate_for(model, model.gpt, s, seed + 100 * si + k)
             variants.append(("model", points(up, low)))
@@ -84,7 +95,7 @@ def evaluate_model(
     ref_clips = [points(u, lo) for u, lo in reference] if reference else clips["real"]
     ref_k, ref_g = M.segment_features(ref_clips, MODEL_FPS)
     summary: dict[str, dict] = {}
-    for name in ("real", "model", "untrained"):
+    for name in names:
         feat_k, feat_g = M.segment_features(clips[name], MODEL_FPS)
         rk, gk = M.normalise_pair(ref_k, feat_k)
         rg, gg = M.normalise_pair(ref_g, feat_g)
@@ -129,7 +140,7 @@ def write_report(res: dict, out_dir: Path, extra_md: str = "") -> None:
     cols = ["fid_k", "fid_g", "div_k", "div_g", "bas", "pfc", "skate_ms", "max_freeze_s", "speed_ms"]
     lines = ["# Dance model evaluation (validation takes 12-13)", "",
              "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for name in ("real", "model", "untrained"):
+    for name in ("real", "vq_recon", "model", "untrained"):
         lines.append(f"| {name} | " + " | ".join(f"{summary[name].get(c, float('nan')):.3f}" for c in cols) + " |")
     lines += ["", f"VQ-VAE reconstruction (validation): {summary['model']['vq_mpjpe_mm']:.1f} mm mean joint error, "
               f"foot-contact accuracy {summary['model']['vq_contact_acc']:.3f}.", ""]

@@ -17,7 +17,7 @@ import torch
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
 from engine.models.conditioning import COND_DIM, TEXT_DIM, embed_texts, genre_id, sequence_conditions
 from engine.models.gpt import CrossCondGPT, load_gpt
-from engine.models.pose_repr import Motion, metric_cmu_skeleton, vectors_to_motion
+from engine.models.pose_repr import Motion, lock_feet, metric_cmu_skeleton, vectors_to_motion
 from engine.models.sampling import sample_tokens
 from engine.models.vqvae import DOWN, VQVAE, load_vqvae
 
@@ -37,6 +37,10 @@ class DanceModel:
     @property
     def temperature(self) -> float:
         return float(self.card.get("sampling", {}).get("temperature", 1.0))
+
+    @property
+    def foot_lock(self) -> bool:
+        return bool(self.card.get("sampling", {}).get("foot_lock", True))
 
     @property
     def top_k(self) -> int | None:
@@ -153,6 +157,8 @@ def generate_dance(
         top_k=model.top_k if top_k is None else top_k, seed=seed,
     )
     up, low = decode_tokens(model.vq, ups, downs)
+    if model.foot_lock:
+        low = lock_feet(up, low)
     motion = vectors_to_motion(up, low, metric_cmu_skeleton())
     return Generated(upper=up, lower=low, motion=motion, tokens_up=ups, tokens_down=downs, features=feats,
                      beats_s=[b for b in beats if b < n_tokens * DOWN / MODEL_FPS])

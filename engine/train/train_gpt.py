@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine.models.conditioning import COND_DIM, GENRES, TEXT_DIM, embed_texts, sequence_conditions
+from engine.models.conditioning import COND_DIM, GENRES, TEXT_DIM, embed_texts, rhythm_mask, sequence_conditions
 from engine.models.gpt import GPT_PRESETS, CrossCondGPT, GPTConfig, load_gpt, save_gpt
 from engine.models.vqvae import DOWN, VQVAE
 from engine.train.common import (
@@ -31,7 +31,7 @@ from engine.train.dataset import Sequence
 class GPTTrainConfig:
     """Optimisation settings of the GPT."""
 
-    steps: int = 3000
+    steps: int = 1500
     batch: int = 16
     lr: float = 4e-4
     lr_final: float = 4e-5
@@ -40,6 +40,12 @@ class GPTTrainConfig:
     threads: int = 2
     genre_dropout: float = 0.2  # share of windows trained with genre "none"
     text_dropout: float = 0.5  # share of windows trained without text
+    #: Share of input tokens replaced by random ids: the model must lean on the music, not only replay its
+    #: own history (tiny data memorises fast), and it learns to recover from its own sampling mistakes.
+    token_noise: float = 0.1
+    #: "rhythm": train on the rhythm/energy channels only and zero the model's weights for the others
+    #: (see engine.models.conditioning.rhythm_mask); "all": every conditioning channel.
+    cond_channels: str = "rhythm"
     log_every: int = 50
     ckpt_every: int = 500
     val_every: int = 500
@@ -65,7 +71,7 @@ def caption_for(seq: Sequence, speed_terciles: tuple[float, float]) -> str:
     tempo = "slow" if bpm < 95 else ("medium tempo" if bpm < 120 else "fast")
     energy = motion_energy(seq)
     mood = "calm" if energy < speed_terciles[0] else ("lively" if energy < speed_terciles[1] else "energetic")
-    role = "leader" if seq.name.endswith("d60") else "follower"
+    role = "leader" if "_d60" in seq.name else "follower"
     return f"a {mood} {tempo} salsa dance by the {role}"
 
 
@@ -126,12 +132,21 @@ def sample_batch(
         genres.append(0 if rng.random() < cfg.genre_dropout else d.genre)
         texts.append(np.zeros(TEXT_DIM, np.float32) if rng.random() < cfg.text_dropout else d.text)
         pos0.append(s)
+    cond_arr = np.stack(conds)
+    if cfg.cond_channels == "rhythm":
+        cond_arr = cond_arr * rhythm_mask()[None, None, :]
+    up_in = np.stack(ups_in)
+    down_in = np.stack(downs_in)
+    if cfg.token_noise > 0:
+        for arr in (up_in, down_in):
+            hit = (rng.random(arr.shape) < cfg.token_noise) & (arr != bos)
+            arr[hit] = rng.integers(0, gcfg.vocab_size, int(hit.sum()))
     return {
-        "up_in": torch.from_numpy(np.stack(ups_in)).long(),
-        "down_in": torch.from_numpy(np.stack(downs_in)).long(),
+        "up_in": torch.from_numpy(up_in).long(),
+        "down_in": torch.from_numpy(down_in).long(),
         "up": torch.from_numpy(np.stack(ups)).long(),
         "down": torch.from_numpy(np.stack(downs)).long(),
-        "cond": torch.from_numpy(np.stack(conds)).float(),
+        "cond": torch.from_numpy(cond_arr).float(),
         "genre": torch.tensor(genres, dtype=torch.long),
         "text": torch.from_numpy(np.stack(texts)).float(),
         "pos0": torch.tensor(pos0, dtype=torch.long),
@@ -155,12 +170,22 @@ def validation_loss(model: CrossCondGPT, data: list[TokenSequence], cfg: GPTTrai
     rng = np.random.default_rng(1234)
     losses, accs = [], []
     for _ in range(4):
-        b = sample_batch(data, GPTTrainConfig(**{**asdict(cfg), "text_dropout": 1.0, "genre_dropout": 0.0}), gcfg, rng)
+        clean = GPTTrainConfig(**{**asdict(cfg), "text_dropout": 1.0, "genre_dropout": 0.0, "token_noise": 0.0})
+        b = sample_batch(data, clean, gcfg, rng)
         loss, au, ad = batch_loss(model, b)
         losses.append(float(loss))
         accs.append((au + ad) / 2)
     model.train()
     return {"val_loss": float(np.mean(losses)), "val_acc": float(np.mean(accs))}
+
+
+def apply_cond_mask(model: CrossCondGPT, cfg: GPTTrainConfig) -> None:
+    """Zero the conditioning weights of channels the model was trained without, so it ignores them exactly."""
+    if cfg.cond_channels == "rhythm":
+        with torch.no_grad():
+            model.cond_proj.weight[:, torch.from_numpy(~rhythm_mask())] = 0.0
+    elif cfg.cond_channels != "all":
+        raise ValueError(f"cond_channels must be 'rhythm' or 'all', got {cfg.cond_channels!r}")
 
 
 def train_gpt(
@@ -175,6 +200,8 @@ def train_gpt(
     """Train (or resume) the GPT into ``out_dir`` (gpt.safetensors + gpt.json); returns the report."""
     cfg = cfg or GPTTrainConfig()
     model_cfg = model_cfg or GPT_PRESETS["default"]
+    if cfg.cond_channels not in ("rhythm", "all"):
+        raise ValueError(f"cond_channels must be 'rhythm' or 'all', got {cfg.cond_channels!r}")
     if model_cfg.cond_dim != COND_DIM and train and train[0].cond.shape[1] != model_cfg.cond_dim:
         raise ValueError(f"GPT cond_dim {model_cfg.cond_dim} does not match the data's {train[0].cond.shape[1]}")
     set_threads(cfg.threads)
@@ -242,6 +269,7 @@ def train_gpt(
             val_hist.append(v)
             log.info("val %s", json.dumps(v))
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            apply_cond_mask(model, cfg)
             save_gpt(model, out_dir)
             save_training_state(state_path, done, opt, rng_state(rng))
             write_report(done, final=done == cfg.steps)

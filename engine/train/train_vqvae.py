@@ -134,7 +134,11 @@ def train_vqvae(
         pos_ref = fk(up, down)
         pos_rec = fk(out["up"], out["down"])
         fk_loss = (pos_rec - pos_ref).abs().mean() * 10.0  # metres -> decimetres: comparable scale
-        loss = out["loss"] + model_cfg.w_fk * fk_loss
+        # Joint velocities in m/frame * 30 = m/s: same order as the pose terms.
+        vel_rec = (pos_rec[:, 1:] - pos_rec[:, :-1]) * 30.0
+        vel_ref = (pos_ref[:, 1:] - pos_ref[:, :-1]) * 30.0
+        fk_vel_loss = (vel_rec - vel_ref).abs().mean()
+        loss = out["loss"] + model_cfg.w_fk * fk_loss + model_cfg.w_fk_vel * fk_vel_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -145,7 +149,8 @@ def train_vqvae(
             used_d = int((model.q_down.ema_count > model_cfg.dead_usage).sum())
             rec = {
                 "step": done, "loss": float(loss.detach()), "rec": float(out["rec"]), "vel": float(out["vel"]),
-                "contact": float(out["contact"]), "fk_mm": float(fk_loss.detach()) * 100.0, "codes_up": used_u,
+                "contact": float(out["contact"]), "fk_mm": float(fk_loss.detach()) * 100.0,
+                "fk_vel": float(fk_vel_loss.detach()), "codes_up": used_u,
                 "codes_down": used_d,
             }
             history.append(rec)

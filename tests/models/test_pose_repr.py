@@ -81,3 +81,43 @@ def test_fk_layout_closed_under_parents() -> None:
     assert len(parents) == len(names) == offsets.shape[0] == 23
     assert parents[0] == -1 and all(0 <= p < i for i, p in enumerate(parents) if i)
     assert names[-2:] == ["rFoot_toe", "lFoot_toe"]
+
+
+def test_mirror_is_a_reflection_of_positions() -> None:
+    m = stepping_motion(2.0, 30.0, 100.0, seed=4)
+    m.rot[:, m.skeleton.index("rShldr")] = R.euler_to_matrix(np.array([10.0, 40.0, -20.0]), "ZXY")  # asymmetric
+    up, low = P.motion_to_vectors(m)
+    mu, ml = P.mirror_vectors(up, low)
+    a = P.motion_positions(P.vectors_to_motion(up, low))
+    b = P.motion_positions(P.vectors_to_motion(mu, ml))
+    names = m.skeleton.joint_names
+    idx = P.model_joint_indices(m.skeleton)
+    for j in idx:
+        n = names[j]
+        k = names.index({"r": "l", "l": "r"}[n[0]] + n[1:]) if n[0] in "rl" and n != "rightEye" else j
+        # 1 cm: the CMU rest skeleton is symmetric except for the head's 2.6 mm x offset.
+        np.testing.assert_allclose(b[:, k], a[:, j] * np.array([-1.0, 1.0, 1.0]), atol=1e-2)
+    np.testing.assert_array_equal(ml[:, P.CONTACT_SLICE], low[:, P.CONTACT_SLICE][:, [2, 3, 0, 1]])
+    u2, l2 = P.mirror_vectors(mu, ml)
+    np.testing.assert_allclose(u2, up, atol=1e-6)
+    np.testing.assert_allclose(l2, low, atol=1e-6)
+
+
+def test_lock_feet_stops_contact_feet_sliding() -> None:
+    m = stepping_motion(3.0, 30.0, 100.0, seed=2)
+    up, low = P.motion_to_vectors(m)
+    low = low.copy()
+    low[:, 0] += 0.8  # the root glides sideways at 0.8 m/s while the legs swing: skating
+    low[:, P.CONTACT_SLICE] = 0.0
+    low[30:60, 57:59] = 1.0  # right ankle and toe planted for one second
+    fixed = P.lock_feet(up, low)
+    pts = P.foot_points(P.metric_cmu_skeleton(), *_root_and_rot(up, fixed))
+    drift = np.linalg.norm(np.diff(pts[30:60, :2][..., [0, 2]].mean(axis=1), axis=0), axis=-1) * 30.0
+    assert drift.max() < 1e-6  # the mean of the planted points does not move
+    np.testing.assert_array_equal(fixed[:30], low[:30])  # frames without contact are untouched
+    np.testing.assert_array_equal(fixed[:, 1:2], low[:, 1:2])
+
+
+def _root_and_rot(up: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mo = P.vectors_to_motion(up, low)
+    return mo.root_pos, mo.rot

@@ -1,0 +1,70 @@
+"""The shipped default model: loads, and dances 60 s to unseen real music without freezing or skating."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
+from engine.train import metrics as M
+from engine.train.evaluate import points
+from engine.train.generate import DEFAULT_MODEL_DIR, generate_dance, load_dance_model
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "gpt.safetensors").is_file(), reason="no shipped model")
+
+
+def test_shipped_model_is_small_and_documented() -> None:
+    files = [p for p in DEFAULT_MODEL_DIR.iterdir() if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 25 * 1024 * 1024
+    card = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    for key in ("sampling", "training", "real_reference", "genres", "cond_dim"):
+        assert key in card
+    assert (DEFAULT_MODEL_DIR / "TRAINING.md").read_text().strip()
+    model = load_dance_model()
+    assert model.gpt.cfg.cond_dim == card["cond_dim"] == 168
+
+
+def _unseen_tune(seconds: float) -> np.ndarray:
+    """Real folk tunes (music21 corpus) rendered by fluidsynth (H1's beat test set), joined end to end."""
+    beatset = pytest.importorskip("bench.analysis_beatset")
+    if shutil.which("fluidsynth") is None:
+        pytest.skip("fluidsynth not installed")
+    parts = []
+    for clip in beatset.build_set(("drums_112", "nodrums_108", "jig_96")):
+        x, sr = beatset.read_wav(clip.wav)
+        assert sr == ENGINE_SAMPLE_RATE
+        parts.append(x)
+    audio = np.concatenate(parts)
+    assert len(audio) >= seconds * ENGINE_SAMPLE_RATE
+    return audio[: int(seconds * ENGINE_SAMPLE_RATE)]
+
+
+@pytest.mark.slow
+def test_sixty_seconds_on_unseen_music_neither_freezes_nor_skates() -> None:
+    model = load_dance_model()
+    card = model.card
+    g = generate_dance(model, _unseen_tune(60.0), ENGINE_SAMPLE_RATE, genre="salsa", seed=0)
+    assert g.motion.n_frames == 60 * MODEL_FPS
+    pos = points(g.upper, g.lower)
+    assert np.isfinite(pos).all()
+    # No frozen stretch: mean joint speed never near zero (< 0.05 m/s) for more than 2 s.
+    assert M.longest_freeze_s(pos, MODEL_FPS) <= 2.0
+    # Foot skating no worse than the real training data's level (measured when the model was shipped).
+    ref = card["real_reference"]
+    assert M.foot_skating(pos, MODEL_FPS) <= ref["skate_ms_max"]
+    # It dances: body speed in the range of real dancing, not a twitch and not a blur.
+    speed = np.linalg.norm(np.diff(M.root_relative(pos), axis=0), axis=-1).mean() * MODEL_FPS
+    assert 0.2 < speed < 3.0
+
+
+def test_text_and_genre_change_the_dance() -> None:
+    model = load_dance_model()
+    t = np.arange(int(8 * ENGINE_SAMPLE_RATE)) / ENGINE_SAMPLE_RATE
+    audio = (0.5 * np.sin(2 * np.pi * 110 * t) * (np.mod(t, 0.5) < 0.05)).astype(np.float32)
+    a = generate_dance(model, audio, genre="salsa", seed=1)
+    b = generate_dance(model, audio, genre="salsa", text="an energetic fast salsa dance", seed=1)
+    assert a.upper.shape == b.upper.shape
+    assert not np.array_equal(a.tokens_up, b.tokens_up)
