@@ -37,6 +37,7 @@ const state = {
   latencyMs: null, // end to end: source stamp (src_monotonic_ns) -> this page, p50 of the last 120 frames
   deliveryMs: null, // server publish (server_ns) -> this page
   clockOffsetMs: null,
+  clockRttMs: null,
   drawnFrames: 0,
 };
 window.groovecast = state;
@@ -46,16 +47,18 @@ window.groovecast = state;
 // clock, so we estimate offset = server_clock - performance.now() NTP-style: send our time, the
 // server answers with its monotonic time; the sample with the smallest round trip wins, and the
 // error is at most half that round trip (sub-millisecond on the same host).
-let bestRtt = Infinity;
+// Keep the last 30 exchanges and trust the one with the smallest round trip. Receive times use the
+// event's own timestamp, taken when the message arrived rather than when a busy page got to it.
+const syncSamples = [];
 let offsetMs = null;
-function onPong(msg) {
-  const now = performance.now();
-  const rtt = now - msg.t;
-  if (rtt <= bestRtt * 1.5 || offsetMs === null) {
-    if (rtt < bestRtt) bestRtt = rtt;
-    offsetMs = msg.server_ns / 1e6 - (msg.t + now) / 2;
-    state.clockOffsetMs = offsetMs;
-  }
+function onPong(msg, recvMs) {
+  const rtt = recvMs - msg.t;
+  syncSamples.push({ rtt, offset: msg.server_ns / 1e6 - (msg.t + recvMs) / 2 });
+  if (syncSamples.length > 30) syncSamples.shift();
+  const best = syncSamples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
+  offsetMs = best.offset;
+  state.clockOffsetMs = offsetMs;
+  state.clockRttMs = best.rtt; // the offset is within +- rtt/2 of the truth
 }
 
 const latencies = [];
@@ -198,7 +201,7 @@ function connect() {
     state.connected = true;
     hud.status.textContent = "connected";
     const ping = () => ws.readyState === 1 && ws.send(JSON.stringify({ type: "ping", t: performance.now() }));
-    ping();
+    for (let i = 0; i < 5; i++) setTimeout(ping, 50 * i); // a quick first estimate
     pinger = setInterval(ping, 1000);
   };
   ws.onclose = () => {
@@ -208,10 +211,11 @@ function connect() {
     setTimeout(connect, 1000);
   };
   ws.onmessage = (ev) => {
-    const now = performance.now();
+    // Chrome stamps message events when they are queued, on the performance.now() clock
+    const now = ev.timeStamp > 0 ? ev.timeStamp : performance.now();
     const msg = JSON.parse(ev.data);
     if (msg.type === "hello") skeletons = msg.skeletons;
-    else if (msg.type === "pong") onPong(msg);
+    else if (msg.type === "pong") onPong(msg, now);
     else if (msg.type === "pose") {
       state.frames++;
       state.lastFrameIndex = msg.frame_index;
