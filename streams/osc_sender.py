@@ -53,6 +53,7 @@ class OscSender:
         self.skeleton = skeleton
         self.sent = 0
         self.errors = 0
+        self.bad_frames = 0
         family = socket.AF_INET6 if any(":" in h for h, _ in self.targets) else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
 
@@ -61,7 +62,13 @@ class OscSender:
         return encode_vmc(p) if self.profile == "vmc" else encode_vj(p)
 
     def send(self, frame: PoseFrame | PreparedPose) -> None:
-        data = self.encode(frame)
+        try:
+            data = self.encode(frame)
+        except (KeyError, ValueError) as exc:  # a bad frame is skipped and counted; the stream goes on
+            self.bad_frames += 1
+            if self.bad_frames in (1, 10, 100) or self.bad_frames % 1000 == 0:
+                log.warning("skipping a frame that cannot be encoded (%s); %d so far", exc, self.bad_frames)
+            return
         for target in self.targets:
             try:
                 self._sock.sendto(data, target)

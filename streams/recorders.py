@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from engine.skeleton import rotations as R
 from engine.skeleton.bvh import write_bvh
 from engine.skeleton.skeleton import Skeleton, get_skeleton
 
+log = logging.getLogger(__name__)
+
 
 class _Recorder:
     """Collects one performer's frames in memory (about 0.7 KB per 43-joint frame) and writes on close."""
@@ -21,6 +24,7 @@ class _Recorder:
         self.skeleton = skeleton
         self.performer = performer
         self.frames: list[PoseFrame] = []
+        self.skipped = 0
         self.closed = False
 
     def __call__(self, frame: PoseFrame) -> None:
@@ -36,10 +40,12 @@ class _Recorder:
         if self.skeleton is None:
             self.skeleton = get_skeleton(frame.skeleton)
         if frame.rotations.shape != (self.skeleton.num_joints, 4):
-            raise ValueError(
-                f"frame has rotations {frame.rotations.shape}, recorder skeleton {self.skeleton.name!r} "
-                f"has {self.skeleton.num_joints} joints"
-            )
+            # a live stream must not die on one bad frame: skip it, count it, say why once
+            self.skipped += 1
+            if self.skipped == 1:
+                log.warning("recorder %s: skipping frames with rotations %s (skeleton %r has %d joints)",
+                            self.path, frame.rotations.shape, self.skeleton.name, self.skeleton.num_joints)
+            return
         self.frames.append(frame)
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:

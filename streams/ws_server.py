@@ -127,6 +127,7 @@ class PoseServer:
         self._last_sample_index = 0
         self._performers: set[int] = set()
         self.published = 0
+        self.bad_frames = 0
         self.controls = 0
         self.control_errors = 0
         self._gone_sent = 0
@@ -205,7 +206,13 @@ class PoseServer:
         if not wanted:
             return
         server_ns = self.clock.monotonic_ns()
-        p = prepare(frame, self.skeleton)
+        try:
+            p = prepare(frame, self.skeleton)
+        except (KeyError, ValueError) as exc:  # a bad frame is dropped and counted; the stream goes on
+            self.bad_frames += 1
+            if self.bad_frames in (1, 10, 100) or self.bad_frames % 1000 == 0:
+                log.warning("dropping a frame that cannot be encoded (%s); %d so far", exc, self.bad_frames)
+            return
         encoded: dict[str, str | bytes] = {}
         for c in wanted:
             msg = encoded.get(c.fmt)

@@ -48,6 +48,19 @@ def test_unreachable_target_does_not_raise(make_frame: Callable[..., PoseFrame])
     sender.close()
 
 
+def test_bad_frames_are_skipped_not_raised(make_frame: Callable[..., PoseFrame]) -> None:
+    rx = _udp()
+    sender = OscSender([rx.getsockname()], "vmc")
+    sender.send(make_frame(skeleton="nope"))
+    sender.send(make_frame(rotations=make_frame().rotations[:5]))
+    sender.send(make_frame(frame_index=3))
+    assert sender.bad_frames == 2 and sender.sent == 1
+    _, msgs = decode_packet(rx.recv(65536))
+    assert msgs[2].args[1] == 3
+    sender.close()
+    rx.close()
+
+
 def test_parse_host_port_and_profile() -> None:
     assert parse_host_port("10.0.0.2:9000") == ("10.0.0.2", 9000)
     assert parse_host_port(":39539") == ("127.0.0.1", 39539)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from engine.clock import FakeClock
+from engine.frames import PoseFrame
 from engine.skeleton.bvh import read_bvh
 from engine.skeleton.motion import load_motion
 from engine.skeleton.skeleton import forward_kinematics
@@ -40,3 +41,9 @@ def test_recorder_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"use a \.bvh or \.npz"):
         recorder_for(tmp_path / "x.fbx")
     assert NpzRecorder(tmp_path / "empty.npz").close() is None
+    rec = NpzRecorder(tmp_path / "bad.npz")
+    rot = np.zeros((5, 4), np.float32)
+    rot[:, 0] = 1
+    rec(PoseFrame(0, 0, frame_index=0, performer=0, skeleton="cmu", root_position=np.zeros(3, np.float32),
+                  rotations=rot))
+    assert rec.skipped == 1 and rec.close() is None

@@ -136,6 +136,8 @@ def test_controls_validated_errors_replied_server_survives(make_frame: FrameFact
             assert "unknown message type 'dance'" in err["error"]
             pong = await c.request({"type": "ping", "t": 12.5})
             assert pong["type"] == "pong" and pong["t"] == 12.5 and pong["server_ns"] > 0
+            server.publish(make_frame(frame_index=98, skeleton="unknown"))  # dropped, counted, not raised
+            assert server.bad_frames == 1
             server.publish(make_frame(frame_index=99))  # still serving
             assert (await c.recv_pose()).frame_index == 99
             assert server.stats().control_errors == 3 and server.stats().controls == 2
