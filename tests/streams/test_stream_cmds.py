@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import signal
 import socket
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+import numpy as np
 
 from engine.clock import SYSTEM_CLOCK
 from streams.osc import decode_packet
@@ -63,3 +66,19 @@ def test_serve_serves_viewer_until_interrupted() -> None:
         assert proc.wait(timeout=10 * SCALE) == 0
     finally:
         proc.kill()
+
+
+def test_replay_of_an_aistpp_motion(tmp_path: Path) -> None:
+    motion = tmp_path / "gBR_sBM_cAll_d04_mBR0_ch01.pkl"
+    poses = np.zeros((12, 72), np.float32)
+    poses[:, 3 * 16 + 2] = -1.2  # left shoulder down from the T-pose
+    motion.write_bytes(pickle.dumps({"smpl_poses": poses, "smpl_trans": np.tile([0, 85.0, 0], (12, 1)),
+                                     "smpl_scaling": np.array([90.0])}))
+    out = tmp_path / "rec.npz"
+    r = subprocess.run([*CLI, "replay", str(motion), "--record", str(out), "--fps", "60", "--height", "0"],
+                       capture_output=True, text=True, timeout=30 * SCALE)
+    assert r.returncode == 0, r.stderr
+    assert "skeleton smpl" in r.stdout
+    d = np.load(out)
+    assert str(d["skeleton"]) == "smpl" and d["rotations"].shape == (12, 24, 4)  # 60 fps in, 60 fps out
+    np.testing.assert_allclose(d["root_position"][:, 1], 85.0 / 90.0, atol=1e-6)

@@ -11,7 +11,7 @@ from pythonosc.osc_bundle import OscBundle
 
 from engine.frames import PoseFrame
 from engine.skeleton import rotations as R
-from engine.skeleton.skeleton import CMU_SKELETON
+from engine.skeleton.skeleton import CMU_SKELETON, SMPL_SKELETON
 from streams.osc import decode_packet, encode_message
 from streams.prepare import bone_map, prepare
 from streams.vmc import STAMP_ADDRESS, encode_vmc
@@ -91,3 +91,14 @@ def test_wrong_joint_count_is_clear(make_frame: FrameFactory) -> None:
     bad = make_frame(rotations=np.zeros((24, 4), np.float32))
     with pytest.raises(ValueError, match=r"skeleton 'cmu' needs rotations \[43, 4\]"):
         encode_vmc(bad)
+
+
+def test_smpl_pose_maps_22_bones() -> None:
+    rot = np.zeros((24, 4), np.float32)
+    rot[:, 0] = 1
+    f = PoseFrame(0, 0, frame_index=0, performer=0, skeleton="smpl", root_position=np.array([0, 0.95, 0], np.float32),
+                  rotations=rot)
+    b = _bones(encode_vmc(f))
+    assert len(b) == 22 and "UpperChest" in b and "LeftToes" in b
+    np.testing.assert_allclose(b["LeftUpperArm"][:3],
+                               SMPL_SKELETON.offsets[SMPL_SKELETON.index("left_shoulder")] * [-1, 1, 1], atol=1e-6)
