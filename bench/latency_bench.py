@@ -86,19 +86,11 @@ def paced_blocks(x: np.ndarray, block: int = 512, stall_every_s: float = 0.0, st
 
 def make_runtime(model_dir: Path, performers: int = 1, backend: str = "torch", realtime: bool = True,
                  threads: int = 1, sinks: list[Callable[[PoseFrame], None]] | None = None, seed: int = 0) -> Any:
-    import torch
-
     from engine.analysis.music import MusicAnalyzer
-    from engine.models.vqvae import load_vqvae
-    from engine.runtime.generator import DanceGenerator
+    from engine.cli.run_cmds import load_generator
     from engine.runtime.runtime import DanceRuntime, RuntimeConfig
-    from export.select import create_backend
 
-    torch.set_num_threads(threads)
-    be = create_backend(backend, model_dir, capacity=performers)
-    gen = DanceGenerator(be, load_vqvae(model_dir), seed=seed)
-    for _ in range(performers):
-        gen.add_performer()
+    gen = load_generator(model_dir, backend, performers, threads, seed)
     return DanceRuntime(gen, MusicAnalyzer(), sinks=list(sinks or []), config=RuntimeConfig(realtime=realtime))
 
 
@@ -286,21 +278,13 @@ def beat_sync(model_dir: Path, backend: str, tempi: tuple[float, ...] = (96.0, 1
 
 def capacity(model_dir: Path, backend: str, sizes: tuple[int, ...], threads: int, steps: int = 20) -> list[dict]:
     """Batched step + decode time per token for N performers."""
-    import torch
+    from engine.cli.run_cmds import load_generator
 
-    from engine.models.vqvae import load_vqvae
-    from engine.runtime.generator import DanceGenerator
-    from export.select import create_backend
-
-    torch.set_num_threads(threads)
     rows = []
-    vq = load_vqvae(model_dir)
     rng = np.random.default_rng(0)
     for n in sizes:
-        be = create_backend(backend, model_dir, capacity=n)
-        gen = DanceGenerator(be, vq)
-        for _ in range(n):
-            gen.add_performer()
+        gen = load_generator(model_dir, backend, n, threads)
+        be = gen.backend
         cond_dim = be.config.cond_dim
         times = []
         for i in range(steps + 3):

@@ -66,8 +66,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--performers", type=int, default=1, help="dancers generated together in one batch (default 1)")
     p.add_argument("--genre", default="salsa", help="genre of every performer (default salsa)")
     p.add_argument("--text", help="text prompt for every performer (sentence embedding)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    p.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens (0: all)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default: the model card's)")
+    p.add_argument("--top-k", type=int, help="sample from the k most likely tokens (0: all; default: the model card's)")
     p.add_argument("--seed", type=int, default=0, help="random seed of performer 0 (others: seed + i)")
     p.add_argument("--osc", action="append", default=[], metavar="HOST:PORT",
                    help="send poses over OSC to this target (repeatable); VMC default port 39539")
@@ -90,41 +90,55 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------------------------- wiring
 
 
-def build_runtime(args: argparse.Namespace, sinks: list[Callable[[Any], None]], realtime: bool) -> Any:
-    """Load the model, create backend, generator and runtime from parsed arguments."""
+def load_generator(model_dir: Path | None, backend: str, performers: int, threads: int = 1, seed: int = 0,
+                   genre: str = "salsa", text: str | None = None, temperature: float | None = None,
+                   top_k: int | None = None) -> Any:
+    """A DanceGenerator over a model folder: its model card supplies sampling defaults and foot locking.
+
+    Raises:
+        CliError: a bad folder, backend, genre or setting, with the reason.
+    """
     import torch
 
-    from engine.analysis.music import MusicAnalyzer
     from engine.models.conditioning import embed_texts, genre_id
-    from engine.models.vqvae import load_vqvae
     from engine.runtime.generator import Controls, DanceGenerator
-    from engine.runtime.runtime import DanceRuntime, RuntimeConfig
+    from engine.train.generate import load_dance_model
     from export.base import BackendUnavailable
     from export.select import create_backend
 
-    torch.set_num_threads(max(1, args.threads))
-    if args.performers < 1:
+    torch.set_num_threads(max(1, threads))
+    if performers < 1:
         raise CliError("--performers must be >= 1")
-    model_dir = args.model or default_model_dir()
-    if not (model_dir / "gpt.json").is_file() or not (model_dir / "vqvae.json").is_file():
-        have = sorted(p.name for p in model_dir.glob("*")) if model_dir.is_dir() else "no such directory"
-        raise CliError(f"{model_dir} is not a model directory (needs gpt.* and vqvae.*; has {have})")
+    model_dir = model_dir or default_model_dir()
     try:
-        gid = genre_id(args.genre)
-        backend = create_backend(args.backend, model_dir, capacity=args.performers, threads=max(1, args.threads))
-        vqvae = load_vqvae(model_dir)
-    except (ValueError, BackendUnavailable, FileNotFoundError) as exc:
-        raise CliError(str(exc)) from None
-    text = embed_texts([args.text])[0] if args.text else None
-    gen = DanceGenerator(backend, vqvae, seed=args.seed)
-    for _ in range(args.performers):
-        gen.add_performer(Controls(genre=gid, text=text, temperature=args.temperature, top_k=args.top_k))
+        gid = genre_id(genre)
+        dm = load_dance_model(model_dir)
+        be = create_backend(backend, dm.gpt, capacity=performers, threads=max(1, threads))
+    except (ValueError, BackendUnavailable, FileNotFoundError, OSError) as exc:
+        raise CliError(f"{exc}" if "model" in str(exc) else f"{model_dir}: {exc}") from None
+    emb = embed_texts([text])[0] if text else None
+    temp = dm.temperature if temperature is None else temperature
+    k = (dm.top_k or 0) if top_k is None else top_k
+    gen = DanceGenerator(be, dm.vq, seed=seed, foot_lock=dm.foot_lock)
+    for _ in range(performers):
+        gen.add_performer(Controls(genre=gid, text=emb, temperature=temp, top_k=k))
+    log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d", model_dir, be.name,
+             be.device, performers, temp, k)
+    return gen
+
+
+def build_runtime(args: argparse.Namespace, sinks: list[Callable[[Any], None]], realtime: bool) -> Any:
+    """Load the model, create backend, generator and runtime from parsed arguments."""
+    from engine.analysis.music import MusicAnalyzer
+    from engine.runtime.runtime import DanceRuntime, RuntimeConfig
+
+    gen = load_generator(args.model, args.backend, args.performers, args.threads, args.seed, args.genre, args.text,
+                         args.temperature, args.top_k)
     try:
         cfg = RuntimeConfig(lookahead_tokens=args.lookahead, output_fps=args.fps, output_offset_ms=args.offset_ms,
                             realtime=realtime)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    log.info("model %s, backend %s on %s, %d performer(s)", model_dir, backend.name, backend.device, args.performers)
     return DanceRuntime(gen, MusicAnalyzer(), sinks=sinks, config=cfg)
 
 

@@ -16,10 +16,10 @@ import torch
 
 from engine.models.conditioning import genre_id
 from engine.models.pose_repr import (
-    LOWER_DIM,
-    UPPER_DIM,
+    lock_feet,
     metric_cmu_skeleton,
     model_joint_indices,
+    vectors_to_motion,
 )
 from engine.models.sampling import sample_tokens
 from engine.models.vqvae import VQVAE
@@ -53,6 +53,7 @@ class Performer:
     root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
     rng: torch.Generator = field(default_factory=torch.Generator)  # used when it leads a sampling group
     pending_reset: bool = False
+    last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame's (upper, lower) for foot locking
 
 
 @dataclass
@@ -72,10 +73,13 @@ class DanceGenerator:
         backend: a decode backend (its capacity bounds the number of performers).
         vqvae: the trained VQ-VAE whose codebooks the GPT predicts.
         seed: base seed; performer ``i`` samples with ``seed + i``.
+        foot_lock: keep contact feet planted through the root velocity (``pose_repr.lock_feet``), as the
+            model card of the shipped model asks.
     """
 
-    def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0) -> None:
+    def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True) -> None:
         self.backend = backend
+        self.foot_lock = foot_lock
         self.vqvae = vqvae.eval()
         self.seed = seed
         self.skeleton = metric_cmu_skeleton()
@@ -87,8 +91,6 @@ class DanceGenerator:
         self.performers: list[Performer] = []
         self._next_pid = 0
         self._pad = 0  # token history filler before a performer's first token (never decoded)
-        self._rest_quat = np.zeros((self.n_joints, 4), dtype=np.float32)
-        self._rest_quat[:, 0] = 1.0
         self.steps = 0
 
     # -- performers ------------------------------------------------------------------------------------
@@ -128,6 +130,7 @@ class DanceGenerator:
         p.tok_up[:] = self._pad
         p.tok_down[:] = self._pad
         p.n_tokens = 0
+        p.last_vec = None
         self.decoder.reset(p.slot)
 
     def set_genre(self, p: Performer, genre: str | int) -> None:
@@ -192,36 +195,32 @@ class DanceGenerator:
         return [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
 
     def _frames(self, p: Performer, upper: np.ndarray, lower: np.ndarray) -> TokenFrames:
-        """Model vectors of one token (upper [4, 72], lower [4, 61]) -> root + full-skeleton quaternions."""
-        assert upper.shape[-1] == UPPER_DIM and lower.shape[-1] == LOWER_DIM
-        n = len(upper)
-        nl = (LOWER_DIM - 3 - 4) // 6
-        d6 = np.concatenate([lower[:, 3 : 3 + 6 * nl].reshape(n, nl, 6), upper.reshape(n, -1, 6)], axis=1)
-        quat = np.broadcast_to(self._rest_quat, (n, self.n_joints, 4)).copy()
-        quat[:, self.model_idx] = R.matrix_to_quat(R.rot6d_to_matrix(d6))
-        root = np.zeros((n, 3), dtype=np.float32)
-        # Root x/z integrate the velocity channels (m/s at 30 fps); y is the height channel.
-        vx = np.cumsum(lower[:, 0]) / 30.0
-        vz = np.cumsum(lower[:, 2]) / 30.0
-        root[:, 0] = p.root_xz[0] + vx
-        root[:, 2] = p.root_xz[1] + vz
-        root[:, 1] = lower[:, 1]
+        """Model vectors of one token (upper [4, 72], lower [4, 61]) -> root + full-skeleton quaternions.
+
+        Foot locking (when on) sees the performer's previous frame too, so it is exactly the offline
+        ``lock_feet`` over the whole sequence, computed one token at a time.
+        """
+        if self.foot_lock:
+            if p.last_vec is not None:
+                lu, ll = p.last_vec
+                locked = lock_feet(np.concatenate([lu[None], upper]), np.concatenate([ll[None], lower]))[1:]
+            else:
+                locked = lock_feet(upper, lower)
+            p.last_vec = (upper[-1].copy(), lower[-1].copy())
+            lower = locked
+        motion = vectors_to_motion(upper, lower, self.skeleton, start_xz=(float(p.root_xz[0]), float(p.root_xz[1])))
+        root = motion.root_pos.astype(np.float32)
         p.root_xz = np.array([root[-1, 0], root[-1, 2]])
-        return TokenFrames(pid=p.pid, token=p.n_tokens - 1, root=root, quat=quat.astype(np.float32))
+        quat = R.matrix_to_quat(motion.rot).astype(np.float32)
+        return TokenFrames(pid=p.pid, token=p.n_tokens - 1, root=root, quat=quat)
 
     def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """A natural standing pose: the training-data mean of each model joint's rotation, at mean height.
 
         Returns (root [3] with x = z = 0, quats [J, 4]).
         """
-        vq = self.vqvae
-        up = vq.up_mean.detach().cpu().numpy()[None]
-        down = vq.down_mean.detach().cpu().numpy()[None].copy()
-        down[:, 0] = 0.0
-        down[:, 2] = 0.0
-        nl = (LOWER_DIM - 3 - 4) // 6
-        d6 = np.concatenate([down[:, 3 : 3 + 6 * nl].reshape(1, nl, 6), up.reshape(1, -1, 6)], axis=1)
-        quat = self._rest_quat.copy()
-        quat[self.model_idx] = R.matrix_to_quat(R.rot6d_to_matrix(d6))[0]
-        root = np.array([0.0, float(down[0, 1]), 0.0], dtype=np.float32)
-        return root, quat.astype(np.float32)
+        up = self.vqvae.up_mean.detach().cpu().numpy()[None]
+        down = self.vqvae.down_mean.detach().cpu().numpy()[None].copy()
+        down[:, [0, 2]] = 0.0  # standing still
+        motion = vectors_to_motion(up, down, self.skeleton)
+        return motion.root_pos[0].astype(np.float32), R.matrix_to_quat(motion.rot[0]).astype(np.float32)

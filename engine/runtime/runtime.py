@@ -232,7 +232,7 @@ class DanceRuntime:
 
     def _set_keyframe(self, p: Performer, kf: dict) -> None:
         """Pin a target pose ``frames_ahead`` frames from now (tokens from the VQ-VAE encoder)."""
-        from engine.models.pose_repr import LOWER_DIM, UPPER_DIM
+        from engine.models.pose_repr import Motion, motion_to_vectors
         from engine.skeleton import rotations as R
 
         buf = self.buffers[p.pid]
@@ -247,20 +247,12 @@ class DanceRuntime:
             quat = rots
         if "root" in kf:
             height = float(kf["root"][1])
-        mats = R.quat_to_matrix(quat[self.gen.model_idx])  # [21, 3, 3]
-        d6 = R.matrix_to_rot6d(mats)
-        nl = (LOWER_DIM - 3 - 4) // 6
-        lower = np.zeros(LOWER_DIM, dtype=np.float32)
-        lower[1] = height
-        lower[3 : 3 + 6 * nl] = d6[:nl].reshape(-1)
-        lower[LOWER_DIM - 4 :] = 1.0  # both feet planted
-        upper = d6[nl:].reshape(-1).astype(np.float32)
-        assert len(upper) == UPPER_DIM
-        n = 4 * FRAMES_PER_TOKEN
+        n = 4 * FRAMES_PER_TOKEN  # the pose held still for 4 tokens, encoded like training data
+        held = Motion(self.gen.skeleton, np.tile([0.0, height, 0.0], (n, 1)),
+                      np.broadcast_to(R.quat_to_matrix(quat), (n, *quat.shape[:-1], 3, 3)).copy(), MODEL_FPS)
+        upper, lower = motion_to_vectors(held)
         with torch.inference_mode():
-            iu, idn = self.gen.vqvae.encode(
-                torch.from_numpy(np.tile(upper, (1, n, 1))), torch.from_numpy(np.tile(lower, (1, n, 1)))
-            )
+            iu, idn = self.gen.vqvae.encode(torch.from_numpy(upper[None]), torch.from_numpy(lower[None]))
         target = p.state.pos + max(1, math.ceil(int(kf["frames_ahead"]) / FRAMES_PER_TOKEN))
         self.gen.backend.set_keyframes(
             p.state, [int(iu[0, -1])], [int(idn[0, -1])], [target], p.controls.genre, p.controls.text

@@ -38,7 +38,7 @@ def test_play_errors_are_clear(small_model: Path, tmp_path: Path, capsys) -> Non
     assert main(["play", str(bad), "--model", str(small_model)]) == 2
     assert "bad.wav" in capsys.readouterr().err
     assert main(["play", "--demo", "--model", str(tmp_path)]) == 2
-    assert "not a model directory" in capsys.readouterr().err
+    assert "lacks" in capsys.readouterr().err
     assert main(["play", "--demo", "--model", str(small_model), "--genre", "polka"]) == 2
     assert "unknown genre" in capsys.readouterr().err
     assert main(["play", "--demo", "--model", str(small_model), "--offset-ms", "-5"]) == 2
