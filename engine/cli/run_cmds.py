@@ -145,7 +145,6 @@ def build_runtime(args: argparse.Namespace, sinks: list[Callable[[Any], None]], 
 def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: bool,
                      on_stop: Callable[[], None] = lambda: None) -> int:
     """Wire OSC, WebSocket, OSC control and recorders around a runtime and run it on ``blocks``."""
-    import asyncio
 
     from engine.models.pose_repr import metric_cmu_skeleton
     from streams.osc_sender import OscSender, parse_host_port
@@ -203,37 +202,16 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
         finish()
         return 0
 
-    from engine.cli.stream_cmds import _announce
-    from streams.ws_server import PoseServer
+    from engine.cli.stream_cmds import _make_server, serve_while
 
-    if not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("websockets").setLevel(logging.WARNING)
-    try:
-        host, port = parse_host_port(args.ws, default_port=8765)
-    except ValueError as exc:
-        raise CliError(f"--ws: {exc}") from None
-    server = PoseServer(host, port, token=args.token, allowed_origins=args.allow_origin,
-                        on_control=runtime.submit_control, skeleton=skel)
+    server = _make_server(args, skel, runtime.submit_control)
     runtime.sinks.append(server.publish_threadsafe)
 
-    async def run() -> None:
-        try:
-            await server.start()
-        except OSError as exc:
-            raise CliError(f"cannot listen on {args.ws}: {exc}") from None
-        _announce(server)
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(None, runtime.run, blocks, args.seconds)
-        finally:
-            runtime.stop()
-            on_stop()
-            await server.stop()
-
-    try:
-        asyncio.run(run())
-    except KeyboardInterrupt:
+    def stop() -> None:
         runtime.stop()
+        on_stop()
+
+    serve_while(args, server, lambda: runtime.run(blocks, args.seconds), stop)
     finish()
     return 0
 

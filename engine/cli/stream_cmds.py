@@ -51,7 +51,7 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                    help="browser Origin allowed to connect (repeatable; '*' for any). Default: this server's own page")
 
 
-def _make_server(args: argparse.Namespace, skeleton: Any = None) -> Any:
+def _make_server(args: argparse.Namespace, skeleton: Any = None, on_control: Any = None) -> Any:
     from streams.osc_sender import parse_host_port
     from streams.ws_server import PoseServer
 
@@ -62,9 +62,10 @@ def _make_server(args: argparse.Namespace, skeleton: Any = None) -> Any:
     except ValueError as exc:
         raise CliError(f"--ws: {exc}") from None
 
-    def on_control(msg: Any) -> None:
+    def log_control(msg: Any) -> None:
         log.info("control from a client: kind=%s performer=%d value=%r", msg.kind, msg.performer, msg.value)
 
+    on_control = on_control or log_control
     return PoseServer(host, port, token=args.token, allowed_origins=args.allow_origin, on_control=on_control,
                       skeleton=skeleton)
 
@@ -78,7 +79,6 @@ def _announce(server: Any) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    import asyncio
 
     from engine.skeleton.bvh import BvhError
     from engine.skeleton.motion import load_motion
@@ -132,6 +132,17 @@ def _replay(args: argparse.Namespace) -> int:
         return 0
 
     server = _make_server(args, player.motion.skeleton)
+    serve_while(args, server, lambda: player.run([*sinks, server.publish_threadsafe], args.seconds), player.stop)
+    finish()
+    return 0
+
+
+def serve_while(args: argparse.Namespace, server: Any, work: Any, stop: Any) -> None:
+    """Start ``server``, run the blocking ``work()`` on a worker thread, then ``stop()`` it and the server.
+
+    Ctrl-C stops both too. A port that cannot be bound is a CliError naming it.
+    """
+    import asyncio
 
     async def run() -> None:
         try:
@@ -141,17 +152,15 @@ def _replay(args: argparse.Namespace) -> int:
         _announce(server)
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(None, player.run, [*sinks, server.publish_threadsafe], args.seconds)
+            await loop.run_in_executor(None, work)
         finally:
-            player.stop()
+            stop()
             await server.stop()
 
     try:
         asyncio.run(run())
     except KeyboardInterrupt:
-        player.stop()
-    finish()
-    return 0
+        stop()
 
 
 def _serve(args: argparse.Namespace) -> int:
