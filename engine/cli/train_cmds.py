@@ -40,6 +40,8 @@ def register(sub: Any) -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--temperature", type=float, default=None, help="override the model card's sampling")
     e.add_argument("--top-k", type=int, default=None, help="override the model card's sampling")
+    e.add_argument("--guidance", type=str, default=None, metavar="C,W",
+                   help="beat-guided sampling: C candidates, weight W (e.g. 4,2); 1,0 = plain sampling")
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
     e.set_defaults(handler=_eval)
 
@@ -185,6 +187,12 @@ def _eval(args: argparse.Namespace) -> int:
         sampling["top_k"] = args.top_k
     if args.no_foot_lock:
         sampling["foot_lock"] = False
+    if args.guidance:
+        try:
+            c, w = args.guidance.split(",")
+            sampling["beat_guidance"] = {"candidates": int(c), "weight": float(w)}
+        except ValueError:
+            raise CliError(f"--guidance wants C,W (e.g. 4,2), got {args.guidance!r}") from None
     val = load_data(args.data, "val", None)
     res = evaluate_model(model, val, reference=_reference(args.data), seed=args.seed)
     if args.report is not None:
@@ -233,24 +241,10 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _read_audio(path: Path) -> tuple[Any, int]:
-    """Mono float32 samples and the sample rate of a PCM WAV file (8/16/32-bit)."""
-    import wave
-
-    import numpy as np
+    """Mono float32 samples and the sample rate of a WAV file (the audio module's reader)."""
+    from engine.audio.source import AudioSourceError, read_wav
 
     try:
-        with wave.open(str(path), "rb") as w:
-            n, ch, sw, sr = w.getnframes(), w.getnchannels(), w.getsampwidth(), w.getframerate()
-            raw = w.readframes(n)
-    except (wave.Error, EOFError) as exc:
-        raise CliError(f"cannot read {path} as WAV: {exc}") from None
-    if sw == 2:
-        x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    elif sw == 4:
-        x = np.frombuffer(raw, dtype="<i4").astype(np.float32) / 2147483648.0
-    elif sw == 1:
-        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    else:
-        raise CliError(f"{path}: unsupported WAV sample width {sw} bytes")
-    x = x.reshape(-1, ch).mean(axis=1)
-    return x, sr
+        return read_wav(path)
+    except AudioSourceError as exc:
+        raise CliError(str(exc)) from None

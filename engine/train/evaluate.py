@@ -16,7 +16,7 @@ from engine.models.pose_repr import lock_feet
 from engine.models.vqvae import DOWN
 from engine.train import metrics as M
 from engine.train.dataset import Sequence
-from engine.train.generate import DanceModel, decode_tokens, generate_tokens
+from engine.train.generate import DanceModel, decode_tokens, sample_dance_tokens
 from engine.train.losses import VectorFK
 from engine.train.train_vqvae import reconstruction_error_mm
 
@@ -49,7 +49,7 @@ def generate_for(model: DanceModel, gpt: CrossCondGPT, seq: Sequence, seed: int)
     n = seq.n_frames // DOWN
     m = seq.music
     cond = sequence_conditions(m.features, m.period_s, m.next_beat_s, n)
-    ups, downs = generate_tokens(gpt, cond, GENRES.index("salsa"), None, model.temperature, model.top_k, seed)
+    ups, downs = sample_dance_tokens(replace(model, gpt=gpt), cond, GENRES.index("salsa"), None, seed=seed)
     up, low = decode_tokens(model.vq, ups, downs)
     return up, (lock_feet(up, low) if model.foot_lock else low)
 

@@ -43,6 +43,12 @@ class DanceModel:
         return bool(self.card.get("sampling", {}).get("foot_lock", True))
 
     @property
+    def beat_guidance(self) -> tuple[int, float]:
+        """(candidates, weight) of beat-guided sampling; (1, 0) = plain sampling."""
+        bg = self.card.get("sampling", {}).get("beat_guidance") or {}
+        return int(bg.get("candidates", 1)), float(bg.get("weight", 0.0))
+
+    @property
     def top_k(self) -> int | None:
         k = self.card.get("sampling", {}).get("top_k")
         return None if k is None else int(k)
@@ -110,6 +116,95 @@ def generate_tokens(
     return ups, downs
 
 
+def _beat_frames(cond_row: np.ndarray) -> list[int]:
+    """Frames (0..3) of a token at which the predicted beat phase wraps past 0, from its sin/cos entries."""
+    sc = cond_row[-2 * DOWN :].reshape(DOWN, 2)
+    ph = np.mod(np.arctan2(sc[:, 0], sc[:, 1]) / (2 * np.pi), 1.0)  # [4] phase of each frame
+    step = np.mod(np.diff(ph), 1.0).mean() if DOWN > 1 else 0.0  # phase advance per frame
+    out = []
+    for k in range(DOWN):
+        # The beat falls within half a frame of frame k when the phase is within half a step of 0.
+        if step > 0 and min(ph[k], 1.0 - ph[k]) <= step / 2:
+            out.append(k)
+    return out
+
+
+@torch.no_grad()
+def generate_tokens_guided(
+    gpt: CrossCondGPT,
+    vq: VQVAE,
+    cond: np.ndarray,
+    genre: int = 0,
+    text: np.ndarray | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    candidates: int = 4,
+    weight: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Beat-guided sampling: like :func:`generate_tokens`, but on tokens whose frames hold a predicted beat,
+    ``candidates`` token pairs are sampled, decoded, and the one whose body speed dips most at the beat
+    frame wins (score = log-probability + ``weight`` x relative speed dip). Uses only what the live engine
+    has (the token's predicted beat phase and the tokens so far), so it can run live.
+    """
+    from engine.train.losses import VectorFK
+
+    fk = VectorFK()
+    n = len(cond)
+    cache = gpt.new_cache(1)
+    gen = torch.Generator().manual_seed(seed)
+    bos = gpt.cfg.bos_id
+    up_prev = torch.tensor([bos])
+    down_prev = torch.tensor([bos])
+    g = torch.tensor([genre], dtype=torch.long)
+    tx = torch.zeros(1, gpt.cfg.text_dim) if text is None else torch.from_numpy(np.asarray(text, np.float32))[None]
+    c = torch.from_numpy(np.asarray(cond, np.float32))
+    ups = np.zeros(n, dtype=np.int64)
+    downs = np.zeros(n, dtype=np.int64)
+    ctx = vq.decode_context()
+    beat_frames: list[int] = []
+    for t in range(n):
+        pos = torch.tensor([t])
+        lu, ld, _, _ = gpt.step(up_prev, down_prev, c[t : t + 1], g, tx, pos, cache.k, cache.v, cache.kv_mask,
+                                inplace=True)
+        f0 = DOWN * t
+        beat_frames.extend(f0 + k for k in _beat_frames(cond[t]))
+        near = [f for f in beat_frames if f >= f0]  # beats that fall on this token's frames
+        if not near or candidates <= 1:
+            up_prev = sample_tokens(lu, temperature, top_k, gen)
+            down_prev = sample_tokens(ld, temperature, top_k, gen)
+        else:
+            cu = sample_tokens(lu.expand(candidates, -1), temperature, top_k, gen)  # [C]
+            cd = sample_tokens(ld.expand(candidates, -1), temperature, top_k, gen)
+            lo = max(0, t - ctx)
+            hist_u = torch.from_numpy(ups[lo:t]).expand(candidates, -1)
+            hist_d = torch.from_numpy(downs[lo:t]).expand(candidates, -1)
+            u, d = vq.decode(torch.cat([hist_u, cu[:, None]], 1), torch.cat([hist_d, cd[:, None]], 1))  # [C, 4W, D]
+            seg = min(u.shape[1], DOWN + 3)  # this token's frames and the 3 before
+            pos = fk(u[:, -seg:], d[:, -seg:])  # [C, seg, J, 3]
+            speed = (pos[:, 1:] - pos[:, :-1]).norm(dim=-1).mean(-1)  # [C, seg-1]; column i = frame end-seg+1+i
+            first = f0 + DOWN - (seg - 1)  # absolute frame of speed column 0
+            logp = torch.log_softmax(lu.float() / max(temperature, 1e-6), -1)[0, cu] + torch.log_softmax(
+                ld.float() / max(temperature, 1e-6), -1
+            )[0, cd]
+            score = logp.clone()
+            for f in near:
+                i = f - first
+                if not 0 <= i < speed.shape[1]:
+                    continue
+                around = torch.cat([speed[:, max(0, i - 2) : i], speed[:, i + 1 : i + 3]], dim=1)
+                if around.shape[1] == 0:
+                    continue
+                dip = (around.mean(1) - speed[:, i]) / (speed.mean(1) + 1e-6)
+                score = score + weight * dip
+            best = int(score.argmax())
+            up_prev = cu[best : best + 1]
+            down_prev = cd[best : best + 1]
+        ups[t] = int(up_prev[0])
+        downs[t] = int(down_prev[0])
+    return ups, downs
+
+
 @torch.no_grad()
 def decode_tokens(vq: VQVAE, ups: np.ndarray, downs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Token ids [N] x 2 -> model vectors [4N, 72], [4N, 61] (contacts thresholded to 0/1)."""
@@ -118,6 +213,19 @@ def decode_tokens(vq: VQVAE, ups: np.ndarray, downs: np.ndarray) -> tuple[np.nda
     low = d[0].numpy().astype(np.float32)
     low[:, -4:] = (low[:, -4:] > 0.5).astype(np.float32)
     return up, low
+
+
+def sample_dance_tokens(
+    model: DanceModel, cond: np.ndarray, genre: int, text: np.ndarray | None, temperature: float | None = None,
+    top_k: int | None = None, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens for a conditioning sequence with the model card's sampling (plain or beat-guided)."""
+    temp = model.temperature if temperature is None else temperature
+    k = model.top_k if top_k is None else top_k
+    cands, weight = model.beat_guidance
+    if cands > 1 and weight > 0:
+        return generate_tokens_guided(model.gpt, model.vq, cond, genre, text, temp, k, seed, cands, weight)
+    return generate_tokens(model.gpt, cond, genre, text, temp, k, seed)
 
 
 def generate_dance(
@@ -151,11 +259,7 @@ def generate_dance(
         raise ValueError(f"audio too short: {n_frames} frames, need at least {DOWN}")
     cond = sequence_conditions(feats, period, nxt, n_tokens)
     emb = embed_texts([text])[0] if text else np.zeros(TEXT_DIM, np.float32)
-    ups, downs = generate_tokens(
-        model.gpt, cond, genre_id(genre), emb,
-        temperature=model.temperature if temperature is None else temperature,
-        top_k=model.top_k if top_k is None else top_k, seed=seed,
-    )
+    ups, downs = sample_dance_tokens(model, cond, genre_id(genre), emb, temperature, top_k, seed)
     up, low = decode_tokens(model.vq, ups, downs)
     if model.foot_lock:
         low = lock_feet(up, low)

@@ -46,9 +46,9 @@ class SynthStyle:
             gains={
                 "clave": float(rng.uniform(0.25, 0.45)),
                 "conga": float(rng.uniform(0.3, 0.5)),
-                "pulse": float(rng.uniform(0.35, 0.6)),
+                "pulse": float(rng.uniform(0.7, 0.9)),
                 "bass": float(rng.uniform(0.3, 0.5)),
-                "chords": float(rng.uniform(0.12, 0.22)),
+                "chords": float(rng.uniform(0.08, 0.14)),
                 "bell": float(rng.uniform(0.08, 0.16)),
             },
             conga_pitch=float(rng.uniform(180.0, 260.0)),
@@ -134,11 +134,14 @@ def render_track(beats_s: np.ndarray, duration_s: float, seed: int = 0, sr: int 
         bar_pos = b % 4  # beat in bar
         two_bar = b % 8
         accent = 1.0 if bar_pos == 0 else 0.7
-        # Soft low pulse on every beat: the steady reference the dancers step to.
+        # Low pulse with a click on every beat: the steady reference the dancers step to. It is kept clearly
+        # stronger than the off-beat parts (shaker, montuno, bass anticipation) so a beat tracker locks
+        # to the beats, not to the off-beats that salsa otherwise stresses.
         kick = _decay_tone(sr, [55.0, 110.0], 0.25, 0.06, rng)
+        kick[: len(kick) // 20] += 0.8 * _noise_burst(sr, 0.25, 0.004, rng)[: len(kick) // 20]
         mix.add(at(b), kick, g["pulse"] * accent)
         # Off-beat shaker/hat.
-        mix.add(at(b + 0.5), _noise_burst(sr, 0.06, 0.015, rng), 0.25 * g["pulse"])
+        mix.add(at(b + 0.5), _noise_burst(sr, 0.06, 0.015, rng), 0.12 * g["pulse"])
         # 3-2 son clave over two bars: beats 0, 1.5, 3 | 5, 6.
         for cb in (0.0, 1.5, 3.0, 5.0, 6.0):
             if two_bar == int(cb):
@@ -147,9 +150,9 @@ def render_track(beats_s: np.ndarray, duration_s: float, seed: int = 0, sr: int 
         if bar_pos == 1:
             mix.add(at(b), _decay_tone(sr, [style.conga_pitch * 1.6], 0.12, 0.02, rng), g["conga"] * 0.8)
         if bar_pos == 3:
-            for off in (0.0, 0.5):
+            for off, gain in ((0.0, 1.0), (0.5, 0.5)):
                 mix.add(at(b + off), _decay_tone(sr, [style.conga_pitch, style.conga_pitch * 1.5], 0.25, 0.07, rng),
-                        g["conga"])
+                        g["conga"] * gain)
         if style.bell and bar_pos in (0, 2):
             mix.add(at(b), _decay_tone(sr, [1200.0, 1860.0, 2770.0], 0.2, 0.05, rng), g["bell"])
         # Harmony: one chord per bar from the progression.
@@ -158,7 +161,7 @@ def render_track(beats_s: np.ndarray, duration_s: float, seed: int = 0, sr: int 
         # Bass tumbao: the "and" of 2 (anticipation) and beat 4.
         if bar_pos == 1:
             mix.add(at(b + 0.5), _decay_tone(sr, [_midi_hz(root - 12 + 7), _midi_hz(root + 7)], 0.5, 0.25, rng),
-                    g["bass"])
+                    0.5 * g["bass"])
         if bar_pos == 3:
             mix.add(at(b), _decay_tone(sr, [_midi_hz(root - 12), _midi_hz(root)], 0.6, 0.3, rng), g["bass"])
         # Piano montuno-like chords on off-beats.
