@@ -11,7 +11,7 @@ REPORT_DIR = Path(__file__).resolve().parent / "reports"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     p.add_argument("--model", help="model directory (default: the shipped model)")
-    p.add_argument("--backend", default="torch", help="decode backend (default torch)")
+    p.add_argument("--backend", default="onnxruntime", help="GPT step backend (default onnxruntime)")
     p.add_argument("--latency-seconds", type=float, default=60.0, help="real-time run for processing latency")
     p.add_argument("--soak-seconds", type=float, default=600.0, help="pacing + soak run (default 600 = 10 min)")
     p.add_argument("--capacity-sizes", default="1,2,4,8,16,32,64,128,256", help="performer counts to try")

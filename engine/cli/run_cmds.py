@@ -61,8 +61,10 @@ def register(sub: Any) -> None:
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by play and live: model, backend, outputs, scheduling."""
     p.add_argument("--model", type=Path, help="model directory (default: the shipped model)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "auto"), default="torch",
-                   help="decode backend (default torch; auto probes the available ones and keeps the fastest)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "auto"), default="auto",
+                   help="GPT step backend (default auto: probes the available ones and keeps the fastest)")
+    p.add_argument("--decode", choices=("torch", "onnxruntime"), default="onnxruntime",
+                   help="engine of the streaming VQ-VAE decoder (default onnxruntime: faster on CPU)")
     p.add_argument("--performers", type=int, default=1, help="dancers generated together in one batch (default 1)")
     p.add_argument("--genre", default="salsa", help="genre of every performer (default salsa)")
     p.add_argument("--text", help="text prompt for every performer (sentence embedding)")
@@ -92,7 +94,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_generator(model_dir: Path | None, backend: str, performers: int, threads: int = 1, seed: int = 0,
                    genre: str = "salsa", text: str | None = None, temperature: float | None = None,
-                   top_k: int | None = None) -> Any:
+                   top_k: int | None = None, decode: str = "onnxruntime") -> Any:
     """A DanceGenerator over a model folder: its model card supplies sampling defaults and foot locking.
 
     Raises:
@@ -119,7 +121,7 @@ def load_generator(model_dir: Path | None, backend: str, performers: int, thread
     emb = embed_texts([text])[0] if text else None
     temp = dm.temperature if temperature is None else temperature
     k = (dm.top_k or 0) if top_k is None else top_k
-    gen = DanceGenerator(be, dm.vq, seed=seed, foot_lock=dm.foot_lock)
+    gen = DanceGenerator(be, dm.vq, seed=seed, foot_lock=dm.foot_lock, decode_engine=decode)
     for _ in range(performers):
         gen.add_performer(Controls(genre=gid, text=emb, temperature=temp, top_k=k))
     log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d", model_dir, be.name,
@@ -133,7 +135,7 @@ def build_runtime(args: argparse.Namespace, sinks: list[Callable[[Any], None]], 
     from engine.runtime.runtime import DanceRuntime, RuntimeConfig
 
     gen = load_generator(args.model, args.backend, args.performers, args.threads, args.seed, args.genre, args.text,
-                         args.temperature, args.top_k)
+                         args.temperature, args.top_k, args.decode)
     try:
         cfg = RuntimeConfig(lookahead_tokens=args.lookahead, output_fps=args.fps, output_offset_ms=args.offset_ms,
                             realtime=realtime)

@@ -75,9 +75,11 @@ class DanceGenerator:
         seed: base seed; performer ``i`` samples with ``seed + i``.
         foot_lock: keep contact feet planted through the root velocity (``pose_repr.lock_feet``), as the
             model card of the shipped model asks.
+        decode_engine: ``"torch"`` or ``"onnxruntime"`` for the streaming VQ-VAE decoder.
     """
 
-    def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True) -> None:
+    def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True,
+                 decode_engine: str = "torch") -> None:
         self.backend = backend
         self.foot_lock = foot_lock
         self.vqvae = vqvae.eval()
@@ -86,7 +88,7 @@ class DanceGenerator:
         self.n_joints = self.skeleton.num_joints
         self.model_idx = model_joint_indices(self.skeleton)
         self.ctx = 16  # recent tokens kept per performer
-        self.decoder = StreamingDecoder(vqvae, backend.capacity)
+        self.decoder = StreamingDecoder(vqvae, backend.capacity, engine=decode_engine)
         self._free_slots = list(range(backend.capacity))
         self.performers: list[Performer] = []
         self._next_pid = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from engine.models.vqvae import VQVAE, VQVAEConfig
@@ -17,7 +18,8 @@ def _model(seed: int) -> VQVAE:
     return vq
 
 
-def test_streaming_equals_full_decode() -> None:
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_streaming_equals_full_decode(engine: str) -> None:
     vq = _model(1)
     g = torch.Generator().manual_seed(2)
     n_tok, batch = 23, 3
@@ -25,7 +27,7 @@ def test_streaming_equals_full_decode() -> None:
     idn = torch.randint(0, 512, (batch, n_tok), generator=g)
     with torch.no_grad():
         full_up, full_down = vq.decode(iu, idn)  # [B, 4N, D]
-    sd = StreamingDecoder(vq, batch)
+    sd = StreamingDecoder(vq, batch, engine=engine)
     outs_u, outs_d = [], []
     for t in range(n_tok):
         u, d = sd.step(iu[:, t], idn[:, t])
@@ -35,11 +37,12 @@ def test_streaming_equals_full_decode() -> None:
     assert torch.allclose(torch.cat(outs_d, 1), full_down, atol=1e-5)
 
 
-def test_rows_are_independent_and_reset_restarts_a_row() -> None:
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_rows_are_independent_and_reset_restarts_a_row(engine: str) -> None:
     vq = _model(3)
     g = torch.Generator().manual_seed(4)
     seq = torch.randint(0, 512, (2, 10), generator=g)
-    sd = StreamingDecoder(vq, batch=4)
+    sd = StreamingDecoder(vq, batch=4, engine=engine)
     # row 2 decodes seq[0]; row 0 decodes seq[1] stepped alone: each equals its own full decode
     for t in range(10):
         sd.step(seq[0, t : t + 1], seq[0, t : t + 1], rows=torch.tensor([2]))
