@@ -31,7 +31,7 @@ from engine.train.dataset import Sequence
 class GPTTrainConfig:
     """Optimisation settings of the GPT."""
 
-    steps: int = 1500
+    steps: int = 2000
     batch: int = 16
     lr: float = 4e-4
     lr_final: float = 4e-5

@@ -30,7 +30,7 @@ MotionSet = list[tuple[str, np.ndarray, np.ndarray]]
 class VQTrainConfig:
     """Optimisation settings of the VQ-VAE."""
 
-    steps: int = 4000
+    steps: int = 2500
     batch: int = 32
     window: int = 64  # frames per training window (multiple of 4)
     lr: float = 5e-4
