@@ -173,6 +173,21 @@ def motion_to_pose_frames(
     return frames
 
 
+def pose_frames_to_motion(frames: list[PoseFrame], skel: Skeleton | None = None) -> Motion:
+    """PoseFrames of one performer (consecutive, CMU skeleton) -> Motion; inverse of :func:`motion_to_pose_frames`."""
+    if not frames:
+        raise ValueError("no pose frames given")
+    skel = skel or metric_cmu_skeleton()
+    names = {f.skeleton for f in frames}
+    if names != {skel.name}:
+        raise ValueError(f"pose frames are for skeleton(s) {sorted(names)}, expected {skel.name!r}")
+    quats = np.stack([np.asarray(f.rotations, dtype=np.float64) for f in frames])  # [T, J, 4]
+    if quats.shape[1:] != (skel.num_joints, 4):
+        raise ValueError(f"rotations must be [{skel.num_joints}, 4] per frame, got {quats.shape[1:]}")
+    root = np.stack([np.asarray(f.root_position, dtype=np.float64) for f in frames])
+    return Motion(skeleton=skel, root_pos=root, rot=R.quat_to_matrix(quats), fps=float(frames[0].fps))
+
+
 def resample_motion(motion: Motion, src_times: np.ndarray, fps_out: float) -> Motion:
     """Sample ``motion`` at fractional frame positions ``src_times`` ([n_out], in source frames).
 

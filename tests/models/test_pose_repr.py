@@ -62,6 +62,17 @@ def test_pose_frames_are_unit_quaternions_for_every_joint() -> None:
     assert f.positions is not None and f.positions.shape == (m.skeleton.num_joints, 3)
 
 
+def test_pose_frames_back_to_vectors() -> None:
+    m = stepping_motion(1.0, 30.0, 90.0, seed=5)
+    up, low = P.motion_to_vectors(m)
+    back = P.pose_frames_to_motion(P.motion_to_pose_frames(m))
+    up2, low2 = P.motion_to_vectors(back)
+    np.testing.assert_allclose(up2, up, atol=1e-5)
+    np.testing.assert_allclose(low2, low, atol=1e-5)
+    with pytest.raises(ValueError, match="no pose frames"):
+        P.pose_frames_to_motion([])
+
+
 def test_resample_identity_and_half_rate() -> None:
     m = stepping_motion(2.0, 60.0, 100.0)
     same = P.resample_motion(m, np.arange(m.n_frames, dtype=float), 60.0)
