@@ -38,6 +38,7 @@ def register(sub: Any) -> None:
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--report", type=Path, default=None, help="write eval.md/.json/.png into this folder")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--samples", type=int, default=2, help="generated dances per validation clip (default 2)")
     e.add_argument("--temperature", type=float, default=None, help="override the model card's sampling")
     e.add_argument("--top-k", type=int, default=None, help="override the model card's sampling")
     e.add_argument("--guidance", type=str, default=None, metavar="C,W",
@@ -194,7 +195,7 @@ def _eval(args: argparse.Namespace) -> int:
         except ValueError:
             raise CliError(f"--guidance wants C,W (e.g. 4,2), got {args.guidance!r}") from None
     val = load_data(args.data, "val", None)
-    res = evaluate_model(model, val, reference=_reference(args.data), seed=args.seed)
+    res = evaluate_model(model, val, reference=_reference(args.data), seed=args.seed, samples=args.samples)
     if args.report is not None:
         write_report(res, args.report)
     if args.json:

@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--no-foot-lock", action="store_true")
+    ap.add_argument("--samples", type=int, default=4, help="generated dances per validation clip")
     ap.add_argument("--notes", type=Path, default=None, help="Markdown appended to TRAINING.md and eval.md")
     args = ap.parse_args(argv)
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "foot_lock": not args.no_foot_lock}
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = real_reference(ref_seqs)
     tmp = write_model_folder(args.run_dir, args.out, reference, sampling, "(pending evaluation)\n")
     model = load_dance_model(tmp)
-    res = evaluate_model(model, val, reference=ref_pairs)
+    res = evaluate_model(model, val, reference=ref_pairs, samples=args.samples)
     notes = args.notes.read_text() if args.notes else ""
     write_report(res, args.report, notes)
     eval_md = (args.report / "eval.md").read_text()
