@@ -85,7 +85,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=int, choices=(30, 60), default=30, help="output frame rate (60 interpolates)")
     p.add_argument("--lookahead", type=int, default=0, help="tokens generated ahead of playback (default 0)")
     p.add_argument("--offset-ms", type=float, default=0.0,
-                   help="send poses this much early to make up for a renderer's display latency")
+                   help="send poses this much early to make up for a renderer's display latency "
+                        "(negative: later, for evenly paced frames at the cost of latency)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the step (default 1)")
 
 

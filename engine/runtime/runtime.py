@@ -62,7 +62,9 @@ class RuntimeConfig:
 
     lookahead_tokens: int = 0  # tokens generated ahead of playback (0: just in time, lowest latency)
     output_fps: int = 30  # 30 or 60 (60 interpolates: linear root, slerp rotations)
-    output_offset_ms: float = 0.0  # send poses this much earlier to cover a renderer's display latency
+    # Send poses this much earlier to cover a renderer's display latency (needs lookahead, added as needed);
+    # negative: this much later, which evens out frame pacing at the cost of latency.
+    output_offset_ms: float = 0.0
     silence_db: float = -50.0  # below this RMS (dBFS) the music counts as silent
     silence_hold_s: float = 0.5  # silence this long settles the performers into the idle pose
     restart_after_s: float = 2.0  # after silence this long, music restarts the dance from scratch
@@ -77,9 +79,7 @@ class RuntimeConfig:
             raise ValueError(f"output_fps must be 30 or 60, got {self.output_fps}")
         if self.lookahead_tokens < 0:
             raise ValueError("lookahead_tokens must be >= 0")
-        if self.output_offset_ms < 0:
-            raise ValueError("output_offset_ms must be >= 0 (poses can only be sent early, never late)")
-        need = math.ceil(self.output_offset_ms / (1000.0 * FRAMES_PER_TOKEN / MODEL_FPS))
+        need = math.ceil(max(0.0, self.output_offset_ms) / (1000.0 * FRAMES_PER_TOKEN / MODEL_FPS))
         self.lookahead_tokens = max(self.lookahead_tokens, need)
 
 
@@ -157,6 +157,9 @@ class DanceRuntime:
         self._tick = 0  # next output tick
         self._stall_frames = 0.0  # audio frames the output timeline lags behind ticks (input stalls)
         self._block_ns = 0  # duration of the newest audio block
+        self._origin = 0  # source sample index of the analyzer's time zero
+        self._offsets: deque[int] = deque(maxlen=96)  # capture_ns - sample time of recent blocks (about 2 s)
+        self._clock_offset_ns = 0
         self._input_lost = False
         self._generating: int | None = None  # token being generated right now
         self._running = False
@@ -277,8 +280,6 @@ class DanceRuntime:
         self._next_beat[k] = ff.next_beat_s
         self._n_frames = i + 1
         self._belief = (ff.period_s, ff.next_beat_s, ff.bpm)
-        with self._lock:
-            self._anchor = _Slot(ff.sample_index, ff.capture_ns)
         # Silence and energy (RMS feature is dBFS mapped onto [0, 1]).
         db = float(ff.features[_RMS_INDEX]) * -_RMS_FLOOR_DB + _RMS_FLOOR_DB
         self._energy = float(np.clip((db + 60.0) / 60.0, 0.0, 1.0))
@@ -409,13 +410,30 @@ class DanceRuntime:
         return tick * MODEL_FPS / self.cfg.output_fps - self._stall_frames
 
     def _due_ns(self, pos: float) -> int | None:
-        """Monotonic time at which frame position ``pos`` is due (None before the first feature frame)."""
-        a = self._anchor
-        if a is None:
+        """Monotonic time at which frame position ``pos`` is due (None before the first block).
+
+        The audio clock maps sample ``s`` to ``offset + s / rate``, with ``offset`` the smallest
+        ``capture_ns - sample_index / rate`` over the last blocks: a block is never available before its
+        last sample was captured, so the minimum is the least-delayed delivery, free of block-size jitter
+        and following slow drift between the device clock and the monotonic clock.
+        """
+        if self._anchor is None:
             return None
-        sample = pos * SAMPLES_PER_FRAME
-        late = (sample - a.sample_index) * 1e9 / ENGINE_SAMPLE_RATE
-        return int(a.capture_ns + late - self.cfg.output_offset_ms * 1e6)
+        sample = pos * SAMPLES_PER_FRAME + self._origin
+        return int(self._clock_offset_ns + sample * 1e9 / ENGINE_SAMPLE_RATE - self.cfg.output_offset_ms * 1e6)
+
+    def _on_block(self, blk: AudioBlock) -> None:
+        """Audio clock bookkeeping for one source block (engine thread)."""
+        if self._anchor is None:
+            self._origin = blk.start_index
+        self._block_ns = len(blk.samples) * 1_000_000_000 // ENGINE_SAMPLE_RATE
+        offset = blk.capture_ns - int(blk.sample_index * 1e9 / ENGINE_SAMPLE_RATE)
+        if self._offsets and offset - min(self._offsets) > self.cfg.stall_ms * 1e6:
+            self._offsets.clear()  # the source paused (input lost): re-anchor the audio clock on the new blocks
+        self._offsets.append(offset)
+        with self._lock:
+            self._clock_offset_ns = min(self._offsets)
+            self._anchor = _Slot(blk.sample_index, blk.capture_ns)
 
     def _emit_tick(self, tick: int, held: bool = False) -> None:
         step = MODEL_FPS / self.cfg.output_fps
@@ -479,7 +497,7 @@ class DanceRuntime:
                     return
                 due = self._due_ns(self._pos(self._tick))
             assert due is not None
-            if last_due is not None:
+            if last_due is not None and self._input_lost:
                 due = max(due, last_due + period_ns)  # while held (input lost) keep the frame rate
             last_due = due
             self.clock.sleep_until_ns(due)
@@ -500,7 +518,7 @@ class DanceRuntime:
                 if (
                     token >= self._next_token
                     and a is not None
-                    and pos * SAMPLES_PER_FRAME > a.sample_index
+                    and pos * SAMPLES_PER_FRAME + self._origin > a.sample_index
                     and self.clock.monotonic_ns() - a.capture_ns > stall_ns
                 ):
                     held = True
@@ -537,7 +555,7 @@ class DanceRuntime:
                     break
                 if not isinstance(blk, AudioBlock):
                     continue
-                self._block_ns = len(blk.samples) * 1_000_000_000 // ENGINE_SAMPLE_RATE
+                self._on_block(blk)
                 for out in self.analyzer.process(blk):  # type: ignore[attr-defined]
                     self.process(out)
                 if limit is not None and self._n_frames * SAMPLES_PER_FRAME >= limit:
