@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import sys
 import threading
@@ -351,17 +352,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ok = [r["performers"] for r in report["capacity"] if r["realtime"]]
     report["capacity_realtime_performers"] = max(ok) if ok else 0
     report["gpu"] = "no GPU figure exists yet: no GPU was available to this session"
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["_plots"] = {"latency_series": live["latency_series"], "intervals": soak["intervals_ms"].tolist()}
     return report
 
 
 def _machine() -> dict[str, Any]:
-    import os
-
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine()}
+            "processor": _cpu_name(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
@@ -404,7 +416,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         "# Runtime latency, beat sync, pacing and capacity",
         "",
-        f"Model `{r['model']}`, backend `{r['backend']}`, machine: {r['machine']}.",
+        f"Model `{r['model']}`, backend `{r['backend']}`, machine: {r['machine']}. The load average shows what "
+        "else ran on the 2 cores while this was measured.",
         "Produced by `groovecast bench latency`. ![plots](latency.png)",
         "",
         "## Processing latency (goal: p99 < 5 ms)",
