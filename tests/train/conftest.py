@@ -1,6 +1,0 @@
-"""Make the shared dance test helpers importable from this folder's tests."""
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
