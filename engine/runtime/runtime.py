@@ -36,7 +36,6 @@ from engine.frames import (
     MODEL_FPS,
     SAMPLES_PER_FRAME,
     AudioBlock,
-    BeatEvent,
     ControlMessage,
     EndOfStream,
     FeatureFrame,
@@ -147,7 +146,7 @@ class DanceRuntime:
         self._energy = 0.0
         self._silent_frames = 0
         self._idle_since_frame: int | None = 0
-        self._beat_frames: deque[int] = deque(maxlen=64)
+        self._last_phase: float | None = None  # tracker phase at the previous output tick
         self._src: dict[int, tuple[int, int]] = {}  # token -> (sample_index, capture_ns) of the step
         self._anchor: _Slot | None = None
         self._controls: deque[ControlMessage] = deque(maxlen=256)
@@ -265,12 +264,9 @@ class DanceRuntime:
     # ---------------------------------------------------------------------------------------- engine side
 
     def process(self, frame: Frame) -> None:
-        """Feed one message from the analyzer (FeatureFrame, BeatEvent; others ignored)."""
+        """Feed one message from the analyzer (FeatureFrames; beat and onset events are not needed here)."""
         if isinstance(frame, FeatureFrame):
             self._on_feature(frame)
-        elif isinstance(frame, BeatEvent):
-            f = round(frame.time_s * MODEL_FPS)
-            self._beat_frames.append(f)
 
     def _on_feature(self, ff: FeatureFrame) -> None:
         i = ff.frame_index
@@ -443,7 +439,10 @@ class DanceRuntime:
         period_s, next_beat_s, bpm = self._belief
         t_s = pos / MODEL_FPS
         tracker_phase = ((t_s - next_beat_s) / period_s) % 1.0 if period_s > 0 else None
-        beat = any(abs(b - pos) < step * 0.5 + 1e-9 for b in self._beat_frames)
+        # A beat pulse on the tick where the tracker's *predicted* phase wraps past 0: beat events are
+        # committed a little after the beat, too late for the frame that shows it.
+        beat = tracker_phase is not None and self._last_phase is not None and tracker_phase < self._last_phase - 0.5
+        self._last_phase = tracker_phase
         for p in self.gen.performers:
             ph = self.playheads[p.pid]
             if held:

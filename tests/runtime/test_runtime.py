@@ -173,3 +173,17 @@ def test_input_stall_holds_the_pose_and_recovers() -> None:
     frames = [f for _, f in written]
     assert [f.frame_index for f in frames] == list(range(len(frames)))  # ticks keep counting
     assert frames[-1].time_s == pytest.approx(len(x) / SR, abs=0.1)  # the whole input was played
+
+
+def test_beat_pulses_land_on_the_music_beats() -> None:
+    """VJ beat pulses come from the tracker's prediction, so they fall on the beat, not after it."""
+    gen = _generator(performers=1)
+    out: list[PoseFrame] = []
+    rt = DanceRuntime(gen, MusicAnalyzer(), sinks=[out.append], config=RuntimeConfig(realtime=False))
+    x = _music(10.0, silence_s=0.0)  # clicks every 0.5 s from 0.5 s
+    rt.run(_blocks(x))
+    pulses = np.array([f.time_s for f in out if f.beat and f.time_s > 5.0])
+    true = np.arange(5.5, 9.9, 0.5)
+    assert abs(len(pulses) - len(true)) <= 1, pulses
+    err = [float(np.min(np.abs(true - p))) for p in pulses]
+    assert np.median(err) < 0.05, (pulses, err)
