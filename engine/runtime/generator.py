@@ -205,9 +205,10 @@ class DanceGenerator:
         if self.foot_lock:
             if p.last_vec is not None:
                 lu, ll = p.last_vec
-                locked = lock_feet(np.concatenate([lu[None], upper]), np.concatenate([ll[None], lower]))[1:]
+                locked = lock_feet(np.concatenate([lu[None], upper]), np.concatenate([ll[None], lower]),
+                                   skel=self.skeleton)[1:]
             else:
-                locked = lock_feet(upper, lower)
+                locked = lock_feet(upper, lower, skel=self.skeleton)
             p.last_vec = (upper[-1].copy(), lower[-1].copy())
             lower = locked
         motion = vectors_to_motion(upper, lower, self.skeleton, start_xz=(float(p.root_xz[0]), float(p.root_xz[1])))
