@@ -1,14 +1,47 @@
-"""Fixtures shared by every test directory."""
+"""Fixtures shared by every test directory: the shared CMU data, sample poses, a small random model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from engine.frames import PoseFrame
 from engine.models.gpt import CrossCondGPT, GPTConfig, save_gpt
 from engine.models.vqvae import VQVAE, VQVAEConfig, save_vqvae
+from engine.skeleton.skeleton import CMU_SKELETON
+
+#: ../shared beside the repository (read-only data; CI has it there too).
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def cmu_take() -> Path:
+    """One real CMU salsa take (BVH, 120 fps) from the shared data."""
+    path = SHARED / "data" / "cmu_salsa" / "60_01_scaled.bvh"
+    if not path.exists():
+        pytest.skip(f"shared CMU data not found at {path} (expected <repo>/../shared/data/cmu_salsa)")
+    return path
+
+
+def rest_frame(root: tuple[float, float, float] = (0.1, 0.9, 0.2), **kw: object) -> PoseFrame:
+    rot = np.zeros((CMU_SKELETON.num_joints, 4), np.float32)
+    rot[:, 0] = 1.0
+    args: dict[str, object] = dict(
+        sample_index=7350, capture_ns=123_456_789_012, frame_index=10, performer=0, skeleton="cmu",
+        root_position=np.array(root, np.float32), rotations=rot, time_s=1.0 / 3.0,
+    )
+    args.update(kw)
+    return PoseFrame(**args)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_frame() -> Callable[..., PoseFrame]:
+    """Factory of CMU rest-pose frames (root at (0.1, 0.9, 0.2), frame 10, sample 7350); kwargs override fields."""
+    return rest_frame
 
 
 @pytest.fixture
