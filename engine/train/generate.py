@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,6 +84,23 @@ class Generated:
     beats_s: list[float]  # beats the tracker committed to
 
 
+def _start_sampling(
+    gpt: CrossCondGPT, cond: np.ndarray, genre: int, text: np.ndarray | None, seed: int
+) -> tuple[Any, torch.Generator, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fresh cache, random stream, BOS inputs and the batch-1 genre/text/conditioning tensors."""
+    bos = gpt.cfg.bos_id
+    tx = torch.zeros(1, gpt.cfg.text_dim) if text is None else torch.from_numpy(np.asarray(text, np.float32))[None]
+    return (
+        gpt.new_cache(1),
+        torch.Generator().manual_seed(seed),
+        torch.tensor([bos]),
+        torch.tensor([bos]),
+        torch.tensor([genre], dtype=torch.long),
+        tx,
+        torch.from_numpy(np.asarray(cond, np.float32)),
+    )
+
+
 @torch.no_grad()
 def generate_tokens(
     gpt: CrossCondGPT,
@@ -95,14 +113,7 @@ def generate_tokens(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample one token pair per conditioning row with the ring KV cache. cond: [N, COND_DIM]."""
     n = len(cond)
-    cache = gpt.new_cache(1)
-    gen = torch.Generator().manual_seed(seed)
-    bos = gpt.cfg.bos_id
-    up_prev = torch.tensor([bos])
-    down_prev = torch.tensor([bos])
-    g = torch.tensor([genre], dtype=torch.long)
-    tx = torch.zeros(1, gpt.cfg.text_dim) if text is None else torch.from_numpy(np.asarray(text, np.float32))[None]
-    c = torch.from_numpy(np.asarray(cond, np.float32))
+    cache, gen, up_prev, down_prev, g, tx, c = _start_sampling(gpt, cond, genre, text, seed)
     ups = np.zeros(n, dtype=np.int64)
     downs = np.zeros(n, dtype=np.int64)
     for t in range(n):
@@ -151,14 +162,7 @@ def generate_tokens_guided(
 
     fk = VectorFK()
     n = len(cond)
-    cache = gpt.new_cache(1)
-    gen = torch.Generator().manual_seed(seed)
-    bos = gpt.cfg.bos_id
-    up_prev = torch.tensor([bos])
-    down_prev = torch.tensor([bos])
-    g = torch.tensor([genre], dtype=torch.long)
-    tx = torch.zeros(1, gpt.cfg.text_dim) if text is None else torch.from_numpy(np.asarray(text, np.float32))[None]
-    c = torch.from_numpy(np.asarray(cond, np.float32))
+    cache, gen, up_prev, down_prev, g, tx, c = _start_sampling(gpt, cond, genre, text, seed)
     ups = np.zeros(n, dtype=np.int64)
     downs = np.zeros(n, dtype=np.int64)
     ctx = vq.decode_context()
