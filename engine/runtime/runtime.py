@@ -42,7 +42,7 @@ from engine.frames import (
     Frame,
     PoseFrame,
 )
-from engine.models.conditioning import FRAMES_PER_TOKEN, GENRES, genre_id, token_condition
+from engine.models.conditioning import FRAMES_PER_TOKEN, genre_id, token_condition
 from engine.runtime.generator import DanceGenerator, Performer
 from engine.runtime.playout import MotionBuffer, Playhead
 
@@ -160,7 +160,6 @@ class DanceRuntime:
         self._offsets: deque[int] = deque(maxlen=96)  # capture_ns - sample time of recent blocks (about 2 s)
         self._clock_offset_ns = 0
         self._input_lost = False
-        self._generating: int | None = None  # token being generated right now
         self._running = False
         self._ended = False
 
@@ -342,8 +341,6 @@ class DanceRuntime:
             p = self.gen.get(pid)
             if p.state.pos > until:
                 self.backend_keyframes_clear(p)
-        with self._lock:
-            self._generating = t
         t0 = self.clock.monotonic_ns()
         cond = self._cond(t)
         try:
@@ -365,7 +362,6 @@ class DanceRuntime:
                     buf.put(f0 + j, tf.root[j], tf.quat[j], phases[j])
             self._src[t] = (ff.sample_index, ff.capture_ns)
             self._src.pop(t - 64, None)
-            self._generating = None
             self._next_token = t + 1
             self._lock.notify_all()
         self.stats.tokens += 1
@@ -580,6 +576,3 @@ class DanceRuntime:
             self._running = False
             self._lock.notify_all()
 
-
-def describe_genres() -> str:
-    return ", ".join(GENRES)
