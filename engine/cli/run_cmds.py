@@ -71,6 +71,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the model card's)")
     p.add_argument("--top-k", type=int, help="sample from the k most likely tokens (0: all; default: the model card's)")
     p.add_argument("--seed", type=int, default=0, help="random seed of performer 0 (others: seed + i)")
+    p.add_argument("--beat-guidance", type=int, metavar="N",
+                   help="candidate tokens drawn near predicted beats (0: plain sampling; default: the model card's)")
     p.add_argument("--osc", action="append", default=[], metavar="HOST:PORT",
                    help="send poses over OSC to this target (repeatable); VMC default port 39539")
     p.add_argument("--profile", choices=("vmc", "vj"), default="vmc", help="OSC profile (default vmc)")
@@ -95,7 +97,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_generator(model_dir: Path | None, backend: str, performers: int, threads: int = 1, seed: int = 0,
                    genre: str = "salsa", text: str | None = None, temperature: float | None = None,
-                   top_k: int | None = None, decode: str = "onnxruntime") -> Any:
+                   top_k: int | None = None, decode: str = "onnxruntime", beat_guidance: int | None = None) -> Any:
     """A DanceGenerator over a model folder: its model card supplies sampling defaults and foot locking.
 
     Raises:
@@ -122,11 +124,13 @@ def load_generator(model_dir: Path | None, backend: str, performers: int, thread
     emb = embed_texts([text])[0] if text else None
     temp = dm.temperature if temperature is None else temperature
     k = (dm.top_k or 0) if top_k is None else top_k
-    gen = DanceGenerator(be, dm.vq, seed=seed, foot_lock=dm.foot_lock, decode_engine=decode)
+    guidance = dm.beat_guidance if beat_guidance is None else dm.beat_guidance.with_candidates(beat_guidance)
+    gen = DanceGenerator(be, dm.vq, seed=seed, foot_lock=dm.foot_lock, decode_engine=decode, guidance=guidance)
     for _ in range(performers):
         gen.add_performer(Controls(genre=gid, text=emb, temperature=temp, top_k=k))
-    log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d", model_dir, be.name,
-             be.device, performers, temp, k)
+    log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d, beat guidance %s", model_dir,
+             be.name, be.device, performers, temp, k,
+             f"{guidance.candidates} candidates" if guidance.enabled else "off")
     return gen
 
 
@@ -136,7 +140,7 @@ def build_runtime(args: argparse.Namespace, sinks: list[Callable[[Any], None]], 
     from engine.runtime.runtime import DanceRuntime, RuntimeConfig
 
     gen = load_generator(args.model, args.backend, args.performers, args.threads, args.seed, args.genre, args.text,
-                         args.temperature, args.top_k, args.decode)
+                         args.temperature, args.top_k, args.decode, args.beat_guidance)
     try:
         cfg = RuntimeConfig(lookahead_tokens=args.lookahead, output_fps=args.fps, output_offset_ms=args.offset_ms,
                             realtime=realtime)

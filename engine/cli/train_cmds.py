@@ -41,8 +41,8 @@ def register(sub: Any) -> None:
     e.add_argument("--samples", type=int, default=2, help="generated dances per validation clip (default 2)")
     e.add_argument("--temperature", type=float, default=None, help="override the model card's sampling")
     e.add_argument("--top-k", type=int, default=None, help="override the model card's sampling")
-    e.add_argument("--guidance", type=str, default=None, metavar="C,W",
-                   help="beat-guided sampling: C candidates, weight W (e.g. 4,2); 1,0 = plain sampling")
+    e.add_argument("--beat-guidance", type=int, default=None, metavar="N",
+                   help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
     e.set_defaults(handler=_eval)
 
@@ -56,6 +56,8 @@ def register(sub: Any) -> None:
     g.add_argument("--temperature", type=float, default=None)
     g.add_argument("--top-k", type=int, default=None)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--beat-guidance", type=int, default=None, metavar="N",
+                   help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     g.set_defaults(handler=_generate)
 
 
@@ -188,12 +190,7 @@ def _eval(args: argparse.Namespace) -> int:
         sampling["top_k"] = args.top_k
     if args.no_foot_lock:
         sampling["foot_lock"] = False
-    if args.guidance:
-        try:
-            c, w = args.guidance.split(",")
-            sampling["beat_guidance"] = {"candidates": int(c), "weight": float(w)}
-        except ValueError:
-            raise CliError(f"--guidance wants C,W (e.g. 4,2), got {args.guidance!r}") from None
+    _apply_guidance(model, args.beat_guidance)
     val = load_data(args.data, "val", None)
     res = evaluate_model(model, val, reference=_reference(args.data), seed=args.seed, samples=args.samples)
     if args.report is not None:
@@ -219,6 +216,14 @@ def _reference(data: Path | None) -> list:
         raise CliError(str(exc)) from None
 
 
+def _apply_guidance(model: Any, candidates: int | None) -> None:
+    """``--beat-guidance N`` over the model card's beat guidance (None: keep the card's)."""
+    if candidates is None:
+        return
+    cfg = model.beat_guidance.with_candidates(candidates)
+    model.card.setdefault("sampling", {})["beat_guidance"] = cfg.to_card() if cfg.enabled else None
+
+
 def _generate(args: argparse.Namespace) -> int:
     from engine.models.pose_repr import motion_positions
     from engine.train.generate import generate_dance, write_motion_bvh
@@ -228,6 +233,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise CliError(f"audio file {args.audio} does not exist")
     audio, sr = _read_audio(args.audio)
     model = _load_model(args.model)
+    _apply_guidance(model, args.beat_guidance)
     try:
         g = generate_dance(model, audio, sr, genre=args.genre, text=args.text, seconds=args.seconds,
                            temperature=args.temperature, top_k=args.top_k, seed=args.seed)

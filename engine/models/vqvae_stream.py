@@ -209,19 +209,33 @@ class StreamingDecoder:
             Raw (de-normalised) vectors: upper [b, 4, Du], lower [b, 4, Dl] (contacts as probabilities).
         """
         b = len(idx_up)
-        hists = [h[:b] for h in self.hists] if rows is None else [h[rows] for h in self.hists]
-        if self._session is not None:
-            feed = {"idx_up": idx_up.numpy(), "idx_down": idx_down.numpy()}
-            feed.update({f"hist_{i}": np.ascontiguousarray(h.numpy()) for i, h in enumerate(hists)})
-            res = [torch.from_numpy(a) for a in self._session.run(None, feed)]
-        else:
-            res = list(self.fn(idx_up, idx_down, *hists))
+        res = self._run(idx_up, idx_down, rows)
         for h, new in zip(self.hists, res[2:], strict=True):
             if rows is None:
                 h[:b] = new
             else:
                 h[rows] = new
         return res[0], res[1]
+
+    @torch.inference_mode()
+    def peek(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Decode candidate tokens after the given rows' histories without committing them.
+
+        ``rows`` may repeat a row (several candidates for one performer); the histories are left as they
+        were. Returns what :meth:`step` would return for each (token, row) pair.
+        """
+        res = self._run(idx_up, idx_down, rows)
+        return res[0], res[1]
+
+    def _run(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor | None) -> list[Tensor]:
+        """(up, down, *new histories) for one token per row; the stored histories are not touched."""
+        b = len(idx_up)
+        hists = [h[:b] for h in self.hists] if rows is None else [h[rows] for h in self.hists]
+        if self._session is not None:
+            feed = {"idx_up": idx_up.numpy(), "idx_down": idx_down.numpy()}
+            feed.update({f"hist_{i}": np.ascontiguousarray(h.numpy()) for i, h in enumerate(hists)})
+            return [torch.from_numpy(a) for a in self._session.run(None, feed)]
+        return list(self.fn(idx_up, idx_down, *hists))
 
     def reset(self, row: int) -> None:
         """Forget one performer's history (its next token decodes as the first of a sequence)."""

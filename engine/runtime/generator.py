@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from engine.models.beat_guidance import OFF, BeatGuide, GuidanceConfig, GuideState, candidate_logp
 from engine.models.conditioning import genre_id
 from engine.models.pose_repr import (
     lock_feet,
@@ -53,6 +54,7 @@ class Performer:
     root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
     rng: torch.Generator = field(default_factory=torch.Generator)  # used when it leads a sampling group
     last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame's (upper, lower) for foot locking
+    guide: GuideState | None = None  # beat-guidance memory (None: guidance off)
 
 
 @dataclass
@@ -75,11 +77,16 @@ class DanceGenerator:
         foot_lock: keep contact feet planted through the root velocity (``pose_repr.lock_feet``), as the
             model card of the shipped model asks.
         decode_engine: ``"torch"`` or ``"onnxruntime"`` for the streaming VQ-VAE decoder.
+        guidance: beat-guided sampling (:mod:`engine.models.beat_guidance`; the model card's setting);
+            off by default. Candidates are decoded from each performer's decoder state without committing.
     """
 
     def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True,
-                 decode_engine: str = "torch") -> None:
+                 decode_engine: str = "torch", guidance: GuidanceConfig = OFF) -> None:
         self.backend = backend
+        self.guidance = guidance
+        self.guide = BeatGuide(guidance) if guidance.enabled else None
+        self.guided_tokens = 0  # tokens chosen among candidates (statistics)
         self.foot_lock = foot_lock
         self.vqvae = vqvae.eval()
         self.seed = seed
@@ -107,6 +114,8 @@ class DanceGenerator:
             controls=controls or Controls(),
             tok_up=np.full(self.ctx, self._pad, dtype=np.int64),
             tok_down=np.full(self.ctx, self._pad, dtype=np.int64),
+            guide=None if self.guide is None else self.guide.new_state(
+                int(self.vqvae.up_mean.numel()), int(self.vqvae.down_mean.numel())),
         )
         p.rng.manual_seed(self.seed + p.pid)
         self._next_pid += 1
@@ -132,6 +141,8 @@ class DanceGenerator:
         p.tok_down[:] = self._pad
         p.n_tokens = 0
         p.last_vec = None
+        if p.guide is not None:
+            p.guide.reset()
         self.decoder.reset(p.slot)
 
     def set_genre(self, p: Performer, genre: str | int) -> None:
@@ -177,6 +188,8 @@ class DanceGenerator:
             ld = res.logits_down if sel is None else res.logits_down[sel]
             ups[idx] = sample_tokens(lu, temp, top_k or None, rng).numpy()
             downs[idx] = sample_tokens(ld, temp, top_k or None, rng).numpy()
+        if self.guide is not None:
+            self._guide(ps, cond_b, res.logits_up, res.logits_down, ups, downs)
         for i, p in enumerate(ps):
             p.state.feed(ups[i], downs[i])
             p.tok_up[:-1] = p.tok_up[1:]
@@ -192,8 +205,47 @@ class DanceGenerator:
         )
         up_np = up.numpy()
         down_np = down.numpy()
+        for i, p in enumerate(ps):
+            if p.guide is not None:
+                p.guide.commit(up_np[i], down_np[i])
         self.steps += 1
         return [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
+
+    def _guide(self, ps: list[Performer], cond_b: np.ndarray, logits_up: torch.Tensor, logits_down: torch.Tensor,
+               ups: np.ndarray, downs: np.ndarray) -> None:
+        """Beat-guided choice for the performers whose token is near a predicted beat (in place on ups/downs).
+
+        Each such performer draws ``candidates`` pairs from its own random stream; all candidates of all
+        of them are decoded in one batched peek of the streaming decoder (nothing committed).
+        """
+        assert self.guide is not None
+        cfg = self.guidance
+        todo: list[tuple[int, list[int], torch.Tensor, torch.Tensor]] = []
+        for i, p in enumerate(ps):
+            if p.guide is None:
+                continue
+            near = p.guide.observe(cond_b[i])
+            if not near:
+                continue
+            c = p.controls
+            lu = logits_up[i : i + 1].expand(cfg.candidates, -1)
+            ld = logits_down[i : i + 1].expand(cfg.candidates, -1)
+            todo.append((i, near, sample_tokens(lu, c.temperature, c.top_k or None, p.rng),
+                         sample_tokens(ld, c.temperature, c.top_k or None, p.rng)))
+        if not todo:
+            return
+        rows = torch.tensor([ps[i].slot for i, _, _, _ in todo]).repeat_interleave(cfg.candidates)
+        u, d = self.decoder.peek(torch.cat([t[2] for t in todo]), torch.cat([t[3] for t in todo]), rows)
+        u_np = u.numpy().reshape(len(todo), cfg.candidates, *u.shape[1:])
+        d_np = d.numpy().reshape(len(todo), cfg.candidates, *d.shape[1:])
+        for j, (i, near, cu, cd) in enumerate(todo):
+            p = ps[i]
+            assert p.guide is not None
+            logp = candidate_logp(logits_up[i], logits_down[i], cu, cd, p.controls.temperature)
+            best = self.guide.choose(p.guide, near, u_np[j], d_np[j], logp)
+            ups[i] = int(cu[best])
+            downs[i] = int(cd[best])
+        self.guided_tokens += len(todo)
 
     def _frames(self, p: Performer, upper: np.ndarray, lower: np.ndarray) -> TokenFrames:
         """Model vectors of one token (upper [4, 72], lower [4, 61]) -> root + full-skeleton quaternions.

@@ -391,6 +391,8 @@ class DanceRuntime:
                 buf.discard_after(last)
                 # The decoder's history cannot be rewound: restart it (the playhead blends over the seam).
                 self.gen.decoder.reset(p.slot)
+                if p.guide is not None:
+                    p.guide.reset()  # its frame count and history followed the discarded tokens
                 self.playheads[p.pid].recover = 1.0
             self._next_token = first_unplayed
         self.stats.replans += 1

@@ -75,7 +75,10 @@ def evaluate_model(
     real = {s.name: points(s.upper, s.lower) for s in val}
     torch.manual_seed(seed)
     untrained = CrossCondGPT(replace(model.gpt.cfg, dropout=0.0)).eval()
-    names = ("real", "vq_recon", "model", "untrained")
+    guided = model.beat_guidance.enabled
+    plain = replace(model, card={**model.card, "sampling": {**model.card.get("sampling", {}), "beat_guidance": None}})
+    # With beat guidance on, the same GPTs are also sampled plainly: what the guidance adds stays visible.
+    names = ("real", "vq_recon", "model", "untrained") + (("model_plain", "untrained_plain") if guided else ())
     rows: dict[str, dict[str, list]] = {n: {} for n in names}
     clips: dict[str, list[np.ndarray]] = {n: [] for n in names}
     examples: dict[str, np.ndarray] = {}
@@ -87,6 +90,11 @@ def evaluate_model(
             variants.append(("model", points(up, low)))
             up, low = generate_for(model, untrained, s, seed + 100 * si + k)
             variants.append(("untrained", points(up, low)))
+            if guided:
+                up, low = generate_for(plain, model.gpt, s, seed + 100 * si + k)
+                variants.append(("model_plain", points(up, low)))
+                up, low = generate_for(plain, untrained, s, seed + 100 * si + k)
+                variants.append(("untrained_plain", points(up, low)))
         for name, pos in variants:
             clips[name].append(pos)
             for key, v in clip_metrics(pos, beats).items():
@@ -116,6 +124,9 @@ def evaluate_model(
             "features": f"per-segment ({M.SEGMENT_S:.0f} s windows, {M.SEGMENT_HOP_S:.0f} s hop)",
             "music": "synthetic rhythm tracks rendered on the kinetic beats of each validation take",
             "samples_per_clip": samples,
+            "sampling": {k: v for k, v in model.card.get("sampling", {}).items()},
+            "rows": "model/untrained: the model card's sampling; *_plain: the same GPT without beat guidance"
+            if guided else "model/untrained: the model card's sampling (plain)",
             "val_clips": [s.name for s in val],
         },
         "plot": {
@@ -140,7 +151,9 @@ def write_report(res: dict, out_dir: Path, extra_md: str = "") -> None:
     cols = ["fid_k", "fid_g", "div_k", "div_g", "bas", "pfc", "skate_ms", "max_freeze_s", "speed_ms"]
     lines = ["# Dance model evaluation (validation takes 12-13)", "",
              "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for name in ("real", "vq_recon", "model", "untrained"):
+    for name in ("real", "vq_recon", "model", "model_plain", "untrained", "untrained_plain"):
+        if name not in summary:
+            continue
         lines.append(f"| {name} | " + " | ".join(f"{summary[name].get(c, float('nan')):.3f}" for c in cols) + " |")
     lines += ["", f"VQ-VAE reconstruction (validation): {summary['model']['vq_mpjpe_mm']:.1f} mm mean joint error, "
               f"foot-contact accuracy {summary['model']['vq_contact_acc']:.3f}.", ""]

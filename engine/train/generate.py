@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
+from engine.models.beat_guidance import BeatGuide, GuidanceConfig, candidate_logp
 from engine.models.conditioning import COND_DIM, TEXT_DIM, embed_texts, genre_id, sequence_conditions
 from engine.models.gpt import CrossCondGPT, load_gpt
 from engine.models.pose_repr import Motion, lock_feet, metric_cmu_skeleton, vectors_to_motion
 from engine.models.sampling import sample_tokens
 from engine.models.vqvae import DOWN, VQVAE, load_vqvae
+from engine.models.vqvae_stream import StreamingDecoder
 
 #: The model shipped with the package.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "models" / "default"
@@ -44,10 +46,9 @@ class DanceModel:
         return bool(self.card.get("sampling", {}).get("foot_lock", True))
 
     @property
-    def beat_guidance(self) -> tuple[int, float]:
-        """(candidates, weight) of beat-guided sampling; (1, 0) = plain sampling."""
-        bg = self.card.get("sampling", {}).get("beat_guidance") or {}
-        return int(bg.get("candidates", 1)), float(bg.get("weight", 0.0))
+    def beat_guidance(self) -> GuidanceConfig:
+        """Beat-guided sampling settings of the model card (absent: off, plain sampling)."""
+        return GuidanceConfig.from_card(self.card.get("sampling", {}).get("beat_guidance"))
 
     @property
     def top_k(self) -> int | None:
@@ -127,19 +128,6 @@ def generate_tokens(
     return ups, downs
 
 
-def _beat_frames(cond_row: np.ndarray) -> list[int]:
-    """Frames (0..3) of a token at which the predicted beat phase wraps past 0, from its sin/cos entries."""
-    sc = cond_row[-2 * DOWN :].reshape(DOWN, 2)
-    ph = np.mod(np.arctan2(sc[:, 0], sc[:, 1]) / (2 * np.pi), 1.0)  # [4] phase of each frame
-    step = np.mod(np.diff(ph), 1.0).mean() if DOWN > 1 else 0.0  # phase advance per frame
-    out = []
-    for k in range(DOWN):
-        # The beat falls within half a frame of frame k when the phase is within half a step of 0.
-        if step > 0 and min(ph[k], 1.0 - ph[k]) <= step / 2:
-            out.append(k)
-    return out
-
-
 @torch.no_grad()
 def generate_tokens_guided(
     gpt: CrossCondGPT,
@@ -150,60 +138,38 @@ def generate_tokens_guided(
     temperature: float = 1.0,
     top_k: int | None = None,
     seed: int = 0,
-    candidates: int = 4,
-    weight: float = 2.0,
+    guidance: GuidanceConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Beat-guided sampling: like :func:`generate_tokens`, but on tokens whose frames hold a predicted beat,
-    ``candidates`` token pairs are sampled, decoded, and the one whose body speed dips most at the beat
-    frame wins (score = log-probability + ``weight`` x relative speed dip). Uses only what the live engine
-    has (the token's predicted beat phase and the tokens so far), so it can run live.
+    """Beat-guided sampling (:mod:`engine.models.beat_guidance`): like :func:`generate_tokens`, but on tokens
+    near a predicted beat ``candidates`` token pairs are drawn, decoded after the committed frames, and the
+    one that puts a speed minimum on the beat wins. The same guide and streaming decoder as the live engine.
     """
-    from engine.train.losses import VectorFK
-
-    fk = VectorFK()
+    cfg = guidance or GuidanceConfig()
     n = len(cond)
     cache, gen, up_prev, down_prev, g, tx, c = _start_sampling(gpt, cond, genre, text, seed)
     ups = np.zeros(n, dtype=np.int64)
     downs = np.zeros(n, dtype=np.int64)
-    ctx = vq.decode_context()
-    beat_frames: list[int] = []
+    guide = BeatGuide(cfg)
+    dec = StreamingDecoder(vq, 1)
+    state = guide.new_state(int(vq.up_mean.numel()), int(vq.down_mean.numel()))
+    row = torch.zeros(1, dtype=torch.long)
     for t in range(n):
         pos = torch.tensor([t])
         lu, ld, _, _ = gpt.step(up_prev, down_prev, c[t : t + 1], g, tx, pos, cache.k, cache.v, cache.kv_mask,
                                 inplace=True)
-        f0 = DOWN * t
-        beat_frames.extend(f0 + k for k in _beat_frames(cond[t]))
-        near = [f for f in beat_frames if f >= f0]  # beats that fall on this token's frames
-        if not near or candidates <= 1:
+        near = state.observe(cond[t])
+        if not near or not cfg.enabled:
             up_prev = sample_tokens(lu, temperature, top_k, gen)
             down_prev = sample_tokens(ld, temperature, top_k, gen)
         else:
-            cu = sample_tokens(lu.expand(candidates, -1), temperature, top_k, gen)  # [C]
-            cd = sample_tokens(ld.expand(candidates, -1), temperature, top_k, gen)
-            lo = max(0, t - ctx)
-            hist_u = torch.from_numpy(ups[lo:t]).expand(candidates, -1)
-            hist_d = torch.from_numpy(downs[lo:t]).expand(candidates, -1)
-            u, d = vq.decode(torch.cat([hist_u, cu[:, None]], 1), torch.cat([hist_d, cd[:, None]], 1))  # [C, 4W, D]
-            seg = min(u.shape[1], DOWN + 3)  # this token's frames and the 3 before
-            pos = fk(u[:, -seg:], d[:, -seg:])  # [C, seg, J, 3]
-            speed = (pos[:, 1:] - pos[:, :-1]).norm(dim=-1).mean(-1)  # [C, seg-1]; column i = frame end-seg+1+i
-            first = f0 + DOWN - (seg - 1)  # absolute frame of speed column 0
-            logp = torch.log_softmax(lu.float() / max(temperature, 1e-6), -1)[0, cu] + torch.log_softmax(
-                ld.float() / max(temperature, 1e-6), -1
-            )[0, cd]
-            score = logp.clone()
-            for f in near:
-                i = f - first
-                if not 0 <= i < speed.shape[1]:
-                    continue
-                around = torch.cat([speed[:, max(0, i - 2) : i], speed[:, i + 1 : i + 3]], dim=1)
-                if around.shape[1] == 0:
-                    continue
-                dip = (around.mean(1) - speed[:, i]) / (speed.mean(1) + 1e-6)
-                score = score + weight * dip
-            best = int(score.argmax())
+            cu = sample_tokens(lu.expand(cfg.candidates, -1), temperature, top_k, gen)  # [C]
+            cd = sample_tokens(ld.expand(cfg.candidates, -1), temperature, top_k, gen)
+            u, d = dec.peek(cu, cd, row.expand(cfg.candidates))
+            best = guide.choose(state, near, u.numpy(), d.numpy(), candidate_logp(lu[0], ld[0], cu, cd, temperature))
             up_prev = cu[best : best + 1]
             down_prev = cd[best : best + 1]
+        u, d = dec.step(up_prev, down_prev)
+        state.commit(u[0].numpy(), d[0].numpy())
         ups[t] = int(up_prev[0])
         downs[t] = int(down_prev[0])
     return ups, downs
@@ -226,9 +192,9 @@ def sample_dance_tokens(
     """Tokens for a conditioning sequence with the model card's sampling (plain or beat-guided)."""
     temp = model.temperature if temperature is None else temperature
     k = model.top_k if top_k is None else top_k
-    cands, weight = model.beat_guidance
-    if cands > 1 and weight > 0:
-        return generate_tokens_guided(model.gpt, model.vq, cond, genre, text, temp, k, seed, cands, weight)
+    guidance = model.beat_guidance
+    if guidance.enabled:
+        return generate_tokens_guided(model.gpt, model.vq, cond, genre, text, temp, k, seed, guidance)
     return generate_tokens(model.gpt, cond, genre, text, temp, k, seed)
 
 

@@ -52,3 +52,23 @@ def test_rows_are_independent_and_reset_restarts_a_row(engine: str) -> None:
     sd.reset(2)
     outs = [sd.step(seq[0, t : t + 1], seq[0, t : t + 1], rows=torch.tensor([2]))[0] for t in range(10)]
     assert torch.allclose(torch.cat(outs, 1), ref_u, atol=1e-5)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_peek_decodes_candidates_without_committing(engine: str) -> None:
+    vq = _model(3)
+    g = torch.Generator().manual_seed(4)
+    sd = StreamingDecoder(vq, 2, engine=engine)
+    for _ in range(5):  # some history on both rows
+        sd.step(torch.randint(0, 512, (2,), generator=g), torch.randint(0, 512, (2,), generator=g))
+    before = [h.clone() for h in sd.hists]
+    cand_u = torch.tensor([7, 8, 9, 10])
+    cand_d = torch.tensor([1, 2, 3, 4])
+    rows = torch.tensor([1, 1, 1, 0])  # three candidates for row 1, one for row 0
+    pu, pd = sd.peek(cand_u, cand_d, rows)
+    for h, b in zip(sd.hists, before, strict=True):
+        assert torch.equal(h, b)  # nothing committed
+    # Committing candidate 1 of row 1 gives exactly its peeked frames.
+    u, d = sd.step(torch.tensor([0, 8]), torch.tensor([0, 2]))
+    assert torch.allclose(u[1], pu[1], atol=1e-5) and torch.allclose(d[1], pd[1], atol=1e-5)
+    assert not torch.allclose(pu[0], pu[2])  # different candidates decode differently

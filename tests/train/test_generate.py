@@ -1,14 +1,15 @@
-"""Offline generation pieces: beat frames from the phase entries, plain vs beat-guided sampling."""
+"""Offline generation: plain vs beat-guided sampling through the cached step API."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from engine.models.beat_guidance import GuidanceConfig
 from engine.models.conditioning import COND_DIM, sequence_conditions
 from engine.models.gpt import CrossCondGPT, GPTConfig
 from engine.models.vqvae import VQVAE, VQVAEConfig
-from engine.train.generate import _beat_frames, generate_tokens, generate_tokens_guided
+from engine.train.generate import generate_tokens, generate_tokens_guided
 
 
 def _cond(n_tokens: int, period: float = 0.5, first_beat: float = 0.1) -> np.ndarray:
@@ -16,13 +17,6 @@ def _cond(n_tokens: int, period: float = 0.5, first_beat: float = 0.1) -> np.nda
     t = np.arange(n) / 30.0
     nxt = first_beat + period * np.ceil((t - first_beat) / period)
     return sequence_conditions(np.zeros((n, 40), np.float32), np.full(n, period), nxt, n_tokens)
-
-
-def test_beat_frames_follow_the_predicted_phase() -> None:
-    cond = _cond(12)
-    found = [4 * t + k for t in range(1, 12) for k in _beat_frames(cond[t])]
-    beats = 0.1 + 0.5 * np.arange(4)  # 0.1, 0.6, 1.1, 1.6 s -> frames 3, 18, 33, 48
-    assert found == [round(b * 30) for b in beats if 4 <= b * 30 < 48]
 
 
 def _tiny() -> tuple[CrossCondGPT, VQVAE]:
@@ -39,7 +33,8 @@ def test_guided_with_one_candidate_is_plain_sampling() -> None:
     gpt, vq = _tiny()
     cond = _cond(20)
     a = generate_tokens(gpt, cond, 1, None, 1.0, None, seed=3)
-    b = generate_tokens_guided(gpt, vq, cond, 1, None, 1.0, None, seed=3, candidates=1)
+    b = generate_tokens_guided(gpt, vq, cond, 1, None, 1.0, None, seed=3,
+                               guidance=GuidanceConfig(candidates=1))
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
 
@@ -47,7 +42,8 @@ def test_guided_with_one_candidate_is_plain_sampling() -> None:
 def test_guided_sampling_stays_in_vocab_and_makes_other_choices() -> None:
     gpt, vq = _tiny()
     cond = _cond(20)
-    up, down = generate_tokens_guided(gpt, vq, cond, 1, None, 1.0, None, seed=3, candidates=6, weight=5.0)
+    up, down = generate_tokens_guided(gpt, vq, cond, 1, None, 1.0, None, seed=3,
+                                      guidance=GuidanceConfig(candidates=6, weight=5.0))
     assert up.shape == down.shape == (20,)
     assert ((up >= 0) & (up < 16)).all() and ((down >= 0) & (down < 16)).all()
     plain = generate_tokens(gpt, cond, 1, None, 1.0, None, seed=3)

@@ -1,0 +1,200 @@
+"""Beat-guided token choice: among tokens sampled from the GPT, keep the one that dips on the predicted beat.
+
+Bailando's motion beats are the local minima of the (smoothed) mean joint speed; a dance is on the beat
+when those minima fall on the music's beats. The GPT gives a distribution over the next token pair; on
+tokens near a *predicted* beat (the tracker's phase entries of the token's conditioning), ``candidates``
+token pairs are drawn from that distribution, each is decoded after the frames already committed, and
+the pair maximising
+
+    log p(upper) + log p(lower) + weight * sum_beats exp(-d^2 / (2 * tolerance^2))
+
+wins, ``d`` being the distance (frames) from the beat to the nearest local minimum of the smoothed speed
+over the last committed frames plus the candidate's four. Away from beats the first draw is kept, which is
+plain sampling.
+
+Everything it reads is what the live engine has when it commits the token: the token's predicted beat
+phase and the frames of earlier tokens. Nothing comes from the future, so the same code runs in
+:mod:`engine.runtime.generator` (live, batched, candidates decoded from each performer's streaming
+decoder state without committing) and in :mod:`engine.train.generate` (offline rendering and evaluation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter1d
+
+from engine.models.vqvae import DOWN
+
+#: Model frame rate the speeds are measured at.
+_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """Settings of beat-guided sampling (the model card's ``sampling.beat_guidance`` block).
+
+    Args:
+        candidates: token pairs drawn per guided token (<= 1 turns guidance off).
+        weight: weight of the beat term against the candidates' log-probability.
+        back: a beat up to this many frames before the token still steers it (the dip's rising side).
+        sigma: Gaussian smoothing of the speed curve, frames at 30 fps (Bailando's 5 at 60 fps).
+        tolerance: width of the hit score, frames at 30 fps (BAS's 3 at 60 fps).
+        history: committed frames kept per performer for the speed window.
+    """
+
+    candidates: int = 16
+    weight: float = 20.0
+    back: int = 3
+    sigma: float = 2.5
+    tolerance: float = 1.5
+    history: int = 8
+
+    def __post_init__(self) -> None:
+        if self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1:
+            raise ValueError(f"invalid beat guidance settings {self}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.candidates > 1 and self.weight > 0
+
+    @classmethod
+    def from_card(cls, block: dict | None) -> GuidanceConfig:
+        """From a model card's ``beat_guidance`` block (missing or empty: off)."""
+        if not block:
+            return cls(candidates=1, weight=0.0)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(block) - known
+        if unknown:
+            raise ValueError(f"unknown beat_guidance keys {sorted(unknown)}; known: {sorted(known)}")
+        d = cls()
+        return cls(candidates=int(block.get("candidates", d.candidates)), weight=float(block.get("weight", d.weight)),
+                   back=int(block.get("back", d.back)), sigma=float(block.get("sigma", d.sigma)),
+                   tolerance=float(block.get("tolerance", d.tolerance)), history=int(block.get("history", d.history)))
+
+    def with_candidates(self, n: int) -> GuidanceConfig:
+        """These settings with ``n`` candidates (``n`` <= 1: off; from off: the default settings)."""
+        if n <= 1:
+            return GuidanceConfig(candidates=1, weight=0.0)
+        base = self if self.enabled else GuidanceConfig()
+        return replace(base, candidates=int(n))
+
+    def to_card(self) -> dict:
+        return {"candidates": self.candidates, "weight": self.weight, "back": self.back, "sigma": self.sigma,
+                "tolerance": self.tolerance, "history": self.history}
+
+
+OFF = GuidanceConfig(candidates=1, weight=0.0)
+
+
+def beat_frames(cond_row: np.ndarray) -> list[int]:
+    """Frames (0..3) of a token on which the predicted beat falls, from its phase (sin, cos) entries."""
+    sc = np.asarray(cond_row)[-2 * DOWN :].reshape(DOWN, 2)
+    ph = np.mod(np.arctan2(sc[:, 0], sc[:, 1]) / (2 * np.pi), 1.0)  # [4] phase of each frame
+    step = float(np.mod(np.diff(ph), 1.0).mean())  # phase advance per frame
+    if step <= 0.0:
+        return []  # no tempo belief (constant phase)
+    # The beat falls within half a frame of frame k when the phase is within half a step of 0.
+    return [k for k in range(DOWN) if min(ph[k], 1.0 - ph[k]) <= step / 2]
+
+
+class GuideState:
+    """One performer's guidance memory: predicted beats (frame indices) and the last committed frames."""
+
+    def __init__(self, cfg: GuidanceConfig, dim_up: int, dim_down: int) -> None:
+        self.cfg = cfg
+        self.beats: list[int] = []
+        self.hist_up = np.zeros((0, dim_up), np.float32)
+        self.hist_down = np.zeros((0, dim_down), np.float32)
+        self.frames = 0  # frames committed so far (the next token starts here)
+
+    def reset(self) -> None:
+        self.beats.clear()
+        self.hist_up = self.hist_up[:0]
+        self.hist_down = self.hist_down[:0]
+        self.frames = 0
+
+    def observe(self, cond_row: np.ndarray) -> list[int]:
+        """Record the next token's predicted beats; return those that should steer it (absolute frames)."""
+        f0 = self.frames
+        self.beats.extend(f0 + k for k in beat_frames(cond_row))
+        lo = f0 - self.cfg.back
+        self.beats = [b for b in self.beats if b >= lo]
+        return [b for b in self.beats if b <= f0 + DOWN - 1]
+
+    def commit(self, upper: np.ndarray, lower: np.ndarray) -> None:
+        """The committed token's raw decoded frames (upper [4, Du], lower [4, Dl])."""
+        h = self.cfg.history
+        self.hist_up = np.concatenate([self.hist_up, upper])[-h:]
+        self.hist_down = np.concatenate([self.hist_down, lower])[-h:]
+        self.frames += len(upper)
+
+
+class BeatGuide:
+    """Scores candidate tokens of guided performers (see the module doc)."""
+
+    def __init__(self, cfg: GuidanceConfig) -> None:
+        from engine.train.losses import VectorFK
+
+        self.cfg = cfg
+        self.fk = VectorFK()
+
+    def new_state(self, dim_up: int, dim_down: int) -> GuideState:
+        return GuideState(self.cfg, dim_up, dim_down)
+
+    @torch.no_grad()
+    def speeds(self, state: GuideState, cand_up: np.ndarray, cand_down: np.ndarray) -> np.ndarray:
+        """Smoothed mean joint speed (m/s) over history + candidate frames: [C, n - 1]; column i lies
+        between window frames i and i + 1."""
+        c = len(cand_up)
+        up = np.concatenate([np.broadcast_to(state.hist_up, (c, *state.hist_up.shape)), cand_up], axis=1)
+        down = np.concatenate([np.broadcast_to(state.hist_down, (c, *state.hist_down.shape)), cand_down], axis=1)
+        pos = self.fk(torch.from_numpy(np.ascontiguousarray(up, np.float32)),
+                      torch.from_numpy(np.ascontiguousarray(down, np.float32))).numpy()  # [C, n, K, 3]
+        step = pos[:, 1:] - pos[:, :-1]
+        step[..., 0] += down[:, 1:, None, 0] / _FPS  # root velocity x, z (m/s) -> world displacement
+        step[..., 2] += down[:, 1:, None, 2] / _FPS
+        speed = np.linalg.norm(step, axis=-1).mean(-1) * _FPS  # [C, n - 1]
+        if self.cfg.sigma > 0 and speed.shape[1] > 1:
+            speed = gaussian_filter1d(speed, self.cfg.sigma, axis=1, mode="nearest")
+        return speed
+
+    def beat_scores(
+        self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray
+    ) -> np.ndarray:
+        """sum over ``beats`` of exp(-d^2 / (2 tol^2)) per candidate, d = frames from the beat to the nearest
+        speed minimum (a curve still falling at the window's end counts as a minimum there)."""
+        speed = self.speeds(state, cand_up, cand_down)
+        n = speed.shape[1]
+        first = state.frames - len(state.hist_up)  # absolute frame of window frame 0
+        out = np.zeros(len(speed))
+        if n < 2:
+            return out
+        s = speed
+        interior = np.zeros_like(s, dtype=bool)
+        interior[:, 1:-1] = (s[:, 1:-1] <= s[:, :-2]) & (s[:, 1:-1] <= s[:, 2:])
+        interior[:, -1] = s[:, -1] < s[:, -2]
+        cols = np.arange(n, dtype=np.float64)
+        tol2 = 2.0 * self.cfg.tolerance**2
+        for b in beats:
+            x = b - first - 0.5  # column position of frame b
+            d = np.where(interior, np.abs(cols[None] - x), np.inf).min(axis=1)
+            out += np.exp(-(d**2) / tol2)
+        return out
+
+    def choose(self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray,
+               logp: np.ndarray) -> int:
+        """Index of the winning candidate (cand_* [C, 4, D] raw decoded frames, logp [C])."""
+        return int(np.argmax(np.asarray(logp, np.float64) + self.cfg.weight * self.beat_scores(
+            state, beats, cand_up, cand_down)))
+
+
+def candidate_logp(logits_up: torch.Tensor, logits_down: torch.Tensor, cu: torch.Tensor, cd: torch.Tensor,
+                   temperature: float) -> np.ndarray:
+    """log p of candidate pairs under the tempered distributions (logits [V], candidates [C])."""
+    t = max(float(temperature), 1e-6)
+    lu = torch.log_softmax(logits_up.float() / t, -1)
+    ld = torch.log_softmax(logits_down.float() / t, -1)
+    return (lu[cu] + ld[cd]).numpy()

@@ -1,0 +1,90 @@
+"""Beat-guided token choice: predicted beat frames, settings, and the scoring that picks the dip on the beat."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.models.beat_guidance import OFF, BeatGuide, GuidanceConfig, beat_frames
+from engine.models.conditioning import sequence_conditions
+from engine.models.pose_repr import LOWER_DIM, UPPER_DIM
+
+
+def _cond(n_tokens: int, period: float = 0.5, first_beat: float = 0.1) -> np.ndarray:
+    n = 4 * n_tokens
+    t = np.arange(n) / 30.0
+    nxt = first_beat + period * np.ceil((t - first_beat) / period)
+    return sequence_conditions(np.zeros((n, 40), np.float32), np.full(n, period), nxt, n_tokens)
+
+
+def test_beat_frames_follow_the_predicted_phase() -> None:
+    cond = _cond(12)
+    found = [4 * t + k for t in range(1, 12) for k in beat_frames(cond[t])]
+    beats = 0.1 + 0.5 * np.arange(4)  # 0.1, 0.6, 1.1, 1.6 s -> frames 3, 18, 33, 48
+    assert found == [round(b * 30) for b in beats if 4 <= b * 30 < 48]
+    assert beat_frames(cond[0]) == []  # no tempo belief before the first token: no beat
+
+
+def test_settings_from_the_model_card() -> None:
+    assert not GuidanceConfig.from_card(None).enabled
+    assert not GuidanceConfig.from_card({}).enabled
+    cfg = GuidanceConfig.from_card({"candidates": 8, "weight": 5})
+    assert cfg.enabled and cfg.candidates == 8 and cfg.weight == 5.0
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg
+    with pytest.raises(ValueError, match="unknown beat_guidance keys"):
+        GuidanceConfig.from_card({"candidates": 8, "wieght": 5})
+    with pytest.raises(ValueError):
+        GuidanceConfig(candidates=-1)
+    assert not cfg.with_candidates(0).enabled
+    assert cfg.with_candidates(4).candidates == 4 and cfg.with_candidates(4).weight == 5.0
+    assert OFF.with_candidates(12) == GuidanceConfig(candidates=12)
+
+
+def _frames(vx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A rigid pose sliding along x at speeds vx (m/s): every joint's speed is |vx|."""
+    n = len(vx)
+    up = np.tile(np.array([1, 0, 0, 0, 1, 0], np.float32), (n, UPPER_DIM // 6))
+    low = np.zeros((n, LOWER_DIM), np.float32)
+    low[:, 3:-4] = np.tile(np.array([1, 0, 0, 0, 1, 0], np.float32), (n, (LOWER_DIM - 7) // 6))
+    low[:, 0] = vx
+    low[:, 1] = 0.9
+    return up, low
+
+
+def test_the_candidate_with_the_speed_minimum_on_the_beat_wins() -> None:
+    guide = BeatGuide(GuidanceConfig(candidates=3, weight=20.0, sigma=1.0))
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_frames(np.array([2.0, 2.0, 2.0, 2.0])))
+    state.commit(*_frames(np.array([2.0, 1.8, 1.5, 1.2])))  # slowing down into the next token
+    beat = state.frames + 1  # the beat falls on the candidates' second frame
+    speeds = [
+        np.array([1.0, 1.2, 1.8, 2.2]),  # minimum one frame early
+        np.array([0.9, 0.2, 0.9, 1.8]),  # minimum on the beat
+        np.array([1.1, 1.3, 1.6, 0.4]),  # minimum at the end
+    ]
+    cand = [_frames(v) for v in speeds]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    scores = guide.beat_scores(state, [beat], cu, cd)
+    assert int(np.argmax(scores)) == 1 and scores[1] > 0.9
+    assert guide.choose(state, [beat], cu, cd, logp=np.zeros(3)) == 1
+    # A much likelier candidate beats the dip when the weight is small.
+    assert BeatGuide(GuidanceConfig(candidates=3, weight=0.1, sigma=1.0)).choose(
+        state, [beat], cu, cd, logp=np.array([0.0, -5.0, 0.0])) != 1
+
+
+def test_state_keeps_recent_beats_and_history_only() -> None:
+    cfg = GuidanceConfig(candidates=4, history=8, back=3)
+    guide = BeatGuide(cfg)
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    cond = _cond(12)
+    steering = []
+    for t in range(12):
+        steering.append(state.observe(cond[t]))
+        state.commit(*_frames(np.ones(4)))
+    assert len(state.hist_up) == 8 and state.frames == 48
+    # Beat at frame 18 steers the token holding it (frames 16-19) and the next one (20-23, 18 >= 20 - 3).
+    assert 18 in steering[4] and 18 in steering[5] and 18 not in steering[6]
+    assert all(b >= 4 * t - 3 for t, bs in enumerate(steering) for b in bs)
+    state.reset()
+    assert state.frames == 0 and not state.beats and len(state.hist_up) == 0
