@@ -1,0 +1,131 @@
+"""Cost of beat-guided sampling in the live generator: step time of steered vs plain tokens, per batch size.
+
+``python -m bench.guidance_bench [--performers 1,8,32] [--seconds 30] [--out bench/reports]`` writes
+``guidance.{md,json,png}``. The generator is the runtime's (shipped model, onnxruntime GPT step and
+streaming decoder, one thread), stepped over the conditioning of a synthetic rhythm track at 100 BPM
+exactly as the runtime steps it, once with the model card's beat guidance and once with plain sampling.
+A step in which any performer is steered is a "steered step". Medians and p99 of each kind, and the ratio
+of medians measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.latency_args import REPORT_DIR
+
+TOKEN_MS = 4 * 1000.0 / 30.0
+
+
+def _conditions(seconds: float) -> np.ndarray:
+    from engine.analysis import analyze_signal
+    from engine.frames import ENGINE_SAMPLE_RATE
+    from engine.models.conditioning import sequence_conditions
+    from engine.train.synth_music import render_track
+
+    beats = np.arange(0.3, seconds, 0.6)
+    a = analyze_signal(render_track(beats, seconds, seed=3), ENGINE_SAMPLE_RATE)
+    return sequence_conditions(a.features, a.period_s, a.next_beat_s, len(a.features) // 4)
+
+
+def measure(performers: int, cond: np.ndarray, guided: bool, backend: str = "onnxruntime") -> dict:
+    from engine.cli.run_cmds import load_generator
+
+    gen = load_generator(None, backend, performers, threads=1, beat_guidance=None if guided else 0)
+    warm = 8  # the first steps include lazy initialisation: left out of every figure
+    times: list[tuple[bool, float]] = []
+    for row in cond:
+        before = gen.guided_tokens
+        t0 = time.perf_counter_ns()
+        gen.step(row)
+        times.append((gen.guided_tokens > before, (time.perf_counter_ns() - t0) / 1e6))
+    times = times[warm:]
+    allv = np.array([ms for _, ms in times])
+    out: dict = {"performers": performers, "guided": guided, "steps": len(times),
+                 "step_ms_p50": float(np.median(allv)), "step_ms_p99": float(np.percentile(allv, 99))}
+    for name, v in (("steered", [ms for s, ms in times if s]), ("plain", [ms for s, ms in times if not s])):
+        if v:
+            out[f"{name}_steps"] = len(v)
+            out[f"{name}_ms_p50"] = float(np.median(v))
+            out[f"{name}_ms_p99"] = float(np.percentile(v, 99))
+    out["candidates"] = gen.guidance.candidates if gen.guidance.enabled else 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.guidance_bench", description=__doc__)
+    ap.add_argument("--performers", default="1,8,32", help="batch sizes (comma-separated)")
+    ap.add_argument("--seconds", type=float, default=30.0, help="music per run")
+    ap.add_argument("--out", type=Path, default=REPORT_DIR, help="report directory ('-' writes nothing)")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    cond = _conditions(args.seconds)
+    rows = []
+    for n in (int(x) for x in args.performers.split(",")):
+        for guided in (False, True):
+            r = measure(n, cond, guided)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    load = os.getloadavg()
+    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+              "load_average_after": load, "token_ms": TOKEN_MS, "rows": rows}
+    if str(args.out) == "-":
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "guidance.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Beat-guided sampling: live generator step cost", "",
+             f"Machine: {report['machine']}; load average after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. "
+             "Shipped model, onnxruntime GPT step + onnxruntime streaming decoder, 1 thread; "
+             f"{len(cond)} tokens of a synthetic 100 BPM rhythm track per run. A token lasts {TOKEN_MS:.0f} ms.", "",
+             "| performers | sampling | steps steered | steered step p50 / p99 ms | other steps p50 / p99 ms | "
+             "all steps p50 / p99 ms |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        kind = f"guided ({r['candidates']} candidates)" if r["guided"] else "plain"
+        st = f"{r['steered_ms_p50']:.2f} / {r['steered_ms_p99']:.2f}" if "steered_ms_p50" in r else "-"
+        pl = f"{r['plain_ms_p50']:.2f} / {r['plain_ms_p99']:.2f}" if "plain_ms_p50" in r else "-"
+        lines.append(f"| {r['performers']} | {kind} | {r.get('steered_steps', 0)} of {r['steps']} | {st} | {pl} | "
+                     f"{r['step_ms_p50']:.2f} / {r['step_ms_p99']:.2f} |")
+    lines.append("")
+    for n in sorted({r["performers"] for r in rows}):
+        g = next(r for r in rows if r["performers"] == n and r["guided"])
+        p = next(r for r in rows if r["performers"] == n and not r["guided"])
+        if "steered_ms_p50" in g:
+            lines.append(f"- {n} performer(s): a steered step costs {g['steered_ms_p50'] / p['step_ms_p50']:.1f}x "
+                         f"a plain step (medians, same run); p99 of a steered step is "
+                         f"{100 * g['steered_ms_p99'] / TOKEN_MS:.0f} % of the token's {TOKEN_MS:.0f} ms.")
+    (args.out / "guidance.md").write_text("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = sorted({r["performers"] for r in rows})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for guided, label in ((False, "plain step"), (True, "steered step (guided)")):
+        key = "steered_ms_p50" if guided else "step_ms_p50"
+        ys = [next(r for r in rows if r["performers"] == n and r["guided"] == guided).get(key, np.nan) for n in ns]
+        ax.plot(ns, ys, "o-", label=label)
+    ax.axhline(TOKEN_MS, color="r", lw=0.8, ls="--", label="token period")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("performers (batch)")
+    ax.set_ylabel("step time, median (ms)")
+    ax.legend()
+    ax.set_title("Live generator step: beat-guided vs plain sampling")
+    fig.tight_layout()
+    fig.savefig(args.out / "guidance.png", dpi=90)
+    plt.close(fig)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
