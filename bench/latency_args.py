@@ -14,5 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="onnxruntime", help="GPT step backend (default onnxruntime)")
     p.add_argument("--latency-seconds", type=float, default=60.0, help="real-time run for processing latency")
     p.add_argument("--soak-seconds", type=float, default=600.0, help="pacing + soak run (default 600 = 10 min)")
+    p.add_argument("--beat-guidance", type=int, default=None, metavar="N",
+                   help="beat-guidance candidates (0: plain sampling; default: the model card's)")
     p.add_argument("--capacity-sizes", default="1,2,4,8,16,32,64,128,256", help="performer counts to try")
     p.add_argument("--out", type=Path, default=REPORT_DIR, help="report directory ('-' writes nothing)")

@@ -85,13 +85,17 @@ def paced_blocks(x: np.ndarray, block: int = 512, stall_every_s: float = 0.0, st
 # ------------------------------------------------------------------------------------------------ runtime
 
 
+#: ``--beat-guidance``: candidates for every generator this bench builds (None: the model card's setting).
+BEAT_GUIDANCE: list[int | None] = [None]
+
+
 def make_runtime(model_dir: Path, performers: int = 1, backend: str = "torch", realtime: bool = True,
                  threads: int = 1, sinks: list[Callable[[PoseFrame], None]] | None = None, seed: int = 0) -> Any:
     from engine.analysis.music import MusicAnalyzer
     from engine.cli.run_cmds import load_generator
     from engine.runtime.runtime import DanceRuntime, RuntimeConfig
 
-    gen = load_generator(model_dir, backend, performers, threads, seed)
+    gen = load_generator(model_dir, backend, performers, threads, seed, beat_guidance=BEAT_GUIDANCE[0])
     return DanceRuntime(gen, MusicAnalyzer(), sinks=list(sinks or []), config=RuntimeConfig(realtime=realtime))
 
 
@@ -284,7 +288,7 @@ def capacity(model_dir: Path, backend: str, sizes: tuple[int, ...], threads: int
     rows = []
     rng = np.random.default_rng(0)
     for n in sizes:
-        gen = load_generator(model_dir, backend, n, threads)
+        gen = load_generator(model_dir, backend, n, threads, beat_guidance=BEAT_GUIDANCE[0])
         be = gen.backend
         cond_dim = be.config.cond_dim
         times = []
@@ -306,11 +310,23 @@ def capacity(model_dir: Path, backend: str, sizes: tuple[int, ...], threads: int
 # ------------------------------------------------------------------------------------------------ report
 
 
+def load_generator_guidance(model_dir: Path, candidates: int | None) -> str:
+    """The beat-guidance setting the bench runs with, in words."""
+    from engine.train.generate import load_dance_model
+
+    g = load_dance_model(model_dir).beat_guidance
+    g = g if candidates is None else g.with_candidates(candidates)
+    return f"{g.candidates} candidates, weight {g.weight:g}" if g.enabled else "off (plain sampling)"
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from engine.cli.run_cmds import default_model_dir
 
     model_dir = Path(args.model) if args.model else default_model_dir()
+    BEAT_GUIDANCE[0] = args.beat_guidance
     report: dict[str, Any] = {"model": str(model_dir), "backend": args.backend, "machine": _machine()}
+    probe = load_generator_guidance(model_dir, args.beat_guidance)
+    report["beat_guidance"] = probe
     _progress(f"processing latency: {args.latency_seconds:.0f} s real-time run with a WebSocket client")
     x, _ = music(args.latency_seconds, [(args.latency_seconds, 118.0, 118.0)])
     live = run_live(model_dir, x, args.backend)
@@ -418,6 +434,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Model `{r['model']}`, backend `{r['backend']}`, machine: {r['machine']}. The load average shows what "
         "else ran on the 2 cores while this was measured.",
+        f"Beat-guided sampling: {r.get('beat_guidance', 'off (plain sampling)')} "
+        "(`--beat-guidance N` to change; step cost of guidance alone: `guidance.md`).",
         "Produced by `groovecast bench latency`. ![plots](latency.png)",
         "",
         "## Processing latency (goal: p99 < 5 ms)",

@@ -28,6 +28,9 @@ from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
 from export.base import DecodeBackend, PerformerState
 
+#: Fewest candidates per steered performer worth decoding and scoring (see ``DanceGenerator.guidance_rows``).
+MIN_GUIDED_CANDIDATES = 4
+
 
 @dataclass
 class Controls:
@@ -79,12 +82,18 @@ class DanceGenerator:
         decode_engine: ``"torch"`` or ``"onnxruntime"`` for the streaming VQ-VAE decoder.
         guidance: beat-guided sampling (:mod:`engine.models.beat_guidance`; the model card's setting);
             off by default. Candidates are decoded from each performer's decoder state without committing.
+        guidance_rows: candidate rows decoded per step, shared by the performers steered in that step
+            (each gets ``min(candidates, guidance_rows // steered)``; below ``MIN_GUIDED_CANDIDATES`` the
+            step samples plainly: a few candidates change little and each steered performer costs a scoring).
+            Bounds the extra step time when many performers are steered on the same beat.
     """
 
     def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True,
-                 decode_engine: str = "torch", guidance: GuidanceConfig = OFF) -> None:
+                 decode_engine: str = "torch", guidance: GuidanceConfig = OFF, guidance_rows: int = 64) -> None:
         self.backend = backend
         self.guidance = guidance
+        self.guidance_rows = guidance_rows
+        self.guidance_skipped = 0  # steered tokens sampled plainly because the row budget was spent
         self.guide = BeatGuide(guidance) if guidance.enabled else None
         self.guided_tokens = 0  # tokens chosen among candidates (statistics)
         self.foot_lock = foot_lock
@@ -215,29 +224,35 @@ class DanceGenerator:
                ups: np.ndarray, downs: np.ndarray) -> None:
         """Beat-guided choice for the performers whose token is near a predicted beat (in place on ups/downs).
 
-        Each such performer draws ``candidates`` pairs from its own random stream; all candidates of all
-        of them are decoded in one batched peek of the streaming decoder (nothing committed).
+        Each such performer draws its share of candidate pairs (see ``guidance_rows``) from its own random
+        stream; all candidates of all of them are decoded in one batched peek of the streaming decoder
+        (nothing committed).
         """
         assert self.guide is not None
-        cfg = self.guidance
-        todo: list[tuple[int, list[int], torch.Tensor, torch.Tensor]] = []
+        steered: list[tuple[int, list[int]]] = []
         for i, p in enumerate(ps):
-            if p.guide is None:
-                continue
-            near = p.guide.observe(cond_b[i])
-            if not near:
-                continue
+            if p.guide is not None:
+                near = p.guide.observe(cond_b[i])
+                if near:
+                    steered.append((i, near))
+        if not steered:
+            return
+        n_cand = min(self.guidance.candidates, self.guidance_rows // len(steered))
+        if n_cand < MIN_GUIDED_CANDIDATES:
+            self.guidance_skipped += len(steered)
+            return
+        todo: list[tuple[int, list[int], torch.Tensor, torch.Tensor]] = []
+        for i, near in steered:
+            p = ps[i]
             c = p.controls
-            lu = logits_up[i : i + 1].expand(cfg.candidates, -1)
-            ld = logits_down[i : i + 1].expand(cfg.candidates, -1)
+            lu = logits_up[i : i + 1].expand(n_cand, -1)
+            ld = logits_down[i : i + 1].expand(n_cand, -1)
             todo.append((i, near, sample_tokens(lu, c.temperature, c.top_k or None, p.rng),
                          sample_tokens(ld, c.temperature, c.top_k or None, p.rng)))
-        if not todo:
-            return
-        rows = torch.tensor([ps[i].slot for i, _, _, _ in todo]).repeat_interleave(cfg.candidates)
+        rows = torch.tensor([ps[i].slot for i, _, _, _ in todo]).repeat_interleave(n_cand)
         u, d = self.decoder.peek(torch.cat([t[2] for t in todo]), torch.cat([t[3] for t in todo]), rows)
-        u_np = u.numpy().reshape(len(todo), cfg.candidates, *u.shape[1:])
-        d_np = d.numpy().reshape(len(todo), cfg.candidates, *d.shape[1:])
+        u_np = u.numpy().reshape(len(todo), n_cand, *u.shape[1:])
+        d_np = d.numpy().reshape(len(todo), n_cand, *d.shape[1:])
         for j, (i, near, cu, cd) in enumerate(todo):
             p = ps[i]
             assert p.guide is not None

@@ -56,3 +56,35 @@ def test_guided_live_dance_lands_on_the_beat_more_often_than_plain_sampling() ->
             assert gen.guided_tokens > 0.25 * 3 * n_tok  # about 7 of every 20 frames are near a beat
             assert max(M.longest_freeze_s(p, MODEL_FPS) for p in dances) < 2.0
     assert scores["guided"] > scores["plain"] + 0.05, scores
+
+
+def test_candidate_rows_are_shared_and_capped_per_step() -> None:
+    import torch
+
+    from engine.models.beat_guidance import GuidanceConfig
+    from engine.models.gpt import CrossCondGPT, GPTConfig
+    from engine.models.vqvae import VQVAE, VQVAEConfig
+
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=1, n_embd=32, n_head=2, context=8)).eval()
+    vq = VQVAE(VQVAEConfig(hidden=16, code_dim=8)).eval()
+    n = 4 * 24
+    t = np.arange(n) / MODEL_FPS
+    period, first = 0.5, 0.1
+    cond = sequence_conditions(np.zeros((n, 40), np.float32), np.full(n, period),
+                               first + period * np.ceil((t - first) / period), 24)
+
+    def run(performers: int, rows: int) -> DanceGenerator:
+        gen = DanceGenerator(TorchBackend(gpt, capacity=8, device="cpu"), vq, guidance=GuidanceConfig(candidates=8),
+                             guidance_rows=rows)
+        for _ in range(performers):
+            gen.add_performer()
+        for row in cond:
+            gen.step(row)
+        return gen
+
+    shared = run(2, rows=8)  # 4 candidates each: still guided
+    assert shared.guided_tokens > 0 and shared.guidance_skipped == 0
+    spent = run(8, rows=8)  # 1 candidate each: plain sampling, counted
+    assert spent.guided_tokens == 0 and spent.guidance_skipped > 0
+    assert spent.guidance_skipped == 8 * (shared.guided_tokens // 2)  # the same tokens are near beats
