@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from engine.models.beat_guidance import OFF, BeatGuide, GuidanceConfig, GuideState, candidate_logp
+from engine.models.beat_guidance import (
+    OFF,
+    BeatGuide,
+    GuidanceConfig,
+    GuideState,
+    candidate_logp,
+    pack_candidates,
+)
 from engine.models.conditioning import genre_id
 from engine.models.pose_repr import (
     lock_feet,
@@ -249,15 +256,17 @@ class DanceGenerator:
             ld = logits_down[i : i + 1].expand(n_cand, -1)
             todo.append((i, near, sample_tokens(lu, c.temperature, c.top_k or None, p.rng),
                          sample_tokens(ld, c.temperature, c.top_k or None, p.rng)))
-        rows = torch.tensor([ps[i].slot for i, _, _, _ in todo]).repeat_interleave(n_cand)
-        u, d = self.decoder.peek(torch.cat([t[2] for t in todo]), torch.cat([t[3] for t in todo]), rows)
-        u_np = u.numpy().reshape(len(todo), n_cand, *u.shape[1:])
-        d_np = d.numpy().reshape(len(todo), n_cand, *d.shape[1:])
-        for j, (i, near, cu, cd) in enumerate(todo):
+        packed = [pack_candidates(cu, cd) for _, _, cu, cd in todo]  # distinct tokens only (see there)
+        rows = torch.cat([torch.full((len(pk[0]),), ps[i].slot) for (i, _, _, _), pk in zip(todo, packed, strict=True)])
+        u, d = self.decoder.peek(torch.cat([pk[0] for pk in packed]), torch.cat([pk[1] for pk in packed]), rows)
+        u_np, d_np = u.numpy(), d.numpy()
+        start = 0
+        for (i, near, cu, cd), (ru, _, iu, idn) in zip(todo, packed, strict=True):
             p = ps[i]
             assert p.guide is not None
             logp = candidate_logp(logits_up[i], logits_down[i], cu, cd, p.controls.temperature)
-            best = self.guide.choose(p.guide, near, u_np[j], d_np[j], logp)
+            best = self.guide.choose(p.guide, near, u_np[start + iu], d_np[start + idn], logp)
+            start += len(ru)
             ups[i] = int(cu[best])
             downs[i] = int(cd[best])
         self.guided_tokens += len(todo)

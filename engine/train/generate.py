@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
-from engine.models.beat_guidance import BeatGuide, GuidanceConfig, candidate_logp
+from engine.models.beat_guidance import BeatGuide, GuidanceConfig, candidate_logp, pack_candidates
 from engine.models.conditioning import COND_DIM, TEXT_DIM, embed_texts, genre_id, sequence_conditions
 from engine.models.gpt import CrossCondGPT, load_gpt
 from engine.models.pose_repr import Motion, lock_feet, metric_cmu_skeleton, vectors_to_motion
@@ -164,8 +164,10 @@ def generate_tokens_guided(
         else:
             cu = sample_tokens(lu.expand(cfg.candidates, -1), temperature, top_k, gen)  # [C]
             cd = sample_tokens(ld.expand(cfg.candidates, -1), temperature, top_k, gen)
-            u, d = dec.peek(cu, cd, row.expand(cfg.candidates))
-            best = guide.choose(state, near, u.numpy(), d.numpy(), candidate_logp(lu[0], ld[0], cu, cd, temperature))
+            ru, rd, iu, idn = pack_candidates(cu, cd)
+            u, d = dec.peek(ru, rd, row.expand(len(ru)))
+            best = guide.choose(state, near, u.numpy()[iu], d.numpy()[idn],
+                                candidate_logp(lu[0], ld[0], cu, cd, temperature))
             up_prev = cu[best : best + 1]
             down_prev = cd[best : best + 1]
         u, d = dec.step(up_prev, down_prev)

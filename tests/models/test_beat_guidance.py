@@ -88,3 +88,15 @@ def test_state_keeps_recent_beats_and_history_only() -> None:
     assert all(b >= 4 * t - 3 for t, bs in enumerate(steering) for b in bs)
     state.reset()
     assert state.frames == 0 and not state.beats and len(state.hist_up) == 0
+
+
+def test_packed_rows_cover_every_candidate_with_the_fewest_decodes() -> None:
+    import torch
+
+    from engine.models.beat_guidance import pack_candidates
+
+    cu = torch.tensor([5, 5, 9, 5, 9, 7])
+    cd = torch.tensor([1, 2, 2, 1, 3, 1])
+    ru, rd, iu, idn = pack_candidates(cu, cd)
+    assert len(ru) == len(rd) == 3  # 3 distinct upper (5, 7, 9) and 3 distinct lower (1, 2, 3) tokens
+    assert torch.equal(ru[iu], cu) and torch.equal(rd[idn], cd)

@@ -72,9 +72,14 @@ def test_tiny_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert motion.skeleton.num_joints == 43
     assert np.isfinite(motion.data).all()
 
-    assert main(["eval", "--model", str(out), "--data", str(data), "--json"]) == 0
+    # Beat-guided generation through the same CLI (the tiny run has no model card: guidance off by default).
+    assert main(["generate", str(wav), "--out", str(bvh), "--model", str(out), "--seconds", "4",
+                 "--beat-guidance", "6"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 120
+
+    assert main(["eval", "--model", str(out), "--data", str(data), "--json", "--beat-guidance", "4"]) == 0
     res = json.loads(capsys.readouterr().out)
-    for row in ("real", "model", "untrained"):
+    for row in ("real", "model", "untrained", "model_plain", "untrained_plain"):
         assert {"fid_k", "fid_g", "bas", "pfc"} <= set(res[row])
     assert res["model"]["vq_mpjpe_mm"] > 0
 
