@@ -69,6 +69,8 @@ class RuntimeConfig:
     restart_after_s: float = 2.0  # after silence this long, music restarts the dance from scratch
     tempo_jump_ratio: float = 0.08  # a tempo change beyond this between tokens re-plans unplayed tokens
     max_warp_rate: float = 0.05  # phase-lock time-warp: most playback speed change (0 disables)
+    # A frame whose token is still being generated is waited for (one audio block + the recent step time,
+    # p95 of the last 64 steps, + this margin) rather than missed: beat-guided steps take longer.
     late_wait_ms: float = 8.0
     stall_ms: float = 150.0  # no audio for this long: input lost, hold the pose until it returns
     realtime: bool = True
@@ -156,6 +158,8 @@ class DanceRuntime:
         self._tick = 0  # next output tick
         self._stall_frames = 0.0  # audio frames the output timeline lags behind ticks (input stalls)
         self._block_ns = 0  # duration of the newest audio block
+        self._recent_step_ns: deque[int] = deque(maxlen=64)
+        self._step_wait_ns = 0  # p95 of the recent step times: how long the playout waits for a token
         self._origin = 0  # source sample index of the analyzer's time zero
         self._offsets: deque[int] = deque(maxlen=96)  # capture_ns - sample time of recent blocks (about 2 s)
         self._clock_offset_ns = 0
@@ -366,7 +370,11 @@ class DanceRuntime:
             self._lock.notify_all()
         self.stats.tokens += 1
         self.stats.token_bpm.append((t, self._belief[2]))
-        self.stats.step_ms.append((self.clock.monotonic_ns() - t0) / 1e6)
+        step_ns = self.clock.monotonic_ns() - t0
+        self.stats.step_ms.append(step_ns / 1e6)
+        self._recent_step_ns.append(step_ns)
+        if len(self._recent_step_ns) >= 8:
+            self._step_wait_ns = int(np.percentile(self._recent_step_ns, 95))
 
     def _replan(self) -> None:
         """Discard generated-but-unplayed tokens so they are regenerated with the new tempo belief."""
@@ -504,7 +512,7 @@ class DanceRuntime:
             with self._lock:
                 # Its audio arrives with the block holding it, then its token is generated: wait for that
                 # (a block plus the allowed step time) rather than miss the frame.
-                deadline = due + self._block_ns + wait_ns
+                deadline = due + self._block_ns + self._step_wait_ns + wait_ns
                 while self._running and token >= self._next_token and self.clock.monotonic_ns() < deadline:
                     self._lock.wait(max(0.0, (deadline - self.clock.monotonic_ns()) / 1e9))
                 if self._ended and pos >= self._n_frames:
