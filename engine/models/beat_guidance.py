@@ -150,16 +150,17 @@ class BeatGuide:
         return self.fk(torch.from_numpy(np.ascontiguousarray(up, np.float32)),
                        torch.from_numpy(np.ascontiguousarray(down, np.float32))).numpy()
 
-    def speeds(self, state: GuideState, cand_up: np.ndarray, cand_down: np.ndarray) -> np.ndarray:
-        """Smoothed mean joint speed (m/s) over history + candidate frames: [C, n - 1]; column i lies
-        between window frames i and i + 1. ``cand_*``: [C, 4, D]; the history's FK is done once."""
-        c = len(cand_up)
-        pos = self._positions(cand_up, cand_down)  # [C, 4, K, 3]
-        root_v = cand_down[:, :, [0, 2]]  # [C, 4, 2] m/s
-        if len(state.hist_up):
-            hist = self._positions(state.hist_up, state.hist_down)  # [H, K, 3]
+    def _speed(self, pos: np.ndarray, root_v: np.ndarray, hist: np.ndarray | None, hist_v: np.ndarray | None
+               ) -> np.ndarray:
+        """Smoothed mean joint speed (m/s), [C, n - 1], column i between window frames i and i + 1.
+
+        pos [C, 4, K, 3] and root_v [C, 4, 2] of the candidates; hist [H, K, 3], hist_v [H, 2] of the
+        committed frames (None: no history yet).
+        """
+        c = len(pos)
+        if hist is not None and hist_v is not None and len(hist):
             pos = np.concatenate([np.broadcast_to(hist, (c, *hist.shape)), pos], axis=1)
-            root_v = np.concatenate([np.broadcast_to(state.hist_down[:, [0, 2]], (c, len(hist), 2)), root_v], axis=1)
+            root_v = np.concatenate([np.broadcast_to(hist_v, (c, *hist_v.shape)), root_v], axis=1)
         step = pos[:, 1:] - pos[:, :-1]
         step[..., 0] += root_v[:, 1:, None, 0] / _FPS  # root velocity x, z (m/s) -> world displacement
         step[..., 2] += root_v[:, 1:, None, 1] / _FPS
@@ -168,14 +169,10 @@ class BeatGuide:
             speed = gaussian_filter1d(speed, self.cfg.sigma, axis=1, mode="nearest")
         return speed
 
-    def beat_scores(
-        self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray
-    ) -> np.ndarray:
-        """sum over ``beats`` of exp(-d^2 / (2 tol^2)) per candidate, d = frames from the beat to the nearest
-        speed minimum (a curve still falling at the window's end counts as a minimum there)."""
-        speed = self.speeds(state, cand_up, cand_down)
+    def _hits(self, speed: np.ndarray, first: int, beats: list[int]) -> np.ndarray:
+        """sum over ``beats`` of exp(-d^2 / (2 tol^2)) per candidate row of ``speed``; ``first`` = absolute
+        frame of window frame 0. A curve still falling at the window's end counts as a minimum there."""
         n = speed.shape[1]
-        first = state.frames - len(state.hist_up)  # absolute frame of window frame 0
         out = np.zeros(len(speed))
         if n < 2:
             return out
@@ -191,16 +188,52 @@ class BeatGuide:
             out += np.exp(-(d**2) / tol2)
         return out
 
-    def choose(self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray,
-               logp: np.ndarray) -> int:
-        """Index of the winning candidate pair (cand_* [C, 4, D] raw decoded frames, logp [C]).
+    def beat_scores_batch(self, states: list[GuideState], beats: list[list[int]], cand_up: np.ndarray,
+                          cand_down: np.ndarray) -> np.ndarray:
+        """Hit scores [P, C] for P performers' candidates (cand_* [P, C, 4, D] raw decoded frames).
+
+        Two forward-kinematics calls in all (every candidate frame, every history frame), whatever P is.
+        """
+        p_, c_ = cand_up.shape[:2]
+        pos = self._positions(cand_up.reshape(p_ * c_, *cand_up.shape[2:]),
+                              cand_down.reshape(p_ * c_, *cand_down.shape[2:]))
+        pos = pos.reshape(p_, c_, *pos.shape[1:])  # [P, C, 4, K, 3]
+        lens = [len(st.hist_up) for st in states]
+        hist_all = None
+        if sum(lens):
+            hist_all = self._positions(np.concatenate([st.hist_up for st in states]),
+                                       np.concatenate([st.hist_down for st in states]))  # [sum H, K, 3]
+        out = np.zeros((p_, c_))
+        at = 0
+        for i, st in enumerate(states):
+            hist = None if hist_all is None else hist_all[at : at + lens[i]]
+            at += lens[i]
+            speed = self._speed(pos[i], cand_down[i][:, :, [0, 2]], hist, st.hist_down[:, [0, 2]])
+            out[i] = self._hits(speed, st.frames - lens[i], beats[i])
+        return out
+
+    def beat_scores(
+        self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray
+    ) -> np.ndarray:
+        """Hit scores [C] of one performer's candidates (cand_* [C, 4, D])."""
+        return self.beat_scores_batch([state], [beats], cand_up[None], cand_down[None])[0]
+
+    def choose_batch(self, states: list[GuideState], beats: list[list[int]], cand_up: np.ndarray,
+                     cand_down: np.ndarray, logp: np.ndarray) -> list[int]:
+        """The winning candidate pair of each performer (cand_* [P, C, 4, D], logp [P, C]).
 
         Pairs, not all pairings of C upper and C lower draws: the speed curve is dominated by the lower
         body and the root, so C x C pairings score about like C pairs (measured: 8 x 8 pairings gave BAS
         0.30 where 32 pairs gave 0.39) while the decode cost follows the number of rows.
         """
-        return int(np.argmax(np.asarray(logp, np.float64) + self.cfg.weight * self.beat_scores(
-            state, beats, cand_up, cand_down)))
+        score = np.asarray(logp, np.float64) + self.cfg.weight * self.beat_scores_batch(states, beats, cand_up,
+                                                                                       cand_down)
+        return [int(k) for k in np.argmax(score, axis=1)]
+
+    def choose(self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray,
+               logp: np.ndarray) -> int:
+        """:meth:`choose_batch` for one performer (cand_* [C, 4, D], logp [C])."""
+        return self.choose_batch([state], [beats], cand_up[None], cand_down[None], np.asarray(logp)[None])[0]
 
 
 def pack_candidates(cu: torch.Tensor, cd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:

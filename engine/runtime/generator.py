@@ -261,14 +261,21 @@ class DanceGenerator:
         u, d = self.decoder.peek(torch.cat([pk[0] for pk in packed]), torch.cat([pk[1] for pk in packed]), rows)
         u_np, d_np = u.numpy(), d.numpy()
         start = 0
-        for (i, near, cu, cd), (ru, _, iu, idn) in zip(todo, packed, strict=True):
-            p = ps[i]
-            assert p.guide is not None
-            logp = candidate_logp(logits_up[i], logits_down[i], cu, cd, p.controls.temperature)
-            best = self.guide.choose(p.guide, near, u_np[start + iu], d_np[start + idn], logp)
+        cand_u, cand_d, logp = [], [], []
+        states: list[GuideState] = []
+        for (i, _, cu, cd), (ru, _, iu, idn) in zip(todo, packed, strict=True):
+            cand_u.append(u_np[start + iu])
+            cand_d.append(d_np[start + idn])
             start += len(ru)
-            ups[i] = int(cu[best])
-            downs[i] = int(cd[best])
+            logp.append(candidate_logp(logits_up[i], logits_down[i], cu, cd, ps[i].controls.temperature))
+            g = ps[i].guide
+            assert g is not None
+            states.append(g)
+        best = self.guide.choose_batch(states, [near for _, near, _, _ in todo], np.stack(cand_u), np.stack(cand_d),
+                                       np.stack(logp))
+        for (i, _, cu, cd), k in zip(todo, best, strict=True):
+            ups[i] = int(cu[k])
+            downs[i] = int(cd[k])
         self.guided_tokens += len(todo)
 
     def _frames(self, p: Performer, upper: np.ndarray, lower: np.ndarray) -> TokenFrames:
