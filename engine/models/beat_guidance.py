@@ -101,19 +101,33 @@ def beat_frames(cond_row: np.ndarray) -> list[int]:
 
 
 class GuideState:
-    """One performer's guidance memory: predicted beats (frame indices) and the last committed frames."""
+    """One performer's guidance memory: predicted beats (frame indices) and the last committed frames.
+
+    The committed frames live in buffers allocated once (``history`` frames, newest last) and are shifted in
+    place on each commit, which runs for every performer on every decode step.
+    """
 
     def __init__(self, cfg: GuidanceConfig, dim_up: int, dim_down: int) -> None:
         self.cfg = cfg
         self.beats: list[int] = []
-        self.hist_up = np.zeros((0, dim_up), np.float32)
-        self.hist_down = np.zeros((0, dim_down), np.float32)
+        self._up = np.zeros((cfg.history, dim_up), np.float32)
+        self._down = np.zeros((cfg.history, dim_down), np.float32)
+        self._filled = 0
         self.frames = 0  # frames committed so far (the next token starts here)
+
+    @property
+    def hist_up(self) -> np.ndarray:
+        """[H, Du] the last committed upper frames (H <= history), oldest first."""
+        return self._up[len(self._up) - self._filled :]
+
+    @property
+    def hist_down(self) -> np.ndarray:
+        """[H, Dl] the last committed lower frames, oldest first."""
+        return self._down[len(self._down) - self._filled :]
 
     def reset(self) -> None:
         self.beats.clear()
-        self.hist_up = self.hist_up[:0]
-        self.hist_down = self.hist_down[:0]
+        self._filled = 0
         self.frames = 0
 
     def observe(self, cond_row: np.ndarray) -> list[int]:
@@ -125,10 +139,13 @@ class GuideState:
         return [b for b in self.beats if b <= f0 + DOWN - 1]
 
     def commit(self, upper: np.ndarray, lower: np.ndarray) -> None:
-        """The committed token's raw decoded frames (upper [4, Du], lower [4, Dl])."""
-        h = self.cfg.history
-        self.hist_up = np.concatenate([self.hist_up, upper])[-h:]
-        self.hist_down = np.concatenate([self.hist_down, lower])[-h:]
+        """The committed token's raw decoded frames (upper [n, Du], lower [n, Dl])."""
+        h, n = len(self._up), min(len(upper), len(self._up))
+        self._up[: h - n] = self._up[n:]
+        self._down[: h - n] = self._down[n:]
+        self._up[h - n :] = upper[len(upper) - n :]
+        self._down[h - n :] = lower[len(lower) - n :]
+        self._filled = min(h, self._filled + n)
         self.frames += len(upper)
 
 
