@@ -310,7 +310,7 @@ def capacity(model_dir: Path, backend: str, sizes: tuple[int, ...], threads: int
 # ------------------------------------------------------------------------------------------------ report
 
 
-def load_generator_guidance(model_dir: Path, candidates: int | None) -> str:
+def _guidance_in_words(model_dir: Path, candidates: int | None) -> str:
     """The beat-guidance setting the bench runs with, in words."""
     from engine.train.generate import load_dance_model
 
@@ -325,8 +325,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_dir = Path(args.model) if args.model else default_model_dir()
     BEAT_GUIDANCE[0] = args.beat_guidance
     report: dict[str, Any] = {"model": str(model_dir), "backend": args.backend, "machine": _machine()}
-    probe = load_generator_guidance(model_dir, args.beat_guidance)
-    report["beat_guidance"] = probe
+    report["beat_guidance"] = _guidance_in_words(model_dir, args.beat_guidance)
     _progress(f"processing latency: {args.latency_seconds:.0f} s real-time run with a WebSocket client")
     x, _ = music(args.latency_seconds, [(args.latency_seconds, 118.0, 118.0)])
     live = run_live(model_dir, x, args.backend)
