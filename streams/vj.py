@@ -5,7 +5,7 @@ Every address starts with ``/groovecast/<performer>/`` (e.g. ``/groovecast/0/bpm
 ==============================  ========  ===================================================================
 address                         types     meaning
 ==============================  ========  ===================================================================
-``frame``                       ``ihh``   frame index, audio sample index, src_monotonic_ns
+``frame``                       ``iss``   frame index, audio sample index, src_monotonic_ns (64-bit: strings)
 ``beat``                        ``i``     1 on the frame a beat falls on, else 0 (a pulse per beat)
 ``bpm``                         ``f``     tempo in beats per minute
 ``phase``                       ``f``     beat phase 0..1 (0 = on the beat)
@@ -14,6 +14,8 @@ address                         types     meaning
 ``joint/<name>``                ``fff``   world position of each joint, named as in the skeleton
 ==============================  ========  ===================================================================
 
+Only the OSC core types ``i``, ``f`` and ``s`` are used (Resolume, TouchDesigner and uOSC-based receivers
+parse these; some do not know int64 ``h``), so the 64-bit stamps travel as decimal strings.
 Positions are in engine space (right-handed, Y up, metres), which is also TouchDesigner's convention.
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from engine.frames import PoseFrame
 from engine.skeleton.skeleton import Skeleton
-from streams.osc import OscInt64, encode_bundle, encode_message
+from streams.osc import encode_bundle, encode_message
 from streams.prepare import PreparedPose, prepare
 
 VJ_PREFIX = "/groovecast"
@@ -33,7 +35,7 @@ def vj_messages(p: PreparedPose) -> list[bytes]:
     f = p.frame
     base = f"{VJ_PREFIX}/{f.performer}"
     msgs = [
-        encode_message(f"{base}/frame", (f.frame_index, OscInt64(f.sample_index), OscInt64(f.capture_ns))),
+        encode_message(f"{base}/frame", (f.frame_index, str(int(f.sample_index)), str(int(f.capture_ns)))),
         encode_message(f"{base}/beat", (1 if f.beat else 0,)),
         encode_message(f"{base}/bpm", (float(f.bpm),)),
         encode_message(f"{base}/phase", (float(f.beat_phase),)),

@@ -2,7 +2,8 @@
 // engine send, and drives a Humanoid avatar. Not compiled in groovecast's CI (no Unity there): see README.md.
 //
 // What arrives (one OSC bundle per frame, Unity space: left-handed, Y up, metres):
-//   /VMC/Ext/OK i i i i, /VMC/Ext/T f, /groovecast/stamp i i h h (performer, frame, sample, src ns),
+//   /VMC/Ext/OK i i i i, /VMC/Ext/T f,
+//   /groovecast/stamp i i s s (performer, frame, sample, src ns as decimal strings; only with --vmc-stamp),
 //   /VMC/Ext/Root/Pos s"root" px py pz qx qy qz qw,
 //   /VMC/Ext/Bone/Pos s<HumanBodyBones> px py pz qx qy qz qw   (local to the nearest sent ancestor bone)
 //
@@ -122,14 +123,16 @@ public class GroovecastVmcReceiver : MonoBehaviour
             var pos = new Vector3(ReadFloat(d, q), ReadFloat(d, q + 4), ReadFloat(d, q + 8));
             lock (_lock) _rootPos = pos;
         }
-        else if (address == "/groovecast/stamp" && tags == ",iihh")
+        else if (address == "/groovecast/stamp" && tags == ",iiss")  // only with groovecast --vmc-stamp
         {
-            lock (_lock) { _frame = ReadInt(d, q + 4); _sample = ReadLong(d, q + 8); }
+            int frame = ReadInt(d, q + 4);
+            q += 8;
+            long.TryParse(ReadString(d, ref q), out long sample);
+            lock (_lock) { _frame = frame; _sample = sample; }
         }
     }
 
     static int ReadInt(byte[] d, int p) => (d[p] << 24) | (d[p + 1] << 16) | (d[p + 2] << 8) | d[p + 3];
-    static long ReadLong(byte[] d, int p) => ((long)(uint)ReadInt(d, p) << 32) | (uint)ReadInt(d, p + 4);
     static float ReadFloat(byte[] d, int p) => BitConverter.Int32BitsToSingle(ReadInt(d, p));  // OSC is big-endian
 
     static string ReadString(byte[] d, ref int p)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import CliError
+from engine.cli.osc_args import add_osc_arguments, make_osc_sender
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of performer 0 (others: seed + i)")
     p.add_argument("--beat-guidance", type=int, metavar="N",
                    help="candidate tokens drawn near predicted beats (0: plain sampling; default: the model card's)")
-    p.add_argument("--osc", action="append", default=[], metavar="HOST:PORT",
-                   help="send poses over OSC to this target (repeatable); VMC default port 39539")
-    p.add_argument("--profile", choices=("vmc", "vj"), default="vmc", help="OSC profile (default vmc)")
-    p.add_argument("--osc-control", metavar="HOST:PORT", help="listen for OSC control messages here")
-    p.add_argument("--ws", metavar="HOST:PORT", help="serve WebSocket + viewer here (port 0: any free port)")
+    add_osc_arguments(p)
+    p.add_argument("--osc-control", metavar="PORT|HOST:PORT",
+                   help="listen for OSC control messages here (PORT alone: 127.0.0.1:PORT)")
+    p.add_argument("--ws", metavar="PORT|HOST:PORT",
+                   help="serve WebSocket + viewer here (PORT alone: 127.0.0.1:PORT; port 0: any free port)")
     p.add_argument("--token", help="require ?token=TOKEN on WebSocket connections")
     p.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
                    help="browser Origin allowed to connect (repeatable; '*' for any)")
@@ -154,18 +155,14 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     """Wire OSC, WebSocket, OSC control and recorders around a runtime and run it on ``blocks``."""
 
     from engine.models.pose_repr import metric_cmu_skeleton
-    from streams.osc_sender import OscSender, parse_host_port
+    from streams.address import parse_address
     from streams.recorders import recorder_for
 
     skel = metric_cmu_skeleton()
     sinks: list[Callable[[Any], None]] = []
     closers: list[Callable[[], Any]] = []
-    if args.osc:
-        try:
-            targets = [parse_host_port(t, default_port=39539 if args.profile == "vmc" else 9000) for t in args.osc]
-            sender = OscSender(targets, args.profile, skeleton=skel)
-        except ValueError as exc:
-            raise CliError(f"--osc: {exc}") from None
+    sender = make_osc_sender(args, range(args.performers), skel)
+    if sender is not None:
         sinks.append(sender.send)
         closers.append(sender.close)
     recorders = []
@@ -182,7 +179,7 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
         from streams.osc_control import OscControlServer
 
         try:
-            host, port = parse_host_port(args.osc_control, default_port=9001)
+            host, port = parse_address(args.osc_control, allow_zero=True)
             osc_control = OscControlServer(host, port, runtime.submit_control)
         except (ValueError, OSError) as exc:
             raise CliError(f"--osc-control: {exc}") from None

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from engine.cli import CliError
+from engine.cli.osc_args import add_osc_arguments, make_osc_sender
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,9 @@ def register(sub: Any) -> None:
         description="Stream a motion file in real time. With --ws the same port serves the viewer page.",
     )
     rp.add_argument("motion", help="a .bvh file (any channel order) or an AIST++ motion .pkl")
-    rp.add_argument("--osc", action="append", default=[], metavar="HOST:PORT",
-                    help="send OSC bundles to this target (repeatable); VMC default port 39539")
-    rp.add_argument("--profile", choices=("vmc", "vj"), default="vmc", help="OSC profile (default vmc)")
-    rp.add_argument("--ws", metavar="HOST:PORT", help="serve WebSocket + viewer here (port 0: any free port)")
+    add_osc_arguments(rp)
+    rp.add_argument("--ws", metavar="PORT|HOST:PORT",
+                    help="serve WebSocket + viewer here (PORT alone: 127.0.0.1:PORT; port 0: any free port)")
     rp.add_argument("--loop", action="store_true", help="start over at the end of the clip")
     rp.add_argument("--fps", type=int, choices=(30, 60), default=30, help="output frame rate (60: slerp up-sampling)")
     rp.add_argument("--seconds", type=float, help="stop after this many seconds")
@@ -40,7 +40,8 @@ def register(sub: Any) -> None:
 
     sp = sub.add_parser("serve", help="run the viewer page and WebSocket pose server alone",
                         description="Run the WebSocket pose server and viewer page (no motion source).")
-    sp.add_argument("--ws", metavar="HOST:PORT", default=DEFAULT_WS, help=f"bind address (default {DEFAULT_WS})")
+    sp.add_argument("--ws", metavar="PORT|HOST:PORT", default=DEFAULT_WS,
+                    help=f"bind address (PORT alone: 127.0.0.1:PORT; default {DEFAULT_WS})")
     _server_args(sp)
     sp.set_defaults(handler=_serve)
 
@@ -52,13 +53,13 @@ def _server_args(p: argparse.ArgumentParser) -> None:
 
 
 def _make_server(args: argparse.Namespace, skeleton: Any = None, on_control: Any = None) -> Any:
-    from streams.osc_sender import parse_host_port
+    from streams.address import parse_address
     from streams.ws_server import PoseServer
 
     if not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per HTTP request is noise
     try:
-        host, port = parse_host_port(args.ws, default_port=8765)
+        host, port = parse_address(args.ws, allow_zero=True)
     except ValueError as exc:
         raise CliError(f"--ws: {exc}") from None
 
@@ -82,7 +83,6 @@ def _replay(args: argparse.Namespace) -> int:
 
     from engine.skeleton.bvh import BvhError
     from engine.skeleton.motion import load_motion
-    from streams.osc_sender import OscSender, parse_host_port
     from streams.player import MotionPlayer
     from streams.recorders import recorder_for
 
@@ -96,12 +96,8 @@ def _replay(args: argparse.Namespace) -> int:
                           height_m=max(0.0, args.height), bpm=args.bpm)
     sinks: list[Any] = []
     closers: list[Any] = []
-    if args.osc:
-        try:
-            targets = [parse_host_port(t, default_port=39539 if args.profile == "vmc" else 9000) for t in args.osc]
-            sender = OscSender(targets, args.profile, skeleton=player.motion.skeleton)
-        except ValueError as exc:
-            raise CliError(f"--osc: {exc}") from None
+    sender = make_osc_sender(args, [args.performer], player.motion.skeleton)
+    if sender is not None:
         sinks.append(sender.send)
         closers.append(sender.close)
     recorders = []

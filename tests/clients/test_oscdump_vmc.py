@@ -52,7 +52,8 @@ def test_oscdump_receives_vmc_from_replay(cmu_take: Path, tmp_path: Path) -> Non
                 s.sendto(probe, ("127.0.0.1", port))
                 SYSTEM_CLOCK.sleep_until_ns(SYSTEM_CLOCK.monotonic_ns() + 50_000_000)
         r = subprocess.run(
-            [sys.executable, "-m", "engine", "replay", str(cmu_take), "--osc", f"127.0.0.1:{port}", "--seconds", "1"],
+            [sys.executable, "-m", "engine", "replay", str(cmu_take), "--osc", str(port), "--vmc-stamp",
+             "--seconds", "1"],
             capture_output=True, text=True, timeout=60 * SCALE,
         )
         assert r.returncode == 0, r.stderr
@@ -63,6 +64,7 @@ def test_oscdump_receives_vmc_from_replay(cmu_take: Path, tmp_path: Path) -> Non
 
     lines = [ln for ln in out_path.read_text().splitlines() if "/probe" not in ln and ln.strip()]
     msgs = [_parse(ln) for ln in lines]
+    assert {c for _, tags, _ in msgs for c in tags} <= set("ifs")  # what uOSC (EVMC4U) can parse
     names = bone_map(load_motion(cmu_take).skeleton).names
     per_frame = 4 + len(names)
     assert len(msgs) == 30 * per_frame, f"expected 30 bundles of {per_frame} messages, got {len(msgs)} messages"
@@ -72,7 +74,7 @@ def test_oscdump_receives_vmc_from_replay(cmu_take: Path, tmp_path: Path) -> Non
     for k in range(30):
         frame = msgs[k * per_frame : (k + 1) * per_frame]
         assert [(a, t) for a, t, _ in frame[:4]] == [
-            ("/VMC/Ext/OK", "iiii"), ("/VMC/Ext/T", "f"), (STAMP_ADDRESS, "iihh"), ("/VMC/Ext/Root/Pos", "sfffffff")
+            ("/VMC/Ext/OK", "iiii"), ("/VMC/Ext/T", "f"), (STAMP_ADDRESS, "iiss"), ("/VMC/Ext/Root/Pos", "sfffffff")
         ]
         assert frame[0][2] == ["1", "3", "0", "1"]
         assert float(frame[1][2][0]) == pytest.approx(k / 30, abs=1e-5)
@@ -85,7 +87,7 @@ def test_oscdump_receives_vmc_from_replay(cmu_take: Path, tmp_path: Path) -> Non
         vals = np.array([[float(x) for x in b[2][1:]] for b in bones])  # [B, 7]: pos xyz, quat xyzw
         np.testing.assert_allclose(np.linalg.norm(vals[:, 3:], axis=1), 1.0, atol=1e-5)
         if k in (0, 17, 29):
-            _, ours = decode_packet(encode_vmc(expect_player.frame_at(k, 1), expect_player.motion.skeleton))
+            _, ours = decode_packet(encode_vmc(expect_player.frame_at(k, 1), expect_player.motion.skeleton, stamp=True))
             want = np.array([[float(x) for x in m.args[1:]] for m in ours[4:]])
             np.testing.assert_allclose(vals, want, atol=2e-6)  # oscdump prints 6 decimals
             root = [float(x) for x in frame[3][2][1:]]

@@ -20,7 +20,7 @@ def test_vj_bundle(make_frame: FrameFactory) -> None:
     _, msgs = decode_packet(encode_vj(f))
     by = {m.address: m for m in msgs}
     assert all(a.startswith("/groovecast/2/") for a in by)
-    assert by["/groovecast/2/frame"].args == (10, 7350, 123_456_789_012)
+    assert by["/groovecast/2/frame"].args == (10, "7350", "123456789012")  # 64-bit stamps as exact strings
     assert by["/groovecast/2/beat"].args == (1,)
     assert by["/groovecast/2/bpm"].args[0] == pytest.approx(124.0)
     assert by["/groovecast/2/phase"].args[0] == pytest.approx(0.25)
@@ -33,3 +33,10 @@ def test_vj_bundle(make_frame: FrameFactory) -> None:
     assert by["/groovecast/2/beat"].args == (1,)
     _, msgs = decode_packet(encode_vj(make_frame(beat=False)))
     assert {m.address: m.args for m in msgs}["/groovecast/0/beat"] == (0,)
+
+
+def test_vj_uses_core_type_tags_only(make_frame: FrameFactory) -> None:
+    _, msgs = decode_packet(encode_vj(make_frame(sample_index=2**40, capture_ns=2**62)))
+    from streams.osc import type_tag
+
+    assert {type_tag(a) for m in msgs for a in m.args} <= {"i", "f", "s"}

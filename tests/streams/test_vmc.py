@@ -14,7 +14,7 @@ from engine.skeleton import rotations as R
 from engine.skeleton.skeleton import CMU_SKELETON, SMPL_SKELETON
 from streams.osc import decode_packet, encode_message
 from streams.prepare import bone_map, prepare
-from streams.vmc import STAMP_ADDRESS, encode_vmc
+from streams.vmc import STAMP_ADDRESS, VMC_TYPE_TAGS, encode_vmc
 
 FrameFactory = Callable[..., PoseFrame]
 
@@ -33,25 +33,87 @@ def test_bone_message_byte_table() -> None:
     assert data == expect and len(data) == 68
 
 
-def test_bundle_structure_and_stamp(make_frame: FrameFactory) -> None:
+def test_bundle_structure(make_frame: FrameFactory) -> None:
     data = encode_vmc(make_frame())
     tt, msgs = decode_packet(data)
     assert tt == 1  # "immediately"
     addrs = [m.address for m in msgs]
-    assert addrs[:4] == ["/VMC/Ext/OK", "/VMC/Ext/T", STAMP_ADDRESS, "/VMC/Ext/Root/Pos"]
-    assert addrs[4:] == ["/VMC/Ext/Bone/Pos"] * 41  # 43 CMU joints minus the two unmapped buttocks
+    assert addrs[:3] == ["/VMC/Ext/OK", "/VMC/Ext/T", "/VMC/Ext/Root/Pos"]  # no groovecast extension by default
+    assert addrs[3:] == ["/VMC/Ext/Bone/Pos"] * 41  # 43 CMU joints minus the two unmapped buttocks
     assert msgs[0].args == (1, 3, 0, 1)
     assert msgs[1].args[0] == pytest.approx(1 / 3)
-    assert msgs[2].args == (0, 10, 7350, 123_456_789_012)
-    assert [str(m.args[0]) for m in msgs[4:]] == list(bone_map(CMU_SKELETON).names)
-    assert OscBundle(data).num_contents == 45  # python-osc agrees
+    assert [str(m.args[0]) for m in msgs[3:]] == list(bone_map(CMU_SKELETON).names)
+    assert OscBundle(data).num_contents == 44  # python-osc agrees
+
+
+def test_stamp_is_opt_in_with_core_types_only(make_frame: FrameFactory) -> None:
+    big = make_frame(sample_index=2**40 + 7, capture_ns=2**62 + 9)  # beyond int32: must survive exactly
+    _, msgs = decode_packet(encode_vmc(big, stamp=True))
+    assert [m.address for m in msgs[:4]] == ["/VMC/Ext/OK", "/VMC/Ext/T", STAMP_ADDRESS, "/VMC/Ext/Root/Pos"]
+    assert msgs[2].args == (0, 10, str(2**40 + 7), str(2**62 + 9))
+    assert _raw_type_tags(encode_vmc(big, stamp=True))[2] == "iiss"
+
+
+def _raw_type_tags(bundle: bytes) -> list[str]:
+    """Type-tag strings of every message in a bundle, read straight from the bytes (not via our decoder)."""
+    assert bundle[:8] == b"#bundle\0" and len(bundle) % 4 == 0
+    pos, tags = 16, []
+    while pos < len(bundle):
+        (size,) = struct.unpack_from(">i", bundle, pos)
+        msg = bundle[pos + 4 : pos + 4 + size]
+        assert size % 4 == 0 and len(msg) == size
+        addr_end = msg.index(b"\0")
+        tag_start = (addr_end // 4 + 1) * 4  # the address is NUL-padded to a multiple of 4 bytes
+        assert msg[tag_start : tag_start + 1] == b","
+        tags.append(msg[tag_start + 1 : msg.index(b"\0", tag_start)].decode("ascii"))
+        pos += 4 + size
+    return tags
+
+
+@pytest.mark.parametrize("stamp", [False, True])
+@pytest.mark.parametrize("skeleton", ["cmu", "smpl"])
+def test_only_core_type_tags_in_a_vmc_bundle(make_frame: FrameFactory, stamp: bool, skeleton: str) -> None:
+    """uOSC (EVMC4U) knows i f s b T F and loses its place on int64/double: those must never appear."""
+    if skeleton == "cmu":
+        f = make_frame(sample_index=2**40, capture_ns=2**62)
+    else:
+        rot = np.zeros((24, 4), np.float32)
+        rot[:, 0] = 1
+        f = PoseFrame(2**40, 2**62, frame_index=3, performer=1, skeleton="smpl",
+                      root_position=np.array([0, 0.95, 0], np.float32), rotations=rot)
+    tags = _raw_type_tags(encode_vmc(f, stamp=stamp))
+    assert len(tags) == (44 if skeleton == "cmu" else 25) + stamp
+    assert set("".join(tags)) <= set(VMC_TYPE_TAGS) == set("ifs")
+
+
+def test_vmcp_package_reads_every_message(make_frame: FrameFactory) -> None:
+    """The `vmcp` package's VMC events, fed by osc4py3's parser (two implementations we did not write)."""
+    vmcp_events = pytest.importorskip("vmcp.events")
+    osc4py3 = pytest.importorskip("osc4py3.oscbuildparse")
+    rot = make_frame().rotations.copy()
+    rot[CMU_SKELETON.index("lForeArm")] = R.axis_angle_to_quat(np.array([0.0, 0.0, 0.7]))
+    data = encode_vmc(make_frame(rotations=rot), stamp=True)
+    packet = osc4py3.decode_packet(data)
+    msgs = list(packet.elements)
+    by = {"/VMC/Ext/Bone/Pos": vmcp_events.BoneTransformEvent, "/VMC/Ext/Root/Pos": vmcp_events.RootTransformEvent,
+          "/VMC/Ext/OK": vmcp_events.StateEvent, "/VMC/Ext/T": vmcp_events.RelativeTimeEvent}
+    events = [by[m.addrpattern].from_message_data("test", m.addrpattern, tuple(m.arguments))
+              for m in msgs if m.addrpattern in by]
+    assert len(events) == 44 and len(msgs) == 45
+    bones = {str(e.joint.value): e for e in events if isinstance(e, vmcp_events.BoneTransformEvent)}
+    ours = _bones(data)
+    assert set(bones) == set(ours)
+    for name, e in bones.items():
+        q = e.rotation
+        np.testing.assert_allclose([q.x, q.y, q.z, q.w], ours[name][3:], atol=1e-7)
+        assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-6
 
 
 def test_rest_pose_values_in_unity_space(make_frame: FrameFactory) -> None:
     data = encode_vmc(make_frame(root=(0.1, 0.9, 0.2)))
     _, msgs = decode_packet(data)
-    assert msgs[3].args[0] == "root"
-    np.testing.assert_allclose(np.array(msgs[3].args[1:], float), np.array([-0.1, 0, 0.2, 0, 0, 0, 1]), atol=1e-7)
+    assert msgs[2].args[0] == "root"
+    np.testing.assert_allclose(np.array(msgs[2].args[1:], float), np.array([-0.1, 0, 0.2, 0, 0, 0, 1]), atol=1e-7)
     b = _bones(data)
     np.testing.assert_allclose(b["Hips"], [0, 0.9, 0, 0, 0, 0, 1], atol=1e-7)
     off = CMU_SKELETON.offsets
