@@ -10,6 +10,7 @@ import numpy as np
 from engine.frames import PoseFrame
 from engine.skeleton import rotations as R
 from engine.skeleton import space
+from engine.skeleton.humanoid import tpose_corrections, tpose_positions
 from engine.skeleton.skeleton import Skeleton, get_skeleton
 
 
@@ -54,23 +55,31 @@ class PreparedPose:
     def vmc_bones(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
         """HumanBodyBones names, Unity-space local positions ``[B, 3]`` and rotations ``[B, 4]`` (w, x, y, z).
 
-        A bone's local transform is relative to its nearest *mapped* ancestor, so unmapped joints in
-        between (CMU's buttocks) fold into the child. The hips are relative to the VMC root, which sits on
-        the ground under them (see :meth:`vmc_root`).
+        Rotations are relative to the humanoid T-pose with world-aligned bone frames (VMC's and VRM's
+        convention; :mod:`engine.skeleton.humanoid`): a T-posed avatar that applies them points every bone
+        where the capture points it. A bone's local transform is relative to its nearest *mapped* ancestor,
+        so unmapped joints in between (CMU's buttocks) fold into the child.
+
+        Positions: the hips' is the pose's own (the hips over the VMC root, see :meth:`vmc_root`, so the
+        body bobs and travels); every other bone's is its constant offset in the skeleton's T-pose, which is
+        what a VMC performer sends (its avatar's bone offsets) and keeps receivers that apply positions
+        (EVMC4U's "Bone Position Synchronize") from bending the avatar into the capture's rest pose.
         """
         bm = bone_map(self.skeleton)
         j = np.array(bm.joints)
         p = np.array(bm.mapped_parents)
+        g = self.world_rot[j] @ tpose_corrections(self.skeleton)[j]  # [B, 3, 3] T-pose-relative world rotations
         local_rot = np.empty((len(j), 3, 3))
         local_pos = np.empty((len(j), 3))
         hips = p < 0
-        root_pos = self.vmc_root()
-        local_rot[hips] = self.world_rot[j[hips]]
-        local_pos[hips] = self.positions[j[hips]] - space.from_unity_positions(root_pos)
+        local_rot[hips] = g[hips]
+        local_pos[hips] = self.positions[j[hips]] - space.from_unity_positions(self.vmc_root())
         rest = ~hips
-        parent_rot_t = np.swapaxes(self.world_rot[p[rest]], -1, -2)  # inverse of a rotation = transpose
-        local_rot[rest] = parent_rot_t @ self.world_rot[j[rest]]
-        local_pos[rest] = (parent_rot_t @ (self.positions[j[rest]] - self.positions[p[rest]])[..., None])[..., 0]
+        slot = {int(joint): k for k, joint in enumerate(j)}
+        parent_g_t = np.swapaxes(g[[slot[int(x)] for x in p[rest]]], -1, -2)  # inverse of a rotation = transpose
+        local_rot[rest] = parent_g_t @ g[rest]
+        tpos = tpose_positions(self.skeleton)
+        local_pos[rest] = tpos[j[rest]] - tpos[p[rest]]
         return (
             bm.names,
             space.to_unity_positions(local_pos),

@@ -11,6 +11,7 @@ from pythonosc.osc_bundle import OscBundle
 
 from engine.frames import PoseFrame
 from engine.skeleton import rotations as R
+from engine.skeleton.humanoid import tpose_corrections, tpose_positions
 from engine.skeleton.skeleton import CMU_SKELETON, SMPL_SKELETON
 from streams.osc import decode_packet, encode_message
 from streams.prepare import bone_map, prepare
@@ -109,20 +110,34 @@ def test_vmcp_package_reads_every_message(make_frame: FrameFactory) -> None:
         assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-6
 
 
+def _unity_xyzw(m: np.ndarray) -> np.ndarray:
+    """Engine-space rotation matrix -> the (x, y, z, w) a VMC message carries (Unity space), sign-normalised."""
+    w, x, y, z = R.matrix_to_quat(m)
+    q = np.array([x, -y, -z, w])
+    return q * np.sign(q[3] or 1.0)
+
+
+def _sign(v: tuple[float, ...]) -> np.ndarray:
+    q = np.array(v[3:])
+    return q * np.sign(q[3] or 1.0)
+
+
 def test_rest_pose_values_in_unity_space(make_frame: FrameFactory) -> None:
     data = encode_vmc(make_frame(root=(0.1, 0.9, 0.2)))
     _, msgs = decode_packet(data)
     assert msgs[2].args[0] == "root"
     np.testing.assert_allclose(np.array(msgs[2].args[1:], float), np.array([-0.1, 0, 0.2, 0, 0, 0, 1]), atol=1e-7)
     b = _bones(data)
-    np.testing.assert_allclose(b["Hips"], [0, 0.9, 0, 0, 0, 0, 1], atol=1e-7)
-    off = CMU_SKELETON.offsets
-    np.testing.assert_allclose(b["LeftUpperArm"][:3], off[CMU_SKELETON.index("lShldr")] * [-1, 1, 1], atol=1e-7)
+    c = tpose_corrections(CMU_SKELETON)
+    np.testing.assert_allclose(b["Hips"][:3], [0, 0.9, 0], atol=1e-7)
+    np.testing.assert_allclose(_sign(b["Hips"]), _unity_xyzw(c[0]), atol=1e-6)  # rest = C_hips (2 deg)
+    t = tpose_positions(CMU_SKELETON)
+    i = CMU_SKELETON.index
+    np.testing.assert_allclose(b["LeftUpperArm"][:3], (t[i("lShldr")] - t[i("lCollar")]) * [-1, 1, 1], atol=1e-7)
     # the thigh's local position folds in the unmapped buttock
-    thigh = off[CMU_SKELETON.index("lButtock")] + off[CMU_SKELETON.index("lThigh")]
-    np.testing.assert_allclose(b["LeftUpperLeg"][:3], thigh * [-1, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(b["LeftUpperLeg"][:3], (t[i("lThigh")] - t[i("hip")]) * [-1, 1, 1], atol=1e-6)
     for v in b.values():
-        np.testing.assert_allclose(v[3:], [0, 0, 0, 1], atol=1e-7)
+        assert abs(np.linalg.norm(v[3:]) - 1) < 1e-6
 
 
 def test_rotations_converted_and_folded(make_frame: FrameFactory) -> None:
@@ -132,21 +147,23 @@ def test_rotations_converted_and_folded(make_frame: FrameFactory) -> None:
     q_buttock = R.quat_normalize(np.array([0.9, 0.1, -0.3, 0.2]))
     rot[CMU_SKELETON.index("rButtock")] = q_buttock
     b = _bones(encode_vmc(make_frame(rotations=rot)))
-    s = np.sqrt(0.5)
-    # Unity (x, y, z, w) = (x, -y, -z, w) of the engine quaternion: a -90 deg yaw in Unity
-    np.testing.assert_allclose(b["Hips"][3:], [0, -s, 0, s], atol=1e-6)
-    w, x, y, z = q_buttock
-    np.testing.assert_allclose(b["RightUpperLeg"][3:], [x, -y, -z, w], atol=1e-6)
+    c = tpose_corrections(CMU_SKELETON)
+    yaw = R.quat_to_matrix(rot[0].astype(np.float64))
+    # Unity (x, y, z, w) = (x, -y, -z, w) of the engine quaternion: a -90 deg yaw in Unity, times C_hips
+    np.testing.assert_allclose(_sign(b["Hips"]), _unity_xyzw(yaw @ c[0]), atol=1e-6)
+    # the buttock (no Humanoid bone) folds into the thigh, relative to the hips: (W_hip C_hip)^T W_thigh C_thigh
+    thigh = CMU_SKELETON.index("rThigh")
+    want = (yaw @ c[0]).T @ yaw @ R.quat_to_matrix(q_buttock) @ c[thigh]
+    np.testing.assert_allclose(_sign(b["RightUpperLeg"]), _unity_xyzw(want), atol=1e-6)
 
 
 def test_positions_from_frame_used_when_present(make_frame: FrameFactory) -> None:
     f = make_frame()
     p = prepare(f)
     moved = p.positions.copy()
-    moved[CMU_SKELETON.index("head")] += [0, 0.05, 0]
+    moved[0] += [0, 0.05, 0]  # the hips (and so the body) 5 cm higher: only the Hips position says so
     b = _bones(encode_vmc(make_frame(positions=moved)))
-    head_off = CMU_SKELETON.offsets[CMU_SKELETON.index("head")]
-    np.testing.assert_allclose(b["Head"][:3], (head_off + np.array([0, 0.05, 0])) * [-1, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(b["Hips"][:3], [0, 0.95, 0], atol=1e-6)
 
 
 def test_wrong_joint_count_is_clear(make_frame: FrameFactory) -> None:
@@ -162,5 +179,7 @@ def test_smpl_pose_maps_22_bones() -> None:
                   rotations=rot)
     b = _bones(encode_vmc(f))
     assert len(b) == 22 and "UpperChest" in b and "LeftToes" in b
-    np.testing.assert_allclose(b["LeftUpperArm"][:3],
-                               SMPL_SKELETON.offsets[SMPL_SKELETON.index("left_shoulder")] * [-1, 1, 1], atol=1e-6)
+    t = tpose_positions(SMPL_SKELETON)
+    i = SMPL_SKELETON.index
+    np.testing.assert_allclose(b["LeftUpperArm"][:3], (t[i("left_shoulder")] - t[i("left_collar")]) * [-1, 1, 1],
+                               atol=1e-6)
