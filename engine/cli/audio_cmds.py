@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import CliError
+from engine.cli.link_args import add_link_argument, make_link_publisher
 
 
 def demo_path() -> Path:
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
     p.add_argument("--input", metavar="DEVICE", help="analyze live input from this device (index or name) instead")
     p.add_argument("--seconds", type=float, default=None, help="with --input: stop after this much audio")
     p.add_argument("--block-size", type=int, default=512, help="samples per block pushed into the analyzer")
+    add_link_argument(p)
     p.set_defaults(handler=cmd_analyze)
 
 
@@ -76,6 +78,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise CliError(f"--block-size must be positive, got {args.block_size}")
     if args.live and args.json:
         raise CliError("--live prints beats as they happen; use --json without --live for one JSON object")
+    if args.link and not (args.live or args.input is not None):
+        raise CliError("--link publishes the tempo as it is tracked: use it with --live or --input")
     if args.input is not None:
         if args.audio or args.demo:
             raise CliError("--input analyzes a device; give no AUDIO file and no --demo with it")
@@ -121,6 +125,15 @@ def _print_beat(ev: Any) -> None:
           f"next {ev.next_beat_s:8.3f} s", flush=True)
 
 
+def _publish_link(link: Any, ev: Any) -> None:
+    """Tempo and beat phase at the newest audio (this moment: the frame was just analysed) to Link."""
+    if link is None or ev.bpm <= 0:
+        return
+    from engine.frames import ENGINE_SAMPLE_RATE
+
+    link.publish(float(ev.bpm), ev.phase_at(ev.sample_index / ENGINE_SAMPLE_RATE))
+
+
 def _analyze_live(path: Path, args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -135,16 +148,22 @@ def _analyze_live(path: Path, args: argparse.Namespace) -> int:
     downbeats: list[float] = []
     bpms: list[float] = []
     env: list[float] = []
-    for block in src:
-        for ev in analyzer.process(block):
-            if isinstance(ev, BeatEvent):
-                beats.append(ev.time_s)
-                bpms.append(ev.bpm)
-                if ev.beat_in_bar == 0:
-                    downbeats.append(ev.time_s)
-                _print_beat(ev)
-            elif isinstance(ev, FeatureFrame):
-                env.append(float(ev.features[0]))
+    link = make_link_publisher(args)
+    try:
+        for block in src:
+            for ev in analyzer.process(block):
+                if isinstance(ev, BeatEvent):
+                    beats.append(ev.time_s)
+                    bpms.append(ev.bpm)
+                    if ev.beat_in_bar == 0:
+                        downbeats.append(ev.time_s)
+                    _print_beat(ev)
+                elif isinstance(ev, FeatureFrame):
+                    env.append(float(ev.features[0]))
+                    _publish_link(link, ev)
+    finally:
+        if link is not None:
+            link.close()
     bpm = float(np.median(bpms[len(bpms) // 2:])) if bpms else 0.0
     print(f"end of {path.name}: {len(beats)} beats, {bpm:.1f} BPM")
     if args.plot:
@@ -155,19 +174,25 @@ def _analyze_live(path: Path, args: argparse.Namespace) -> int:
 def _analyze_input(args: argparse.Namespace) -> int:
     from engine.analysis import MusicAnalyzer
     from engine.audio.mic import MicSource
-    from engine.frames import BeatEvent
+    from engine.frames import BeatEvent, FeatureFrame
 
     src = MicSource(args.input, block_size=args.block_size)
     print(f"listening on [{src.info.index}] {src.info.name} at {src.device_rate} Hz; Ctrl-C stops", flush=True)
     analyzer = MusicAnalyzer()
+    link = make_link_publisher(args)
     with src:
         try:
             for block in src.blocks(max_seconds=args.seconds):
                 for ev in analyzer.process(block):
                     if isinstance(ev, BeatEvent):
                         _print_beat(ev)
+                    elif isinstance(ev, FeatureFrame):
+                        _publish_link(link, ev)
         except KeyboardInterrupt:
             pass
+        finally:
+            if link is not None:
+                link.close()
     print(f"stopped: {src.stats.blocks} blocks, {src.stats.overflows} overflows, "
           f"{src.stats.dropped_blocks} blocks dropped", file=sys.stderr)
     return 0

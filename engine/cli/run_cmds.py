@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import CliError
+from engine.cli.link_args import add_link_argument, make_link_publisher
 from engine.cli.osc_args import add_osc_arguments, make_osc_sender
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beat-guidance", type=int, metavar="N",
                    help="candidate tokens drawn near predicted beats (0: plain sampling; default: the model card's)")
     add_osc_arguments(p)
+    add_link_argument(p)
     p.add_argument("--osc-control", metavar="PORT|HOST:PORT",
                    help="listen for OSC control messages here (PORT alone: 127.0.0.1:PORT)")
     p.add_argument("--ws", metavar="PORT|HOST:PORT",
@@ -165,6 +167,10 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     if sender is not None:
         sinks.append(sender.send)
         closers.append(sender.close)
+    link = make_link_publisher(args)
+    if link is not None:
+        sinks.append(link)
+        closers.append(link.close)
     recorders = []
     for path in args.record:
         try:

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from engine.cli import CliError
+from engine.cli.link_args import add_link_argument, make_link_publisher
 from engine.cli.osc_args import add_osc_arguments, make_osc_sender
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ def register(sub: Any) -> None:
     )
     rp.add_argument("motion", help="a .bvh file (any channel order) or an AIST++ motion .pkl")
     add_osc_arguments(rp)
+    add_link_argument(rp)
     rp.add_argument("--ws", metavar="PORT|HOST:PORT",
                     help="serve WebSocket + viewer here (PORT alone: 127.0.0.1:PORT; port 0: any free port)")
     rp.add_argument("--loop", action="store_true", help="start over at the end of the clip")
@@ -108,6 +110,10 @@ def _replay(args: argparse.Namespace) -> int:
             raise CliError(f"--record: {exc}") from None
         recorders.append(rec)
         sinks.append(rec)
+    link = make_link_publisher(args)  # after the recorders: a recorded frame's stamp precedes its Link update
+    if link is not None:
+        sinks.append(link)
+        closers.append(link.close)
     print(f"replaying {args.motion}: {motion.num_frames} frames at {motion.fps:.1f} fps -> {args.fps} fps, "
           f"skeleton {motion.skeleton.name}", flush=True)
 

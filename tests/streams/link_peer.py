@@ -1,0 +1,68 @@
+"""Helpers for the Ableton Link test, run INSIDE a private network namespace (``unshare --net``) only.
+
+``python3 link_peer.py scenario OUT_DIR SECONDS -- ENGINE_ARGS...`` brings the namespace's loopback up, starts a
+second Link peer that reports the session (tempo and beat) every 50 ms into OUT_DIR/peer.jsonl, and runs
+``python3 -m engine ENGINE_ARGS`` beside it. Link discovers peers by multicast: never run this outside such a
+namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+async def report(out: Path, seconds: float) -> None:
+    import aalink
+
+    link = aalink.Link(100.0)
+    link.quantum = 4
+    link.enabled = True
+    end = time.monotonic() + seconds
+    with open(out, "w") as f:
+        while time.monotonic() < end:
+            mono_ns = time.monotonic_ns()
+            beat, tempo = link.beat, link.tempo
+            f.write(json.dumps({"mono_ns": mono_ns, "beat": beat, "tempo": tempo, "peers": link.num_peers}) + "\n")
+            f.flush()
+            await asyncio.sleep(0.05)
+    link.enabled = False
+
+
+def main() -> int:
+    if sys.argv[1] == "report":
+        asyncio.run(report(Path(sys.argv[2]), float(sys.argv[3])))
+        return 0
+    assert sys.argv[1] == "scenario" and sys.argv[4] == "--"
+    out, seconds, engine_args = Path(sys.argv[2]), float(sys.argv[3]), sys.argv[5:]
+    with open("/proc/net/dev") as dev:  # refuse to run anywhere but a namespace that has only loopback
+        ifaces = {ln.split(":")[0].strip() for ln in dev.read().splitlines()[2:]}
+    if ifaces != {"lo"}:
+        print(f"refusing to run Link outside a loopback-only network namespace (interfaces: {sorted(ifaces)})")
+        return 3
+    loopback_up()
+    peer = subprocess.Popen([sys.executable, __file__, "report", str(out / "peer.jsonl"), str(seconds)])
+    engine = subprocess.run([sys.executable, "-m", "engine", *engine_args], capture_output=True, text=True)
+    (out / "engine.log").write_text(engine.stdout + engine.stderr)
+    peer.wait(timeout=seconds + 30)
+    return engine.returncode or peer.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Ableton Link: the steering policy (no I/O), and a real second Link peer following `groovecast replay --link`
+inside a private network namespace that has only a loopback interface (Link multicasts: never outside one)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streams.link import LinkAction, LinkSteering, wrap_half
+
+SCALE = float(os.environ.get("GROOVECAST_TEST_TIMEOUT_SCALE", "1"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_wrap_half() -> None:
+    assert wrap_half(0.25) == pytest.approx(0.25)
+    assert wrap_half(0.75) == pytest.approx(-0.25)
+    assert wrap_half(-0.6) == pytest.approx(0.4)
+    assert wrap_half(0.5) == pytest.approx(-0.5)
+
+
+def test_steering_sets_tempo_and_nudges_phase_by_the_wrapped_error() -> None:
+    s = LinkSteering()
+    # in phase and at tempo: nothing to do
+    assert s.step(120.0, 9.25, 120.0, 0.25) == LinkAction()
+    # tempo moved; phase 0.1 beat late (50 ms at 120 BPM): the session keeps its beat count and bar
+    a = s.step(120.0, 9.15, 121.0, 0.25)
+    assert a.tempo == 121.0 and a.force_beat == pytest.approx(9.25)
+    # an error of more than half a beat goes the short way round: 8.9 -> 9.05, not 8.05
+    assert s.step(120.0, 8.9, 120.0, 0.05).force_beat == pytest.approx(9.05)
+    # below tolerance (1 ms at 120 BPM = 0.002 beats) is left alone
+    assert s.step(120.0, 9.249, 120.0, 0.25).force_beat is None
+    # no tempo yet (0) or nonsense: no change
+    assert s.step(120.0, 3.0, 0.0, 0.5) == LinkAction()
+
+
+def _namespace_ok() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aalink") is None, reason="aalink not installed (groovecast[link])")
+@pytest.mark.skipif(not _namespace_ok(), reason="cannot create a network namespace (unshare --net)")
+def test_second_link_peer_follows_replay(cmu_take: Path, tmp_path: Path) -> None:
+    bpm, seconds = 123.4, 6.0
+    rec = tmp_path / "rec.npz"
+    r = subprocess.run(
+        ["unshare", "--net", sys.executable, str(REPO / "tests" / "streams" / "link_peer.py"), "scenario",
+         str(tmp_path), str(seconds + 1.5), "--", "replay", str(cmu_take), "--bpm", str(bpm), "--link",
+         "--seconds", str(seconds), "--record", str(rec)],
+        cwd=REPO, capture_output=True, text=True, timeout=120 * SCALE)
+    log = (tmp_path / "engine.log").read_text() if (tmp_path / "engine.log").exists() else ""
+    assert r.returncode == 0, r.stdout + r.stderr + log
+    assert "ableton link: joined" in log
+    frames = np.load(rec)
+    cap = frames["capture_ns"].astype(np.int64)
+    phase = frames["beat_phase"].astype(np.float64)
+    samples = [json.loads(ln) for ln in (tmp_path / "peer.jsonl").read_text().splitlines()]
+    # judge the peer once it has had 2 s to discover the engine, while the engine is still playing
+    t_from, t_to = cap[0] + int(2e9), cap[-1]
+    judged = [s for s in samples if t_from <= s["mono_ns"] <= t_to]
+    assert len(judged) >= 40, f"{len(judged)} peer samples while the engine played"
+    assert all(s["peers"] >= 1 for s in judged)
+    tempo_err = max(abs(s["tempo"] - bpm) for s in judged)
+    phase_err_ms = []
+    for s in judged:
+        k = int(np.searchsorted(cap, s["mono_ns"], side="right")) - 1
+        engine_phase = phase[k] + (s["mono_ns"] - cap[k]) / 1e9 * bpm / 60.0  # the grid runs on between frames
+        phase_err_ms.append(abs(wrap_half(s["beat"] - engine_phase)) * 60.0 / bpm * 1e3)
+    print(f"Link peer: tempo error max {tempo_err:.4f} BPM, phase error p50 {np.median(phase_err_ms):.2f} ms, "
+          f"max {max(phase_err_ms):.2f} ms over {len(judged)} samples")
+    assert tempo_err < 0.1
+    assert max(phase_err_ms) < 10.0
