@@ -20,6 +20,38 @@ COMMAND_MODULES: tuple[str, ...] = ("engine.cli.audio_cmds", "engine.cli.stream_
                                     "engine.cli.export_cmds", "engine.cli.run_cmds")
 
 
+#: One example per command, shown at the end of its ``--help`` (tests/cli/test_help.py parses each one).
+EXAMPLES: dict[str, str] = {
+    "devices": "groovecast devices --inputs",
+    "analyze": "groovecast analyze --demo --live",
+    "replay": "groovecast replay ../shared/data/cmu_salsa/60_01_scaled.bvh --osc 39539 --ws 8765 --loop",
+    "serve": "groovecast serve --ws 127.0.0.1:8765",
+    "train": "groovecast train vqvae --out runs/dance",
+    "train vqvae": "groovecast train vqvae --out runs/dance --steps 2000",
+    "train gpt": "groovecast train gpt --out runs/dance --steps 4000",
+    "eval": "groovecast eval --report runs/eval",
+    "generate": "groovecast generate song.wav --out dance.bvh --seconds 30",
+    "export": "groovecast export onnx --out runs/onnx",
+    "export onnx": "groovecast export onnx --out runs/onnx",
+    "export tensorrt": "groovecast export tensorrt --onnx runs/onnx/step.onnx --out runs/trt",
+    "bench": "groovecast bench latency --soak-seconds 60",
+    "bench decode": "groovecast bench decode --quick",
+    "bench latency": "groovecast bench latency --soak-seconds 60",
+    "play": "groovecast play --demo --osc 127.0.0.1:39539",
+    "live": "groovecast live --device 0 --osc 127.0.0.1:39539 --ws 8765",
+}
+
+
+def _add_examples(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                example = EXAMPLES.get(" ".join((*path, name)))
+                if example:
+                    sub.epilog = f"example: {example}"
+                _add_examples(sub, (*path, name))
+
+
 class CliError(Exception):
     """A user-facing error: printed as one clear line, exit code 2."""
 
@@ -28,12 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="groovecast",
         description="Real-time streaming performance engine: live audio to dancing avatars.",
+        epilog="start here: groovecast play --demo --osc 127.0.0.1:39539 --ws 8765 "
+               "(then open http://127.0.0.1:8765/ or point a VMC receiver at port 39539)",
     )
     parser.add_argument("--version", action="version", version=f"groovecast {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _add_examples(parser)
     return parser
 
 

@@ -37,7 +37,7 @@ def register(sub: Any) -> None:
     e.add_argument("--data", type=Path, default=None, help="CMU folder or packed data folder")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--report", type=Path, default=None, help="write eval.md/.json/.png into this folder")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="random seed of the generated dances (default 0)")
     e.add_argument("--samples", type=int, default=2, help="generated dances per validation clip (default 2)")
     e.add_argument("--temperature", type=float, default=None, help="override the model card's sampling")
     e.add_argument("--top-k", type=int, default=None, help="override the model card's sampling")
@@ -53,9 +53,10 @@ def register(sub: Any) -> None:
     g.add_argument("--text", default=None, help="text prompt, e.g. 'an energetic salsa dance'")
     g.add_argument("--seconds", type=float, default=None, help="only the first N seconds")
     g.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
-    g.add_argument("--temperature", type=float, default=None)
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the model card's)")
+    g.add_argument("--top-k", type=int, default=None,
+                   help="sample from the k most likely tokens (0: all; default: the model card's)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     g.set_defaults(handler=_generate)
