@@ -8,9 +8,11 @@
 //   /VMC/Ext/Bone/Pos s<HumanBodyBones> px py pz qx qy qz qw   (local to the nearest sent ancestor bone)
 //
 // Bone rotations are relative to a T-pose whose bone frames are aligned with the world axes (VRM's
-// "normalized" convention). For any Humanoid rig this script records each bone's world rotation in the
-// avatar's rest T-pose at Start() and applies  world = root * (product of received locals) * restWorld,
-// so rigs whose bones have arbitrary local axes work too. Start with the avatar in T-pose.
+// "normalized" convention). For any Humanoid rig this script takes each bone's world rotation in the
+// avatar's T-pose and applies  world = root * (product of received locals) * restWorld, so rigs whose
+// bones have arbitrary local axes work too. The T-pose comes from the Avatar asset (the skeleton pose
+// Unity's Humanoid import stores, HumanDescription.skeleton), so the avatar does NOT have to stand in a
+// T-pose when Play starts; only an avatar without that data falls back to its pose at Start().
 using System;
 using System.Collections.Generic;
 using System.Net;
@@ -56,18 +58,37 @@ public class GroovecastVmcReceiver : MonoBehaviour
     {
         if (animator == null) animator = GetComponent<Animator>();
         if (animator == null || !animator.isHuman) { Debug.LogError("GroovecastVmcReceiver needs a Humanoid Animator"); enabled = false; return; }
+        var tpose = new Dictionary<string, Quaternion>();  // transform name -> local rotation in the T-pose
+        var avatarAsset = animator.avatar;
+        if (avatarAsset != null)
+            foreach (var sb in avatarAsset.humanDescription.skeleton) tpose[sb.name] = sb.rotation;
+        if (tpose.Count == 0)
+            Debug.LogWarning("groovecast: this Avatar stores no skeleton pose; using the pose at Start (stand it in T-pose)");
         foreach (HumanBodyBones b in Enum.GetValues(typeof(HumanBodyBones)))
         {
             if (b == HumanBodyBones.LastBone) continue;
             _byName[b.ToString()] = b;
             var t = animator.GetBoneTransform(b);
-            if (t != null) _restWorld[b] = Quaternion.Inverse(animator.transform.rotation) * t.rotation;
+            if (t == null) continue;
+            _restWorld[b] = tpose.Count > 0 ? TPoseRotation(t, tpose)
+                                            : Quaternion.Inverse(animator.transform.rotation) * t.rotation;
         }
         _rootStart = animator.transform.localPosition;
         _udp = new UdpClient(new IPEndPoint(IPAddress.Any, port));
         _running = true;
         _thread = new Thread(ReceiveLoop) { IsBackground = true, Name = "groovecast VMC" };
         _thread.Start();
+    }
+
+    // The bone's rotation relative to the avatar root in the Avatar's stored T-pose: the product of the
+    // stored local rotations from just below the root down to the bone (a transform the Avatar does not
+    // list keeps its current local rotation).
+    Quaternion TPoseRotation(Transform bone, Dictionary<string, Quaternion> tpose)
+    {
+        var q = Quaternion.identity;
+        for (var t = bone; t != null && t != animator.transform; t = t.parent)
+            q = (tpose.TryGetValue(t.name, out var local) ? local : t.localRotation) * q;
+        return q;
     }
 
     void OnDestroy()
