@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from engine.frames import PoseFrame
+from engine.skeleton import rotations as R
+from engine.skeleton.humanoid import tpose_corrections
 from engine.skeleton.skeleton import Skeleton, get_skeleton, skeleton_names
 from streams.prepare import PreparedPose, prepare
 
@@ -52,10 +54,16 @@ def encode_json(frame: PoseFrame | PreparedPose, server_ns: int, skel: Skeleton 
 
 
 def skeleton_dict(skel: Skeleton) -> dict[str, Any]:
+    """Joints, parents, Unity bone names and ``tpose``: per joint the rest -> T-pose correction ``C_j``.
+
+    ``tpose`` is a (w, x, y, z) quaternion per joint (engine space, see :mod:`engine.skeleton.humanoid`): a client
+    turns a pose's world rotations ``W_j`` into humanoid T-pose-relative ones as ``W_j C_j`` (what VMC sends).
+    """
     return {
         "joints": list(skel.joint_names),
         "parents": list(skel.parents),
         "unity_bones": dict(skel.unity_bones),
+        "tpose": np.round(R.matrix_to_quat(tpose_corrections(skel)), 6).tolist(),
     }
 
 

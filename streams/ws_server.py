@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("json", "binary")
 #: Static files of the viewer, served from the installed package (built by clients/web, committed).
-STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/viewer.js": "viewer.js"}
+STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/viewer.js": "viewer.js", "/avatar.glb": "avatar.glb"}
 
 
 def read_static(name: str) -> bytes:

@@ -28,26 +28,26 @@ def loopback_up() -> None:
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
-async def report(out: Path, seconds: float) -> None:
+async def report(seconds: float) -> list[str]:
     import aalink
 
     link = aalink.Link(100.0)
     link.quantum = 4
     link.enabled = True
     end = time.monotonic() + seconds
-    with open(out, "w") as f:
-        while time.monotonic() < end:
-            mono_ns = time.monotonic_ns()
-            beat, tempo = link.beat, link.tempo
-            f.write(json.dumps({"mono_ns": mono_ns, "beat": beat, "tempo": tempo, "peers": link.num_peers}) + "\n")
-            f.flush()
-            await asyncio.sleep(0.05)
+    rows = []
+    while time.monotonic() < end:
+        mono_ns = time.monotonic_ns()
+        beat, tempo = link.beat, link.tempo
+        rows.append(json.dumps({"mono_ns": mono_ns, "beat": beat, "tempo": tempo, "peers": link.num_peers}))
+        await asyncio.sleep(0.05)
     link.enabled = False
+    return rows
 
 
 def main() -> int:
     if sys.argv[1] == "report":
-        asyncio.run(report(Path(sys.argv[2]), float(sys.argv[3])))
+        Path(sys.argv[2]).write_text("\n".join(asyncio.run(report(float(sys.argv[3])))) + "\n")
         return 0
     assert sys.argv[1] == "scenario" and sys.argv[4] == "--"
     out, seconds, engine_args = Path(sys.argv[2]), float(sys.argv[3]), sys.argv[5:]

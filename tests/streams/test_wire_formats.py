@@ -42,6 +42,17 @@ def test_hello_lists_skeletons() -> None:
     assert len(d["skeletons"]["smpl"]["joints"]) == 24
 
 
+def test_hello_carries_the_tpose_corrections() -> None:
+    """Clients (the viewer's avatars) turn rest-relative world rotations into T-pose-relative ones with these."""
+    from engine.skeleton import rotations as R
+    from engine.skeleton.humanoid import tpose_corrections
+    from engine.skeleton.skeleton import CMU_SKELETON
+
+    tq = np.array(json.loads(hello_message(1, [0]))["skeletons"]["cmu"]["tpose"])
+    assert tq.shape == (CMU_SKELETON.num_joints, 4)
+    np.testing.assert_allclose(R.quat_to_matrix(tq), tpose_corrections(CMU_SKELETON), atol=1e-5)
+
+
 def test_binary_header_byte_table(make_frame: FrameFactory) -> None:
     data = encode_binary(make_frame(bpm=120.0, beat=True, beat_phase=0.5, energy=0.25), server_ns=99)
     expect_head = (
