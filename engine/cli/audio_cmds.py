@@ -131,7 +131,10 @@ def _publish_link(link: Any, ev: Any) -> None:
         return
     from engine.frames import ENGINE_SAMPLE_RATE
 
-    link.publish(float(ev.bpm), ev.phase_at(ev.sample_index / ENGINE_SAMPLE_RATE))
+    try:
+        link.publish(float(ev.bpm), ev.phase_at(ev.sample_index / ENGINE_SAMPLE_RATE))
+    except Exception as exc:  # Link trouble never stops the analysis
+        print(f"ableton link: update failed: {exc}", file=sys.stderr, flush=True)
 
 
 def _analyze_live(path: Path, args: argparse.Namespace) -> int:
