@@ -10,10 +10,11 @@ if [ -z "${GROOVECAST_SKIP_APT:-}" ]; then
   $SUDO apt-get update -qq
   # libportaudio2 + jackd2: the real-time dummy audio device for the live-input test;
   # liblo-tools: oscdump, an independent OSC peer; chromium: the headless viewer test;
-  # sox, espeak-ng, fluidsynth + fluid-soundfont-gm: real sounds for the beat and gesture test sets.
+  # sox, espeak-ng, fluidsynth + fluid-soundfont-gm: real sounds for the beat and gesture test sets;
+  # mono-mcs: compiles and runs the Unity receiver (C#) against UnityEngine stand-ins in the tests.
   $SUDO apt-get install -y -qq --no-install-recommends \
     libportaudio2 jackd2 liblo-tools chromium sox espeak-ng fluidsynth fluid-soundfont-gm \
-    libsndfile1 >/dev/null
+    libsndfile1 mono-mcs >/dev/null
 fi
 
 echo "== python packages" >&2

@@ -73,6 +73,12 @@ public class GroovecastVmcReceiver : MonoBehaviour
             _restWorld[b] = tpose.Count > 0 ? TPoseRotation(t, tpose)
                                             : Quaternion.Inverse(animator.transform.rotation) * t.rotation;
         }
+        // Stand the avatar in its T-pose, so bones the stream does not drive (e.g. UpperChest, which the CMU
+        // skeleton lacks) sit in their T-pose orientation rather than wherever they were at Start.
+        if (tpose.Count > 0)
+            foreach (var b in _restWorld.Keys)
+                for (var t = animator.GetBoneTransform(b); t != null && t != animator.transform; t = t.parent)
+                    if (tpose.TryGetValue(t.name, out var local)) t.localRotation = local;
         _rootStart = animator.transform.localPosition;
         _udp = new UdpClient(new IPEndPoint(IPAddress.Any, port));
         _running = true;
