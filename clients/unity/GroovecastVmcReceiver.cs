@@ -1,5 +1,6 @@
 // groovecast -> Unity: receives the VMC protocol (OSC over UDP) that `groovecast replay --osc` and the
-// engine send, and drives a Humanoid avatar. Not compiled in groovecast's CI (no Unity there): see README.md.
+// engine send, and drives a Humanoid avatar. Not run in Unity by groovecast's CI (no Unity there); the tests
+// compile and run it with Mono against UnityEngine stand-ins (tests/clients/test_unity_receiver.py).
 //
 // What arrives (one OSC bundle per frame, Unity space: left-handed, Y up, metres):
 //   /VMC/Ext/OK i i i i, /VMC/Ext/T f,

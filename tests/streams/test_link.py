@@ -42,6 +42,24 @@ def test_steering_sets_tempo_and_nudges_phase_by_the_wrapped_error() -> None:
     assert s.step(120.0, 3.0, 0.0, 0.5) == LinkAction()
 
 
+def test_missing_aalink_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+    from streams.link import LinkPublisher, LinkUnavailable
+
+    monkeypatch.setitem(sys.modules, "aalink", None)  # as if the optional extra were not installed
+    with pytest.raises(LinkUnavailable, match=r"pip install 'groovecast\[link\]'"):
+        LinkPublisher()
+    assert main(["analyze", "--demo", "--live", "--link"]) == 2
+    assert "--link: Ableton Link needs the aalink package" in capsys.readouterr().err
+
+
+def test_analyze_link_needs_live_input(capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    assert main(["analyze", "--demo", "--link"]) == 2
+    assert "use it with --live or --input" in capsys.readouterr().err
+
+
 def _namespace_ok() -> bool:
     if shutil.which("unshare") is None:
         return False
