@@ -149,7 +149,7 @@ function makeScene() {
     const halfH = (hi[1] - lo[1]) / 2 + 0.15, halfW = (hi[0] - lo[0]) / 2 + 0.35;
     const t = Math.tan((camera.fov * Math.PI) / 360);
     const dist = Math.max(halfH / t, halfW / (t * camera.aspect)) + (hi[2] - lo[2]) / 2 + 0.3;
-    const wantEye = center.clone().add(new Vector3(0, 0.22, 1).normalize().multiplyScalar(dist));
+    const wantEye = center.clone().add(new Vector3(0, 0.1, 1).normalize().multiplyScalar(dist));
     if (state.freeze && !snap) return; // tests: the camera holds still with the poses
     const k = snap ? 1 : 0.08; // ease, so the camera does not shake with every step
     target.lerp(center, k);
