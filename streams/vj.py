@@ -27,8 +27,6 @@ from streams.osc import encode_bundle, encode_message
 from streams.prepare import PreparedPose, prepare
 
 VJ_PREFIX = "/groovecast"
-#: Default target port for the VJ profile (an arbitrary choice, away from VMC's 39539; set it in the VJ tool).
-VJ_DEFAULT_PORT = 9000
 
 
 def vj_messages(p: PreparedPose) -> list[bytes]:
