@@ -45,6 +45,7 @@ from engine.frames import (
 from engine.models.conditioning import FRAMES_PER_TOKEN, genre_id, token_condition
 from engine.runtime.generator import DanceGenerator, Performer
 from engine.runtime.playout import MotionBuffer, Playhead
+from engine.runtime.text_embedder import TextEmbedder, coalesce_keyframes
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,10 @@ class DanceRuntime:
         sinks: Sequence[Sink] = (),
         config: RuntimeConfig | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        text_embedder: TextEmbedder | None = None,
     ) -> None:
         self.gen = generator
+        self.texts = text_embedder or TextEmbedder()  # embeds prompts off the caller's thread and the step
         self.analyzer = analyzer
         self.sinks = list(sinks)
         self.cfg = config or RuntimeConfig()
@@ -192,22 +195,26 @@ class DanceRuntime:
         elif msg.kind == "text":
             if self.gen.backend.config.text_dim <= 0:
                 raise ValueError("this model has no text control")
-            if msg.value:
-                from engine.models.conditioning import embed_texts
-
-                # Embedding takes milliseconds (seconds on first use): do it off the engine thread.
-                emb = embed_texts([str(msg.value)])[0]
-                msg = ControlMessage(msg.sample_index, msg.capture_ns, "text", msg.performer, emb)
+            if msg.value:  # embedded on the embedder's thread; applied before the first step after that
+                m = msg
+                self.texts.request(str(msg.value), lambda emb: self._controls.append(
+                    ControlMessage(m.sample_index, m.capture_ns, "text", m.performer, emb)))
+                return
         elif msg.kind == "keyframe":
             if self.gen.backend.config.n_keyframe_slots < 1:
                 raise ValueError("this model has no keyframe slots")
+            n_rot = len(msg.value.get("rotations", ())) if isinstance(msg.value, dict) else 0
+            if n_rot and n_rot != self.gen.n_joints:
+                raise ValueError(f"keyframe has {n_rot} rotations; the skeleton has {self.gen.n_joints} joints")
         elif msg.kind not in ("intensity", "energy", "reset"):
             raise ValueError(f"unknown control kind {msg.kind!r}")
         self._controls.append(msg)
 
     def _apply_controls(self) -> None:
+        queued = []
         while self._controls:
-            msg = self._controls.popleft()
+            queued.append(self._controls.popleft())
+        for msg in coalesce_keyframes(queued):  # a keyframe flood costs one encode per performer per step
             targets = self.gen.performers if msg.performer == -1 else [self.gen.get(msg.performer)]
             try:
                 for p in targets:
@@ -221,7 +228,8 @@ class DanceRuntime:
         if msg.kind == "genre":
             self.gen.set_genre(p, str(msg.value))
         elif msg.kind == "text":
-            p.controls.text = None if msg.value in ("", None) else np.asarray(msg.value, dtype=np.float32)
+            p.controls.text = None if msg.value is None or isinstance(msg.value, str) else np.asarray(
+                msg.value, dtype=np.float32)
         elif msg.kind in ("intensity", "energy"):
             p.controls.intensity = float(msg.value)
             self.playheads[p.pid].intensity = float(msg.value)

