@@ -19,21 +19,50 @@ CONTROL_KINDS: dict[str, str] = {
     "reset": "absent or null",
 }
 MAX_CONTROL_BYTES = 64 * 1024
+#: Integers of more digits than this are refused while parsing (a 400-digit "performer" is no number we use).
+MAX_INT_DIGITS = 20
 
 
 class ControlError(ValueError):
     """A control message that cannot be accepted; the text says what is wrong."""
 
 
+def _short(v: Any, n: int = 40) -> str:
+    """``repr`` cut to ``n`` characters (error texts quote what the client sent, never all of it)."""
+    try:
+        r = repr(v)
+    except (ValueError, RecursionError):  # huge ints, deep nesting
+        r = f"<{type(v).__name__}>"
+    return r if len(r) <= n else r[:n] + "..."
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def loads_bounded(raw: str | bytes) -> Any:
+    """``json.loads`` refusing integers over :data:`MAX_INT_DIGITS` digits and deep nesting, as ValueError."""
+    try:
+        return json.loads(raw, parse_int=_parse_int)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _number(v: Any, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise ControlError(f"{what} must be a finite number, got {v!r}")
+    try:
+        ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        ok = False
+    if not ok:
+        raise ControlError(f"{what} must be a finite number, got {_short(v)}")
     return float(v)
 
 
 def _validate_value(kind: str, v: Any) -> Any:
     if kind == "genre":
-        if not isinstance(v, str) or not v.strip() or len(v) > 64:
+        if not isinstance(v, str) or not v.strip() or len(v) > 64 or not v.isprintable():
             raise ControlError(f"'genre' value must be {CONTROL_KINDS['genre']}")
         return v.strip()
     if kind == "text":
@@ -54,10 +83,10 @@ def _validate_value(kind: str, v: Any) -> Any:
         raise ControlError(f"'keyframe' value must be {CONTROL_KINDS['keyframe']}")
     unknown = set(v) - {"frames_ahead", "root", "rotations"}
     if unknown:
-        raise ControlError(f"'keyframe' has unknown fields {sorted(unknown)}")
+        raise ControlError(f"'keyframe' has unknown fields {_short(sorted(unknown), 80)}")
     fa = v.get("frames_ahead")
     if isinstance(fa, bool) or not isinstance(fa, int) or not 1 <= fa <= 600:
-        raise ControlError(f"'keyframe.frames_ahead' must be an int in 1..600, got {fa!r}")
+        raise ControlError(f"'keyframe.frames_ahead' must be an int in 1..600, got {_short(fa)}")
     out: dict[str, Any] = {"frames_ahead": fa}
     if "root" in v:
         r = v["root"]
@@ -98,18 +127,18 @@ def parse_control(
         if len(msg) > MAX_CONTROL_BYTES:
             raise ControlError(f"control message too large ({len(msg)} bytes > {MAX_CONTROL_BYTES})")
         try:
-            msg = json.loads(msg)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            msg = loads_bounded(msg)
+        except (ValueError, UnicodeDecodeError) as exc:
             raise ControlError(f"not valid JSON: {exc}") from None
     if not isinstance(msg, dict):
         raise ControlError("a control message must be a JSON object")
     if msg.get("type") != "control":
-        raise ControlError(f"expected type 'control', got {msg.get('type')!r}")
+        raise ControlError(f"expected type 'control', got {_short(msg.get('type'))}")
     kind = msg.get("kind")
-    if kind not in CONTROL_KINDS:
-        raise ControlError(f"unknown control kind {kind!r}; known: {', '.join(CONTROL_KINDS)}")
+    if not isinstance(kind, str) or kind not in CONTROL_KINDS:
+        raise ControlError(f"unknown control kind {_short(kind)}; known: {', '.join(CONTROL_KINDS)}")
     performer = msg.get("performer", -1)
     if isinstance(performer, bool) or not isinstance(performer, int) or not -1 <= performer <= max_performer:
-        raise ControlError(f"'performer' must be -1 (all) or 0..{max_performer}, got {performer!r}")
+        raise ControlError(f"'performer' must be -1 (all) or 0..{max_performer}, got {_short(performer)}")
     value = _validate_value(kind, msg.get("value"))
     return ControlMessage(sample_index=sample_index, capture_ns=capture_ns, kind=kind, performer=performer, value=value)

@@ -73,6 +73,17 @@ def osc_to_control(address: str, args: list[Any]) -> dict[str, Any]:
     return {"type": "control", "kind": kind, "performer": performer, "value": value}
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def exposure_warning(host: str) -> str | None:
+    """The warning to print when OSC control listens beyond this machine (it has no authentication)."""
+    if host in LOOPBACK or host.startswith("127."):
+        return None
+    return (f"warning: OSC control listens on {host}, reachable from other machines; OSC control has no "
+            "authentication: anyone who can send it UDP can steer the dance (bind 127.0.0.1 unless you need this)")
+
+
 class OscControlServer:
     """One UDP receive thread handing validated :class:`ControlMessage` s to ``on_control``.
 

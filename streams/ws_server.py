@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
+import math
 import mimetypes
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,8 +31,9 @@ from websockets.http11 import Request, Response
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.frames import ControlMessage, PoseFrame
 from engine.skeleton.skeleton import Skeleton
-from streams.control import ControlError, parse_control
+from streams.control import ControlError, loads_bounded, parse_control
 from streams.prepare import prepare
+from streams.ratelimit import LogLimiter, TokenBucket
 from streams.wire_binary import encode_binary
 from streams.wire_json import ack_message, encode_json, error_message, hello_message, pong_message
 
@@ -38,6 +42,29 @@ log = logging.getLogger(__name__)
 FORMATS = ("json", "binary")
 #: Static files of the viewer, served from the installed package (built by clients/web, committed).
 STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/viewer.js": "viewer.js", "/avatar.glb": "avatar.glb"}
+
+
+#: Requests up to this size are echoed in error replies.
+ECHO_LIMIT = 1024
+_TOKEN_RE = re.compile(r"(token=)[^&\s\"']*")
+
+
+def redact_token(text: str) -> str:
+    """Replace the value of every ``token=`` query parameter with ``***``."""
+    return _TOKEN_RE.sub(r"\1***", text)
+
+
+class _RedactTokens(logging.Filter):
+    """Keeps ``?token=...`` out of the websockets library's (debug) log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "token=" in msg:
+            record.msg, record.args = redact_token(msg), None
+        return True
+
+
+_REDACT = _RedactTokens()
 
 
 def read_static(name: str) -> bytes:
@@ -53,6 +80,7 @@ class _Client:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sent: int = 0
     dropped: int = 0
+    bucket: TokenBucket | None = None  # inbound message rate limit of this connection
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,8 @@ class ServerStats:
     dropped: int
     controls: int
     control_errors: int
+    rate_limited: int = 0
+    auth_failures: int = 0
 
 
 class PoseServer:
@@ -84,10 +114,10 @@ class PoseServer:
     Args:
         host: interface to bind; ``127.0.0.1`` unless exposing is asked for explicitly.
         port: TCP port (0 picks a free one; read :attr:`port` after :meth:`start`).
-        token: if set, WebSocket clients must pass ``?token=...``.
-        allowed_origins: browser Origins allowed to open a WebSocket. ``None``: this server's own
-            pages only (``http://<host>:<port>``, plus localhost/127.0.0.1 forms). ``["*"]``: any.
-            Clients that send no Origin (non-browser) are always allowed.
+        token: if set, WebSocket clients must pass ``?token=...`` (compared in constant time, never logged).
+        allowed_origins: browser Origins allowed to open a WebSocket *in addition to* this server's own
+            pages (``http://<host>:<port>``, plus localhost/127.0.0.1 forms). ``["*"]``: any.
+            Clients that send no Origin (non-browser) are always allowed; two Origin headers are refused.
         on_control: called on the event loop with each validated :class:`ControlMessage`.
         clock: time source for ``server_ns`` stamps.
         skeleton: skeleton override for frames (default: registered by the frame's name).
@@ -95,6 +125,9 @@ class PoseServer:
         sndbuf: if set, the kernel send buffer (SO_SNDBUF) of each client socket, bounding what the kernel
             holds for a client that does not read (default: the kernel's autotuning).
         max_clients: further connections are refused with HTTP 503.
+        client_rate: inbound messages per second per connection (bursts of twice that); more are answered
+            with an error and not handled.
+        control_rate: controls per second from all connections together (bursts of twice that).
     """
 
     def __init__(
@@ -110,6 +143,8 @@ class PoseServer:
         write_limit: int = 64 * 1024,
         sndbuf: int | None = None,
         max_clients: int = 2000,
+        client_rate: float = 60.0,
+        control_rate: float = 300.0,
     ) -> None:
         self.host = host
         self._port = port
@@ -132,6 +167,12 @@ class PoseServer:
         self.control_errors = 0
         self._gone_sent = 0
         self._gone_dropped = 0
+        self.client_rate = client_rate
+        self._control_bucket = TokenBucket(control_rate, 2 * control_rate, clock)
+        self.rate_limited = 0
+        self.auth_failures = 0
+        self._log_client = LogLimiter(log, 1.0, clock)  # client mistakes: one line a second at most
+        self._log_auth = LogLimiter(log, 1.0, clock)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -147,6 +188,9 @@ class PoseServer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        for name in ("websockets", "websockets.server"):
+            if _REDACT not in logging.getLogger(name).filters:
+                logging.getLogger(name).addFilter(_REDACT)
         self._server = await serve(
             self._handle,
             self.host,
@@ -182,6 +226,8 @@ class PoseServer:
             dropped=self._gone_dropped + sum(c.dropped for c in self._clients),
             controls=self.controls,
             control_errors=self.control_errors,
+            rate_limited=self.rate_limited,
+            auth_failures=self.auth_failures,
         )
 
     def client_info(self) -> list[ClientInfo]:
@@ -235,10 +281,16 @@ class PoseServer:
     def _origin_allowed(self, origin: str | None) -> bool:
         if origin is None:
             return True
-        if self.allowed_origins is not None:
-            return "*" in self.allowed_origins or origin in self.allowed_origins
+        if self.allowed_origins is not None and ("*" in self.allowed_origins or origin in self.allowed_origins):
+            return True
         own = {f"http://{h}:{self.port}" for h in (self.host, "127.0.0.1", "localhost", "[::1]")}
         return origin in own
+
+    def _refuse(self, connection: ServerConnection, status: int, reason: str) -> Response:
+        self.auth_failures += 1
+        peer = connection.remote_address[0] if connection.remote_address else "?"
+        self._log_auth.log(logging.INFO, "refused a WebSocket connection from %s: %s", peer, reason)
+        return connection.respond(status, reason + "\n")
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -259,10 +311,15 @@ class PoseServer:
                  ("X-Content-Type-Options", "nosniff"), ("Connection", "close")]
             )
             return Response(200, "OK", headers, body)
-        if not self._origin_allowed(request.headers.get("Origin")):
-            return connection.respond(403, "origin not allowed\n")
-        if self.token is not None and parse_qs(url.query).get("token", [""])[0] != self.token:
-            return connection.respond(401, "missing or wrong token\n")
+        origins = request.headers.get_all("Origin")
+        if len(origins) > 1:
+            return self._refuse(connection, 400, "more than one Origin header")
+        if not self._origin_allowed(origins[0] if origins else None):
+            return self._refuse(connection, 403, "origin not allowed")
+        if self.token is not None:
+            given = parse_qs(url.query).get("token", [""])[0]
+            if not hmac.compare_digest(given.encode("utf-8", "replace"), self.token.encode("utf-8")):
+                return self._refuse(connection, 401, "missing or wrong token")
         if len(self._clients) >= self.max_clients:
             return connection.respond(503, "too many clients\n")
         return None
@@ -271,7 +328,7 @@ class PoseServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         query = parse_qs(urlsplit(ws.request.path if ws.request else "/").query)
-        client = _Client(ws)
+        client = _Client(ws, bucket=TokenBucket(self.client_rate, 2 * self.client_rate, self.clock))
         if self.sndbuf is not None:
             sock = ws.transport.get_extra_info("socket")
             if sock is not None:
@@ -313,42 +370,68 @@ class PoseServer:
         except ConnectionClosed:
             return
 
+    def _client_error(self, c: _Client, reason: str, raw: str | bytes | None = None,
+                      msg: Any = None) -> str:
+        """Count, log (one line a second at most) and answer a client's mistake."""
+        self.control_errors += 1
+        self._log_client.log(logging.INFO, "client %s: %s", c.ws.remote_address, reason)
+        echo = msg if raw is not None and len(raw) <= ECHO_LIMIT else None
+        return error_message(reason, echo)
+
     def _on_message(self, c: _Client, raw: str | bytes) -> str | None:
         """Handle one inbound message; returns the reply text (or None). Never raises."""
+        if c.bucket is not None and not c.bucket.allow():
+            self.rate_limited += 1
+            self._log_client.log(logging.INFO, "client %s: rate limited", c.ws.remote_address)
+            return error_message(f"rate limited: at most {self.client_rate:g} messages per second")
         try:
-            msg: Any = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return self._handle_message(c, raw)
+        except Exception as exc:  # a bug in handling one message must not close the connection
             self.control_errors += 1
-            return error_message(f"not valid JSON: {exc}")
+            self._log_client.log(logging.ERROR, "client %s: message handling failed: %r", c.ws.remote_address, exc)
+            return error_message(f"message could not be handled: {type(exc).__name__}")
+
+    def _handle_message(self, c: _Client, raw: str | bytes) -> str | None:
+        try:
+            msg: Any = loads_bounded(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return self._client_error(c, f"not valid JSON: {exc}")
         if not isinstance(msg, dict):
-            self.control_errors += 1
-            return error_message("messages must be JSON objects with a 'type'")
+            return self._client_error(c, "messages must be JSON objects with a 'type'")
         kind = msg.get("type")
         if kind == "ping":
             t = msg.get("t", 0)
-            return pong_message(t if isinstance(t, int | float) else 0, self.clock.monotonic_ns())
+            ok = isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+            return pong_message(t if ok else 0, self.clock.monotonic_ns())
         if kind == "subscribe":
             perf = msg.get("performer", -1)
             fmt = msg.get("format", c.fmt)
             if isinstance(perf, bool) or not isinstance(perf, int) or perf < -1 or fmt not in FORMATS:
-                self.control_errors += 1
-                return error_message(f"subscribe needs performer -1 or >= 0 and format in {FORMATS}", msg)
+                return self._client_error(c, f"subscribe needs performer -1 or >= 0 and format in {FORMATS}",
+                                          raw, msg)
             c.performer, c.fmt = perf, fmt
             c.slots.clear()
             return json.dumps({"type": "subscribed", "v": 1, "performer": perf, "format": fmt})
         if kind == "control":
+            if not self._control_bucket.allow():
+                self.rate_limited += 1
+                self._log_client.log(logging.WARNING, "controls rate limited (all clients together)")
+                return error_message("rate limited: the server takes no more controls just now")
             try:
                 ctl = parse_control(msg, self._last_sample_index, self.clock.monotonic_ns())
             except ControlError as exc:
-                self.control_errors += 1
-                return error_message(str(exc), msg)
-            self.controls += 1
+                return self._client_error(c, str(exc), raw, msg)
             if self.on_control is not None:
                 try:
-                    self.on_control(ctl)
+                    self.on_control(ctl)  # the runtime validates what only it knows (performer, genre, joints)
+                except ValueError as exc:
+                    return self._client_error(c, f"{ctl.kind} rejected: {exc}", raw, msg)
                 except Exception as exc:  # a failing consumer must not take the server down
-                    log.exception("control callback failed")
-                    return error_message(f"control accepted but its handler failed: {exc}", msg)
+                    self.control_errors += 1
+                    self._log_client.log(logging.ERROR, "control handler failed on %s: %r", ctl.kind, exc)
+                    return error_message(f"control handler failed: {exc}", msg if len(raw) <= ECHO_LIMIT else None)
+            self.controls += 1
             return ack_message(ctl.kind, ctl.performer)
-        self.control_errors += 1
-        return error_message(f"unknown message type {kind!r}; expected ping, subscribe or control", msg)
+        kind_text = repr(kind)[:40]
+        return self._client_error(c, f"unknown message type {kind_text}; expected ping, subscribe or control",
+                                  raw, msg)

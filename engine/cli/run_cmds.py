@@ -182,13 +182,16 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     runtime = build_runtime(args, sinks, realtime)
     osc_control = None
     if args.osc_control:
-        from streams.osc_control import OscControlServer
+        from streams.osc_control import OscControlServer, exposure_warning
 
         try:
             host, port = parse_address(args.osc_control, allow_zero=True)
             osc_control = OscControlServer(host, port, runtime.submit_control)
         except (ValueError, OSError) as exc:
             raise CliError(f"--osc-control: {exc}") from None
+        warning = exposure_warning(host)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
         osc_control.start()
         closers.append(osc_control.close)
         print(f"osc control: udp://{host}:{osc_control.port}", flush=True)

@@ -168,3 +168,12 @@ def test_control_floods_are_rate_limited_per_sender() -> None:
         assert len(got) == 31  # refilled at the rate
     finally:
         server.close()
+
+
+def test_exposed_osc_control_is_warned_about() -> None:
+    """Issue 13 item 10: --osc-control 0.0.0.0:... bound every interface without a word."""
+    from streams.osc_control import exposure_warning
+
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("::1") is None
+    w = exposure_warning("0.0.0.0")
+    assert w is not None and "no authentication" in w and "0.0.0.0" in w

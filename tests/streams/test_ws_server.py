@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import socket
 import threading
@@ -131,7 +132,7 @@ def test_controls_validated_errors_replied_server_survives(make_frame: FrameFact
             err = await c.recv()
             assert isinstance(err, dict) and "in [0, 1]" in err["error"]
             err = await c.request({"type": "control", "kind": "reset"})
-            assert "handler failed: engine refused" in err["error"]
+            assert "control handler failed: engine refused" in err["error"]
             err = await c.request({"type": "dance"})
             assert "unknown message type 'dance'" in err["error"]
             pong = await c.request({"type": "ping", "t": 12.5})
@@ -140,7 +141,7 @@ def test_controls_validated_errors_replied_server_survives(make_frame: FrameFact
             assert server.bad_frames == 1
             server.publish(make_frame(frame_index=99))  # still serving
             assert (await c.recv_pose()).frame_index == 99
-            assert server.stats().control_errors == 3 and server.stats().controls == 2
+            assert server.stats().control_errors == 4 and server.stats().controls == 1
 
     run(main())
 
@@ -164,8 +165,11 @@ def test_token_and_origin() -> None:
         async with PoseServer(allowed_origins=["https://show.example"]) as server:
             async with connect(ws_url(server), origin="https://show.example"):  # type: ignore[arg-type]
                 pass
+            # --allow-origin adds to the server's own page; it does not lock out its viewer (issue 13 item 9)
+            async with connect(ws_url(server), origin=f"http://127.0.0.1:{server.port}"):  # type: ignore[arg-type]
+                pass
             with pytest.raises(InvalidStatus):
-                async with connect(ws_url(server), origin=f"http://127.0.0.1:{server.port}"):  # type: ignore[arg-type]
+                async with connect(ws_url(server), origin="http://evil.example"):  # type: ignore[arg-type]
                     pass
 
     run(main())
@@ -275,3 +279,120 @@ def test_bad_subscribe_and_binary_messages(make_frame: FrameFactory) -> None:
             assert isinstance(err, dict) and "JSON objects" in err["error"]
 
     run(main())
+
+
+# ------------------------------------------------------------------------------ hostile clients (issue 13)
+
+
+def test_odd_messages_get_an_error_reply_not_a_close() -> None:
+    """Issue 13 item 8: these closed the connection with 1011 and a traceback."""
+    async def main() -> None:
+        async with PoseServer() as server, PoseClient(ws_url(server)) as c:
+            assert c.ws is not None
+            odd = [
+                '{"type": "control", "kind": ["genre"], "value": "x"}',
+                '{"type": "control", "kind": {"a": 1}, "value": "x"}',
+                '{"type": "control", "kind": "intensity", "value": ' + "9" * 400 + "}",
+                '{"type": "control", "kind": "genre", "performer": ' + "1" * 400 + ', "value": "x"}',
+                '{"type": "ping", "t": ' + "[" * 5000 + "]" * 5000 + "}",
+                "[" * 20000 + "]" * 20000,
+                '{"type": ["ping"]}',
+                '{"type": "subscribe", "performer": 0, "format": ["json"]}',
+            ]
+            for text in odd:
+                await c.ws.send(text)
+                err = await c.recv()
+                assert isinstance(err, dict) and err["type"] == "error", (text[:60], err)
+                assert len(json.dumps(err)) < 2048  # the reply quotes, never echoes a huge request
+            pong = await c.request({"type": "ping", "t": 1})
+            assert pong["type"] == "pong"  # the connection is still open
+            assert server.stats().control_errors == len(odd)
+
+    run(main())
+
+
+def test_rejected_controls_get_the_reason_and_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 13 item 4: each rejection logged a traceback and the client was told 'its handler failed'."""
+    def on_control(msg: ControlMessage) -> None:
+        raise ValueError(f"genre {msg.value!r} is not in this model")
+
+    caplog.set_level(logging.DEBUG, logger="streams.ws_server")
+
+    async def main() -> None:
+        async with PoseServer(on_control=on_control, client_rate=1e6, control_rate=1e6) as server, \
+                PoseClient(ws_url(server)) as c:
+            for _ in range(500):
+                err = await c.request({"type": "control", "kind": "genre", "value": "polka"})
+                assert err["error"] == "genre rejected: genre 'polka' is not in this model"
+
+    run(main())
+    lines = [r for r in caplog.records if r.name == "streams.ws_server"]
+    assert 1 <= len(lines) <= 3 and all(r.exc_info is None for r in lines)
+
+
+def test_per_connection_rate_limit_spares_other_clients() -> None:
+    async def main() -> None:
+        async with PoseServer(client_rate=20) as server, PoseClient(ws_url(server)) as a, \
+                PoseClient(ws_url(server)) as b:
+            replies = [await a.request({"type": "ping", "t": i}) for i in range(100)]
+            limited = [r for r in replies if r["type"] == "error"]
+            assert 55 <= len(limited) <= 60 and "rate limited" in limited[0]["error"]  # burst of 40 (+ refill)
+            assert (await b.request({"type": "ping", "t": 1}))["type"] == "pong"
+            assert server.stats().rate_limited == len(limited)
+
+    run(main())
+
+
+def _raw_http(port: int, headers: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5 * SCALE) as s:
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n").encode())
+        return s.recv(4096)
+
+
+def test_two_origin_headers_are_refused_with_400() -> None:
+    """Issue 13 item 9: two Origin headers gave HTTP 500."""
+    async def main() -> None:
+        async with PoseServer() as server:
+            own = f"http://127.0.0.1:{server.port}"
+            head = await asyncio.to_thread(_raw_http, server.port, f"Origin: {own}\r\nOrigin: http://evil.example\r\n")
+            assert head.startswith(b"HTTP/1.1 400"), head[:80]
+            head = await asyncio.to_thread(_raw_http, server.port, f"Origin: {own}\r\n")
+            assert head.startswith(b"HTTP/1.1 101")
+
+    run(main())
+
+
+def test_token_constant_time_never_logged_failures_at_info(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13 item 10: `!=` compare, ?token= in the debug log, failed auth not logged at INFO."""
+    import hmac
+
+    import streams.ws_server as ws_mod
+
+    compared: list[bytes] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append(a)
+        return real(a, b)
+
+    monkeypatch.setattr(ws_mod.hmac, "compare_digest", spy)
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> None:
+        async with PoseServer(token="s3cret-tok") as server:
+            async with PoseClient(ws_url(server, "token=s3cret-tok")) as c:
+                assert c.hello["type"] == "hello"
+            with pytest.raises(InvalidStatus):
+                async with connect(ws_url(server, "token=wrong-guess")):
+                    pass
+
+    run(main())
+    assert compared == [b"s3cret-tok", b"wrong-guess"]
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("websockets.client"))
+    assert "GET /ws?token=***" in text  # the server's debug log shows the request, redacted
+    assert "s3cret-tok" not in text and "wrong-guess" not in text
+    refusals = [r for r in caplog.records if r.name == "streams.ws_server" and "refused" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].levelno == logging.INFO and "wrong token" in refusals[0].getMessage()
