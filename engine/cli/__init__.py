@@ -8,8 +8,10 @@ Each command group lives in its own module under ``engine.cli`` and exposes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -83,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    _sigterm_like_ctrl_c()
     try:
         return int(handler(args) or 0)
     except CliError as exc:
@@ -90,6 +93,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _sigterm_like_ctrl_c() -> None:
+    """SIGTERM ends a command exactly like Ctrl-C: outputs closed, recordings finished, summary printed."""
+
+    def on_term(signum: int, frame: object) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+    with contextlib.suppress(ValueError):  # not the main thread (main() called from a test's worker thread)
+        signal.signal(signal.SIGTERM, on_term)
 
 
 if __name__ == "__main__":  # pragma: no cover

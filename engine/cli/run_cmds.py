@@ -175,7 +175,7 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     for path in args.record:
         try:
             rec = recorder_for(path, skel)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             raise CliError(f"--record: {exc}") from None
         recorders.append(rec)
         sinks.append(rec)
@@ -199,10 +199,15 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     def finish() -> None:
         for c in closers:
             c()
-        for r in recorders:
-            out = r.close()
+        for r in recorders:  # each one is finished, whatever happens to the others
+            try:
+                out = r.close()
+            except Exception as exc:
+                print(f"recording {r.path} failed: {exc}", file=sys.stderr, flush=True)
+                continue
             if out is not None:
-                print(f"recorded {len(r.frames)} frames to {out}", flush=True)
+                print(f"recorded {r.count} frames to {out}" + (f" (stopped early: {r.error})" if r.error else ""),
+                      flush=True)
         _report(runtime.stats)
 
     if not args.ws:

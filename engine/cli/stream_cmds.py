@@ -40,6 +40,11 @@ def register(sub: Any) -> None:
     _server_args(rp)
     rp.set_defaults(handler=_replay)
 
+    rc = sub.add_parser("recover", help="turn a partial NPZ recording (left by a crash or a full disk) into FILE.npz",
+                        description="Convert FILE.npz.partial, which the NPZ recorder streams to, into FILE.npz.")
+    rc.add_argument("partial", help="FILE.npz.partial (or FILE.npz)")
+    rc.set_defaults(handler=_recover)
+
     sp = sub.add_parser("serve", help="run the viewer page and WebSocket pose server alone",
                         description="Run the WebSocket pose server and viewer page (no motion source).")
     sp.add_argument("--ws", metavar="PORT|HOST:PORT", default=DEFAULT_WS,
@@ -106,7 +111,7 @@ def _replay(args: argparse.Namespace) -> int:
     for path in args.record:
         try:
             rec = recorder_for(path, player.motion.skeleton)
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             raise CliError(f"--record: {exc}") from None
         recorders.append(rec)
         sinks.append(rec)
@@ -120,10 +125,15 @@ def _replay(args: argparse.Namespace) -> int:
     def finish() -> None:
         for c in closers:
             c()
-        for r in recorders:
-            out = r.close()
+        for r in recorders:  # each one is finished, whatever happens to the others
+            try:
+                out = r.close()
+            except Exception as exc:
+                print(f"recording {r.path} failed: {exc}", file=sys.stderr, flush=True)
+                continue
             if out is not None:
-                print(f"recorded {len(r.frames)} frames to {out}", flush=True)
+                print(f"recorded {r.count} frames to {out}" + (f" (stopped early: {r.error})" if r.error else ""),
+                      flush=True)
         s = player.stats
         print(f"done: {s.frames} frames, {s.late_frames} late, max lateness {s.max_late_ns / 1e6:.2f} ms", flush=True)
 
@@ -163,6 +173,19 @@ def serve_while(args: argparse.Namespace, server: Any, work: Any, stop: Any) -> 
         asyncio.run(run())
     except KeyboardInterrupt:
         stop()
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from streams.recorders import read_partial, recover
+
+    try:
+        n = len(read_partial(args.partial if args.partial.endswith(".partial") else args.partial + ".partial")
+                 ["frame_index"])
+        out = recover(args.partial)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"recovered {n} frames to {out}", flush=True)
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -43,3 +43,30 @@ def test_play_errors_are_clear(small_model: Path, tmp_path: Path, capsys) -> Non
     assert "unknown genre" in capsys.readouterr().err
     assert main(["play", "--demo", "--model", str(small_model), "--performers", "0"]) == 2
     assert main(["play"]) == 2
+
+
+def test_play_checks_record_paths_first_and_sigterm_ends_like_ctrl_c(small_model: Path, tmp_path: Path,
+                                                                      capsys) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13 item 6: an unwritable --record failed only after the show; SIGTERM wrote nothing."""
+    import signal
+    import time
+
+    (tmp_path / "a_file").write_text("x")
+    assert main(["play", "--demo", "--model", str(small_model), "--record", str(tmp_path / "a_file" / "x.bvh")]) == 2
+    assert "cannot record to" in capsys.readouterr().err
+    outs = [tmp_path / "p.bvh", tmp_path / "p.npz", tmp_path / "q.npz"]
+    cmd = [sys.executable, "-m", "engine", "play", "--demo", "--model", str(small_model), "--backend", "torch"]
+    for o in outs:
+        cmd += ["--record", str(o)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (outs[0].exists() and outs[0].stat().st_size > 20_000):
+        time.sleep(0.2)  # at least one second of frames flushed
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 2.0, err[-2000:]
+    assert proc.returncode == 0 and "done:" in out, err[-2000:]
+    n = len(np.load(outs[1])["frame_index"])
+    assert n >= 30 and len(np.load(outs[2])["frame_index"]) == n
+    assert f"recorded {n} frames to {outs[0]}" in out
