@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from engine import __version__
 
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    _sigterm_like_ctrl_c()
+    previous = _sigterm_like_ctrl_c()
     try:
         return int(handler(args) or 0)
     except CliError as exc:
@@ -93,16 +94,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def _sigterm_like_ctrl_c() -> None:
-    """SIGTERM ends a command exactly like Ctrl-C: outputs closed, recordings finished, summary printed."""
+def _sigterm_like_ctrl_c() -> Any:
+    """SIGTERM ends a command exactly like Ctrl-C: outputs closed, recordings finished, summary printed.
+
+    Returns the previous handler (None when not on the main thread, where nothing is installed).
+    """
 
     def on_term(signum: int, frame: object) -> None:
         signal.raise_signal(signal.SIGINT)
 
     with contextlib.suppress(ValueError):  # not the main thread (main() called from a test's worker thread)
-        signal.signal(signal.SIGTERM, on_term)
+        return signal.signal(signal.SIGTERM, on_term)
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover
