@@ -170,7 +170,10 @@ def _analyze_live(path: Path, args: argparse.Namespace) -> int:
     bpm = float(np.median(bpms[len(bpms) // 2:])) if bpms else 0.0
     print(f"end of {path.name}: {len(beats)} beats, {bpm:.1f} BPM")
     if args.plot:
-        _plot(args.plot, src.samples, src.sample_rate, np.asarray(env), beats, downbeats, str(path))
+        from engine.audio.source import read_wav
+
+        x, sr = read_wav(path)
+        _plot(args.plot, x, sr, np.asarray(env), beats, downbeats, str(path))
     return 0
 
 

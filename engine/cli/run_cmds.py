@@ -28,9 +28,9 @@ def register(sub: Any) -> None:
     pp = sub.add_parser(
         "play",
         help="dance to an audio file, paced in real time as if live (--fast: as fast as possible)",
-        description="Dance to a WAV file through the live path: causal analysis, batched GPT steps, playout.",
+        description="Dance to an audio file through the live path: causal analysis, batched GPT steps, playout.",
     )
-    pp.add_argument("audio", nargs="?", help="a WAV file (mono or stereo, any common rate)")
+    pp.add_argument("audio", nargs="?", help="an audio file: WAV, FLAC, OGG or MP3 (any channels, any common rate)")
     pp.add_argument("--demo", action="store_true", help="use the bundled demo clip instead of AUDIO")
     pp.add_argument("--fast", action="store_true", help="render as fast as possible through the same path")
     pp.add_argument("--loop", action="store_true", help="start the file over at its end")
@@ -266,7 +266,7 @@ def _play(args: argparse.Namespace) -> int:
     if args.demo and args.audio:
         raise CliError("give either AUDIO or --demo, not both")
     if not args.demo and not args.audio:
-        raise CliError("no audio: give a WAV file or --demo for the bundled clip")
+        raise CliError("no audio: give an audio file or --demo for the bundled clip")
     path = demo_path() if args.demo else Path(args.audio)
     if args.seconds is not None and args.seconds <= 0:
         raise CliError("--seconds must be positive")

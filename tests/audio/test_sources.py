@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from scipy.io import wavfile
 
 from engine.audio.resample import StreamResampler, resample
@@ -64,12 +67,17 @@ def test_file_source_reads_stereo_44k_and_resamples(tmp_path: Path) -> None:
     stereo = (np.stack([tone, tone], axis=1) * 32767).astype(np.int16)
     src = FileSource(_write(tmp_path / "s.wav", sr, stereo), clock=FakeClock(), realtime=False)
     assert src.file_sample_rate == sr
-    assert abs(len(src.samples) - ENGINE_SAMPLE_RATE) <= 1
+    samples = np.concatenate([b.samples for b in src])
+    assert abs(len(samples) - ENGINE_SAMPLE_RATE) <= 1
     # the tone keeps its pitch: spectral peak at 440 Hz
-    spec = np.abs(np.fft.rfft(src.samples * np.hanning(len(src.samples))))
-    peak_hz = np.argmax(spec) * ENGINE_SAMPLE_RATE / len(src.samples)
+    spec = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    peak_hz = np.argmax(spec) * ENGINE_SAMPLE_RATE / len(samples)
     assert abs(peak_hz - 440) < 2
-    assert np.abs(src.samples).max() == pytest.approx(0.5, abs=0.02)
+    assert np.abs(samples).max() == pytest.approx(0.5, abs=0.02)
+    # and it is the whole-file resampling, sample for sample after the filters' edges (the streaming
+    # filter's delay is removed to the nearest sample: a quarter sample remains, 0.016 at 440 Hz)
+    ref = resample(tone.astype(np.float32), sr)
+    np.testing.assert_allclose(samples[200:-200], ref[200:-200], atol=0.02)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32])
@@ -143,3 +151,89 @@ def test_synthetic_clicks_have_exact_ground_truth() -> None:
     assert SyntheticSignal.silence(1.0).samples.max() == 0.0
     with pytest.raises(ValueError, match="BPM must be positive"):
         beat_times_from_tempo([(2.0, 0.0, 100.0)])
+
+
+# ------------------------------------------------------------------ odd and huge files (issue 13 items 7, 11)
+
+
+def _wav_bytes(ch: int, bits: int, fmt: int = 1, data: bytes = b"", rate: int = 8000,
+               data_size: int | None = None) -> bytes:
+    ba = max(1, ch * ((bits + 7) // 8))
+    fmt_chunk = struct.pack("<HHIIHH", fmt, ch, rate, rate * ba, ba, bits)
+    size = len(data) if data_size is None else data_size
+    riff = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt_chunk + b"data" + struct.pack("<I", size) + data
+    return b"RIFF" + struct.pack("<I", min(len(riff) + size - len(data), 2**32 - 1)) + riff
+
+
+def test_file_source_memory_does_not_depend_on_file_length(tmp_path: Path) -> None:
+    """Issue 13 item 7: a 10-hour WAV peaked at 7.6 GB to play 3 s (the whole file was decoded up front)."""
+    hours = 1.0
+    n = int(hours * 3600 * 8000)
+    p = tmp_path / "long.wav"
+    with open(p, "wb") as f:  # a sparse file: 58 MB of (silent) 16-bit samples that take no disk space
+        f.write(_wav_bytes(1, 16, data_size=2 * n))
+        f.truncate(f.tell() + 2 * n)
+    tracemalloc.start()
+    try:
+        src = FileSource(p, clock=FakeClock(), realtime=False)
+        assert src.duration_s == pytest.approx(hours * 3600)
+        got = 0
+        for blk in src:
+            got += len(blk.samples)
+            if got >= 3 * ENGINE_SAMPLE_RATE:
+                break
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4_000_000, peak  # a few blocks, not the file
+
+
+def test_odd_wav_files_get_one_line_errors_or_play_sanely(tmp_path: Path) -> None:
+    """Issue 13 item 11: tracebacks, or a run where every step failed, instead of one-line errors."""
+    short = tmp_path / "short.wav"
+    short.write_bytes(_wav_bytes(1, 16)[:30])
+    zero = tmp_path / "zero_channels.wav"
+    zero.write_bytes(_wav_bytes(0, 16, data=b"\0" * 200))
+    for p in (short, zero):
+        with pytest.raises(AudioSourceError) as e:
+            FileSource(p)
+        assert str(p) in str(e.value) and "\n" not in str(e.value)
+    loud = tmp_path / "loud.wav"  # float samples around 1e30, and NaN
+    x = np.full(8000, 1e30, "<f4")
+    x[::7] = np.nan
+    loud.write_bytes(_wav_bytes(1, 32, fmt=3, data=x.tobytes()))
+    y = np.concatenate([b.samples for b in FileSource(loud, clock=FakeClock(), realtime=False)])
+    assert np.isfinite(y).all() and np.abs(y).max() < 2.0  # clipped to full scale before resampling
+    y, _ = read_wav(loud)
+    assert np.isfinite(y).all() and np.abs(y).max() <= 1.0
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3"])
+def test_compressed_formats_play(tmp_path: Path, ext: str) -> None:
+    """Issue 12 item 7 (here): FLAC, OGG and MP3 play through libsndfile, not only WAV."""
+    sr = 16000
+    t = np.arange(2 * sr) / sr
+    p = tmp_path / f"tone.{ext}"
+    sf.write(str(p), (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
+    y = np.concatenate([b.samples for b in FileSource(p, clock=FakeClock(), realtime=False)])
+    assert abs(len(y) - 2 * ENGINE_SAMPLE_RATE) <= 1200  # MP3 adds encoder padding
+    steady = y[4000:-4000]
+    spec = np.abs(np.fft.rfft(steady * np.hanning(len(steady))))
+    assert abs(np.argmax(spec) * ENGINE_SAMPLE_RATE / len(steady) - 440) < 3
+
+
+def test_real_ogg_recordings_play() -> None:
+    music = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "music_cc"
+    files = sorted(music.glob("*.ogg"))
+    if not files:
+        pytest.skip(f"no real recordings at {music}")
+    for p in files:
+        src = FileSource(p, clock=FakeClock(), realtime=False)
+        assert src.file_sample_rate == 44100 and 40 < src.duration_s < 140
+        blocks = []
+        for b in src:
+            blocks.append(b.samples)
+            if len(blocks) * 512 >= 2 * ENGINE_SAMPLE_RATE:
+                break
+        y = np.concatenate(blocks)
+        assert np.isfinite(y).all() and 0.001 < float(np.sqrt(np.mean(y[ENGINE_SAMPLE_RATE:] ** 2))) < 1.0, p.name
