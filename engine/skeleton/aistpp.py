@@ -38,7 +38,11 @@ _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+#: AIST++ motion files are a few MB; larger ones are refused before reading.
+MAX_PICKLE_BYTES = 64 * 1024 * 1024
+
+
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
     """The pickle asked for a global outside the allow-list (numpy arrays, dicts, basic types)."""
 
 
@@ -46,9 +50,34 @@ class AistppError(ValueError):
     """A motion file without the AIST++ layout; names the field at fault."""
 
 
+def _bytes(*args: Any) -> bytes:
+    """``bytes`` for a pickle: from bytes-like or text data only (``bytes(10**9)`` would allocate a GB)."""
+    if args and isinstance(args[0], int):
+        raise UnsafePickleError("refusing bytes(<int>): it allocates whatever size the pickle names")
+    return bytes(*args)
+
+
+def _guard_reconstruct(real: Any) -> Any:
+    def reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+        # numpy pickles an array as _reconstruct(ndarray, (0,), ...) + its state; a large shape here would
+        # only allocate memory the file does not pay for.
+        n = 1
+        for d in shape if isinstance(shape, tuple | list) else (shape,):
+            n *= int(d)
+        if n > 1024:
+            raise UnsafePickleError(f"refusing to pre-allocate an array of shape {shape}")
+        return real(subtype, shape, dtype)
+
+    return reconstruct
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
+            if (module, name) == ("builtins", "bytes"):
+                return _bytes
+            if name == "_reconstruct":
+                return _guard_reconstruct(super().find_class(module, name))
             return super().find_class(module, name)
         raise UnsafePickleError(
             f"refusing to load global {module}.{name}: only numpy arrays, dicts and basic types are allowed"
@@ -120,13 +149,21 @@ def read_aistpp(path: str | Path) -> AistppMotion:
     """Read an AIST++ motion ``.pkl`` with the restricted unpickler."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_PICKLE_BYTES:
+            raise AistppError(f"{p}: {size / 1e6:.0f} MB is larger than an AIST++ motion may be "
+                              f"({MAX_PICKLE_BYTES / 1e6:.0f} MB)")
         data = p.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"AIST++ motion file not found: {p}") from None
+    except OSError as exc:
+        raise AistppError(f"{p}: cannot read it ({exc.strerror or exc})") from None
     try:
         obj = restricted_load(data)
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{p}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-        raise AistppError(f"{p}: not a readable pickle ({exc})") from None
+    except (MemoryError, RecursionError) as exc:
+        raise AistppError(f"{p}: not a readable pickle ({type(exc).__name__})") from None
+    except Exception as exc:  # untrusted bytes: any failure of the unpickler is "not readable", in one line
+        raise AistppError(f"{p}: not a readable pickle ({type(exc).__name__}: {str(exc)[:120]})") from None
     return motion_from_dict(obj, str(p))

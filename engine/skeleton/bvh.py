@@ -16,6 +16,16 @@ _ROT = ("Xrotation", "Yrotation", "Zrotation")
 _ALL_CHANNELS = _POS + _ROT
 
 
+#: Parser limits: a hierarchy beyond them is refused with a line number before anything large is built.
+MAX_JOINTS = 1024
+MAX_DEPTH = 64
+#: Frame times outside this range (10 kHz .. 1 fps) are refused: an hour-long frame would make a player
+#: or resampler build millions of frames out of a few lines.
+MIN_FRAME_TIME = 1e-4
+MAX_FRAME_TIME = 1.0
+MAX_BVH_BYTES = 512 * 1024 * 1024
+
+
 class BvhError(ValueError):
     """A malformed BVH file; the message names the file and line."""
 
@@ -122,7 +132,7 @@ class _Lines:
 
     def error(self, msg: str, line_no: int | None = None) -> BvhError:
         n = line_no if line_no is not None else self.pos
-        content = self.lines[n - 1].strip() if 0 < n <= len(self.lines) else "<end of file>"
+        content = self.lines[n - 1].strip()[:80] if 0 < n <= len(self.lines) else "<end of file>"
         return BvhError(f"{self.path}:{n}: {msg} (line: {content!r})")
 
     def next_tokens(self) -> tuple[list[str], int]:
@@ -152,8 +162,8 @@ def _match_registered(names: tuple[str, ...], parents: tuple[int, ...]) -> str |
 
 
 def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
-    """Parse BVH text; ``source`` names it in errors."""
-    lines = _Lines(source, text)
+    """Parse BVH text; ``source`` names it in errors. Linear in the size of the text, within the limits above."""
+    lines = _Lines(source, text.removeprefix("\ufeff"))  # a UTF-8 byte-order mark is allowed
     toks, ln = lines.next_tokens()
     if toks[0].upper() != "HIERARCHY":
         raise lines.error("expected HIERARCHY", ln)
@@ -163,7 +173,11 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
     channels: list[tuple[str, ...]] = []
     end_sites: dict[int, np.ndarray] = {}
 
-    def parse_joint(parent: int, kind: str, name: str, ln0: int) -> None:
+    seen: set[str] = set()  # joint names so far (a list lookup made parsing quadratic)
+
+    def parse_joint(parent: int, kind: str, name: str, ln0: int, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise lines.error(f"joints nested deeper than {MAX_DEPTH}", ln0)
         toks, ln = lines.next_tokens()
         if toks != ["{"]:
             raise lines.error(f"expected '{{' after {kind} {name}", ln)
@@ -176,10 +190,13 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
             if toks != ["}"]:
                 raise lines.error("expected '}' closing End Site", ln)
             return
-        if name in names:
+        if name in seen:
             raise lines.error(f"duplicate joint name {name!r}", ln0)
+        if len(names) >= MAX_JOINTS:
+            raise lines.error(f"more than {MAX_JOINTS} joints", ln0)
         idx = len(names)
         names.append(name)
+        seen.add(name)
         parents.append(parent)
         toks, ln = lines.next_tokens()
         if toks[0] != "OFFSET":
@@ -206,9 +223,9 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
             if toks == ["}"]:
                 return
             if toks[0] == "JOINT" and len(toks) == 2:
-                parse_joint(idx, "JOINT", toks[1], ln)
+                parse_joint(idx, "JOINT", toks[1], ln, depth + 1)
             elif toks[0] == "End" and toks[1:] == ["Site"]:
-                parse_joint(idx, "End", "Site", ln)
+                parse_joint(idx, "End", "Site", ln, depth + 1)
             else:
                 raise lines.error(f"expected JOINT, End Site or '}}' inside joint {name}", ln)
 
@@ -231,8 +248,10 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
     if toks[:2] != ["Frame", "Time:"] or len(toks) != 3:
         raise lines.error("expected 'Frame Time: <seconds>'", ln)
     frame_time = _floats(lines, toks[2:], 1, "Frame Time", ln)[0]
-    if not frame_time > 0:
-        raise lines.error("Frame Time must be positive", ln)
+    if not MIN_FRAME_TIME <= frame_time <= MAX_FRAME_TIME:
+        raise lines.error(f"Frame Time must be between {MIN_FRAME_TIME} and {MAX_FRAME_TIME} s, got {frame_time}", ln)
+    if n_frames < 0:
+        raise lines.error("frame count is negative", ln)
     n_ch = sum(len(c) for c in channels)
     rows = []
     for f in range(n_frames):
@@ -264,11 +283,16 @@ def read_bvh(path: str | Path) -> BvhMotion:
     """Read a BVH file; raises :class:`BvhError` naming the line at fault."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8", errors="strict")
+        size = p.stat().st_size
+        if size > MAX_BVH_BYTES:
+            raise BvhError(f"{p}: {size / 1e6:.0f} MB is larger than the {MAX_BVH_BYTES / 1e6:.0f} MB a BVH may be")
+        text = p.read_text(encoding="utf-8-sig", errors="strict")
     except FileNotFoundError:
         raise FileNotFoundError(f"BVH file not found: {p}") from None
     except UnicodeDecodeError as exc:
         raise BvhError(f"{p}: not a text file ({exc})") from None
+    except OSError as exc:
+        raise BvhError(f"{p}: cannot read it ({exc.strerror or exc})") from None
     return parse_bvh(text, str(p))
 
 

@@ -70,3 +70,48 @@ def test_not_a_pickle(tmp_path: Path) -> None:
     f.write_bytes(b"this is not a pickle")
     with pytest.raises(AistppError, match="not a readable pickle"):
         read_aistpp(f)
+
+
+# ------------------------------------------------------------------ small pickles, huge costs (issue 13 items 7, 11)
+
+#: ``_reconstruct(ndarray, (500000000,), b"b")``: 60 bytes of allow-listed globals asking for 500 MB.
+_BIG_ARRAY = (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+              b"J\x00\x65\xcd\x1d\x85C\x01b\x87R.")
+#: ``bytes(1000000000)``: a GB of zeros from 20 bytes.
+_BIG_BYTES = b"\x80\x02cbuiltins\nbytes\nJ\x00\xca\x9a\x3b\x85R."
+
+
+@pytest.mark.parametrize("data", [_BIG_ARRAY, _BIG_BYTES])
+def test_allow_listed_globals_cannot_allocate_what_the_file_does_not_hold(tmp_path: Path, data: bytes) -> None:
+    """Issue 13 item 7: a 42-byte pickle of allow-listed globals reached 1.9 GB before it was refused."""
+    import tracemalloc
+
+    f = tmp_path / "small.pkl"
+    f.write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafePickleError, match="refusing"):
+            read_aistpp(f)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000
+
+
+def test_every_unpickling_failure_is_one_line_and_a_value_error(tmp_path: Path) -> None:
+    """Issue 13 item 11: the refusal of a pickle was a traceback in `groovecast replay`."""
+    from engine.cli import main
+
+    cases = {
+        "evil.pkl": b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x85R.",
+        "cut.pkl": _BIG_ARRAY[:20],
+        "stack.pkl": b"\x80\x02R.",
+        "deep.pkl": b"\x80\x02" + b"(" * 100_000 + b".",
+    }
+    for name, data in cases.items():
+        f = tmp_path / name
+        f.write_bytes(data)
+        with pytest.raises(ValueError) as e:  # AistppError and UnsafePickleError are ValueErrors
+            read_aistpp(f)
+        assert name in str(e.value) and "\n" not in str(e.value)
+    assert main(["replay", str(tmp_path / "evil.pkl")]) == 2

@@ -97,7 +97,12 @@ def test_write_from_matrices_reads_back_same_rotations(tmp_path: Path) -> None:
         (lambda s: s.replace("CHANNELS 3", "CHANNELS 4"), 9, "says 4 but lists 3"),
         (lambda s: s.replace("3 1 2 0 0 0 0 0 0", "3 1 2 0 0 0 0 0"), 19, "needs 9 numbers, got 8"),
         (lambda s: s.replace("Frames: 2", "Frames: 3"), 21, "says 3 frames but ends after 2"),
-        (lambda s: s.replace("Frame Time: 0.5", "Frame Time: 0"), 18, "must be positive"),
+        (lambda s: s.replace("Frame Time: 0.5", "Frame Time: 0"), 18, "must be between"),
+        # issue 13 items 7, 11: a huge or infinite frame time made players build millions of frames
+        (lambda s: s.replace("Frame Time: 0.5", "Frame Time: 100000"), 18, "must be between"),
+        (lambda s: s.replace("Frame Time: 0.5", "Frame Time: inf"), 18, "must be between"),
+        (lambda s: s.replace("Frame Time: 0.5", "Frame Time: nan"), 18, "must be between"),
+        (lambda s: s.replace("Frames: 2", "Frames: -2"), 18, "negative"),
     ],
 )
 def test_malformed_names_line(mutate: Callable[[str], str], line: int, message: str) -> None:
@@ -108,3 +113,41 @@ def test_malformed_names_line(mutate: Callable[[str], str], line: int, message: 
 def test_missing_file_is_clear(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="BVH file not found"):
         read_bvh(tmp_path / "none.bvh")
+
+
+def _chain(n: int, nested: bool) -> str:
+    """A hierarchy of ``n`` joints: each the child of the previous (nested) or all children of the root."""
+    out = ["HIERARCHY", "ROOT j0", "{", "OFFSET 0 0 0", "CHANNELS 3 Xrotation Yrotation Zrotation"]
+    for i in range(1, n):
+        out += [f"JOINT j{i}", "{", "OFFSET 0 1 0", "CHANNELS 3 Xrotation Yrotation Zrotation"]
+        if not nested:
+            out.append("}")
+    out += ["}"] * ((n - 1) if nested else 0) + ["}", "MOTION", "Frames: 1", "Frame Time: 0.5", " ".join(["0"] * 3 * n)]
+    return "\n".join(out) + "\n"
+
+
+def test_hierarchy_limits_refuse_quickly() -> None:
+    """Issue 13 items 7, 11: a 5,000-deep BVH gave a RecursionError; 40k joints took 29.5 s (quadratic)."""
+    import time
+
+    with pytest.raises(BvhError, match="nested deeper than 64"):
+        parse_bvh(_chain(5000, nested=True), "deep.bvh")
+    t0 = time.monotonic()
+    with pytest.raises(BvhError, match="more than 1024 joints"):
+        parse_bvh(_chain(40_000, nested=False), "wide.bvh")
+    assert time.monotonic() - t0 < 5.0
+    m = parse_bvh(_chain(1000, nested=False), "ok.bvh")  # within the limits: fine
+    assert m.skeleton.num_joints == 1000
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    """Issue 13 item 11: a BVH starting with a UTF-8 byte-order mark was refused."""
+    p = tmp_path / "bom.bvh"
+    p.write_bytes(b"\xef\xbb\xbf" + SMALL.encode())
+    assert read_bvh(p).num_frames == 2
+    assert parse_bvh("\ufeff" + SMALL).num_frames == 2
+
+
+def test_unreadable_path_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(BvhError, match="cannot read it"):
+        read_bvh(tmp_path)
