@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -126,6 +127,10 @@ def load_generator(model_dir: Path | None, backend: str, performers: int, thread
         raise CliError(f"{exc}" if "model" in str(exc) else f"{model_dir}: {exc}") from None
     emb = embed_texts([text])[0] if text else None
     temp = dm.temperature if temperature is None else temperature
+    if not (math.isfinite(temp) and 0.0 < temp <= 10.0):
+        raise CliError(f"--temperature must be in (0, 10], got {temp}")
+    if top_k is not None and top_k < 0:
+        raise CliError(f"--top-k must be >= 0, got {top_k}")
     k = (dm.top_k or 0) if top_k is None else top_k
     guidance = dm.beat_guidance if beat_guidance is None else dm.beat_guidance.with_candidates(beat_guidance)
     gen = DanceGenerator(be, dm.vq, seed=seed, foot_lock=dm.foot_lock, decode_engine=decode, guidance=guidance)

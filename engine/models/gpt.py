@@ -53,6 +53,20 @@ class GPTConfig:
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
+        # Types and sizes first, before anything is allocated (a config file is input like any other).
+        for name, hi in _INT_LIMITS.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"GPTConfig.{name} must be an integer, got {v!r}")
+            if v > hi:
+                raise ValueError(f"GPTConfig.{name} = {v} is beyond the sanity limit {hi}")
+        for name in ("dropout", "rope_base"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"GPTConfig.{name} must be a finite number, got {v!r}")
+        if not 0.0 <= self.dropout < 1.0 or self.rope_base <= 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1) and rope_base > 1 "
+                             f"(got {self.dropout}, {self.rope_base})")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if (self.n_embd // self.n_head) % 2:
@@ -99,8 +113,18 @@ class GPTConfig:
 
     @classmethod
     def from_json(cls, text: str) -> GPTConfig:
-        return cls.from_dict(json.loads(text))
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"a GPT config must be a JSON object, got {type(data).__name__}")
+        return cls.from_dict(data)
 
+
+#: Upper sanity limits of GPTConfig's integer fields (far above any model this engine runs; a config
+#: beyond them is refused before a single tensor is allocated).
+_INT_LIMITS: dict[str, int] = {
+    "vocab_size": 65536, "n_layer": 128, "n_head": 128, "n_embd": 8192, "cond_dim": 8192, "n_genres": 4096,
+    "text_dim": 8192, "context": 16384, "n_keyframe_slots": 1024,
+}
 
 #: Named sizes. "default" is small enough for a < 5 ms step on 2 CPU cores; "bailando" matches the paper.
 GPT_PRESETS: dict[str, GPTConfig] = {
@@ -481,15 +505,30 @@ def save_gpt(model: CrossCondGPT, directory: str | Path) -> Path:
 
 
 def load_gpt(directory: str | Path, device: torch.device | str = "cpu") -> CrossCondGPT:
-    """Load a model directory written by :func:`save_gpt`, in eval mode."""
-    from safetensors.torch import load_file
-
+    """Load a model directory written by :func:`save_gpt`, in eval mode (bad files: ValueError naming them)."""
     d = Path(directory)
     missing = [n for n in (GPT_WEIGHTS, GPT_CONFIG) if not (d / n).is_file()]
     if missing:
         have = sorted(p.name for p in d.iterdir()) if d.is_dir() else "directory does not exist"
         raise FileNotFoundError(f"model directory {d} lacks {missing}; it has: {have}")
-    cfg = GPTConfig.from_json((d / GPT_CONFIG).read_text())
+    try:
+        cfg = GPTConfig.from_json((d / GPT_CONFIG).read_text())
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{d / GPT_CONFIG}: {exc}") from None
     model = CrossCondGPT(cfg)
-    model.load_state_dict(load_file(str(d / GPT_WEIGHTS), device=str(device)))
+    try:
+        model.load_state_dict(load_weights(d / GPT_WEIGHTS, device))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0][:160]
+        raise ValueError(f"{d / GPT_WEIGHTS}: weights do not fit {GPT_CONFIG} ({first})") from None
     return model.to(device).eval()
+
+
+def load_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a corrupt or truncated file is a ValueError naming it."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as exc:  # SafetensorError, OSError, ...: the file is not a valid safetensors archive
+        raise ValueError(f"{path}: not a readable safetensors file ({str(exc)[:160]})") from None

@@ -13,8 +13,10 @@ The encoder is non-causal; it only runs offline (training, encoding real data).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,8 +55,25 @@ class VQVAEConfig:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
+    def __post_init__(self) -> None:
+        # Types and sizes first, before anything is allocated (a config file is input like any other).
+        for name, hi in (("upper_dim", 4096), ("lower_dim", 4096), ("n_codes", 65536), ("code_dim", 4096),
+                         ("hidden", 4096), ("n_res", 64), ("freq_window", 1024)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                raise ValueError(f"VQVAEConfig.{name} must be an integer in 1..{hi}, got {v!r}")
+        if not isinstance(self.lower_contact, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.lower_dim for i in self.lower_contact):
+            raise ValueError(f"VQVAEConfig.lower_contact must list channels of 0..{self.lower_dim - 1}")
+        for name in ("ema_decay", "dead_usage", "beta", "w_rec", "w_vel", "w_contact", "w_fk", "w_fk_vel"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"VQVAEConfig.{name} must be a finite number >= 0, got {v!r}")
+
     @classmethod
-    def from_dict(cls, d: dict) -> VQVAEConfig:
+    def from_dict(cls, d: Any) -> VQVAEConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"a VQ-VAE config must be a JSON object, got {type(d).__name__}")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -314,17 +333,24 @@ def save_vqvae(model: VQVAE, out_dir: Path, extra: dict | None = None) -> None:
 
 
 def load_vqvae(model_dir: Path, device: str = "cpu") -> VQVAE:
-    """Load a VQ-VAE written by :func:`save_vqvae`; raises FileNotFoundError naming what is missing."""
-    from safetensors.torch import load_file
-
+    """Load a VQ-VAE written by :func:`save_vqvae`; FileNotFoundError names what is missing, ValueError what is bad."""
     cfg_path = model_dir / "vqvae.json"
     w_path = model_dir / "vqvae.safetensors"
     for p in (cfg_path, w_path):
         if not p.is_file():
             have = sorted(x.name for x in model_dir.glob("*")) if model_dir.is_dir() else "no such folder"
             raise FileNotFoundError(f"missing {p.name} in {model_dir} (have: {have})")
-    cfg = VQVAEConfig.from_dict(json.loads(cfg_path.read_text())["config"])
+    try:
+        meta = json.loads(cfg_path.read_text())
+        cfg = VQVAEConfig.from_dict(meta["config"] if isinstance(meta, dict) and "config" in meta else None)
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{cfg_path}: {exc}") from None
     model = VQVAE(cfg)
-    model.load_state_dict(load_file(str(w_path), device=device))
+    from engine.models.gpt import load_weights
+
+    try:
+        model.load_state_dict(load_weights(w_path, device))
+    except RuntimeError as exc:
+        raise ValueError(f"{w_path}: weights do not fit vqvae.json ({str(exc).splitlines()[0][:160]})") from None
     model.eval()
     return model.to(device)

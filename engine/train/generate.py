@@ -64,7 +64,13 @@ def load_dance_model(model_dir: Path | None = None) -> DanceModel:
     missing = [n for n in ("vqvae.json", "vqvae.safetensors", "gpt.json", "gpt.safetensors") if not (d / n).is_file()]
     if missing:
         raise FileNotFoundError(f"model folder {d} lacks {missing} (has {sorted(p.name for p in d.iterdir())})")
-    card = json.loads((d / MODEL_CARD).read_text()) if (d / MODEL_CARD).is_file() else {}
+    from engine.models.model_card import check_card
+
+    card_path = d / MODEL_CARD
+    try:
+        card = check_card(json.loads(card_path.read_text()), card_path) if card_path.is_file() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{exc}" if str(d) in str(exc) else f"{card_path}: {exc}") from None
     gpt = load_gpt(d)
     gpt.eval()
     if gpt.cfg.cond_dim != COND_DIM:

@@ -1,0 +1,37 @@
+"""Checks of a model card (``model.json``): the sampling settings a model folder ships with, validated on load."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+
+def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
+    """Return ``card`` if its sampling settings are usable; else ValueError naming the file and the field.
+
+    ``sampling.temperature`` must be a number in (0, 10], ``sampling.top_k`` an integer >= 0 (or null),
+    ``sampling.foot_lock`` a boolean, ``sampling.beat_guidance`` an object (or null).
+    """
+    if not isinstance(card, dict):
+        raise ValueError(f"{path}: a model card must be a JSON object, got {type(card).__name__}")
+    sampling = card.get("sampling", {})
+    if not isinstance(sampling, dict):
+        raise ValueError(f"{path}: 'sampling' must be an object")
+    t = sampling.get("temperature", 1.0)
+    if not _number(t) or not 0.0 < t <= 10.0:
+        raise ValueError(f"{path}: sampling.temperature must be a number in (0, 10], got {t!r}")
+    k = sampling.get("top_k")
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 0):
+        raise ValueError(f"{path}: sampling.top_k must be an integer >= 0, got {k!r}")
+    fl = sampling.get("foot_lock", True)
+    if not isinstance(fl, bool):
+        raise ValueError(f"{path}: sampling.foot_lock must be true or false, got {fl!r}")
+    bg = sampling.get("beat_guidance")
+    if bg is not None and not isinstance(bg, dict):
+        raise ValueError(f"{path}: sampling.beat_guidance must be an object, got {bg!r}")
+    return card

@@ -1,0 +1,92 @@
+"""Model folders as input: configs checked before anything is allocated, bad files named in one line (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+from engine.models.gpt import GPTConfig
+from engine.models.model_card import check_card
+from engine.models.vqvae import VQVAEConfig
+from engine.train.generate import load_dance_model
+
+
+def _edit_json(path: Path, **changes: Any) -> None:
+    d = json.loads(path.read_text())
+    target = d["config"] if "config" in d and path.name == "vqvae.json" else d
+    target.update(changes)
+    path.write_text(json.dumps(d))
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("n_layer", 1e9, "must be an integer"),  # issue 13 item 7: this passed 8 GB in 45 s
+    ("n_layer", 10**9, "sanity limit"),
+    ("n_layer", "4", "must be an integer"),  # issue 13 item 11: tracebacks
+    ("n_layer", 4.5, "must be an integer"),
+    ("n_embd", True, "must be an integer"),
+    ("dropout", float("nan"), "finite number"),
+])
+def test_gpt_config_limits_before_allocation(small_model: Path, field: str, value: Any, message: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    _edit_json(small_model / "gpt.json", **{field: value})
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=message) as e:
+        load_dance_model(small_model)
+    assert time.monotonic() - t0 < 2.0
+    assert "gpt.json" in str(e.value)
+    assert main(["play", "--demo", "--model", str(small_model)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gpt.json" in err[0] and message in err[0]
+
+
+def test_vqvae_config_limits(small_model: Path) -> None:
+    _edit_json(small_model / "vqvae.json", hidden=10**9)
+    with pytest.raises(ValueError, match=r"vqvae\.json: VQVAEConfig\.hidden must be an integer in 1\.\.4096"):
+        load_dance_model(small_model)
+    with pytest.raises(ValueError, match="lower_contact"):
+        VQVAEConfig(lower_contact=[99])
+    with pytest.raises(ValueError, match="must be an integer"):
+        GPTConfig(context=60.0)  # type: ignore[arg-type]
+
+
+def test_corrupt_safetensors_is_one_line(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13 item 11: a corrupt safetensors file gave a traceback."""
+    w = small_model / "gpt.safetensors"
+    w.write_bytes(w.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"gpt\.safetensors: not a readable safetensors file"):
+        load_dance_model(small_model)
+    assert main(["play", "--demo", "--model", str(small_model)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
+    _edit_json(small_model / "gpt.json", n_layer=3)
+    with pytest.raises(ValueError, match=r"gpt\.safetensors: weights do not fit gpt\.json"):
+        load_dance_model(small_model)
+
+
+@pytest.mark.parametrize("card", [
+    {"sampling": {"temperature": -1.0}},  # issue 13 item 11: ran to exit 0 with every step failing
+    {"sampling": {"temperature": "hot"}},
+    {"sampling": {"top_k": -3}},
+    {"sampling": {"foot_lock": "yes"}},
+    {"sampling": []},
+    [],
+])
+def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    (small_model / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"model\.json"):
+        load_dance_model(small_model)
+    assert main(["play", "--demo", "--model", str(small_model)]) == 2
+    assert "model.json" in capsys.readouterr().err
+    assert check_card({"sampling": {"temperature": 0.8, "top_k": 0}}) == {"sampling": {"temperature": 0.8, "top_k": 0}}
+
+
+def test_negative_temperature_on_the_command_line(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["play", "--demo", "--model", str(small_model), "--temperature", "-1"]) == 2
+    assert "--temperature" in capsys.readouterr().err
