@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,17 @@ class _RestrictedUnpickler(pickle.Unpickler):
         )
 
 
+def _check_memo(data: bytes) -> None:
+    """Refuse memo indices beyond the pickle's size: the C unpickler sizes its memo table to the largest
+    index it is given, so 5 bytes (``LONG_BINPUT 0x7fffffff``) would allocate gigabytes."""
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > len(data):
+            raise UnsafePickleError(f"refusing memo index {arg} in a pickle of {len(data)} bytes")
+
+
 def restricted_load(data: bytes) -> Any:
-    """Unpickle ``data`` allowing only numpy arrays, dicts and basic types."""
+    """Unpickle ``data`` allowing only numpy arrays, dicts and basic types, and no allocation it does not hold."""
+    _check_memo(data)
     return _RestrictedUnpickler(io.BytesIO(data)).load()
 
 

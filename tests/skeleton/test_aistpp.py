@@ -81,7 +81,11 @@ _BIG_ARRAY = (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
 _BIG_BYTES = b"\x80\x02cbuiltins\nbytes\nJ\x00\xca\x9a\x3b\x85R."
 
 
-@pytest.mark.parametrize("data", [_BIG_ARRAY, _BIG_BYTES])
+#: ``LONG_BINPUT 0x0a796172``: the C unpickler grows its memo table to 175 million entries (found by the fuzzer).
+_BIG_MEMO = b"\x80\x02}r\x72\x61\x79\x0a."
+
+
+@pytest.mark.parametrize("data", [_BIG_ARRAY, _BIG_BYTES, _BIG_MEMO])
 def test_allow_listed_globals_cannot_allocate_what_the_file_does_not_hold(tmp_path: Path, data: bytes) -> None:
     """Issue 13 item 7: a 42-byte pickle of allow-listed globals reached 1.9 GB before it was refused."""
     import tracemalloc
