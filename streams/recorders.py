@@ -290,7 +290,7 @@ def write_npz(path: str | Path, arrays: dict[str, Any]) -> None:
     tmp = p.with_name(p.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez(f, **arrays)  # uncompressed: float poses barely compress, and Ctrl-C must end quickly
         os.replace(tmp, p)
     finally:
         tmp.unlink(missing_ok=True)

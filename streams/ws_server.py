@@ -81,6 +81,7 @@ class _Client:
     sent: int = 0
     dropped: int = 0
     bucket: TokenBucket | None = None  # inbound message rate limit of this connection
+    limited_ns: int | None = None  # when this connection was last told it is rate limited
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ class PoseServer:
         sndbuf: if set, the kernel send buffer (SO_SNDBUF) of each client socket, bounding what the kernel
             holds for a client that does not read (default: the kernel's autotuning).
         max_clients: further connections are refused with HTTP 503.
-        client_rate: inbound messages per second per connection (bursts of twice that); more are answered
-            with an error and not handled.
+        client_rate: inbound messages per second per connection (bursts of twice that); more are dropped,
+            and the client is told so with one error a second.
         control_rate: controls per second from all connections together (bursts of twice that).
     """
 
@@ -381,9 +382,16 @@ class PoseServer:
     def _on_message(self, c: _Client, raw: str | bytes) -> str | None:
         """Handle one inbound message; returns the reply text (or None). Never raises."""
         if c.bucket is not None and not c.bucket.allow():
+            # Over the limit: the message is dropped; the client is told once a second (replying to each
+            # one would let a flood cost the server a reply per message).
             self.rate_limited += 1
+            now = self.clock.monotonic_ns()
+            if c.limited_ns is not None and now - c.limited_ns < 1_000_000_000:
+                return None
+            c.limited_ns = now
             self._log_client.log(logging.INFO, "client %s: rate limited", c.ws.remote_address)
-            return error_message(f"rate limited: at most {self.client_rate:g} messages per second")
+            return error_message(f"rate limited: at most {self.client_rate:g} messages per second; "
+                                 "messages beyond that are dropped")
         try:
             return self._handle_message(c, raw)
         except Exception as exc:  # a bug in handling one message must not close the connection

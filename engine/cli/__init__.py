@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -55,6 +56,13 @@ def _add_examples(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -
                 _add_examples(sub, (*path, name))
 
 
+#: Commands that stream live and must end quickly on Ctrl-C/SIGTERM: after they return (outputs closed,
+#: recordings finished, summary printed) the process exits without the interpreter's teardown, which
+#: takes about a second once torch is loaded.
+FAST_EXIT_COMMANDS = frozenset({"play", "live", "replay", "serve"})
+_fast_exit = False
+
+
 class CliError(Exception):
     """A user-facing error: printed as one clear line, exit code 2."""
 
@@ -86,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    global _fast_exit
+    _fast_exit = args.command in FAST_EXIT_COMMANDS
     previous = _sigterm_like_ctrl_c()
     try:
         return int(handler(args) or 0)
@@ -113,5 +123,16 @@ def _sigterm_like_ctrl_c() -> Any:
     return None
 
 
+def entry() -> None:
+    """The console script and ``python -m engine``: :func:`main`, then a prompt exit for live commands."""
+    code = main()
+    if _fast_exit:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

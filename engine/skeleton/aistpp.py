@@ -89,7 +89,7 @@ def _check_memo(data: bytes) -> None:
     """Refuse memo indices beyond the pickle's size: the C unpickler sizes its memo table to the largest
     index it is given, so 5 bytes (``LONG_BINPUT 0x7fffffff``) would allocate gigabytes."""
     for op, arg, _ in pickletools.genops(data):
-        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > len(data):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and isinstance(arg, int | str) and int(arg) > len(data):
             raise UnsafePickleError(f"refusing memo index {arg} in a pickle of {len(data)} bytes")
 
 
