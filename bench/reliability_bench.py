@@ -206,8 +206,11 @@ def run(seconds: float, warmup: float, out_dir: Path) -> dict[str, Any]:
     bvh, npz = tmp / "show.bvh", tmp / "show.npz"
     cmd = [sys.executable, "-m", "engine", "play", "--demo", "--loop", "--ws", "127.0.0.1:0",
            "--osc-control", "127.0.0.1:0", "--record", str(bvh), "--record", str(npz)]
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")  # a hung engine dumps its threads on SIGABRT
+    # Ctrl-C must reach the engine even when this bench runs as a background job (which ignores SIGINT)
     eng = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           cwd=Path(__file__).resolve().parents[1])
+                           cwd=Path(__file__).resolve().parents[1], env=env,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert eng.stdout is not None and eng.stderr is not None
     ws_url = osc_port = None
     t_start = time.monotonic()
@@ -221,15 +224,22 @@ def run(seconds: float, warmup: float, out_dir: Path) -> dict[str, Any]:
         if m:
             ws_url = m.group(1)
     print(f"engine up after {time.monotonic() - t_start:.1f} s: {ws_url}, osc {osc_port}", flush=True)
-    log_lines = {"n": 0}
+    log_lines: dict[str, Any] = {"n": 0, "tail": []}
+    out_lines: list[str] = []
 
     import threading
 
-    def drain_stderr() -> None:
-        for _ in eng.stderr:  # type: ignore[union-attr]
-            log_lines["n"] += 1
+    def drain(stream: Any, keep: list[str], count: bool) -> None:
+        for line in stream:
+            if count:
+                log_lines["n"] += 1
+            keep.append(line.rstrip())
+            del keep[:-400]
 
-    threading.Thread(target=drain_stderr, daemon=True).start()
+    t_err = threading.Thread(target=drain, args=(eng.stderr, log_lines["tail"], True), daemon=True)
+    t_out = threading.Thread(target=drain, args=(eng.stdout, out_lines, False), daemon=True)
+    t_err.start()
+    t_out.start()
     ctx = mp.get_context("spawn")
     q_steady, q_attack = ctx.Queue(), ctx.Queue()
     total = warmup + seconds
@@ -255,15 +265,23 @@ def run(seconds: float, warmup: float, out_dir: Path) -> dict[str, Any]:
     # Ctrl-C after the attacks
     t_int = time.monotonic()
     eng.send_signal(signal.SIGINT)
+    hang: list[str] = []
     try:
-        out, _ = eng.communicate(timeout=30)
+        eng.wait(timeout=15)
         exit_s = time.monotonic() - t_int
     except subprocess.TimeoutExpired:
+        eng.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to stderr
+        time.sleep(2.0)
         eng.kill()
-        out, _ = eng.communicate()
+        eng.wait()
         exit_s = float("inf")
+        hang = log_lines["tail"][-120:]
+    t_err.join(5)
+    t_out.join(5)
+    out = "\n".join(out_lines)
     # recordings
     from engine.skeleton.bvh import read_bvh
+    from streams.recorders import load_recording
 
     rec: dict[str, Any] = {}
     try:
@@ -271,7 +289,8 @@ def run(seconds: float, warmup: float, out_dir: Path) -> dict[str, Any]:
     except Exception as exc:
         rec["bvh_error"] = str(exc)
     try:
-        rec["npz_frames"] = len(np.load(npz)["frame_index"])
+        rec["npz_frames"] = len(load_recording(npz)["frame_index"])  # the archive, or the partial after a kill
+        rec["npz_archive_written"] = npz.exists()
     except Exception as exc:
         rec["npz_error"] = str(exc)
     # frames during the attack window
@@ -293,7 +312,7 @@ def run(seconds: float, warmup: float, out_dir: Path) -> dict[str, Any]:
         "ctrl_c_exit_s": round(exit_s, 3), "exit_code": eng.returncode,
         "engine_log_lines": log_lines["n"], "engine_summary": [ln for ln in out.splitlines() if ln.startswith(
             ("done:", "recorded"))],
-        "recordings": rec, "attack_counts": counts,
+        "recordings": rec, "attack_counts": counts, "hang_stacks": hang,
         "machine": {"system": platform.platform(), "cpus": os.cpu_count(),
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "command": " ".join(cmd[1:]),

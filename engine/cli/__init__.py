@@ -115,8 +115,14 @@ def _sigterm_like_ctrl_c() -> Any:
     Returns the previous handler (None when not on the main thread, where nothing is installed).
     """
 
-    def on_term(signum: int, frame: object) -> None:
-        signal.raise_signal(signal.SIGINT)
+    def on_term(signum: int, frame: Any) -> None:
+        # Whatever handles Ctrl-C now (Python's default, asyncio's runner) handles this too; if Ctrl-C is
+        # ignored (a background job started by a shell), SIGTERM still interrupts.
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
 
     with contextlib.suppress(ValueError):  # not the main thread (main() called from a test's worker thread)
         return signal.signal(signal.SIGTERM, on_term)

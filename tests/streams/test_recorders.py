@@ -120,14 +120,20 @@ def test_unwritable_path_fails_before_the_show(tmp_path: Path) -> None:
         recorder_for(tmp_path / "a_file" / "take.npz")
 
 
-def test_sigterm_finishes_every_recording(tmp_path: Path, cmu_take: Path) -> None:
-    """Issue 13 item 6: SIGTERM wrote nothing; a second NPZ target was never written."""
+@pytest.mark.parametrize("ignore_sigint", [False, True])
+def test_sigterm_finishes_every_recording(tmp_path: Path, cmu_take: Path, ignore_sigint: bool) -> None:
+    """Issue 13 item 6: SIGTERM wrote nothing; a second NPZ target was never written.
+
+    Also when Ctrl-C is ignored, as in a background job started by a shell.
+    """
     outs = [tmp_path / "a.bvh", tmp_path / "b.npz", tmp_path / "c.npz"]
     root = Path(__file__).resolve().parents[2]
     cmd = [sys.executable, "-m", "engine", "replay", str(cmu_take)]
     for o in outs:
         cmd += ["--record", str(o)]
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=pre)
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("replaying")
     time.sleep(1.5)
