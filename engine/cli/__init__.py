@@ -30,6 +30,7 @@ EXAMPLES: dict[str, str] = {
     "analyze": "groovecast analyze --demo --live",
     "replay": "groovecast replay ../shared/data/cmu_salsa/60_01_scaled.bvh --osc 39539 --ws 8765 --loop",
     "serve": "groovecast serve --ws 127.0.0.1:8765",
+    "recover": "groovecast recover show.npz.partial",
     "train": "groovecast train vqvae --out runs/dance",
     "train vqvae": "groovecast train vqvae --out runs/dance --steps 2000",
     "train gpt": "groovecast train gpt --out runs/dance --steps 4000",
