@@ -390,6 +390,7 @@ def test_token_constant_time_never_logged_failures_at_info(
 
     monkeypatch.setattr(ws_mod.hmac, "compare_digest", spy)
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="websockets")  # the CLI quiets it; -v turns it back on
 
     async def main() -> None:
         async with PoseServer(token="s3cret-tok") as server:
