@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.analysis.features import MUSIC_FEATURE_DIM
-from engine.analysis.music import MusicAnalyzer
+from engine.analysis.music import DEFAULT_TRACKER, MusicAnalyzer
 from engine.audio.resample import resample
 from engine.frames import ENGINE_SAMPLE_RATE, AudioBlock, BeatEvent, FeatureFrame, OnsetEvent
 
@@ -38,11 +38,13 @@ class MusicAnalysis:
         return int(self.features.shape[0])
 
 
-def analyze_signal(samples: np.ndarray, sr: int, block_size: int = 512) -> MusicAnalysis:
+def analyze_signal(samples: np.ndarray, sr: int, block_size: int = 512, tracker: str = DEFAULT_TRACKER
+                   ) -> MusicAnalysis:
     """Resample ``samples`` (mono, or [n, channels] which is averaged) to the engine rate and push it
     block by block through :class:`MusicAnalyzer`, exactly as live input would flow.
 
-    The result does not depend on ``block_size`` (tested bit for bit).
+    The result does not depend on ``block_size`` (tested bit for bit). ``tracker`` picks the beat tracker
+    (:data:`engine.analysis.music.TRACKERS`).
     """
     if block_size <= 0:
         raise ValueError(f"block_size must be positive, got {block_size}")
@@ -52,7 +54,7 @@ def analyze_signal(samples: np.ndarray, sr: int, block_size: int = 512) -> Music
     elif x.ndim != 1:
         raise ValueError(f"samples must be [n] or [n, channels], got shape {x.shape}")
     x = resample(x, sr, ENGINE_SAMPLE_RATE)
-    analyzer = MusicAnalyzer()
+    analyzer = MusicAnalyzer(kind=tracker)
     feats: list[np.ndarray] = []
     fbpm: list[float] = []
     fper: list[float] = []

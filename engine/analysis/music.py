@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
+from engine.analysis.beat_net import BeatActivation, BeatNet
 from engine.analysis.features import (
     BEAT,
     CHROMA,
@@ -36,6 +39,30 @@ from engine.frames import (
     OnsetEvent,
 )
 from engine.pipeline import Stage
+
+#: Beat trackers: "neural" (the causal beat/downbeat network's activations drive the tracker's tempo and
+#: phase inference) and "comb" (the same inference on the hand-made onset function, the earlier default).
+TRACKERS = ("neural", "comb")
+DEFAULT_TRACKER = "comb"
+#: Tracker settings for the network's activations (chosen on the training data's validation split,
+#: see docs/audio.md); the comb tracker keeps the BeatTracker defaults.
+NEURAL_TRACKER_ARGS: dict[str, Any] = {}
+
+
+@functools.cache
+def shipped_beat_net() -> BeatNet:
+    """The shipped beat network, loaded once per process (immutable, shared by every analyzer)."""
+    return BeatNet.load()
+
+
+def make_tracker(kind: str, sample_rate: int = ENGINE_SAMPLE_RATE) -> tuple[BeatTracker, BeatActivation | None]:
+    """The tempo/phase tracker for ``kind`` and, for "neural", the network state that feeds it."""
+    if kind == "comb":
+        return BeatTracker(sample_rate), None
+    if kind == "neural":
+        return BeatTracker(sample_rate, **NEURAL_TRACKER_ARGS), BeatActivation(shipped_beat_net())
+    raise ValueError(f"unknown beat tracker {kind!r}; choose one of {', '.join(TRACKERS)}")
+
 
 #: Longest gap in the input (dropped blocks) filled with silence to keep the timeline; longer gaps
 #: are filled only up to this and the rest of the timeline shift is counted in ``gap_samples``.
@@ -95,12 +122,16 @@ class MusicAnalyzer(Stage):
 
     latency_samples = 0
 
-    def __init__(self, sample_rate: int = ENGINE_SAMPLE_RATE, tracker: BeatTracker | None = None) -> None:
+    def __init__(self, sample_rate: int = ENGINE_SAMPLE_RATE, tracker: BeatTracker | None = None,
+                 kind: str = DEFAULT_TRACKER) -> None:
         if sample_rate != ENGINE_SAMPLE_RATE:
             raise ValueError(f"MusicAnalyzer runs at {ENGINE_SAMPLE_RATE} Hz; resample the source (got {sample_rate})")
         self.sample_rate = sample_rate
         self.onset = OnsetStrength(sample_rate)
-        self.tracker = tracker or BeatTracker(sample_rate)
+        self.kind = kind
+        self.tracker, self.activation = make_tracker(kind, sample_rate)
+        if tracker is not None:
+            self.tracker = tracker
         self.peaks = PeakPicker()
         self.spectral = MusicFrameFeatures(sample_rate)
         self.framer = HopFramer(HOP, SAMPLES_PER_FRAME)
@@ -173,7 +204,11 @@ class MusicAnalyzer(Stage):
             # the peak is one hop back: the hop before this one (the tracker has not counted this hop yet)
             t = self._time0() + self.tracker.hop_time(self.tracker.n)
             out.append(OnsetEvent(end, capture_ns, time_s=max(0.0, t), strength=strength))
-        beat = self.tracker.process(odf, self.onset.bass)
+        if self.activation is not None:
+            act, down = self.activation.process(self.onset.log_mel, self.onset.mel_flux)
+            beat = self.tracker.process(act, down)
+        else:
+            beat = self.tracker.process(odf, self.onset.bass)
         if beat is not None:
             self._beat = True
             t0 = self._time0()

@@ -23,7 +23,9 @@ class OnsetStrength:
 
     ``process(hop)`` takes exactly ``HOP`` new samples and updates ``odf`` (positive log-mel flux,
     summed over bands), ``bass`` (the same over the lowest bands), ``flux`` (linear-magnitude
-    spectral flux) and ``rms``. All buffers are allocated here once.
+    spectral flux) and ``rms``; ``log_mel`` [N_MEL] and ``mel_flux`` [N_MEL] are the hop's log-mel
+    spectrum and its positive difference (views, rewritten every hop: the neural beat tracker's input).
+    All buffers are allocated here once.
 
     Latency: the window ends at the newest sample; an onset shows in the ODF within about half a
     window, so ``latency_samples = WIN // 2`` (the tracker subtracts :data:`ODF_DELAY_S` from beat
@@ -46,6 +48,16 @@ class OnsetStrength:
         self.bass = 0.0
         self.flux = 0.0
         self.rms = 0.0
+
+    @property
+    def log_mel(self) -> np.ndarray:
+        """[N_MEL] float32 ``log1p(LOG_GAIN * mel)`` of the newest hop (a view, rewritten every hop)."""
+        return self._prev_log
+
+    @property
+    def mel_flux(self) -> np.ndarray:
+        """[N_MEL] float32 positive log-mel difference of the newest hop (a view, rewritten every hop)."""
+        return self._diff
 
     def reset(self) -> None:
         self.__init__(self.sample_rate)  # type: ignore[misc]

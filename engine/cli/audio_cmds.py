@@ -38,6 +38,9 @@ def register(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=None, help="with --input: stop after this much audio")
     p.add_argument("--block-size", type=int, default=512, help="samples per block pushed into the analyzer")
     add_link_argument(p)
+    p.add_argument("--tracker", choices=("comb", "neural"), default=None,
+                   help="beat tracker (default: the analyzer's, see docs/audio.md): 'comb' = onset-function comb, "
+                   "'neural' = causal beat network feeding the same tempo/phase inference")
     p.set_defaults(handler=cmd_analyze)
 
 
@@ -102,10 +105,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _analyze_file(path: Path, args: argparse.Namespace) -> int:
     from engine.analysis import analyze_signal
+    from engine.analysis.music import DEFAULT_TRACKER
     from engine.audio.source import read_wav
 
     x, sr = read_wav(path)
-    result = analyze_signal(x, sr, block_size=args.block_size)
+    result = analyze_signal(x, sr, block_size=args.block_size, tracker=args.tracker or DEFAULT_TRACKER)
     if args.plot:
         _plot(args.plot, x, sr, result.envelope, result.beats, result.downbeats, str(path))
     if args.json:
@@ -141,12 +145,13 @@ def _analyze_live(path: Path, args: argparse.Namespace) -> int:
     import numpy as np
 
     from engine.analysis import MusicAnalyzer
+    from engine.analysis.music import DEFAULT_TRACKER
     from engine.audio.source import FileSource
     from engine.frames import BeatEvent, FeatureFrame
 
     src = FileSource(path, realtime=True, block_size=args.block_size)
     print(f"playing {path.name} in real time ({src.duration_s:.1f} s); Ctrl-C stops", flush=True)
-    analyzer = MusicAnalyzer()
+    analyzer = MusicAnalyzer(kind=args.tracker or DEFAULT_TRACKER)
     beats: list[float] = []
     downbeats: list[float] = []
     bpms: list[float] = []
@@ -179,12 +184,13 @@ def _analyze_live(path: Path, args: argparse.Namespace) -> int:
 
 def _analyze_input(args: argparse.Namespace) -> int:
     from engine.analysis import MusicAnalyzer
+    from engine.analysis.music import DEFAULT_TRACKER
     from engine.audio.mic import MicSource
     from engine.frames import BeatEvent, FeatureFrame
 
     src = MicSource(args.input, block_size=args.block_size)
     print(f"listening on [{src.info.index}] {src.info.name} at {src.device_rate} Hz; Ctrl-C stops", flush=True)
-    analyzer = MusicAnalyzer()
+    analyzer = MusicAnalyzer(kind=args.tracker or DEFAULT_TRACKER)
     link = make_link_publisher(args)
     with src:
         try:

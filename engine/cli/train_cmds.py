@@ -1,4 +1,4 @@
-"""``groovecast train vqvae|gpt``, ``groovecast eval`` and ``groovecast generate``."""
+"""``groovecast train vqvae|gpt|beats``, ``groovecast eval`` and ``groovecast generate``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def register(sub: Any) -> None:
             q.add_argument("--vqvae", type=Path, default=None, help="folder of the trained VQ-VAE (default: --out)")
             q.add_argument("--no-text", action="store_true", help="train without caption embeddings")
         q.set_defaults(handler=_train)
+    b = tsub.add_parser("beats", help="train the causal beat/downbeat network on rendered music (see docs/audio.md)")
+    b.add_argument("--out", type=Path, default=Path("runs/beats"),
+                   help="model folder (default runs/beats; the shipped one is engine/data/models/beats)")
+    b.add_argument("--clips", type=int, default=None, help="rendered training clips (default 160)")
+    b.add_argument("--steps", type=int, default=None, help="training steps (default 1500)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--cache", type=Path, default=Path(".cache"), help="cache folder for the rendered features")
+    b.set_defaults(handler=_train_beats)
     p.set_defaults(handler=lambda a: _need_sub(p))
 
     e = sub.add_parser("eval", help="evaluate a dance model on the validation takes")
@@ -60,6 +68,35 @@ def register(sub: Any) -> None:
     g.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     g.set_defaults(handler=_generate)
+
+
+def _train_beats(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.train.beat_data import build_beat_set
+    from engine.train.train_beats import BeatTrainConfig, train_beats
+
+    cfg = BeatTrainConfig()
+    over: dict[str, Any] = {"seed": args.seed}
+    if args.clips is not None:
+        over["clips"] = args.clips
+    if args.steps is not None:
+        over["steps"] = args.steps
+    if any(v is not None and v <= 0 for v in (args.clips, args.steps)):
+        raise CliError("--clips and --steps must be positive")
+    from engine.train.common import override
+
+    cfg = override(cfg, over, "train")
+    with tqdm(total=cfg.clips, desc="render clips", unit="clip") as bar:
+        data = build_beat_set(cfg.clips, args.cache, seed=cfg.seed, progress=lambda i, n: bar.update(i - bar.n))
+    with tqdm(total=cfg.steps, desc="train beats", unit="step") as bar:
+        def step(i: int, n: int, loss: float) -> None:
+            bar.update(i - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        rep = train_beats(data, args.out, cfg, progress=step)
+    print(json.dumps({"out": str(args.out), "history": rep["history"][-1:], "train_seconds": rep["train_seconds"]}))
+    return 0
 
 
 def _need_sub(p: argparse.ArgumentParser) -> int:
