@@ -1,8 +1,9 @@
 """Analysis benchmark: per-hop cost of the streaming analyzer, and beat tracking side by side with its peers.
 
-Trackers, on the same clips in one run: the project's neural tracker (the default) and its earlier comb
-tracker, madmom's online RNN + DBN (run in its own virtual environment ``.venv-peers`` by
-``bench/madmom_peer.py``; skipped with a note when that is missing) and aubio's default tempo tracker.
+Trackers, on the same clips in one run: the project's three trackers (hybrid = the default, comb = the
+earlier default, neural = an option; see docs/audio.md), madmom's online RNN + DBN (run in its own virtual
+environment ``.venv-peers`` by ``bench/madmom_peer.py``; skipped with a note when that is missing) and
+aubio's default tempo tracker.
 Sets: the rendered set (27 clips, tunes held out from the network's training), a noise + room stress set,
 a tempo-jump set (re-lock time), and synthetic clicks.
 
@@ -104,8 +105,10 @@ def per_hop_cost(x: np.ndarray) -> dict[str, Any]:
     return res
 
 
-TRACKERS = ("neural", "comb", "madmom", "aubio")
-LABELS = {"neural": "groovecast neural (new default)", "comb": "groovecast comb (old default)",
+TRACKERS = ("hybrid", "comb", "neural", "madmom", "aubio")
+OURS = ("hybrid", "comb", "neural")
+LABELS = {"hybrid": "groovecast hybrid (default)", "comb": "groovecast comb (old default)",
+          "neural": "groovecast neural (option)",
           "madmom": "madmom online (RNN+DBN)", "aubio": "aubio default"}
 PEERS_PYTHON = Path(__file__).resolve().parent.parent / ".venv-peers" / "bin" / "python"
 #: Re-lock: from this reference beat on, every reference beat has an estimate within the window and
@@ -196,7 +199,7 @@ def run_sets(quick: bool, use_madmom: bool, out: Path) -> dict[str, Any]:
             audio_s += len(x) / sr
             est: dict[str, tuple[list[float], list[float] | None]] = {}
             row: dict[str, Any] = {"clip": c.spec.name, "category": c.spec.category, "meter": c.spec.meter}
-            for kind in ("neural", "comb"):
+            for kind in OURS:
                 beats, downs, secs, bpm = _ours(x, sr, kind)
                 est[kind] = (beats, downs)
                 cpu[kind] += secs
@@ -332,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_sets(args.quick, not args.no_madmom, out)
     summ = summarise(result)
     print("synthetic tempo checks ...", flush=True)
-    synth = {k: synthetic_checks(k) for k in ("neural", "comb")}
+    synth = {k: synthetic_checks(k) for k in ("hybrid", "neural")}
     hops_per_s = ENGINE_SAMPLE_RATE / HOP
     beat_path_us = (cost["OnsetStrength (ODF per hop)"]["p50_us"] + cost["BeatTracker (per hop)"]["p50_us"]
                     + cost["BeatActivation (beat network, per hop)"]["p50_us"])
@@ -382,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(_fmt(v, spec) if v is not None else "-")
             md.append(f"| {set_name} | {m} | " + " | ".join(cells) + " |")
     md += ["", "CPU s per s: whole-clip process time; for the groovecast trackers it includes all 30 fps "
-           "features (MFCC, chroma), not only beats. The neural beat path alone (onset features + network + "
+           "features (MFCC, chroma), not only beats. The beat path of hybrid/neural alone (onset features + network + "
            f"tracker, per-hop p50 x {hops_per_s:.1f} hops/s): "
            f"**{report['neural_beat_path_cpu_s_per_s']:.3f} s per s** of audio on one core.", "",
            "Re-lock: the first reference beat after the jump from which every reference beat has an estimate "
@@ -394,23 +397,24 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in cost.items():
         md.append(f"| {name} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['p50_frac']:.1%} | {r['p99_frac']:.1%} |")
     md += ["", "<details><summary>per clip (F)</summary>", "",
-           "| set | clip | " + " | ".join(TRACKERS) + " | neural downbeat F | neural BPM |",
-           "|---|---|" + "---:|" * (len(TRACKERS) + 2)]
+           "| set | clip | " + " | ".join(TRACKERS) + " | hybrid downbeat F | neural downbeat F | hybrid BPM | "
+           "neural BPM |", "|---|---|" + "---:|" * (len(TRACKERS) + 4)]
     for set_name, s in result["sets"].items():
         for r in s["clips"]:
             cells = [f"{r[k]['f']:.3f}" if k in r else "-" for k in TRACKERS]
             md.append(f"| {set_name} | {r['clip']} | " + " | ".join(cells)
-                      + f" | {r['neural'].get('downbeat_f', 0.0):.3f} | {r['neural_bpm']:.1f} |")
+                      + f" | {r['hybrid'].get('downbeat_f', 0.0):.3f} | {r['neural'].get('downbeat_f', 0.0):.3f} | "
+                      f"{r['hybrid_bpm']:.1f} | {r['neural_bpm']:.1f} |")
     md += ["", "</details>", "", "## Synthetic clicks", "",
-           "| steady BPM | neural estimate | comb estimate |", "|---:|---:|---:|"]
+           "| steady BPM | hybrid (= comb) estimate | neural estimate |", "|---:|---:|---:|"]
     for k in synth["neural"]["steady"]:
-        ne, co = synth["neural"]["steady"][k]["bpm_est"], synth["comb"]["steady"][k]["bpm_est"]
-        md.append(f"| {k} | {ne:.2f} | {co:.2f} |")
-    md += ["", "| click tempo jump at 12 s | neural: beats to re-lock (s) | comb: beats to re-lock (s) |",
+        hy, ne = synth["hybrid"]["steady"][k]["bpm_est"], synth["neural"]["steady"][k]["bpm_est"]
+        md.append(f"| {k} | {hy:.2f} | {ne:.2f} |")
+    md += ["", "| click tempo jump at 12 s | hybrid: beats to re-lock (s) | neural: beats to re-lock (s) |",
            "|---|---:|---:|"]
     for k in synth["neural"]["jumps"]:
         cells = []
-        for kind in ("neural", "comb"):
+        for kind in ("hybrid", "neural"):
             v = synth[kind]["jumps"][k]
             secs = f"{v['seconds_to_relock']:.2f}" if v["seconds_to_relock"] is not None else "-"
             cells.append(f"{v['beats_to_relock']} ({secs})")

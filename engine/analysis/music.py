@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 
@@ -40,13 +39,13 @@ from engine.frames import (
 )
 from engine.pipeline import Stage
 
-#: Beat trackers: "neural" (the causal beat/downbeat network's activations drive the tracker's tempo and
-#: phase inference) and "comb" (the same inference on the hand-made onset function, the earlier default).
-TRACKERS = ("neural", "comb")
-DEFAULT_TRACKER = "comb"
-#: Tracker settings for the network's activations (chosen on the training data's validation split,
-#: see docs/audio.md); the comb tracker keeps the BeatTracker defaults.
-NEURAL_TRACKER_ARGS: dict[str, Any] = {}
+#: Beat trackers. All share the causal tempo/phase inference of :class:`BeatTracker`; they differ in what
+#: drives it. "comb": the hand-made onset function for beats, its bass band for downbeats (the earlier
+#: default). "hybrid": the onset function for beats (so beats, phase and tempo are exactly the comb's) and
+#: the beat network's downbeat activation for the bar position. "neural": the network's beat activation
+#: for beats and its downbeat activation for downbeats.
+TRACKERS = ("hybrid", "comb", "neural")
+DEFAULT_TRACKER = "hybrid"
 
 
 @functools.cache
@@ -56,12 +55,10 @@ def shipped_beat_net() -> BeatNet:
 
 
 def make_tracker(kind: str, sample_rate: int = ENGINE_SAMPLE_RATE) -> tuple[BeatTracker, BeatActivation | None]:
-    """The tempo/phase tracker for ``kind`` and, for "neural", the network state that feeds it."""
-    if kind == "comb":
-        return BeatTracker(sample_rate), None
-    if kind == "neural":
-        return BeatTracker(sample_rate, **NEURAL_TRACKER_ARGS), BeatActivation(shipped_beat_net())
-    raise ValueError(f"unknown beat tracker {kind!r}; choose one of {', '.join(TRACKERS)}")
+    """The tempo/phase tracker for ``kind`` and, unless "comb", the network state that feeds it."""
+    if kind not in TRACKERS:
+        raise ValueError(f"unknown beat tracker {kind!r}; choose one of {', '.join(TRACKERS)}")
+    return BeatTracker(sample_rate), (None if kind == "comb" else BeatActivation(shipped_beat_net()))
 
 
 #: Longest gap in the input (dropped blocks) filled with silence to keep the timeline; longer gaps
@@ -204,11 +201,11 @@ class MusicAnalyzer(Stage):
             # the peak is one hop back: the hop before this one (the tracker has not counted this hop yet)
             t = self._time0() + self.tracker.hop_time(self.tracker.n)
             out.append(OnsetEvent(end, capture_ns, time_s=max(0.0, t), strength=strength))
-        if self.activation is not None:
-            act, down = self.activation.process(self.onset.log_mel, self.onset.mel_flux)
-            beat = self.tracker.process(act, down)
-        else:
+        if self.activation is None:
             beat = self.tracker.process(odf, self.onset.bass)
+        else:
+            act, down = self.activation.process(self.onset.log_mel, self.onset.mel_flux)
+            beat = self.tracker.process(act if self.kind == "neural" else odf, down)
         if beat is not None:
             self._beat = True
             t0 = self._time0()

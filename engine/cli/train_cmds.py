@@ -33,8 +33,8 @@ def register(sub: Any) -> None:
     b = tsub.add_parser("beats", help="train the causal beat/downbeat network on rendered music (see docs/audio.md)")
     b.add_argument("--out", type=Path, default=Path("runs/beats"),
                    help="model folder (default runs/beats; the shipped one is engine/data/models/beats)")
-    b.add_argument("--clips", type=int, default=None, help="rendered training clips (default 160)")
-    b.add_argument("--steps", type=int, default=None, help="training steps (default 1500)")
+    b.add_argument("--clips", type=int, default=None, help="rendered training clips (default 320)")
+    b.add_argument("--steps", type=int, default=None, help="training steps (default 2000)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--cache", type=Path, default=Path(".cache"), help="cache folder for the rendered features")
     b.set_defaults(handler=_train_beats)

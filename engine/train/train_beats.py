@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BeatTrainConfig:
-    clips: int = 160  # rendered clips (each used twice: light and hard augmentation)
-    steps: int = 1500
+    clips: int = 320  # rendered clips (each used twice: light and hard augmentation)
+    steps: int = 2000
     batch: int = 16
     crop: int = 1024  # hops per crop (11.9 s)
     lr: float = 3e-3

@@ -66,3 +66,35 @@ def test_shipped_model_loads_and_is_small() -> None:
     net = BeatNet.load()
     assert (DEFAULT_MODEL_DIR / WEIGHTS_NAME).stat().st_size < 1_000_000
     assert net.cfg.receptive_field > 256  # at least 3 s of context for tempo
+
+
+def test_hybrid_keeps_the_comb_beats_and_phase_exactly() -> None:
+    """The default tracker takes only the bar position from the network: beats and predicted phase (the dance
+    model's conditioning) are the comb tracker's, bit for bit."""
+    from engine.analysis import analyze_signal
+    from engine.audio.synth import SyntheticSignal
+
+    sig = SyntheticSignal.clicks([(6.0, 100.0, 100.0), (6.0, 130.0, 130.0)], noise_level=0.01)
+    hy = analyze_signal(sig.samples, 22050, tracker="hybrid")
+    co = analyze_signal(sig.samples, 22050, tracker="comb")
+    assert hy.beats == co.beats and hy.beat_bpm == co.beat_bpm
+    np.testing.assert_array_equal(hy.next_beat_s, co.next_beat_s)
+    np.testing.assert_array_equal(hy.features[:, 35:39], co.features[:, 35:39])  # tempo, phase sin/cos, beat
+
+
+def test_neural_tracker_follows_steady_clicks() -> None:
+    from engine.analysis import analyze_signal
+    from engine.audio.synth import SyntheticSignal
+
+    sig = SyntheticSignal.clicks([(14.0, 118.0, 118.0)], noise_level=0.01)
+    a = analyze_signal(sig.samples, 22050, tracker="neural")
+    assert abs(a.bpm - 118.0) < 1.5
+    err = [np.min(np.abs(sig.beats - t)) for t in a.beats if t > 6.0]
+    assert len(err) > 10 and np.median(err) < 0.03
+
+
+def test_unknown_tracker_is_a_clear_error() -> None:
+    from engine.analysis import MusicAnalyzer
+
+    with pytest.raises(ValueError, match="unknown beat tracker 'dbn'"):
+        MusicAnalyzer(kind="dbn")
