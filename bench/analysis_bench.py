@@ -287,9 +287,10 @@ def _plot(path: Path, summ: dict[str, Any], cost: dict[str, Any]) -> None:
                 label=LABELS[k])
     ax1.set_xticks(idx, sets)
     ax1.set_ylabel("F-measure (70 ms, first 5 s trimmed)")
-    ax1.set_ylim(0, 1.05)
+    ax1.set_ylim(0, 1.3)
+    ax1.set_yticks(np.arange(0, 1.01, 0.2))
     ax1.set_title("Beat tracking, all trackers on the same clips")
-    ax1.legend(loc="lower left", fontsize=8)
+    ax1.legend(loc="upper center", fontsize=8, ncol=2)
     jump = summ.get("tempo jump", {})
     vals = [min(jump[k]["relock_beats_median"], 30.0) if k in jump else 0.0 for k in kinds]
     ax2.bar(np.arange(len(kinds)), vals, color=[f"C{i}" for i in range(len(kinds))])
