@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
                    help="model folder (default runs/beats; the shipped one is engine/data/models/beats)")
     b.add_argument("--clips", type=int, default=None, help="rendered training clips (default 320)")
     b.add_argument("--steps", type=int, default=None, help="training steps (default 2000)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of the clip choices, augmentation and training")
     b.add_argument("--cache", type=Path, default=Path(".cache"), help="cache folder for the rendered features")
     b.set_defaults(handler=_train_beats)
     p.set_defaults(handler=lambda a: _need_sub(p))
