@@ -109,6 +109,9 @@ class MusicAnalyzer(Stage):
     as sample ``(i + 1) * 735`` has arrived, from the audio up to that sample only. Output depends on
     the sample stream alone, never on how it was cut into blocks.
 
+    ``kind`` picks the beat tracker (:data:`TRACKERS`; default ``hybrid``: the comb's beats, the beat
+    network's downbeats); ``tracker`` replaces its tempo/phase stage (tests, tuning).
+
     Times (``time_s``, ``next_beat_s``) are seconds on the stream's audio timeline, whose zero is the
     first sample this analyzer saw (or ``origin_sample``).
 
