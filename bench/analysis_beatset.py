@@ -16,10 +16,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from engine.train.midi_render import (
+    RENDER_RATE,
     SOUNDFONT,
     ClipSpec,
     Tune,
@@ -255,3 +257,75 @@ def build_stress_set(root: Path | None = None) -> list[Clip]:
             wavfile.write(str(wav), sr, (y * 32767).astype(np.int16))
         out.append(Clip(spec, wav, base.beats, base.downbeats))
     return out
+
+
+# ----------------------------------------------------------------------------- real music, consensus reference
+#: Debian packages whose music the real-music set may use (the issue's list; none is used for training here).
+#: (neverball-data and pingus-data were tried: no music files over 250 kB in them.)
+REAL_PACKAGES = ("xmoto-data", "extremetuxracer-data", "asc-music")
+REAL_EXCERPT_S = 30.0
+#: Consensus rule: a clip is kept when every pair of the three offline trackers agrees with F >= this
+#: (mir_eval, 70 ms, first 5 s trimmed); the reference is then Essentia's multifeature beats.
+CONSENSUS_MIN_F = 0.9
+
+
+def real_dir(root: Path | None = None) -> Path:
+    return (root or cache_dir()).parent / "realmusic"
+
+
+def build_real_set(root: Path | None = None, peers_python: Path | None = None) -> tuple[list[Clip], dict[str, Any]]:
+    """Held-out real recordings with a consensus reference, and a record of what was kept and why.
+
+    Needs the packages' files extracted under ``<cache>/realmusic/root`` (``apt-get download`` + ``dpkg-deb -x``,
+    see docs/audio.md) and ``essentia`` + ``librosa`` in the peers' venv; returns ``([], {"status": why})``
+    when either is missing.
+    """
+    import subprocess
+
+    import mir_eval
+    import soundfile
+    from scipy.io import wavfile
+
+    from engine.audio.resample import resample
+
+    base = real_dir(root)
+    tracks = sorted(p for ext in ("*.ogg", "*.mp3") for p in (base / "root").rglob(ext)
+                    if p.stat().st_size > 250_000 and "/sounds/" not in str(p))
+    if not tracks:
+        return [], {"status": f"no tracks under {base / 'root'} (see docs/audio.md to extract {REAL_PACKAGES})"}
+    clips_dir = base / "clips"
+    clips_dir.mkdir(parents=True, exist_ok=True)
+    wavs = []
+    for t in tracks:
+        wav = clips_dir / f"{t.parent.parent.name}_{t.stem}.wav"
+        if not wav.exists():
+            x, sr = soundfile.read(str(t), dtype="float32", always_2d=True)
+            x = x.mean(axis=1)
+            start = int(min(20.0, max(0.0, len(x) / sr - REAL_EXCERPT_S) / 2) * sr)
+            x = resample(x[start:start + int(REAL_EXCERPT_S * sr)], sr, RENDER_RATE)
+            wavfile.write(str(wav), RENDER_RATE, (np.clip(x, -1, 1) * 32767).astype(np.int16))
+        wavs.append(wav)
+    ref_path = base / "consensus.json"
+    if not ref_path.exists() or set(json.loads(ref_path.read_text())) != {str(w) for w in wavs}:
+        if peers_python is None or not peers_python.exists():
+            return [], {"status": "no consensus reference and no peers venv to build it"}
+        lst = base / "consensus_in.json"
+        lst.write_text(json.dumps([str(w) for w in wavs]))
+        script = Path(__file__).resolve().parent / "consensus_peer.py"
+        subprocess.run([str(peers_python), str(script), str(lst), str(ref_path)], check=True, timeout=3600)
+    ref = json.loads(ref_path.read_text())
+    clips: list[Clip] = []
+    tracks_rec: dict[str, Any] = {}
+    record: dict[str, Any] = {"status": "ok", "rule": f"all pairwise F >= {CONSENSUS_MIN_F}", "tracks": tracks_rec}
+    for w in wavs:
+        r = {k: np.asarray(v) for k, v in ref[str(w)].items()}
+        names = sorted(r)
+        pair_f = {f"{a}~{b}": float(mir_eval.beat.f_measure(mir_eval.beat.trim_beats(r[a]),
+                                                            mir_eval.beat.trim_beats(r[b])))
+                  for i, a in enumerate(names) for b in names[i + 1:]}
+        keep = min(pair_f.values()) >= CONSENSUS_MIN_F
+        tracks_rec[w.stem] = {"pairwise_f": pair_f, "kept": keep}
+        if keep:
+            spec = ClipSpec(w.stem, "real (consensus)", str(w), "unknown", ((1e9, 0.0, 0.0),), program=-1)
+            clips.append(Clip(spec, w, r["essentia_multifeature"], np.zeros(0)))
+    return clips, record

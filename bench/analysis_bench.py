@@ -29,6 +29,7 @@ from bench.analysis_beatset import (
     TEST_CLIPS,
     Clip,
     build_jump_set,
+    build_real_set,
     build_set,
     build_stress_set,
     read_wav,
@@ -185,11 +186,16 @@ def run_sets(quick: bool, use_madmom: bool, out: Path) -> dict[str, Any]:
         "stress": build_stress_set()[: 3 if quick else None],
         "tempo jump": build_jump_set()[: 2 if quick else None],
     }
+    real, real_record = build_real_set(peers_python=PEERS_PYTHON)
+    if real:
+        sets["real (consensus)"] = real[: 2 if quick else None]
+    print(f"real-music set: {len(real)} clips ({real_record['status']})", flush=True)
     all_paths = [str(c.wav) for cs in sets.values() for c in cs]
     mm: dict[str, Any] | str = _madmom(all_paths, out) if use_madmom else "not run (--no-madmom)"
     if isinstance(mm, str):
         print(f"madmom: {mm}", flush=True)
-    result: dict[str, Any] = {"madmom_status": mm if isinstance(mm, str) else "ok", "sets": {}}
+    result: dict[str, Any] = {"madmom_status": mm if isinstance(mm, str) else "ok", "sets": {},
+                              "real_set": real_record}
     for set_name, clips in sets.items():
         rows = []
         cpu = {k: 0.0 for k in TRACKERS}
@@ -213,7 +219,7 @@ def run_sets(quick: bool, use_madmom: bool, out: Path) -> dict[str, Any]:
             jump_s = float(c.beats[JUMP_AT_BEATS]) if set_name == "tempo jump" else None
             for kind, (b_est, d_est) in est.items():
                 m: dict[str, Any] = dict(beat_metrics(c.beats, b_est))
-                if d_est is not None:
+                if d_est is not None and len(c.downbeats):
                     m["downbeat_f"] = beat_metrics(c.downbeats, d_est)["f"]
                 if jump_s is not None:
                     secs_r, beats_r = relock(c.beats, b_est, jump_s)
@@ -312,6 +318,13 @@ def _plot(path: Path, summ: dict[str, Any], cost: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def _kept(record: dict[str, Any]) -> str:
+    if record.get("status") != "ok":
+        return f"not built: {record.get('status')}"
+    tracks = record["tracks"]
+    return f"{sum(t['kept'] for t in tracks.values())} of {len(tracks)} excerpts kept"
+
+
 def _fmt(v: float | None, spec: str = ".3f") -> str:
     if v is None:
         return "-"
@@ -349,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summ,
         "sets": result["sets"],
         "madmom_status": result["madmom_status"],
+        "real_set": result["real_set"],
         "synthetic": synth,
     }
     (out / "analysis.json").write_text(json.dumps(report, indent=2))
@@ -366,12 +380,16 @@ def main(argv: list[str] | None = None) -> int:
           "(online). madmom: `RNNBeatProcessor(online=True)` + `DBNBeatTrackingProcessor(fps=100, online=True)` "
           f"in `.venv-peers` ({result['madmom_status']}). aubio: `aubio.tempo(\"default\", 512, 256, 22050)`. "
           "BeatNet: not run (its install needs a second torch and PortAudio headers in the peers' venv; "
-          "not done in this session). Real recordings with a consensus reference: not built yet.", "",
+          "not done in this session).", "",
           "Sets: **rendered** = the project's 27-clip beat set (music21 tunes that the network never trained "
           "on; the comb tracker's settings were tuned on it); **stress** = 12 of those clips in a room "
           "(early reflections + a dark tail, RT60 0.6-1.5 s) under crowd babble or pink noise at 0-8 dB SNR "
           "(generators unlike the training augmentation's); **tempo jump** = 6 held-out tunes that jump "
-          f"20-35 % after {JUMP_AT_BEATS} beats.", "",
+          f"20-35 % after {JUMP_AT_BEATS} beats; **real (consensus)** = 30 s excerpts of the game music in "
+          "Debian's xmoto-data, extremetuxracer-data and asc-music (never used for training), kept only where "
+          "three offline trackers (Essentia multifeature, Essentia Degara, librosa; never madmom) agree "
+          f"pairwise with F >= 0.9; the reference is Essentia's multifeature beats "
+          f"({_kept(result['real_set'])}); no downbeat reference there.", "",
           "| set | metric | " + " | ".join(LABELS[k] for k in TRACKERS) + " |",
           "|---|---|" + "---:|" * len(TRACKERS)]
     for set_name, per in summ.items():
@@ -404,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in s["clips"]:
             cells = [f"{r[k]['f']:.3f}" if k in r else "-" for k in TRACKERS]
             md.append(f"| {set_name} | {r['clip']} | " + " | ".join(cells)
-                      + f" | {r['hybrid'].get('downbeat_f', 0.0):.3f} | {r['neural'].get('downbeat_f', 0.0):.3f} | "
+                      + f" | {_fmt(r['hybrid'].get('downbeat_f'))} | {_fmt(r['neural'].get('downbeat_f'))} | "
                       f"{r['hybrid_bpm']:.1f} | {r['neural_bpm']:.1f} |")
     md += ["", "</details>", "", "## Synthetic clicks", "",
            "| steady BPM | hybrid (= comb) estimate | neural estimate |", "|---:|---:|---:|"]
