@@ -20,7 +20,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 @pytest.fixture(scope="session")
 def cmu_take() -> Path:
-    """One real CMU salsa take (BVH, 120 fps) from the shared data."""
+    """One real CMU salsa take (BVH; captured at 60 fps, its header says 120) from the shared data."""
     path = SHARED / "data" / "cmu_salsa" / "60_01_scaled.bvh"
     if not path.exists():
         pytest.skip(f"shared CMU data not found at {path} (expected <repo>/../shared/data/cmu_salsa)")

@@ -35,6 +35,10 @@ def register(sub: Any) -> None:
                     help="scale the body to this height in metres (0 keeps file units; default 1.70)")
     rp.add_argument("--bpm", type=float, default=0.0, help="add a synthetic beat grid at this tempo (VJ pulses)")
     rp.add_argument("--performer", type=int, default=0, help="performer index stamped on frames")
+    rp.add_argument("--source-fps", type=float, default=None, metavar="FPS",
+                    help="the rate the file was captured at, when its header is wrong (the CMU salsa files: 60)")
+    rp.add_argument("--no-retarget", action="store_true",
+                    help="stream a non-CMU skeleton as it is (default: retarget any humanoid onto the CMU skeleton)")
     rp.add_argument("--record", action="append", default=[], metavar="FILE.bvh|FILE.npz",
                     help="also record the stream to a BVH or NPZ file (repeatable)")
     _server_args(rp)
@@ -89,7 +93,9 @@ def _announce(server: Any) -> None:
 def _replay(args: argparse.Namespace) -> int:
 
     from engine.skeleton.bvh import BvhError
-    from engine.skeleton.motion import load_motion
+    from engine.skeleton.motion import Motion, load_motion
+    from engine.skeleton.retarget import RetargetError, retarget_motion
+    from engine.skeleton.skeleton import get_skeleton, skeleton_names
     from streams.player import MotionPlayer
     from streams.recorders import recorder_for
 
@@ -97,6 +103,16 @@ def _replay(args: argparse.Namespace) -> int:
         motion = load_motion(args.motion)
     except (FileNotFoundError, BvhError, ValueError) as exc:
         raise CliError(str(exc)) from None
+    if args.source_fps is not None:
+        if not 0 < args.source_fps <= 1000:
+            raise CliError("--source-fps must be in (0, 1000]")
+        motion = Motion(motion.skeleton, float(args.source_fps), motion.root_positions, motion.rotations)
+    if not args.no_retarget and motion.skeleton.name not in skeleton_names():
+        try:
+            motion = retarget_motion(motion, get_skeleton("cmu"))
+        except RetargetError as exc:
+            raise CliError(f"{args.motion}: {exc} (use --no-retarget to stream it as it is)") from None
+        print(f"retargeted onto the CMU skeleton ({motion.num_frames} frames after dropping T-poses)", flush=True)
     if args.seconds is not None and args.seconds <= 0:
         raise CliError("--seconds must be positive")
     player = MotionPlayer(motion, args.fps, loop=args.loop, performer=args.performer,

@@ -132,9 +132,11 @@ def rhythm_mask() -> np.ndarray:
     return keep
 
 
-#: Genre names -> embedding rows of the GPT (row 0 = no genre). Only "salsa" has training data here.
+#: Genre names -> embedding rows of the GPT (row 0 = no genre). Rows "salsa", "indian" and "modern" have
+#: real training data (engine.train.sources).
 GENRES: tuple[str, ...] = (
     "none", "salsa", "pop", "lock", "hiphop", "house", "waack", "krump", "jazz", "ballet", "break",
+    "indian", "modern",
 )
 #: Width of the sentence embedding used for text control (all-MiniLM-L6-v2).
 TEXT_DIM = 384

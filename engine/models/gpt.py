@@ -45,7 +45,7 @@ class GPTConfig:
     n_head: int = 8
     n_embd: int = 256
     cond_dim: int = 168
-    n_genres: int = 11
+    n_genres: int = 13
     text_dim: int = 384
     context: int = 60
     n_keyframe_slots: int = 8

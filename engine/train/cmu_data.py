@@ -1,4 +1,5 @@
-"""CMU salsa takes: loading, metric scaling, 30 fps, take-level split, kinetic beats and time warps."""
+"""Mocap takes of every source: loading at the true rate, metric scaling or retargeting, 30 fps, take-level
+split, kinetic beats and time warps."""
 
 from __future__ import annotations
 
@@ -11,23 +12,27 @@ import numpy as np
 from engine.frames import MODEL_FPS
 from engine.models.pose_repr import CMU_SCALE, Motion, metric_cmu_skeleton, motion_positions, resample_motion
 from engine.skeleton.bvh import read_bvh
+from engine.skeleton.retarget import retarget
+from engine.skeleton.skeleton import forward_kinematics_full
 from engine.train.kinetic_beats import KineticBeats, kinetic_beats
+from engine.train.sources import DEFAULT_DATA_ROOT, SOURCES, MotionSource, resolve_folders
 
-#: Default location of the shared data (overridable with --data).
-DEFAULT_CMU_DIR = Path("/work/shared/data/cmu_salsa")
-TRAIN_TAKES: tuple[str, ...] = ("01", "02", "03", "04", "05", "06", "07", "09", "10", "11")
-VAL_TAKES: tuple[str, ...] = ("12", "13")
-_NAME = re.compile(r"^(6[01])_(\d\d)_scaled\.bvh$")
+#: Default location of the salsa data (kept for callers that name one folder).
+DEFAULT_CMU_DIR = DEFAULT_DATA_ROOT / SOURCES["salsa"].folder
+TRAIN_TAKES: tuple[str, ...] = SOURCES["salsa"].train_takes
+VAL_TAKES: tuple[str, ...] = SOURCES["salsa"].val_takes
 
 
 @dataclass
 class Take:
-    """One take: both dancers (same length), at MODEL_FPS in metres, with its kinetic beat grid."""
+    """One take: all its dancers (same length), at MODEL_FPS in metres, with its kinetic beat grid."""
 
     take: str
-    dancers: list[Motion]  # subject 60 (lead), 61 (follow)
-    beats: KineticBeats  # estimated from both dancers at the source rate; beats_s on this clip's timeline
+    dancers: list[Motion]  # salsa: subject 60 (lead), 61 (follow); solo styles: one dancer
+    beats: KineticBeats  # estimated from all dancers at the source rate; beats_s on this clip's timeline
     warp: float = 1.0  # tempo factor applied (1.1 = 10 % faster than captured)
+    style: str = "salsa"
+    dancer_ids: tuple[str, ...] = ()
 
     @property
     def n_frames(self) -> int:
@@ -39,38 +44,62 @@ class Take:
 
     @property
     def name(self) -> str:
-        return f"take{self.take}_x{self.warp:.2f}"
+        prefix = "take" if self.style == "salsa" else self.style
+        return f"{prefix}{self.take}_x{self.warp:.2f}"
 
 
 def list_takes(data_dir: Path) -> dict[str, list[Path]]:
-    """Take id -> its BVH files (one per dancer); a clear error if the folder holds none."""
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"CMU salsa folder {data_dir} does not exist")
-    takes: dict[str, list[Path]] = {}
-    for p in sorted(data_dir.iterdir()):
-        m = _NAME.match(p.name)
-        if m:
-            takes.setdefault(m.group(2), []).append(p)
-    if not takes:
-        raise FileNotFoundError(f"no files named like 60_01_scaled.bvh in {data_dir}")
-    return takes
+    """Salsa take id -> its BVH files (one per dancer); a clear error if the folder holds none."""
+    return SOURCES["salsa"].list_takes(data_dir)
+
+
+def floor_to_zero(motion: Motion) -> Motion:
+    """Shift the root so the floor (5th percentile of the lowest foot point per frame) is at y = 0."""
+    pos, wrot = forward_kinematics_full(motion.skeleton, motion.root_pos, motion.rot)
+    skel = motion.skeleton
+    ys = []
+    for name in ("rFoot", "lFoot"):
+        j = skel.index(name)
+        ys.append(pos[:, j, 1])
+        if j in skel.end_sites:
+            ys.append((pos[:, j] + wrot[:, j] @ skel.end_sites[j])[:, 1])
+    floor = float(np.percentile(np.min(np.stack(ys, axis=1), axis=1), 5))
+    root = motion.root_pos.copy()
+    root[:, 1] -= floor
+    return Motion(skeleton=skel, root_pos=root, rot=motion.rot, fps=motion.fps)
+
+
+def load_source_motion(path: Path, src: MotionSource) -> Motion:
+    """A file of ``src`` as a metric Motion on the engine skeleton at the source's TRUE rate, floor at 0.
+
+    The rate comes from :data:`engine.train.sources.SOURCES`, never from the file header (the salsa
+    headers say 120 fps; the takes were captured at 60).
+    """
+    bvh = read_bvh(path)
+    skel = metric_cmu_skeleton()
+    if src.units_per_cmu_unit is None:
+        r = retarget(bvh.skeleton, bvh.root_positions[src.drop_leading:], bvh.local_rot_mats[src.drop_leading:], skel)
+        return Motion(skeleton=skel, root_pos=r.root_pos, rot=r.rot, fps=src.fps)
+    if bvh.skeleton.joint_names != skel.joint_names:
+        raise ValueError(f"{path}: joints differ from the CMU skeleton (got {len(bvh.skeleton.joint_names)} joints)")
+    d = src.drop_leading
+    scale = CMU_SCALE / src.units_per_cmu_unit
+    m = Motion(skeleton=skel, root_pos=bvh.root_positions[d:] * scale, rot=bvh.local_rot_mats[d:], fps=src.fps)
+    return floor_to_zero(m)
 
 
 def load_bvh_metric(path: Path) -> Motion:
-    """A CMU BVH file as a Motion at its own rate, scaled to metres by CMU_SCALE."""
-    bvh = read_bvh(path)
-    skel = metric_cmu_skeleton()
-    if bvh.skeleton.joint_names != skel.joint_names:
-        raise ValueError(f"{path}: joints differ from the CMU skeleton (got {len(bvh.skeleton.joint_names)} joints)")
-    return Motion(skeleton=skel, root_pos=bvh.root_positions * CMU_SCALE, rot=bvh.local_rot_mats, fps=bvh.fps)
+    """A CMU salsa BVH file as a metric Motion at its true rate (60 fps; see :mod:`engine.train.sources`)."""
+    return load_source_motion(path, SOURCES["salsa"])
 
 
-def load_take(files: list[Path], take: str, beat_fps: float = 60.0) -> Take:
-    """Load both dancers of a take, estimate beats (from motion at ``beat_fps``), decimate to MODEL_FPS."""
-    src = [load_bvh_metric(p) for p in files]
+def load_take(files: list[Path], take: str, beat_fps: float = 60.0, style: str = "salsa") -> Take:
+    """Load all dancers of a take, estimate beats (from motion at ``beat_fps``), decimate to MODEL_FPS."""
+    source = SOURCES[style]
+    src = [load_source_motion(p, source) for p in files]
     n = min(m.n_frames for m in src)
     fps = src[0].fps
-    # Kinetic beats at 60 fps: enough timing resolution, 2x cheaper than the 120 fps source.
+    # Kinetic beats at 60 fps: enough timing resolution, cheaper than a 120 fps source.
     step_b = fps / beat_fps
     times_b = np.arange(0, n - 1, step_b)
     pos = [motion_positions(resample_motion(m, times_b, beat_fps)) for m in src]
@@ -78,7 +107,9 @@ def load_take(files: list[Path], take: str, beat_fps: float = 60.0) -> Take:
     step = fps / MODEL_FPS
     times = np.arange(0, n - 1, step)
     dancers = [resample_motion(m, times, float(MODEL_FPS)) for m in src]
-    return Take(take=take, dancers=dancers, beats=beats)
+    rx = re.compile(source.pattern)
+    ids = tuple((rx.match(p.name).group(1) if rx.match(p.name) else "") or "solo" for p in files)  # type: ignore[union-attr]
+    return Take(take=take, dancers=dancers, beats=beats, style=style, dancer_ids=ids)
 
 
 def warp_take(take: Take, factor: float) -> Take:
@@ -90,19 +121,25 @@ def warp_take(take: Take, factor: float) -> Take:
     dancers = [resample_motion(m, src_times, float(MODEL_FPS)) for m in take.dancers]
     b = take.beats
     beats = KineticBeats(bpm=b.bpm * factor, beats_s=b.beats_s / factor, envelope=b.envelope, fps=b.fps * factor)
-    return Take(take=take.take, dancers=dancers, beats=beats, warp=take.warp * factor)
+    return Take(take=take.take, dancers=dancers, beats=beats, warp=take.warp * factor, style=take.style,
+                dancer_ids=take.dancer_ids)
 
 
-def load_split(data_dir: Path, split: str) -> list[Take]:
-    """Takes of ``split`` ("train" or "val"): both dancers of a take always on the same side."""
-    wanted = {"train": TRAIN_TAKES, "val": VAL_TAKES}.get(split)
-    if wanted is None:
-        raise ValueError(f"unknown split {split!r}; use 'train' or 'val'")
-    takes = list_takes(data_dir)
+def load_split(data_dir: Path | None, split: str, styles: tuple[str, ...] | None = None) -> list[Take]:
+    """Takes of ``split`` ("train" or "val") of every style found under ``data_dir``.
+
+    All dancers of a take are always on the same side. ``data_dir`` is the data root (default: the
+    shared data) or one source's folder.
+    """
+    folders = resolve_folders(data_dir, styles or tuple(SOURCES))
     out = []
-    for t in wanted:
-        if t in takes:
-            out.append(load_take(takes[t], t))
-    if not out:
-        raise FileNotFoundError(f"none of the {split} takes {wanted} found in {data_dir} (have {sorted(takes)})")
+    for style, folder in folders.items():
+        src = SOURCES[style]
+        wanted = src.takes(split)
+        takes = src.list_takes(folder)
+        got = [load_take(takes[t], t, style=style) for t in wanted if t in takes]
+        if not got:
+            raise FileNotFoundError(
+                f"none of the {style} {split} takes {wanted} found in {folder} (have {sorted(takes)})")
+        out.extend(got)
     return out

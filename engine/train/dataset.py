@@ -18,18 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from engine.frames import ENGINE_SAMPLE_RATE
+from engine.models.conditioning import genre_id
 from engine.models.pose_repr import mirror_vectors, motion_to_vectors
-from engine.train.cmu_data import DEFAULT_CMU_DIR, Take, load_split, warp_take
+from engine.train.cmu_data import Take, load_split, warp_take
 from engine.train.synth_music import SYNTHETIC_LABEL, render_track
 
 log = logging.getLogger(__name__)
 
 #: Bump when rendering or analysis changes so stale caches are not reused.
-CACHE_VERSION = "v2"
+CACHE_VERSION = "v3"  # v3: true source frame rates (salsa 60 fps), three styles
 #: Tempo factors used to augment the training takes (motion and music warped together).
 DEFAULT_WARPS: tuple[float, ...] = (0.85, 1.0, 1.15, 1.3)
-#: Genre ids known to the models (salsa is the only real data here).
-GENRES: tuple[str, ...] = ("salsa", "pop", "hiphop", "ballet")
+#: Styles with real training data (engine.train.sources); their genre rows are trained.
+TRAINED_GENRES: tuple[str, ...] = ("salsa", "indian", "modern")
 
 
 def default_cache_dir() -> Path:
@@ -102,8 +103,11 @@ def code_fingerprint() -> str:
 def music_for_take(take: Take, cache_dir: Path, seed: int) -> MusicTrack:
     """Render (or load from cache) the synthetic track of a take variant and its analysis."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"cmu_{take.name}_s{seed}_{code_fingerprint()}.npz"
+    import hashlib
+
     beats = take.beats.beats_s
+    beat_key = hashlib.sha256(np.round(np.asarray(beats, np.float64), 6).tobytes()).hexdigest()[:8]
+    path = cache_dir / f"cmu_{take.name}_b{beat_key}_s{seed}_{code_fingerprint()}.npz"
     if path.is_file():
         z = np.load(path, allow_pickle=False)
         return MusicTrack(
@@ -133,13 +137,23 @@ def take_sequences(take: Take, cache_dir: Path, seed: int, mirror: bool = False)
         next_beat_s=_fit(music.next_beat_s, n), bpm=_fit(music.bpm, n), beats_s=music.beats_s,
     )
     out = []
+    g = genre_id(take.style)
     for d, motion in enumerate(take.dancers):
         up, low = motion_to_vectors(motion)
-        out.append(Sequence(name=f"{take.name}_d{60 + d}", upper=up, lower=low, music=music, genre=0))
+        who = _dancer(take, d)
+        out.append(Sequence(name=f"{take.name}_{who}", upper=up, lower=low, music=music, genre=g))
         if mirror:
             mu, ml = mirror_vectors(up, low)
-            out.append(Sequence(name=f"{take.name}_d{60 + d}_m", upper=mu, lower=ml, music=music, genre=0))
+            out.append(Sequence(name=f"{take.name}_{who}_m", upper=mu, lower=ml, music=music, genre=g))
     return out
+
+
+def _dancer(take: Take, d: int) -> str:
+    """Dancer tag of a sequence name: ``d60``/``d61`` for the salsa lead/follow, ``solo`` otherwise."""
+    ids = take.dancer_ids
+    tag = ids[d] if d < len(ids) else str(60 + d)
+    return tag if tag == "solo" else f"d{tag}"
+
 
 
 def build_sequences(
@@ -152,7 +166,6 @@ def build_sequences(
 ) -> list[Sequence]:
     """All sequences of a split. Training adds tempo warps and left/right mirror images (``mirror``);
     validation uses the takes as captured."""
-    data_dir = data_dir or DEFAULT_CMU_DIR
     cache_dir = cache_dir or default_cache_dir()
     takes = load_split(data_dir, split)[: max_takes or None]
     if split != "train":
@@ -162,7 +175,8 @@ def build_sequences(
     for take in takes:
         for wi, w in enumerate(warps):
             variant = take if w == 1.0 else warp_take(take, w)
-            seqs.extend(take_sequences(variant, cache_dir, seed=1000 * int(take.take) + wi, mirror=mirror))
+            seed = 1000 * int(take.take) + wi + 100_000 * TRAINED_GENRES.index(take.style)
+            seqs.extend(take_sequences(variant, cache_dir, seed=seed, mirror=mirror))
             log.info("data: %s (%d frames, %.1f BPM)", variant.name, variant.n_frames, variant.beats.bpm)
     return seqs
 
@@ -172,7 +186,7 @@ def build_motion(
     mirror: bool = True,
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Motion vectors only (no music): [(name, upper [T, 72], lower [T, 61])] for VQ-VAE training."""
-    takes = load_split(data_dir or DEFAULT_CMU_DIR, split)
+    takes = load_split(data_dir, split)
     if split != "train":
         warps = (1.0,)
         mirror = False
@@ -182,9 +196,9 @@ def build_motion(
             variant = take if w == 1.0 else warp_take(take, w)
             for d, motion in enumerate(variant.dancers):
                 up, low = motion_to_vectors(motion)
-                out.append((f"{variant.name}_d{60 + d}", up, low))
+                out.append((f"{variant.name}_{_dancer(variant, d)}", up, low))
                 if mirror:
-                    out.append((f"{variant.name}_d{60 + d}_m", *mirror_vectors(up, low)))
+                    out.append((f"{variant.name}_{_dancer(variant, d)}_m", *mirror_vectors(up, low)))
     return out
 
 

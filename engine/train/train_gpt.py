@@ -25,6 +25,7 @@ from engine.train.common import (
     set_threads,
 )
 from engine.train.dataset import Sequence
+from engine.train.sources import balanced_weights, style_of
 
 
 @dataclass
@@ -71,6 +72,9 @@ def caption_for(seq: Sequence, speed_terciles: tuple[float, float]) -> str:
     tempo = "slow" if bpm < 95 else ("medium tempo" if bpm < 120 else "fast")
     energy = motion_energy(seq)
     mood = "calm" if energy < speed_terciles[0] else ("lively" if energy < speed_terciles[1] else "energetic")
+    style = style_of(seq.name)
+    if style != "salsa":
+        return f"a {mood} {tempo} {style} solo dance"
     role = "leader" if "_d60" in seq.name else "follower"
     return f"a {mood} {tempo} salsa dance by the {role}"
 
@@ -100,7 +104,7 @@ def tokenize(vq: VQVAE, seqs: list[Sequence], texts: bool = True) -> list[TokenS
         cond = sequence_conditions(m.features, m.period_s, m.next_beat_s, n)
         out.append(
             TokenSequence(
-                name=s.name, up=iu[0].numpy(), down=idn[0].numpy(), cond=cond, genre=GENRES.index("salsa"),
+                name=s.name, up=iu[0].numpy(), down=idn[0].numpy(), cond=cond, genre=s.genre or GENRES.index("salsa"),
                 text=emb.get(cap, np.zeros(TEXT_DIM, np.float32)), caption=cap,
             )
         )
@@ -113,7 +117,7 @@ def sample_batch(
     """Random windows of ``context`` tokens. Inputs are the previous tokens (BOS only at a sequence start)."""
     length = gcfg.context
     lens = np.array([len(d.up) for d in data], dtype=np.float64)
-    p = lens / lens.sum()
+    p = np.asarray(balanced_weights([d.name for d in data], lens))
     bos = gcfg.bos_id
     ups_in, downs_in, ups, downs, conds, genres, texts, pos0 = [], [], [], [], [], [], [], []
     for i in rng.choice(len(data), size=cfg.batch, p=p):

@@ -22,6 +22,7 @@ from engine.train.common import (
     set_threads,
 )
 from engine.train.losses import VectorFK
+from engine.train.sources import balanced_weights
 
 MotionSet = list[tuple[str, np.ndarray, np.ndarray]]
 
@@ -43,13 +44,12 @@ class VQTrainConfig:
 
 
 def sample_windows(data: MotionSet, n: int, window: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """n random windows (sequences chosen in proportion to length) -> up [n, W, 72], down [n, W, 61]."""
+    """n random windows (sequences chosen by ``sources.balanced_weights``) -> up [n, W, 72], down [n, W, 61]."""
     lengths = np.array([len(u) for _, u, _ in data], dtype=np.float64)
     ok = lengths >= window
     if not ok.any():
         raise ValueError(f"no sequence is at least {window} frames long")
-    p = np.where(ok, lengths, 0.0)
-    p /= p.sum()
+    p = np.asarray(balanced_weights([nm for nm, _, _ in data], np.where(ok, lengths, 0.0)))
     seq = rng.choice(len(data), size=n, p=p)
     ups, downs = [], []
     for s in seq:

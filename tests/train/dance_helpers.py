@@ -40,12 +40,15 @@ def stepping_motion(seconds: float, fps: float, bpm: float, seed: int = 0, scale
 
 
 def write_cmu_like(root: Path, takes: dict[str, float], seconds: float = 6.0) -> Path:
-    """Write takes (id -> BPM) as 60_TT/61_TT BVH files in CMU units at 120 fps; returns the folder."""
+    """Write takes (id -> BPM) as 60_TT/61_TT BVH files in CMU units; returns the folder.
+
+    Like the real salsa files: sampled at 60 fps with a header that says 120 (engine.train.sources reads 60).
+    """
     root.mkdir(parents=True, exist_ok=True)
     base = get_skeleton("cmu")
     for i, (take, bpm) in enumerate(takes.items()):
         for d, subject in enumerate(("60", "61")):
-            m = stepping_motion(seconds, 120.0, bpm, seed=10 * i + d, scale=1.0)
+            m = stepping_motion(seconds, 60.0, bpm, seed=10 * i + d, scale=1.0)
             unit_root = m.root_pos / (1.60 / 1.192858)
             write_bvh(root / f"{subject}_{take}_scaled.bvh", base, unit_root, 1.0 / 120.0,
                       local_rot_mats=m.rot, rotation_orders="ZXY")

@@ -88,7 +88,7 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["generate", str(tmp_path / "nope.wav"), "--out", str(tmp_path / "x.bvh")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", "vqvae", "--data", str(tmp_path)]) == 2
-    assert "no files named like 60_01_scaled.bvh" in capsys.readouterr().err
+    assert "no motion source folders" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": {"stepz": 3}}))
     data = write_cmu_like(tmp_path / "cmu", {"01": 96.0, "12": 110.0}, seconds=3.0)
