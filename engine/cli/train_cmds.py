@@ -57,7 +57,7 @@ def register(sub: Any) -> None:
     g = sub.add_parser("generate", help="render a dance for an audio file to BVH (offline)")
     g.add_argument("audio", type=Path, help="PCM WAV file")
     g.add_argument("--out", type=Path, required=True, help="output .bvh")
-    g.add_argument("--genre", default="salsa", help="genre name (see docs/models.md)")
+    g.add_argument("--genre", default="salsa", help="genre: salsa, indian or modern (trained); see docs/models.md")
     g.add_argument("--text", default=None, help="text prompt, e.g. 'an energetic salsa dance'")
     g.add_argument("--seconds", type=float, default=None, help="only the first N seconds")
     g.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
@@ -230,28 +230,35 @@ def _eval(args: argparse.Namespace) -> int:
         sampling["foot_lock"] = False
     _apply_guidance(model, args.beat_guidance)
     val = load_data(args.data, "val", None)
-    res = evaluate_model(model, val, reference=_reference(args.data), seed=args.seed, samples=args.samples)
+    ref_names, ref_pairs = _reference(args.data)
+    res = evaluate_model(model, val, reference=ref_pairs, seed=args.seed, samples=args.samples,
+                         reference_names=ref_names)
     if args.report is not None:
         write_report(res, args.report)
     if args.json:
-        print(json.dumps(res["summary"], indent=2))
+        print(json.dumps({**res["summary"], "by_style": res["by_style"]}, indent=2))
     else:
-        for row, vals in res["summary"].items():
-            print(row, " ".join(f"{k}={v:.4g}" for k, v in vals.items() if isinstance(v, float)))
+        for style, rows in [("all", res["summary"]), *res["by_style"].items()]:
+            for row, vals in rows.items():
+                print(style, row, " ".join(f"{k}={v:.4g}" for k, v in vals.items() if isinstance(v, float)))
     return 0
 
 
-def _reference(data: Path | None) -> list:
-    """Real training motion as captured (no tempo warps): the FID reference."""
+def _reference(data: Path | None) -> tuple[list[str], list]:
+    """Real training motion as captured (no tempo warps, no mirror images): the FID and style reference.
+
+    Returns the sequence names and their (upper, lower) vector pairs.
+    """
     from engine.train.dataset import build_motion, load_packed
 
     if data is not None and (data / "train.npz").is_file():
-        seqs = load_packed(data / "train.npz")
-        return [(s.upper, s.lower) for s in seqs if "_x1.00_" in s.name and not s.name.endswith("_m")]
+        seqs = [s for s in load_packed(data / "train.npz") if "_x1.00_" in s.name and not s.name.endswith("_m")]
+        return [s.name for s in seqs], [(s.upper, s.lower) for s in seqs]
     try:
-        return [(u, lo) for _, u, lo in build_motion(data, "train", (1.0,), mirror=False)]
+        rows = build_motion(data, "train", (1.0,), mirror=False)
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
+    return [n for n, _, _ in rows], [(u, lo) for _, u, lo in rows]
 
 
 def _apply_guidance(model: Any, candidates: int | None) -> None:

@@ -237,7 +237,11 @@ def generate_dance(
         raise ValueError(f"audio too short: {n_frames} frames, need at least {DOWN}")
     cond = sequence_conditions(feats, period, nxt, n_tokens)
     emb = embed_texts([text])[0] if text else np.zeros(TEXT_DIM, np.float32)
-    ups, downs = sample_dance_tokens(model, cond, genre_id(genre), emb, temperature, top_k, seed)
+    gid = genre_id(genre)
+    if gid >= model.gpt.cfg.n_genres:
+        raise ValueError(f"genre {genre!r} is row {gid}, but this model has only {model.gpt.cfg.n_genres} genre rows "
+                         f"(trained: {', '.join(model.card.get('trained_genres', [])) or 'unknown'})")
+    ups, downs = sample_dance_tokens(model, cond, gid, emb, temperature, top_k, seed)
     up, low = decode_tokens(model.vq, ups, downs)
     if model.foot_lock:
         low = lock_feet(up, low)

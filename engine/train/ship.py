@@ -13,8 +13,9 @@ from engine.models.conditioning import COND_DIM, GENRES, TEXT_DIM
 from engine.models.pose_repr import CMU_SCALE, LOWER_JOINTS, UPPER_JOINTS
 from engine.models.vqvae import DOWN
 from engine.train import metrics as M
-from engine.train.dataset import Sequence
+from engine.train.dataset import TRAINED_GENRES, Sequence
 from engine.train.evaluate import points
+from engine.train.sources import SOURCES
 
 WEIGHT_FILES = ("vqvae.json", "vqvae.safetensors", "gpt.json", "gpt.safetensors")
 
@@ -52,12 +53,16 @@ def write_model_folder(
         "cond_dim": COND_DIM,
         "text_dim": TEXT_DIM,
         "genres": list(GENRES),
-        "trained_genres": ["salsa"],
+        "trained_genres": list(TRAINED_GENRES),
+        "sources": {st: {"fps": src.fps, "header_fps": src.header_fps, "train_takes": list(src.train_takes),
+                         "val_takes": list(src.val_takes), "why": src.why} for st, src in SOURCES.items()},
         "lower_joints": list(LOWER_JOINTS),
         "upper_joints": list(UPPER_JOINTS),
         "sampling": sampling,
         "training": {
-            "data": "CMU mocap subjects 60/61 (salsa), takes 01-07, 09-11; synthetic music locked to kinetic beats",
+            "data": "CMU mocap at each source's true rate: salsa (subjects 60/61, 60 fps), Indian (subject 94, "
+                    "120 fps), modern (subject 05, iClone skeleton retargeted, 60 fps); validation held out by take; "
+                    "synthetic music locked to the kinetic beats of each take",
             "vqvae_seconds": vq_meta.get("train_seconds"),
             "vqvae_steps": vq_meta.get("step"),
             "gpt_seconds": gpt_rep.get("train_seconds"),
@@ -96,12 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sampling = {"temperature": args.temperature, "top_k": args.top_k, "foot_lock": not args.no_foot_lock}
     val = load_data(args.data, "val", None)
-    ref_pairs = _reference(args.data)
+    ref_names, ref_pairs = _reference(args.data)
     ref_seqs = [Sequence(name=f"ref{i}", upper=u, lower=lo, music=val[0].music) for i, (u, lo) in enumerate(ref_pairs)]
     reference = real_reference(ref_seqs)
     tmp = write_model_folder(args.run_dir, args.out, reference, sampling, "(pending evaluation)\n")
     model = load_dance_model(tmp)
-    res = evaluate_model(model, val, reference=ref_pairs, samples=args.samples)
+    res = evaluate_model(model, val, reference=ref_pairs, samples=args.samples, reference_names=ref_names)
     notes = args.notes.read_text() if args.notes else ""
     write_report(res, args.report, notes)
     eval_md = (args.report / "eval.md").read_text()
@@ -115,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- real reference (training takes as captured): {json.dumps(reference)}", "",
         notes, "", eval_md,
     ]
-    write_model_folder(args.run_dir, args.out, reference, sampling, "\n".join(report) + "\n", res["summary"])
+    write_model_folder(args.run_dir, args.out, reference, sampling, "\n".join(report) + "\n",
+                       {**res["summary"], "by_style": res["by_style"]})
     print(json.dumps(res["summary"], indent=2))
     return 0
 
