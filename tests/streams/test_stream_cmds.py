@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from engine.clock import SYSTEM_CLOCK
 from streams.osc import decode_packet
@@ -82,3 +83,19 @@ def test_replay_of_an_aistpp_motion(tmp_path: Path) -> None:
     d = np.load(out)
     assert str(d["skeleton"]) == "smpl" and d["rotations"].shape == (12, 24, 4)  # 60 fps in, 60 fps out
     np.testing.assert_allclose(d["root_position"][:, 1], 85.0 / 90.0, atol=1e-6)
+
+
+def test_replay_retargets_an_iclone_file_onto_cmu(tmp_path: Path) -> None:
+    """A user's BVH in another skeleton (the iClone CMU conversion) streams as the CMU skeleton, at --source-fps."""
+    src = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cmu_modern" / "05_03.bvh"
+    if not src.is_file():
+        pytest.skip(f"shared data not found at {src}")
+    out = tmp_path / "rec.npz"
+    r = subprocess.run([*CLI, "replay", str(src), "--record", str(out), "--fps", "30", "--source-fps", "30"],
+                       capture_output=True, text=True, timeout=60 * SCALE)
+    assert r.returncode == 0, r.stderr
+    assert "retargeted onto the CMU skeleton" in r.stdout and "skeleton cmu" in r.stdout
+    d = np.load(out)
+    assert str(d["skeleton"]) == "cmu" and d["rotations"].shape[1] == 43
+    assert len(d["rotations"]) == 216  # 216 frames read at 30 fps and streamed at 30 fps (not the header's 60)
+    np.testing.assert_allclose(np.linalg.norm(d["rotations"], axis=-1), 1.0, atol=1e-5)
