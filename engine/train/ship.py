@@ -12,24 +12,35 @@ from engine.frames import MODEL_FPS
 from engine.models.conditioning import COND_DIM, GENRES, TEXT_DIM
 from engine.models.pose_repr import CMU_SCALE, LOWER_JOINTS, UPPER_JOINTS
 from engine.models.vqvae import DOWN
-from engine.train import metrics as M
 from engine.train.dataset import TRAINED_GENRES, Sequence
-from engine.train.evaluate import points
-from engine.train.sources import SOURCES
+from engine.train.evaluate import clip_metrics, points
+from engine.train.sources import SOURCES, style_of
 
 WEIGHT_FILES = ("vqvae.json", "vqvae.safetensors", "gpt.json", "gpt.safetensors")
 
 
-def real_reference(seqs: list[Sequence]) -> dict[str, float]:
-    """Foot skating / PFC / freeze levels of real motion: the bar generated motion is held to."""
-    skate, pfc, freeze = [], [], []
-    for s in seqs:
-        p = points(s.upper, s.lower)
-        skate.append(M.foot_skating(p, MODEL_FPS))
-        pfc.append(M.physical_foot_contact(p, MODEL_FPS))
-        freeze.append(M.longest_freeze_s(p, MODEL_FPS))
-    return {"skate_ms": float(np.mean(skate)), "skate_ms_max": float(np.max(skate)), "pfc": float(np.mean(pfc)),
-            "longest_freeze_s": float(np.max(freeze)), "clips": len(seqs)}
+def real_reference(seqs: list[Sequence]) -> dict:
+    """Foot skating / PFC / freeze / speed levels of real motion (all styles, and per style): the bar generated
+    motion is held to."""
+
+    def levels(group: list[Sequence]) -> dict[str, float]:
+        skate, pfc, freeze, speed, root = [], [], [], [], []
+        for s in group:
+            p = points(s.upper, s.lower)
+            m = clip_metrics(p, s.music.beats_s)
+            skate.append(m["skate_ms"])
+            pfc.append(m["pfc"])
+            freeze.append(m["freeze_s"])
+            speed.append(m["speed_ms"])
+            root.append(m["root_speed_ms"])
+        return {"skate_ms": float(np.mean(skate)), "skate_ms_max": float(np.max(skate)), "pfc": float(np.mean(pfc)),
+                "longest_freeze_s": float(np.max(freeze)), "speed_ms": float(np.mean(speed)),
+                "root_speed_ms": float(np.mean(root)), "clips": len(group)}
+
+    out: dict = levels(seqs)
+    styles = sorted({style_of(s.name) for s in seqs})
+    out["by_style"] = {st: levels([s for s in seqs if style_of(s.name) == st]) for st in styles}
+    return out
 
 
 def write_model_folder(
@@ -96,13 +107,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--no-foot-lock", action="store_true")
+    ap.add_argument("--beat-guidance", type=int, default=32, metavar="N",
+                    help="beat-guided sampling with N candidates in the model card (0: plain; default 32)")
     ap.add_argument("--samples", type=int, default=4, help="generated dances per validation clip")
     ap.add_argument("--notes", type=Path, default=None, help="Markdown appended to TRAINING.md and eval.md")
     args = ap.parse_args(argv)
-    sampling = {"temperature": args.temperature, "top_k": args.top_k, "foot_lock": not args.no_foot_lock}
+    from engine.models.beat_guidance import GuidanceConfig
+
+    sampling: dict = {"temperature": args.temperature, "top_k": args.top_k, "foot_lock": not args.no_foot_lock}
+    guide = GuidanceConfig().with_candidates(args.beat_guidance)
+    sampling["beat_guidance"] = guide.to_card() if guide.enabled else None
     val = load_data(args.data, "val", None)
     ref_names, ref_pairs = _reference(args.data)
-    ref_seqs = [Sequence(name=f"ref{i}", upper=u, lower=lo, music=val[0].music) for i, (u, lo) in enumerate(ref_pairs)]
+    ref_seqs = [Sequence(name=n, upper=u, lower=lo, music=val[0].music)
+                for n, (u, lo) in zip(ref_names, ref_pairs, strict=True)]
     reference = real_reference(ref_seqs)
     tmp = write_model_folder(args.run_dir, args.out, reference, sampling, "(pending evaluation)\n")
     model = load_dance_model(tmp)
