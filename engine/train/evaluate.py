@@ -108,7 +108,7 @@ def _summarise(
 
 def evaluate_model(
     model: DanceModel, val: list[Sequence], reference: list[tuple[np.ndarray, np.ndarray]] | None = None, seed: int = 0,
-    samples: int = 2, reference_names: list[str] | None = None,
+    samples: int = 2, reference_names: list[str] | None = None, untrained_guided: bool = True,
 ) -> dict:
     """Metrics for real validation motion, its VQ-VAE reconstruction, the model, and the model untrained.
 
@@ -118,14 +118,16 @@ def evaluate_model(
     style's reference clips when ``reference_names`` (sequence names of ``reference``) are given. Features
     are per segment (SEGMENT_S windows), as there are few takes. With ``reference_names`` a style
     classifier is trained on the reference clips and each row's ``style_acc`` is the share of its 4 s windows
-    classified as the style it was meant to be.
+    classified as the style it was meant to be. ``untrained_guided=False`` samples the untrained GPT plainly
+    only (beat guidance on random weights costs the most and says least).
     """
     torch.manual_seed(seed)
     untrained = CrossCondGPT(replace(model.gpt.cfg, dropout=0.0)).eval()
     guided = model.beat_guidance.enabled
     plain = replace(model, card={**model.card, "sampling": {**model.card.get("sampling", {}), "beat_guidance": None}})
     # With beat guidance on, the same GPTs are also sampled plainly: what the guidance adds stays visible.
-    names = ("real", "vq_recon", "model", "untrained") + (("model_plain", "untrained_plain") if guided else ())
+    names = ("real", "vq_recon", "model") + (("untrained",) if untrained_guided or not guided else ()) + (
+        ("model_plain", "untrained_plain") if guided else ())
     styles = sorted({style_of_sequence(s) for s in val})
     clf = None
     if reference and reference_names:
@@ -143,7 +145,8 @@ def evaluate_model(
         for k in range(samples):
             sd = seed + 100 * si + k
             variants.append(("model", generate_for(model, model.gpt, s, sd, st)))
-            variants.append(("untrained", generate_for(model, untrained, s, sd, st)))
+            if "untrained" in names:
+                variants.append(("untrained", generate_for(model, untrained, s, sd, st)))
             if guided:
                 variants.append(("model_plain", generate_for(plain, model.gpt, s, sd, st)))
                 variants.append(("untrained_plain", generate_for(plain, untrained, s, sd, st)))
@@ -197,7 +200,7 @@ def evaluate_model(
             "beats_s": first.music.beats_s.tolist(),
             "real": examples["real"],
             "model": examples["model"],
-            "untrained": examples["untrained"],
+            "untrained": examples.get("untrained", examples.get("untrained_plain")),
         },
     }
 

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beat-guidance", type=int, default=32, metavar="N",
                     help="beat-guided sampling with N candidates in the model card (0: plain; default 32)")
     ap.add_argument("--samples", type=int, default=4, help="generated dances per validation clip")
+    ap.add_argument("--untrained-plain-only", action="store_true", help="skip the beat-guided untrained row")
     ap.add_argument("--notes", type=Path, default=None, help="Markdown appended to TRAINING.md and eval.md")
     args = ap.parse_args(argv)
     from engine.models.beat_guidance import GuidanceConfig
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     reference = real_reference(ref_seqs)
     tmp = write_model_folder(args.run_dir, args.out, reference, sampling, "(pending evaluation)\n")
     model = load_dance_model(tmp)
-    res = evaluate_model(model, val, reference=ref_pairs, samples=args.samples, reference_names=ref_names)
+    res = evaluate_model(model, val, reference=ref_pairs, samples=args.samples, reference_names=ref_names,
+                         untrained_guided=not args.untrained_plain_only)
     notes = args.notes.read_text() if args.notes else ""
     write_report(res, args.report, notes)
     eval_md = (args.report / "eval.md").read_text()
