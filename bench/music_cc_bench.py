@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for f in files:
         audio = read_audio(f, args.seconds)
-        for genre in TRAINED_GENRES:
+        for genre in [g for g in TRAINED_GENRES if g in model.card.get("trained_genres", ["salsa"])]:
             t1 = time.perf_counter()
             g = generate_dance(model, audio, ENGINE_SAMPLE_RATE, genre=genre, seed=0)
             pos = points(g.upper, g.lower)

@@ -52,6 +52,8 @@ def register(sub: Any) -> None:
     e.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
+    e.add_argument("--untrained-plain-only", action="store_true",
+                   help="sample the untrained GPT plainly only (skip its costly beat-guided row)")
     e.set_defaults(handler=_eval)
 
     g = sub.add_parser("generate", help="render a dance for an audio file to BVH (offline)")
@@ -232,7 +234,7 @@ def _eval(args: argparse.Namespace) -> int:
     val = load_data(args.data, "val", None)
     ref_names, ref_pairs = _reference(args.data)
     res = evaluate_model(model, val, reference=ref_pairs, seed=args.seed, samples=args.samples,
-                         reference_names=ref_names)
+                         reference_names=ref_names, untrained_guided=not args.untrained_plain_only)
     if args.report is not None:
         write_report(res, args.report)
     if args.json:
