@@ -7,17 +7,19 @@ How it works (pure numpy; no file I/O):
    Character Creator / iClone (``CC_Base_L_Upperarm``), Mixamo (``mixamorig:LeftArm``), Rokoko
    (``LeftArm``, ``LeftThigh``) and Unreal (``upperarm_l``). Spine, chest and neck are found by
    structure (the chest is the joint that holds both collars), so spines of any length map.
-2. **Reference pose.** A T-pose of the source: its zero-rotation rest pose if that is a T-pose (CMU,
-   Mixamo, Rokoko), else the first frames (iClone conversions prepend one). T-pose frames at the start
-   and end of the clip are dropped.
-3. **Frames.** Up is the source axis nearest to feet -> head in the reference; left is from the right to
-   the left hip/shoulder; the source is turned so it faces the engine's +Z with +X on its left.
-4. **Rest-pose alignment.** Each mapped joint gets the world rotation ``C G_src(f) G_src_ref^-1 C^T A``,
-   where ``A`` turns the engine skeleton's rest bones onto the source reference bones (least squares over
-   the joint's child bones), so a rotation means the same thing whatever the source rest pose was.
-   Joints without a source counterpart (fingers, eyes, CMU's buttock joints) keep their rest rotation.
-5. **Scale** from bone lengths (legs and spine of the reference against the engine skeleton); the floor
-   is put at y = 0 (5th percentile of the lowest foot point) and the clip starts at x = z = 0.
+2. **Up.** The source axis nearest to the median feet -> head direction; ``C`` is the shortest turn of
+   it onto the engine's +Y (a Z-up export is stood up; the facing is kept as captured).
+3. **Rest-pose alignment without a T-pose.** Each mapped joint gets the world rotation
+   ``C G_src(f) A``, where ``A`` (engine rest frame -> source joint frame) turns the engine skeleton's rest
+   bones onto where the matching source bones point in the source joint's own frame, averaged over the
+   clip (least squares over the joint's child bones; the eyes for the head; the incoming bone for leaves).
+   The twist of one-bone joints is fixed by a second direction: the knee/elbow bend plane for limbs, the
+   knee above the ankle for feet, the body's left for spine, neck and collars. So a rotation means the
+   same thing whatever the source's rest pose (the iClone conversion's zero pose points every limb up).
+   Engine joints without a source counterpart (fingers, CMU's buttock joints) keep their rest rotation.
+4. **T-pose frames** (every limb within 25 degrees of a T-pose) at the start and end are dropped.
+5. **Scale** from bone lengths (legs and hips -> head, summed along the skeleton); the floor is put at
+   y = 0 (5th percentile of the lowest foot point) and the clip starts at x = z = 0.
 """
 
 from __future__ import annotations
@@ -33,8 +35,6 @@ from engine.skeleton.skeleton import Skeleton, forward_kinematics_full
 
 #: Largest limb deviation (degrees) from an ideal T-pose for a pose to count as one.
 TPOSE_MAX_DEG = 25.0
-#: How many leading frames are searched for a reference T-pose when the rest pose is not one.
-TPOSE_SEARCH_FRAMES = 10
 
 _SIDES = ("l", "r")
 # Normalised candidate names per side-specific role ({s} = the side word forms, tried in order).
@@ -63,7 +63,7 @@ _CMU_ROLE_JOINT: dict[str, str] = {
 
 
 class RetargetError(ValueError):
-    """The source skeleton cannot be retargeted (missing limbs, no T-pose reference)."""
+    """The source skeleton cannot be retargeted (missing limbs, a malformed clip)."""
 
 
 def normalise_name(name: str) -> str:
