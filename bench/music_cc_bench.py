@@ -36,6 +36,27 @@ def read_audio(path: Path, seconds: float) -> np.ndarray:
     return resample(mono, int(sr), ENGINE_SAMPLE_RATE)[: int(seconds * ENGINE_SAMPLE_RATE)]
 
 
+def write_markdown(rows: list[dict], meta: dict, out: Path, seconds: float) -> None:
+    """music_cc.md from the rows of music_cc.json."""
+    cols = ["bas_tracked", "longest_freeze_s", "skate_ms", "speed_ms", "speed_ratio_vs_real", "root_speed_ms",
+            "max_joint_speed_ms"]
+    lines = [f"# Dancing to real recordings (`../shared/data/music_cc`, first {seconds:.0f} s of each)", "",
+             "| recording | genre | beats | " + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
+    for r in rows:
+        vals = [("-" if r[c] is None else f"{r[c]:.3f}") for c in cols]
+        lines.append(f"| {r['recording'][:28]} | {r['genre']} | {r['beats']} | " + " | ".join(vals) + " |")
+    by_genre = {name: [r for r in rows if r["genre"] == name] for name in TRAINED_GENRES}
+    by_genre = {name: rs for name, rs in by_genre.items() if rs}
+    lines += ["", "| genre | mean BAS | max freeze s | mean skate m/s | mean speed ratio |", "|---|---|---|---|---|"]
+    for gname, rs in by_genre.items():
+        ratios = [r["speed_ratio_vs_real"] for r in rs if r["speed_ratio_vs_real"] is not None]
+        lines.append(f"| {gname} | {np.mean([r['bas_tracked'] for r in rs]):.3f} | "
+                     f"{max(r['longest_freeze_s'] for r in rs):.2f} | {np.mean([r['skate_ms'] for r in rs]):.3f} | "
+                     f"{(np.mean(ratios) if ratios else float('nan')):.2f} |")
+    lines += ["", *(f"- {k}: {v}" for k, v in meta.items())]
+    (out / "music_cc.md").write_text("\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.music_cc_bench")
     ap.add_argument("--seconds", type=float, default=20.0, help="excerpt length from the start of each recording")
@@ -71,22 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             "note": "BAS against the live tracker's committed beats (no annotations exist); shared 2-core machine"}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "music_cc.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    cols = ["bas_tracked", "longest_freeze_s", "skate_ms", "speed_ms", "speed_ratio_vs_real", "root_speed_ms",
-            "max_joint_speed_ms"]
-    lines = [f"# Dancing to real recordings (`../shared/data/music_cc`, first {args.seconds:.0f} s of each)", "",
-             "| recording | genre | beats | " + " | ".join(cols) + " |", "|---|---|---|" + "---|" * len(cols)]
-    for r in rows:
-        vals = [("-" if r[c] is None else f"{r[c]:.3f}") for c in cols]
-        lines.append(f"| {r['recording'][:28]} | {r['genre']} | {r['beats']} | " + " | ".join(vals) + " |")
-    by_genre = {name: [r for r in rows if r["genre"] == name] for name in TRAINED_GENRES}
-    lines += ["", "| genre | mean BAS | max freeze s | mean skate m/s | mean speed ratio |", "|---|---|---|---|---|"]
-    for gname, rs in by_genre.items():
-        ratios = [r["speed_ratio_vs_real"] for r in rs if r["speed_ratio_vs_real"] is not None]
-        lines.append(f"| {gname} | {np.mean([r['bas_tracked'] for r in rs]):.3f} | "
-                     f"{max(r['longest_freeze_s'] for r in rs):.2f} | {np.mean([r['skate_ms'] for r in rs]):.3f} | "
-                     f"{(np.mean(ratios) if ratios else float('nan')):.2f} |")
-    lines += ["", *(f"- {k}: {v}" for k, v in meta.items())]
-    (args.out / "music_cc.md").write_text("\n".join(lines) + "\n")
+    write_markdown(rows, meta, args.out, args.seconds)
     return 0
 
 
