@@ -1,9 +1,10 @@
-"""WebSocket pose server: newest-frame fan-out, performer subscriptions, control input, and the viewer page.
+"""WebSocket pose server: bounded per-client fan-out, performer subscriptions, control input, and the viewer page.
 
-Each client owns one *slot per performer* that holds only the newest encoded frame; a writer task per
-client sends whatever is in its slots. A slow client therefore skips stale frames instead of queueing
-them, and its memory is bounded by (performers x one frame) + the websockets write buffer
-(``write_limit``). Frames are encoded once per format per frame, whatever the number of clients.
+Each client owns a small bounded queue of encoded frames (``queue_frames`` per performer it receives); a
+writer task per client sends them in order. A client that keeps up therefore receives *every* frame, even
+when several arrive at once; only a client that falls behind (its queue full because its socket does not
+drain) loses its oldest, stale frames. Its memory is bounded by (queue x one frame) + the websockets write
+buffer (``write_limit``). Frames are encoded once per format per frame, whatever the number of clients.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import mimetypes
 import re
 import socket
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -76,7 +78,7 @@ class _Client:
     ws: ServerConnection
     performer: int = -1  # -1: every performer
     fmt: str = "json"
-    slots: dict[int, str | bytes] = field(default_factory=dict)  # performer -> newest encoded frame
+    queue: deque[str | bytes] = field(default_factory=deque)  # encoded frames not yet written, oldest first
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     sent: int = 0
     dropped: int = 0
@@ -93,7 +95,7 @@ class ClientInfo:
     fmt: str
     sent: int
     dropped: int
-    pending_slots: int
+    pending_slots: int  # frames queued for the client, not yet handed to its socket
     write_buffer_bytes: int  # bytes waiting in the websockets/asyncio transport buffer
 
 
@@ -129,6 +131,8 @@ class PoseServer:
         client_rate: inbound messages per second per connection (bursts of twice that); more are dropped,
             and the client is told so with one error a second.
         control_rate: controls per second from all connections together (bursts of twice that).
+        queue_frames: frames queued per client and performer before the oldest is dropped (the client is
+            behind): absorbs a burst (all performers of one tick, a scheduling hiccup) without loss.
     """
 
     def __init__(
@@ -146,6 +150,7 @@ class PoseServer:
         max_clients: int = 2000,
         client_rate: float = 60.0,
         control_rate: float = 300.0,
+        queue_frames: int = 4,
     ) -> None:
         self.host = host
         self._port = port
@@ -157,6 +162,9 @@ class PoseServer:
         self.write_limit = write_limit
         self.sndbuf = sndbuf
         self.max_clients = max_clients
+        if queue_frames < 1:
+            raise ValueError("queue_frames must be >= 1")
+        self.queue_frames = queue_frames
         self._clients: set[_Client] = set()
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -237,7 +245,7 @@ class PoseServer:
             transport = c.ws.transport
             out.append(ClientInfo(
                 peer=str(c.ws.remote_address), performer=c.performer, fmt=c.fmt, sent=c.sent, dropped=c.dropped,
-                pending_slots=len(c.slots),
+                pending_slots=len(c.queue),
                 write_buffer_bytes=transport.get_write_buffer_size() if transport is not None else 0,
             ))
         return out
@@ -266,9 +274,11 @@ class PoseServer:
             if msg is None:
                 msg = encode_json(p, server_ns) if c.fmt == "json" else encode_binary(p, server_ns)
                 encoded[c.fmt] = msg
-            if frame.performer in c.slots:
-                c.dropped += 1  # the client has not taken the previous frame yet: replace it
-            c.slots[frame.performer] = msg
+            bound = self.queue_frames * (len(self._performers) if c.performer == -1 else 1)
+            while len(c.queue) >= bound:
+                c.queue.popleft()  # the client is behind: drop its stalest frame, keep the newest
+                c.dropped += 1
+            c.queue.append(msg)
             c.wake.set()
 
     def publish_threadsafe(self, frame: PoseFrame) -> None:
@@ -364,8 +374,8 @@ class PoseServer:
             while True:
                 await c.wake.wait()
                 c.wake.clear()
-                while c.slots:
-                    _, msg = c.slots.popitem()
+                while c.queue:
+                    msg = c.queue.popleft()
                     await c.ws.send(msg)  # waits while the client's write buffer is above write_limit
                     c.sent += 1
         except ConnectionClosed:
@@ -418,7 +428,7 @@ class PoseServer:
                 return self._client_error(c, f"subscribe needs performer -1 or >= 0 and format in {FORMATS}",
                                           raw, msg)
             c.performer, c.fmt = perf, fmt
-            c.slots.clear()
+            c.queue.clear()
             return json.dumps({"type": "subscribed", "v": 1, "performer": perf, "format": fmt})
         if kind == "control":
             if not self._control_bucket.allow():
