@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from engine.cli.audio_cmds import demo_path
+    from engine.audio.source import demo_path
 
     x, sr = read_wav(demo_path())
     print("per-hop cost on the demo clip ...", flush=True)

@@ -18,11 +18,12 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bench.latency_args import REPORT_DIR
-from engine.runtime.generator import MIN_GUIDED_CANDIDATES
+from engine.models.gpt_dancer import MIN_GUIDED_CANDIDATES
 
 TOKEN_MS = 4 * 1000.0 / 30.0
 
@@ -39,9 +40,9 @@ def _conditions(seconds: float) -> np.ndarray:
 
 
 def measure(performers: int, cond: np.ndarray, guided: bool, backend: str = "onnxruntime") -> dict:
-    from engine.cli.run_cmds import load_generator
+    from engine.runtime.assemble import ModelSpec, build_model
 
-    gen = load_generator(None, backend, performers, threads=1, beat_guidance=None if guided else 0)
+    gen: Any = build_model(ModelSpec(backend=backend, performers=performers, beat_guidance=None if guided else 0))
     warm = 8  # the first steps include lazy initialisation: left out of every figure
     times: list[tuple[bool, float]] = []
     for row in cond:

@@ -91,12 +91,12 @@ BEAT_GUIDANCE: list[int | None] = [None]
 
 def make_runtime(model_dir: Path, performers: int = 1, backend: str = "torch", realtime: bool = True,
                  threads: int = 1, sinks: list[Callable[[PoseFrame], None]] | None = None, seed: int = 0) -> Any:
-    from engine.analysis.music import MusicAnalyzer
-    from engine.cli.run_cmds import load_generator
-    from engine.runtime.runtime import DanceRuntime, RuntimeConfig
+    from engine.runtime.assemble import EngineSpec, ModelSpec, build_runtime
+    from engine.runtime.runtime import RuntimeConfig
 
-    gen = load_generator(model_dir, backend, performers, threads, seed, beat_guidance=BEAT_GUIDANCE[0])
-    return DanceRuntime(gen, MusicAnalyzer(), sinks=list(sinks or []), config=RuntimeConfig(realtime=realtime))
+    spec = EngineSpec(ModelSpec(model=model_dir, backend=backend, performers=performers, threads=threads, seed=seed,
+                                beat_guidance=BEAT_GUIDANCE[0]), RuntimeConfig(realtime=realtime))
+    return build_runtime(spec, list(sinks or []))
 
 
 def _pct(a: list[float] | np.ndarray, q: float) -> float:
@@ -283,12 +283,13 @@ def beat_sync(model_dir: Path, backend: str, tempi: tuple[float, ...] = (96.0, 1
 
 def capacity(model_dir: Path, backend: str, sizes: tuple[int, ...], threads: int, steps: int = 20) -> list[dict]:
     """Batched step + decode time per token for N performers."""
-    from engine.cli.run_cmds import load_generator
+    from engine.runtime.assemble import ModelSpec, build_model
 
     rows = []
     rng = np.random.default_rng(0)
     for n in sizes:
-        gen = load_generator(model_dir, backend, n, threads, beat_guidance=BEAT_GUIDANCE[0])
+        gen: Any = build_model(ModelSpec(model=model_dir, backend=backend, performers=n, threads=threads,
+                                         beat_guidance=BEAT_GUIDANCE[0]))
         be = gen.backend
         cond_dim = be.config.cond_dim
         times = []
@@ -312,7 +313,7 @@ def capacity(model_dir: Path, backend: str, sizes: tuple[int, ...], threads: int
 
 def _guidance_in_words(model_dir: Path, candidates: int | None) -> str:
     """The beat-guidance setting the bench runs with, in words."""
-    from engine.train.generate import load_dance_model
+    from engine.models.dance_model import load_dance_model
 
     g = load_dance_model(model_dir).beat_guidance
     g = g if candidates is None else g.with_candidates(candidates)
@@ -320,7 +321,7 @@ def _guidance_in_words(model_dir: Path, candidates: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.cli.run_cmds import default_model_dir
+    from engine.runtime.assemble import default_model_dir
 
     model_dir = Path(args.model) if args.model else default_model_dir()
     BEAT_GUIDANCE[0] = args.beat_guidance

@@ -288,3 +288,10 @@ class FileSource:
                 self.clock.sleep_until_ns(start_ns + index * 1_000_000_000 // self.sample_rate)
             self.stats.blocks += 1
             yield AudioBlock(index, self.clock.monotonic_ns(), samples=block)
+
+
+def demo_path() -> Path:
+    """The bundled demo clip (engine/data/demo.wav)."""
+    from importlib.resources import files
+
+    return Path(str(files("engine") / "data" / "demo.wav"))

@@ -8,15 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.audio.source import demo_path
 from engine.cli import CliError
 from engine.cli.link_args import add_link_argument, make_link_publisher
-
-
-def demo_path() -> Path:
-    """The bundled demo clip (engine/data/demo.wav)."""
-    from importlib.resources import files
-
-    return Path(str(files("engine") / "data" / "demo.wav"))
 
 
 def register(sub: Any) -> None:

@@ -18,13 +18,6 @@ from engine.cli.osc_args import add_osc_arguments, make_osc_sender
 log = logging.getLogger(__name__)
 
 
-def default_model_dir() -> Path:
-    """The shipped default model (engine/data/models/default)."""
-    from importlib.resources import files
-
-    return Path(str(files("engine") / "data" / "models" / "default"))
-
-
 def register(sub: Any) -> None:
     pp = sub.add_parser(
         "play",
@@ -63,7 +56,8 @@ def register(sub: Any) -> None:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by play and live: model, backend, outputs, scheduling."""
-    p.add_argument("--model", type=Path, help="model directory (default: the shipped model)")
+    p.add_argument("--model", help="model directory, or 'retrieval' for motion matching over the capture "
+                                   "(default: the shipped model)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "auto"), default="auto",
                    help="GPT step backend (default auto: probes the available ones and keeps the fastest)")
     p.add_argument("--decode", choices=("torch", "onnxruntime"), default="onnxruntime",
@@ -93,68 +87,45 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offset-ms", type=float, default=0.0,
                    help="send poses this much early to make up for a renderer's display latency "
                         "(negative: later, for evenly paced frames at the cost of latency)")
+    p.add_argument("--delay-ms", type=float, metavar="MS",
+                   help="playout delay D from audio to pose (default: measured at start: step p99 + audio "
+                        "block + margin)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the step (default 1)")
 
 
 # ---------------------------------------------------------------------------------------------- wiring
 
 
-def load_generator(model_dir: Path | None, backend: str, performers: int, threads: int = 1, seed: int = 0,
-                   genre: str = "salsa", text: str | None = None, temperature: float | None = None,
-                   top_k: int | None = None, decode: str = "onnxruntime", beat_guidance: int | None = None) -> Any:
-    """A DanceGenerator over a model folder: its model card supplies sampling defaults and foot locking.
+def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
+    """The typed engine spec of parsed play/live arguments."""
+    from engine.runtime.assemble import EngineSpec, ModelSpec
+    from engine.runtime.runtime import RuntimeConfig
 
-    Raises:
-        CliError: a bad folder, backend, genre or setting, with the reason.
-    """
-    import torch
-
-    from engine.models.conditioning import embed_texts, genre_id
-    from engine.runtime.generator import Controls, DanceGenerator
-    from engine.train.generate import load_dance_model
-    from export.base import BackendUnavailable
-    from export.select import create_backend
-
-    torch.set_num_threads(max(1, threads))
-    if performers < 1:
-        raise CliError("--performers must be >= 1")
-    model_dir = model_dir or default_model_dir()
     try:
-        gid = genre_id(genre)
-        dm = load_dance_model(model_dir)
-        be = create_backend(backend, dm.gpt, capacity=performers, threads=max(1, threads))
-    except (ValueError, BackendUnavailable, FileNotFoundError, OSError) as exc:
-        raise CliError(f"{exc}" if "model" in str(exc) else f"{model_dir}: {exc}") from None
-    emb = embed_texts([text])[0] if text else None
-    temp = dm.temperature if temperature is None else temperature
-    if not (math.isfinite(temp) and 0.0 < temp <= 10.0):
-        raise CliError(f"--temperature must be in (0, 10], got {temp}")
-    if top_k is not None and top_k < 0:
-        raise CliError(f"--top-k must be >= 0, got {top_k}")
-    k = (dm.top_k or 0) if top_k is None else top_k
-    guidance = dm.beat_guidance if beat_guidance is None else dm.beat_guidance.with_candidates(beat_guidance)
-    gen = DanceGenerator(be, dm.vq, seed=seed, foot_lock=dm.foot_lock, decode_engine=decode, guidance=guidance)
-    for _ in range(performers):
-        gen.add_performer(Controls(genre=gid, text=emb, temperature=temp, top_k=k))
-    log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d, beat guidance %s", model_dir,
-             be.name, be.device, performers, temp, k,
-             f"{guidance.candidates} candidates" if guidance.enabled else "off")
-    return gen
+        cfg = RuntimeConfig(lookahead_tokens=args.lookahead, output_fps=args.fps, output_offset_ms=args.offset_ms,
+                            delay_ms=args.delay_ms, realtime=realtime)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if args.temperature is not None and not (math.isfinite(args.temperature) and 0.0 < args.temperature <= 10.0):
+        raise CliError(f"--temperature must be in (0, 10], got {args.temperature}")
+    if args.top_k is not None and args.top_k < 0:
+        raise CliError(f"--top-k must be >= 0, got {args.top_k}")
+    model = ModelSpec(model=args.model, backend=args.backend, decode=args.decode, performers=args.performers,
+                      threads=args.threads, seed=args.seed, genre=args.genre, text=args.text,
+                      temperature=args.temperature, top_k=args.top_k, beat_guidance=args.beat_guidance,
+                      data=getattr(args, "data", None))
+    return EngineSpec(model=model, runtime=cfg)
 
 
 def build_runtime(args: argparse.Namespace, sinks: list[Callable[[Any], None]], realtime: bool) -> Any:
-    """Load the model, create backend, generator and runtime from parsed arguments."""
-    from engine.analysis.music import MusicAnalyzer
-    from engine.runtime.runtime import DanceRuntime, RuntimeConfig
+    """Model, analyzer and runtime from parsed arguments (through :mod:`engine.runtime.assemble`)."""
+    from engine.runtime.assemble import AssemblyError
+    from engine.runtime.assemble import build_runtime as assemble
 
-    gen = load_generator(args.model, args.backend, args.performers, args.threads, args.seed, args.genre, args.text,
-                         args.temperature, args.top_k, args.decode, args.beat_guidance)
     try:
-        cfg = RuntimeConfig(lookahead_tokens=args.lookahead, output_fps=args.fps, output_offset_ms=args.offset_ms,
-                            realtime=realtime)
-    except ValueError as exc:
+        return assemble(engine_spec(args, realtime), sinks)
+    except AssemblyError as exc:
         raise CliError(str(exc)) from None
-    return DanceRuntime(gen, MusicAnalyzer(), sinks=sinks, config=cfg)
 
 
 def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: bool,
@@ -243,7 +214,10 @@ def _report(stats: Any) -> None:
     import numpy as np
 
     steps = np.asarray(stats.step_ms, dtype=np.float64)
-    line = f"done: {stats.tokens} tokens, {stats.frames_out} frames out, {stats.missed} missed"
+    line = f"done: {stats.tokens} tokens, {stats.frames_out} frames out, {stats.missed} held (step not ready)"
+    line += f", {stats.late} late"
+    if stats.delay is not None:
+        line += f", {stats.delay.describe()}"
     if len(steps):
         line += f", step+decode p50 {np.percentile(steps, 50):.2f} ms p99 {np.percentile(steps, 99):.2f} ms"
     if stats.stalled_frames:
@@ -265,8 +239,7 @@ def _bench_latency(args: argparse.Namespace) -> int:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from engine.audio.source import AudioSourceError, FileSource
-    from engine.cli.audio_cmds import demo_path
+    from engine.audio.source import AudioSourceError, FileSource, demo_path
 
     if args.demo and args.audio:
         raise CliError("give either AUDIO or --demo, not both")

@@ -14,7 +14,7 @@ plain sampling.
 
 Everything it reads is what the live engine has when it commits the token: the token's predicted beat
 phase and the frames of earlier tokens. Nothing comes from the future, so the same code runs in
-:mod:`engine.runtime.generator` (live, batched, candidates decoded from each performer's streaming
+engine.models.gpt_dancer (live, batched, candidates decoded from each performer's streaming
 decoder state without committing) and in :mod:`engine.train.generate` (offline rendering and evaluation).
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from engine.models.vector_fk import VectorFK
 from engine.models.vqvae import DOWN
 
 #: Model frame rate the speeds are measured at.
@@ -153,8 +154,6 @@ class BeatGuide:
     """Scores candidate tokens of guided performers (see the module doc)."""
 
     def __init__(self, cfg: GuidanceConfig) -> None:
-        from engine.train.losses import VectorFK
-
         self.cfg = cfg
         self.fk = VectorFK()
 

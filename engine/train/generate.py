@@ -7,8 +7,7 @@ analysis (``analyze_signal``), the per-token conditioning of :mod:`engine.models
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,66 +16,15 @@ import torch
 
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
 from engine.models.beat_guidance import BeatGuide, GuidanceConfig, candidate_logp, pack_candidates
-from engine.models.conditioning import COND_DIM, TEXT_DIM, embed_texts, genre_id, sequence_conditions
-from engine.models.gpt import CrossCondGPT, load_gpt
+from engine.models.conditioning import TEXT_DIM, embed_texts, genre_id, sequence_conditions
+from engine.models.dance_model import DEFAULT_MODEL_DIR, MODEL_CARD, DanceModel, load_dance_model
+from engine.models.gpt import CrossCondGPT
 from engine.models.pose_repr import Motion, lock_feet, metric_cmu_skeleton, vectors_to_motion
 from engine.models.sampling import sample_tokens
-from engine.models.vqvae import DOWN, VQVAE, load_vqvae
+from engine.models.vqvae import DOWN, VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
 
-#: The model shipped with the package.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "models" / "default"
-MODEL_CARD = "model.json"
-
-
-@dataclass
-class DanceModel:
-    """A loaded VQ-VAE + GPT pair and the settings of its model card."""
-
-    vq: VQVAE
-    gpt: CrossCondGPT
-    card: dict = field(default_factory=dict)
-
-    @property
-    def temperature(self) -> float:
-        return float(self.card.get("sampling", {}).get("temperature", 1.0))
-
-    @property
-    def foot_lock(self) -> bool:
-        return bool(self.card.get("sampling", {}).get("foot_lock", True))
-
-    @property
-    def beat_guidance(self) -> GuidanceConfig:
-        """Beat-guided sampling settings of the model card (absent: off, plain sampling)."""
-        return GuidanceConfig.from_card(self.card.get("sampling", {}).get("beat_guidance"))
-
-    @property
-    def top_k(self) -> int | None:
-        k = self.card.get("sampling", {}).get("top_k")
-        return None if k is None else int(k)
-
-
-def load_dance_model(model_dir: Path | None = None) -> DanceModel:
-    """Load ``vqvae.*`` and ``gpt.*`` from a model folder (default: the shipped model)."""
-    d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-    if not d.is_dir():
-        raise FileNotFoundError(f"model folder {d} does not exist")
-    missing = [n for n in ("vqvae.json", "vqvae.safetensors", "gpt.json", "gpt.safetensors") if not (d / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"model folder {d} lacks {missing} (has {sorted(p.name for p in d.iterdir())})")
-    from engine.models.model_card import check_card
-
-    card_path = d / MODEL_CARD
-    try:
-        card = check_card(json.loads(card_path.read_text()), card_path) if card_path.is_file() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{exc}" if str(d) in str(exc) else f"{card_path}: {exc}") from None
-    gpt = load_gpt(d)
-    gpt.eval()
-    if gpt.cfg.cond_dim != COND_DIM:
-        raise ValueError(f"{d}: GPT cond_dim {gpt.cfg.cond_dim} != {COND_DIM} of engine.models.conditioning")
-    return DanceModel(vq=load_vqvae(d), gpt=gpt, card=card)
-
+__all__ = ["DEFAULT_MODEL_DIR", "MODEL_CARD", "DanceModel", "load_dance_model"]  # re-exported for training code
 
 @dataclass
 class Generated:

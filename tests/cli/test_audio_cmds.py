@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
+from engine.audio.source import demo_path
 from engine.audio.synth import SyntheticSignal
 from engine.cli import main
-from engine.cli.audio_cmds import demo_path
 
 
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

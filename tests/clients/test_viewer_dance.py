@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.cli.run_cmds import default_model_dir
+from engine.runtime.assemble import default_model_dir
 
 SCALE = float(os.environ.get("GROOVECAST_TEST_TIMEOUT_SCALE", "1"))
 CHROMIUM = "/usr/bin/chromium"

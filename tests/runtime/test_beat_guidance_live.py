@@ -12,8 +12,8 @@ import numpy as np
 from engine.analysis import analyze_signal
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
 from engine.models.conditioning import sequence_conditions
+from engine.models.gpt_dancer import DanceGenerator
 from engine.models.pose_repr import Motion, motion_positions
-from engine.runtime.generator import DanceGenerator
 from engine.skeleton import rotations as R
 from engine.train import metrics as M
 from engine.train.generate import load_dance_model

@@ -17,8 +17,8 @@ from engine.audio.synth import click_track, noise
 from engine.clock import SystemClock
 from engine.frames import ENGINE_SAMPLE_RATE, AudioBlock, ControlMessage, PoseFrame
 from engine.models.gpt import CrossCondGPT, GPTConfig
+from engine.models.gpt_dancer import DanceGenerator
 from engine.models.vqvae import VQVAE, VQVAEConfig
-from engine.runtime.generator import DanceGenerator
 from engine.runtime.runtime import DanceRuntime, RuntimeConfig
 from engine.skeleton import rotations as R
 from export.torch_backend import TorchBackend

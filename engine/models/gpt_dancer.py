@@ -1,6 +1,7 @@
-"""Per-performer state and the generator that steps all active performers in one batched model call.
+"""The VQ-VAE + GPT motion-model kind: per-performer state and the generator that steps them in one batch.
 
-One :meth:`DanceGenerator.step` commits one token (4 frames, 133 ms) for every performer: the GPT
+Implements :class:`engine.models.protocol.MotionModel` (kind ``vqvae-gpt``). One :meth:`DanceGenerator.step`
+commits one token (4 frames, 133 ms) for every performer: the GPT
 step over the batch (any backend of :mod:`export`), temperature/top-k sampling per performer, then one
 batched streaming VQ-VAE decode (:class:`engine.models.vqvae_stream.StreamingDecoder`: each decoder
 layer keeps its own short input history, so a token costs the same whatever came before).
@@ -9,11 +10,14 @@ The result is joint-local quaternions of the full CMU skeleton, ready for the pl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from engine.frames import MODEL_FPS
 from engine.models.beat_guidance import (
     OFF,
     BeatGuide,
@@ -22,37 +26,34 @@ from engine.models.beat_guidance import (
     candidate_logp,
     pack_candidates,
 )
-from engine.models.conditioning import genre_id
+from engine.models.conditioning import FRAMES_PER_TOKEN, genre_id
+from engine.models.dance_model import GPT_KIND
 from engine.models.pose_repr import (
+    Motion,
     lock_feet,
     metric_cmu_skeleton,
     model_joint_indices,
+    motion_to_vectors,
     vectors_to_motion,
 )
+from engine.models.protocol import Capabilities, Controls, StepFrames
 from engine.models.sampling import sample_tokens
 from engine.models.vqvae import VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
-from export.base import DecodeBackend, PerformerState
+
+if TYPE_CHECKING:  # backends are passed in; models never import export/ at run time
+    from export.base import DecodeBackend, PerformerState
 
 #: Fewest candidates per steered performer worth decoding and scoring (see ``DanceGenerator.guidance_rows``).
 MIN_GUIDED_CANDIDATES = 4
 
 
-@dataclass
-class Controls:
-    """Run-time controls of one performer (set through WebSocket/OSC control messages)."""
-
-    genre: int = 1  # row of engine.models.conditioning.GENRES; 1 = salsa (the trained genre)
-    text: np.ndarray | None = None  # [384] sentence embedding, or None
-    intensity: float = 1.0  # 0..1: blend between the idle pose (0) and the dance (1)
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = full distribution
-
-
-@dataclass
+@dataclass(eq=False)
 class Performer:
-    """Everything one performer owns besides its cache row: controls, recent tokens, root drift."""
+    """Everything one performer owns: its cache row (``state``), decoder row, recent tokens, guidance
+    memory, controls, root drift and random stream. :meth:`reset` and :meth:`rewind` change all of them
+    together, so no caller edits them one by one."""
 
     pid: int
     slot: int  # row in the streaming decoder's state
@@ -60,21 +61,56 @@ class Performer:
     controls: Controls
     tok_up: np.ndarray  # [H] int64 recent tokens, most recent last (re-planning rewinds through them)
     tok_down: np.ndarray  # [H] int64
+    backend: DecodeBackend
+    decoder: StreamingDecoder
     n_tokens: int = 0
     root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
     rng: torch.Generator = field(default_factory=torch.Generator)  # used when it leads a sampling group
     last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame's (upper, lower) for foot locking
     guide: GuideState | None = None  # beat-guidance memory (None: guidance off)
+    keyframe_until: int | None = None  # token position after which the pinned keyframe is cleared
+    pad: int = 0  # token history filler before the first token (never decoded)
+
+    def reset(self) -> None:
+        """Start the dance over (position 0, BOS); keeps where it stands."""
+        self.backend.reset_state(self.state)
+        self.tok_up[:] = self.pad
+        self.tok_down[:] = self.pad
+        self.n_tokens = 0
+        self.last_vec = None
+        self.keyframe_until = None
+        if self.guide is not None:
+            self.guide.reset()
+        self.decoder.reset(self.slot)
+
+    def rewind(self, n: int, root_xz: np.ndarray | None = None) -> None:
+        """Discard the newest ``n`` tokens: they are regenerated at the next steps.
+
+        The cache's ring slots of the discarded tokens are overwritten when regenerated (until then the
+        ``n`` oldest entries of the attention window are stale: a small, documented approximation). The
+        decoder's history cannot be rewound: it restarts (playout blends over the seam); so do the
+        guidance memory and foot locking, which followed the discarded frames.
+        """
+        n = min(n, self.n_tokens, len(self.tok_up) - 1)
+        if n <= 0:
+            return
+        self.state.pos -= n
+        self.n_tokens -= n
+        self.tok_up[n:] = self.tok_up[:-n].copy()
+        self.tok_down[n:] = self.tok_down[:-n].copy()
+        self.tok_up[:n] = self.pad
+        self.tok_down[:n] = self.pad
+        self.state.feed(int(self.tok_up[-1]), int(self.tok_down[-1]))
+        if root_xz is not None:
+            self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
+        self.decoder.reset(self.slot)
+        self.last_vec = None
+        if self.guide is not None:
+            self.guide.reset()
 
 
-@dataclass
-class TokenFrames:
-    """The frames of one committed token for one performer."""
-
-    pid: int
-    token: int
-    root: np.ndarray  # [4, 3] float32 metres
-    quat: np.ndarray  # [4, J, 4] float32 joint-local (w, x, y, z)
+#: The frames of one committed token (kept for callers of the generator: a token is one step).
+TokenFrames = StepFrames
 
 
 class DanceGenerator:
@@ -116,10 +152,18 @@ class DanceGenerator:
         self._next_pid = 0
         self._pad = 0  # token history filler before a performer's first token (never decoded)
         self.steps = 0
+        self.kind = GPT_KIND
+        self.frames_per_step = FRAMES_PER_TOKEN
+        cfg = backend.config
+        self.capabilities = Capabilities(n_genres=cfg.n_genres, text=cfg.text_dim > 0,
+                                         keyframes=cfg.n_keyframe_slots > 0)
 
     # -- performers ------------------------------------------------------------------------------------
 
-    def add_performer(self, controls: Controls | None = None) -> Performer:
+    def performer_ids(self) -> list[int]:
+        return [p.pid for p in self.performers]
+
+    def add_performer(self, controls: Controls | None = None) -> int:
         state = self.backend.new_state()
         slot = self._free_slots.pop(0)
         self.decoder.reset(slot)
@@ -130,13 +174,16 @@ class DanceGenerator:
             controls=controls or Controls(),
             tok_up=np.full(self.ctx, self._pad, dtype=np.int64),
             tok_down=np.full(self.ctx, self._pad, dtype=np.int64),
+            backend=self.backend,
+            decoder=self.decoder,
             guide=None if self.guide is None else self.guide.new_state(
                 int(self.vqvae.up_mean.numel()), int(self.vqvae.down_mean.numel())),
+            pad=self._pad,
         )
         p.rng.manual_seed(self.seed + p.pid)
         self._next_pid += 1
         self.performers.append(p)
-        return p
+        return p.pid
 
     def remove_performer(self, pid: int) -> None:
         p = self.get(pid)
@@ -150,26 +197,46 @@ class DanceGenerator:
                 return p
         raise KeyError(f"no performer {pid}; have {[p.pid for p in self.performers]}")
 
-    def reset(self, p: Performer) -> None:
-        """Start a performer's dance over (position 0, BOS); keeps where it stands."""
-        self.backend.reset_state(p.state)
-        p.tok_up[:] = self._pad
-        p.tok_down[:] = self._pad
-        p.n_tokens = 0
-        p.last_vec = None
-        if p.guide is not None:
-            p.guide.reset()
-        self.decoder.reset(p.slot)
+    def controls(self, pid: int) -> Controls:
+        return self.get(pid).controls
 
-    def set_genre(self, p: Performer, genre: str | int) -> None:
+    def reset(self, pid: int) -> None:
+        """Start a performer's dance over (position 0, BOS); keeps where it stands."""
+        self.get(pid).reset()
+
+    def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
+        self.get(pid).rewind(n, root_xz)
+
+    def set_genre(self, pid: int, genre: str | int) -> None:
         gid = genre if isinstance(genre, int) else genre_id(genre)
         if not 0 <= gid < self.backend.config.n_genres:
             raise ValueError(f"genre id {gid} outside [0, {self.backend.config.n_genres})")
-        p.controls.genre = gid
+        self.get(pid).controls.genre = gid
+
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
+        """Pin a target pose ``frames_ahead`` frames from now: tokens from the VQ-VAE encoder in the GPT's
+        keyframe slots (masked attention), cleared once passed."""
+        p = self.get(pid)
+        n = 4 * FRAMES_PER_TOKEN  # the pose held still for 4 tokens, encoded like training data
+        height = float(root[1])
+        held = Motion(self.skeleton, np.tile([0.0, height, 0.0], (n, 1)),
+                      np.broadcast_to(R.quat_to_matrix(quat), (n, *quat.shape[:-1], 3, 3)).copy(), MODEL_FPS)
+        upper, lower = motion_to_vectors(held)
+        with torch.inference_mode():
+            iu, idn = self.vqvae.encode(torch.from_numpy(upper[None]), torch.from_numpy(lower[None]))
+        target = p.state.pos + max(1, math.ceil(int(frames_ahead) / FRAMES_PER_TOKEN))
+        self.backend.set_keyframes(p.state, [int(iu[0, -1])], [int(idn[0, -1])], [target], p.controls.genre,
+                                   p.controls.text)
+        p.keyframe_until = target
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "backend": self.backend.name, "steps": self.steps,
+                "guided_tokens": self.guided_tokens, "guidance_skipped": self.guidance_skipped,
+                "guidance": f"{self.guidance.candidates} candidates" if self.guidance.enabled else "off"}
 
     # -- the step ----------------------------------------------------------------------------------------
 
-    def step(self, cond: np.ndarray, performers: list[Performer] | None = None) -> list[TokenFrames]:
+    def step(self, cond: np.ndarray, performers: list[Performer] | None = None) -> list[StepFrames]:
         """Commit the next token of every given performer (default: all), all conditioned on ``cond``.
 
         Args:
@@ -179,6 +246,10 @@ class DanceGenerator:
         ps = self.performers if performers is None else performers
         if not ps:
             return []
+        for p in ps:
+            if p.keyframe_until is not None and p.state.pos > p.keyframe_until:
+                self.backend.clear_keyframes(p.state)
+                p.keyframe_until = None
         b = len(ps)
         cfg = self.backend.config
         cond_b = np.array(np.broadcast_to(np.asarray(cond, dtype=np.float32), (b, cfg.cond_dim)))
@@ -278,7 +349,7 @@ class DanceGenerator:
             downs[i] = int(cd[k])
         self.guided_tokens += len(todo)
 
-    def _frames(self, p: Performer, upper: np.ndarray, lower: np.ndarray) -> TokenFrames:
+    def _frames(self, p: Performer, upper: np.ndarray, lower: np.ndarray) -> StepFrames:
         """Model vectors of one token (upper [4, 72], lower [4, 61]) -> root + full-skeleton quaternions.
 
         Foot locking (when on) sees the performer's previous frame too, so it is exactly the offline
@@ -297,7 +368,7 @@ class DanceGenerator:
         root = motion.root_pos.astype(np.float32)
         p.root_xz = np.array([root[-1, 0], root[-1, 2]])
         quat = R.matrix_to_quat(motion.rot).astype(np.float32)
-        return TokenFrames(pid=p.pid, token=p.n_tokens - 1, root=root, quat=quat)
+        return StepFrames(pid=p.pid, step=p.n_tokens - 1, root=root, quat=quat)
 
     def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """A natural standing pose: the training-data mean of each model joint's rotation, at mean height.

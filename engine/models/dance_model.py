@@ -1,0 +1,72 @@
+"""A trained dance model folder: VQ-VAE + GPT weights and the model card (``model.json``) that names its kind."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.models.beat_guidance import GuidanceConfig
+from engine.models.conditioning import COND_DIM
+from engine.models.gpt import CrossCondGPT, load_gpt
+from engine.models.vqvae import VQVAE, load_vqvae
+
+#: The model shipped with the package.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "models" / "default"
+MODEL_CARD = "model.json"
+#: Motion-model kind of a VQ-VAE + cross-conditional GPT folder (``model_kind`` in the model card).
+GPT_KIND = "vqvae-gpt"
+
+
+@dataclass
+class DanceModel:
+    """A loaded VQ-VAE + GPT pair and the settings of its model card."""
+
+    vq: VQVAE
+    gpt: CrossCondGPT
+    card: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """The motion-model kind of the card (``model_kind``; cards without it are VQ-VAE + GPT)."""
+        return str(self.card.get("model_kind", GPT_KIND))
+
+    @property
+    def temperature(self) -> float:
+        return float(self.card.get("sampling", {}).get("temperature", 1.0))
+
+    @property
+    def foot_lock(self) -> bool:
+        return bool(self.card.get("sampling", {}).get("foot_lock", True))
+
+    @property
+    def beat_guidance(self) -> GuidanceConfig:
+        """Beat-guided sampling settings of the model card (absent: off, plain sampling)."""
+        return GuidanceConfig.from_card(self.card.get("sampling", {}).get("beat_guidance"))
+
+    @property
+    def top_k(self) -> int | None:
+        k = self.card.get("sampling", {}).get("top_k")
+        return None if k is None else int(k)
+
+
+def load_dance_model(model_dir: Path | None = None) -> DanceModel:
+    """Load ``vqvae.*`` and ``gpt.*`` from a model folder (default: the shipped model)."""
+    d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    if not d.is_dir():
+        raise FileNotFoundError(f"model folder {d} does not exist")
+    missing = [n for n in ("vqvae.json", "vqvae.safetensors", "gpt.json", "gpt.safetensors") if not (d / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"model folder {d} lacks {missing} (has {sorted(p.name for p in d.iterdir())})")
+    from engine.models.model_card import check_card
+
+    card_path = d / MODEL_CARD
+    try:
+        card = check_card(json.loads(card_path.read_text()), card_path) if card_path.is_file() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{exc}" if str(d) in str(exc) else f"{card_path}: {exc}") from None
+    gpt = load_gpt(d)
+    gpt.eval()
+    if gpt.cfg.cond_dim != COND_DIM:
+        raise ValueError(f"{d}: GPT cond_dim {gpt.cfg.cond_dim} != {COND_DIM} of engine.models.conditioning")
+    return DanceModel(vq=load_vqvae(d), gpt=gpt, card=card)

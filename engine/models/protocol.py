@@ -1,0 +1,105 @@
+"""The motion-model protocol: what the runtime needs from any kind of model (GPT dancer, retrieval, ...).
+
+The runtime drives every kind through this one interface and knows nothing else about it: performers are
+added and removed by id; one :meth:`MotionModel.step` commits the next ``frames_per_step`` frames of every
+performer from one music conditioning row; a performer can be reset (start over) or rewound (its newest
+``n`` steps discarded, so a re-plan regenerates them); ``idle_pose`` is what silence settles into.
+Model kinds live in :mod:`engine.models` and are named by the model card (``model_kind`` in ``model.json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from engine.skeleton.skeleton import Skeleton
+
+
+@dataclass
+class Controls:
+    """Run-time controls of one performer (set through WebSocket/OSC control messages).
+
+    Every kind reads what it can use (genre, text) and ignores the rest; intensity is applied by playout.
+    """
+
+    genre: int = 1  # row of engine.models.conditioning.GENRES; 1 = salsa (the trained genre)
+    text: np.ndarray | None = None  # [384] sentence embedding, or None
+    intensity: float = 1.0  # 0..1: blend between the idle pose (0) and the dance (1)
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = full distribution
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model kind accepts, so controls can be checked before they reach the engine thread."""
+
+    n_genres: int  # genre ids in [0, n_genres)
+    text: bool  # a text embedding conditions the motion
+    keyframes: bool  # target poses can be pinned ahead
+
+
+@dataclass
+class StepFrames:
+    """The frames one step committed for one performer.
+
+    Attributes:
+        pid: performer id.
+        step: index of the step for this performer (its token index for a GPT).
+        root: [n, 3] float32 root position, metres.
+        quat: [n, J, 4] float32 joint-local rotations (w, x, y, z) of the model's skeleton.
+    """
+
+    pid: int
+    step: int
+    root: np.ndarray
+    quat: np.ndarray
+
+
+class MotionModel(Protocol):
+    """One kind of motion model, stepped for a batch of performers (see the module doc)."""
+
+    kind: str
+    skeleton: Skeleton
+    n_joints: int
+    frames_per_step: int
+    capabilities: Capabilities
+
+    def performer_ids(self) -> list[int]:
+        """Ids of the active performers, in step order."""
+        ...
+
+    def add_performer(self, controls: Controls | None = None) -> int:
+        """Admit a performer (fresh sequence); returns its id."""
+        ...
+
+    def remove_performer(self, pid: int) -> None: ...
+
+    def controls(self, pid: int) -> Controls:
+        """The performer's live controls (the runtime changes them between steps)."""
+        ...
+
+    def step(self, cond: np.ndarray) -> list[StepFrames]:
+        """Commit the next ``frames_per_step`` frames of every performer from one music row [cond_dim]."""
+        ...
+
+    def reset(self, pid: int) -> None:
+        """Start the performer's sequence over (where it stands)."""
+        ...
+
+    def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
+        """Discard the performer's newest ``n`` steps (regenerated next); ``root_xz`` is where it stands now."""
+        ...
+
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
+        """Pin the pose (root [3], joint rotations [J, 4]) ``frames_ahead`` frames from now."""
+        ...
+
+    def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        """A natural standing pose: root [3] with x = z = 0, joint rotations [J, 4]."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Counters and settings for reports (steps, guided tokens, ...)."""
+        ...

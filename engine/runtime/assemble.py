@@ -1,0 +1,148 @@
+"""The one place an engine is assembled: a typed spec in, a motion model and a runtime out.
+
+The CLI (``groovecast play/live/generate``) and ``bench/`` both call this module; nothing imports the CLI.
+It is also the only runtime module that knows model kinds: it reads the kind from the model card
+(``model_kind`` in ``model.json``; folders without it are VQ-VAE + GPT) or takes a kind name in place of
+a folder (``--model retrieval``), and builds that kind. The runtime itself drives whatever it is handed
+through :class:`~engine.models.protocol.MotionModel`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.clock import SYSTEM_CLOCK, Clock
+from engine.models.dance_model import DEFAULT_MODEL_DIR, GPT_KIND
+from engine.models.protocol import MotionModel
+from engine.runtime.runtime import DanceRuntime, RuntimeConfig
+from engine.runtime.sinks import Sink
+
+log = logging.getLogger(__name__)
+
+#: Kind names accepted in place of a model folder.
+BUILTIN_KINDS = ("retrieval",)
+
+
+class AssemblyError(ValueError):
+    """The spec cannot be built (bad folder, backend, genre, setting); the message says why."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which motion model, and how every performer starts.
+
+    Attributes:
+        model: a model folder, a kind name of :data:`BUILTIN_KINDS`, or None for the shipped model.
+        backend: GPT step backend (torch, onnxruntime, tensorrt, auto).
+        decode: engine of the streaming VQ-VAE decoder (torch, onnxruntime).
+        performers: dancers stepped together in one batch.
+        threads: torch intra-op threads.
+        seed: random seed of performer 0 (others seed + i).
+        genre, text, temperature, top_k: starting controls (None: the model card's sampling settings).
+        beat_guidance: candidates near predicted beats (0: plain sampling; None: the model card's).
+        data: the motion capture folder a retrieval model indexes (None: ``../shared/data``).
+        cache: where a retrieval index is cached (None: ``.cache/retrieval`` in the working directory).
+    """
+
+    model: str | Path | None = None
+    backend: str = "auto"
+    decode: str = "onnxruntime"
+    performers: int = 1
+    threads: int = 1
+    seed: int = 0
+    genre: str = "salsa"
+    text: str | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    beat_guidance: int | None = None
+    data: Path | None = None
+    cache: Path | None = None
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """A whole engine: the model and the runtime's scheduling."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def default_model_dir() -> Path:
+    """The shipped default model (engine/data/models/default)."""
+    return DEFAULT_MODEL_DIR
+
+
+def model_kind(spec: ModelSpec) -> str:
+    """The kind the spec names: a builtin kind name, or the ``model_kind`` of the folder's model card."""
+    if isinstance(spec.model, str) and spec.model in BUILTIN_KINDS:
+        return spec.model
+    import json
+
+    card = Path(spec.model or default_model_dir()) / "model.json"
+    if card.is_file():
+        try:
+            return str(json.loads(card.read_text()).get("model_kind", GPT_KIND))
+        except (ValueError, OSError) as exc:
+            raise AssemblyError(f"{card}: cannot read the model card: {exc}") from None
+    return GPT_KIND
+
+
+def build_model(spec: ModelSpec) -> MotionModel:
+    """Load and build the motion model of ``spec`` with its performers added."""
+    if spec.performers < 1:
+        raise AssemblyError("performers must be >= 1")
+    kind = model_kind(spec)
+    builder = _BUILDERS.get(kind)
+    if builder is None:
+        raise AssemblyError(f"unknown model kind {kind!r}; known: {sorted(_BUILDERS)}")
+    return builder(spec)
+
+
+def build_runtime(spec: EngineSpec, sinks: Sequence[Sink] = (), clock: Clock = SYSTEM_CLOCK,
+                  model: MotionModel | None = None) -> DanceRuntime:
+    """The model (built unless given) + the causal music analyzer + the runtime, ready to ``run``."""
+    from engine.analysis.music import MusicAnalyzer
+
+    return DanceRuntime(model or build_model(spec.model), MusicAnalyzer(), sinks=list(sinks), config=spec.runtime,
+                        clock=clock)
+
+
+def _build_gpt(spec: ModelSpec) -> MotionModel:
+    import torch
+
+    from engine.models.conditioning import embed_texts, genre_id
+    from engine.models.dance_model import load_dance_model
+    from engine.models.gpt_dancer import DanceGenerator
+    from engine.models.protocol import Controls
+    from export.base import BackendUnavailable
+    from export.select import create_backend
+
+    torch.set_num_threads(max(1, spec.threads))
+    model_dir = Path(spec.model) if spec.model is not None else default_model_dir()
+    try:
+        gid = genre_id(spec.genre)
+        dm = load_dance_model(model_dir)
+        be = create_backend(spec.backend, dm.gpt, capacity=spec.performers, threads=max(1, spec.threads))
+    except (ValueError, BackendUnavailable, FileNotFoundError, OSError) as exc:
+        raise AssemblyError(f"{exc}" if "model" in str(exc) else f"{model_dir}: {exc}") from None
+    emb = embed_texts([spec.text])[0] if spec.text else None
+    temp = dm.temperature if spec.temperature is None else spec.temperature
+    k = (dm.top_k or 0) if spec.top_k is None else spec.top_k
+    guidance = dm.beat_guidance if spec.beat_guidance is None else dm.beat_guidance.with_candidates(spec.beat_guidance)
+    try:
+        gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock, decode_engine=spec.decode,
+                             guidance=guidance)
+    except (ValueError, RuntimeError) as exc:
+        raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
+    for _ in range(spec.performers):
+        gen.add_performer(Controls(genre=gid, text=emb, temperature=temp, top_k=k))
+    log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d, beat guidance %s", model_dir,
+             be.name, be.device, spec.performers, temp, k,
+             f"{guidance.candidates} candidates" if guidance.enabled else "off")
+    return gen
+
+
+_BUILDERS: dict[str, Callable[[ModelSpec], MotionModel]] = {GPT_KIND: _build_gpt}
