@@ -58,6 +58,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by play and live: model, backend, outputs, scheduling."""
     p.add_argument("--model", help="model directory, or 'retrieval' for motion matching over the capture "
                                    "(default: the shipped model)")
+    p.add_argument("--data", type=Path, metavar="DIR",
+                   help="motion capture that --model retrieval indexes (default: ../shared/data; the index is "
+                        "built once into .cache/retrieval)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "auto"), default="auto",
                    help="GPT step backend (default auto: probes the available ones and keeps the fastest)")
     p.add_argument("--decode", choices=("torch", "onnxruntime"), default="onnxruntime",

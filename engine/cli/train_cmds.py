@@ -62,7 +62,11 @@ def register(sub: Any) -> None:
     g.add_argument("--genre", default="salsa", help="genre: salsa, indian or modern (trained); see docs/models.md")
     g.add_argument("--text", default=None, help="text prompt, e.g. 'an energetic salsa dance'")
     g.add_argument("--seconds", type=float, default=None, help="only the first N seconds")
-    g.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    g.add_argument("--model", default=None,
+                   help="model folder, or 'retrieval' for motion matching over the capture "
+                        "(default: the shipped model)")
+    g.add_argument("--data", type=Path, default=None,
+                   help="motion capture that --model retrieval indexes (default: ../shared/data)")
     g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the model card's)")
     g.add_argument("--top-k", type=int, default=None,
                    help="sample from the k most likely tokens (0: all; default: the model card's)")
@@ -279,7 +283,9 @@ def _generate(args: argparse.Namespace) -> int:
     if not args.audio.is_file():
         raise CliError(f"audio file {args.audio} does not exist")
     audio, sr = _read_audio(args.audio)
-    model = _load_model(args.model)
+    if args.model == "retrieval":
+        return _generate_live_kind(args, audio, sr)
+    model = _load_model(Path(args.model) if args.model else None)
     _apply_guidance(model, args.beat_guidance)
     try:
         g = generate_dance(model, audio, sr, genre=args.genre, text=args.text, seconds=args.seconds,
@@ -291,6 +297,29 @@ def _generate(args: argparse.Namespace) -> int:
     pos = motion_positions(g.motion)
     print(json.dumps({"out": str(args.out), "frames": g.motion.n_frames, "seconds": g.motion.n_frames / g.motion.fps,
                       "beats": len(g.beats_s), "longest_freeze_s": longest_freeze_s(pos, g.motion.fps)}))
+    return 0
+
+
+def _generate_live_kind(args: argparse.Namespace, audio: Any, sr: int) -> int:
+    """Offline render of a model kind through the live model at batch 1 (engine.runtime.offline)."""
+    from engine.models.pose_repr import motion_positions
+    from engine.runtime.assemble import AssemblyError, ModelSpec, build_model
+    from engine.runtime.offline import render
+    from engine.skeleton.bvh import write_bvh
+    from engine.train.metrics import longest_freeze_s
+
+    try:
+        model = build_model(ModelSpec(model=args.model, genre=args.genre, seed=args.seed, data=args.data,
+                                      temperature=args.temperature))
+        r = render(model, audio, sr, seconds=args.seconds)
+    except (AssemblyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    m = r.motion
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_bvh(args.out, m.skeleton, m.root_pos, 1.0 / m.fps, local_rot_mats=m.rot, rotation_orders="ZXY")
+    pos = motion_positions(m)
+    print(json.dumps({"out": str(args.out), "frames": m.n_frames, "seconds": m.n_frames / m.fps,
+                      "beats": len(r.beats_s), "longest_freeze_s": longest_freeze_s(pos, m.fps)}))
     return 0
 
 

@@ -145,4 +145,26 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
     return gen
 
 
-_BUILDERS: dict[str, Callable[[ModelSpec], MotionModel]] = {GPT_KIND: _build_gpt}
+def _build_retrieval(spec: ModelSpec) -> MotionModel:
+    from engine.models.capture import default_data_dir
+    from engine.models.conditioning import genre_id
+    from engine.models.protocol import Controls
+    from engine.models.retrieval import RetrievalDancer, index_for
+
+    data = Path(spec.data) if spec.data is not None else default_data_dir()
+    cache = Path(spec.cache) if spec.cache is not None else Path.cwd() / ".cache" / "retrieval"
+    try:
+        gid = genre_id(spec.genre)
+        index = index_for(data, cache)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        raise AssemblyError(f"retrieval: {exc}") from None
+    model = RetrievalDancer(index, capacity=spec.performers, seed=spec.seed)
+    temp = 1.0 if spec.temperature is None else spec.temperature
+    for _ in range(spec.performers):
+        model.add_performer(Controls(genre=gid, temperature=temp))
+    log.info("retrieval over %d capture frames (%d beat segments) from %s, %d performer(s)", len(index.quat),
+             len(index.beats), data, spec.performers)
+    return model
+
+
+_BUILDERS: dict[str, Callable[[ModelSpec], MotionModel]] = {GPT_KIND: _build_gpt, "retrieval": _build_retrieval}

@@ -3,9 +3,9 @@
 Output frame ``f`` leaves at ``audio_time(f) + D`` on a fixed 30/60 fps grid. The audio of a step's last
 frame arrives with the block holding it (up to one block period after it was captured), then the step runs;
 so D covers one block period, the step's p99 and a margin. At 60 fps a tick between two model frames
-interpolates towards the later one, so D also covers half a model frame (16.7 ms) there. D is measured at start (a few steps timed
-before the show) and fixed, unless the user sets it. A frame whose step is not ready at its slot is held
-(counted), never sent late.
+interpolates towards the later one, so D also covers half a model frame (16.7 ms) there. D is measured at
+start (a few steps timed before the show) and fixed, unless the user sets it. A frame whose step is not
+ready at its slot is held (counted), never sent late.
 """
 
 from __future__ import annotations

@@ -213,7 +213,7 @@ class DanceRuntime:
         """One source block (engine thread): audio clock, analysis, and the steps that became due."""
         with self._lock:
             self.audio.on_block(blk)
-            if self._delay_ns is None:
+            if self._delay_ns is None and self.cfg.realtime:
                 self._choose_delay()
             self._lock.notify_all()
         for out in self.analyzer.process(blk):  # type: ignore[attr-defined]

@@ -70,3 +70,26 @@ def test_play_checks_record_paths_first_and_sigterm_ends_like_ctrl_c(small_model
     n = len(np.load(outs[1])["frame_index"])
     assert n >= 30 and len(np.load(outs[2])["frame_index"]) == n
     assert f"recorded {n} frames to {outs[0]}" in out
+
+
+def test_play_and_generate_with_the_retrieval_model(tmp_path: Path) -> None:
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if not (data / "cmu_salsa").is_dir():
+        import pytest
+
+        pytest.skip("shared CMU data not found")
+    out = tmp_path / "dance.npz"
+    r = _run("play", "--demo", "--fast", "--seconds", "5", "--model", "retrieval", "--data", str(data),
+             "--record", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(np.load(out)["frame_index"]) == 150
+    bvh = tmp_path / "r.bvh"
+    r = _run("generate", str(Path(__file__).resolve().parents[2] / "engine" / "data" / "demo.wav"), "--model",
+             "retrieval", "--data", str(data), "--seconds", "5", "--out", str(bvh))
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+
+    assert bvh.read_text().startswith("HIERARCHY")
+    assert 144 <= json.loads(r.stdout.strip().splitlines()[-1])["frames"] <= 150
+    r = _run("play", "--demo", "--fast", "--model", "retrieval", "--data", str(tmp_path / "none"))
+    assert r.returncode == 2 and "does not exist" in r.stderr

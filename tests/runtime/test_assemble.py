@@ -1,0 +1,49 @@
+"""Engines built from a typed spec: both model kinds run through the same runtime and controls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.frames import ControlMessage, PoseFrame
+from engine.runtime.assemble import AssemblyError, EngineSpec, ModelSpec, build_model, build_runtime, model_kind
+from engine.runtime.runtime import RuntimeConfig
+from tests.conftest import SHARED
+from tests.runtime.test_runtime import _blocks, _music
+
+DATA = SHARED / "data"
+
+
+def test_kind_comes_from_the_card_or_the_name(tmp_path: Path) -> None:
+    assert model_kind(ModelSpec()) == "vqvae-gpt"  # the shipped card
+    assert model_kind(ModelSpec(model="retrieval")) == "retrieval"
+    (tmp_path / "model.json").write_text('{"model_kind": "couple"}')
+    with pytest.raises(AssemblyError, match="unknown model kind 'couple'"):
+        build_model(ModelSpec(model=tmp_path))
+    with pytest.raises(AssemblyError, match="performers"):
+        build_model(ModelSpec(performers=0))
+    with pytest.raises(AssemblyError, match="does not exist"):
+        build_model(ModelSpec(model="retrieval", data=tmp_path / "nothing"))
+
+
+@pytest.mark.skipif(not (DATA / "cmu_salsa").is_dir(), reason="shared CMU data not found")
+def test_retrieval_runs_through_the_same_runtime_and_controls(tmp_path: Path) -> None:
+    out: list[PoseFrame] = []
+    spec = EngineSpec(ModelSpec(model="retrieval", performers=3, data=DATA, cache=tmp_path),
+                      RuntimeConfig(realtime=False))
+    rt = build_runtime(spec, [out.append])
+    rt.submit_control(ControlMessage(0, 0, kind="genre", performer=-1, value="house"))
+    rt.submit_control(ControlMessage(0, 0, kind="intensity", performer=1, value=0.5))
+    with pytest.raises(ValueError, match="no text control"):
+        rt.submit_control(ControlMessage(0, 0, kind="text", performer=0, value="slow"))
+    x = _music(8.0, silence_s=1.0)
+    st = rt.run(_blocks(x))
+    assert st.controls_applied == 2 and not st.control_errors
+    assert {f.performer for f in out} == {0, 1, 2}
+    assert st.frames_out == pytest.approx(8.0 * 30, abs=3)
+    p0 = [f for f in out if f.performer == 0]
+    late = np.array([f.rotations for f in p0[-60:]])
+    assert np.abs(np.diff(late, axis=0)).max() > 1e-3  # dancing, not holding the idle pose
+    assert rt.model.controls(0).genre == 5
