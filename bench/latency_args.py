@@ -12,9 +12,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     p.add_argument("--model", help="model directory (default: the shipped model)")
     p.add_argument("--backend", default="onnxruntime", help="GPT step backend (default onnxruntime)")
-    p.add_argument("--latency-seconds", type=float, default=60.0, help="real-time run for processing latency")
-    p.add_argument("--soak-seconds", type=float, default=600.0, help="pacing + soak run (default 600 = 10 min)")
+    p.add_argument("--pacing-seconds", type=float, default=600.0,
+                   help="each steady-playout run: 30/60 fps x guided/plain (default 600 = 10 min)")
+    p.add_argument("--soak-seconds", type=float, default=600.0, help="input-stall run (default 600 = 10 min)")
     p.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guidance candidates (0: plain sampling; default: the model card's)")
-    p.add_argument("--capacity-sizes", default="1,2,4,8,16,32,64,128,256", help="performer counts to try")
+    p.add_argument("--capacity-sizes", default="1,2,4,8,16,32,64,128,256", help="GPT performer counts to try")
+    p.add_argument("--retrieval-sizes", default="250,500,1000,2000,4000", help="retrieval performer counts to try")
     p.add_argument("--out", type=Path, default=REPORT_DIR, help="report directory ('-' writes nothing)")

@@ -242,8 +242,9 @@ class RetrievalDancer:
         self._noise = np.random.default_rng(seed)  # the random term of cut choices
         # cut candidates: beat frames and their features, norms precomputed for the distance matmul
         self._cand = index.beats
-        self._cand_feat = index.feature[self._cand]
+        self._cand_feat = index.feature[self._cand].astype(np.float32)
         self._cand_norm = np.sum(self._cand_feat**2, axis=1)
+        self._cand_take = index.take[self._cand]
         self._cand_interval = (index.next_beat[self._cand] - self._cand).astype(np.float64)
 
     # -- performers ------------------------------------------------------------------------------------
@@ -292,7 +293,8 @@ class RetrievalDancer:
         self.cur[r] = frame
         self.rate[r] = 1.0
         self.target[r] = -1
-        self.beats_left[r] = int(self._rng[r].choice(self.segment_beats))
+        # the first cut anywhere within the longest segment, so performers' cuts spread over the beats
+        self.beats_left[r] = int(self._rng[r].integers(1, int(self.segment_beats.max()) + 1))
         self.yaw_off[r] = -ix.yaw[frame]
         self.xz_off[r] = -_rotate_xz(ix.root[frame, [0, 2]].astype(np.float64), self.yaw_off[r])
         self.blend_w[r] = 0.0
@@ -413,12 +415,12 @@ class RetrievalDancer:
         if period > 0:
             r1 = np.abs(np.log(self._cand_interval / period))
             r2 = np.abs(np.log(2.0 * self._cand_interval / period))
-            cost += self.tempo_weight * np.minimum(r1, r2)[None, :] ** 2
-        same_take = ix.take[self._cand][None, :] == ix.take[here][:, None]
+            cost += (self.tempo_weight * np.minimum(r1, r2) ** 2).astype(np.float32)[None, :]
+        same_take = self._cand_take[None, :] == ix.take[here][:, None]
         near = same_take & (np.abs(self._cand[None, :] - here[:, None]) < 2 * MODEL_FPS)
         cost += 10.0 * near  # prefer somewhere new over replaying what was just danced
-        temp = np.fromiter((max(self._controls[r].temperature, 1e-3) for r in rows), np.float64, len(rows))
-        cost += 0.2 * temp[:, None] * self._noise.gumbel(size=cost.shape)
+        temp = np.fromiter((max(self._controls[r].temperature, 1e-3) for r in rows), np.float32, len(rows))
+        cost += (0.5 * temp[:, None]) * self._noise.random(cost.shape, dtype=np.float32)
         new = self._cand[np.argmin(cost, axis=1)]
         # Where it stands and faces now (the pose just shown), continued by the new segment.
         old_root, old_quat = self._pose(rows, self.cur[rows])

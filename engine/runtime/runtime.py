@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -66,6 +67,7 @@ class RuntimeConfig:
     delay_margin_ms: float = 4.0  # margin added to the measured D
     calibration_steps: int = 24  # steps timed at start to choose D (the first 4 are warm-up, not counted)
     late_tolerance_ms: float = 2.0  # a frame leaving later than this after its slot counts as late
+    gil_switch_ms: float = 0.5  # interpreter switch interval while running in real time (process-wide)
     silence_db: float = -50.0  # below this RMS (dBFS) the music counts as silent
     silence_hold_s: float = 0.5  # silence this long settles the performers into the idle pose
     restart_after_s: float = 2.0  # after silence this long, music restarts the dance from scratch
@@ -414,6 +416,9 @@ class DanceRuntime:
             self.calibrate()
         player: threading.Thread | None = None
         if self.cfg.realtime:
+            # The playout thread must get the interpreter within a fraction of a millisecond of its slot while
+            # the engine thread runs Python in a step: shorten the GIL switch interval (default 5 ms).
+            sys.setswitchinterval(min(sys.getswitchinterval(), self.cfg.gil_switch_ms / 1000.0))
             player = threading.Thread(target=self._playout_loop, name="groovecast-playout", daemon=True)
             player.start()
         limit = None if seconds is None else int(seconds * ENGINE_SAMPLE_RATE)
