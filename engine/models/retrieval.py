@@ -50,6 +50,8 @@ INDEX_VERSION = 2
 FEATURE_JOINTS = ("lFoot", "rFoot", "lHand", "rHand", "head")
 #: Motion-beat intervals a segment may have (frames at 30 fps: 0.2 .. 1.2 s).
 MIN_BEAT_FRAMES, MAX_BEAT_FRAMES = 6, 36
+#: Playback speed range of the beat time-warp (index frames per output frame).
+MIN_RATE, MAX_RATE = 0.7, 1.4
 
 
 def _yaw_quat(yaw: np.ndarray) -> np.ndarray:
@@ -200,7 +202,7 @@ class RetrievalDancer:
     """
 
     def __init__(self, index: MotionIndex, capacity: int = 1, seed: int = 0, segment_beats: Sequence[int] = (4, 8),
-                 blend_frames: int = 4, tempo_weight: float = 4.0, history: int = 8) -> None:
+                 blend_frames: int = 4, tempo_weight: float = 20.0, history: int = 8) -> None:
         if len(index.beats) == 0:
             raise ValueError("the motion index has no usable beat segments")
         self.index = index
@@ -404,7 +406,7 @@ class RetrievalDancer:
             err2 = np.where(c >= 0, np.abs(np.log(np.maximum(c - h, 1) / period)), np.inf)
             tgt = np.where(err2 < err1, c, a)
             self.target[keep] = tgt
-            self.rate[keep] = np.clip((tgt - self.cur[keep]) / period, 0.5, 2.0)
+            self.rate[keep] = np.clip((tgt - self.cur[keep]) / period, MIN_RATE, MAX_RATE)
 
     def _cut(self, rows: np.ndarray, period: float) -> None:
         """Cut ``rows`` to the best-matching beat frames; continue heading and position; start a blend."""
@@ -420,7 +422,7 @@ class RetrievalDancer:
         near = same_take & (np.abs(self._cand[None, :] - here[:, None]) < 2 * MODEL_FPS)
         cost += 10.0 * near  # prefer somewhere new over replaying what was just danced
         temp = np.fromiter((max(self._controls[r].temperature, 1e-3) for r in rows), np.float32, len(rows))
-        cost += (0.5 * temp[:, None]) * self._noise.random(cost.shape, dtype=np.float32)
+        cost += (0.2 * temp[:, None]) * self._noise.random(cost.shape, dtype=np.float32)
         new = self._cand[np.argmin(cost, axis=1)]
         # Where it stands and faces now (the pose just shown), continued by the new segment.
         old_root, old_quat = self._pose(rows, self.cur[rows])
@@ -439,7 +441,7 @@ class RetrievalDancer:
         nb = ix.next_beat[new]
         if period > 0:
             self.target[rows] = nb
-            self.rate[rows] = np.clip((nb - new) / period, 0.5, 2.0)
+            self.rate[rows] = np.clip((nb - new) / period, MIN_RATE, MAX_RATE)
         else:
             self.target[rows] = -1
             self.rate[rows] = 1.0
