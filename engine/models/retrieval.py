@@ -361,7 +361,7 @@ class RetrievalDancer:
             p_prev = phases[k - 1] if k else (prev if prev is not None else phases[0])
             beat = period > 0 and phases[k] < p_prev - 0.5  # the predicted phase wraps: a music beat
             if beat:
-                self._on_beat(b, period)
+                self._on_beat(b, period, phases[k] * period)  # the beat fell this many frames before frame k
             elif period <= 0:
                 self._free_run(b)
             roots[:, k], quats[:, k] = self._frame(b)
@@ -383,8 +383,9 @@ class RetrievalDancer:
         if len(ends):
             self._cut(ends, 0.0)
 
-    def _on_beat(self, b: int, period: float) -> None:
-        """A music beat: continue to the next motion beat(s) or cut; re-time to land on the next music beat."""
+    def _on_beat(self, b: int, period: float, since: float = 0.0) -> None:
+        """A music beat ``since`` frames ago: continue to the next motion beat(s) or cut; re-time to land on the
+        next music beat."""
         ix = self.index
         # Snap to the motion beat due now (the warp brought it within a frame), then count down the segment.
         due = (self.target[:b] >= 0) & (np.abs(self.target[:b] - self.cur[:b]) < 1.5)
@@ -396,7 +397,7 @@ class RetrievalDancer:
         cut = (self.beats_left[:b] <= 0) | (n1 < 0) | (n1 - here > MAX_BEAT_FRAMES)
         rows = np.nonzero(cut)[0]
         if len(rows):
-            self._cut(rows, period)
+            self._cut(rows, period, since)
         keep = np.nonzero(~cut)[0]
         if len(keep):
             h = here[keep]
@@ -407,8 +408,9 @@ class RetrievalDancer:
             tgt = np.where(err2 < err1, c, a)
             self.target[keep] = tgt
             self.rate[keep] = np.clip((tgt - self.cur[keep]) / period, MIN_RATE, MAX_RATE)
+            self.cur[keep] += since * self.rate[keep]  # the motion beat was due when the music beat was
 
-    def _cut(self, rows: np.ndarray, period: float) -> None:
+    def _cut(self, rows: np.ndarray, period: float, since: float = 0.0) -> None:
         """Cut ``rows`` to the best-matching beat frames; continue heading and position; start a blend."""
         ix = self.index
         here = np.minimum(self.cur[rows].astype(np.int64), len(ix.feature) - 1)
@@ -442,6 +444,7 @@ class RetrievalDancer:
         if period > 0:
             self.target[rows] = nb
             self.rate[rows] = np.clip((nb - new) / period, MIN_RATE, MAX_RATE)
+            self.cur[rows] += since * self.rate[rows]
         else:
             self.target[rows] = -1
             self.rate[rows] = 1.0
