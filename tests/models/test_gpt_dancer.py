@@ -1,0 +1,56 @@
+"""The GPT motion-model kind: one state object per performer, reset and rewind move all of it together."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.models.gpt import CrossCondGPT, GPTConfig
+from engine.models.gpt_dancer import DanceGenerator
+from engine.models.vqvae import VQVAE, VQVAEConfig
+from export.torch_backend import TorchBackend
+
+
+def _gen() -> DanceGenerator:
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16)).eval()
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
+    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0)
+    gen.add_performer()
+    gen.add_performer()
+    return gen
+
+
+def test_rewind_returns_every_part_of_the_performer_to_an_earlier_step() -> None:
+    gen = _gen()
+    cond = np.zeros(gen.backend.config.cond_dim, np.float32)
+    history = []
+    for _ in range(6):
+        gen.step(cond)
+        p = gen.get(0)
+        history.append((p.state.pos, int(p.tok_up[-1]), int(p.tok_down[-1])))
+    p = gen.get(0)
+    gen.rewind(0, 2, root_xz=np.array([1.5, -2.0]))
+    pos, up, down = history[3]
+    assert p.state.pos == pos and p.n_tokens == 4
+    assert (int(p.tok_up[-1]), int(p.tok_down[-1])) == (up, down)
+    assert (p.state.prev_up, p.state.prev_down) == (up, down)  # the next step is fed the kept token
+    assert np.allclose(p.root_xz, [1.5, -2.0]) and p.last_vec is None
+    assert gen.get(1).state.pos == 6  # the other performer is untouched
+    out = gen.step(cond)
+    assert out[0].step == 4 and gen.get(0).state.pos == 5
+    assert np.allclose(out[0].root[0, [0, 2]], [1.5, -2.0], atol=0.2)  # continues where it was put
+
+
+def test_reset_starts_over_where_it_stands() -> None:
+    gen = _gen()
+    cond = np.zeros(gen.backend.config.cond_dim, np.float32)
+    for _ in range(3):
+        gen.step(cond)
+    p = gen.get(1)
+    xz = p.root_xz.copy()
+    gen.reset(1)
+    bos = gen.backend.config.bos_id
+    assert p.state.pos == 0 and p.n_tokens == 0 and (p.state.prev_up, p.state.prev_down) == (bos, bos)
+    assert np.array_equal(p.root_xz, xz) and p.keyframe_until is None
+    assert gen.performer_ids() == [0, 1] and gen.kind == "vqvae-gpt" and gen.frames_per_step == 4
