@@ -122,7 +122,8 @@ class DanceGenerator:
         seed: base seed; performer ``i`` samples with ``seed + i``.
         foot_lock: keep contact feet planted through the root velocity (``pose_repr.lock_feet``), as the
             model card of the shipped model asks.
-        decode_engine: ``"torch"`` or ``"onnxruntime"`` for the streaming VQ-VAE decoder.
+        decoder_runner: what runs the streaming VQ-VAE decoder step (None: torch; the onnxruntime backend is
+            ``export.decoder_backend.create_decoder_runner("onnxruntime")``).
         guidance: beat-guided sampling (:mod:`engine.models.beat_guidance`; the model card's setting);
             off by default. Candidates are decoded from each performer's decoder state without committing.
         guidance_rows: candidate rows decoded per step, shared by the performers steered in that step
@@ -132,7 +133,7 @@ class DanceGenerator:
     """
 
     def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True,
-                 decode_engine: str = "torch", guidance: GuidanceConfig = OFF, guidance_rows: int = 64) -> None:
+                 decoder_runner: Any = None, guidance: GuidanceConfig = OFF, guidance_rows: int = 64) -> None:
         self.backend = backend
         self.guidance = guidance
         self.guidance_rows = guidance_rows
@@ -146,7 +147,7 @@ class DanceGenerator:
         self.n_joints = self.skeleton.num_joints
         self.model_idx = model_joint_indices(self.skeleton)
         self.ctx = 16  # recent tokens kept per performer
-        self.decoder = StreamingDecoder(vqvae, backend.capacity, engine=decode_engine)
+        self.decoder = StreamingDecoder(vqvae, backend.capacity, runner=decoder_runner)
         self._free_slots = list(range(backend.capacity))
         self.performers: list[Performer] = []
         self._next_pid = 0

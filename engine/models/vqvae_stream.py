@@ -8,18 +8,16 @@ the whole token sequence from its start (zero history = the decoder's own causal
 test checks.
 
 :class:`DecoderStep` is that step as a pure function of (tokens, histories) -> (frames, new histories),
-so it can run eagerly or through onnxruntime (exported once at start-up, in memory), which on a CPU
-is several times faster for these small layers. Like the GPT's KV cache, the histories are state kept
-beside the model, not part of it.
+so it can run eagerly or through a backend of ``export/`` (``export.decoder_backend``: onnxruntime,
+exported once at start-up, in memory, several times faster on a CPU for these small layers). Like the
+GPT's KV cache, the histories are state kept beside the model, not part of it.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
+from collections.abc import Callable
 from typing import Any, cast
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -156,45 +154,26 @@ class DecoderStep(nn.Module):
         return (up, down, *hu, *hd)
 
 
+#: Runs the decoder step: ``(idx_up, idx_down, histories) -> [up, down, *new histories]``. The default runs
+#: :class:`DecoderStep` eagerly in torch; ``export.decoder_backend`` provides onnxruntime.
+DecoderRunner = Callable[[Tensor, Tensor, list[Tensor]], list[Tensor]]
+
+
 class StreamingDecoder:
     """Token-by-token VQ-VAE decoding for a batch of performers (rows); histories allocated once.
 
     Args:
         vqvae: the trained model.
         batch: number of performer rows.
-        engine: ``"torch"`` (eager) or ``"onnxruntime"`` (the step exported once, in memory).
-        threads: onnxruntime intra-op threads.
+        runner: what runs the step (None: torch, eager). Backends live in ``export/``
+            (``export.decoder_backend.create_decoder_runner``), beside the GPT's.
     """
 
-    def __init__(self, vqvae: VQVAE, batch: int, engine: str = "torch", threads: int = 1) -> None:
+    def __init__(self, vqvae: VQVAE, batch: int, runner: Callable[[DecoderStep], DecoderRunner] | None = None) -> None:
         self.fn = DecoderStep(vqvae.eval()).eval()
         self.hists = [torch.zeros(batch, c, k) for c, k in self.fn.hist_shapes()]  # each [batch, C, keep]
         self.batch = batch
-        self.engine = engine
-        self._session: Any = None
-        if engine == "onnxruntime":
-            self._session = self._export(threads)
-        elif engine != "torch":
-            raise ValueError(f"unknown decode engine {engine!r}; choose torch or onnxruntime")
-
-    def _export(self, threads: int) -> Any:
-        import onnxruntime as ort
-
-        n = len(self.hists)
-        names = ["idx_up", "idx_down", *(f"hist_{i}" for i in range(n))]
-        outs = ["up", "down", *(f"new_hist_{i}" for i in range(n))]
-        args = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
-                *(torch.zeros(2, c, k) for c, k in self.fn.hist_shapes()))
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(self.fn, args, cast(Any, buf), dynamo=False, opset_version=17, input_names=names,
-                              output_names=outs, dynamic_axes={k: {0: "batch"} for k in names + outs})
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+        self._run_step: DecoderRunner = (lambda u, d, h: list(self.fn(u, d, *h))) if runner is None else runner(self.fn)
 
     @torch.inference_mode()
     def step(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -231,11 +210,7 @@ class StreamingDecoder:
         """(up, down, *new histories) for one token per row; the stored histories are not touched."""
         b = len(idx_up)
         hists = [h[:b] for h in self.hists] if rows is None else [h[rows] for h in self.hists]
-        if self._session is not None:
-            feed = {"idx_up": idx_up.numpy(), "idx_down": idx_down.numpy()}
-            feed.update({f"hist_{i}": np.ascontiguousarray(h.numpy()) for i, h in enumerate(hists)})
-            return [torch.from_numpy(a) for a in self._session.run(None, feed)]
-        return list(self.fn(idx_up, idx_down, *hists))
+        return self._run_step(idx_up, idx_down, hists)
 
     def reset(self, row: int) -> None:
         """Forget one performer's history (its next token decodes as the first of a sequence)."""

@@ -118,6 +118,7 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
     from engine.models.gpt_dancer import DanceGenerator
     from engine.models.protocol import Controls
     from export.base import BackendUnavailable
+    from export.decoder_backend import create_decoder_runner
     from export.select import create_backend
 
     torch.set_num_threads(max(1, spec.threads))
@@ -133,9 +134,9 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
     k = (dm.top_k or 0) if spec.top_k is None else spec.top_k
     guidance = dm.beat_guidance if spec.beat_guidance is None else dm.beat_guidance.with_candidates(spec.beat_guidance)
     try:
-        gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock, decode_engine=spec.decode,
-                             guidance=guidance)
-    except (ValueError, RuntimeError) as exc:
+        gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock,
+                             decoder_runner=create_decoder_runner(spec.decode), guidance=guidance)
+    except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
     for _ in range(spec.performers):
         gen.add_performer(Controls(genre=gid, text=emb, temperature=temp, top_k=k))

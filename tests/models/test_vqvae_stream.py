@@ -7,6 +7,7 @@ import torch
 
 from engine.models.vqvae import VQVAE, VQVAEConfig
 from engine.models.vqvae_stream import StreamingDecoder
+from export.decoder_backend import create_decoder_runner
 
 
 def _model(seed: int) -> VQVAE:
@@ -27,7 +28,7 @@ def test_streaming_equals_full_decode(engine: str) -> None:
     idn = torch.randint(0, 512, (batch, n_tok), generator=g)
     with torch.no_grad():
         full_up, full_down = vq.decode(iu, idn)  # [B, 4N, D]
-    sd = StreamingDecoder(vq, batch, engine=engine)
+    sd = StreamingDecoder(vq, batch, runner=create_decoder_runner(engine))
     outs_u, outs_d = [], []
     for t in range(n_tok):
         u, d = sd.step(iu[:, t], idn[:, t])
@@ -42,7 +43,7 @@ def test_rows_are_independent_and_reset_restarts_a_row(engine: str) -> None:
     vq = _model(3)
     g = torch.Generator().manual_seed(4)
     seq = torch.randint(0, 512, (2, 10), generator=g)
-    sd = StreamingDecoder(vq, batch=4, engine=engine)
+    sd = StreamingDecoder(vq, batch=4, runner=create_decoder_runner(engine))
     # row 2 decodes seq[0]; row 0 decodes seq[1] stepped alone: each equals its own full decode
     for t in range(10):
         sd.step(seq[0, t : t + 1], seq[0, t : t + 1], rows=torch.tensor([2]))
@@ -58,7 +59,7 @@ def test_rows_are_independent_and_reset_restarts_a_row(engine: str) -> None:
 def test_peek_decodes_candidates_without_committing(engine: str) -> None:
     vq = _model(3)
     g = torch.Generator().manual_seed(4)
-    sd = StreamingDecoder(vq, 2, engine=engine)
+    sd = StreamingDecoder(vq, 2, runner=create_decoder_runner(engine))
     for _ in range(5):  # some history on both rows
         sd.step(torch.randint(0, 512, (2,), generator=g), torch.randint(0, 512, (2,), generator=g))
     before = [h.clone() for h in sd.hists]

@@ -18,6 +18,7 @@ from engine.skeleton import rotations as R
 from engine.train import metrics as M
 from engine.train.generate import load_dance_model
 from engine.train.synth_music import render_track
+from export.decoder_backend import create_decoder_runner
 from export.torch_backend import TorchBackend
 
 
@@ -47,7 +48,7 @@ def test_guided_live_dance_lands_on_the_beat_more_often_than_plain_sampling() ->
     scores = {}
     for name, guidance in (("plain", dm.beat_guidance.with_candidates(0)), ("guided", dm.beat_guidance)):
         gen = DanceGenerator(TorchBackend(dm.gpt, capacity=3, device="cpu"), dm.vq, seed=11, guidance=guidance,
-                             decode_engine="onnxruntime")
+                             decoder_runner=create_decoder_runner("onnxruntime"))
         for _ in range(3):
             gen.add_performer()
         dances = _dance(gen, cond)

@@ -1,0 +1,64 @@
+"""Backends for the streaming VQ-VAE decoder step, beside the GPT's: torch (eager) and onnxruntime (CPU).
+
+A backend turns :class:`engine.models.vqvae_stream.DecoderStep` (a pure function of tokens and per-layer
+histories) into a runner ``(idx_up, idx_down, histories) -> [up, down, *new histories]`` that
+:class:`~engine.models.vqvae_stream.StreamingDecoder` calls; the decoder keeps the histories. onnxruntime
+exports the step in memory at start-up (no file) and runs it with one intra-op thread by default.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from engine.models.vqvae_stream import DecoderRunner, DecoderStep
+
+DECODE_ENGINES = ("torch", "onnxruntime")
+
+
+def torch_runner(fn: DecoderStep) -> DecoderRunner:
+    """The step run eagerly in torch."""
+    return lambda u, d, hists: list(fn(u, d, *hists))
+
+
+def onnxruntime_runner(fn: DecoderStep, threads: int = 1) -> DecoderRunner:
+    """The step exported to ONNX in memory and run by an onnxruntime CPU session."""
+    import onnxruntime as ort
+
+    shapes = fn.hist_shapes()
+    n = len(shapes)
+    names = ["idx_up", "idx_down", *(f"hist_{i}" for i in range(n))]
+    outs = ["up", "down", *(f"new_hist_{i}" for i in range(n))]
+    args = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
+            *(torch.zeros(2, c, k) for c, k in shapes))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(fn, args, cast(Any, buf), dynamo=False, opset_version=17, input_names=names,
+                          output_names=outs, dynamic_axes={k: {0: "batch"} for k in names + outs})
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+
+    def run(idx_up: Tensor, idx_down: Tensor, hists: list[Tensor]) -> list[Tensor]:
+        feed = {"idx_up": idx_up.numpy(), "idx_down": idx_down.numpy()}
+        feed.update({f"hist_{i}": np.ascontiguousarray(h.numpy()) for i, h in enumerate(hists)})
+        return [torch.from_numpy(a) for a in session.run(None, feed)]
+
+    return run
+
+
+def create_decoder_runner(engine: str, threads: int = 1) -> Any:
+    """A runner factory for :class:`~engine.models.vqvae_stream.StreamingDecoder` (``runner=``)."""
+    if engine == "torch":
+        return torch_runner
+    if engine == "onnxruntime":
+        return lambda fn: onnxruntime_runner(fn, threads)
+    raise ValueError(f"unknown decode engine {engine!r}; choose {' or '.join(DECODE_ENGINES)}")
