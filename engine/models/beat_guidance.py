@@ -208,17 +208,20 @@ class BeatGuide:
                           cand_down: np.ndarray) -> np.ndarray:
         """Hit scores [P, C] for P performers' candidates (cand_* [P, C, 4, D] raw decoded frames).
 
-        Two forward-kinematics calls in all (every candidate frame, every history frame), whatever P is.
+        One forward-kinematics call in all (every candidate frame and every history frame together), whatever
+        P is: at batch 1 the call's fixed overhead is most of its cost.
         """
         p_, c_ = cand_up.shape[:2]
-        pos = self._positions(cand_up.reshape(p_ * c_, *cand_up.shape[2:]),
-                              cand_down.reshape(p_ * c_, *cand_down.shape[2:]))
-        pos = pos.reshape(p_, c_, *pos.shape[1:])  # [P, C, 4, K, 3]
+        cu = cand_up.reshape(-1, cand_up.shape[-1])  # [P*C*4, Du]
+        cd = cand_down.reshape(-1, cand_down.shape[-1])
         lens = [len(st.hist_up) for st in states]
-        hist_all = None
         if sum(lens):
-            hist_all = self._positions(np.concatenate([st.hist_up for st in states]),
-                                       np.concatenate([st.hist_down for st in states]))  # [sum H, K, 3]
+            cu = np.concatenate([cu, *(st.hist_up for st in states)])
+            cd = np.concatenate([cd, *(st.hist_down for st in states)])
+        flat = self._positions(cu, cd)  # [P*C*4 + sum H, K, 3]
+        n_cand = p_ * c_ * cand_up.shape[2]
+        pos = flat[:n_cand].reshape(p_, c_, cand_up.shape[2], *flat.shape[1:])  # [P, C, 4, K, 3]
+        hist_all = flat[n_cand:] if sum(lens) else None  # [sum H, K, 3]
         out = np.zeros((p_, c_))
         at = 0
         for i, st in enumerate(states):
