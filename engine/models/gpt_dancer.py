@@ -201,9 +201,12 @@ class DanceGenerator:
     def controls(self, pid: int) -> Controls:
         return self.get(pid).controls
 
-    def reset(self, pid: int) -> None:
-        """Start a performer's dance over (position 0, BOS); keeps where it stands."""
-        self.get(pid).reset()
+    def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
+        """Start a performer's dance over (position 0, BOS), where it stands or at ``root_xz``."""
+        p = self.get(pid)
+        p.reset()
+        if root_xz is not None:
+            p.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
         self.get(pid).rewind(n, root_xz)

@@ -84,8 +84,8 @@ class MotionModel(Protocol):
         """Commit the next ``frames_per_step`` frames of every performer from one music row [cond_dim]."""
         ...
 
-    def reset(self, pid: int) -> None:
-        """Start the performer's sequence over (where it stands)."""
+    def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
+        """Start the performer's sequence over, where it stands (or at ``root_xz`` [2], metres)."""
         ...
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:

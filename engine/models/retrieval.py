@@ -302,9 +302,12 @@ class RetrievalDancer:
         self.blend_w[r] = 0.0
         self.n_steps[r] = 0
 
-    def reset(self, pid: int) -> None:
+    def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
         r = self._row(pid)
-        xz = self.last_root[r, [0, 2]].copy() if self.n_steps[r] else np.zeros(2)
+        if root_xz is not None:
+            xz = np.asarray(root_xz, dtype=np.float64)[:2]
+        else:
+            xz = self.last_root[r, [0, 2]].copy() if self.n_steps[r] else np.zeros(2)
         self._start(r)
         self.xz_off[r] += xz
 

@@ -197,7 +197,7 @@ class DanceRuntime:
             if k >= min(4, n - 1):
                 times.append((self.clock.monotonic_ns() - t0) / 1e6)
         for pid in self.model.performer_ids():
-            self.model.reset(pid)
+            self.model.reset(pid, np.zeros(2))  # start over at the origin, as if never stepped
         self.stats.calibration_ms = times
         return times
 

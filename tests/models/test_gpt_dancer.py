@@ -54,3 +54,5 @@ def test_reset_starts_over_where_it_stands() -> None:
     assert p.state.pos == 0 and p.n_tokens == 0 and (p.state.prev_up, p.state.prev_down) == (bos, bos)
     assert np.array_equal(p.root_xz, xz) and p.keyframe_until is None
     assert gen.performer_ids() == [0, 1] and gen.kind == "vqvae-gpt" and gen.frames_per_step == 4
+    gen.reset(1, root_xz=np.array([0.25, -0.5]))  # the runtime starts over at the origin after calibrating
+    assert np.array_equal(p.root_xz, [0.25, -0.5])
