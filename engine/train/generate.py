@@ -15,14 +15,13 @@ import numpy as np
 import torch
 
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
-from engine.models.beat_guidance import BeatGuide, GuidanceConfig, candidate_logp, pack_candidates
+from engine.models.beat_guidance import GuidanceConfig
 from engine.models.conditioning import TEXT_DIM, embed_texts, genre_id, sequence_conditions
 from engine.models.dance_model import DEFAULT_MODEL_DIR, MODEL_CARD, DanceModel, load_dance_model
 from engine.models.gpt import CrossCondGPT
 from engine.models.pose_repr import Motion, lock_feet, metric_cmu_skeleton, vectors_to_motion
 from engine.models.sampling import sample_tokens
 from engine.models.vqvae import DOWN, VQVAE
-from engine.models.vqvae_stream import StreamingDecoder
 
 __all__ = ["DEFAULT_MODEL_DIR", "MODEL_CARD", "DanceModel", "load_dance_model"]  # re-exported for training code
 
@@ -94,40 +93,24 @@ def generate_tokens_guided(
     seed: int = 0,
     guidance: GuidanceConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Beat-guided sampling (:mod:`engine.models.beat_guidance`): like :func:`generate_tokens`, but on tokens
+    """Beat-guided sampling (:mod:`engine.models.beat_guidance`) by the live generator at batch 1: on tokens
     near a predicted beat ``candidates`` token pairs are drawn, decoded after the committed frames, and the
-    one that puts a speed minimum on the beat wins. The same guide and streaming decoder as the live engine.
+    one that puts a speed minimum on the beat wins. One sampler, live and offline
+    (:class:`engine.models.gpt_dancer.DanceGenerator`, torch backend, performer 0 drawing from ``seed``).
     """
-    cfg = guidance or GuidanceConfig()
+    from engine.models.gpt_dancer import DanceGenerator
+    from engine.models.protocol import Controls
+    from export.torch_backend import TorchBackend
+
+    gen = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=seed, foot_lock=False,
+                         guidance=guidance or GuidanceConfig())
+    p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temperature, top_k=top_k or 0)))
     n = len(cond)
-    cache, gen, up_prev, down_prev, g, tx, c = _start_sampling(gpt, cond, genre, text, seed)
     ups = np.zeros(n, dtype=np.int64)
     downs = np.zeros(n, dtype=np.int64)
-    guide = BeatGuide(cfg)
-    dec = StreamingDecoder(vq, 1)
-    state = guide.new_state(int(vq.up_mean.numel()), int(vq.down_mean.numel()))
-    row = torch.zeros(1, dtype=torch.long)
     for t in range(n):
-        pos = torch.tensor([t])
-        lu, ld, _, _ = gpt.step(up_prev, down_prev, c[t : t + 1], g, tx, pos, cache.k, cache.v, cache.kv_mask,
-                                inplace=True)
-        near = state.observe(cond[t])
-        if not near or not cfg.enabled:
-            up_prev = sample_tokens(lu, temperature, top_k, gen)
-            down_prev = sample_tokens(ld, temperature, top_k, gen)
-        else:
-            cu = sample_tokens(lu.expand(cfg.candidates, -1), temperature, top_k, gen)  # [C]
-            cd = sample_tokens(ld.expand(cfg.candidates, -1), temperature, top_k, gen)
-            ru, rd, iu, idn = pack_candidates(cu, cd)
-            u, d = dec.peek(ru, rd, row.expand(len(ru)))
-            best = guide.choose(state, near, u.numpy()[iu], d.numpy()[idn],
-                                candidate_logp(lu[0], ld[0], cu, cd, temperature))
-            up_prev = cu[best : best + 1]
-            down_prev = cd[best : best + 1]
-        u, d = dec.step(up_prev, down_prev)
-        state.commit(u[0].numpy(), d[0].numpy())
-        ups[t] = int(up_prev[0])
-        downs[t] = int(down_prev[0])
+        gen.step(cond[t])
+        ups[t], downs[t] = p.state.prev_up, p.state.prev_down
     return ups, downs
 
 
