@@ -91,6 +91,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
+def throughput(sizes: tuple[int, ...], seconds: float = 6.0) -> list[dict[str, float]]:
+    """End to end through the runtime (fast mode, a sink that discards): music seconds per wall second for N
+    retrieval performers, i.e. model step + per-performer playout + PoseFrames. > 1 = faster than real time."""
+    import time
+
+    from bench.latency_bench import _blocks_fast, music
+    from engine.runtime.assemble import EngineSpec, ModelSpec, build_runtime
+    from engine.runtime.runtime import RuntimeConfig
+
+    x, _ = music(seconds, [(seconds, 118.0, 118.0)])
+    rows = []
+    for n in sizes:
+        rt = build_runtime(EngineSpec(ModelSpec(model="retrieval", performers=n), RuntimeConfig(realtime=False)),
+                           [lambda f: None])
+        t0 = time.perf_counter()
+        st = rt.run(iter(_blocks_fast(x)))
+        wall = time.perf_counter() - t0
+        rows.append({"performers": n, "realtime_factor": seconds / wall,
+                     "step_p50_ms": float(np.median(st.step_ms))})
+        _progress(f"runtime end to end, {n} performers: {seconds / wall:.2f}x real time")
+    return rows
+
+
 def markdown(r: dict[str, Any]) -> str:
     keys = ("fid_k", "fid_g", "div_k", "div_g", "bas", "pfc", "skate_ms", "max_freeze_s")
     lines = ["# Retrieval beside the GPT and real motion", "",
@@ -102,6 +125,12 @@ def markdown(r: dict[str, Any]) -> str:
              "| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for name, row in r["summary"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |")
+    lines += ["", "## Performers through the whole runtime", "",
+              "Model step alone: `latency.md` (capacity). Here the whole live path in fast mode (analysis, step, "
+              "per-performer playout and PoseFrames, a sink that discards): music seconds per wall second.", "",
+              "| performers | x real time | step p50 ms |", "|---|---|---|"]
+    for t in r.get("throughput", []):
+        lines.append(f"| {t['performers']} | {t['realtime_factor']:.2f} | {t['step_p50_ms']:.1f} |")
     lines += ["", f"Load average at the end: {r['load_average']} (a shared 2-core machine).", ""]
     return "\n".join(lines)
 
@@ -110,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", help="motion capture folder (default: ../shared/data)")
     p.add_argument("--samples", type=int, default=2, help="dances per clip and model (default 2)")
+    p.add_argument("--throughput-sizes", default="100,300,1000", help="performers through the whole runtime")
     p.add_argument("--out", type=Path, default=REPORT_DIR, help="report directory ('-' writes nothing)")
     args = p.parse_args(argv)
     report = run(args)
+    report["throughput"] = throughput(tuple(int(x) for x in args.throughput_sizes.split(",")))
+    report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if str(args.out) != "-":
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "retrieval.json").write_text(json.dumps(report, indent=2))
