@@ -47,7 +47,7 @@ from engine.runtime.audio_clock import AudioClock
 from engine.runtime.controls import ControlDesk
 from engine.runtime.music_window import MusicWindow
 from engine.runtime.pacing import PlayoutDelay, choose_delay
-from engine.runtime.playout import MotionBuffer, Playhead
+from engine.runtime.playout import FrameRing, PlayheadBank
 from engine.runtime.scheduler import StepScheduler
 from engine.runtime.sinks import Sink, SinkFanout
 from engine.runtime.text_embedder import TextEmbedder
@@ -139,13 +139,11 @@ class DanceRuntime:
         self.sched = StepScheduler(model.frames_per_step, self.cfg.lookahead_tokens)
         self.audio = AudioClock(stall_ns=int(self.cfg.stall_ms * 1e6))
         idle_root, idle_quat = model.idle_pose()
-        self.buffers: dict[int, MotionBuffer] = {}
-        self.playheads: dict[int, Playhead] = {}
         cap = max(64, 2 * model.frames_per_step * (self.cfg.lookahead_tokens + 4))
-        for pid in model.performer_ids():
-            self.buffers[pid] = MotionBuffer(model.n_joints, capacity=cap)
-            self.playheads[pid] = Playhead(self.buffers[pid], idle_root, idle_quat,
-                                           max_warp_rate=self.cfg.max_warp_rate)
+        pids = model.performer_ids()
+        self._row = {pid: i for i, pid in enumerate(pids)}  # performer -> row of the playout arrays
+        self.ring = FrameRing(len(pids), model.n_joints, capacity=cap)
+        self.playheads = PlayheadBank(self.ring, idle_root, idle_quat, max_warp_rate=self.cfg.max_warp_rate)
         self.controls = ControlDesk(model, self._set_intensity, self._current_pose, self.texts)
         self._lock = threading.Condition()
         self._tick = 0  # next output tick
@@ -165,15 +163,17 @@ class DanceRuntime:
         self.controls.submit(msg)
 
     def _set_intensity(self, pid: int, value: float) -> None:
-        self.playheads[pid].intensity = value
+        self.playheads.intensity[self._row[pid]] = value
 
     def _current_pose(self, pid: int) -> tuple[np.ndarray, np.ndarray]:
-        buf = self.buffers[pid]
-        got = buf.sample(float(buf.newest)) if buf.newest >= 0 else None
-        if got is not None:
-            return got[0], got[1]
-        ph = self.playheads[pid]
-        return ph.idle_root.copy(), ph.idle_quat.copy()
+        r = self._row[pid]
+        newest = int(self.ring.newest[r])
+        if newest >= 0:
+            pos = self.ring.newest.astype(np.float64)
+            ok, root, quat, _ = self.ring.sample_rows(pos)
+            if ok[r]:
+                return root[r], quat[r]
+        return self.playheads.idle_root.copy(), self.playheads.idle_quat.copy()
 
     # ---------------------------------------------------------------------------------------- start
 
@@ -230,14 +230,11 @@ class DanceRuntime:
         ev = self.music.push(ff)
         self.stats.idle = self.music.idle
         if ev.went_idle or ev.woke:
-            for ph in self.playheads.values():
-                ph.set_idle(ev.went_idle)
+            self.playheads.set_idle(ev.went_idle)
         if ev.restart:
             for pid in self.model.performer_ids():
                 self.model.reset(pid)
-        period_frames = ff.period_s * MODEL_FPS
-        for ph in self.playheads.values():
-            ph.set_period_frames(period_frames)
+        self.playheads.set_period_frames(ff.period_s * MODEL_FPS)
         if ev.tempo_jump:
             self._replan()
         while self.sched.due(ff.frame_index):
@@ -260,12 +257,13 @@ class DanceRuntime:
         step_ns = self.clock.monotonic_ns() - t0
         f0 = n * t
         phases = [self.music.phase_at(f0 + j) for j in range(n)]
+        phase = np.array([np.nan if ph is None else ph for ph in phases])
+        rows = np.fromiter((self._row[sf.pid] for sf in out), np.int64, len(out))
+        roots = np.stack([sf.root for sf in out]) if out else None
+        quats = np.stack([sf.quat for sf in out]) if out else None
         with self._lock:
-            for sf in out:
-                buf = self.buffers[sf.pid]
-                for j in range(n):
-                    ph = phases[j]
-                    buf.put(f0 + j, sf.root[j], sf.quat[j], float("nan") if ph is None else ph)
+            if roots is not None and quats is not None:
+                self.ring.put(rows, f0, roots, quats, phase)
             self.sched.committed(t, ff.sample_index, ff.capture_ns)
             self._lock.notify_all()
         self.stats.tokens += 1
@@ -279,12 +277,13 @@ class DanceRuntime:
             if k <= 0:
                 return
             last = self.model.frames_per_step * self.sched.next_step - 1
+            ok, root, _, _ = self.ring.sample_rows(np.full(self.ring.rows, float(max(last, 0))))
             for pid in self.model.performer_ids():
-                buf = self.buffers[pid]
-                kept = buf.sample(float(last)) if last >= 0 else None
-                self.model.rewind(pid, k, None if kept is None else np.array([kept[0][0], kept[0][2]]))
-                buf.discard_after(last)
-                self.playheads[pid].recover = 1.0
+                r = self._row[pid]
+                kept = last >= 0 and bool(ok[r])
+                self.model.rewind(pid, k, np.array([root[r, 0], root[r, 2]]) if kept else None)
+            self.ring.discard_after(last)
+            self.playheads.recover[:] = 1.0
         self.stats.replans += 1
 
     # ---------------------------------------------------------------------------------------- playout side
@@ -360,25 +359,21 @@ class DanceRuntime:
         # committed a little after the beat, too late for the frame that shows it.
         beat = tracker_phase is not None and self._last_phase is not None and tracker_phase < self._last_phase - 0.5
         self._last_phase = tracker_phase
-        out = []
-        missed = False
-        for pid in self.model.performer_ids():
-            ph = self.playheads[pid]
-            if held:
-                root, quat = ph.last_root, ph.last_quat
-            else:
-                before = ph.stats.missed
-                root, quat = ph.tick(pos, tracker_phase, step)
-                missed |= ph.stats.missed > before
-            out.append(PoseFrame(
-                sample_index=src[0], capture_ns=src[1], frame_index=tick, performer=pid,
-                skeleton=self.model.skeleton.name, root_position=root, rotations=quat, time_s=pos / MODEL_FPS,
-                bpm=self.music.bpm, beat_phase=0.0 if tracker_phase is None else float(tracker_phase),
-                beat=beat and not held, energy=0.0 if held else self.music.energy, fps=float(self.cfg.output_fps),
-            ))
+        ph = self.playheads
+        if held:
+            roots, quats, missed = ph.last_root, ph.last_quat, False
+        else:
+            roots, quats, miss = ph.tick(pos, tracker_phase, step)
+            missed = bool(miss.any())
         if missed and not self.music.idle:
             self.stats.missed += 1
-        return out
+        name = self.model.skeleton.name
+        bpm, energy = self.music.bpm, 0.0 if held else self.music.energy
+        phase = 0.0 if tracker_phase is None else float(tracker_phase)
+        return [PoseFrame(sample_index=src[0], capture_ns=src[1], frame_index=tick, performer=pid, skeleton=name,
+                          root_position=roots[r], rotations=quats[r], time_s=pos / MODEL_FPS, bpm=bpm,
+                          beat_phase=phase, beat=beat and not held, energy=energy, fps=float(self.cfg.output_fps))
+                for pid, r in self._row.items()]
 
     def _drain(self, final: bool) -> None:
         """Fast mode: emit every tick whose frames exist (all remaining ticks when ``final``)."""

@@ -106,3 +106,28 @@ def test_wrap_phase() -> None:
     assert wrap_phase(0.9) == pytest.approx(-0.1)
     assert wrap_phase(-0.7) == pytest.approx(0.3)
     assert wrap_phase(0.25) == pytest.approx(0.25)
+
+
+def test_bank_rows_are_independent() -> None:
+    """All performers in one pass: a row whose frames are missing holds alone; intensity is per row."""
+    from engine.runtime.playout import FrameRing, PlayheadBank
+
+    ring = FrameRing(rows=3, n_joints=3, capacity=32)
+    roots = np.zeros((3, 4, 3), np.float32)
+    quats = np.stack([np.stack([_quat_about_y(10.0 * (r + 1) + f) for f in range(4)]) for r in range(3)])
+    ring.put(np.array([0, 1, 2]), 0, roots, quats, np.zeros(4))
+    ring.put(np.array([0, 2]), 4, roots[[0, 2]], quats[[0, 2]], np.zeros(4))  # row 1 misses frames 4..7
+    bank = PlayheadBank(ring, np.zeros(3, np.float32), _quat_about_y(0.0))
+    bank.set_idle(False)
+    bank.idle[:] = 0.0
+    bank.intensity[2] = 0.0  # row 2 shows the idle pose
+    for f in range(4):
+        _, q, missed = bank.tick(float(f), None)
+        assert not missed.any()
+    held = bank.last_quat[1].copy()
+    _, q, missed = bank.tick(4.0, None)
+    assert missed.tolist() == [False, True, False]
+    assert np.allclose(q[1], held)  # row 1 holds
+    assert _angle_deg(q[0]) == pytest.approx(10.0, abs=1e-3)  # row 0 plays its frame 4 (= its frame 0 pose)
+    assert _angle_deg(q[2]) == pytest.approx(0.0, abs=1e-3)  # row 2 at intensity 0: idle pose
+    assert bank.missed.tolist() == [0, 1, 0]

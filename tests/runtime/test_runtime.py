@@ -27,6 +27,9 @@ SR = ENGINE_SAMPLE_RATE
 
 
 def _generator(performers: int = 2, seed: int = 0) -> DanceGenerator:
+    # One intra-op thread, as the engine runs (--threads 1): on a busy 2-core machine a second OpenMP thread
+    # turns a 3 ms step into a scheduler quantum or more.
+    torch.set_num_threads(1)
     torch.manual_seed(seed)
     gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, n_keyframe_slots=2)).eval()
     vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
