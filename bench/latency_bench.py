@@ -573,8 +573,10 @@ def markdown(r: dict[str, Any]) -> str:
         for c in r[key]:
             lines.append(f"| {c['performers']} | {c['p50_ms']:.1f} | {c['p99_ms']:.1f} | "
                          f"{'yes' if c['realtime'] else 'no'} |")
-        lines += ["", f"Performers in real time on this CPU: {r[tot]} (the model step alone; playout per performer "
-                  "is extra, see docs/runtime.md).", ""]
+        lines += ["", f"Performers in real time on this CPU: {r[tot]} (the model step alone; the whole live path "
+                  "for retrieval: `retrieval.md`).", ""]
+        if r.get(f"{key}_note"):
+            lines += [r[f"{key}_note"], ""]
     lines += [f"GPU: {r['gpu']}.", ""]
     return "\n".join(lines)
 
