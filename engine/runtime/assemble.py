@@ -84,9 +84,12 @@ def model_kind(spec: ModelSpec) -> str:
     card = Path(spec.model or default_model_dir()) / "model.json"
     if card.is_file():
         try:
-            return str(json.loads(card.read_text()).get("model_kind", GPT_KIND))
+            data = json.loads(card.read_text())
         except (ValueError, OSError) as exc:
             raise AssemblyError(f"{card}: cannot read the model card: {exc}") from None
+        if isinstance(data, dict):
+            return str(data.get("model_kind", GPT_KIND))
+        # not an object: the GPT loader's card check names what is wrong
     return GPT_KIND
 
 
