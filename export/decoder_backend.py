@@ -36,11 +36,15 @@ def onnxruntime_runner(fn: DecoderStep, threads: int = 1) -> DecoderRunner:
     outs = ["up", "down", *(f"new_hist_{i}" for i in range(n))]
     args = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
             *(torch.zeros(2, c, k) for c, k in shapes))
+    # The upper and lower decoders may run on different numbers of rows (StreamingDecoder.peek_state).
+    n_up = fn.n_up
+    up_side = {"idx_up", "up", *(f"hist_{i}" for i in range(n_up)), *(f"new_hist_{i}" for i in range(n_up))}
+    axes = {k: {0: "batch_up" if k in up_side else "batch_down"} for k in names + outs}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(fn, args, cast(Any, buf), dynamo=False, opset_version=17, input_names=names,
-                          output_names=outs, dynamic_axes={k: {0: "batch"} for k in names + outs})
+                          output_names=outs, dynamic_axes=axes)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1

@@ -256,21 +256,19 @@ class BeatGuide:
 
 
 def pack_candidates(cu: torch.Tensor, cd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
-    """The fewest decoder rows that cover every distinct upper and every distinct lower candidate.
+    """The distinct upper and the distinct lower candidate tokens, each to decode once.
 
-    The upper and lower decoders are independent networks, so a row decoding (u, d) serves every candidate
-    pair with upper u and every one with lower d. Draws from the GPT repeat tokens (32 draws hold about 9
-    distinct upper and 14 distinct lower tokens with the shipped model), so this decodes max(distinct)
-    rows instead of one per pair.
+    The upper and lower decoders are independent networks (``StreamingDecoder.peek_state`` runs them on
+    their own rows), so decoding each distinct upper and each distinct lower token once serves every
+    candidate pair. Draws from the GPT repeat tokens (32 draws hold about 9 distinct upper and 14 distinct
+    lower tokens with the shipped model).
 
     Returns:
-        (row_up [n], row_down [n], upper row of each candidate [C], lower row of each candidate [C]).
+        (distinct upper [nu], distinct lower [nd], index of each candidate's upper in them [C], same lower [C]).
     """
     uu, iu = torch.unique(cu, return_inverse=True)
     ud, idn = torch.unique(cd, return_inverse=True)
-    n = max(len(uu), len(ud))
-    k = torch.arange(n)
-    return uu[k % len(uu)], ud[k % len(ud)], iu.numpy(), idn.numpy()
+    return uu, ud, iu.numpy(), idn.numpy()
 
 
 def candidate_logp(logits_up: torch.Tensor, logits_down: torch.Tensor, cu: torch.Tensor, cd: torch.Tensor,

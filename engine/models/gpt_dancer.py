@@ -279,8 +279,9 @@ class DanceGenerator:
             ld = res.logits_down if sel is None else res.logits_down[sel]
             ups[idx] = sample_tokens(lu, temp, top_k or None, rng).numpy()
             downs[idx] = sample_tokens(ld, temp, top_k or None, rng).numpy()
+        peeked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if self.guide is not None:
-            self._guide(ps, cond_b, res.logits_up, res.logits_down, ups, downs)
+            peeked = self._guide(ps, cond_b, res.logits_up, res.logits_down, ups, downs)
         for i, p in enumerate(ps):
             p.state.feed(ups[i], downs[i])
             p.tok_up[:-1] = p.tok_up[1:]
@@ -288,14 +289,30 @@ class DanceGenerator:
             p.tok_down[:-1] = p.tok_down[1:]
             p.tok_down[-1] = downs[i]
             p.n_tokens += 1
-        # One batched streaming decode of the new tokens: [B, 4, Du], [B, 4, Dl].
-        slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=b)
-        all_rows = b == self.backend.capacity and bool(np.array_equal(slots, np.arange(b)))
-        up, down = self.decoder.step(
-            torch.from_numpy(ups), torch.from_numpy(downs), None if all_rows else torch.from_numpy(slots)
-        )
-        up_np = up.numpy()
-        down_np = down.numpy()
+        # One batched streaming decode of the new tokens: [B, 4, Du], [B, 4, Dl]. Steered performers' tokens
+        # were decoded (and their decoder state committed) by the guidance peek: not decoded again.
+        if peeked:
+            rest = [i for i in range(b) if i not in peeked]
+            up_np = np.empty((b, *next(iter(peeked.values()))[0].shape), np.float32)
+            down_np = np.empty((b, *next(iter(peeked.values()))[1].shape), np.float32)
+            for i, (u_i, d_i) in peeked.items():
+                up_np[i] = u_i
+                down_np[i] = d_i
+            if rest:
+                sel = np.array(rest, dtype=np.int64)
+                slots = np.fromiter((ps[i].slot for i in rest), dtype=np.int64, count=len(rest))
+                up, down = self.decoder.step(torch.from_numpy(ups[sel]), torch.from_numpy(downs[sel]),
+                                             torch.from_numpy(slots))
+                up_np[sel] = up.numpy()
+                down_np[sel] = down.numpy()
+        else:
+            slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=b)
+            all_rows = b == self.backend.capacity and bool(np.array_equal(slots, np.arange(b)))
+            up, down = self.decoder.step(
+                torch.from_numpy(ups), torch.from_numpy(downs), None if all_rows else torch.from_numpy(slots)
+            )
+            up_np = up.numpy()
+            down_np = down.numpy()
         for i, p in enumerate(ps):
             if p.guide is not None:
                 p.guide.commit(up_np[i], down_np[i])
@@ -303,12 +320,13 @@ class DanceGenerator:
         return [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
 
     def _guide(self, ps: list[Performer], cond_b: np.ndarray, logits_up: torch.Tensor, logits_down: torch.Tensor,
-               ups: np.ndarray, downs: np.ndarray) -> None:
+               ups: np.ndarray, downs: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Beat-guided choice for the performers whose token is near a predicted beat (in place on ups/downs).
 
         Each such performer draws its share of candidate pairs (see ``guidance_rows``) from its own random
-        stream; all candidates of all of them are decoded in one batched peek of the streaming decoder
-        (nothing committed).
+        stream; all candidates of all of them are decoded in one batched peek of the streaming decoder. The
+        winners' decoder states are committed from that peek (the same computation as decoding them again),
+        and their frames returned: {batch index: (upper [4, Du], lower [4, Dl])}.
         """
         assert self.guide is not None
         steered: list[tuple[int, list[int]]] = []
@@ -318,11 +336,11 @@ class DanceGenerator:
                 if near:
                     steered.append((i, near))
         if not steered:
-            return
+            return {}
         n_cand = min(self.guidance.candidates, self.guidance_rows // len(steered))
         if n_cand < MIN_GUIDED_CANDIDATES:
             self.guidance_skipped += len(steered)
-            return
+            return {}
         todo: list[tuple[int, list[int], torch.Tensor, torch.Tensor]] = []
         for i, near in steered:
             p = ps[i]
@@ -332,26 +350,41 @@ class DanceGenerator:
             todo.append((i, near, sample_tokens(lu, c.temperature, c.top_k or None, p.rng),
                          sample_tokens(ld, c.temperature, c.top_k or None, p.rng)))
         packed = [pack_candidates(cu, cd) for _, _, cu, cd in todo]  # distinct tokens only (see there)
-        rows = torch.cat([torch.full((len(pk[0]),), ps[i].slot) for (i, _, _, _), pk in zip(todo, packed, strict=True)])
-        u, d = self.decoder.peek(torch.cat([pk[0] for pk in packed]), torch.cat([pk[1] for pk in packed]), rows)
-        u_np, d_np = u.numpy(), d.numpy()
-        start = 0
+        slots = [ps[i].slot for i, _, _, _ in todo]
+        rows_up = torch.cat([torch.full((len(pk[0]),), sl) for sl, pk in zip(slots, packed, strict=True)])
+        rows_down = torch.cat([torch.full((len(pk[1]),), sl) for sl, pk in zip(slots, packed, strict=True)])
+        peeked = self.decoder.peek_state(torch.cat([pk[0] for pk in packed]), torch.cat([pk[1] for pk in packed]),
+                                         rows_up, rows_down)
+        u_np, d_np = peeked[0].numpy(), peeked[1].numpy()
+        starts: list[tuple[int, int]] = []  # first upper / lower entry of each steered performer
+        at_u = at_d = 0
         cand_u, cand_d, logp = [], [], []
         states: list[GuideState] = []
-        for (i, _, cu, cd), (ru, _, iu, idn) in zip(todo, packed, strict=True):
-            cand_u.append(u_np[start + iu])
-            cand_d.append(d_np[start + idn])
-            start += len(ru)
+        for (i, _, cu, cd), (ru, rd, iu, idn) in zip(todo, packed, strict=True):
+            cand_u.append(u_np[at_u + iu])
+            cand_d.append(d_np[at_d + idn])
+            starts.append((at_u, at_d))
+            at_u += len(ru)
+            at_d += len(rd)
             logp.append(candidate_logp(logits_up[i], logits_down[i], cu, cd, ps[i].controls.temperature))
             g = ps[i].guide
             assert g is not None
             states.append(g)
         best = self.guide.choose_batch(states, [near for _, near, _, _ in todo], np.stack(cand_u), np.stack(cand_d),
                                        np.stack(logp))
-        for (i, _, cu, cd), k in zip(todo, best, strict=True):
+        won_up = np.empty(len(todo), np.int64)  # peek entry holding each winner's upper / lower decode
+        won_down = np.empty(len(todo), np.int64)
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for j, ((i, _, cu, cd), (_, _, iu, idn), k) in enumerate(zip(todo, packed, best, strict=True)):
             ups[i] = int(cu[k])
             downs[i] = int(cd[k])
+            won_up[j] = starts[j][0] + iu[k]
+            won_down[j] = starts[j][1] + idn[k]
+            out[i] = (u_np[won_up[j]], d_np[won_down[j]])
+        self.decoder.commit_peeked(peeked, torch.tensor(slots),
+                                   torch.from_numpy(won_up), torch.from_numpy(won_down))
         self.guided_tokens += len(todo)
+        return out
 
     def _frames(self, p: Performer, upper: np.ndarray, lower: np.ndarray) -> StepFrames:
         """Model vectors of one token (upper [4, 72], lower [4, 61]) -> root + full-skeleton quaternions.

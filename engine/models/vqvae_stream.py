@@ -206,10 +206,35 @@ class StreamingDecoder:
         res = self._run(idx_up, idx_down, rows)
         return res[0], res[1]
 
-    def _run(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor | None) -> list[Tensor]:
-        """(up, down, *new histories) for one token per row; the stored histories are not touched."""
+    @torch.inference_mode()
+    def peek_state(self, idx_up: Tensor, idx_down: Tensor, rows_up: Tensor, rows_down: Tensor) -> list[Tensor]:
+        """:meth:`peek` with the new histories too, the upper and lower decoders on their own rows:
+        ``[up [bu, 4, Du], down [bd, 4, Dl], *new upper histories (bu), *new lower histories (bd)]``, entry ``i``
+        of the upper part decoding ``idx_up[i]`` after row ``rows_up[i]``, likewise the lower part. The two
+        decoders are independent networks, so candidates with few distinct upper tokens decode only those.
+        :meth:`commit_peeked` then commits some entries without decoding them again."""
+        return self._run(idx_up, idx_down, rows_up, rows_down)
+
+    @torch.inference_mode()
+    def commit_peeked(self, peeked: list[Tensor], rows: Tensor, from_up: Tensor, from_down: Tensor) -> None:
+        """Commit :meth:`peek_state` entries as the tokens of ``rows``: row ``rows[i]`` takes the upper decoder's
+        state of upper entry ``from_up[i]`` and the lower decoder's of lower entry ``from_down[i]``. The result
+        equals :meth:`step` on those tokens: the same computation, done once."""
+        n_up = self.fn.n_up
+        for j, (h, new) in enumerate(zip(self.hists, peeked[2:], strict=True)):
+            h[rows] = new[from_up if j < n_up else from_down]
+
+    def _run(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor | None,
+             rows_down: Tensor | None = None) -> list[Tensor]:
+        """(up, down, *new histories) for one token per row; the stored histories are not touched.
+        ``rows_down``: the lower decoder's rows when they differ from ``rows`` (then ``idx_down`` matches it)."""
         b = len(idx_up)
-        hists = [h[:b] for h in self.hists] if rows is None else [h[rows] for h in self.hists]
+        if rows_down is not None:
+            assert rows is not None
+            n_up = self.fn.n_up
+            hists = [h[rows] for h in self.hists[:n_up]] + [h[rows_down] for h in self.hists[n_up:]]
+        else:
+            hists = [h[:b] for h in self.hists] if rows is None else [h[rows] for h in self.hists]
         return self._run_step(idx_up, idx_down, hists)
 
     def reset(self, row: int) -> None:
