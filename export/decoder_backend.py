@@ -35,7 +35,7 @@ def onnxruntime_runner(fn: DecoderStep, threads: int = 1) -> DecoderRunner:
     names = ["idx_up", "idx_down", *(f"hist_{i}" for i in range(n))]
     outs = ["up", "down", *(f"new_hist_{i}" for i in range(n))]
     args = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
-            *(torch.zeros(2, c, k) for c, k in shapes))
+            *(torch.zeros(2, k, c) for k, c in shapes))
     # The upper and lower decoders may run on different numbers of rows (StreamingDecoder.peek_state).
     n_up = fn.n_up
     up_side = {"idx_up", "up", *(f"hist_{i}" for i in range(n_up)), *(f"new_hist_{i}" for i in range(n_up))}

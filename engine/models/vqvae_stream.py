@@ -26,7 +26,11 @@ from engine.models.vqvae import VQVAE, Decoder, _CausalConv, _Res
 
 
 class _Conv(nn.Module):
-    """A causal convolution over ``history + new`` inputs, as one matrix product of the stacked taps."""
+    """A causal convolution over ``history + new`` inputs, as one matrix product of the stacked taps.
+
+    Channels-last (``[b, time, C]``): the product is ``[b * n, k * C_in] @ [k * C_in, C_out]``, one matrix
+    product for the whole batch (channels-first it would be ``b`` thin products of ``n`` <= 4 columns each).
+    """
 
     w: Tensor
     b: Tensor
@@ -37,17 +41,18 @@ class _Conv(nn.Module):
         self.dilation = int(conv.dilation[0])
         self.keep = (self.k - 1) * self.dilation
         self.c_in = conv.in_channels
-        # [C_out, k * C_in], tap-major to match the stacked taps
-        self.register_buffer("w", conv.weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1).clone())
+        # [k * C_in, C_out], tap-major to match the stacked taps
+        w = conv.weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1)
+        self.register_buffer("w", w.t().contiguous())
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
-        self.register_buffer("b", bias.unsqueeze(1).clone())  # [C_out, 1]
+        self.register_buffer("b", bias.clone())  # [C_out]
 
     def forward(self, hist: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        """hist: [b, C_in, keep], x: [b, C_in, n] -> (y [b, C_out, n], new hist [b, C_in, keep])."""
-        n = x.shape[2]
-        full = torch.cat([hist, x], dim=2)  # [b, C_in, keep + n]
-        taps = torch.cat([full[:, :, j * self.dilation : j * self.dilation + n] for j in range(self.k)], dim=1)
-        return torch.matmul(self.w, taps) + self.b, full[:, :, n:]
+        """hist: [b, keep, C_in], x: [b, n, C_in] -> (y [b, n, C_out], new hist [b, keep, C_in])."""
+        n = x.shape[1]
+        full = torch.cat([hist, x], dim=1)  # [b, keep + n, C_in]
+        taps = torch.cat([full[:, j * self.dilation : j * self.dilation + n] for j in range(self.k)], dim=2)
+        return torch.matmul(taps, self.w) + self.b, full[:, n:]
 
 
 class _Pointwise(nn.Module):
@@ -58,12 +63,13 @@ class _Pointwise(nn.Module):
 
     def __init__(self, conv: nn.Conv1d) -> None:
         super().__init__()
-        self.register_buffer("w", conv.weight.detach()[:, :, 0].clone())  # [C_out, C_in]
+        self.register_buffer("w", conv.weight.detach()[:, :, 0].t().contiguous())  # [C_in, C_out]
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
-        self.register_buffer("b", bias.unsqueeze(1).clone())
+        self.register_buffer("b", bias.clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.matmul(self.w, x) + self.b
+        """x: [b, n, C_in] -> [b, n, C_out]."""
+        return torch.matmul(x, self.w) + self.b
 
 
 class _DecoderFn(nn.Module):
@@ -108,13 +114,13 @@ class _DecoderFn(nn.Module):
             # _Res with causal padding: relu before the dilated conv, whose history therefore holds relu(x)
             return x + pw(F.relu(conv(layer, F.relu(x))))
 
-        h = F.relu(conv(self.inp, z.unsqueeze(2)))  # [b, H, 1]
+        h = F.relu(conv(self.inp, z.unsqueeze(1)))  # [b, 1, H]
         for layer, pw in zip(self.res0, self.res0_pw, strict=True):
             h = res(cast(_Conv, layer), pw, h)
         for up, layer, pw in zip(self.up, self.res1, self.res1_pw, strict=True):
-            h = torch.repeat_interleave(h, 2, dim=2)  # nearest up-sampling
+            h = torch.repeat_interleave(h, 2, dim=1)  # nearest up-sampling
             h = res(cast(_Conv, layer), pw, F.relu(conv(cast(_Conv, up), h)))
-        return conv(self.out, F.relu(h)).transpose(1, 2), new
+        return conv(self.out, F.relu(h)), new
 
 
 class DecoderStep(nn.Module):
@@ -143,8 +149,8 @@ class DecoderStep(nn.Module):
         self.n_up = len(self.dec_up.convs())
 
     def hist_shapes(self) -> list[tuple[int, int]]:
-        """(channels, length) of every history, upper decoder first."""
-        return [(c.c_in, c.keep) for c in [*self.dec_up.convs(), *self.dec_down.convs()]]
+        """(length, channels) of every history (channels-last), upper decoder first."""
+        return [(c.keep, c.c_in) for c in [*self.dec_up.convs(), *self.dec_down.convs()]]
 
     def forward(self, idx_up: Tensor, idx_down: Tensor, *hists: Tensor) -> tuple[Tensor, ...]:
         yu, hu = self.dec_up(F.embedding(idx_up, self.code_up), list(hists[: self.n_up]))
@@ -171,7 +177,7 @@ class StreamingDecoder:
 
     def __init__(self, vqvae: VQVAE, batch: int, runner: Callable[[DecoderStep], DecoderRunner] | None = None) -> None:
         self.fn = DecoderStep(vqvae.eval()).eval()
-        self.hists = [torch.zeros(batch, c, k) for c, k in self.fn.hist_shapes()]  # each [batch, C, keep]
+        self.hists = [torch.zeros(batch, k, c) for k, c in self.fn.hist_shapes()]  # each [batch, keep, C]
         self.batch = batch
         self._run_step: DecoderRunner = (lambda u, d, h: list(self.fn(u, d, *h))) if runner is None else runner(self.fn)
 
