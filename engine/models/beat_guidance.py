@@ -160,7 +160,7 @@ class BeatGuide:
     def new_state(self, dim_up: int, dim_down: int) -> GuideState:
         return GuideState(self.cfg, dim_up, dim_down)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _positions(self, up: np.ndarray, down: np.ndarray) -> np.ndarray:
         """Root-relative joint positions [..., T, K, 3] of model vectors."""
         return self.fk(torch.from_numpy(np.ascontiguousarray(up, np.float32)),
