@@ -225,7 +225,8 @@ class StreamingDecoder:
     def commit_peeked(self, peeked: list[Tensor], rows: Tensor, from_up: Tensor, from_down: Tensor) -> None:
         """Commit :meth:`peek_state` entries as the tokens of ``rows``: row ``rows[i]`` takes the upper decoder's
         state of upper entry ``from_up[i]`` and the lower decoder's of lower entry ``from_down[i]``. The result
-        equals :meth:`step` on those tokens: the same computation, done once."""
+        equals :meth:`step` on those tokens: the same computation, done once (equal to float
+        rounding: the matrix kernels may vary with the batch size)."""
         n_up = self.fn.n_up
         for j, (h, new) in enumerate(zip(self.hists, peeked[2:], strict=True)):
             h[rows] = new[from_up if j < n_up else from_down]

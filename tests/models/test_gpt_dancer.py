@@ -56,3 +56,38 @@ def test_reset_starts_over_where_it_stands() -> None:
     assert gen.performer_ids() == [0, 1] and gen.kind == "vqvae-gpt" and gen.frames_per_step == 4
     gen.reset(1, root_xz=np.array([0.25, -0.5]))  # the runtime starts over at the origin after calibrating
     assert np.array_equal(p.root_xz, [0.25, -0.5])
+
+
+def test_guided_steps_commit_the_chosen_tokens_decoded_as_a_plain_decode_would() -> None:
+    """Steered tokens are committed from the candidate peek: the frames and decoder state equal decoding the
+    chosen tokens step by step in a separate decoder."""
+    from engine.models.beat_guidance import GuidanceConfig
+    from engine.models.vqvae_stream import StreamingDecoder
+
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16)).eval()
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
+    gen = DanceGenerator(TorchBackend(gpt, capacity=3, device="cpu"), vq, seed=0, foot_lock=False,
+                         guidance=GuidanceConfig(candidates=8))
+    for _ in range(3):
+        gen.add_performer()
+    ref = StreamingDecoder(vq, 3)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    frames = gen._frames
+    gen._frames = lambda p, up, low: (seen.append((up.copy(), low.copy())), frames(p, up, low))[1]  # type: ignore[method-assign]
+    cfg = gen.backend.config
+    rng = np.random.default_rng(1)
+    ang = np.array([0.0, 0.5, 1.0, 1.5]) * np.pi / 2  # beat phase 0 on the token's first frame
+    for _ in range(12):
+        cond = rng.normal(size=(3, cfg.cond_dim)).astype(np.float32)
+        cond[1, -8:] = np.stack([np.sin(ang), np.cos(ang)], -1).reshape(-1)  # performer 1 always near a beat
+        before = gen.guided_tokens
+        seen.clear()
+        gen.step(cond)
+        ps = [gen.get(i) for i in range(3)]
+        u, d = ref.step(torch.tensor([int(p.tok_up[-1]) for p in ps]), torch.tensor([int(p.tok_down[-1]) for p in ps]))
+        for i in range(3):  # equal up to float rounding (torch's kernels differ with the batch size)
+            assert np.allclose(seen[i][0], u[i].numpy(), atol=1e-5) and np.allclose(seen[i][1], d[i].numpy(), atol=1e-5)
+        assert gen.guided_tokens > before  # performer 1 was steered
+    for ha, hb in zip(gen.decoder.hists, ref.hists, strict=True):
+        assert torch.allclose(ha, hb, atol=1e-5)

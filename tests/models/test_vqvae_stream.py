@@ -73,3 +73,33 @@ def test_peek_decodes_candidates_without_committing(engine: str) -> None:
     u, d = sd.step(torch.tensor([0, 8]), torch.tensor([0, 2]))
     assert torch.allclose(u[1], pu[1], atol=1e-5) and torch.allclose(d[1], pd[1], atol=1e-5)
     assert not torch.allclose(pu[0], pu[2])  # different candidates decode differently
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_committing_peeked_candidates_equals_stepping_them(engine: str) -> None:
+    vq = _model(5)
+    g = torch.Generator().manual_seed(6)
+    warm = [(torch.randint(0, 512, (3,), generator=g), torch.randint(0, 512, (3,), generator=g)) for _ in range(4)]
+    a = StreamingDecoder(vq, 3, runner=create_decoder_runner(engine))
+    b = StreamingDecoder(vq, 3, runner=create_decoder_runner(engine))
+    for u, d in warm:
+        a.step(u, d)
+        b.step(u, d)
+    # Upper candidates 7, 8 for row 2 and 9 for row 0; lower candidates 1, 2, 3 for row 2 and 4 for row 0.
+    peeked = a.peek_state(torch.tensor([7, 8, 9]), torch.tensor([1, 2, 3, 4]), torch.tensor([2, 2, 0]),
+                          torch.tensor([2, 2, 2, 0]))
+    assert peeked[0].shape[0] == 3 and peeked[1].shape[0] == 4
+    # row 2 keeps (upper 8, lower 3), row 0 keeps (9, 4): entries (1, 2) and (2, 3)
+    a.commit_peeked(peeked, torch.tensor([2, 0]), torch.tensor([1, 2]), torch.tensor([2, 3]))
+    bu, bd = b.step(torch.tensor([9, 8]), torch.tensor([4, 3]), rows=torch.tensor([0, 2]))
+    # the same computation; bit-for-bit only up to float rounding (matrix kernels vary with the batch size)
+    def same(x: torch.Tensor, y: torch.Tensor) -> bool:
+        return torch.allclose(x, y, atol=1e-5, rtol=1e-5)
+
+    assert same(peeked[0][1], bu[1]) and same(peeked[1][2], bd[1])
+    assert same(peeked[0][2], bu[0]) and same(peeked[1][3], bd[0])
+    for ha, hb in zip(a.hists, b.hists, strict=True):
+        assert same(ha, hb)  # same state, so later tokens decode the same
+    nxt = (torch.tensor([11, 12, 13]), torch.tensor([14, 15, 16]))
+    assert all(same(x, y) for x, y in zip(a.step(*nxt), b.step(*nxt), strict=True))
+    assert not same(peeked[0][0], peeked[0][1])  # different candidates decode differently
