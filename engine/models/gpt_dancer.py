@@ -299,12 +299,12 @@ class DanceGenerator:
                 up_np[i] = u_i
                 down_np[i] = d_i
             if rest:
-                sel = np.array(rest, dtype=np.int64)
+                todo = np.array(rest, dtype=np.int64)
                 slots = np.fromiter((ps[i].slot for i in rest), dtype=np.int64, count=len(rest))
-                up, down = self.decoder.step(torch.from_numpy(ups[sel]), torch.from_numpy(downs[sel]),
+                up, down = self.decoder.step(torch.from_numpy(ups[todo]), torch.from_numpy(downs[todo]),
                                              torch.from_numpy(slots))
-                up_np[sel] = up.numpy()
-                down_np[sel] = down.numpy()
+                up_np[todo] = up.numpy()
+                down_np[todo] = down.numpy()
         else:
             slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=b)
             all_rows = b == self.backend.capacity and bool(np.array_equal(slots, np.arange(b)))
