@@ -5,7 +5,9 @@
 streaming decoder, one thread), stepped over the conditioning of a synthetic rhythm track at 100 BPM
 exactly as the runtime steps it, once with the model card's beat guidance and once with plain sampling.
 A step in which any performer is steered is a "steered step". Medians and p99 of each kind, and the ratio
-of medians measured in the same run. The generator decodes at most ``guidance_rows`` (64) candidate rows per
+of medians measured in the same run; wall-clock time and the stepping thread's CPU time (``thread_time``:
+on a machine shared with other work the CPU time is what the step itself costs, the wall time adds the
+waits for a core). The generator decodes at most ``guidance_rows`` (64) candidate rows per
 step, shared by the performers steered in it, so the candidates per performer fall as the batch grows;
 below 4 per performer the step samples plainly.
 """
@@ -44,21 +46,29 @@ def measure(performers: int, cond: np.ndarray, guided: bool, backend: str = "onn
 
     gen: Any = build_model(ModelSpec(backend=backend, performers=performers, beat_guidance=None if guided else 0))
     warm = 8  # the first steps include lazy initialisation: left out of every figure
-    times: list[tuple[bool, float]] = []
+    times: list[tuple[bool, float, float]] = []
     for row in cond:
         before = gen.guided_tokens
+        c0 = time.thread_time_ns()
         t0 = time.perf_counter_ns()
         gen.step(row)
-        times.append((gen.guided_tokens > before, (time.perf_counter_ns() - t0) / 1e6))
+        t1 = time.perf_counter_ns()
+        times.append((gen.guided_tokens > before, (t1 - t0) / 1e6, (time.thread_time_ns() - c0) / 1e6))
     times = times[warm:]
-    allv = np.array([ms for _, ms in times])
+    allv = np.array([ms for _, ms, _ in times])
+    allc = np.array([c for _, _, c in times])
     out: dict = {"performers": performers, "guided": guided, "steps": len(times),
-                 "step_ms_p50": float(np.median(allv)), "step_ms_p99": float(np.percentile(allv, 99))}
-    for name, v in (("steered", [ms for s, ms in times if s]), ("plain", [ms for s, ms in times if not s])):
+                 "step_ms_p50": float(np.median(allv)), "step_ms_p99": float(np.percentile(allv, 99)),
+                 "step_cpu_ms_p50": float(np.median(allc)), "step_cpu_ms_p99": float(np.percentile(allc, 99))}
+    for name, want in (("steered", True), ("plain", False)):
+        v = [ms for s, ms, _ in times if s == want]
+        c = [cpu for s, _, cpu in times if s == want]
         if v:
             out[f"{name}_steps"] = len(v)
             out[f"{name}_ms_p50"] = float(np.median(v))
             out[f"{name}_ms_p99"] = float(np.percentile(v, 99))
+            out[f"{name}_cpu_ms_p50"] = float(np.median(c))
+            out[f"{name}_cpu_ms_p99"] = float(np.percentile(c, 99))
     if gen.guidance.enabled:
         share = min(gen.guidance.candidates, gen.guidance_rows // performers)
         out["candidates"] = share if share >= MIN_GUIDED_CANDIDATES else 0
@@ -75,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--performers", default="1,8,32", help="batch sizes (comma-separated)")
     ap.add_argument("--seconds", type=float, default=30.0, help="music per run")
     ap.add_argument("--out", type=Path, default=REPORT_DIR, help="report directory ('-' writes nothing)")
+    ap.add_argument("--note", default="", help="a line on the conditions (what else ran), written in the report")
     args = ap.parse_args(argv)
     import torch
 
@@ -96,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Beat-guided sampling: live generator step cost", "",
              f"Machine: {report['machine']}; load average after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. "
              "Shipped model, onnxruntime GPT step + onnxruntime streaming decoder, 1 thread; "
-             f"{len(cond)} tokens of a synthetic 100 BPM rhythm track per run. A token lasts {TOKEN_MS:.0f} ms.", "",
-             "| performers | sampling | steps steered | steered step p50 / p99 ms | other steps p50 / p99 ms | "
-             "all steps p50 / p99 ms |", "|---|---|---|---|---|---|"]
+             f"{len(cond)} tokens of a synthetic 100 BPM rhythm track per run. A token lasts {TOKEN_MS:.0f} ms. "
+             "Each cell: wall-clock p50 / p99 ms, then in brackets the stepping thread's CPU time p50 / p99 ms "
+             "(what the step costs without the waits for a core).", *([args.note] if args.note else []), "",
+             "| performers | sampling | steps steered | steered step | other steps | all steps |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         if not r["guided"]:
             kind = "plain"
@@ -106,10 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             kind = f"guided ({r['candidates']} candidates each)"
         else:
             kind = f"guided, row budget {r['guidance_rows']} spent: plain"
-        st = f"{r['steered_ms_p50']:.2f} / {r['steered_ms_p99']:.2f}" if "steered_ms_p50" in r else "-"
-        pl = f"{r['plain_ms_p50']:.2f} / {r['plain_ms_p99']:.2f}" if "plain_ms_p50" in r else "-"
-        lines.append(f"| {r['performers']} | {kind} | {r.get('steered_steps', 0)} of {r['steps']} | {st} | {pl} | "
-                     f"{r['step_ms_p50']:.2f} / {r['step_ms_p99']:.2f} |")
+        def cell(key: str, r: dict = r) -> str:
+            if f"{key}_ms_p50" not in r:
+                return "-"
+            return (f"{r[f'{key}_ms_p50']:.2f} / {r[f'{key}_ms_p99']:.2f} "
+                    f"({r[f'{key}_cpu_ms_p50']:.2f} / {r[f'{key}_cpu_ms_p99']:.2f})")
+
+        lines.append(f"| {r['performers']} | {kind} | {r.get('steered_steps', 0)} of {r['steps']} | "
+                     f"{cell('steered')} | {cell('plain')} | {cell('step')} |")
     lines.append("")
     for n in sorted({r["performers"] for r in rows}):
         g = next(r for r in rows if r["performers"] == n and r["guided"])
@@ -117,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         if "steered_ms_p50" in g:
             lines.append(f"- {n} performer(s): a steered step costs {g['steered_ms_p50'] / p['step_ms_p50']:.1f}x "
                          f"a plain step (medians, same run); p99 of a steered step is "
-                         f"{100 * g['steered_ms_p99'] / TOKEN_MS:.0f} % of the token's {TOKEN_MS:.0f} ms.")
+                         f"{100 * g['steered_ms_p99'] / TOKEN_MS:.0f} % of the token's {TOKEN_MS:.0f} ms; CPU time "
+                         f"steered {g['steered_cpu_ms_p50']:.2f} / {g['steered_cpu_ms_p99']:.2f} ms, plain "
+                         f"{p['step_cpu_ms_p50']:.2f} / {p['step_cpu_ms_p99']:.2f} ms (p50 / p99).")
     (args.out / "guidance.md").write_text("\n".join(lines) + "\n")
     import matplotlib
 
