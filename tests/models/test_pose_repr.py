@@ -132,3 +132,18 @@ def test_lock_feet_stops_contact_feet_sliding() -> None:
 def _root_and_rot(up: np.ndarray, low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mo = P.vectors_to_motion(up, low)
     return mo.root_pos, mo.rot
+
+
+def test_foot_points_equal_the_full_skeleton_fk() -> None:
+    from engine.skeleton.skeleton import forward_kinematics_full
+
+    skel = P.metric_cmu_skeleton()
+    rng = np.random.default_rng(0)
+    rot = R.rot6d_to_matrix(rng.normal(size=(5, skel.num_joints, 6)))
+    root = rng.normal(size=(5, 3))
+    pos, wrot = forward_kinematics_full(skel, root, rot)
+    expect = []
+    for name, end in P.CONTACT_POINTS:
+        j = skel.index(name)
+        expect.append(pos[:, j] + (wrot[:, j] @ skel.end_sites[j] if end else 0.0))
+    assert np.array_equal(P.foot_points(skel, root, rot), np.stack(expect, axis=1))
