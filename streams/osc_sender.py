@@ -10,7 +10,7 @@ from engine.frames import PoseFrame
 from engine.skeleton.skeleton import Skeleton
 from streams.address import format_address, parse_address
 from streams.prepare import PreparedPose, prepare
-from streams.vj import encode_vj
+from streams.vj import encode_vj, encode_vj_pulse
 from streams.vmc import encode_vmc
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,11 @@ class OscSender:
         profile: ``"vmc"`` or ``"vj"``.
         skeleton: skeleton override (default: the registered one named by each frame).
         stamp: add ``/groovecast/stamp`` to VMC bundles (performer, frame, sample index, source time).
+        pulses: VJ profile: beats are sent by :meth:`send_pulse` at the beat, frame bundles carry ``beat 0``.
     """
 
     def __init__(self, targets: Sequence[Target] | Mapping[int, Sequence[Target]], profile: str = "vmc",
-                 skeleton: Skeleton | None = None, stamp: bool = False):
+                 skeleton: Skeleton | None = None, stamp: bool = False, pulses: bool = False):
         if profile not in PROFILES:
             raise ValueError(f"unknown OSC profile {profile!r}; choose from {', '.join(PROFILES)}")
         if not targets:
@@ -83,6 +84,8 @@ class OscSender:
         self.profile = profile
         self.skeleton = skeleton
         self.stamp = stamp
+        self.pulses = pulses and profile == "vj"
+        self._performers: set[int] = set(self.routes) if self.routes is not None else set()
         self.sent = 0
         self.errors = 0
         self.bad_frames = 0
@@ -96,7 +99,7 @@ class OscSender:
 
     def encode(self, frame: PoseFrame | PreparedPose) -> bytes:
         p = frame if isinstance(frame, PreparedPose) else prepare(frame, self.skeleton)
-        return encode_vmc(p, stamp=self.stamp) if self.profile == "vmc" else encode_vj(p)
+        return encode_vmc(p, stamp=self.stamp) if self.profile == "vmc" else encode_vj(p, frame_beat=not self.pulses)
 
     def targets_of(self, performer: int) -> list[Target]:
         return self.targets if self.routes is None else self.routes.get(performer, [])
@@ -107,6 +110,7 @@ class OscSender:
         if not targets:
             self.unrouted += 1
             return
+        self._performers.add(performer)
         try:
             data = self.encode(frame)
         except (KeyError, ValueError) as exc:  # a bad frame is skipped and counted; the stream goes on
@@ -114,6 +118,16 @@ class OscSender:
             if self.bad_frames in (1, 10, 100) or self.bad_frames % 1000 == 0:
                 log.warning("skipping a frame that cannot be encoded (%s); %d so far", exc, self.bad_frames)
             return
+        self._send(data, targets)
+
+    def send_pulse(self, pulse: object = None) -> None:
+        """VJ profile: one beat pulse (``/groovecast/<performer>/beat 1``) to every performer's targets."""
+        if not self.pulses:
+            return
+        for performer in sorted(self._performers):
+            self._send(encode_vj_pulse(performer), self.targets_of(performer))
+
+    def _send(self, data: bytes, targets: Sequence[Target]) -> None:
         for target in targets:
             sock = self._socks[socket.AF_INET6 if ":" in target[0] else socket.AF_INET]
             try:

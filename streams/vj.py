@@ -6,7 +6,10 @@ Every address starts with ``/groovecast/<performer>/`` (e.g. ``/groovecast/0/bpm
 address                         types     meaning
 ==============================  ========  ===================================================================
 ``frame``                       ``iss``   frame index, audio sample index, src_monotonic_ns (64-bit: strings)
-``beat``                        ``i``     1 on the frame a beat falls on, else 0 (a pulse per beat)
+``beat``                        ``i``     the beat pulse: 1 in a message of its own at the beat as heard
+                                          (``play``/``live``, :func:`encode_vj_pulse`), 0 in every frame
+                                          bundle; with ``--beat-pulse frame`` (or ``replay``, ``--fast``)
+                                          1 in the bundle of the frame a beat falls on, else 0
 ``bpm``                         ``f``     tempo in beats per minute
 ``phase``                       ``f``     beat phase 0..1 (0 = on the beat)
 ``energy``                      ``f``     music energy 0..1
@@ -29,12 +32,13 @@ from streams.prepare import PreparedPose, prepare
 VJ_PREFIX = "/groovecast"
 
 
-def vj_messages(p: PreparedPose) -> list[bytes]:
+def vj_messages(p: PreparedPose, frame_beat: bool = True) -> list[bytes]:
+    """The VJ messages of one frame; ``frame_beat`` False: ``beat`` is 0 (pulses are sent on their own)."""
     f = p.frame
     base = f"{VJ_PREFIX}/{f.performer}"
     msgs = [
         encode_message(f"{base}/frame", (f.frame_index, str(int(f.sample_index)), str(int(f.capture_ns)))),
-        encode_message(f"{base}/beat", (1 if f.beat else 0,)),
+        encode_message(f"{base}/beat", (1 if f.beat and frame_beat else 0,)),
         encode_message(f"{base}/bpm", (float(f.bpm),)),
         encode_message(f"{base}/phase", (float(f.beat_phase),)),
         encode_message(f"{base}/energy", (float(f.energy),)),
@@ -45,7 +49,12 @@ def vj_messages(p: PreparedPose) -> list[bytes]:
     return msgs
 
 
-def encode_vj(frame: PoseFrame | PreparedPose, skel: Skeleton | None = None) -> bytes:
+def encode_vj(frame: PoseFrame | PreparedPose, skel: Skeleton | None = None, frame_beat: bool = True) -> bytes:
     """One OSC bundle with the VJ profile for a frame."""
     p = frame if isinstance(frame, PreparedPose) else prepare(frame, skel)
-    return encode_bundle(vj_messages(p))
+    return encode_bundle(vj_messages(p, frame_beat))
+
+
+def encode_vj_pulse(performer: int) -> bytes:
+    """The beat pulse of one performer's address: a plain message ``/groovecast/<performer>/beat 1``."""
+    return encode_message(f"{VJ_PREFIX}/{performer}/beat", (1,))

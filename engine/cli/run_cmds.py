@@ -90,6 +90,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offset-ms", type=float, default=0.0,
                    help="send poses this much early to make up for a renderer's display latency "
                         "(negative: later, for evenly paced frames at the cost of latency)")
+    p.add_argument("--beat-pulse", choices=("beat", "frame"), default="beat",
+                   help="VJ profile beat: 'beat' sends it on its own at the predicted beat as heard (default); "
+                        "'frame' flags the output frame the beat falls on (leaves with the poses, D later)")
+    p.add_argument("--beat-offset-ms", type=float, default=0.0, metavar="MS",
+                   help="send VJ beat pulses this much after the beat as heard (negative: earlier, for a "
+                        "display's latency; positive: for an audio output's latency); default 0")
     p.add_argument("--delay-ms", type=float, metavar="MS",
                    help="playout delay D from audio to pose (default: measured at start: step p99 + audio "
                         "block + margin)")
@@ -106,7 +112,7 @@ def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
 
     try:
         cfg = RuntimeConfig(lookahead_tokens=args.lookahead, output_fps=args.fps, output_offset_ms=args.offset_ms,
-                            delay_ms=args.delay_ms, realtime=realtime)
+                            delay_ms=args.delay_ms, beat_offset_ms=args.beat_offset_ms, realtime=realtime)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if args.temperature is not None and not (math.isfinite(args.temperature) and 0.0 < args.temperature <= 10.0):
@@ -159,6 +165,9 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
         recorders.append(rec)
         sinks.append(rec)
     runtime = build_runtime(args, sinks, realtime)
+    if sender is not None and sender.profile == "vj" and realtime and args.beat_pulse == "beat":
+        sender.pulses = True  # frame bundles carry beat 0; the pulse leaves at the beat (docs/streams.md)
+        runtime.pulse_sinks.append(sender.send_pulse)
     osc_control = None
     if args.osc_control:
         from streams.osc_control import OscControlServer, exposure_warning

@@ -24,7 +24,7 @@ import math
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +44,7 @@ from engine.frames import (
 from engine.models.conditioning import FRAMES_PER_TOKEN, MUSIC_DIM, token_condition
 from engine.models.protocol import MotionModel
 from engine.runtime.audio_clock import AudioClock
+from engine.runtime.beat_pulse import BeatPulse, BeatPulser
 from engine.runtime.controls import ControlDesk
 from engine.runtime.music_window import MusicWindow
 from engine.runtime.pacing import PlayoutDelay, choose_delay
@@ -74,6 +75,10 @@ class RuntimeConfig:
     tempo_jump_ratio: float = 0.08  # a tempo change beyond this between frames re-plans unplayed steps
     max_warp_rate: float = 0.05  # phase-lock time-warp: most playback speed change (0 disables)
     stall_ms: float = 150.0  # no audio for this long: input lost, hold the pose until it returns
+    # Beat pulses (to pulse sinks, realtime only) leave at the predicted beat's audio time + this offset
+    # (negative: earlier, for a display's latency; positive: later, e.g. an audio output's latency).
+    beat_offset_ms: float = 0.0
+    pulse_poll_ms: float = 4.0  # with pulse sinks, the playout thread re-reads the beat prediction this often
     realtime: bool = True
 
     def __post_init__(self) -> None:
@@ -83,6 +88,8 @@ class RuntimeConfig:
             raise ValueError("lookahead_tokens must be >= 0")
         if self.delay_ms is not None and not (0.0 <= self.delay_ms <= 2000.0):
             raise ValueError(f"delay_ms must be in [0, 2000], got {self.delay_ms}")
+        if not (math.isfinite(self.beat_offset_ms) and abs(self.beat_offset_ms) <= 1000.0):
+            raise ValueError(f"beat_offset_ms must be in [-1000, 1000], got {self.beat_offset_ms}")
         need = math.ceil(max(0.0, self.output_offset_ms) / (1000.0 * FRAMES_PER_TOKEN / MODEL_FPS))
         self.lookahead_tokens = max(self.lookahead_tokens, need)
 
@@ -96,6 +103,8 @@ class RuntimeStats:
     late: int = 0  # ticks that left more than late_tolerance_ms after their slot
     send_lag_ns: deque = field(default_factory=lambda: deque(maxlen=1 << 16))  # actual - scheduled send time
     replans: int = 0
+    pulses: int = 0  # beat pulses sent to the pulse sinks
+    pulse_lag_ns: deque = field(default_factory=lambda: deque(maxlen=4096))  # pulse sent - pulse due
     stalled_frames: int = 0  # output frames held because the input stopped delivering audio
     token_bpm: deque = field(default_factory=lambda: deque(maxlen=4096))  # (step, tempo belief it was made with)
     idle: bool = True
@@ -155,6 +164,8 @@ class DanceRuntime:
         self._ended = False
         self._fixed_ns = None if self.cfg.delay_ms is None else int(self.cfg.delay_ms * 1e6)
         self._delay_ns: int | None = None
+        self.pulser = BeatPulser()  # beat pulses at the predicted beat, as heard (see beat_pulse.py)
+        self.pulse_sinks: list[Callable[[BeatPulse], None]] = []  # e.g. the VJ OSC profile's beat
 
     # ---------------------------------------------------------------------------------------- controls
 
@@ -229,6 +240,9 @@ class DanceRuntime:
     def _on_feature(self, ff: FeatureFrame) -> None:
         ev = self.music.push(ff)
         self.stats.idle = self.music.idle
+        with self._lock:
+            self.pulser.predict(ff.next_beat_s, ff.period_s, not self.music.idle and ff.confidence > 0)
+            self._lock.notify_all()
         if ev.went_idle or ev.woke:
             self.playheads.set_idle(ev.went_idle)
         if ev.restart:
@@ -301,10 +315,43 @@ class DanceRuntime:
             slot = max(slot, self._last_slot + 1_000_000_000 // self.cfg.output_fps)  # held: keep the rate
         return slot
 
+    def next_pulse_ns(self) -> int | None:
+        """When the next beat pulse leaves: the predicted beat's audio time + the beat offset (None: none)."""
+        if not self.cfg.realtime or not self.audio.started or self.pulser.pending_s is None or self._input_lost:
+            return None
+        return self.audio.time_ns(self.pulser.pending_s * MODEL_FPS) + int(self.cfg.beat_offset_ms * 1e6)
+
+    def next_wake_ns(self) -> int | None:
+        """The earliest of the next output tick and the next beat pulse (what the playout thread sleeps to)."""
+        times = [t for t in (self.next_slot_ns(), self.next_pulse_ns() if self.pulse_sinks else None)
+                 if t is not None]
+        return min(times) if times else None
+
+    def _emit_pulse(self, now: int) -> None:
+        """Send the beat pulse due at ``now``, if any (only while a pulse sink listens)."""
+        if not self.pulse_sinks:
+            return
+        with self._lock:
+            due = self.next_pulse_ns()
+            if due is None or due > now:
+                return
+            # the audio-timeline time it is now, as the pulse clock sees it (beat + how late we are)
+            pulse = self.pulser.take((self.pulser.pending_s or 0.0) + (now - due) / 1e9)
+        if pulse is None:
+            return
+        for sink in self.pulse_sinks:
+            try:
+                sink(pulse)
+            except Exception as exc:  # a failing receiver must not stop the show
+                log.warning("beat pulse sink %r failed: %s", sink, exc)
+        self.stats.pulses += 1
+        self.stats.pulse_lag_ns.append(self.clock.monotonic_ns() - due)
+
     def emit_due(self, now_ns: int | None = None) -> int:
-        """Emit every tick whose slot has come (normally one); returns how many. Used by the playout
-        thread, and by tests that drive a fake clock from one thread."""
+        """Emit the beat pulse and every tick whose time has come (normally one tick); returns how many ticks.
+        Used by the playout thread, and by tests that drive a fake clock from one thread."""
         count = 0
+        self._emit_pulse(self.clock.monotonic_ns() if now_ns is None else now_ns)
         while True:
             with self._lock:
                 slot = self.next_slot_ns()
@@ -397,7 +444,17 @@ class DanceRuntime:
                 if not self._running:
                     return
                 slot = self.next_slot_ns()
+                wake = self.next_wake_ns()
             assert slot is not None
+            target = slot if wake is None else min(slot, wake)
+            if self.pulse_sinks:
+                # A newer beat prediction may move the pulse before this slot: look again every few ms.
+                target = min(target, self.clock.monotonic_ns() + int(self.cfg.pulse_poll_ms * 1e6))
+            if target < slot:
+                # A beat pulse (maybe) due before the next tick: send it at its own time; the tick is not delayed.
+                self.clock.sleep_until_ns(target)
+                self._emit_pulse(self.clock.monotonic_ns())
+                continue
             self.clock.sleep_until_ns(slot)
             if not self._running or not self._emit_slot(slot):
                 return
