@@ -42,6 +42,8 @@ def test_play_errors_are_clear(small_model: Path, tmp_path: Path, capsys) -> Non
     assert main(["play", "--demo", "--model", str(small_model), "--genre", "polka"]) == 2
     assert "unknown genre" in capsys.readouterr().err
     assert main(["play", "--demo", "--model", str(small_model), "--performers", "0"]) == 2
+    assert main(["play", "--demo", "--model", str(small_model), "--beat-offset-ms", "5000"]) == 2
+    assert "beat_offset_ms" in capsys.readouterr().err
     assert main(["play"]) == 2
 
 

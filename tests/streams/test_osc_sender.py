@@ -134,3 +134,23 @@ def test_ipv4_and_ipv6_targets_mixed(make_frame: Callable[..., PoseFrame]) -> No
         s.close()
     assert sender.errors == 0
     sender.close()
+
+
+def test_vj_pulses_go_on_their_own_and_frames_then_carry_beat_0(make_frame: Callable[..., PoseFrame]) -> None:
+    rx = _udp()
+    sender = OscSender({0: [rx.getsockname()], 1: [rx.getsockname()]}, "vj", pulses=True)
+    sender.send(make_frame(beat=True))
+    _, msgs = decode_packet(rx.recv(65536))
+    beat = [m for m in msgs if m.address == "/groovecast/0/beat"]
+    assert len(beat) == 1 and beat[0].args == (0,)  # the frame flag is not sent: the pulse is
+    sender.send_pulse()
+    got = sorted(decode_packet(rx.recv(65536))[1][0].address for _ in range(2))
+    assert got == ["/groovecast/0/beat", "/groovecast/1/beat"]
+    plain = OscSender([rx.getsockname()], "vj")  # without pulses: the frame flag, and send_pulse sends nothing
+    plain.send_pulse()
+    plain.send(make_frame(beat=True))
+    _, msgs = decode_packet(rx.recv(65536))
+    assert [m.args for m in msgs if m.address == "/groovecast/0/beat"] == [(1,)]
+    for x in (sender, plain):
+        x.close()
+    rx.close()
