@@ -234,6 +234,10 @@ def _report(stats: Any) -> None:
         line += f", step+decode p50 {np.percentile(steps, 50):.2f} ms p99 {np.percentile(steps, 99):.2f} ms"
     if stats.stalled_frames:
         line += f", {stats.stalled_frames} frames held while the input was lost"
+    if stats.pulses:
+        lag = np.asarray(stats.pulse_lag_ns, dtype=np.float64) / 1e6
+        line += (f", {stats.pulses} beat pulses (sent p50 {np.percentile(lag, 50):.2f} ms "
+                 f"p99 {np.percentile(lag, 99):.2f} ms after due)")
     print(line, flush=True)
     for err in stats.source_errors[-5:]:
         print(f"input: {err}", file=sys.stderr, flush=True)
