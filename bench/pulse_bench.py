@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -81,7 +82,9 @@ def run_clip(wav: Path, mode: str, seconds: float, extra: list[str]) -> dict[str
     reader.join(timeout=5)
     if proc.returncode != 0 or not t0s:
         raise RuntimeError(f"play failed ({proc.returncode}): {proc.stderr[-800:]}")
-    return {"pulses_ns": pulses, "t0_ns": min(t0s), "stdout": proc.stdout[-400:]}
+    m = re.search(r"beat pulses \(sent p50 ([\d.]+) ms p99 ([\d.]+) ms after due, (\d+) dropped", proc.stdout)
+    sent = {"send_p50_ms": float(m[1]), "send_p99_ms": float(m[2]), "dropped": int(m[3])} if m else {}
+    return {"pulses_ns": pulses, "t0_ns": min(t0s), "stdout": proc.stdout[-400:], **sent}
 
 
 def tracker_beats(wav: Path, seconds: float) -> list[float]:
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{clip.spec.name} --beat-pulse {mode} ...", flush=True)
             r = run_clip(clip.wav, mode, a.seconds, a.extra)
             s = score(r["pulses_ns"], r["t0_ns"], clip.beats, a.seconds, a.settle)
-            rows.append({"clip": clip.spec.name, "mode": mode, **s})
+            sent: dict[str, Any] = {k: r[k] for k in ("send_p50_ms", "send_p99_ms", "dropped") if k in r}
+            rows.append({"clip": clip.spec.name, "mode": mode, **s, **sent})
             print(f"  pulses {s['pulses']}, p50 {s['p50_ms']}, p95|e| {s['p95_abs_ms']}, missing {s['missing']}, "
                   f"double {s['double']}, early doubles {s['early_double_3s']}", flush=True)
         # the tracker's own predictions, offline (no clock, no sockets): what a perfect sender would hit
@@ -183,11 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     for mode, s in summary.items():
         lines.append(f"| {mode} | {s['n']} | {s['p50_ms']:.1f} | {s['p50_abs_ms']:.1f} | {s['p95_abs_ms']:.1f} | "
                      f"{s['missing']} | {s['double']} | {s['early_double_3s']} |")
-    lines += ["", "| clip | mode | pulses | p50 ms | p95 abs ms | missing | double | first-3 s doubles |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| clip | mode | pulses | p50 ms | p95 abs ms | missing | double | first-3 s doubles | "
+              "engine send lag p50 / p99 ms, stale drops |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        send = (f"{r['send_p50_ms']:.2f} / {r['send_p99_ms']:.2f}, {r['dropped']}" if "send_p50_ms" in r else "")
         lines.append(f"| {r['clip']} | {r['mode']} | {r['pulses']} | {r['p50_ms']:.1f} | {r['p95_abs_ms']:.1f} | "
-                     f"{r['missing']} | {r['double']} | {r['early_double_3s']} |")
+                     f"{r['missing']} | {r['double']} | {r['early_double_3s']} | {send} |")
     (a.out / "pulses.md").write_text("\n".join(lines) + "\n")
     try:
         import matplotlib

@@ -237,7 +237,7 @@ def _report(stats: Any) -> None:
     if stats.pulses:
         lag = np.asarray(stats.pulse_lag_ns, dtype=np.float64) / 1e6
         line += (f", {stats.pulses} beat pulses (sent p50 {np.percentile(lag, 50):.2f} ms "
-                 f"p99 {np.percentile(lag, 99):.2f} ms after due)")
+                 f"p99 {np.percentile(lag, 99):.2f} ms after due, {stats.pulses_dropped} dropped as stale)")
     print(line, flush=True)
     for err in stats.source_errors[-5:]:
         print(f"input: {err}", file=sys.stderr, flush=True)

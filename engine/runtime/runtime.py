@@ -104,6 +104,7 @@ class RuntimeStats:
     send_lag_ns: deque = field(default_factory=lambda: deque(maxlen=1 << 16))  # actual - scheduled send time
     replans: int = 0
     pulses: int = 0  # beat pulses sent to the pulse sinks
+    pulses_dropped: int = 0  # beats more than a quarter period past when due (not sent)
     pulse_lag_ns: deque = field(default_factory=lambda: deque(maxlen=4096))  # pulse sent - pulse due
     stalled_frames: int = 0  # output frames held because the input stopped delivering audio
     token_bpm: deque = field(default_factory=lambda: deque(maxlen=4096))  # (step, tempo belief it was made with)
@@ -337,6 +338,7 @@ class DanceRuntime:
                 return
             # the audio-timeline time it is now, as the pulse clock sees it (beat + how late we are)
             pulse = self.pulser.take((self.pulser.pending_s or 0.0) + (now - due) / 1e9)
+            self.stats.pulses_dropped = self.pulser.dropped
         if pulse is None:
             return
         for sink in self.pulse_sinks:
