@@ -14,6 +14,7 @@ from typing import Any
 from engine.cli import CliError
 from engine.cli.link_args import add_link_argument, make_link_publisher
 from engine.cli.osc_args import add_osc_arguments, make_osc_sender
+from engine.cli.record_args import finish_outputs, open_recorders
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,6 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
 
     from engine.models.pose_repr import metric_cmu_skeleton
     from streams.address import parse_address
-    from streams.recorders import recorder_for
 
     skel = metric_cmu_skeleton()
     sinks: list[Callable[[Any], None]] = []
@@ -156,14 +156,8 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     if link is not None:
         sinks.append(link)
         closers.append(link.close)
-    recorders = []
-    for path in args.record:
-        try:
-            rec = recorder_for(path, skel)
-        except (ValueError, OSError) as exc:
-            raise CliError(f"--record: {exc}") from None
-        recorders.append(rec)
-        sinks.append(rec)
+    recorders = open_recorders(args.record, skel)
+    sinks.extend(recorders)
     runtime = build_runtime(args, sinks, realtime)
     if sender is not None and sender.profile == "vj" and realtime and args.beat_pulse == "beat":
         sender.pulses = True  # frame bundles carry beat 0; the pulse leaves at the beat (docs/streams.md)
@@ -185,17 +179,7 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
         print(f"osc control: udp://{host}:{osc_control.port}", flush=True)
 
     def finish() -> None:
-        for c in closers:
-            c()
-        for r in recorders:  # each one is finished, whatever happens to the others
-            try:
-                out = r.close()
-            except Exception as exc:
-                print(f"recording {r.path} failed: {exc}", file=sys.stderr, flush=True)
-                continue
-            if out is not None:
-                print(f"recorded {r.count} frames to {out}" + (f" (stopped early: {r.error})" if r.error else ""),
-                      flush=True)
+        finish_outputs(closers, recorders)
         _report(runtime.stats)
 
     if not args.ws:

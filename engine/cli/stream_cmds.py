@@ -11,6 +11,7 @@ from typing import Any
 from engine.cli import CliError
 from engine.cli.link_args import add_link_argument, make_link_publisher
 from engine.cli.osc_args import add_osc_arguments, make_osc_sender
+from engine.cli.record_args import finish_outputs, open_recorders
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,6 @@ def _replay(args: argparse.Namespace) -> int:
     from engine.skeleton.retarget import RetargetError, retarget_motion
     from engine.skeleton.skeleton import get_skeleton, skeleton_names
     from streams.player import MotionPlayer
-    from streams.recorders import recorder_for
 
     try:
         motion = load_motion(args.motion)
@@ -123,14 +123,8 @@ def _replay(args: argparse.Namespace) -> int:
     if sender is not None:
         sinks.append(sender.send)
         closers.append(sender.close)
-    recorders = []
-    for path in args.record:
-        try:
-            rec = recorder_for(path, player.motion.skeleton)
-        except (ValueError, OSError) as exc:
-            raise CliError(f"--record: {exc}") from None
-        recorders.append(rec)
-        sinks.append(rec)
+    recorders = open_recorders(args.record, player.motion.skeleton)
+    sinks.extend(recorders)
     link = make_link_publisher(args)  # after the recorders: a recorded frame's stamp precedes its Link update
     if link is not None:
         sinks.append(link)
@@ -139,17 +133,7 @@ def _replay(args: argparse.Namespace) -> int:
           f"skeleton {motion.skeleton.name}", flush=True)
 
     def finish() -> None:
-        for c in closers:
-            c()
-        for r in recorders:  # each one is finished, whatever happens to the others
-            try:
-                out = r.close()
-            except Exception as exc:
-                print(f"recording {r.path} failed: {exc}", file=sys.stderr, flush=True)
-                continue
-            if out is not None:
-                print(f"recorded {r.count} frames to {out}" + (f" (stopped early: {r.error})" if r.error else ""),
-                      flush=True)
+        finish_outputs(closers, recorders)
         s = player.stats
         print(f"done: {s.frames} frames, {s.late_frames} late, max lateness {s.max_late_ns / 1e6:.2f} ms", flush=True)
 
