@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,6 +51,11 @@ class GPTTrainConfig:
     log_every: int = 50
     ckpt_every: int = 500
     val_every: int = 500
+    #: Early stopping: keep the weights of the validation with the lowest loss (saved under ``best/`` and
+    #: copied over the final weights at the end). Three styles from ~80 takes overfit within ~1000 steps
+    #: (train accuracy 0.65, validation loss rising from step 1000), and the overfit GPT collapses onto a
+    #: repeated token.
+    keep_best: bool = False
 
 
 @dataclass
@@ -272,11 +278,22 @@ def train_gpt(
             v["step"] = done
             val_hist.append(v)
             log.info("val %s", json.dumps(v))
+            if cfg.keep_best and v["val_loss"] < min([np.inf] + [h["val_loss"] for h in val_hist[:-1]]):
+                apply_cond_mask(model, cfg)
+                save_gpt(model, out_dir / "best")
+                (out_dir / "best" / "step.json").write_text(json.dumps(v))
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             apply_cond_mask(model, cfg)
             save_gpt(model, out_dir)
             save_training_state(state_path, done, opt, rng_state(rng))
             write_report(done, final=done == cfg.steps)
     rep = write_report(cfg.steps, final=True)
+    best = out_dir / "best" / "step.json"
+    if cfg.keep_best and best.is_file():
+        for n in ("gpt.json", "gpt.safetensors"):
+            shutil.copy2(out_dir / "best" / n, out_dir / n)
+        rep["best"] = json.loads(best.read_text())
+        report_path.write_text(json.dumps(rep, indent=2))
+        log.info("kept the best validation weights: %s", json.dumps(rep["best"]))
     log.info("done in %.0f s", rep["train_seconds"])
     return rep
