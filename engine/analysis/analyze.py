@@ -38,6 +38,19 @@ class MusicAnalysis:
         return int(self.features.shape[0])
 
 
+#: What an offline dance render reads from an analysis: (features, period_s, next_beat_s, beats).
+DanceAnalysis = tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]
+
+
+def dance_analysis(samples: np.ndarray, sr: int, given: DanceAnalysis | None = None) -> DanceAnalysis:
+    """The analysis an offline render steps through: ``given`` if passed (precomputed), else the streaming
+    analysis of ``samples`` (:func:`analyze_signal`, exactly as live input would flow)."""
+    if given is not None:
+        return given
+    a = analyze_signal(samples, sr)
+    return a.features, a.period_s, a.next_beat_s, list(a.beats)
+
+
 def analyze_signal(samples: np.ndarray, sr: int, block_size: int = 512, tracker: str = DEFAULT_TRACKER
                    ) -> MusicAnalysis:
     """Resample ``samples`` (mono, or [n, channels] which is averaged) to the engine rate and push it

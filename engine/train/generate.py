@@ -153,13 +153,9 @@ def generate_dance(
 
     ``analysis`` may pass precomputed (features, period_s, next_beat_s, beats) from ``analyze_signal``.
     """
-    if analysis is None:
-        from engine.analysis import analyze_signal
+    from engine.analysis.analyze import dance_analysis
 
-        a = analyze_signal(audio, sr)
-        feats, period, nxt, beats = a.features, a.period_s, a.next_beat_s, list(a.beats)
-    else:
-        feats, period, nxt, beats = analysis
+    feats, period, nxt, beats = dance_analysis(audio, sr, analysis)
     n_frames = len(feats)
     if seconds is not None:
         n_frames = min(n_frames, int(seconds * MODEL_FPS))
