@@ -5,7 +5,6 @@ received), and the projected bones fall on rendered avatar pixels."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from announce import announced_url
 
 SCALE = float(os.environ.get("GROOVECAST_TEST_TIMEOUT_SCALE", "1"))
 CHROMIUM = "/usr/bin/chromium"
@@ -44,12 +44,7 @@ def test_two_avatars_follow_the_pose(small_model: Path, tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        url = None
-        for _ in range(40):
-            m = re.search(r"viewer: (http://127\.0\.0\.1:\d+/)", proc.stdout.readline())
-            if m:
-                url = m.group(1)
-                break
+        url = announced_url(proc, max_lines=40)
         assert url, "play did not announce its viewer URL"
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

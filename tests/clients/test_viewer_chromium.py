@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from announce import announced_url
 
 SCALE = float(os.environ.get("GROOVECAST_TEST_TIMEOUT_SCALE", "1"))
 CHROMIUM = "/usr/bin/chromium"
@@ -43,13 +43,7 @@ def test_viewer_draws_live_replay(cmu_take: Path, tmp_path: Path, renderer: str)
     )
     try:
         assert proc.stdout is not None
-        url = None
-        for _ in range(5):
-            line = proc.stdout.readline()
-            m = re.search(r"viewer: (http://127\.0\.0\.1:\d+/)", line)
-            if m:
-                url = m.group(1)
-                break
+        url = announced_url(proc, max_lines=5)
         assert url, "replay did not announce its viewer URL"
         query = "?renderer=2d" if renderer == "2d" else ""
         with sync_api.sync_playwright() as p:

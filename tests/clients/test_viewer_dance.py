@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from announce import announced_url
 
 from engine.runtime.assemble import default_model_dir
 
@@ -39,13 +39,7 @@ def test_play_demo_dances_in_the_viewer(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        url = None
-        for _ in range(20):
-            line = proc.stdout.readline()
-            m = re.search(r"viewer: (http://127\.0\.0\.1:\d+/)", line)
-            if m:
-                url = m.group(1)
-                break
+        url = announced_url(proc, max_lines=20)
         assert url, "play did not announce its viewer URL"
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
