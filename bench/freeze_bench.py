@@ -7,13 +7,14 @@ sampling (beat-guided when the card says so); ``--plain`` adds plain sampling. A
 mean root-relative joint speed stays below 0.05 m/s (``engine.train.metrics.longest_freeze_s``); real
 training motion stays under 2 s. Writes ``OUT/freeze.{json,md}``.
 
-    python -m bench.freeze_bench [--model DIR] [--seeds 6] [--seconds 20] [--out bench/reports]
+    python -m bench.freeze_bench [--model DIR] [--seeds 6] [--seconds 20] [--max-repeat N] [--out bench/reports]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -62,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="freeze")
     ap.add_argument("--reference", type=Path, default=None,
                     help="model.json whose real-motion reference gives the speed ratios (default: the model's)")
+    ap.add_argument("--max-repeat", type=int, default=None, metavar="N",
+                    help="repetition guard (0: off; default: the model card's sampling.max_repeat)")
     args = ap.parse_args(argv)
     model = load_dance_model(args.model)
+    if args.max_repeat is not None:
+        model.card.setdefault("sampling", {})["max_repeat"] = args.max_repeat or None
     genres = [g for g in TRAINED_GENRES if g in model.card.get("trained_genres", ["salsa"])]
     card = json.loads(args.reference.read_text()) if args.reference else model.card
     ref = card.get("real_reference", {}).get("by_style", {})
@@ -89,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(rows[-1]), flush=True)
     model.card["sampling"]["beat_guidance"] = guided_card
     meta = {"model": str(args.model), "seeds": args.seeds, "seconds": args.seconds,
-            "total_s": time.perf_counter() - t0, "note": "shared 2-core machine, other sessions running"}
+            "max_repeat": model.max_repeat, "total_s": time.perf_counter() - t0,
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "note": "shared 2-core machine, other sessions running"}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [f"# Freeze check: `{args.model}`, {args.seeds} seeds x {args.seconds:.0f} s per track", "",

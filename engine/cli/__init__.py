@@ -69,6 +69,19 @@ class CliError(Exception):
     """A user-facing error: printed as one clear line, exit code 2."""
 
 
+#: Help of ``--max-repeat`` (generate, eval, play, live).
+MAX_REPEAT_HELP = ("repetition guard: a token drawn N times in a row is not drawn next (0: off; default: the "
+                   "model card's sampling.max_repeat)")
+
+
+def check_max_repeat(n: int | None) -> None:
+    """``--max-repeat`` must be None (the card's), 0 (off) or a run length the model card allows."""
+    from engine.models.model_card import MAX_REPEAT_LIMIT
+
+    if n is not None and not 0 <= n <= MAX_REPEAT_LIMIT:
+        raise CliError(f"--max-repeat must be in [0, {MAX_REPEAT_LIMIT}] (0: off), got {n}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="groovecast",

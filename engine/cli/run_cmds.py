@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CliError
+from engine.cli import MAX_REPEAT_HELP, CliError, check_max_repeat
 from engine.cli.link_args import add_link_argument, make_link_publisher
 from engine.cli.osc_args import add_osc_arguments, make_osc_sender
 from engine.cli.record_args import finish_outputs, open_recorders
@@ -74,6 +74,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of performer 0 (others: seed + i)")
     p.add_argument("--beat-guidance", type=int, metavar="N",
                    help="candidate tokens drawn near predicted beats (0: plain sampling; default: the model card's)")
+    p.add_argument("--max-repeat", type=int, metavar="N", help=MAX_REPEAT_HELP)
     add_osc_arguments(p)
     add_link_argument(p)
     p.add_argument("--osc-control", metavar="PORT|HOST:PORT",
@@ -120,10 +121,11 @@ def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
         raise CliError(f"--temperature must be in (0, 10], got {args.temperature}")
     if args.top_k is not None and args.top_k < 0:
         raise CliError(f"--top-k must be >= 0, got {args.top_k}")
+    check_max_repeat(args.max_repeat)
     model = ModelSpec(model=args.model, backend=args.backend, decode=args.decode, performers=args.performers,
                       threads=args.threads, seed=args.seed, genre=args.genre, text=args.text,
                       temperature=args.temperature, top_k=args.top_k, beat_guidance=args.beat_guidance,
-                      data=getattr(args, "data", None))
+                      max_repeat=args.max_repeat, data=getattr(args, "data", None))
     return EngineSpec(model=model, runtime=cfg)
 
 

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from engine.cli import CliError
+from engine.cli import MAX_REPEAT_HELP, CliError, check_max_repeat
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def register(sub: Any) -> None:
     e.add_argument("--top-k", type=int, default=None, help="override the model card's sampling")
     e.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
+    e.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
     e.add_argument("--untrained-plain-only", action="store_true",
                    help="sample the untrained GPT plainly only (skip its costly beat-guided row)")
@@ -73,6 +74,7 @@ def register(sub: Any) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
+    g.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
     g.set_defaults(handler=_generate)
 
 
@@ -235,6 +237,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.no_foot_lock:
         sampling["foot_lock"] = False
     _apply_guidance(model, args.beat_guidance)
+    _apply_max_repeat(model, args.max_repeat)
     val = load_data(args.data, "val", None)
     ref_names, ref_pairs = _reference(args.data)
     res = evaluate_model(model, val, reference=ref_pairs, seed=args.seed, samples=args.samples,
@@ -275,6 +278,14 @@ def _apply_guidance(model: Any, candidates: int | None) -> None:
     model.card.setdefault("sampling", {})["beat_guidance"] = cfg.to_card() if cfg.enabled else None
 
 
+def _apply_max_repeat(model: Any, n: int | None) -> None:
+    """``--max-repeat N`` over the model card's repetition guard (None: keep the card's; 0: off)."""
+    if n is None:
+        return
+    check_max_repeat(n)
+    model.card.setdefault("sampling", {})["max_repeat"] = n or None
+
+
 def _generate(args: argparse.Namespace) -> int:
     from engine.models.pose_repr import motion_positions
     from engine.train.generate import generate_dance, write_motion_bvh
@@ -287,6 +298,7 @@ def _generate(args: argparse.Namespace) -> int:
         return _generate_live_kind(args, audio, sr)
     model = _load_model(Path(args.model) if args.model else None)
     _apply_guidance(model, args.beat_guidance)
+    _apply_max_repeat(model, args.max_repeat)
     try:
         g = generate_dance(model, audio, sr, genre=args.genre, text=args.text, seconds=args.seconds,
                            temperature=args.temperature, top_k=args.top_k, seed=args.seed)

@@ -45,6 +45,12 @@ class DanceModel:
         return GuidanceConfig.from_card(self.card.get("sampling", {}).get("beat_guidance"))
 
     @property
+    def max_repeat(self) -> int | None:
+        """The repetition guard of the model card (``sampling.max_repeat``; absent or null: off)."""
+        m = self.card.get("sampling", {}).get("max_repeat")
+        return None if m is None else int(m)
+
+    @property
     def top_k(self) -> int | None:
         k = self.card.get("sampling", {}).get("top_k")
         return None if k is None else int(k)

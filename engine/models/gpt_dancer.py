@@ -37,7 +37,7 @@ from engine.models.pose_repr import (
     vectors_to_motion,
 )
 from engine.models.protocol import Capabilities, Controls, StepFrames
-from engine.models.sampling import sample_tokens
+from engine.models.sampling import block_repeats, sample_tokens
 from engine.models.vqvae import VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
@@ -70,6 +70,7 @@ class Performer:
     guide: GuideState | None = None  # beat-guidance memory (None: guidance off)
     keyframe_until: int | None = None  # token position after which the pinned keyframe is cleared
     pad: int = 0  # token history filler before the first token (never decoded)
+    known: int = 0  # entries of tok_up / tok_down that hold drawn tokens (the rest, at the front, are filler)
 
     def reset(self) -> None:
         """Start the dance over (position 0, BOS); keeps where it stands."""
@@ -77,6 +78,7 @@ class Performer:
         self.tok_up[:] = self.pad
         self.tok_down[:] = self.pad
         self.n_tokens = 0
+        self.known = 0
         self.last_vec = None
         self.keyframe_until = None
         if self.guide is not None:
@@ -96,6 +98,7 @@ class Performer:
             return
         self.state.pos -= n
         self.n_tokens -= n
+        self.known = max(0, self.known - n)
         self.tok_up[n:] = self.tok_up[:-n].copy()
         self.tok_down[n:] = self.tok_down[:-n].copy()
         self.tok_up[:n] = self.pad
@@ -130,10 +133,17 @@ class DanceGenerator:
             (each gets ``min(candidates, guidance_rows // steered)``; below ``MIN_GUIDED_CANDIDATES`` the
             step samples plainly: a few candidates change little and each steered performer costs a scoring).
             Bounds the extra step time when many performers are steered on the same beat.
+        max_repeat: the repetition guard (the model card's ``sampling.max_repeat``): a token drawn for the
+            last ``max_repeat`` steps in a row is masked for the next draw, plain and candidate draws alike,
+            upper and lower body separately (:func:`engine.models.sampling.block_repeats`). None or 0: off.
     """
 
     def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True,
-                 decoder_runner: Any = None, guidance: GuidanceConfig = OFF, guidance_rows: int = 64) -> None:
+                 decoder_runner: Any = None, guidance: GuidanceConfig = OFF, guidance_rows: int = 64,
+                 max_repeat: int | None = None) -> None:
+        if max_repeat is not None and max_repeat < 0:
+            raise ValueError(f"max_repeat must be >= 0 or None, got {max_repeat}")
+        self.max_repeat = max_repeat or 0
         self.backend = backend
         self.guidance = guidance
         self.guidance_rows = guidance_rows
@@ -146,7 +156,7 @@ class DanceGenerator:
         self.skeleton = metric_cmu_skeleton()
         self.n_joints = self.skeleton.num_joints
         self.model_idx = model_joint_indices(self.skeleton)
-        self.ctx = 16  # recent tokens kept per performer
+        self.ctx = max(16, self.max_repeat)  # recent tokens kept per performer
         self.decoder = StreamingDecoder(vqvae, backend.capacity, runner=decoder_runner)
         self._free_slots = list(range(backend.capacity))
         self.performers: list[Performer] = []
@@ -265,6 +275,11 @@ class DanceGenerator:
                 if p.controls.text is not None:
                     text[i] = p.controls.text
         res = self.backend.step([p.state for p in ps], cond_b, genre, text)
+        logits_up, logits_down = res.logits_up, res.logits_down
+        if self.max_repeat:
+            rec_up, rec_down = self._recent(ps)
+            logits_up = block_repeats(logits_up, rec_up, self.max_repeat)
+            logits_down = block_repeats(logits_down, rec_down, self.max_repeat)
         # Sampling: one call per group of performers sharing temperature and top-k (usually one group),
         # drawing from the group's first performer's random stream.
         ups = np.empty(b, dtype=np.int64)
@@ -275,13 +290,13 @@ class DanceGenerator:
         for (temp, top_k), idx in groups.items():
             rng = ps[idx[0]].rng
             sel = torch.tensor(idx) if len(idx) < b else None
-            lu = res.logits_up if sel is None else res.logits_up[sel]
-            ld = res.logits_down if sel is None else res.logits_down[sel]
+            lu = logits_up if sel is None else logits_up[sel]
+            ld = logits_down if sel is None else logits_down[sel]
             ups[idx] = sample_tokens(lu, temp, top_k or None, rng).numpy()
             downs[idx] = sample_tokens(ld, temp, top_k or None, rng).numpy()
         peeked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if self.guide is not None:
-            peeked = self._guide(ps, cond_b, res.logits_up, res.logits_down, ups, downs)
+            peeked = self._guide(ps, cond_b, logits_up, logits_down, ups, downs)
         for i, p in enumerate(ps):
             p.state.feed(ups[i], downs[i])
             p.tok_up[:-1] = p.tok_up[1:]
@@ -289,6 +304,7 @@ class DanceGenerator:
             p.tok_down[:-1] = p.tok_down[1:]
             p.tok_down[-1] = downs[i]
             p.n_tokens += 1
+            p.known = min(len(p.tok_up), p.known + 1)
         # One batched streaming decode of the new tokens: [B, 4, Du], [B, 4, Dl]. Steered performers' tokens
         # were decoded (and their decoder state committed) by the guidance peek: not decoded again.
         if peeked:
@@ -318,6 +334,17 @@ class DanceGenerator:
                 p.guide.commit(up_np[i], down_np[i])
         self.steps += 1
         return [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
+
+    def _recent(self, ps: list[Performer]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each performer's last ``max_repeat`` upper and lower tokens [B, m] (-1: not drawn yet)."""
+        m = self.max_repeat
+        up = np.stack([p.tok_up[-m:] for p in ps])
+        down = np.stack([p.tok_down[-m:] for p in ps])
+        for i, p in enumerate(ps):
+            missing = m - min(m, p.known)  # history filler before the first token or after a rewind
+            up[i, :missing] = -1
+            down[i, :missing] = -1
+        return torch.from_numpy(up), torch.from_numpy(down)
 
     def _guide(self, ps: list[Performer], cond_b: np.ndarray, logits_up: torch.Tensor, logits_down: torch.Tensor,
                ups: np.ndarray, downs: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:

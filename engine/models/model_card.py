@@ -6,6 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+#: Largest ``sampling.max_repeat`` (64 tokens = 8.5 s of one token: a longer run is no guard at all).
+MAX_REPEAT_LIMIT = 64
+
 
 def _number(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
@@ -15,7 +18,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     """Return ``card`` if its sampling settings are usable; else ValueError naming the file and the field.
 
     ``sampling.temperature`` must be a number in (0, 10], ``sampling.top_k`` an integer >= 0 (or null),
-    ``sampling.foot_lock`` a boolean, ``sampling.beat_guidance`` an object (or null).
+    ``sampling.foot_lock`` a boolean, ``sampling.beat_guidance`` an object (or null), ``sampling.max_repeat``
+    an integer in [1, 64] (or null: no repetition guard).
     """
     if not isinstance(card, dict):
         raise ValueError(f"{path}: a model card must be a JSON object, got {type(card).__name__}")
@@ -34,4 +38,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     bg = sampling.get("beat_guidance")
     if bg is not None and not isinstance(bg, dict):
         raise ValueError(f"{path}: sampling.beat_guidance must be an object, got {bg!r}")
+    m = sampling.get("max_repeat")
+    if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= MAX_REPEAT_LIMIT):
+        raise ValueError(f"{path}: sampling.max_repeat must be an integer in [1, {MAX_REPEAT_LIMIT}] or null, "
+                         f"got {m!r}")
     return card

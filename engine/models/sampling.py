@@ -35,3 +35,39 @@ def sample_tokens(
         scores = scores.masked_fill(scores < kth, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def block_repeats(logits: Tensor, recent: Tensor, max_repeat: int | None) -> Tensor:
+    """The repetition guard: forbid a token drawn for the last ``max_repeat`` steps in a row.
+
+    A row whose last ``max_repeat`` tokens are all the same token ``t`` gets ``logits[t] = -inf`` for the next
+    draw, so no token is drawn more than ``max_repeat`` times in a row (the model card's
+    ``sampling.max_repeat``; the upper and lower body are guarded separately, one call each). It keeps
+    the GPT from collapsing onto one repeated token, which the dancer shows as standing still.
+
+    Args:
+        logits: [B, V] scores of the next draw.
+        recent: [B, R] each row's last R drawn tokens, most recent last; -1 where no token was drawn yet
+            (the start of a dance), which never counts as a repeat.
+        max_repeat: the longest allowed run (>= 1); None or 0: no guard (the logits are returned as they are).
+
+    Returns:
+        [B, V] the logits, a masked copy when a row is stuck.
+    """
+    if not max_repeat:
+        return logits
+    if max_repeat < 0:
+        raise ValueError(f"max_repeat must be >= 1 or None, got {max_repeat}")
+    if recent.dim() != 2 or recent.shape[0] != logits.shape[0]:
+        raise ValueError(f"recent must be [B, R] with B = {logits.shape[0]}, got shape {list(recent.shape)}")
+    if recent.shape[1] < max_repeat:
+        raise ValueError(f"recent holds {recent.shape[1]} tokens per row; max_repeat {max_repeat} needs that many")
+    run = recent[:, -max_repeat:]
+    last = run[:, -1]
+    stuck = (last >= 0) & (run == last[:, None]).all(dim=1)
+    if not bool(stuck.any()):
+        return logits
+    rows = stuck.nonzero().squeeze(1)
+    out = logits.clone()
+    out[rows, last[rows].long()] = float("-inf")
+    return out

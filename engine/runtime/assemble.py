@@ -43,6 +43,7 @@ class ModelSpec:
         seed: random seed of performer 0 (others seed + i).
         genre, text, temperature, top_k: starting controls (None: the model card's sampling settings).
         beat_guidance: candidates near predicted beats (0: plain sampling; None: the model card's).
+        max_repeat: the repetition guard, longest run of one token (0: off; None: the model card's).
         data: the motion capture folder a retrieval model indexes (None: ``../shared/data``).
         cache: where a retrieval index is cached (None: ``.cache/retrieval`` in the working directory).
     """
@@ -58,6 +59,7 @@ class ModelSpec:
     temperature: float | None = None
     top_k: int | None = None
     beat_guidance: int | None = None
+    max_repeat: int | None = None
     data: Path | None = None
     cache: Path | None = None
 
@@ -136,16 +138,18 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
     temp = dm.temperature if spec.temperature is None else spec.temperature
     k = (dm.top_k or 0) if spec.top_k is None else spec.top_k
     guidance = dm.beat_guidance if spec.beat_guidance is None else dm.beat_guidance.with_candidates(spec.beat_guidance)
+    max_repeat = dm.max_repeat if spec.max_repeat is None else spec.max_repeat
     try:
         gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock,
-                             decoder_runner=create_decoder_runner(spec.decode), guidance=guidance)
+                             decoder_runner=create_decoder_runner(spec.decode), guidance=guidance,
+                             max_repeat=max_repeat)
     except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
     for _ in range(spec.performers):
         gen.add_performer(Controls(genre=gid, text=emb, temperature=temp, top_k=k))
-    log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d, beat guidance %s", model_dir,
-             be.name, be.device, spec.performers, temp, k,
-             f"{guidance.candidates} candidates" if guidance.enabled else "off")
+    log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d, beat guidance %s, "
+             "max repeat %s", model_dir, be.name, be.device, spec.performers, temp, k,
+             f"{guidance.candidates} candidates" if guidance.enabled else "off", max_repeat or "off")
     return gen
 
 

@@ -20,7 +20,7 @@ from engine.models.conditioning import TEXT_DIM, embed_texts, genre_id, sequence
 from engine.models.dance_model import DEFAULT_MODEL_DIR, MODEL_CARD, DanceModel, load_dance_model
 from engine.models.gpt import CrossCondGPT
 from engine.models.pose_repr import Motion, lock_feet, metric_cmu_skeleton, vectors_to_motion
-from engine.models.sampling import sample_tokens
+from engine.models.sampling import block_repeats, sample_tokens
 from engine.models.vqvae import DOWN, VQVAE
 
 __all__ = ["DEFAULT_MODEL_DIR", "MODEL_CARD", "DanceModel", "load_dance_model"]  # re-exported for training code
@@ -64,21 +64,29 @@ def generate_tokens(
     temperature: float = 1.0,
     top_k: int | None = None,
     seed: int = 0,
+    max_repeat: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sample one token pair per conditioning row with the ring KV cache. cond: [N, COND_DIM]."""
+    """Sample one token pair per conditioning row with the ring KV cache. cond: [N, COND_DIM].
+
+    ``max_repeat``: the repetition guard (:func:`engine.models.sampling.block_repeats`; None or 0: off).
+    """
     n = len(cond)
+    m = max_repeat or 0
     cache, gen, up_prev, down_prev, g, tx, c = _start_sampling(gpt, cond, genre, text, seed)
-    ups = np.zeros(n, dtype=np.int64)
-    downs = np.zeros(n, dtype=np.int64)
+    ups = np.full(n + m, -1, dtype=np.int64)  # the first m entries: no token yet (never a repeat)
+    downs = np.full(n + m, -1, dtype=np.int64)
     for t in range(n):
         pos = torch.tensor([t])
         lu, ld, _, _ = gpt.step(up_prev, down_prev, c[t : t + 1], g, tx, pos, cache.k, cache.v, cache.kv_mask,
                                 inplace=True)
+        if m:
+            lu = block_repeats(lu, torch.from_numpy(ups[None, t : t + m]), m)
+            ld = block_repeats(ld, torch.from_numpy(downs[None, t : t + m]), m)
         up_prev = sample_tokens(lu, temperature, top_k, gen)
         down_prev = sample_tokens(ld, temperature, top_k, gen)
-        ups[t] = int(up_prev[0])
-        downs[t] = int(down_prev[0])
-    return ups, downs
+        ups[t + m] = int(up_prev[0])
+        downs[t + m] = int(down_prev[0])
+    return ups[m:].copy(), downs[m:].copy()
 
 
 @torch.no_grad()
@@ -92,18 +100,20 @@ def generate_tokens_guided(
     top_k: int | None = None,
     seed: int = 0,
     guidance: GuidanceConfig | None = None,
+    max_repeat: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Beat-guided sampling (:mod:`engine.models.beat_guidance`) by the live generator at batch 1: on tokens
     near a predicted beat ``candidates`` token pairs are drawn, decoded after the committed frames, and the
     one that puts a speed minimum on the beat wins. One sampler, live and offline
-    (:class:`engine.models.gpt_dancer.DanceGenerator`, torch backend, performer 0 drawing from ``seed``).
+    (:class:`engine.models.gpt_dancer.DanceGenerator`, torch backend, performer 0 drawing from ``seed``),
+    with the repetition guard ``max_repeat`` (None or 0: off).
     """
     from engine.models.gpt_dancer import DanceGenerator
     from engine.models.protocol import Controls
     from export.torch_backend import TorchBackend
 
     gen = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=seed, foot_lock=False,
-                         guidance=guidance or GuidanceConfig())
+                         guidance=guidance or GuidanceConfig(), max_repeat=max_repeat)
     p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temperature, top_k=top_k or 0)))
     n = len(cond)
     ups = np.zeros(n, dtype=np.int64)
@@ -126,15 +136,18 @@ def decode_tokens(vq: VQVAE, ups: np.ndarray, downs: np.ndarray) -> tuple[np.nda
 
 def sample_dance_tokens(
     model: DanceModel, cond: np.ndarray, genre: int, text: np.ndarray | None, temperature: float | None = None,
-    top_k: int | None = None, seed: int = 0,
+    top_k: int | None = None, seed: int = 0, max_repeat: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens for a conditioning sequence with the model card's sampling (plain or beat-guided)."""
+    """Tokens for a conditioning sequence with the model card's sampling (plain or beat-guided, repetition
+    guard); ``temperature``, ``top_k`` and ``max_repeat`` override the card's (None: the card's; max_repeat 0:
+    no guard)."""
     temp = model.temperature if temperature is None else temperature
     k = model.top_k if top_k is None else top_k
+    m = model.max_repeat if max_repeat is None else max_repeat
     guidance = model.beat_guidance
     if guidance.enabled:
-        return generate_tokens_guided(model.gpt, model.vq, cond, genre, text, temp, k, seed, guidance)
-    return generate_tokens(model.gpt, cond, genre, text, temp, k, seed)
+        return generate_tokens_guided(model.gpt, model.vq, cond, genre, text, temp, k, seed, guidance, m)
+    return generate_tokens(model.gpt, cond, genre, text, temp, k, seed, m)
 
 
 def generate_dance(
@@ -148,10 +161,12 @@ def generate_dance(
     top_k: int | None = None,
     seed: int = 0,
     analysis: tuple[np.ndarray, np.ndarray, np.ndarray, list[float]] | None = None,
+    max_repeat: int | None = None,
 ) -> Generated:
     """Dance to ``audio``: analysis -> conditioning -> cached GPT steps -> VQ decode -> motion.
 
-    ``analysis`` may pass precomputed (features, period_s, next_beat_s, beats) from ``analyze_signal``.
+    ``analysis`` may pass precomputed (features, period_s, next_beat_s, beats) from ``analyze_signal``;
+    ``max_repeat`` overrides the card's repetition guard (None: the card's, 0: off).
     """
     from engine.analysis.analyze import dance_analysis
 
@@ -168,7 +183,7 @@ def generate_dance(
     if gid >= model.gpt.cfg.n_genres:
         raise ValueError(f"genre {genre!r} is row {gid}, but this model has only {model.gpt.cfg.n_genres} genre rows "
                          f"(trained: {', '.join(model.card.get('trained_genres', [])) or 'unknown'})")
-    ups, downs = sample_dance_tokens(model, cond, gid, emb, temperature, top_k, seed)
+    ups, downs = sample_dance_tokens(model, cond, gid, emb, temperature, top_k, seed, max_repeat)
     up, low = decode_tokens(model.vq, ups, downs)
     if model.foot_lock:
         low = lock_feet(up, low)

@@ -75,6 +75,10 @@ def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
     {"sampling": {"temperature": "hot"}},
     {"sampling": {"top_k": -3}},
     {"sampling": {"foot_lock": "yes"}},
+    {"sampling": {"max_repeat": 0}},
+    {"sampling": {"max_repeat": 2.5}},
+    {"sampling": {"max_repeat": True}},
+    {"sampling": {"max_repeat": 1000}},
     {"sampling": []},
     [],
 ])
@@ -85,8 +89,16 @@ def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.Capture
     assert main(["play", "--demo", "--model", str(small_model)]) == 2
     assert "model.json" in capsys.readouterr().err
     assert check_card({"sampling": {"temperature": 0.8, "top_k": 0}}) == {"sampling": {"temperature": 0.8, "top_k": 0}}
+    assert check_card({"sampling": {"max_repeat": 6}}) == {"sampling": {"max_repeat": 6}}
+    assert check_card({"sampling": {"max_repeat": None}}) == {"sampling": {"max_repeat": None}}
 
 
 def test_negative_temperature_on_the_command_line(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["play", "--demo", "--model", str(small_model), "--temperature", "-1"]) == 2
     assert "--temperature" in capsys.readouterr().err
+
+
+def test_bad_max_repeat_on_the_command_line(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["play", "--demo", "--model", str(small_model), "--max-repeat", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-repeat" in err and len(err.strip().splitlines()) == 1

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from engine.models.beat_guidance import GuidanceConfig
 from engine.models.conditioning import COND_DIM, sequence_conditions
-from engine.models.gpt import CrossCondGPT, GPTConfig
-from engine.models.vqvae import VQVAE, VQVAEConfig
-from engine.train.generate import generate_tokens, generate_tokens_guided
+from engine.models.gpt import CrossCondGPT, GPTConfig, save_gpt
+from engine.models.vqvae import VQVAE, VQVAEConfig, save_vqvae
+from engine.train.generate import generate_tokens, generate_tokens_guided, load_dance_model, sample_dance_tokens
 
 
 def _cond(n_tokens: int, period: float = 0.5, first_beat: float = 0.1) -> np.ndarray:
@@ -48,3 +53,107 @@ def test_guided_sampling_stays_in_vocab_and_makes_other_choices() -> None:
     assert ((up >= 0) & (up < 16)).all() and ((down >= 0) & (down < 16)).all()
     plain = generate_tokens(gpt, cond, 1, None, 1.0, None, seed=3)
     assert not np.array_equal(up, plain[0])  # the guided choices differ somewhere
+
+
+def _stuck_model_dir(tmp_path: Path, sampling: dict) -> Path:
+    """A small model folder whose GPT strongly prefers one upper and one lower token (the freeze of
+    docs/models.md: a GPT collapsing onto a repeated token), with ``sampling`` as its card's block."""
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, dropout=0.0))
+    with torch.no_grad():
+        gpt.head_up.bias[5] += 9.0
+        gpt.head_down.bias[7] += 9.0
+    d = tmp_path / "model"
+    save_gpt(gpt, d)
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16))
+    vq.q_up.codebook.normal_()
+    vq.q_down.codebook.normal_()
+    save_vqvae(vq, d)
+    (d / "model.json").write_text(json.dumps({"sampling": sampling}))
+    return d
+
+
+def _longest_run(tokens: np.ndarray) -> int:
+    best = run = 1
+    for a, b in itertools.pairwise(tokens):
+        run = run + 1 if a == b else 1
+        best = max(best, run)
+    return best
+
+
+def _live_tokens(model_dir: Path, cond: np.ndarray, seed: int, max_repeat: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The live generator the runtime builds from the folder (engine.runtime.assemble), stepped row by row."""
+    from engine.models.gpt_dancer import DanceGenerator
+    from engine.runtime.assemble import ModelSpec, build_model
+
+    gen = build_model(ModelSpec(model=model_dir, backend="torch", decode="torch", seed=seed, max_repeat=max_repeat))
+    assert isinstance(gen, DanceGenerator)
+    p = gen.get(gen.performer_ids()[0])
+    ups, downs = [], []
+    for row in cond:
+        gen.step(row)
+        ups.append(int(p.tok_up[-1]))
+        downs.append(int(p.tok_down[-1]))
+    return np.array(ups), np.array(downs)
+
+
+@pytest.mark.parametrize("guidance", [None, {"candidates": 8, "weight": 20.0}])
+def test_repeat_guard_is_the_same_offline_and_live(tmp_path: Path, guidance: dict | None) -> None:
+    d = _stuck_model_dir(tmp_path, {"max_repeat": 3, "beat_guidance": guidance})
+    model = load_dance_model(d)
+    assert model.max_repeat == 3
+    cond = _cond(40)
+    up, down = sample_dance_tokens(model, cond, 1, None, seed=5)
+    assert _longest_run(up) <= 3 and _longest_run(down) <= 3
+    live_up, live_down = _live_tokens(d, cond, seed=5)
+    np.testing.assert_array_equal(up, live_up)
+    np.testing.assert_array_equal(down, live_down)
+    # Without the guard (override 0) the same GPT holds its favourite tokens much longer, offline and live.
+    free_up, free_down = sample_dance_tokens(model, cond, 1, None, seed=5, max_repeat=0)
+    assert _longest_run(free_up) > 3 and _longest_run(free_down) > 3
+    live_free = _live_tokens(d, cond, seed=5, max_repeat=0)
+    np.testing.assert_array_equal(free_up, live_free[0])
+    np.testing.assert_array_equal(free_down, live_free[1])
+
+
+def test_a_card_without_max_repeat_samples_unguarded(tmp_path: Path) -> None:
+    d = _stuck_model_dir(tmp_path, {"beat_guidance": None})
+    model = load_dance_model(d)
+    assert model.max_repeat is None
+    cond = _cond(40)
+    up, down = sample_dance_tokens(model, cond, 1, None, seed=5)
+    ref = generate_tokens(model.gpt, cond, 1, None, 1.0, None, seed=5)  # the sampler without any guard argument
+    np.testing.assert_array_equal(up, ref[0])
+    np.testing.assert_array_equal(down, ref[1])
+    assert _longest_run(up) > 3  # the stuck GPT repeats freely: nothing masked
+    live = _live_tokens(d, cond, seed=5)
+    np.testing.assert_array_equal(up, live[0])
+    np.testing.assert_array_equal(down, live[1])
+
+
+def test_repeat_guard_survives_a_rewind() -> None:
+    """After a rewind the guard still sees the kept tokens: a kept full run is not extended."""
+    from engine.models.gpt_dancer import DanceGenerator
+    from export.torch_backend import TorchBackend
+
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, dropout=0.0)).eval()
+    with torch.no_grad():
+        gpt.head_up.bias[3] += 9.0  # token 3 drawn ~95 % of the time unless masked
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
+    gen = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=1, max_repeat=2)
+    p = gen.get(gen.add_performer())
+    cond = _cond(40)
+    t = 0
+    while t < 30 and not (t >= 4 and p.tok_up[-1] == p.tok_up[-2] == 3):
+        gen.step(cond[t])
+        t += 1
+    assert p.tok_up[-1] == p.tok_up[-2] == 3  # a full run of the favourite token
+    for _ in range(3):
+        gen.step(cond[t])
+        t += 1
+    gen.rewind(p.pid, 3)
+    assert p.tok_up[-1] == p.tok_up[-2] == 3  # the run is what the history ends with again
+    gen.step(cond[t])
+    assert p.tok_up[-1] != 3
