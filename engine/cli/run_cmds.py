@@ -67,7 +67,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode", choices=("torch", "onnxruntime"), default="onnxruntime",
                    help="engine of the streaming VQ-VAE decoder (default onnxruntime: faster on CPU)")
     p.add_argument("--performers", type=int, default=1, help="dancers generated together in one batch (default 1)")
-    p.add_argument("--genre", default="salsa", help="genre of every performer (default salsa)")
+    p.add_argument("--genre", default="salsa",
+                   help="genre of every performer: salsa, indian or modern (trained; default salsa)")
     p.add_argument("--text", help="text prompt for every performer (sentence embedding)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the model card's)")
     p.add_argument("--top-k", type=int, help="sample from the k most likely tokens (0: all; default: the model card's)")

@@ -79,7 +79,9 @@ def write_model_folder(
             "gpt_seconds": gpt_rep.get("train_seconds"),
             "gpt_steps": gpt_rep.get("step"),
             "vq_val": vq_meta.get("report", {}).get("val"),
-            "gpt_val": (gpt_rep.get("val_history") or [{}])[-1],
+            # the weights shipped: the best validation of a keep_best run, else the last
+            "gpt_val": gpt_rep.get("best") or (gpt_rep.get("val_history") or [{}])[-1],
+            "gpt_val_last": (gpt_rep.get("val_history") or [{}])[-1],
         },
         "real_reference": reference,
         "eval": eval_summary or {},
@@ -109,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-foot-lock", action="store_true")
     ap.add_argument("--beat-guidance", type=int, default=32, metavar="N",
                     help="beat-guided sampling with N candidates in the model card (0: plain; default 32)")
+    ap.add_argument("--max-repeat", type=int, default=6, metavar="N",
+                    help="repetition guard in the model card: no token drawn more than N times in a row (0: off; "
+                         "default 6)")
     ap.add_argument("--samples", type=int, default=4, help="generated dances per validation clip")
     ap.add_argument("--untrained-plain-only", action="store_true", help="skip the beat-guided untrained row")
     ap.add_argument("--notes", type=Path, default=None, help="Markdown appended to TRAINING.md and eval.md")
@@ -118,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     sampling: dict = {"temperature": args.temperature, "top_k": args.top_k, "foot_lock": not args.no_foot_lock}
     guide = GuidanceConfig().with_candidates(args.beat_guidance)
     sampling["beat_guidance"] = guide.to_card() if guide.enabled else None
+    if args.max_repeat < 0:
+        ap.error(f"--max-repeat must be >= 0, got {args.max_repeat}")
+    sampling["max_repeat"] = args.max_repeat or None
     val = load_data(args.data, "val", None)
     ref_names, ref_pairs = _reference(args.data)
     ref_seqs = [Sequence(name=n, upper=u, lower=lo, music=val[0].music)

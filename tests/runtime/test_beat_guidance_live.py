@@ -48,7 +48,7 @@ def test_guided_live_dance_lands_on_the_beat_more_often_than_plain_sampling() ->
     scores = {}
     for name, guidance in (("plain", dm.beat_guidance.with_candidates(0)), ("guided", dm.beat_guidance)):
         gen = DanceGenerator(TorchBackend(dm.gpt, capacity=3, device="cpu"), dm.vq, seed=11, guidance=guidance,
-                             decoder_runner=create_decoder_runner("onnxruntime"))
+                             decoder_runner=create_decoder_runner("onnxruntime"), max_repeat=dm.max_repeat)
         for _ in range(3):
             gen.add_performer()
         dances = _dance(gen, cond)

@@ -8,8 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
+from bench.freeze_bench import click_track
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
+from engine.models.conditioning import genre_id
 from engine.train import metrics as M
+from engine.train.dataset import TRAINED_GENRES
 from engine.train.evaluate import points
 from engine.train.generate import DEFAULT_MODEL_DIR, generate_dance, load_dance_model
 
@@ -25,6 +28,12 @@ def test_shipped_model_is_small_and_documented() -> None:
     assert (DEFAULT_MODEL_DIR / "TRAINING.md").read_text().strip()
     model = load_dance_model()
     assert model.gpt.cfg.cond_dim == card["cond_dim"] == 168
+    # Issue 10: three styles at their true frame rates, each with its genre row and real-motion reference.
+    assert card["trained_genres"] == list(TRAINED_GENRES)
+    assert model.gpt.cfg.n_genres > max(genre_id(g) for g in TRAINED_GENRES)
+    assert set(card["real_reference"]["by_style"]) == set(TRAINED_GENRES)
+    # The repetition guard is part of the shipped sampling (without it this GPT freezes; docs/models.md).
+    assert model.max_repeat is not None and 1 <= model.max_repeat <= 8
 
 
 def _unseen_tune(seconds: float) -> np.ndarray:
@@ -58,6 +67,22 @@ def test_sixty_seconds_on_unseen_music_neither_freezes_nor_skates() -> None:
     # It dances: body speed in the range of real dancing, not a twitch and not a blur.
     speed = np.linalg.norm(np.diff(M.root_relative(pos), axis=0), axis=-1).mean() * MODEL_FPS
     assert 0.2 < speed < 3.0
+
+
+@pytest.mark.parametrize("genre", TRAINED_GENRES)
+def test_every_style_dances_on_a_click_track_at_the_captured_speed(genre: str) -> None:
+    """The click track on which the unguarded three-style GPT stood still for up to 16 s (docs/models.md):
+    no dance still for more than 2 s, and the style's median speed near the real one (the shipping bar)."""
+    model = load_dance_model()
+    audio = click_track(12.0)
+    real = model.card["real_reference"]["by_style"][genre]["speed_ms"]
+    ratios = []
+    for seed in range(4):
+        g = generate_dance(model, audio, ENGINE_SAMPLE_RATE, genre=genre, seed=seed)
+        pos = points(g.upper, g.lower)
+        assert M.longest_freeze_s(pos, MODEL_FPS) <= 2.0, (genre, seed)
+        ratios.append(np.linalg.norm(np.diff(M.root_relative(pos), axis=0), axis=-1).mean() * MODEL_FPS / real)
+    assert 0.5 < np.median(ratios) < 1.6, ratios  # the old salsa-at-120-fps model: 2.05x
 
 
 def test_text_and_genre_change_the_dance() -> None:
