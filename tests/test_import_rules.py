@@ -23,7 +23,8 @@ RUNNING = ("engine/runtime", "engine/models", "engine/analysis", "engine/audio",
 #: the data-loading rework of engine/train (issue 10), which changes those loaders.
 CLI_IMPORT_EXCEPTIONS = ("engine/train/ship.py",)
 KIND_MODULES = ("engine.models.gpt", "engine.models.gpt_dancer", "engine.models.vqvae", "engine.models.vqvae_stream",
-                "engine.models.beat_guidance", "engine.models.retrieval", "engine.models.dance_model", "export")
+                "engine.models.beat_guidance", "engine.models.retrieval", "engine.models.dance_model",
+                "engine.models.couple", "engine.models.follower", "export")
 
 
 def _module_name(path: Path) -> str:

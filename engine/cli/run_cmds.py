@@ -66,7 +66,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="GPT step backend (default auto: probes the available ones and keeps the fastest)")
     p.add_argument("--decode", choices=("torch", "onnxruntime"), default="onnxruntime",
                    help="engine of the streaming VQ-VAE decoder (default onnxruntime: faster on CPU)")
-    p.add_argument("--performers", type=int, default=1, help="dancers generated together in one batch (default 1)")
+    p.add_argument("--performers", type=int, default=None,
+                   help="dancers generated together in one batch (default 1; with --couple 2, one couple)")
+    p.add_argument("--couple", action="store_true",
+                   help="salsa couples: a leader and a follower dancing together, two performers per couple "
+                        "(--performers 2N gives N couples; ids 2k lead, 2k+1 follow); needs a follower in the model")
     p.add_argument("--genre", default="salsa",
                    help="genre of every performer: salsa, indian or modern (trained; default salsa)")
     p.add_argument("--text", help="text prompt for every performer (sentence embedding)")
@@ -123,11 +127,23 @@ def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
     if args.top_k is not None and args.top_k < 0:
         raise CliError(f"--top-k must be >= 0, got {args.top_k}")
     check_max_repeat(args.max_repeat)
+    couple = resolve_performers(args)
+    if couple and args.performers % 2:
+        raise CliError(f"--couple: --performers counts dancers, two per couple; give an even number, got "
+                       f"{args.performers}")
     model = ModelSpec(model=args.model, backend=args.backend, decode=args.decode, performers=args.performers,
                       threads=args.threads, seed=args.seed, genre=args.genre, text=args.text,
                       temperature=args.temperature, top_k=args.top_k, beat_guidance=args.beat_guidance,
-                      max_repeat=args.max_repeat, data=getattr(args, "data", None))
+                      max_repeat=args.max_repeat, data=getattr(args, "data", None), couple=couple)
     return EngineSpec(model=model, runtime=cfg)
+
+
+def resolve_performers(args: argparse.Namespace) -> bool:
+    """Fill in the default ``--performers`` (1; 2 = one couple with ``--couple``); returns whether couples."""
+    couple = bool(getattr(args, "couple", False))
+    if args.performers is None:
+        args.performers = 2 if couple else 1
+    return couple
 
 
 def build_runtime(args: argparse.Namespace, sinks: list[Callable[[Any], None]], realtime: bool) -> Any:
@@ -148,6 +164,7 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     from engine.models.pose_repr import metric_cmu_skeleton
     from streams.address import parse_address
 
+    resolve_performers(args)
     skel = metric_cmu_skeleton()
     sinks: list[Callable[[Any], None]] = []
     closers: list[Callable[[], Any]] = []

@@ -30,6 +30,18 @@ def register(sub: Any) -> None:
             q.add_argument("--vqvae", type=Path, default=None, help="folder of the trained VQ-VAE (default: --out)")
             q.add_argument("--no-text", action="store_true", help="train without caption embeddings")
         q.set_defaults(handler=_train)
+    c = tsub.add_parser("couple", help="train the salsa follower of couple mode (--couple) on the real couples")
+    c.add_argument("--model", type=Path, default=None,
+                   help="folder of the leader's VQ-VAE + GPT (default: the shipped model)")
+    c.add_argument("--data", type=Path, default=None, help="data root or the cmu_salsa folder (default: shared data)")
+    c.add_argument("--out", type=Path, default=Path("runs/couple"),
+                   help="couple model folder written: the leader's files, follower.*, model card (default runs/couple)")
+    c.add_argument("--steps", type=int, default=None, help="training steps (default 3000)")
+    c.add_argument("--preset", default="default", help="follower size: default or tiny (tests)")
+    c.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    c.add_argument("--max-takes", type=int, default=None, help="use only the first N takes of each split (tests)")
+    c.add_argument("--cache", type=Path, default=None, help="cache folder for rendered music and features")
+    c.set_defaults(handler=_train_couple)
     b = tsub.add_parser("beats", help="train the causal beat/downbeat network on rendered music (see docs/audio.md)")
     b.add_argument("--out", type=Path, default=Path("runs/beats"),
                    help="model folder (default runs/beats; the shipped one is engine/data/models/beats)")
@@ -75,6 +87,9 @@ def register(sub: Any) -> None:
     g.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     g.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
+    g.add_argument("--couple", action="store_true",
+                   help="a salsa couple: writes OUT with _lead and _follow before the suffix (two BVH files, one "
+                        "per dancer, in one world frame); the model folder must hold a follower")
     g.set_defaults(handler=_generate)
 
 
@@ -105,6 +120,33 @@ def _train_beats(args: argparse.Namespace) -> int:
         rep = train_beats(data, args.out, cfg, progress=step)
     print(json.dumps({"out": str(args.out), "history": rep["history"][-1:], "train_seconds": rep["train_seconds"]}))
     return 0
+
+
+def _train_couple(args: argparse.Namespace) -> int:
+    from engine.train.dataset import default_cache_dir
+    from engine.train.train_couple import CoupleTrainConfig, train_couple_folder
+
+    cfg = CoupleTrainConfig(threads=args.threads)
+    if args.steps is not None:
+        if args.steps <= 0:
+            raise CliError("--steps must be positive")
+        cfg = CoupleTrainConfig(steps=args.steps, threads=args.threads)
+    model = args.model or _default_model()
+    try:
+        rep = train_couple_folder(model, args.out, args.data, cfg, args.preset, args.cache or default_cache_dir(),
+                                  args.max_takes)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    last = rep["val_history"][-1] if rep["val_history"] else {}
+    print(json.dumps({"out": str(args.out), "follower_val": last, "train_seconds": rep["train_seconds"],
+                      "data_seconds": rep["data_seconds"]}))
+    return 0
+
+
+def _default_model() -> Path:
+    from engine.models.dance_model import DEFAULT_MODEL_DIR
+
+    return DEFAULT_MODEL_DIR
 
 
 def _need_sub(p: argparse.ArgumentParser) -> int:
@@ -294,6 +336,8 @@ def _generate(args: argparse.Namespace) -> int:
     if not args.audio.is_file():
         raise CliError(f"audio file {args.audio} does not exist")
     audio, sr = _read_audio(args.audio)
+    if args.couple:
+        return _generate_couple(args, audio, sr)
     if args.model == "retrieval":
         return _generate_live_kind(args, audio, sr)
     model = _load_model(Path(args.model) if args.model else None)
@@ -332,6 +376,48 @@ def _generate_live_kind(args: argparse.Namespace, audio: Any, sr: int) -> int:
     pos = motion_positions(m)
     print(json.dumps({"out": str(args.out), "frames": m.n_frames, "seconds": m.n_frames / m.fps,
                       "beats": len(r.beats_s), "longest_freeze_s": longest_freeze_s(pos, m.fps)}))
+    return 0
+
+
+def couple_paths(out: Path) -> tuple[Path, Path]:
+    """The two files ``generate --couple --out OUT`` writes: OUT_lead.bvh and OUT_follow.bvh."""
+    ext = out.suffix or ".bvh"
+    return out.with_name(f"{out.stem}_lead{ext}"), out.with_name(f"{out.stem}_follow{ext}")
+
+
+def _generate_couple(args: argparse.Namespace, audio: Any, sr: int) -> int:
+    """A salsa couple through the live couple kind at one couple: two BVH files in one world frame."""
+    import numpy as np
+
+    from engine.models.pose_repr import motion_positions
+    from engine.runtime.assemble import AssemblyError, ModelSpec, build_model
+    from engine.runtime.offline import render
+    from engine.skeleton.bvh import write_bvh
+    from engine.train.metrics import longest_freeze_s
+
+    if args.model == "retrieval":
+        raise CliError("--couple needs a VQ-VAE + GPT model folder with a follower, not retrieval")
+    try:
+        model = build_model(ModelSpec(model=args.model, genre=args.genre, seed=args.seed, temperature=args.temperature,
+                                      top_k=args.top_k, beat_guidance=args.beat_guidance,
+                                      max_repeat=args.max_repeat, backend="torch",
+                                      decode="torch", performers=2, couple=True))
+        r = render(model, audio, sr, seconds=args.seconds)
+    except (AssemblyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for path, pid in zip(couple_paths(args.out), model.performer_ids(), strict=True):
+        m = r.motions[pid]
+        write_bvh(path, m.skeleton, m.root_pos, 1.0 / m.fps, local_rot_mats=m.rot, rotation_orders="ZXY")
+        out[path.stem.rsplit("_", 1)[-1]] = {"out": str(path), "longest_freeze_s": longest_freeze_s(motion_positions(m),
+                                                                                                     m.fps)}
+    lead, follow = (r.motions[p] for p in model.performer_ids())
+    dist = np.linalg.norm(lead.root_pos[:, [0, 2]] - follow.root_pos[:, [0, 2]], axis=1)
+    print(json.dumps({**out, "frames": r.motion.n_frames, "seconds": r.motion.n_frames / r.motion.fps,
+                      "beats": len(r.beats_s), "root_distance_m": {"min": float(dist.min()),
+                                                                   "median": float(np.median(dist)),
+                                                                   "max": float(dist.max())}}))
     return 0
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from engine.clock import SYSTEM_CLOCK, Clock
+from engine.models.couple import COUPLE_KIND
 from engine.models.dance_model import DEFAULT_MODEL_DIR, GPT_KIND
 from engine.models.protocol import MotionModel
 from engine.runtime.runtime import DanceRuntime, RuntimeConfig
@@ -46,6 +48,8 @@ class ModelSpec:
         max_repeat: the repetition guard, longest run of one token (0: off; None: the model card's).
         data: the motion capture folder a retrieval model indexes (None: ``../shared/data``).
         cache: where a retrieval index is cached (None: ``.cache/retrieval`` in the working directory).
+        couple: salsa couples (kind ``couple``): ``performers`` counts dancers, two per couple (leader, follower),
+            so it must be even; the model folder must hold a follower (``follower.*``).
     """
 
     model: str | Path | None = None
@@ -62,6 +66,7 @@ class ModelSpec:
     max_repeat: int | None = None
     data: Path | None = None
     cache: Path | None = None
+    couple: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,10 @@ def default_model_dir() -> Path:
 
 
 def model_kind(spec: ModelSpec) -> str:
-    """The kind the spec names: a builtin kind name, or the ``model_kind`` of the folder's model card."""
+    """The kind the spec names: ``couple`` when asked for, a builtin kind name, or the ``model_kind`` of the
+    folder's model card."""
+    if spec.couple:
+        return COUPLE_KIND
     if isinstance(spec.model, str) and spec.model in BUILTIN_KINDS:
         return spec.model
     import json
@@ -116,6 +124,18 @@ def build_runtime(spec: EngineSpec, sinks: Sequence[Sink] = (), clock: Clock = S
 
 
 def _build_gpt(spec: ModelSpec) -> MotionModel:
+    gen, _, desc = _gpt_generator(spec, spec.performers)
+    for _ in range(spec.performers):
+        gen.add_performer(replace(desc))  # each performer owns its controls
+    log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d, beat guidance %s, "
+             "max repeat %s", spec.model or default_model_dir(), gen.backend.name, gen.backend.device,
+             spec.performers, desc.temperature, desc.top_k,
+             f"{gen.guidance.candidates} candidates" if gen.guidance.enabled else "off", gen.max_repeat or "off")
+    return gen
+
+
+def _gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
+    """The VQ-VAE + GPT generator of ``spec`` (no performers yet), its loaded model and the starting controls."""
     import torch
 
     from engine.models.conditioning import embed_texts, genre_id
@@ -131,7 +151,7 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
     try:
         gid = genre_id(spec.genre)
         dm = load_dance_model(model_dir)
-        be = create_backend(spec.backend, dm.gpt, capacity=spec.performers, threads=max(1, spec.threads))
+        be = create_backend(spec.backend, dm.gpt, capacity=capacity, threads=max(1, spec.threads))
     except (ValueError, BackendUnavailable, FileNotFoundError, OSError) as exc:
         raise AssemblyError(f"{exc}" if "model" in str(exc) else f"{model_dir}: {exc}") from None
     emb = embed_texts([spec.text])[0] if spec.text else None
@@ -145,12 +165,42 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
                              max_repeat=max_repeat)
     except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
-    for _ in range(spec.performers):
-        gen.add_performer(Controls(genre=gid, text=emb, temperature=temp, top_k=k))
-    log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d, beat guidance %s, "
-             "max repeat %s", model_dir, be.name, be.device, spec.performers, temp, k,
-             f"{guidance.candidates} candidates" if guidance.enabled else "off", max_repeat or "off")
-    return gen
+    return gen, dm, Controls(genre=gid, text=emb, temperature=temp, top_k=k)
+
+
+def _build_couple(spec: ModelSpec) -> MotionModel:
+    """Salsa couples: the folder's GPT leads, its follower (``follower.*``) follows; two performers per couple."""
+    from engine.models.couple import CoupleDancer
+    from engine.models.follower import load_follower
+    from engine.models.gpt_dancer import DanceGenerator
+    from export.decoder_backend import create_decoder_runner
+    from export.follower_backend import FollowerBackend
+
+    if spec.performers % 2:
+        raise AssemblyError(f"a couple is two performers: performers must be even (2 per couple), "
+                            f"got {spec.performers}")
+    if spec.genre != "salsa":
+        raise AssemblyError(f"couples dance salsa only (the partner data); got genre {spec.genre!r}")
+    if isinstance(spec.model, str) and spec.model in BUILTIN_KINDS:
+        raise AssemblyError(f"couples need a VQ-VAE + GPT model folder with a follower, not {spec.model!r}")
+    n = spec.performers // 2
+    model_dir = Path(spec.model) if spec.model is not None else default_model_dir()
+    leader, dm, controls = _gpt_generator(spec, n)
+    try:
+        fol = load_follower(model_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise AssemblyError(str(exc)) from None
+    if fol.cfg.vocab_size != dm.gpt.cfg.vocab_size or fol.cfg.cond_dim != dm.gpt.cfg.cond_dim:
+        raise AssemblyError(f"{model_dir}: the follower (vocab {fol.cfg.vocab_size}) does not fit the VQ-VAE + GPT "
+                            f"(vocab {dm.gpt.cfg.vocab_size})")
+    follower = DanceGenerator(FollowerBackend(fol, capacity=n), dm.vq, seed=spec.seed + 10_000, foot_lock=dm.foot_lock,
+                              decoder_runner=create_decoder_runner(spec.decode), max_repeat=leader.max_repeat)
+    model = CoupleDancer(leader, follower, fol.fcfg)
+    for _ in range(n):
+        model.add_performer(replace(controls))
+    log.info("couples from %s: %d couple(s) (%d performers), leader backend %s, follower pull %.2f", model_dir, n,
+             spec.performers, leader.backend.name, fol.fcfg.pull)
+    return model
 
 
 def _build_retrieval(spec: ModelSpec) -> MotionModel:
@@ -175,4 +225,5 @@ def _build_retrieval(spec: ModelSpec) -> MotionModel:
     return model
 
 
-_BUILDERS: dict[str, Callable[[ModelSpec], MotionModel]] = {GPT_KIND: _build_gpt, "retrieval": _build_retrieval}
+_BUILDERS: dict[str, Callable[[ModelSpec], MotionModel]] = {GPT_KIND: _build_gpt, "retrieval": _build_retrieval,
+                                                          COUPLE_KIND: _build_couple}

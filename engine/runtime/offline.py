@@ -8,7 +8,7 @@ without a dedicated offline path, and by benchmarks that score a kind's dances.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,16 +21,17 @@ from engine.skeleton import rotations as R
 
 @dataclass
 class Rendered:
-    """One performer's dance for a file, and the music analysis it followed."""
+    """The dance of a file (the first performer's, and every performer's by id), and the music analysis it followed."""
 
     motion: Motion
     beats_s: list[float]  # the beats the tracker committed to, within the rendered span
     conditions: np.ndarray  # [steps, cond_dim] the rows the model was stepped with
+    motions: dict[int, Motion] = field(default_factory=dict)  # every performer's dance (``motion`` is the first's)
 
 
 def render(model: MotionModel, audio: np.ndarray, sr: int, seconds: float | None = None,
            analysis: tuple[np.ndarray, np.ndarray, np.ndarray, list[float]] | None = None) -> Rendered:
-    """Dance to ``audio`` with the first performer of ``model`` (one step per ``frames_per_step`` frames).
+    """Dance to ``audio`` with every performer of ``model`` (one step per ``frames_per_step`` frames).
 
     ``analysis`` may pass precomputed (features, period_s, next_beat_s, beats) from ``analyze_signal``.
     """
@@ -42,16 +43,18 @@ def render(model: MotionModel, audio: np.ndarray, sr: int, seconds: float | None
     steps = n_frames // n
     if steps < 1:
         raise ValueError(f"audio too short: {n_frames} frames, need at least {n}")
-    pid = model.performer_ids()[0]
+    pids = model.performer_ids()
     cond = sequence_conditions(feats, period, nxt, steps)
-    roots, quats = [], []
+    roots: dict[int, list[np.ndarray]] = {p: [] for p in pids}
+    quats: dict[int, list[np.ndarray]] = {p: [] for p in pids}
     for t in range(steps):
         for sf in model.step(cond[t]):
-            if sf.pid == pid:
-                roots.append(sf.root)
-                quats.append(sf.quat)
-    root = np.concatenate(roots)
-    quat = np.concatenate(quats)
-    rot = R.quat_to_matrix(quat.astype(np.float64))
-    motion = Motion(model.skeleton, root.astype(np.float64), rot, float(MODEL_FPS))
-    return Rendered(motion=motion, beats_s=[b for b in beats if b < steps * n / MODEL_FPS], conditions=cond)
+            if sf.pid in roots:
+                roots[sf.pid].append(sf.root)
+                quats[sf.pid].append(sf.quat)
+    motions = {}
+    for p in pids:
+        rot = R.quat_to_matrix(np.concatenate(quats[p]).astype(np.float64))
+        motions[p] = Motion(model.skeleton, np.concatenate(roots[p]).astype(np.float64), rot, float(MODEL_FPS))
+    return Rendered(motion=motions[pids[0]], beats_s=[b for b in beats if b < steps * n / MODEL_FPS], conditions=cond,
+                    motions=motions)

@@ -19,9 +19,14 @@ DATA = SHARED / "data"
 def test_kind_comes_from_the_card_or_the_name(tmp_path: Path) -> None:
     assert model_kind(ModelSpec()) == "vqvae-gpt"  # the shipped card
     assert model_kind(ModelSpec(model="retrieval")) == "retrieval"
-    (tmp_path / "model.json").write_text('{"model_kind": "couple"}')
-    with pytest.raises(AssemblyError, match="unknown model kind 'couple'"):
+    (tmp_path / "model.json").write_text('{"model_kind": "telepathy"}')
+    with pytest.raises(AssemblyError, match="unknown model kind 'telepathy'"):
         build_model(ModelSpec(model=tmp_path))
+    assert model_kind(ModelSpec(couple=True)) == "couple"  # --couple: the folder's GPT leads, its follower follows
+    (tmp_path / "model.json").write_text('{"model_kind": "couple"}')  # a card can name couples as its kind
+    assert model_kind(ModelSpec(model=tmp_path)) == "couple"
+    with pytest.raises(AssemblyError, match="even"):
+        build_model(ModelSpec(model=tmp_path, performers=3))
     with pytest.raises(AssemblyError, match="performers"):
         build_model(ModelSpec(performers=0))
     with pytest.raises(AssemblyError, match="does not exist"):

@@ -1,0 +1,226 @@
+"""Couple measures: how far apart the partners stand and how close their hands come, generated against real.
+
+For the held-out salsa takes (12, 13) and their music: the distance between the two roots on the floor and
+the smallest of the four hand-to-hand distances, per frame; their distributions against the real couples'
+(1-D Wasserstein distance), the share of frames in a hold (hands within :data:`HOLD_M`), the hand distance
+during real holds, and interpenetration (root distance below the real minimum). Rows: real, the couple
+model, the same follower without the run-time placement pull and distance floor, an untrained follower
+(random weights, with pull and floor: what the mechanism alone gives), and two solo dancers generated
+independently by the leader GPT, started at the same placement. Written by ``bench/couple_bench.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.frames import MODEL_FPS
+from engine.models.conditioning import genre_id, sequence_conditions
+from engine.models.couple import CoupleDancer
+from engine.models.dance_model import DanceModel, load_dance_model
+from engine.models.follower import FollowerGPT, from_leader_frame, hip_yaw, load_follower
+from engine.models.gpt_dancer import DanceGenerator
+from engine.models.pose_repr import Motion, motion_positions
+from engine.models.protocol import Controls, MotionModel
+from engine.skeleton import rotations as R
+from engine.train.cmu_data import load_split
+from engine.train.dataset import TRAINED_GENRES, default_cache_dir, music_for_take
+
+#: Hands closer than this (metres between the CMU hand joints, i.e. the wrists; the nearer of the four left/right
+#: pairs) count as a hold: joined hands put the wrists about a hand's length apart (real takes 12/13: 30-39 % of
+#: frames, median 0.29-0.33 m over all frames).
+HOLD_M = 0.25
+HANDS = ("rHand", "lHand")
+
+
+def couple_distances(lead: Motion, follow: Motion) -> dict[str, np.ndarray]:
+    """Per frame: ``root`` floor distance of the roots, ``hands`` nearest hand-to-hand distance (metres) and
+    ``facing`` the cosine of the angle between the two hip headings (-1: face to face)."""
+    n = min(lead.n_frames, follow.n_frames)
+    pl, pf = motion_positions(lead)[:n], motion_positions(follow)[:n]
+    idx = [lead.skeleton.index(h) for h in HANDS]
+    hands = np.min(np.stack([np.linalg.norm(pl[:, i] - pf[:, j], axis=-1) for i in idx for j in idx]), axis=0)
+    root = np.linalg.norm(lead.root_pos[:n, [0, 2]] - follow.root_pos[:n, [0, 2]], axis=1)
+    hip = lead.skeleton.index("hip")
+    facing = np.cos(hip_yaw(lead.rot[:n, hip]) - hip_yaw(follow.rot[:n, hip]))
+    return {"root": root, "hands": hands, "facing": facing}
+
+
+def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
+    """1-D Wasserstein-1 distance between two samples (area between their quantile functions)."""
+    a, b = np.sort(np.asarray(a, np.float64)), np.sort(np.asarray(b, np.float64))
+    q = np.linspace(0.0, 1.0, 2001)[1:-1]
+    return float(np.mean(np.abs(np.quantile(a, q) - np.quantile(b, q))))
+
+
+def summarise(d: dict[str, np.ndarray], real: dict[str, np.ndarray] | None, real_min_m: float,
+              train_min_m: float) -> dict[str, float]:
+    root, hands = d["root"], d["hands"]
+    hold = hands < HOLD_M
+    out = {"root_p5_m": float(np.percentile(root, 5)), "root_median_m": float(np.median(root)),
+           "root_p95_m": float(np.percentile(root, 95)), "root_min_m": float(root.min()),
+           "below_real_min_share": float(np.mean(root < real_min_m)),
+           "below_train_min_share": float(np.mean(root < train_min_m - 1e-6)), "hold_share": float(np.mean(hold)),
+           "hands_median_m": float(np.median(hands)),
+           "hands_in_hold_median_m": float(np.median(hands[hold])) if hold.any() else float("nan"),
+           "face_to_face_share": float(np.mean(d["facing"] < 0.0))}
+    if real is not None:
+        out["w1_root_m"] = wasserstein_1d(root, real["root"])
+        out["w1_hands_m"] = wasserstein_1d(hands, real["hands"])
+        out["w1_facing"] = wasserstein_1d(d["facing"], real["facing"])
+    return out
+
+
+def _step_all(model: MotionModel, cond: np.ndarray, times_ms: list[float] | None = None) -> dict[int, Motion]:
+    import time
+
+    roots: dict[int, list[np.ndarray]] = {p: [] for p in model.performer_ids()}
+    quats: dict[int, list[np.ndarray]] = {p: [] for p in model.performer_ids()}
+    for row in cond:
+        t0 = time.perf_counter()
+        out = model.step(row)
+        if times_ms is not None:
+            times_ms.append((time.perf_counter() - t0) * 1e3)
+        for sf in out:
+            roots[sf.pid].append(sf.root)
+            quats[sf.pid].append(sf.quat)
+    return {p: Motion(model.skeleton, np.concatenate(roots[p]).astype(np.float64),
+                      R.quat_to_matrix(np.concatenate(quats[p]).astype(np.float64)), float(MODEL_FPS))
+            for p in roots}
+
+
+def _leader(dm: DanceModel, capacity: int, seed: int) -> DanceGenerator:
+    from export.torch_backend import TorchBackend
+
+    return DanceGenerator(TorchBackend(dm.gpt, capacity=capacity, device="cpu", jit=False), dm.vq, seed=seed,
+                          foot_lock=dm.foot_lock, guidance=dm.beat_guidance, max_repeat=dm.max_repeat)
+
+
+def _controls(dm: DanceModel) -> Controls:
+    return Controls(genre=genre_id("salsa"), temperature=dm.temperature, top_k=dm.top_k or 0)
+
+
+def couple_model(dm: DanceModel, follower: FollowerGPT, seed: int, pull: bool = True) -> CoupleDancer:
+    """One couple of the live couple kind over ``dm`` (leader) and ``follower``."""
+    from export.follower_backend import FollowerBackend
+
+    cfg = follower.fcfg if pull else replace(follower.fcfg, pull=0.0, min_root_distance_m=0.0)
+    fol = DanceGenerator(FollowerBackend(follower, capacity=1), dm.vq, seed=seed + 10_000, foot_lock=dm.foot_lock,
+                         max_repeat=dm.max_repeat)
+    model = CoupleDancer(_leader(dm, 1, seed), fol, cfg)
+    model.add_performer(_controls(dm))
+    return model
+
+
+def independent_solos(dm: DanceModel, follower: FollowerGPT, cond: np.ndarray, seed: int,
+                      times_ms: list[float] | None = None) -> tuple[Motion, Motion]:
+    """Two leader-GPT dancers generated independently; the second shifted to start at the couple's start placement."""
+    gen = _leader(dm, 2, seed)
+    a, b = gen.add_performer(_controls(dm)), gen.add_performer(_controls(dm))
+    m = _step_all(gen, cond, times_ms)
+    lead, other = m[a], m[b]
+    yaw0 = float(hip_yaw(lead.rot[0, lead.skeleton.index("hip")]))
+    start = from_leader_frame(lead.root_pos[0, [0, 2]], yaw0, np.array(follower.fcfg.start_offset))
+    root = other.root_pos.copy()
+    root[:, [0, 2]] += start - root[0, [0, 2]]
+    return lead, Motion(other.skeleton, root, other.rot, other.fps)
+
+
+def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, seconds: float | None = None,
+                     threads: int = 1, progress: bool = True) -> dict[str, Any]:
+    """All rows of the couple measures on the validation takes (see the module doc)."""
+    torch.set_num_threads(max(1, threads))
+    dm = load_dance_model(model_dir)
+    trained = load_follower(model_dir)
+    torch.manual_seed(0)
+    untrained = FollowerGPT(trained.fcfg).eval()
+    takes = load_split(data, "val", styles=("salsa",))
+    train_min = float(trained.fcfg.min_root_distance_m)
+    rows: dict[str, dict[str, list[np.ndarray]]] = {}
+    step_ms: dict[str, list[float]] = {"couple": [], "independent solos": []}
+
+    def add(row: str, d: dict[str, np.ndarray]) -> None:
+        r = rows.setdefault(row, {})
+        for k, v in d.items():
+            r.setdefault(k, []).append(v)
+
+    for take in takes:
+        add("real", couple_distances(take.dancers[0], take.dancers[1]))
+        seed_m = 1000 * int(take.take) + 100_000 * TRAINED_GENRES.index("salsa")
+        mus = music_for_take(take, default_cache_dir(), seed_m)
+        n_frames = take.n_frames if seconds is None else min(take.n_frames, int(seconds * MODEL_FPS))
+        n = n_frames // 4
+        cond = sequence_conditions(mus.features[:n_frames], mus.period_s[:n_frames], mus.next_beat_s[:n_frames], n)
+        for s in range(seeds):
+            variants: list[tuple[str, MotionModel | None]] = [
+                ("couple", couple_model(dm, trained, s)),
+                ("couple, no pull/floor", couple_model(dm, trained, s, pull=False)),
+                ("untrained follower", couple_model(dm, untrained, s)),
+                ("independent solos", None),
+            ]
+            for name, model in variants:
+                if model is None:
+                    lead, follow = independent_solos(dm, trained, cond, s, step_ms["independent solos"])
+                else:
+                    m = _step_all(model, cond, step_ms.get(name))
+                    lead, follow = (m[p] for p in model.performer_ids())
+                add(name, couple_distances(lead, follow))
+                if progress:
+                    print(f"take {take.take} seed {s}: {name}", flush=True)
+    cat = {row: {k: np.concatenate(v) for k, v in r.items()} for row, r in rows.items()}
+    real_min = float(cat["real"]["root"].min())
+    summary = {row: summarise(d, None if row == "real" else cat["real"], real_min, train_min) for row, d in cat.items()}
+    return {"model": str(model_dir), "takes": [t.take for t in takes], "seeds": seeds, "hold_m": HOLD_M,
+            "real_min_root_m": real_min, "train_min_root_m": train_min, "summary": summary,
+            "step_ms_p50": {k: float(np.median(v)) for k, v in step_ms.items() if v},
+            "step_ms_p99": {k: float(np.percentile(v, 99)) for k, v in step_ms.items() if v},
+            "samples": {row: {k: v.tolist() for k, v in d.items()} for row, d in cat.items()}}
+
+
+def write_couple_report(res: dict[str, Any], out_dir: Path, note: str = "") -> None:
+    """couple.json, couple.md and couple.png (root and hand distance histograms) into ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "couple.json").write_text(json.dumps({k: v for k, v in res.items() if k != "samples"}, indent=2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((axes[0], "root", "root distance (m)"), (axes[1], "hands", "nearest hand distance (m)")):
+        bins = np.linspace(0, 3.0 if key == "root" else 2.0, 61)
+        for row in ("real", "couple", "untrained follower", "independent solos"):
+            if row in res["samples"]:
+                ax.hist(np.clip(res["samples"][row][key], 0, bins[-1]), bins=bins, density=True, histtype="step",
+                        lw=2 if row in ("real", "couple") else 1.2, label=row)
+        ax.set_title(title)
+        ax.legend()
+    fig.suptitle(f"salsa couples, held-out takes {', '.join(res['takes'])}")
+    fig.tight_layout()
+    fig.savefig(out_dir / "couple.png", dpi=90)
+    plt.close(fig)
+    measures = ("w1_root_m", "w1_hands_m", "w1_facing", "root_p5_m", "root_median_m", "root_p95_m", "root_min_m",
+                "below_real_min_share", "below_train_min_share", "hold_share", "hands_median_m",
+                "hands_in_hold_median_m", "face_to_face_share")
+    rows = list(res["summary"])
+    lines = ["# Couple measures (salsa, held-out takes)", "", note, "",
+             f"Model `{res['model']}`; takes {', '.join(res['takes'])}; {res['seeds']} seed(s) per take; hold = hands "
+             f"within {res['hold_m']} m; real minimum root distance {res['real_min_root_m']:.3f} m (held-out takes), "
+             f"{res['train_min_root_m']:.3f} m (training couples: the run-time floor). W1 = 1-D Wasserstein distance "
+             "to the real couples' distribution; facing = cosine of the heading difference.", "",
+             "| measure | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    for m in measures:
+        vals = [res["summary"][r].get(m) for r in rows]
+        lines.append(f"| {m} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in vals) + " |")
+    ms = res.get("step_ms_p50", {})
+    if ms:
+        lines += ["", "Step time (one couple = leader + follower, torch on CPU, 1 thread, beside two solo dancers "
+                  "stepped in one batch): " + ", ".join(f"{k} p50 {v:.1f} ms / p99 {res['step_ms_p99'][k]:.1f} ms"
+                                                        for k, v in ms.items()) + "."]
+    lines += ["", "![distance histograms](couple.png)", ""]
+    (out_dir / "couple.md").write_text("\n".join(lines))
