@@ -241,13 +241,17 @@ class FollowerGPT(CrossCondGPT):
         return self.head_up(x), self.head_down(x), self.head_place(x), torch.stack(new_k), torch.stack(new_v)
 
 
-def save_follower(model: FollowerGPT, directory: str | Path) -> Path:
-    """Write ``follower.safetensors`` + ``follower.json`` into ``directory``."""
+def save_follower(model: FollowerGPT, directory: str | Path, half: bool = False) -> Path:
+    """Write ``follower.safetensors`` + ``follower.json`` into ``directory`` (``half``: weights stored as float16,
+    half the size; they are loaded back as float32)."""
     from safetensors.torch import save_file
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(d / FOLLOWER_WEIGHTS))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(tensors, str(d / FOLLOWER_WEIGHTS))
     (d / FOLLOWER_CONFIG).write_text(model.fcfg.to_json() + "\n")
     return d
 

@@ -78,6 +78,12 @@ def test_save_and_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-
     assert back.fcfg == m.fcfg
     x = _inputs(1, 4)
     assert torch.allclose(back.forward_follow(**x)[0], m.forward_follow(**x)[0])
+    save_follower(m, tmp_path / "half", half=True)  # the shipped form: float16 on disk, float32 in memory
+    back16 = load_follower(tmp_path / "half")
+    assert next(back16.parameters()).dtype == torch.float32
+    assert torch.allclose(back16.forward_follow(**x)[0], m.forward_follow(**x)[0], atol=2e-2)
+    size = (tmp_path / "follower.safetensors").stat().st_size
+    assert (tmp_path / "half" / "follower.safetensors").stat().st_size < 0.6 * size
     (tmp_path / "follower.json").write_text('{"gpt": {}, "pull": 3}')
     with pytest.raises(ValueError, match="pull"):
         load_follower(tmp_path)
