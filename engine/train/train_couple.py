@@ -245,3 +245,33 @@ def train_couple_folder(model_dir: Path, out_dir: Path, data: Path | None = None
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     (out_dir / "couple_train_report.json").write_text(json.dumps(rep, indent=2))
     return rep
+
+
+def ship_follower(src: Path, model_dir: Path, measures: dict | None = None) -> None:
+    """Copy a trained follower (``src``, from :func:`train_couple_folder`) into the model folder ``model_dir``
+    as float16, after checking both use the same VQ-VAE, and write the ``couple`` block of its model card
+    (with ``measures``, e.g. the couple bench summary, when given)."""
+    import hashlib
+
+    from engine.models.dance_model import MODEL_CARD
+    from engine.models.follower import load_follower, save_follower
+
+    def digest(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    if digest(src / "vqvae.safetensors") != digest(model_dir / "vqvae.safetensors"):
+        raise ValueError(f"{src} was trained on another VQ-VAE than {model_dir}'s; train it on that one")
+    save_follower(load_follower(src), model_dir, half=True)
+    card = json.loads((model_dir / MODEL_CARD).read_text())
+    block = json.loads((src / MODEL_CARD).read_text())["couple"]
+    block["weights"] = "float16 on disk"
+    if measures:
+        block["measures"] = measures
+    card["couple"] = block
+    (model_dir / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n")
+
+
+if __name__ == "__main__":  # python3 -m engine.train.train_couple SRC MODEL_DIR: ship a trained follower
+    import sys
+
+    ship_follower(Path(sys.argv[1]), Path(sys.argv[2]))
