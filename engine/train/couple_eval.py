@@ -198,7 +198,10 @@ def write_couple_report(res: dict[str, Any], out_dir: Path, note: str = "") -> N
             if row in res["samples"]:
                 ax.hist(np.clip(res["samples"][row][key], 0, bins[-1]), bins=bins, density=True, histtype="step",
                         lw=2 if row in ("real", "couple") else 1.2, label=row)
-        ax.set_title(title)
+        top = max(np.histogram(np.clip(res["samples"][r][key], 0, bins[-1]), bins=bins, density=True)[0].max()
+                  for r in ("real", "couple") if r in res["samples"])
+        ax.set_ylim(0, 1.6 * top)  # an untrained follower parked on the floor would dwarf the rest
+        ax.set_title(f"{title}; last bin: at or beyond")
         ax.legend()
     fig.suptitle(f"salsa couples, held-out takes {', '.join(res['takes'])}")
     fig.tight_layout()
