@@ -35,6 +35,7 @@ EXAMPLES: dict[str, str] = {
     "train vqvae": "groovecast train vqvae --out runs/dance --steps 2000",
     "train gpt": "groovecast train gpt --out runs/dance --steps 4000",
     "train beats": "groovecast train beats --out runs/beats",
+    "train couple": "groovecast train couple --model runs/dance --out runs/couple --steps 900",
     "eval": "groovecast eval --report runs/eval",
     "generate": "groovecast generate song.wav --out dance.bvh --seconds 30",
     "export": "groovecast export onnx --out runs/onnx",
