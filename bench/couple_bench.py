@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     res = evaluate_couples(a.model, a.data, seeds=a.seeds, seconds=a.seconds, threads=a.threads)
     res["wall_seconds"] = time.perf_counter() - t0
+    res["model"] = os.path.relpath(a.model)
     write_couple_report(res, a.out, a.note)
     print(json.dumps(res["summary"], indent=2))
     return 0
