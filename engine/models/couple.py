@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.models.follower import FollowerConfig, follower_xz, from_leader_frame, hip_yaw, place_features
+from engine.models.follower import MAX_TURN_RAD, FollowerConfig, follower_xz, from_leader_frame, hip_yaw, place_features
 from engine.models.protocol import Capabilities, Controls, StepFrames
 from engine.skeleton import rotations as R
 
@@ -43,6 +43,7 @@ class Couple:
     steps: int = 0
     follow_yaw: float = 0.0  # the follower's heading at the end of its last step
     rewound: bool = False  # a rewind was applied since the last step (the partner's call is then a no-op)
+    yaw_offset: float = 0.0  # heading correction applied to the follower's frames (radians; see ``yaw_pull``)
 
 
 class CoupleDancer:
@@ -117,6 +118,7 @@ class CoupleDancer:
         self.follower.reset(c.follow_in)
         c.steps = 0
         c.rewound = False
+        c.yaw_offset = 0.0
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
         """Discard the couple's newest ``n`` steps; ``root_xz`` is where performer ``pid`` stands now."""
@@ -158,6 +160,7 @@ class CoupleDancer:
             return []
         lead_frames = {sf.pid: sf for sf in self.leader.step(cond)}
         lead_end: dict[int, tuple[np.ndarray, float]] = {}
+        starts: dict[int, np.ndarray] = {}  # each follower's floor position before the step
         for c in self.couples:
             lf = lead_frames[c.lead_in]
             end_xz = lf.root[-1, [0, 2]].astype(np.float64)
@@ -173,6 +176,7 @@ class CoupleDancer:
             lp = self.leader.get(c.lead_in)
             feats = place_features(end_xz, end_yaw, fp.root_xz, c.follow_yaw)
             self.fbackend.set_leader(fp.state, int(lp.tok_up[-1]), int(lp.tok_down[-1]), feats)
+            starts[c.follow] = fp.root_xz.copy()
         follow_frames = {sf.pid: sf for sf in self.follower.step(cond)}
         out: list[StepFrames] = []
         n = self.frames_per_step
@@ -182,21 +186,48 @@ class CoupleDancer:
             ff = follow_frames[c.follow_in]
             fp = self.follower.get(c.follow_in)
             end_xz, end_yaw = lead_end[c.lead]
-            target = follower_xz(end_xz, end_yaw, self.fbackend.predicted_placement(fp.state))
-            gap = target - ff.root[-1, [0, 2]]
+            pred = self.fbackend.predicted_placement(fp.state)
+            root, quat = self._turn(c, ff, starts[c.follow], end_yaw + float(np.arctan2(pred[4], pred[3])))
+            target = follower_xz(end_xz, end_yaw, pred)
+            gap = target - root[-1, [0, 2]]
             corr = self.cfg.pull * gap
             self.pull_m.append(float(np.linalg.norm(corr)))
-            root = ff.root.astype(np.float64)
             root[:, [0, 2]] += ramp * corr[None]
             root = self._keep_apart(lf.root.astype(np.float64), root)
             fp.root_xz = root[-1, [0, 2]].copy()
-            c.follow_yaw = self._yaw(ff.quat[-1])
+            c.follow_yaw = self._yaw(quat[-1])
             c.steps += 1
             c.rewound = False
             out.append(StepFrames(pid=c.lead, step=lf.step, root=lf.root, quat=lf.quat))
-            out.append(StepFrames(pid=c.follow, step=ff.step, root=root.astype(np.float32), quat=ff.quat))
+            out.append(StepFrames(pid=c.follow, step=ff.step, root=root.astype(np.float32), quat=quat))
         self.steps += 1
         return out
+
+    def _turn(self, c: Couple, ff: StepFrames, start: np.ndarray, want_yaw: float) -> tuple[np.ndarray, np.ndarray]:
+        """The follower's frames turned about the vertical by the couple's heading correction (root [n, 3] float64
+        turned about the step's start point, hip rotation premultiplied), the correction first moved
+        ``yaw_pull`` of the way towards ``want_yaw`` (ramped over the frames, at most ``MAX_TURN_RAD``)."""
+        n = len(ff.root)
+        delta = 0.0
+        if self.cfg.yaw_pull > 0.0:
+            err = want_yaw - (self._yaw(ff.quat[-1]) + c.yaw_offset)
+            err = float(np.arctan2(np.sin(err), np.cos(err)))
+            delta = float(np.clip(self.cfg.yaw_pull * err, -MAX_TURN_RAD, MAX_TURN_RAD))
+        theta = c.yaw_offset + delta * np.arange(1, n + 1) / n  # [n]
+        c.yaw_offset += delta
+        root = ff.root.astype(np.float64)
+        if not np.any(theta):
+            return root, ff.quat
+        cos, sin = np.cos(theta), np.sin(theta)
+        dx, dz = root[:, 0] - start[0], root[:, 2] - start[1]
+        root[:, 0] = start[0] + dx * cos + dz * sin
+        root[:, 2] = start[1] - dx * sin + dz * cos
+        turn = np.zeros((n, 3, 3))
+        turn[:, 0, 0], turn[:, 0, 2], turn[:, 1, 1], turn[:, 2, 0], turn[:, 2, 2] = cos, sin, 1.0, -sin, cos
+        quat = ff.quat.copy()
+        hip = R.quat_to_matrix(quat[:, self.hip].astype(np.float64))
+        quat[:, self.hip] = R.matrix_to_quat(turn @ hip).astype(np.float32)
+        return root, quat
 
     def _keep_apart(self, lead: np.ndarray, follow: np.ndarray) -> np.ndarray:
         """Follower roots [n, 3] moved out to ``min_root_distance_m`` from the leader's on frames closer than it."""

@@ -32,6 +32,8 @@ FOLLOWER_CONFIG = "follower.json"
 #: Placement features of a step: leader root in the follower's frame (forward, lateral), cos/sin of the leader's
 #: yaw minus the follower's, distance.
 PLACE_DIM = 5
+#: Largest heading correction of one step at run time (radians; 0.2 per 133 ms = 86 deg/s).
+MAX_TURN_RAD = 0.2
 #: Placement targets, polar so that uncertainty about the direction does not shrink the predicted distance (a
 #: mean of vectors pointing different ways is short): the follower's root distance from the leader, the unit
 #: bearing (forward, lateral) of the follower in the leader's frame, cos/sin of the follower's yaw minus the
@@ -102,12 +104,16 @@ class FollowerConfig:
         pull: share of the gap between the follower's own root and the placement head's target closed per
             step at run time (0: the follower moves only by its own tokens).
         min_root_distance_m: the smallest root distance of the training pairs (a floor at run time).
+        yaw_pull: share of the gap between the follower's heading and the placement head's relative heading
+            turned per step at run time (the whole body about the vertical; at most ``MAX_TURN_RAD`` per step;
+            0: off, the heading is the follower's tokens' own).
     """
 
     gpt: GPTConfig
     start_offset: tuple[float, float] = (0.8, 0.0)
     pull: float = 0.5
     min_root_distance_m: float = 0.3
+    yaw_pull: float = 0.0
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
@@ -126,6 +132,9 @@ class FollowerConfig:
         so = data.get("start_offset", (0.8, 0.0))
         pull = data.get("pull", 0.5)
         md = data.get("min_root_distance_m", 0.3)
+        yp = data.get("yaw_pull", 0.0)
+        if not (isinstance(yp, int | float) and 0.0 <= yp <= 1.0):
+            raise ValueError(f"yaw_pull must be a number in [0, 1], got {yp!r}")
         if not (isinstance(so, list | tuple) and len(so) == 2 and all(isinstance(v, int | float) for v in so)):
             raise ValueError(f"start_offset must be two numbers, got {so!r}")
         if not (isinstance(pull, int | float) and 0.0 <= pull <= 1.0):
@@ -133,7 +142,7 @@ class FollowerConfig:
         if not (isinstance(md, int | float) and 0.0 <= md < 5.0):
             raise ValueError(f"min_root_distance_m must be a number in [0, 5), got {md!r}")
         return cls(gpt=GPTConfig.from_dict(data["gpt"]), start_offset=(float(so[0]), float(so[1])), pull=float(pull),
-                   min_root_distance_m=float(md))
+                   min_root_distance_m=float(md), yaw_pull=float(yp))
 
 
 #: Named trunk sizes of the follower (vocab and cond_dim are set from the VQ-VAE and the conditioning).

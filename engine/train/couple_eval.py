@@ -51,6 +51,16 @@ def couple_distances(lead: Motion, follow: Motion) -> dict[str, np.ndarray]:
     return {"root": root, "hands": hands, "facing": facing}
 
 
+def follower_skating(follow: Motion) -> float:
+    """Foot skating of a dancer (m/s; ``engine.train.metrics.foot_skating`` on the evaluation's joint layout)."""
+    from engine.models.pose_repr import motion_to_vectors
+    from engine.train.evaluate import points
+    from engine.train.metrics import foot_skating
+
+    up, low = motion_to_vectors(follow)
+    return foot_skating(points(up, low), MODEL_FPS)
+
+
 def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
     """1-D Wasserstein-1 distance between two samples (area between their quantile functions)."""
     a, b = np.sort(np.asarray(a, np.float64)), np.sort(np.asarray(b, np.float64))
@@ -69,6 +79,8 @@ def summarise(d: dict[str, np.ndarray], real: dict[str, np.ndarray] | None, real
            "hands_median_m": float(np.median(hands)),
            "hands_in_hold_median_m": float(np.median(hands[hold])) if hold.any() else float("nan"),
            "face_to_face_share": float(np.mean(d["facing"] < 0.0))}
+    if "follow_skate" in d:
+        out["follower_skate_ms"] = float(np.mean(d["follow_skate"]))
     if real is not None:
         out["w1_root_m"] = wasserstein_1d(root, real["root"])
         out["w1_hands_m"] = wasserstein_1d(hands, real["hands"])
@@ -150,7 +162,8 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
             r.setdefault(k, []).append(v)
 
     for take in takes:
-        add("real", couple_distances(take.dancers[0], take.dancers[1]))
+        add("real", {**couple_distances(take.dancers[0], take.dancers[1]),
+                     "follow_skate": np.array([follower_skating(take.dancers[1])])})
         seed_m = 1000 * int(take.take) + 100_000 * TRAINED_GENRES.index("salsa")
         mus = music_for_take(take, default_cache_dir(), seed_m)
         n_frames = take.n_frames if seconds is None else min(take.n_frames, int(seconds * MODEL_FPS))
@@ -169,7 +182,7 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
                 else:
                     m = _step_all(model, cond, step_ms.get(name))
                     lead, follow = (m[p] for p in model.performer_ids())
-                add(name, couple_distances(lead, follow))
+                add(name, {**couple_distances(lead, follow), "follow_skate": np.array([follower_skating(follow)])})
                 if progress:
                     print(f"take {take.take} seed {s}: {name}", flush=True)
     cat = {row: {k: np.concatenate(v) for k, v in r.items()} for row, r in rows.items()}
@@ -209,7 +222,7 @@ def write_couple_report(res: dict[str, Any], out_dir: Path, note: str = "") -> N
     plt.close(fig)
     measures = ("w1_root_m", "w1_hands_m", "w1_facing", "root_p5_m", "root_median_m", "root_p95_m", "root_min_m",
                 "below_real_min_share", "below_train_min_share", "hold_share", "hands_median_m",
-                "hands_in_hold_median_m", "face_to_face_share")
+                "hands_in_hold_median_m", "face_to_face_share", "follower_skate_ms")
     rows = list(res["summary"])
     lines = ["# Couple measures (salsa, held-out takes)", "", note, "",
              f"Model `{res['model']}`; takes {', '.join(res['takes'])}; {res['seeds']} seed(s) per take; hold = hands "

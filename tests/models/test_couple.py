@@ -93,3 +93,26 @@ def test_the_follower_never_comes_closer_than_the_floor() -> None:
         dists.append(np.linalg.norm(out[0].root[:, [0, 2]] - out[1].root[:, [0, 2]], axis=1))
     assert np.concatenate(dists).min() >= 0.6 - 1e-6
     assert model.describe()["couples"] == 1
+
+
+def test_heading_correction_turns_the_whole_follower_about_its_start() -> None:
+    from engine.models.couple import Couple
+    from engine.models.follower import hip_yaw
+    from engine.models.protocol import StepFrames
+    from engine.skeleton import rotations as R
+
+    model = _couples(1)
+    model.cfg = replace(model.cfg, yaw_pull=0.0)
+    j = model.n_joints
+    quat = np.tile(np.array([1.0, 0.0, 0.0, 0.0], np.float32), (4, j, 1))  # hip heading 0 (looking +z)
+    root = np.array([[0.0, 1.0, 0.1], [0.0, 1.0, 0.2], [0.0, 1.0, 0.3], [0.0, 1.0, 0.4]], np.float32)
+    c = Couple(lead=0, follow=1, lead_in=0, follow_in=0, yaw_offset=np.pi / 2)
+    r, q = model._turn(c, StepFrames(pid=1, step=0, root=root, quat=quat), np.zeros(2), 0.0)
+    hip = model.skeleton.index("hip")
+    assert np.allclose(hip_yaw(R.quat_to_matrix(q[:, hip].astype(np.float64))), np.pi / 2, atol=1e-5)
+    assert np.allclose(r[:, 0], root[:, 2], atol=1e-6) and np.allclose(r[:, 2], 0.0, atol=1e-6)  # +z walk -> +x
+    assert np.allclose(r[:, 1], 1.0) and np.array_equal(q[:, hip + 1 :], quat[:, hip + 1 :])
+    model.cfg = replace(model.cfg, yaw_pull=1.0)  # towards a wanted heading, at most MAX_TURN_RAD per step
+    c2 = Couple(lead=0, follow=1, lead_in=0, follow_in=0)
+    _, q2 = model._turn(c2, StepFrames(pid=1, step=0, root=root, quat=quat), np.zeros(2), 1.0)
+    assert np.isclose(c2.yaw_offset, 0.2) and np.isclose(hip_yaw(R.quat_to_matrix(q2[-1, hip].astype(np.float64))), 0.2)
