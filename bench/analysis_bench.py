@@ -1,14 +1,15 @@
 """Analysis benchmark: per-hop cost of the streaming analyzer, and beat tracking side by side with its peers.
 
-Trackers, on the same clips in one run: the project's three trackers (hybrid = the default, comb = the
-earlier default, neural = an option; see docs/audio.md), madmom's online RNN + DBN (run in its own virtual
-environment ``.venv-peers`` by ``bench/madmom_peer.py``; skipped with a note when that is missing) and
-aubio's default tempo tracker.
+Trackers, on the same clips in one run: the project's four trackers (hmm = the default, hybrid and comb =
+earlier defaults, neural = an option; see docs/audio.md), madmom's online RNN + DBN and BeatNet's online
+CRNN + particle filter (each run in the peers' virtual environment ``.venv-peers`` by ``bench/madmom_peer.py``
+and ``bench/beatnet_peer.py``, at the same time as ours; skipped with a note when missing) and aubio's
+default tempo tracker.
 Sets: the rendered set (27 clips, tunes held out from the network's training), a noise + room stress set,
 a tempo-jump set (re-lock time), and synthetic clicks.
 
 Run: ``python3 -m bench.analysis_bench`` (writes bench/reports/analysis.{md,json,png}).
-Options: ``--quick`` (3 clips of the rendered set, 3 stress, 2 jumps), ``--no-madmom``, ``--out DIR``.
+Options: ``--quick`` (3 clips of the rendered set, 3 stress, 2 jumps), ``--no-peers``, ``--out DIR``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bench.analysis_beatset import (
 )
 from engine.analysis import MusicAnalyzer, SpeechAnalyzer, analyze_signal
 from engine.analysis.baseline import AUBIO_HOP, AUBIO_WIN, aubio_default_beats
+from engine.analysis.beat_hmm import BeatHMM
 from engine.analysis.beat_net import BeatActivation
 from engine.analysis.music import shipped_beat_net
 from engine.analysis.onset import HOP, OnsetStrength
@@ -87,6 +89,10 @@ def per_hop_cost(x: np.ndarray) -> dict[str, Any]:
         mels.append((onset3.log_mel.copy(), onset3.mel_flux.copy()))
     act = BeatActivation(shipped_beat_net())
     res["BeatActivation (beat network, per hop)"] = _pct(_time_calls(lambda m: act.process(*m), mels))
+    act2 = BeatActivation(shipped_beat_net())
+    acts = [(*act2.process(*m), o[0]) for m, o in zip(mels, odf, strict=True)]
+    hmm = BeatHMM()
+    res["BeatHMM (tempo x phase filter, per hop)"] = _pct(_time_calls(lambda a: hmm.process(*a), acts))
     from engine.analysis.features import MusicFrameFeatures
 
     mf = MusicFrameFeatures()
@@ -106,11 +112,12 @@ def per_hop_cost(x: np.ndarray) -> dict[str, Any]:
     return res
 
 
-TRACKERS = ("hybrid", "comb", "neural", "madmom", "aubio")
-OURS = ("hybrid", "comb", "neural")
-LABELS = {"hybrid": "groovecast hybrid (default)", "comb": "groovecast comb (old default)",
-          "neural": "groovecast neural (option)",
-          "madmom": "madmom online (RNN+DBN)", "aubio": "aubio default"}
+TRACKERS = ("hmm", "hybrid", "comb", "neural", "madmom", "beatnet", "aubio")
+OURS = ("hmm", "hybrid", "comb", "neural")
+PEERS = ("madmom", "beatnet")
+LABELS = {"hmm": "groovecast hmm (default)", "hybrid": "groovecast hybrid (dance features)",
+          "comb": "groovecast comb", "neural": "groovecast neural (option)",
+          "madmom": "madmom online (RNN+DBN)", "beatnet": "BeatNet online (CRNN+PF)", "aubio": "aubio default"}
 PEERS_PYTHON = Path(__file__).resolve().parent.parent / ".venv-peers" / "bin" / "python"
 #: Re-lock: from this reference beat on, every reference beat has an estimate within the window and
 #: every estimate a reference beat (mir_eval's 70 ms), to the end of the clip.
@@ -162,24 +169,32 @@ def _ours(x: np.ndarray, sr: int, kind: str) -> tuple[list[float], list[float], 
     return a.beats, a.downbeats, time.process_time() - t0, a.bpm
 
 
-def _madmom(paths: list[str], out: Path) -> dict[str, Any] | str:
-    """madmom online on every path, in the peers' venv; a string says why it did not run."""
+def _start_peer(name: str, paths: list[str], out: Path) -> subprocess.Popen[str] | str:
+    """Start ``bench/<name>_peer.py`` in the peers' venv on every path; a string says why it cannot run."""
     if not PEERS_PYTHON.exists():
         return f"not run: {PEERS_PYTHON} missing (see ../shared/peers/madmom/README.md)"
-    lst, res = out / "madmom_in.json", out / "madmom_out.json"
+    lst = out / f"{name}_in.json"
     lst.write_text(json.dumps(paths))
-    script = Path(__file__).resolve().parent / "madmom_peer.py"
-    proc = subprocess.run([str(PEERS_PYTHON), str(script), str(lst), str(res)], capture_output=True, text=True,
-                          timeout=3600)
-    lst.unlink()
-    if proc.returncode != 0:
-        return "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
+    script = Path(__file__).resolve().parent / f"{name}_peer.py"
+    return subprocess.Popen([str(PEERS_PYTHON), str(script), str(lst), str(out / f"{name}_out.json")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_peer(name: str, proc: subprocess.Popen[str] | str, out: Path) -> dict[str, Any] | str:
+    """Wait for a peer started by :func:`_start_peer`; its results, or a string saying why there are none."""
+    if isinstance(proc, str):
+        return proc
+    _, err = proc.communicate(timeout=7200)
+    (out / f"{name}_in.json").unlink(missing_ok=True)
+    res = out / f"{name}_out.json"
+    if proc.returncode != 0 or not res.exists():
+        return "failed: " + (err.strip().splitlines() or ["?"])[-1]
     data = json.loads(res.read_text())
     res.unlink()
     return dict(data)
 
 
-def run_sets(quick: bool, use_madmom: bool, out: Path) -> dict[str, Any]:
+def run_sets(quick: bool, use_peers: bool, out: Path) -> dict[str, Any]:
     """Every tracker on every clip of every set: per-clip metrics and per-tracker CPU time."""
     sets: dict[str, list[Clip]] = {
         "rendered": build_set(TEST_CLIPS if quick else None),
@@ -191,31 +206,47 @@ def run_sets(quick: bool, use_madmom: bool, out: Path) -> dict[str, Any]:
         sets["real (consensus)"] = real[: 2 if quick else None]
     print(f"real-music set: {len(real)} clips ({real_record['status']})", flush=True)
     all_paths = [str(c.wav) for cs in sets.values() for c in cs]
-    mm: dict[str, Any] | str = _madmom(all_paths, out) if use_madmom else "not run (--no-madmom)"
-    if isinstance(mm, str):
-        print(f"madmom: {mm}", flush=True)
-    result: dict[str, Any] = {"madmom_status": mm if isinstance(mm, str) else "ok", "sets": {},
-                              "real_set": real_record}
+    # the peers run in their own processes while ours run here (their CPU time is their own process's)
+    started = {name: _start_peer(name, all_paths, out) if use_peers else "not run (--no-peers)" for name in PEERS}
+    result: dict[str, Any] = {"sets": {}, "real_set": real_record}
+    rows_by_set: dict[str, list[dict[str, Any]]] = {}
+    est_by_clip: dict[str, dict[str, tuple[list[float], list[float] | None]]] = {}
+    cpu: dict[str, dict[str, float]] = {}
     for set_name, clips in sets.items():
         rows = []
-        cpu = {k: 0.0 for k in TRACKERS}
-        audio_s = 0.0
+        cpu[set_name] = {k: 0.0 for k in TRACKERS}
         for c in clips:
             x, sr = read_wav(c.wav)
-            audio_s += len(x) / sr
             est: dict[str, tuple[list[float], list[float] | None]] = {}
-            row: dict[str, Any] = {"clip": c.spec.name, "category": c.spec.category, "meter": c.spec.meter}
+            row: dict[str, Any] = {"clip": c.spec.name, "category": c.spec.category, "meter": c.spec.meter,
+                                   "audio_s": len(x) / sr}
             for kind in OURS:
                 beats, downs, secs, bpm = _ours(x, sr, kind)
                 est[kind] = (beats, downs)
-                cpu[kind] += secs
+                cpu[set_name][kind] += secs
                 row[f"{kind}_bpm"] = bpm
             t0 = time.process_time()
             est["aubio"] = (list(aubio_default_beats(x, sr)), None)
-            cpu["aubio"] += time.process_time() - t0
-            if isinstance(mm, dict):
-                est["madmom"] = (mm[str(c.wav)]["beats"], None)
-                cpu["madmom"] += mm[str(c.wav)]["cpu_s"]
+            cpu[set_name]["aubio"] += time.process_time() - t0
+            est_by_clip[str(c.wav)] = est
+            rows.append(row)
+            print(f"  [{set_name}] {c.spec.name:24s} " + "  ".join(
+                f"{k} {beat_metrics(c.beats, est[k][0])['f']:.3f}" for k in OURS), flush=True)
+        rows_by_set[set_name] = rows
+    peers = {name: _finish_peer(name, proc, out) for name, proc in started.items()}
+    for name, res in peers.items():
+        result[f"{name}_status"] = res if isinstance(res, str) else "ok"
+        if isinstance(res, str):
+            print(f"{name}: {res}", flush=True)
+    for set_name, clips in sets.items():
+        rows = rows_by_set[set_name]
+        for c, row in zip(clips, rows, strict=True):
+            est = est_by_clip[str(c.wav)]
+            for name, res in peers.items():
+                if isinstance(res, dict):
+                    r = res[str(c.wav)]
+                    est[name] = (r["beats"], r.get("downbeats"))
+                    cpu[set_name][name] += r["cpu_s"]
             jump_s = float(c.beats[JUMP_AT_BEATS]) if set_name == "tempo jump" else None
             for kind, (b_est, d_est) in est.items():
                 m: dict[str, Any] = dict(beat_metrics(c.beats, b_est))
@@ -225,11 +256,9 @@ def run_sets(quick: bool, use_madmom: bool, out: Path) -> dict[str, Any]:
                     secs_r, beats_r = relock(c.beats, b_est, jump_s)
                     m["relock_s"], m["relock_beats"] = secs_r, beats_r
                 row[kind] = m
-            rows.append(row)
-            print(f"  [{set_name}] {c.spec.name:24s} " + "  ".join(
-                f"{k} {row[k]['f']:.3f}" for k in TRACKERS if k in row), flush=True)
+        audio_s = sum(r["audio_s"] for r in rows)
         result["sets"][set_name] = {"clips": rows, "audio_s": audio_s,
-                                    "cpu_s_per_s": {k: v / audio_s for k, v in cpu.items()
+                                    "cpu_s_per_s": {k: v / audio_s for k, v in cpu[set_name].items()
                                                     if k in rows[0]}}
     return result
 
@@ -334,7 +363,7 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="a few clips of each set")
-    ap.add_argument("--no-madmom", action="store_true", help="skip the madmom peer")
+    ap.add_argument("--no-peers", action="store_true", help="skip the madmom and BeatNet peers")
     ap.add_argument("--out", default=str(Path(__file__).parent / "reports"), help="report directory")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -346,22 +375,25 @@ def main(argv: list[str] | None = None) -> int:
     print("per-hop cost on the demo clip ...", flush=True)
     cost = per_hop_cost(resample(np.tile(x, 2), sr))
     print("beat sets ...", flush=True)
-    result = run_sets(args.quick, not args.no_madmom, out)
+    result = run_sets(args.quick, not args.no_peers, out)
     summ = summarise(result)
     print("synthetic tempo checks ...", flush=True)
-    synth = {k: synthetic_checks(k) for k in ("hybrid", "neural")}
+    synth = {k: synthetic_checks(k) for k in ("hmm", "hybrid", "neural")}
     hops_per_s = ENGINE_SAMPLE_RATE / HOP
     beat_path_us = (cost["OnsetStrength (ODF per hop)"]["p50_us"] + cost["BeatTracker (per hop)"]["p50_us"]
                     + cost["BeatActivation (beat network, per hop)"]["p50_us"])
+    hmm_path_us = beat_path_us + cost["BeatHMM (tempo x phase filter, per hop)"]["p50_us"]
     report: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
                     "system": platform.platform(), "cpus": os.cpu_count(), "loadavg_1min": os.getloadavg()[0]},
         "engine_rate": ENGINE_SAMPLE_RATE, "hop": HOP, "hop_us": HOP_US,
         "per_call_cost": cost,
         "neural_beat_path_cpu_s_per_s": beat_path_us * hops_per_s / 1e6,
+        "hmm_beat_path_cpu_s_per_s": hmm_path_us * hops_per_s / 1e6,
         "summary": summ,
         "sets": result["sets"],
         "madmom_status": result["madmom_status"],
+        "beatnet_status": result["beatnet_status"],
         "real_set": result["real_set"],
         "synthetic": synth,
     }
@@ -378,9 +410,12 @@ def main(argv: list[str] | None = None) -> int:
           "## Beat tracking, side by side (same clips, one run)", "",
           "mir_eval F-measure (70 ms), CMLt and AMLt with the first 5 s trimmed; every tracker is causal "
           "(online). madmom: `RNNBeatProcessor(online=True)` + `DBNBeatTrackingProcessor(fps=100, online=True)` "
-          f"in `.venv-peers` ({result['madmom_status']}). aubio: `aubio.tempo(\"default\", 512, 256, 22050)`. "
-          "BeatNet: not run (its install needs a second torch and PortAudio headers in the peers' venv; "
-          "not done in this session).", "",
+          f"in `.venv-peers` ({result['madmom_status']}). BeatNet 1.1.3: `BeatNet(1, mode=\"online\", "
+          "inference_model=\"PF\")` (its causal CRNN + particle filter; in `.venv-peers` with librosa, pyaudio "
+          f"and the system's torch; {result['beatnet_status']}). aubio: `aubio.tempo(\"default\", 512, 256, 22050)`. "
+          "**hmm** (the default beat output): the online tempo x phase HMM on the beat network's activation "
+          "mixed with the onset function (`engine/analysis/beat_hmm.py`); its dance features are hybrid's, "
+          "bit for bit.", "",
           "Sets: **rendered** = the project's 27-clip beat set (music21 tunes that the network never trained "
           "on; the comb tracker's settings were tuned on it); **stress** = 12 of those clips in a room "
           "(early reflections + a dark tail, RT60 0.6-1.5 s) under crowd babble or pink noise at 0-8 dB SNR "
@@ -406,7 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     md += ["", "CPU s per s: whole-clip process time; for the groovecast trackers it includes all 30 fps "
            "features (MFCC, chroma), not only beats. The beat path of hybrid/neural alone (onset features + network + "
            f"tracker, per-hop p50 x {hops_per_s:.1f} hops/s): "
-           f"**{report['neural_beat_path_cpu_s_per_s']:.3f} s per s** of audio on one core.", "",
+           f"**{report['neural_beat_path_cpu_s_per_s']:.3f} s per s** of audio on one core; of hmm (the same plus "
+           f"the filter): **{report['hmm_beat_path_cpu_s_per_s']:.3f} s per s**. The peers' CPU is their own "
+           "process's time on the whole clip.", "",
            "Re-lock: the first reference beat after the jump from which every reference beat has an estimate "
            "within 70 ms and every estimate a reference beat, to the end; its distance from the jump in "
            "beats and seconds (median over clips; a clip that never re-locks counts as never).", ""]
@@ -416,24 +453,24 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in cost.items():
         md.append(f"| {name} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['p50_frac']:.1%} | {r['p99_frac']:.1%} |")
     md += ["", "<details><summary>per clip (F)</summary>", "",
-           "| set | clip | " + " | ".join(TRACKERS) + " | hybrid downbeat F | neural downbeat F | hybrid BPM | "
-           "neural BPM |", "|---|---|" + "---:|" * (len(TRACKERS) + 4)]
+           "| set | clip | " + " | ".join(TRACKERS) + " | hmm downbeat F | hybrid downbeat F | hmm BPM | "
+           "hybrid BPM |", "|---|---|" + "---:|" * (len(TRACKERS) + 4)]
     for set_name, s in result["sets"].items():
         for r in s["clips"]:
             cells = [f"{r[k]['f']:.3f}" if k in r else "-" for k in TRACKERS]
             md.append(f"| {set_name} | {r['clip']} | " + " | ".join(cells)
-                      + f" | {_fmt(r['hybrid'].get('downbeat_f'))} | {_fmt(r['neural'].get('downbeat_f'))} | "
-                      f"{r['hybrid_bpm']:.1f} | {r['neural_bpm']:.1f} |")
+                      + f" | {_fmt(r['hmm'].get('downbeat_f'))} | {_fmt(r['hybrid'].get('downbeat_f'))} | "
+                      f"{r['hmm_bpm']:.1f} | {r['hybrid_bpm']:.1f} |")
     md += ["", "</details>", "", "## Synthetic clicks", "",
-           "| steady BPM | hybrid (= comb) estimate | neural estimate |", "|---:|---:|---:|"]
+           "| steady BPM | hmm estimate | hybrid (= comb) estimate | neural estimate |", "|---:|---:|---:|---:|"]
     for k in synth["neural"]["steady"]:
-        hy, ne = synth["hybrid"]["steady"][k]["bpm_est"], synth["neural"]["steady"][k]["bpm_est"]
-        md.append(f"| {k} | {hy:.2f} | {ne:.2f} |")
-    md += ["", "| click tempo jump at 12 s | hybrid: beats to re-lock (s) | neural: beats to re-lock (s) |",
-           "|---|---:|---:|"]
+        hm, hy, ne = (synth[kind]["steady"][k]["bpm_est"] for kind in ("hmm", "hybrid", "neural"))
+        md.append(f"| {k} | {hm:.2f} | {hy:.2f} | {ne:.2f} |")
+    md += ["", "| click tempo jump at 12 s | hmm: beats to re-lock (s) | hybrid: beats to re-lock (s) | "
+           "neural: beats to re-lock (s) |", "|---|---:|---:|---:|"]
     for k in synth["neural"]["jumps"]:
         cells = []
-        for kind in ("hybrid", "neural"):
+        for kind in ("hmm", "hybrid", "neural"):
             v = synth[kind]["jumps"][k]
             secs = f"{v['seconds_to_relock']:.2f}" if v["seconds_to_relock"] is not None else "-"
             cells.append(f"{v['beats_to_relock']} ({secs})")

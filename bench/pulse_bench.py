@@ -106,7 +106,7 @@ def tracker_beats(wav: Path, seconds: float) -> list[float]:
             break
         for ff in an.process(blk):
             if isinstance(ff, FeatureFrame):
-                pulser.predict(ff.next_beat_s, ff.period_s, ff.confidence > 0)
+                pulser.predict(ff.pulse_next_s, ff.pulse_period_s, ff.pulse_active)
                 while (p := pulser.take(t_end)) is not None:
                     out.append(p.beat_s)
     return out

@@ -81,6 +81,14 @@ class FeatureFrame(Frame):
     next_beat_s: float
     confidence: float
     kind: str = "music"  # "music" | "speech"
+    # The beat the features' tracker committed during this frame (-1: none); what the beat flag marks.
+    beat_s: float = -1.0
+    # The beat output's belief (BeatEvents, VJ beat pulses, Ableton Link): with the default tracker a
+    # filter on the beat network, which may differ from the features' tracker above (docs/audio.md).
+    pulse_next_s: float = -1.0  # predicted next beat (s), -1 before a tempo exists
+    pulse_period_s: float = 0.0
+    pulse_confidence: float = 0.0  # 0..1; pulses are sent only above the tracker's reporting threshold
+    pulse_active: bool = False  # the beat output reports beats now (its confidence is above its threshold)
 
     def phase_at(self, t_s: float) -> float:
         """Predicted beat phase (0..1) at time ``t_s`` from this frame's tempo belief."""

@@ -8,8 +8,11 @@ session's beat phase follows the engine's (beats land where the dancers' beats l
   phase *now*, it says which tempo to set and which beat to force (only when the phase error exceeds a
   tolerance, so peers are not flooded with timeline changes).
 * :class:`LinkPublisher` is the thin layer over the `aalink` package (an optional extra, imported lazily:
-  ``pip install 'groovecast[link]'``). It is a pose sink (performer 0's frames, at their playout time) and
-  also takes ``publish(bpm, phase)`` from other callers (``groovecast analyze --live``).
+  ``pip install 'groovecast[link]'``). In real time it is a beat-pulse sink: each pulse leaves at the
+  predicted beat as heard, so the session's beat is forced to a whole beat at that moment and its tempo to
+  the pulse's (the phase follows the predicted beat, not the output frames). Without pulses (``--fast``,
+  ``--beat-pulse frame``) it is a pose sink (performer 0's frames, at their playout time). It also takes
+  ``publish(bpm, phase)`` from other callers (``groovecast analyze --live``, from the beat events).
 
 Link discovers peers by UDP multicast on every network interface; ``--link`` is therefore opt-in.
 """
@@ -20,9 +23,12 @@ import asyncio
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.frames import PoseFrame
+
+if TYPE_CHECKING:
+    from engine.runtime.beat_pulse import BeatPulse
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +103,7 @@ class LinkPublisher:
         self.steering = steering or LinkSteering()
         self.updates = 0
         self.forced = 0
+        self.pulses = False  # set once beat pulses steer the session (then pose frames are ignored)
         self.tempo_changes = 0
         # aalink wants a running asyncio loop at construction; the engine's sinks run on plain threads, so
         # the Link object lives with a loop of its own on a daemon thread.
@@ -139,9 +146,18 @@ class LinkPublisher:
             self.updates += 1
         return action
 
+    def on_pulse(self, pulse: BeatPulse) -> None:
+        """Beat-pulse sink: a pulse is sent at its beat as heard, so the beat phase is 0 now."""
+        self.pulses = True
+        try:
+            self.publish(float(pulse.bpm), 0.0)
+        except Exception as exc:  # Link trouble must never stop the dance
+            log.warning("Ableton Link update failed: %s", exc)
+
     def __call__(self, frame: PoseFrame) -> None:
-        """Pose sink: performer 0's tempo and phase at the moment the frame is played out."""
-        if frame.performer != 0 or frame.bpm <= 0:
+        """Pose sink: performer 0's tempo and phase at the moment the frame is played out (unless pulses
+        steer the session: then the frames are left alone)."""
+        if self.pulses or frame.performer != 0 or frame.bpm <= 0:
             return
         try:
             self.publish(float(frame.bpm), float(frame.beat_phase))

@@ -32,6 +32,9 @@ class MusicAnalysis:
     bpm: float = 0.0
     duration_s: float = 0.0
     envelope: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # [N] onset envelope
+    # beats of the features' tracker (the beat flags of ``features``; the comb's with the default tracker,
+    # whose ``beats`` come from the beat filter): what a dance made from these features is locked to
+    dance_beats: list[float] = field(default_factory=list)
 
     @property
     def n_frames(self) -> int:
@@ -48,7 +51,7 @@ def dance_analysis(samples: np.ndarray, sr: int, given: DanceAnalysis | None = N
     if given is not None:
         return given
     a = analyze_signal(samples, sr)
-    return a.features, a.period_s, a.next_beat_s, list(a.beats)
+    return a.features, a.period_s, a.next_beat_s, list(a.dance_beats)
 
 
 def analyze_signal(samples: np.ndarray, sr: int, block_size: int = 512, tracker: str = DEFAULT_TRACKER
@@ -77,6 +80,7 @@ def analyze_signal(samples: np.ndarray, sr: int, block_size: int = 512, tracker:
     downbeats: list[float] = []
     onsets: list[float] = []
     beat_bpm: list[float] = []
+    dance_beats: list[float] = []
     for start in range(0, len(x), block_size):
         chunk = x[start:start + block_size]
         block = AudioBlock(start + len(chunk), 0, samples=chunk)
@@ -87,6 +91,8 @@ def analyze_signal(samples: np.ndarray, sr: int, block_size: int = 512, tracker:
                 fper.append(out.period_s)
                 fnext.append(out.next_beat_s)
                 fconf.append(out.confidence)
+                if out.beat_s >= 0:
+                    dance_beats.append(out.beat_s)
             elif isinstance(out, BeatEvent):
                 beats.append(out.time_s)
                 beat_bpm.append(out.bpm)
@@ -117,6 +123,7 @@ def analyze_signal(samples: np.ndarray, sr: int, block_size: int = 512, tracker:
         bpm=bpm,
         duration_s=duration,
         envelope=features[:, 0].copy(),
+        dance_beats=dance_beats,
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from engine.analysis.beat_hmm import BeatHMM
 from engine.analysis.beat_net import BeatActivation, BeatNet
 from engine.analysis.features import (
     BEAT,
@@ -39,13 +40,19 @@ from engine.frames import (
 )
 from engine.pipeline import Stage
 
-#: Beat trackers. All share the causal tempo/phase inference of :class:`BeatTracker`; they differ in what
-#: drives it. "comb": the hand-made onset function for beats, its bass band for downbeats (the earlier
-#: default). "hybrid": the onset function for beats (so beats, phase and tempo are exactly the comb's) and
-#: the beat network's downbeat activation for the bar position. "neural": the network's beat activation
-#: for beats and its downbeat activation for downbeats.
-TRACKERS = ("hybrid", "comb", "neural")
-DEFAULT_TRACKER = "hybrid"
+#: Beat trackers. "comb", "hybrid" and "neural" share the causal tempo/phase inference of :class:`BeatTracker`
+#: and differ in what drives it. "comb": the hand-made onset function for beats, its bass band for downbeats
+#: (the earlier default). "hybrid": the onset function for beats (so beats, phase and tempo are exactly the
+#: comb's) and the beat network's downbeat activation for the bar position. "neural": the network's beat
+#: activation for beats and its downbeat activation for downbeats. "hmm" (the default): the beat output
+#: (BeatEvents, the pulse fields of every FeatureFrame: VJ beat pulses, Ableton Link, ``analyze``) comes from
+#: an online HMM over tempo x phase on the network's activations (:class:`BeatHMM`), while the 40 dance
+#: features still come from the hybrid tracker, bit for bit (the dance models are trained on them).
+TRACKERS = ("hmm", "hybrid", "comb", "neural")
+DEFAULT_TRACKER = "hmm"
+
+#: What drives the features' tracker (:class:`BeatTracker`) for each kind: "odf" or "activation".
+_FEATURE_INPUT = {"hmm": "odf", "hybrid": "odf", "comb": "odf", "neural": "activation"}
 
 
 @functools.cache
@@ -55,7 +62,7 @@ def shipped_beat_net() -> BeatNet:
 
 
 def make_tracker(kind: str, sample_rate: int = ENGINE_SAMPLE_RATE) -> tuple[BeatTracker, BeatActivation | None]:
-    """The tempo/phase tracker for ``kind`` and, unless "comb", the network state that feeds it."""
+    """The features' tempo/phase tracker for ``kind`` and, unless "comb", the network state that feeds it."""
     if kind not in TRACKERS:
         raise ValueError(f"unknown beat tracker {kind!r}; choose one of {', '.join(TRACKERS)}")
     return BeatTracker(sample_rate), (None if kind == "comb" else BeatActivation(shipped_beat_net()))
@@ -109,8 +116,9 @@ class MusicAnalyzer(Stage):
     as sample ``(i + 1) * 735`` has arrived, from the audio up to that sample only. Output depends on
     the sample stream alone, never on how it was cut into blocks.
 
-    ``kind`` picks the beat tracker (:data:`TRACKERS`; default ``hybrid``: the comb's beats, the beat
-    network's downbeats); ``tracker`` replaces its tempo/phase stage (tests, tuning).
+    ``kind`` picks the beat tracker (:data:`TRACKERS`; default ``hmm``: BeatEvents and the frames' pulse
+    fields from :class:`BeatHMM` on the beat network, the features from the hybrid tracker); ``tracker``
+    replaces the features' tempo/phase stage (tests, tuning).
 
     Times (``time_s``, ``next_beat_s``) are seconds on the stream's audio timeline, whose zero is the
     first sample this analyzer saw (or ``origin_sample``).
@@ -132,6 +140,8 @@ class MusicAnalyzer(Stage):
         self.tracker, self.activation = make_tracker(kind, sample_rate)
         if tracker is not None:
             self.tracker = tracker
+        # the beat output: its own filter ("hmm") or the features' tracker itself
+        self.beat_tracker: BeatTracker | BeatHMM = BeatHMM(sample_rate) if kind == "hmm" else self.tracker
         self.peaks = PeakPicker()
         self.spectral = MusicFrameFeatures(sample_rate)
         self.framer = HopFramer(HOP, SAMPLES_PER_FRAME)
@@ -146,6 +156,7 @@ class MusicAnalyzer(Stage):
         self._flux_sum = 0.0
         self._hops = 0
         self._beat = False
+        self._beat_s = -1.0
         self._peak = False
 
     def process(self, frame: Frame) -> Iterable[Frame]:
@@ -204,27 +215,34 @@ class MusicAnalyzer(Stage):
             # the peak is one hop back: the hop before this one (the tracker has not counted this hop yet)
             t = self._time0() + self.tracker.hop_time(self.tracker.n)
             out.append(OnsetEvent(end, capture_ns, time_s=max(0.0, t), strength=strength))
+        t0 = self._time0()
         if self.activation is None:
             beat = self.tracker.process(odf, self.onset.bass)
+            out_beat = beat
         else:
             act, down = self.activation.process(self.onset.log_mel, self.onset.mel_flux)
-            beat = self.tracker.process(act if self.kind == "neural" else odf, down)
+            beat = self.tracker.process(act if _FEATURE_INPUT[self.kind] == "activation" else odf, down)
+            if isinstance(self.beat_tracker, BeatHMM):
+                out_beat = self.beat_tracker.process(act, down, odf)
+            else:
+                out_beat = beat
         if beat is not None:
             self._beat = True
-            t0 = self._time0()
-            period = 60.0 / beat.bpm if beat.bpm > 0 else 0.0
-            phase = 0.0 if period <= 0 else ((end / self.sample_rate - t0 - beat.time_s) / period) % 1.0
+            self._beat_s = t0 + beat.time_s
+        if out_beat is not None:
+            period = 60.0 / out_beat.bpm if out_beat.bpm > 0 else 0.0
+            phase = 0.0 if period <= 0 else ((end / self.sample_rate - t0 - out_beat.time_s) / period) % 1.0
             out.append(
                 BeatEvent(
                     end,
                     capture_ns,
-                    time_s=t0 + beat.time_s,
-                    bpm=beat.bpm,
-                    confidence=beat.confidence,
+                    time_s=t0 + out_beat.time_s,
+                    bpm=out_beat.bpm,
+                    confidence=out_beat.confidence,
                     phase=phase,
-                    next_beat_s=t0 + beat.next_beat_s,
-                    beat_in_bar=beat.beat_in_bar,
-                    beats_per_bar=beat.beats_per_bar,
+                    next_beat_s=t0 + out_beat.next_beat_s,
+                    beat_in_bar=out_beat.beat_in_bar,
+                    beats_per_bar=out_beat.beats_per_bar,
                 )
             )
 
@@ -252,9 +270,15 @@ class MusicAnalyzer(Stage):
         f[TEMPO] = bpm / TEMPO_SCALE
         f[BEAT] = 1.0 if self._beat else 0.0
         f[PEAK] = 1.0 if self._peak else 0.0
+        beat_s = self._beat_s
         self._odf_sum = self._flux_sum = 0.0
         self._hops = 0
         self._beat = self._peak = False
+        self._beat_s = -1.0
+        bt = self.beat_tracker
+        p_next = bt.next_beat_s()
+        p_period = bt.period * bt.hop_s if bt.period > 0 else 0.0
+        p_conf = bt.belief
         ff = FeatureFrame(
             end,
             capture_ns,
@@ -264,6 +288,11 @@ class MusicAnalyzer(Stage):
             period_s=period_s,
             next_beat_s=next_s,
             confidence=tr.belief,
+            beat_s=beat_s,
+            pulse_next_s=p_next + t0 if p_next >= 0 and p_period > 0 else -1.0,
+            pulse_period_s=p_period,
+            pulse_confidence=p_conf,
+            pulse_active=p_next >= 0 and p_period > 0 and p_conf >= bt.min_confidence,
         )
         self.frame_index += 1
         return ff

@@ -32,9 +32,10 @@ def register(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=None, help="with --input: stop after this much audio")
     p.add_argument("--block-size", type=int, default=512, help="samples per block pushed into the analyzer")
     add_link_argument(p)
-    p.add_argument("--tracker", choices=("hybrid", "comb", "neural"), default=None,
-                   help="beat tracker (default hybrid; see docs/audio.md): 'hybrid' = onset-function comb for beats, "
-                   "beat network for downbeats; 'comb' = comb for both; 'neural' = beat network for both")
+    p.add_argument("--tracker", choices=("hmm", "hybrid", "comb", "neural"), default=None,
+                   help="beat tracker (default hmm; see docs/audio.md): 'hmm' = a tempo x phase filter on the beat "
+                   "network and the onset function; 'hybrid' = onset-function comb for beats, beat network for "
+                   "downbeats; 'comb' = comb for both; 'neural' = beat network for both")
     p.set_defaults(handler=cmd_analyze)
 
 

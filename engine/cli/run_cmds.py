@@ -182,6 +182,8 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     if sender is not None and sender.profile == "vj" and realtime and args.beat_pulse == "beat":
         sender.pulses = True  # frame bundles carry beat 0; the pulse leaves at the beat (docs/streams.md)
         runtime.pulse_sinks.append(sender.send_pulse)
+    if link is not None and realtime and args.beat_pulse == "beat":
+        runtime.pulse_sinks.append(link.on_pulse)  # the session's beat phase follows the predicted beat
     osc_control = None
     if args.osc_control:
         from streams.osc_control import OscControlServer, exposure_warning

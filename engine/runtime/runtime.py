@@ -242,7 +242,7 @@ class DanceRuntime:
         ev = self.music.push(ff)
         self.stats.idle = self.music.idle
         with self._lock:
-            self.pulser.predict(ff.next_beat_s, ff.period_s, not self.music.idle and ff.confidence > 0)
+            self.pulser.predict(ff.pulse_next_s, ff.pulse_period_s, not self.music.idle and ff.pulse_active)
             self._lock.notify_all()
         if ev.went_idle or ev.woke:
             self.playheads.set_idle(ev.went_idle)
