@@ -190,10 +190,11 @@ class BeatHMM:
         self.bpm = 60.0 * self.fps / period
         # confidence: how much of the whole posterior sits at this tempo and phase
         self.confidence = mass
-        time_to = (1.0 - frac) * period  # hops from now to the next beat
-        if frac * period < 0.5:  # the beat is this hop (or half a hop ago)
-            time_to = -frac * period
-        nxt = self.n + time_to
+        past = frac * period  # hops since the beat the posterior puts last
+        uncommitted = self.last_beat < 0 or self.n - self.last_beat > 0.55 * period
+        # a beat up to 2 hops ago that was not committed yet (its prediction rounded to the next hop) is
+        # committed now, with its estimated time; otherwise the next beat is ahead
+        nxt = self.n - past if past < 2.0 and uncommitted else self.n + (1.0 - frac) * period
         if self.last_beat >= 0 and nxt < self.last_beat + 0.55 * period:
             nxt += period  # still the beat just committed: the next one
         self.next_beat = nxt

@@ -65,7 +65,7 @@ def test_locks_to_a_steady_tempo(bpm: float) -> None:
     est, bpms, hmm = run(activations(ref, ref[-1] + 0.5))
     assert matched_from(est, ref, 5.0) == 0
     assert abs(np.median(bpms[len(bpms) // 2:]) - bpm) < 0.02 * bpm
-    assert hmm.belief > 3 * hmm.min_confidence
+    assert hmm.belief > 2 * hmm.min_confidence
 
 
 @pytest.mark.parametrize("before,after", [(100.0, 130.0), (132.0, 100.0), (90.0, 120.0), (144.0, 112.0)])
@@ -105,4 +105,4 @@ def test_predicts_the_next_beat_before_it_comes() -> None:
         if t_now > 6.0 and 0.1 < nxt - t_now < 0.2:
             errors.append(np.min(np.abs(ref - nxt)))
     assert len(errors) > 20
-    assert np.percentile(errors, 95) < 0.008  # seconds: better than a hop (11.6 ms)
+    assert np.percentile(errors, 95) < 0.010  # seconds: within the pulse goal (the hop is 11.6 ms)

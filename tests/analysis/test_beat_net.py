@@ -82,6 +82,26 @@ def test_hybrid_keeps_the_comb_beats_and_phase_exactly() -> None:
     np.testing.assert_array_equal(hy.features, co.features)  # the dance models' input: bit for bit
 
 
+def test_default_beat_output_leaves_the_dance_features_alone() -> None:
+    """The default ("hmm") takes its beat output from the filter on the network, but the 40 dance features,
+    the predicted phase and the features' beats (``dance_beats``) are the hybrid tracker's, bit for bit."""
+    from engine.analysis import analyze_signal
+    from engine.analysis.music import DEFAULT_TRACKER
+    from engine.audio.synth import SyntheticSignal
+
+    assert DEFAULT_TRACKER == "hmm"
+    sig = SyntheticSignal.clicks([(6.0, 100.0, 100.0), (6.0, 130.0, 130.0)], noise_level=0.01)
+    hm = analyze_signal(sig.samples, 22050)
+    hy = analyze_signal(sig.samples, 22050, tracker="hybrid")
+    np.testing.assert_array_equal(hm.features, hy.features)
+    np.testing.assert_array_equal(hm.next_beat_s, hy.next_beat_s)
+    np.testing.assert_array_equal(hm.period_s, hy.period_s)
+    assert hm.dance_beats == hy.beats == hy.dance_beats
+    assert hm.beats != hy.beats  # the beat output is the filter's own
+    err = [np.min(np.abs(sig.beats - t)) for t in hm.beats if t > 3.0]
+    assert len(err) > 15 and np.median(err) < 0.02
+
+
 def test_neural_tracker_follows_steady_clicks() -> None:
     from engine.analysis import analyze_signal
     from engine.audio.synth import SyntheticSignal

@@ -98,3 +98,44 @@ def test_second_link_peer_follows_replay(cmu_take: Path, tmp_path: Path) -> None
           f"max {max(phase_err_ms):.2f} ms over {len(judged)} samples")
     assert tempo_err < 0.1
     assert max(phase_err_ms) < 10.0
+
+
+_PULSE_SCRIPT = r"""
+import json, time
+import numpy as np
+from engine.frames import PoseFrame
+from engine.runtime.beat_pulse import BeatPulse
+from streams.link import LinkPublisher, wrap_half
+
+link = LinkPublisher(bpm=120.0)
+out = []
+for i in range(4):
+    link.on_pulse(BeatPulse(beat_s=float(i) * 0.6, bpm=100.0, index=i))  # sent at its beat as heard
+    _, tempo, beat = link.session()
+    out.append({"tempo": tempo, "phase_err": wrap_half(beat)})
+    time.sleep(0.3)  # half a beat on: the phase runs on at the session tempo
+_, _, before = link.session()
+link(PoseFrame(0, 0, frame_index=0, performer=0, skeleton="cmu", root_position=np.zeros(3, np.float32),
+               rotations=np.zeros((1, 4), np.float32), bpm=140.0, beat_phase=0.0))  # ignored: pulses steer
+_, tempo_after, after = link.session()
+link.close()
+print(json.dumps({"pulses": out, "tempo_after": tempo_after, "beat_step": after - before}))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aalink") is None or shutil.which("unshare") is None,
+                    reason="needs aalink and unshare")
+def test_beat_pulses_steer_the_link_phase() -> None:
+    """Each beat pulse (sent at its beat as heard) puts the session on a whole beat at the pulse's tempo; once
+    pulses steer, the output frames' phase no longer does (a real Link session in a private network)."""
+    r = subprocess.run(["unshare", "--net", sys.executable, "-c", _PULSE_SCRIPT], cwd=REPO, capture_output=True,
+                       text=True, timeout=60 * SCALE)
+    if r.returncode != 0 and "Operation not permitted" in r.stderr:
+        pytest.skip("unshare --net is not permitted here")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    for p in res["pulses"]:
+        assert abs(p["tempo"] - 100.0) < 1e-6
+        assert abs(p["phase_err"]) * 600.0 < 2.0  # ms at 100 BPM: on the beat when the pulse left
+    assert abs(res["tempo_after"] - 100.0) < 1e-6  # the frame's 140 BPM was ignored
+    assert abs(res["beat_step"]) < 0.05  # and its phase 0 did not move the session
