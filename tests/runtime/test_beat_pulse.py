@@ -126,7 +126,9 @@ def test_one_pulse_per_beat_after_the_tracker_settles() -> None:
     _, pulses, _, _ = _run_runtime(0.0)
     beats = np.array([p.beat_s for _, p in pulses])
     assert np.diff(beats).min() >= 0.25  # never a double (half the 0.5 s period)
-    settled = beats[beats > 2.75]
+    # the clicks stop at 7.5 s and the clip at 8 s: a pulse predicted for the beat at the clip's end (the
+    # engine cannot know the music stops) is neither a double nor a spurious pulse inside the music
+    settled = beats[(beats > 2.75) & (beats < 7.75)]
     clicks = np.arange(3.0, 7.6, 0.5)  # every click after settling has exactly one pulse
     assert all(np.min(np.abs(settled - c)) < 0.015 for c in clicks)
     assert len(settled) == len(clicks)
