@@ -51,7 +51,8 @@ def build(n: int = 48, seed: int = 7) -> list[dict[str, Any]]:
                 odf = np.array([onset.process(y[k * HOP:(k + 1) * HOP]) for k in range(len(f))], np.float32)
                 a = np.array([act.process(r[:N_MEL], r[N_MEL:]) for r in f], np.float32)
                 res["hard" if hard else "light"] = np.concatenate([a, odf[:, None]], axis=1)
-            np.savez(path, beats=beats, downs=downs, tempo=np.asarray(clip.spec.tempo, np.float64), **res)
+            np.savez(path, beats=beats, downs=downs, tempo=np.asarray(clip.spec.tempo, np.float64),
+                     light=res["light"], hard=res["hard"])
             print(f"rendered {i + 1}/{n}", flush=True)
         with np.load(path) as z:
             out.append({k: z[k] for k in z.files})
