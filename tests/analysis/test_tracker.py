@@ -11,7 +11,6 @@ import pytest
 from engine.analysis import analyze_signal
 from engine.audio.synth import SyntheticSignal
 
-
 TRACKER = "hybrid"  # BeatTracker on the onset function: the dance features' tracker
 
 
