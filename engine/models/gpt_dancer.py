@@ -67,14 +67,18 @@ class Performer:
     root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
     rng: torch.Generator = field(default_factory=torch.Generator)  # used when it leads a sampling group
     last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame's (upper, lower) for foot locking
+    vectors: tuple[np.ndarray, np.ndarray] | None = None  # the newest step's model vectors (upper, lower) [4, D]
+    seed: int = 0  # its random stream's seed (a reset starts the stream over too)
     guide: GuideState | None = None  # beat-guidance memory (None: guidance off)
     keyframe_until: int | None = None  # token position after which the pinned keyframe is cleared
     pad: int = 0  # token history filler before the first token (never decoded)
     known: int = 0  # entries of tok_up / tok_down that hold drawn tokens (the rest, at the front, are filler)
 
     def reset(self) -> None:
-        """Start the dance over (position 0, BOS); keeps where it stands."""
+        """Start the dance over (position 0, BOS, its random stream from its seed), as if just added; keeps
+        where it stands. So steps timed before a show (the runtime's calibration) leave no trace."""
         self.backend.reset_state(self.state)
+        self.rng.manual_seed(self.seed)
         self.tok_up[:] = self.pad
         self.tok_down[:] = self.pad
         self.n_tokens = 0
@@ -190,8 +194,9 @@ class DanceGenerator:
             guide=None if self.guide is None else self.guide.new_state(
                 int(self.vqvae.up_mean.numel()), int(self.vqvae.down_mean.numel())),
             pad=self._pad,
+            seed=self.seed + self._next_pid,
         )
-        p.rng.manual_seed(self.seed + p.pid)
+        p.rng.manual_seed(p.seed)
         self._next_pid += 1
         self.performers.append(p)
         return p.pid
@@ -428,6 +433,7 @@ class DanceGenerator:
                 locked = lock_feet(upper, lower, skel=self.skeleton)
             p.last_vec = (upper[-1].copy(), lower[-1].copy())
             lower = locked
+        p.vectors = (upper, lower)
         motion = vectors_to_motion(upper, lower, self.skeleton, start_xz=(float(p.root_xz[0]), float(p.root_xz[1])))
         root = motion.root_pos.astype(np.float32)
         p.root_xz = np.array([root[-1, 0], root[-1, 2]])

@@ -12,11 +12,10 @@ import torch
 from engine.frames import MODEL_FPS
 from engine.models.conditioning import GENRES, sequence_conditions
 from engine.models.gpt import CrossCondGPT
-from engine.models.pose_repr import lock_feet
 from engine.models.vqvae import DOWN
 from engine.train import metrics as M
 from engine.train.dataset import TRAINED_GENRES, Sequence
-from engine.train.generate import DanceModel, decode_tokens, sample_dance_tokens
+from engine.train.generate import DanceModel, decode_tokens, sample_dance
 from engine.train.losses import VectorFK
 from engine.train.sources import style_of
 from engine.train.style_classifier import train_style_classifier
@@ -62,9 +61,8 @@ def generate_for(
     m = seq.music
     cond = sequence_conditions(m.features, m.period_s, m.next_beat_s, n)
     gid = GENRES.index(genre) if GENRES.index(genre) < gpt.cfg.n_genres else GENRES.index("salsa")
-    ups, downs = sample_dance_tokens(replace(model, gpt=gpt), cond, gid, None, seed=seed)
-    up, low = decode_tokens(model.vq, ups, downs)
-    return up, (lock_feet(up, low) if model.foot_lock else low)
+    d = sample_dance(replace(model, gpt=gpt), cond, gid, None, seed=seed)  # the live generator at batch 1
+    return d.upper, d.lower  # foot-locked by the generator when the card asks
 
 
 @torch.no_grad()

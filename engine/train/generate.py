@@ -1,27 +1,26 @@
-"""Offline dance generation through the GPT's cached step API: audio -> tokens -> poses -> BVH.
+"""Offline dance generation by the live generator at batch 1: audio -> tokens -> poses -> BVH.
 
-This is what ``groovecast generate`` and the evaluation run. It uses exactly the live pieces: the causal
-analysis (``analyze_signal``), the per-token conditioning of :mod:`engine.models.conditioning`, one
-``CrossCondGPT.step`` per token through the ring KV cache, and the causal VQ-VAE decoder.
+This is what ``groovecast generate`` and the evaluation run. It is the live path, not a copy of it: the
+causal analysis (``analyze_signal``), the per-token conditioning of :mod:`engine.models.conditioning` (the
+rows the live music window builds at lookahead 0), and :class:`engine.models.gpt_dancer.DanceGenerator`
+stepped for one performer (plain or beat-guided sampling, streaming VQ-VAE decode, foot locking).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
 from engine.models.beat_guidance import GuidanceConfig
-from engine.models.conditioning import TEXT_DIM, embed_texts, genre_id, sequence_conditions
+from engine.models.conditioning import embed_texts, genre_id, sequence_conditions
 from engine.models.dance_model import DEFAULT_MODEL_DIR, MODEL_CARD, DanceModel, load_dance_model
-from engine.models.gpt import CrossCondGPT
-from engine.models.pose_repr import Motion, lock_feet, metric_cmu_skeleton, vectors_to_motion
-from engine.models.sampling import block_repeats, sample_tokens
+from engine.models.pose_repr import Motion, metric_cmu_skeleton
 from engine.models.vqvae import DOWN, VQVAE
+from engine.skeleton import rotations as R
 
 __all__ = ["DEFAULT_MODEL_DIR", "MODEL_CARD", "DanceModel", "load_dance_model"]  # re-exported for training code
 
@@ -38,90 +37,64 @@ class Generated:
     beats_s: list[float]  # beats the tracker committed to
 
 
-def _start_sampling(
-    gpt: CrossCondGPT, cond: np.ndarray, genre: int, text: np.ndarray | None, seed: int
-) -> tuple[Any, torch.Generator, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A fresh cache, random stream, BOS inputs and the batch-1 genre/text/conditioning tensors."""
-    bos = gpt.cfg.bos_id
-    tx = torch.zeros(1, gpt.cfg.text_dim) if text is None else torch.from_numpy(np.asarray(text, np.float32))[None]
-    return (
-        gpt.new_cache(1),
-        torch.Generator().manual_seed(seed),
-        torch.tensor([bos]),
-        torch.tensor([bos]),
-        torch.tensor([genre], dtype=torch.long),
-        tx,
-        torch.from_numpy(np.asarray(cond, np.float32)),
-    )
+@dataclass
+class Sampled:
+    """One performer's dance from the live generator at batch 1: its tokens, model vectors and output frames."""
+
+    tokens_up: np.ndarray  # [N]
+    tokens_down: np.ndarray  # [N]
+    upper: np.ndarray  # [4N, 72] model vectors the streaming decoder gave (after foot locking, when on)
+    lower: np.ndarray  # [4N, 61]
+    root: np.ndarray  # [4N, 3] float32: the frames the live engine would play
+    quat: np.ndarray  # [4N, J, 4] float32
 
 
 @torch.no_grad()
-def generate_tokens(
-    gpt: CrossCondGPT,
+def sample_dance(
+    model: DanceModel,
     cond: np.ndarray,
-    genre: int = 0,
+    genre: int = 1,
     text: np.ndarray | None = None,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    seed: int = 0,
-    max_repeat: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample one token pair per conditioning row with the ring KV cache. cond: [N, COND_DIM].
-
-    ``max_repeat``: the repetition guard (:func:`engine.models.sampling.block_repeats`; None or 0: off).
-    """
-    n = len(cond)
-    m = max_repeat or 0
-    cache, gen, up_prev, down_prev, g, tx, c = _start_sampling(gpt, cond, genre, text, seed)
-    ups = np.full(n + m, -1, dtype=np.int64)  # the first m entries: no token yet (never a repeat)
-    downs = np.full(n + m, -1, dtype=np.int64)
-    for t in range(n):
-        pos = torch.tensor([t])
-        lu, ld, _, _ = gpt.step(up_prev, down_prev, c[t : t + 1], g, tx, pos, cache.k, cache.v, cache.kv_mask,
-                                inplace=True)
-        if m:
-            lu = block_repeats(lu, torch.from_numpy(ups[None, t : t + m]), m)
-            ld = block_repeats(ld, torch.from_numpy(downs[None, t : t + m]), m)
-        up_prev = sample_tokens(lu, temperature, top_k, gen)
-        down_prev = sample_tokens(ld, temperature, top_k, gen)
-        ups[t + m] = int(up_prev[0])
-        downs[t + m] = int(down_prev[0])
-    return ups[m:].copy(), downs[m:].copy()
-
-
-@torch.no_grad()
-def generate_tokens_guided(
-    gpt: CrossCondGPT,
-    vq: VQVAE,
-    cond: np.ndarray,
-    genre: int = 0,
-    text: np.ndarray | None = None,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     seed: int = 0,
     guidance: GuidanceConfig | None = None,
     max_repeat: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Beat-guided sampling (:mod:`engine.models.beat_guidance`) by the live generator at batch 1: on tokens
-    near a predicted beat ``candidates`` token pairs are drawn, decoded after the committed frames, and the
-    one that puts a speed minimum on the beat wins. One sampler, live and offline
-    (:class:`engine.models.gpt_dancer.DanceGenerator`, torch backend, performer 0 drawing from ``seed``),
-    with the repetition guard ``max_repeat`` (None or 0: off).
+) -> Sampled:
+    """Dance to conditioning rows ``cond`` [N, COND_DIM] with the live generator at batch 1.
+
+    One path for plain and beat-guided sampling, offline and live: a
+    :class:`engine.models.gpt_dancer.DanceGenerator` on the torch backend with one performer (seeded
+    ``seed``), stepped once per row exactly as the runtime steps it (GPT step through the ring KV cache,
+    sampling with the repetition guard, beat guidance when on, streaming VQ-VAE decode, foot locking when the
+    card asks). The live engine built with ``backend="torch", decode="torch"`` produces the same tokens and
+    frames (``tests/runtime/test_offline_is_live.py``). ``temperature``, ``top_k``, ``guidance`` and
+    ``max_repeat`` default to the card's (``max_repeat`` 0: no guard).
     """
     from engine.models.gpt_dancer import DanceGenerator
     from engine.models.protocol import Controls
     from export.torch_backend import TorchBackend
 
-    gen = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=seed, foot_lock=False,
-                         guidance=guidance or GuidanceConfig(), max_repeat=max_repeat)
-    p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temperature, top_k=top_k or 0)))
+    temp = model.temperature if temperature is None else temperature
+    k = model.top_k if top_k is None else top_k
+    gen = DanceGenerator(TorchBackend(model.gpt, capacity=1, device="cpu"), model.vq, seed=seed,
+                         foot_lock=model.foot_lock, guidance=model.beat_guidance if guidance is None else guidance,
+                         max_repeat=model.max_repeat if max_repeat is None else max_repeat)
+    p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temp, top_k=k or 0)))
     n = len(cond)
     ups = np.zeros(n, dtype=np.int64)
     downs = np.zeros(n, dtype=np.int64)
+    upper, lower, roots, quats = [], [], [], []
     for t in range(n):
-        gen.step(cond[t])
-        ups[t], downs[t] = p.state.prev_up, p.state.prev_down
-    return ups, downs
+        (sf,) = gen.step(cond[t])
+        ups[t], downs[t] = int(p.tok_up[-1]), int(p.tok_down[-1])
+        assert p.vectors is not None
+        upper.append(p.vectors[0])
+        lower.append(p.vectors[1])
+        roots.append(sf.root)
+        quats.append(sf.quat)
+    return Sampled(tokens_up=ups, tokens_down=downs, upper=np.concatenate(upper), lower=np.concatenate(lower),
+                   root=np.concatenate(roots), quat=np.concatenate(quats))
 
 
 @torch.no_grad()
@@ -132,22 +105,6 @@ def decode_tokens(vq: VQVAE, ups: np.ndarray, downs: np.ndarray) -> tuple[np.nda
     low = d[0].numpy().astype(np.float32)
     low[:, -4:] = (low[:, -4:] > 0.5).astype(np.float32)
     return up, low
-
-
-def sample_dance_tokens(
-    model: DanceModel, cond: np.ndarray, genre: int, text: np.ndarray | None, temperature: float | None = None,
-    top_k: int | None = None, seed: int = 0, max_repeat: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens for a conditioning sequence with the model card's sampling (plain or beat-guided, repetition
-    guard); ``temperature``, ``top_k`` and ``max_repeat`` override the card's (None: the card's; max_repeat 0:
-    no guard)."""
-    temp = model.temperature if temperature is None else temperature
-    k = model.top_k if top_k is None else top_k
-    m = model.max_repeat if max_repeat is None else max_repeat
-    guidance = model.beat_guidance
-    if guidance.enabled:
-        return generate_tokens_guided(model.gpt, model.vq, cond, genre, text, temp, k, seed, guidance, m)
-    return generate_tokens(model.gpt, cond, genre, text, temp, k, seed, m)
 
 
 def generate_dance(
@@ -163,7 +120,9 @@ def generate_dance(
     analysis: tuple[np.ndarray, np.ndarray, np.ndarray, list[float]] | None = None,
     max_repeat: int | None = None,
 ) -> Generated:
-    """Dance to ``audio``: analysis -> conditioning -> cached GPT steps -> VQ decode -> motion.
+    """Dance to ``audio``: causal analysis -> conditioning rows -> the live generator at batch 1 (:func:`sample_dance`).
+
+    ``motion`` holds exactly the frames the live engine would hand to playout for this audio.
 
     ``analysis`` may pass precomputed (features, period_s, next_beat_s, beats) from ``analyze_signal``;
     ``max_repeat`` overrides the card's repetition guard (None: the card's, 0: off).
@@ -178,18 +137,16 @@ def generate_dance(
     if n_tokens < 1:
         raise ValueError(f"audio too short: {n_frames} frames, need at least {DOWN}")
     cond = sequence_conditions(feats, period, nxt, n_tokens)
-    emb = embed_texts([text])[0] if text else np.zeros(TEXT_DIM, np.float32)
+    emb = embed_texts([text])[0] if text else None  # as the live engine: no text row without a prompt
     gid = genre_id(genre)
     if gid >= model.gpt.cfg.n_genres:
         raise ValueError(f"genre {genre!r} is row {gid}, but this model has only {model.gpt.cfg.n_genres} genre rows "
                          f"(trained: {', '.join(model.card.get('trained_genres', [])) or 'unknown'})")
-    ups, downs = sample_dance_tokens(model, cond, gid, emb, temperature, top_k, seed, max_repeat)
-    up, low = decode_tokens(model.vq, ups, downs)
-    if model.foot_lock:
-        low = lock_feet(up, low)
-    motion = vectors_to_motion(up, low, metric_cmu_skeleton())
-    return Generated(upper=up, lower=low, motion=motion, tokens_up=ups, tokens_down=downs, features=feats,
-                     beats_s=[b for b in beats if b < n_tokens * DOWN / MODEL_FPS])
+    d = sample_dance(model, cond, gid, emb, temperature, top_k, seed, max_repeat=max_repeat)
+    motion = Motion(metric_cmu_skeleton(), d.root.astype(np.float64), R.quat_to_matrix(d.quat.astype(np.float64)),
+                    float(MODEL_FPS))
+    return Generated(upper=d.upper, lower=d.lower, motion=motion, tokens_up=d.tokens_up, tokens_down=d.tokens_down,
+                     features=feats, beats_s=[b for b in beats if b < n_tokens * DOWN / MODEL_FPS])
 
 
 def write_motion_bvh(motion: Motion, path: Path) -> None:

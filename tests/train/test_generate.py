@@ -1,4 +1,4 @@
-"""Offline generation: plain vs beat-guided sampling through the cached step API."""
+"""Offline generation = the live generator at batch 1: plain sampling is the cached step + sampling; guided differs."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import torch
 
 from engine.models.beat_guidance import GuidanceConfig
 from engine.models.conditioning import COND_DIM, sequence_conditions
+from engine.models.dance_model import DanceModel
 from engine.models.gpt import CrossCondGPT, GPTConfig, save_gpt
+from engine.models.sampling import sample_tokens
 from engine.models.vqvae import VQVAE, VQVAEConfig, save_vqvae
-from engine.train.generate import generate_tokens, generate_tokens_guided, load_dance_model, sample_dance_tokens
+from engine.train.generate import decode_tokens, load_dance_model, sample_dance
 
 
 def _cond(n_tokens: int, period: float = 0.5, first_beat: float = 0.1) -> np.ndarray:
@@ -34,25 +36,61 @@ def _tiny() -> tuple[CrossCondGPT, VQVAE]:
     return gpt, vq
 
 
-def test_guided_with_one_candidate_is_plain_sampling() -> None:
+def _model(foot_lock: bool = False) -> DanceModel:
     gpt, vq = _tiny()
+    return DanceModel(vq=vq, gpt=gpt, card={"sampling": {"foot_lock": foot_lock}})
+
+
+@torch.no_grad()
+def _reference_plain(gpt: CrossCondGPT, cond: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Plain sampling written out: one cached GPT step per row, upper then lower token from one random stream."""
+    cache = gpt.new_cache(1)
+    gen = torch.Generator().manual_seed(seed)
+    up, down = torch.tensor([gpt.cfg.bos_id]), torch.tensor([gpt.cfg.bos_id])
+    c = torch.from_numpy(cond)
+    ups, downs = [], []
+    for t in range(len(cond)):
+        lu, ld, _, _ = gpt.step(up, down, c[t : t + 1], torch.tensor([1]), torch.zeros(1, gpt.cfg.text_dim),
+                                torch.tensor([t]), cache.k, cache.v, cache.kv_mask, inplace=True)
+        up, down = sample_tokens(lu, 1.0, None, gen), sample_tokens(ld, 1.0, None, gen)
+        ups.append(int(up[0]))
+        downs.append(int(down[0]))
+    return np.array(ups), np.array(downs)
+
+
+def test_plain_sampling_is_the_cached_step_and_the_streaming_decode() -> None:
+    m = _model()
     cond = _cond(20)
-    a = generate_tokens(gpt, cond, 1, None, 1.0, None, seed=3)
-    b = generate_tokens_guided(gpt, vq, cond, 1, None, 1.0, None, seed=3,
-                               guidance=GuidanceConfig(candidates=1))
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
+    d = sample_dance(m, cond, 1, seed=3, guidance=GuidanceConfig(candidates=0))
+    ref_up, ref_down = _reference_plain(m.gpt, cond, 3)
+    np.testing.assert_array_equal(d.tokens_up, ref_up)
+    np.testing.assert_array_equal(d.tokens_down, ref_down)
+    # The streaming decoder's frames are the full (non-streaming) decode of the same tokens.
+    up, low = decode_tokens(m.vq, d.tokens_up, d.tokens_down)
+    assert d.upper.shape == up.shape and d.lower.shape == low.shape
+    np.testing.assert_allclose(d.upper, up, atol=1e-4)
+    np.testing.assert_allclose(d.lower[:, :-4], low[:, :-4], atol=1e-4)
+    assert d.root.shape == (80, 3) and d.quat.shape[0] == 80
+
+
+def test_guided_with_one_candidate_is_plain_sampling() -> None:
+    m = _model()
+    cond = _cond(20)
+    a = sample_dance(m, cond, 1, seed=3, guidance=GuidanceConfig(candidates=0))
+    b = sample_dance(m, cond, 1, seed=3, guidance=GuidanceConfig(candidates=1))
+    np.testing.assert_array_equal(a.tokens_up, b.tokens_up)
+    np.testing.assert_array_equal(a.tokens_down, b.tokens_down)
 
 
 def test_guided_sampling_stays_in_vocab_and_makes_other_choices() -> None:
-    gpt, vq = _tiny()
+    m = _model()
     cond = _cond(20)
-    up, down = generate_tokens_guided(gpt, vq, cond, 1, None, 1.0, None, seed=3,
-                                      guidance=GuidanceConfig(candidates=6, weight=5.0))
+    g = sample_dance(m, cond, 1, seed=3, guidance=GuidanceConfig(candidates=6, weight=5.0))
+    up, down = g.tokens_up, g.tokens_down
     assert up.shape == down.shape == (20,)
     assert ((up >= 0) & (up < 16)).all() and ((down >= 0) & (down < 16)).all()
-    plain = generate_tokens(gpt, cond, 1, None, 1.0, None, seed=3)
-    assert not np.array_equal(up, plain[0])  # the guided choices differ somewhere
+    plain = sample_dance(m, cond, 1, seed=3, guidance=GuidanceConfig(candidates=0))
+    assert not np.array_equal(up, plain.tokens_up)  # the guided choices differ somewhere
 
 
 def _stuck_model_dir(tmp_path: Path, sampling: dict) -> Path:
@@ -104,13 +142,15 @@ def test_repeat_guard_is_the_same_offline_and_live(tmp_path: Path, guidance: dic
     model = load_dance_model(d)
     assert model.max_repeat == 3
     cond = _cond(40)
-    up, down = sample_dance_tokens(model, cond, 1, None, seed=5)
+    got = sample_dance(model, cond, 1, None, seed=5)
+    up, down = got.tokens_up, got.tokens_down
     assert _longest_run(up) <= 3 and _longest_run(down) <= 3
     live_up, live_down = _live_tokens(d, cond, seed=5)
     np.testing.assert_array_equal(up, live_up)
     np.testing.assert_array_equal(down, live_down)
     # Without the guard (override 0) the same GPT holds its favourite tokens much longer, offline and live.
-    free_up, free_down = sample_dance_tokens(model, cond, 1, None, seed=5, max_repeat=0)
+    free = sample_dance(model, cond, 1, None, seed=5, max_repeat=0)
+    free_up, free_down = free.tokens_up, free.tokens_down
     assert _longest_run(free_up) > 3 and _longest_run(free_down) > 3
     live_free = _live_tokens(d, cond, seed=5, max_repeat=0)
     np.testing.assert_array_equal(free_up, live_free[0])
@@ -122,8 +162,9 @@ def test_a_card_without_max_repeat_samples_unguarded(tmp_path: Path) -> None:
     model = load_dance_model(d)
     assert model.max_repeat is None
     cond = _cond(40)
-    up, down = sample_dance_tokens(model, cond, 1, None, seed=5)
-    ref = generate_tokens(model.gpt, cond, 1, None, 1.0, None, seed=5)  # the sampler without any guard argument
+    got = sample_dance(model, cond, 1, None, seed=5)
+    up, down = got.tokens_up, got.tokens_down
+    ref = _reference_plain(model.gpt, cond, 5)  # plain sampling written out, without any guard
     np.testing.assert_array_equal(up, ref[0])
     np.testing.assert_array_equal(down, ref[1])
     assert _longest_run(up) > 3  # the stuck GPT repeats freely: nothing masked

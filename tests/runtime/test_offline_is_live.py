@@ -1,0 +1,81 @@
+"""Offline generation is the live generator at batch 1: same tokens and frames, plain and beat-guided.
+
+The live side is the real runtime (``engine.runtime.assemble`` -> :class:`DanceRuntime`, fed 512-sample
+blocks through the causal analyzer, in fast mode so the test takes seconds) with the shipped model on the
+torch backend and torch decoder; the offline side is ``engine.train.generate.generate_dance``. The runtime's
+model is wrapped only to record what each step committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine.frames import ENGINE_SAMPLE_RATE, AudioBlock
+from engine.models.dance_model import DEFAULT_MODEL_DIR, load_dance_model
+from engine.runtime.assemble import EngineSpec, ModelSpec, build_model, build_runtime
+from engine.runtime.runtime import RuntimeConfig
+from engine.skeleton import rotations as R
+from engine.train.generate import generate_dance
+from engine.train.synth_music import render_track
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "gpt.safetensors").is_file(), reason="no shipped model")
+
+SECONDS = 8.0
+
+
+class _Recorder:
+    """The runtime's motion model, delegating everything; records the committed tokens and frames of each step."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.tokens: list[tuple[int, int]] = []
+        self.roots: list[np.ndarray] = []
+        self.quats: list[np.ndarray] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def step(self, cond: np.ndarray) -> Any:
+        out = self._inner.step(cond)
+        p = self._inner.performers[0]
+        self.tokens.append((int(p.tok_up[-1]), int(p.tok_down[-1])))
+        self.roots.append(out[0].root)
+        self.quats.append(out[0].quat)
+        return out
+
+
+def _live(audio: np.ndarray, candidates: int | None, calibrate: bool) -> _Recorder:
+    spec = EngineSpec(ModelSpec(backend="torch", decode="torch", seed=3, beat_guidance=candidates),
+                      RuntimeConfig(realtime=False))
+    rec = _Recorder(build_model(spec.model))
+    rt = build_runtime(spec, model=rec)  # type: ignore[arg-type]
+    if calibrate:  # what a real-time start does before the show: timed steps, then every performer starts over
+        rt.calibrate()
+        rec.tokens.clear()
+        rec.roots.clear()
+        rec.quats.clear()
+    rt.run(AudioBlock(s + len(audio[s:s + 512]), 0, audio[s:s + 512].copy()) for s in range(0, len(audio), 512))
+    return rec
+
+
+@pytest.mark.parametrize(("candidates", "calibrate"), [(0, False), (None, True)], ids=["plain", "guided-calibrated"])
+def test_offline_generation_gives_the_live_engines_tokens_and_frames(candidates: int | None,
+                                                                     calibrate: bool) -> None:
+    beats = np.arange(0.3, SECONDS, 0.5)
+    audio = render_track(beats, SECONDS, seed=4).astype(np.float32)
+    dm = load_dance_model()
+    guidance = dm.beat_guidance if candidates is None else dm.beat_guidance.with_candidates(candidates)
+    dm.card.setdefault("sampling", {})["beat_guidance"] = guidance.to_card() if guidance.enabled else None
+    off = generate_dance(dm, audio, ENGINE_SAMPLE_RATE, genre="salsa", seed=3)
+    live = _live(audio, candidates, calibrate)
+    n = len(off.tokens_up)
+    assert n >= 55 and len(live.tokens) >= n - 1  # the live engine may not reach the file's last partial step
+    n = min(n, len(live.tokens))
+    np.testing.assert_array_equal(np.array(live.tokens[:n]), np.stack([off.tokens_up, off.tokens_down], 1)[:n])
+    root = np.concatenate(live.roots)[: 4 * n]
+    quat = np.concatenate(live.quats)[: 4 * n]
+    np.testing.assert_allclose(off.motion.root_pos[: 4 * n], root, atol=1e-6)
+    np.testing.assert_allclose(off.motion.rot[: 4 * n], R.quat_to_matrix(quat.astype(np.float64)), atol=1e-6)
