@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pacing-seconds", type=float, default=600.0,
                    help="each steady-playout run: 30/60 fps x guided/plain (default 600 = 10 min)")
     p.add_argument("--soak-seconds", type=float, default=600.0, help="input-stall run (default 600 = 10 min)")
+    p.add_argument("--blocksize", type=int, default=256, metavar="N",
+                   help="audio block of the paced source, samples at 22.05 kHz (default 256 = 11.6 ms, as play/live)")
     p.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guidance candidates (0: plain sampling; default: the model card's)")
     p.add_argument("--capacity-sizes", default="1,2,4,8,16,32,64,128,256", help="GPT performer counts to try")

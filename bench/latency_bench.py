@@ -140,8 +140,8 @@ async def _churn_client(url: str, stop: asyncio.Event, counter: list[int]) -> No
 
 
 def run_live(model_dir: Path | str, x: np.ndarray, backend: str, churn: bool = False, stall_every_s: float = 0.0,
-             stall_s: float = 0.0, rss_every_s: float = 10.0, fps: int = 30, guidance: int | None = None
-             ) -> dict[str, Any]:
+             stall_s: float = 0.0, rss_every_s: float = 10.0, fps: int = 30, guidance: int | None = None,
+             block: int = 256) -> dict[str, Any]:
     """Run the runtime in real time behind a WebSocket server; a client records every pose."""
     from streams.ws_server import PoseServer
 
@@ -151,6 +151,7 @@ def run_live(model_dir: Path | str, x: np.ndarray, backend: str, churn: bool = F
     received: list[Any] = []
     churned = [0]
     rss: list[tuple[float, float]] = []
+    load: list[float] = []  # 1-minute load average, sampled with the RSS
 
     async def main() -> None:
         server = PoseServer("127.0.0.1", 0, on_control=rt.submit_control)
@@ -168,10 +169,12 @@ def run_live(model_dir: Path | str, x: np.ndarray, backend: str, churn: bool = F
         async def sample_rss() -> None:
             while not stop.is_set():
                 rss.append(((SYSTEM_CLOCK.monotonic_ns() - t0) / 1e9, _rss_mb()))
+                load.append(os.getloadavg()[0])
                 await asyncio.sleep(rss_every_s)
 
         tasks.append(asyncio.create_task(sample_rss()))
-        await loop.run_in_executor(None, rt.run, paced_blocks(x, stall_every_s=stall_every_s, stall_s=stall_s))
+        await loop.run_in_executor(None, rt.run, paced_blocks(x, block=block, stall_every_s=stall_every_s,
+                                                                stall_s=stall_s))
         await asyncio.sleep(0.3)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -211,6 +214,9 @@ def run_live(model_dir: Path | str, x: np.ndarray, backend: str, churn: bool = F
         "received": len(received),
         "churned_connections": churned[0],
         "rss_mb": rss,
+        "load_average": {"samples": len(load), "mean": float(np.mean(load)) if load else float("nan"),
+                         "max": float(np.max(load)) if load else float("nan")},
+        "block": block,
         "latency_series": lat,
     }
 
@@ -363,7 +369,8 @@ def _pacing_row(live: dict[str, Any], guided: bool) -> dict[str, Any]:
             "latency": live["latency"], "publish_latency": live["publish_latency"], "step": live["step_decode"],
             "rss_start_mb": st["rss_mb"][0][1] if st["rss_mb"] else float("nan"),
             "rss_end_mb": st["rss_mb"][-1][1] if st["rss_mb"] else float("nan"),
-            "churned_connections": live["churned_connections"]}
+            "churned_connections": live["churned_connections"], "load_average": live["load_average"],
+            "block": live["block"]}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -374,6 +381,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"model": str(model_dir), "backend": args.backend, "machine": _machine()}
     report["beat_guidance"] = _guidance_in_words(model_dir, args.beat_guidance)
     report["pacing_seconds"] = args.pacing_seconds
+    report["blocksize"] = args.blocksize
     rows = []
     plots: dict[str, Any] = {}
     for guided in (True, False):
@@ -382,13 +390,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _progress(f"steady playout: {args.pacing_seconds:.0f} s real time, {name}, a keeping-up and a churning "
                       "WebSocket client")
             x, _ = music(args.pacing_seconds, [(args.pacing_seconds, 118.0, 118.0)], seed=11)
-            live = run_live(model_dir, x, args.backend, churn=True, fps=fps, guidance=None if guided else 0)
+            live = run_live(model_dir, x, args.backend, churn=True, fps=fps, guidance=None if guided else 0,
+                            block=args.blocksize)
             row = _pacing_row(live, guided)
             rows.append(row)
             _progress(f"  D {row['delay']['d_ms'] if row['delay'] else float('nan'):.1f} ms, jitter p99 "
                       f"{row['jitter'].get('p99_ms', float('nan')):.2f} ms, late {row['late']}, held {row['held']}, "
                       f"delivered {row['delivered']['fraction'] * 100:.2f} %, latency p99 "
-                      f"{row['latency']['p99_ms']:.1f} ms")
+                      f"{row['latency']['p99_ms']:.1f} ms, load average {row['load_average']['mean']:.1f}")
             if fps == 30 and guided:
                 plots["latency_series"] = live["latency_series"]
                 plots["intervals"] = live["intervals_ms"].tolist()
@@ -409,13 +418,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _progress(f"  retrieval median {report['beat_sync_retrieval']['median_ms']:.0f} ms")
     _progress(f"input stalls: {args.soak_seconds:.0f} s real time, the source quiet for 1 s every 60 s")
     xs, _ = music(args.soak_seconds, [(args.soak_seconds, 112.0, 112.0)], seed=12)
-    soak = run_live(model_dir, xs, args.backend, churn=True, stall_every_s=60.0, stall_s=1.0)
+    soak = run_live(model_dir, xs, args.backend, churn=True, stall_every_s=60.0, stall_s=1.0, block=args.blocksize)
     rss = soak["rss_mb"]
     report["stalls"] = {
         "seconds": args.soak_seconds, "frames_out": soak["frames_out"], "held": soak["missed"],
         "late": soak["late"], "stalled_frames": soak["stalled_frames"], "jitter": soak["jitter"],
         "churned_connections": soak["churned_connections"],
         "rss_start_mb": rss[0][1] if rss else float("nan"), "rss_end_mb": rss[-1][1] if rss else float("nan"),
+        "load_average": soak["load_average"],
     }
     _progress("capacity (GPT, then retrieval)")
     sizes = tuple(int(s) for s in args.capacity_sizes.split(","))
@@ -437,7 +447,7 @@ def _machine() -> dict[str, Any]:
 
     return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
             "processor": _cpu_name(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "nice": os.nice(0)}
 
 
 def _cpu_name() -> str:
@@ -505,30 +515,34 @@ def markdown(r: dict[str, Any]) -> str:
         "(`--beat-guidance N` to change; step cost of guidance alone: `guidance.md`).",
         "Produced by `groovecast bench latency`. ![plots](latency.png)",
         "",
-        f"## Steady playout ({r['pacing_seconds']:.0f} s real time per row)",
+        f"## Steady playout ({r['pacing_seconds']:.0f} s real time per row, audio blocks of "
+        f"{r.get('blocksize', 512)} samples)",
         "",
         "Every frame is scheduled at audio time + D on the fixed grid; a WebSocket client on this host reads "
         "every frame while a second client connects, reads 5 frames and vanishes, over and over. Jitter is "
         "|interval - frame period| of the hand-off to the sinks (server) and of the client's receive times; "
         "late = left > 2 ms after its slot; held = its step was not ready at the slot (pose held, counted); "
         "delivered = distinct frame indices the keeping-up client received / frames sent; latency = client "
-        "receive minus the capture time of the newest audio the step used (first frame of each step).",
+        "receive minus the capture time of the newest audio the step used (first frame of each step); skipped = "
+        "frame indices the keeping-up client never received; load = the machine's 1-minute load average sampled "
+        "every 10 s during the row (mean / max; 2 cores).",
         "",
         "| run | D ms | jitter p50 / p99 / max ms (server) | client jitter p99 ms | late | held | delivered | "
-        "latency p50 / p99 ms | step p50 / p99 ms | RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "skipped | latency p50 / p99 ms | step p50 / p99 ms | RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["steady_playout"]:
-        j, cj, d = row["jitter"], row["client_jitter"], row["delivered"]
+        j, cj, d, la = row["jitter"], row["client_jitter"], row["delivered"], row.get("load_average", {})
         dm = row["delay"]["d_ms"] if row["delay"] else float("nan")
         lines.append(
             f"| {row['fps']} fps, {'guided' if row['guided'] else 'plain'} | {_f(dm, '.1f')} | "
             f"{_f(j.get('p50_ms'))} / {_f(j.get('p99_ms'))} / {_f(j.get('max_ms'))} | {_f(cj.get('p99_ms'))} | "
             f"{row['late']} | {row['held']} | {d['distinct_frames']}/{d['span']} "
-            f"({_f(100 * d['fraction'], '.2f')} %) | "
+            f"({_f(100 * d['fraction'], '.2f')} %) | {d.get('skipped', '-')} | "
             f"{_f(row['latency']['p50_ms'], '.1f')} / {_f(row['latency']['p99_ms'], '.1f')} | "
             f"{_f(row['step']['p50_ms'])} / {_f(row['step']['p99_ms'])} | "
-            f"{_f(row['rss_start_mb'], '.0f')} -> {_f(row['rss_end_mb'], '.0f')} |")
+            f"{_f(row['rss_start_mb'], '.0f')} -> {_f(row['rss_end_mb'], '.0f')} | "
+            f"{_f(la.get('mean'), '.1f')} / {_f(la.get('max'), '.1f')} |")
     lines += ["", "D as chosen at start: " + "; ".join(
         f"{row['fps']} fps {'guided' if row['guided'] else 'plain'}: {row['delay']['text']}"
         for row in r["steady_playout"] if row["delay"]) + ".", ""]
@@ -564,6 +578,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"- jitter p50 {_f(sl['jitter'].get('p50_ms'))} ms, p99 {_f(sl['jitter'].get('p99_ms'))} ms, max "
         f"{_f(sl['jitter'].get('max_ms'))} ms (the stalls themselves re-anchor the audio clock)",
         f"- resident memory {_f(sl['rss_start_mb'], '.0f')} MB -> {_f(sl['rss_end_mb'], '.0f')} MB",
+        f"- load average during the run (1 min, mean / max): {_f(sl.get('load_average', {}).get('mean'), '.1f')} / "
+        f"{_f(sl.get('load_average', {}).get('max'), '.1f')}",
         "",
     ]
     for name, key, tot in (("GPT (step + guidance + decode), 2 threads", "capacity", "capacity_realtime_performers"),

@@ -18,6 +18,11 @@ from engine.cli.record_args import finish_outputs, open_recorders
 
 log = logging.getLogger(__name__)
 
+#: Audio block size of play and live. The playout delay D covers one block period, so small blocks keep D
+#: small: 256 samples (11.6 ms at 22.05 kHz) + step p99 + 4 ms margin fits D <= 25 ms with a <= 9 ms step.
+DEFAULT_BLOCK = 256
+MAX_BLOCK = 8192
+
 
 def register(sub: Any) -> None:
     pp = sub.add_parser(
@@ -39,7 +44,6 @@ def register(sub: Any) -> None:
     )
     lp.add_argument("--device", help="input device: index or part of its name (default: the system default)")
     lp.add_argument("--samplerate", type=float, help="device sample rate (default: the device's own)")
-    lp.add_argument("--blocksize", type=int, default=512, help="device frames per callback (default 512)")
     lp.add_argument("--channel", type=int, default=0, help="input channel, 0-based (default 0)")
     lp.add_argument("--hostapi", help="restrict the device search to a host API (e.g. JACK)")
     add_run_arguments(lp)
@@ -107,6 +111,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="playout delay D from audio to pose (default: measured at start: step p99 + audio "
                         "block + margin)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the step (default 1)")
+    p.add_argument("--blocksize", type=int, default=DEFAULT_BLOCK, metavar="N",
+                   help=f"audio block: samples per block read from the file (play) or device frames per callback "
+                        f"(live); D includes one block period (default {DEFAULT_BLOCK}: 11.6 ms at 22.05 kHz)")
 
 
 # ---------------------------------------------------------------------------------------------- wiring
@@ -260,9 +267,15 @@ def _bench_latency(args: argparse.Namespace) -> int:
     return cli(args)
 
 
+def _check_blocksize(args: argparse.Namespace) -> None:
+    if not 16 <= args.blocksize <= MAX_BLOCK:
+        raise CliError(f"--blocksize must be in [16, {MAX_BLOCK}], got {args.blocksize}")
+
+
 def _play(args: argparse.Namespace) -> int:
     from engine.audio.source import AudioSourceError, FileSource, demo_path
 
+    _check_blocksize(args)
     if args.demo and args.audio:
         raise CliError("give either AUDIO or --demo, not both")
     if not args.demo and not args.audio:
@@ -271,7 +284,7 @@ def _play(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         raise CliError("--seconds must be positive")
     try:
-        source = FileSource(path, realtime=not args.fast, loop=args.loop)
+        source = FileSource(path, realtime=not args.fast, loop=args.loop, block_size=args.blocksize)
     except (AudioSourceError, FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
     print(f"playing {path} ({source.duration_s:.1f} s){' as fast as possible' if args.fast else ''}", flush=True)
@@ -282,6 +295,7 @@ def _live(args: argparse.Namespace) -> int:
     from engine.audio.mic import MicSource
     from engine.audio.source import AudioSourceError
 
+    _check_blocksize(args)
     try:
         mic = MicSource(args.device, samplerate=args.samplerate, block_size=args.blocksize, channel=args.channel,
                         hostapi=args.hostapi)

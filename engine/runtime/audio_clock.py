@@ -19,10 +19,10 @@ class AudioClock:
 
     Args:
         stall_ns: an offset jump beyond this means the source paused: forget the older blocks.
-        window: blocks remembered for the minimum (96 blocks of 512 samples: about 2 s).
+        window: blocks remembered for the minimum (192 blocks of 256 samples: about 2 s).
     """
 
-    def __init__(self, stall_ns: int = 150_000_000, window: int = 96) -> None:
+    def __init__(self, stall_ns: int = 150_000_000, window: int = 192) -> None:
         self.stall_ns = stall_ns
         self._offsets: deque[int] = deque(maxlen=window)
         self.offset_ns = 0
