@@ -3,18 +3,22 @@
 A cheap motion-model kind for many performers on a CPU, stepped through the same protocol as the GPT
 (:class:`engine.models.protocol.MotionModel`), from the same music conditioning row.
 
-* **Database** (:class:`MotionIndex`): the real capture (:mod:`engine.models.capture`, salsa at its true
-  60 fps, resampled to 30) with, per frame, joint rotations, root position, heading, a pose feature
-  (heading-aligned root-relative positions of feet, hands and head, foot velocities, root height), and the
-  take's *motion beats* (local minima of mean joint speed, Bailando's definition). Built on first use and
-  cached as a plain ``.npz`` (no pickle) under the cache folder; capture data never enters the repository.
+* **Database** (:class:`MotionIndex`): the real capture of every style (:mod:`engine.models.capture`: the
+  training takes of salsa, Indian and modern dance, each read at its true frame rate from
+  :mod:`engine.models.capture_sources`, modern retargeted, resampled to 30 fps) with, per frame, joint
+  rotations, root position, heading, a pose feature (heading-aligned root-relative positions of feet, hands
+  and head, foot velocities, root height), the take's style, and the take's *motion beats* (local minima
+  of mean joint speed, Bailando's definition). Built on first use and cached as a plain ``.npz`` (no
+  pickle) under the cache folder; capture data never enters the repository.
 * **Key**: the recent music window of the conditioning row: the predicted beat phase of the step's
   frames (where the beats fall, and the tempo from the phase increments), and the current pose.
 * **Playback**: each performer plays its take forward, time-warped so that its next motion beat lands on
   the next predicted music beat (one or two motion beats per music beat, whichever fits the tempo).
 * **Cuts**: only on a music beat, every few beats (or at the end of a take), to the database beat frame
-  that best matches the current pose and the tempo (plus a per-performer random term, ``temperature``),
-  continuing the dancer's heading and position, blended over ``blend_frames`` frames.
+  of the performer's genre (its ``Controls.genre``; a genre without capture draws from every style) that
+  best matches the current pose and the tempo (plus a per-performer random term, ``temperature``),
+  continuing the dancer's heading and position, blended over ``blend_frames`` frames. A genre change
+  takes effect at the next cut.
 
 Everything is vectorised over performers (numpy); one step for 1,000 performers costs milliseconds.
 """
@@ -34,7 +38,8 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
 from engine.frames import MODEL_FPS
-from engine.models.capture import SALSA_TAKES, CaptureTake, capture_fps, load_take, salsa_files
+from engine.models.capture import CaptureTake, capture_files, load_take
+from engine.models.capture_sources import SOURCES, STYLES, resolve_folders
 from engine.models.conditioning import COND_DIM, FRAMES_PER_TOKEN, GENRES, MUSIC_DIM
 from engine.models.pose_repr import metric_cmu_skeleton
 from engine.models.protocol import Capabilities, Controls, StepFrames
@@ -45,7 +50,7 @@ log = logging.getLogger(__name__)
 
 RETRIEVAL_KIND = "retrieval"
 #: Bump when the index layout or its features change (invalidates cached indexes).
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 #: Joints whose heading-aligned, root-relative positions make the pose feature.
 FEATURE_JOINTS = ("lFoot", "rFoot", "lHand", "rHand", "head")
 #: Motion-beat intervals a segment may have (frames at 30 fps: 0.2 .. 1.2 s).
@@ -170,23 +175,44 @@ class MotionIndex:
         return MotionIndex(**d)
 
 
-def index_for(data_dir: Path, cache_dir: Path, takes: tuple[str, ...] = SALSA_TAKES) -> MotionIndex:
-    """The salsa index of ``data_dir``, built on first use and cached under ``cache_dir`` (keyed by the files)."""
-    files = salsa_files(data_dir, takes)
-    h = hashlib.sha256(f"v{INDEX_VERSION} fps{capture_fps('cmu_salsa', 120.0)}".encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    path = cache_dir / f"salsa-{h.hexdigest()[:16]}.npz"
+def index_for(data_dir: Path, cache_dir: Path, styles: tuple[str, ...] = STYLES,
+              takes: dict[str, tuple[str, ...]] | None = None) -> MotionIndex:
+    """The index of every style of ``styles`` found in ``data_dir`` (each style's training takes, or ``takes``
+    per style), built on first use and cached under ``cache_dir`` (keyed by the source table and the files)."""
+    if takes is not None:
+        styles = tuple(takes)
+    found = resolve_folders(data_dir, styles)
+    files = {st: capture_files(data_dir, st, takes=None if takes is None else takes[st]) for st in styles
+             if st in found}
+    h = hashlib.sha256(f"v{INDEX_VERSION}".encode())
+    for st, fs in files.items():
+        src = SOURCES[st]
+        h.update(f"{st}:{src.fps}:{src.units_per_cmu_unit}:{src.drop_leading}".encode())
+        for f in fs:
+            stat = f.stat()
+            h.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    path = cache_dir / f"{'-'.join(files)}-{h.hexdigest()[:16]}.npz"
     if path.is_file():
         try:
             return MotionIndex.load(path)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("retrieval index %s unreadable (%s); rebuilding", path, exc)
-    log.info("building the retrieval index from %d takes in %s (once; cached in %s)", len(files), data_dir, cache_dir)
-    idx = MotionIndex.build([load_take(f) for f in files])
+    log.info("building the retrieval index from %s in %s (once; cached in %s)",
+             ", ".join(f"{len(fs)} {st} files" for st, fs in files.items()), data_dir, cache_dir)
+    idx = MotionIndex.build([load_take(f, st) for st, fs in files.items() for f in fs])
     idx.save(path)
     return idx
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Cut candidates (beat frames) of one genre and what the cut cost needs of them, gathered once."""
+
+    frames: np.ndarray  # [C] index frames
+    feat: np.ndarray  # [C, F] float32 pose features
+    norm: np.ndarray  # [C] |feat|^2
+    take: np.ndarray  # [C] take ids
+    interval: np.ndarray  # [C] frames to the next motion beat
 
 
 class RetrievalDancer:
@@ -248,6 +274,10 @@ class RetrievalDancer:
         self._cand_norm = np.sum(self._cand_feat**2, axis=1)
         self._cand_take = index.take[self._cand]
         self._cand_interval = (index.next_beat[self._cand] - self._cand).astype(np.float64)
+        # cut candidates of each genre the capture holds (a genre without capture uses them all), gathered once
+        cand_genre = index.styles[self._cand_take]
+        self._by_genre = {int(g): self._gather(np.nonzero(cand_genre == g)[0]) for g in np.unique(cand_genre)}
+        self._all = self._gather(np.arange(len(self._cand)))
 
     # -- performers ------------------------------------------------------------------------------------
 
@@ -288,10 +318,22 @@ class RetrievalDancer:
     def controls(self, pid: int) -> Controls:
         return self._controls[self._row(pid)]
 
+    def _gather(self, at: np.ndarray) -> _Candidates:
+        return _Candidates(frames=self._cand[at], feat=self._cand_feat[at], norm=self._cand_norm[at],
+                           take=self._cand_take[at], interval=self._cand_interval[at])
+
+    def _candidates(self, genre: int) -> _Candidates:
+        """The cut candidates of ``genre``'s capture (every candidate if it has none)."""
+        return self._by_genre.get(int(genre), self._all)
+
+    def genres(self) -> list[str]:
+        """Genre names the capture holds."""
+        return [GENRES[g] for g in self._by_genre]
+
     def _start(self, r: int) -> None:
         """A fresh sequence for row ``r``: a random beat of its style, where it stands (or at the origin)."""
         ix = self.index
-        frame = int(self._rng[r].choice(self._cand))
+        frame = int(self._rng[r].choice(self._candidates(self._controls[r].genre).frames))
         self.cur[r] = frame
         self.rate[r] = 1.0
         self.target[r] = -1
@@ -334,7 +376,7 @@ class RetrievalDancer:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "frames": len(self.index.quat), "beats": len(self.index.beats), "steps": self.steps,
-                "cuts": self.cuts}
+                "cuts": self.cuts, "genres": self.genres()}
 
     # -- the step ----------------------------------------------------------------------------------------
 
@@ -390,11 +432,12 @@ class RetrievalDancer:
         """A music beat ``since`` frames ago: continue to the next motion beat(s) or cut; re-time to land on the
         next music beat."""
         ix = self.index
-        # Snap to the motion beat due now (the warp brought it within a frame), then count down the segment.
+        # The motion beat due now counts as reached when the warp brought it within 1.5 frames (playback is not
+        # moved: a jump of a frame or two during a fast spin reads as a snap); then count down the segment.
         due = (self.target[:b] >= 0) & (np.abs(self.target[:b] - self.cur[:b]) < 1.5)
-        self.cur[:b] = np.where(due, self.target[:b], self.cur[:b])
+        base = np.where(due, self.target[:b], self.cur[:b])
         self.beats_left[:b] -= 1
-        here = np.minimum(self.cur[:b].astype(np.int64), len(ix.next_beat) - 1)
+        here = np.minimum(base.astype(np.int64), len(ix.next_beat) - 1)
         n1 = ix.next_beat[here]
         n2 = np.where(n1 >= 0, ix.next_beat[np.maximum(n1, 0)], -1)
         cut = (self.beats_left[:b] <= 0) | (n1 < 0) | (n1 - here > MAX_BEAT_FRAMES)
@@ -410,25 +453,18 @@ class RetrievalDancer:
             err2 = np.where(c >= 0, np.abs(np.log(np.maximum(c - h, 1) / period)), np.inf)
             tgt = np.where(err2 < err1, c, a)
             self.target[keep] = tgt
-            self.rate[keep] = np.clip((tgt - self.cur[keep]) / period, MIN_RATE, MAX_RATE)
-            self.cur[keep] += since * self.rate[keep]  # the motion beat was due when the music beat was
+            # reach it at the next music beat, ``period - since`` frames from now (the warp absorbs any error)
+            self.rate[keep] = np.clip((tgt - self.cur[keep]) / max(period - since, 1.0), MIN_RATE, MAX_RATE)
 
     def _cut(self, rows: np.ndarray, period: float, since: float = 0.0) -> None:
-        """Cut ``rows`` to the best-matching beat frames; continue heading and position; start a blend."""
+        """Cut ``rows`` to the best-matching beat frames of their genres; continue heading and position; blend."""
         ix = self.index
         here = np.minimum(self.cur[rows].astype(np.int64), len(ix.feature) - 1)
-        q = ix.feature[here]  # [M, F]
-        cost = self._cand_norm[None, :] - 2.0 * (q @ self._cand_feat.T)  # + |q|^2, the same for every candidate
-        if period > 0:
-            r1 = np.abs(np.log(self._cand_interval / period))
-            r2 = np.abs(np.log(2.0 * self._cand_interval / period))
-            cost += (self.tempo_weight * np.minimum(r1, r2) ** 2).astype(np.float32)[None, :]
-        same_take = self._cand_take[None, :] == ix.take[here][:, None]
-        near = same_take & (np.abs(self._cand[None, :] - here[:, None]) < 2 * MODEL_FPS)
-        cost += 10.0 * near  # prefer somewhere new over replaying what was just danced
-        temp = np.fromiter((max(self._controls[r].temperature, 1e-3) for r in rows), np.float32, len(rows))
-        cost += (0.2 * temp[:, None]) * self._noise.random(cost.shape, dtype=np.float32)
-        new = self._cand[np.argmin(cost, axis=1)]
+        genre = np.fromiter((self._controls[r].genre for r in rows), np.int64, len(rows))
+        new = np.empty(len(rows), dtype=np.int64)
+        for g in np.unique(genre):
+            sel = np.nonzero(genre == g)[0]
+            new[sel] = self._best(rows[sel], here[sel], self._candidates(int(g)), period)
         # Where it stands and faces now (the pose just shown), continued by the new segment.
         old_root, old_quat = self._pose(rows, self.cur[rows])
         cur_yaw = ix.yaw[here] + self.yaw_off[rows]
@@ -452,6 +488,23 @@ class RetrievalDancer:
             self.target[rows] = -1
             self.rate[rows] = 1.0
         self.cuts += len(rows)
+
+    def _best(self, rows: np.ndarray, here: np.ndarray, c: _Candidates, period: float) -> np.ndarray:
+        """The best cut target (index frame) among the candidates ``c`` for each of ``rows``."""
+        ix = self.index
+        q = ix.feature[here]  # [M, F]
+        cost = c.norm[None, :] - 2.0 * (q @ c.feat.T)  # + |q|^2, the same for every candidate
+        if period > 0:
+            r1 = np.abs(np.log(c.interval / period))
+            r2 = np.abs(np.log(2.0 * c.interval / period))
+            cost += (self.tempo_weight * np.minimum(r1, r2) ** 2).astype(np.float32)[None, :]
+        frames = c.frames
+        same_take = c.take[None, :] == ix.take[here][:, None]
+        near = same_take & (np.abs(frames[None, :] - here[:, None]) < 2 * MODEL_FPS)
+        cost += 10.0 * near  # prefer somewhere new over replaying what was just danced
+        temp = np.fromiter((max(self._controls[r].temperature, 1e-3) for r in rows), np.float32, len(rows))
+        cost += (0.2 * temp[:, None]) * self._noise.random(cost.shape, dtype=np.float32)
+        return frames[np.argmin(cost, axis=1)]
 
     def _pose(self, rows: np.ndarray | slice, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index pose at fractional frames ``cur`` with each row's heading and position offsets.

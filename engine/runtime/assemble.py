@@ -205,7 +205,7 @@ def _build_couple(spec: ModelSpec) -> MotionModel:
 
 def _build_retrieval(spec: ModelSpec) -> MotionModel:
     from engine.models.capture import default_data_dir
-    from engine.models.conditioning import genre_id
+    from engine.models.conditioning import GENRES, genre_id
     from engine.models.protocol import Controls
     from engine.models.retrieval import RetrievalDancer, index_for
 
@@ -217,11 +217,14 @@ def _build_retrieval(spec: ModelSpec) -> MotionModel:
     except (ValueError, FileNotFoundError, OSError) as exc:
         raise AssemblyError(f"retrieval: {exc}") from None
     model = RetrievalDancer(index, capacity=spec.performers, seed=spec.seed)
+    if GENRES[gid] not in model.genres():
+        log.warning("retrieval: no %s capture (the index holds %s); dancing from every style", GENRES[gid],
+                    ", ".join(model.genres()))
     temp = 1.0 if spec.temperature is None else spec.temperature
     for _ in range(spec.performers):
         model.add_performer(Controls(genre=gid, temperature=temp))
-    log.info("retrieval over %d capture frames (%d beat segments) from %s, %d performer(s)", len(index.quat),
-             len(index.beats), data, spec.performers)
+    log.info("retrieval over %d capture frames (%d beat segments; %s) from %s, %d performer(s), genre %s",
+             len(index.quat), len(index.beats), ", ".join(model.genres()), data, spec.performers, GENRES[gid])
     return model
 
 

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from engine.frames import MODEL_FPS
-from engine.models.pose_repr import CMU_SCALE, Motion, metric_cmu_skeleton, motion_positions, resample_motion
-from engine.skeleton.bvh import read_bvh
-from engine.skeleton.retarget import retarget
-from engine.skeleton.skeleton import forward_kinematics_full
+from engine.models.capture import floor_to_zero as floor_to_zero  # re-exported (the loaders live there)
+from engine.models.capture import load_source_motion as load_source_motion
+from engine.models.pose_repr import Motion, motion_positions, resample_motion
 from engine.train.kinetic_beats import KineticBeats, kinetic_beats
-from engine.train.sources import DEFAULT_DATA_ROOT, SOURCES, MotionSource, resolve_folders
+from engine.train.sources import DEFAULT_DATA_ROOT, SOURCES, resolve_folders
 
 #: Default location of the salsa data (kept for callers that name one folder).
 DEFAULT_CMU_DIR = DEFAULT_DATA_ROOT / SOURCES["salsa"].folder
@@ -51,41 +50,6 @@ class Take:
 def list_takes(data_dir: Path) -> dict[str, list[Path]]:
     """Salsa take id -> its BVH files (one per dancer); a clear error if the folder holds none."""
     return SOURCES["salsa"].list_takes(data_dir)
-
-
-def floor_to_zero(motion: Motion) -> Motion:
-    """Shift the root so the floor (5th percentile of the lowest foot point per frame) is at y = 0."""
-    pos, wrot = forward_kinematics_full(motion.skeleton, motion.root_pos, motion.rot)
-    skel = motion.skeleton
-    ys = []
-    for name in ("rFoot", "lFoot"):
-        j = skel.index(name)
-        ys.append(pos[:, j, 1])
-        if j in skel.end_sites:
-            ys.append((pos[:, j] + wrot[:, j] @ skel.end_sites[j])[:, 1])
-    floor = float(np.percentile(np.min(np.stack(ys, axis=1), axis=1), 5))
-    root = motion.root_pos.copy()
-    root[:, 1] -= floor
-    return Motion(skeleton=skel, root_pos=root, rot=motion.rot, fps=motion.fps)
-
-
-def load_source_motion(path: Path, src: MotionSource) -> Motion:
-    """A file of ``src`` as a metric Motion on the engine skeleton at the source's TRUE rate, floor at 0.
-
-    The rate comes from :data:`engine.train.sources.SOURCES`, never from the file header (the salsa
-    headers say 120 fps; the takes were captured at 60).
-    """
-    bvh = read_bvh(path)
-    skel = metric_cmu_skeleton()
-    if src.units_per_cmu_unit is None:
-        r = retarget(bvh.skeleton, bvh.root_positions[src.drop_leading:], bvh.local_rot_mats[src.drop_leading:], skel)
-        return Motion(skeleton=skel, root_pos=r.root_pos, rot=r.rot, fps=src.fps)
-    if bvh.skeleton.joint_names != skel.joint_names:
-        raise ValueError(f"{path}: joints differ from the CMU skeleton (got {len(bvh.skeleton.joint_names)} joints)")
-    d = src.drop_leading
-    scale = CMU_SCALE / src.units_per_cmu_unit
-    m = Motion(skeleton=skel, root_pos=bvh.root_positions[d:] * scale, rot=bvh.local_rot_mats[d:], fps=src.fps)
-    return floor_to_zero(m)
 
 
 def load_bvh_metric(path: Path) -> Motion:

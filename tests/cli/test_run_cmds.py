@@ -44,6 +44,8 @@ def test_play_errors_are_clear(small_model: Path, tmp_path: Path, capsys) -> Non
     assert main(["play", "--demo", "--model", str(small_model), "--performers", "0"]) == 2
     assert main(["play", "--demo", "--model", str(small_model), "--beat-offset-ms", "5000"]) == 2
     assert "beat_offset_ms" in capsys.readouterr().err
+    assert main(["play", "--demo", "--model", str(small_model), "--blocksize", "0"]) == 2
+    assert "--blocksize must be in" in capsys.readouterr().err
     assert main(["play"]) == 2
 
 
@@ -87,7 +89,7 @@ def test_play_and_generate_with_the_retrieval_model(tmp_path: Path) -> None:
     assert len(np.load(out)["frame_index"]) == 150
     bvh = tmp_path / "r.bvh"
     r = _run("generate", str(Path(__file__).resolve().parents[2] / "engine" / "data" / "demo.wav"), "--model",
-             "retrieval", "--data", str(data), "--seconds", "5", "--out", str(bvh))
+             "retrieval", "--data", str(data), "--seconds", "5", "--out", str(bvh), "--genre", "indian")
     assert r.returncode == 0, r.stderr[-3000:]
     import json
 

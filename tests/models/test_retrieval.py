@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.models.capture import capture_fps, load_take, salsa_files
-from engine.models.conditioning import token_condition
+from engine.models.capture import capture_files, load_take
+from engine.models.capture_sources import SOURCES
+from engine.models.conditioning import GENRES, token_condition
+from engine.models.protocol import Controls
 from engine.models.retrieval import MotionIndex, RetrievalDancer, index_for, motion_beats
 from engine.skeleton import rotations as R
 from engine.skeleton.skeleton import forward_kinematics
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.skipif(not (DATA / "cmu_salsa").is_dir(), reason="share
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> MotionIndex:
-    return index_for(DATA, tmp_path_factory.mktemp("retrieval"), TAKES)
+    return index_for(DATA, tmp_path_factory.mktemp("retrieval"), takes={"salsa": TAKES})
 
 
 def _cond(t: int, bpm: float = 120.0, first_beat_s: float = 0.25) -> np.ndarray:
@@ -33,28 +35,56 @@ def _cond(t: int, bpm: float = 120.0, first_beat_s: float = 0.25) -> np.ndarray:
     return token_condition(np.zeros((4, 40), np.float32), np.full(4, period), np.full(4, nxt - f0_s + 4 / 30.0), 1)
 
 
-def test_salsa_is_read_at_60_fps_not_the_header_rate() -> None:
-    assert capture_fps("cmu_salsa", 120.0) == 60.0 and capture_fps("cmu_modern", 60.0) == 60.0
-    path = salsa_files(DATA, ("01",))[0]
-    raw_frames = sum(1 for line in path.read_text().splitlines()[-5:] if line.strip())  # sanity: file has data
-    assert raw_frames > 0
-    tk = load_take(path)
-    header = next(ln for ln in path.read_text().splitlines() if ln.startswith("Frames:"))
-    n_raw = int(header.split()[1])
-    assert tk.motion.n_frames == pytest.approx(n_raw / 2, abs=2)  # 60 fps source -> 30 fps: half the frames
+def _header_frames(path: Path) -> int:
+    with path.open() as f:
+        return int(next(ln for ln in f if ln.startswith("Frames:")).split()[1])
+
+
+@pytest.mark.parametrize(("style", "take", "per_out_frame"), [("salsa", "01", 2), ("indian", "04", 4),
+                                                              ("modern", "02", 2)])
+def test_every_style_is_read_at_its_true_rate(style: str, take: str, per_out_frame: int) -> None:
+    if not (DATA / SOURCES[style].folder).is_dir():
+        pytest.skip(f"no {style} capture")
+    path = capture_files(DATA, style, takes=(take,))[0]
+    tk = load_take(path, style)
+    assert tk.style == style
+    # salsa: 60 fps (header 120) -> 30 fps keeps every 2nd frame; Indian: 120 -> every 4th; modern: 60 -> 2nd
+    assert tk.motion.n_frames == pytest.approx(_header_frames(path) / per_out_frame, abs=2)
     speed = np.linalg.norm(np.diff(tk.motion.root_pos[:, [0, 2]], axis=0), axis=1) * 30
-    assert 0.1 < float(np.median(speed)) < 1.0  # plausible salsa travel (m/s); at 120 fps it would double
+    assert 0.02 < float(np.median(speed)) < 1.0  # plausible travel (m/s); a wrong rate doubles or halves it
 
 
 def test_index_is_cached_without_pickle(tmp_path: Path) -> None:
-    a = index_for(DATA, tmp_path, ("01",))
+    a = index_for(DATA, tmp_path, takes={"salsa": ("01",)})
     files = list(tmp_path.glob("*.npz"))
     assert len(files) == 1
     with np.load(files[0], allow_pickle=False) as z:
         assert z["quat"].shape == a.quat.shape
-    b = index_for(DATA, tmp_path, ("01",))  # loaded from the cache
+    b = index_for(DATA, tmp_path, takes={"salsa": ("01",)})  # loaded from the cache
     np.testing.assert_array_equal(a.beats, b.beats)
     assert len(a.beats) > 20 and a.quat.shape[1] == 43
+
+
+@pytest.mark.skipif(not all((DATA / SOURCES[s].folder).is_dir() for s in SOURCES), reason="not every style")
+def test_each_performer_dances_the_capture_of_its_genre(tmp_path: Path) -> None:
+    ix = index_for(DATA, tmp_path, takes={"salsa": ("01",), "indian": ("04",), "modern": ("02",)})
+    model = RetrievalDancer(ix, capacity=3, seed=1)
+    assert model.genres() == ["salsa", "indian", "modern"]
+    styles = ("salsa", "indian", "modern")
+    for s in styles:
+        model.add_performer(Controls(genre=GENRES.index(s)))
+
+    def playing() -> list[str]:
+        return [GENRES[int(ix.styles[ix.take[int(c)]])] for c in model.cur[:3]]
+
+    for t in range(60):  # 8 s at 120 BPM: several cuts each
+        model.step(_cond(t))
+        assert playing() == list(styles)
+    assert model.cuts >= 3
+    model.controls(model.performer_ids()[0]).genre = GENRES.index("modern")  # a genre control: next cut
+    for t in range(60, 150):
+        model.step(_cond(t))
+    assert playing() == ["modern", "indian", "modern"]
 
 
 def _dance(model: RetrievalDancer, steps: int, bpm: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
