@@ -17,6 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--soak-seconds", type=float, default=600.0, help="input-stall run (default 600 = 10 min)")
     p.add_argument("--blocksize", type=int, default=256, metavar="N",
                    help="audio block of the paced source, samples at 22.05 kHz (default 256 = 11.6 ms, as play/live)")
+    p.add_argument("--rows", default="30g,60g,30p,60p",
+                   help="steady-playout rows: fps + g (beat-guided) or p (plain), comma-separated (default all four)")
+    p.add_argument("--rt-priority", type=int, default=0, metavar="N",
+                   help="playout thread at real-time priority N (SCHED_FIFO) in the steady-playout rows (default 0)")
+    p.add_argument("--pacing-only", action="store_true",
+                   help="only the steady-playout rows (no reaction, beat sync, stalls or capacity)")
     p.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guidance candidates (0: plain sampling; default: the model card's)")
     p.add_argument("--capacity-sizes", default="1,2,4,8,16,32,64,128,256", help="GPT performer counts to try")

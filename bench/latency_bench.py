@@ -90,13 +90,14 @@ BEAT_GUIDANCE: list[int | None] = [None]
 
 def make_runtime(model_dir: Path | str, performers: int = 1, backend: str = "torch", realtime: bool = True,
                  threads: int = 1, sinks: list[Callable[[PoseFrame], None]] | None = None, seed: int = 0,
-                 fps: int = 30, guidance: int | None = None) -> Any:
+                 fps: int = 30, guidance: int | None = None, rt_priority: int = 0) -> Any:
     from engine.runtime.assemble import EngineSpec, ModelSpec, build_runtime
     from engine.runtime.runtime import RuntimeConfig
 
     g = BEAT_GUIDANCE[0] if guidance is None else guidance
     spec = EngineSpec(ModelSpec(model=model_dir, backend=backend, performers=performers, threads=threads, seed=seed,
-                                beat_guidance=g), RuntimeConfig(realtime=realtime, output_fps=fps))
+                                beat_guidance=g),
+                      RuntimeConfig(realtime=realtime, output_fps=fps, rt_priority=rt_priority))
     return build_runtime(spec, list(sinks or []))
 
 
@@ -141,13 +142,13 @@ async def _churn_client(url: str, stop: asyncio.Event, counter: list[int]) -> No
 
 def run_live(model_dir: Path | str, x: np.ndarray, backend: str, churn: bool = False, stall_every_s: float = 0.0,
              stall_s: float = 0.0, rss_every_s: float = 10.0, fps: int = 30, guidance: int | None = None,
-             block: int = 256) -> dict[str, Any]:
+             block: int = 256, rt_priority: int = 0) -> dict[str, Any]:
     """Run the runtime in real time behind a WebSocket server; a client records every pose."""
     from streams.ws_server import PoseServer
 
     sink_times: list[int] = []
     rt = make_runtime(model_dir, backend=backend, sinks=[lambda f: sink_times.append(SYSTEM_CLOCK.monotonic_ns())],
-                      fps=fps, guidance=guidance)
+                      fps=fps, guidance=guidance, rt_priority=rt_priority)
     received: list[Any] = []
     churned = [0]
     rss: list[tuple[float, float]] = []
@@ -217,6 +218,7 @@ def run_live(model_dir: Path | str, x: np.ndarray, backend: str, churn: bool = F
         "load_average": {"samples": len(load), "mean": float(np.mean(load)) if load else float("nan"),
                          "max": float(np.max(load)) if load else float("nan")},
         "block": block,
+        "rt_priority": st.rt_priority,
         "latency_series": lat,
     }
 
@@ -370,7 +372,7 @@ def _pacing_row(live: dict[str, Any], guided: bool) -> dict[str, Any]:
             "rss_start_mb": st["rss_mb"][0][1] if st["rss_mb"] else float("nan"),
             "rss_end_mb": st["rss_mb"][-1][1] if st["rss_mb"] else float("nan"),
             "churned_connections": live["churned_connections"], "load_average": live["load_average"],
-            "block": live["block"]}
+            "block": live["block"], "rt_priority": live["rt_priority"]}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -384,24 +386,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["blocksize"] = args.blocksize
     rows = []
     plots: dict[str, Any] = {}
+    wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
     for guided in (True, False):
         for fps in (30, 60):
+            if f"{fps}{'g' if guided else 'p'}" not in wanted:
+                continue
             name = f"{fps} fps, {'beat-guided' if guided else 'plain'}"
             _progress(f"steady playout: {args.pacing_seconds:.0f} s real time, {name}, a keeping-up and a churning "
                       "WebSocket client")
             x, _ = music(args.pacing_seconds, [(args.pacing_seconds, 118.0, 118.0)], seed=11)
             live = run_live(model_dir, x, args.backend, churn=True, fps=fps, guidance=None if guided else 0,
-                            block=args.blocksize)
+                            block=args.blocksize, rt_priority=args.rt_priority)
             row = _pacing_row(live, guided)
             rows.append(row)
             _progress(f"  D {row['delay']['d_ms'] if row['delay'] else float('nan'):.1f} ms, jitter p99 "
                       f"{row['jitter'].get('p99_ms', float('nan')):.2f} ms, late {row['late']}, held {row['held']}, "
                       f"delivered {row['delivered']['fraction'] * 100:.2f} %, latency p99 "
                       f"{row['latency']['p99_ms']:.1f} ms, load average {row['load_average']['mean']:.1f}")
-            if fps == 30 and guided:
+            if not plots:
                 plots["latency_series"] = live["latency_series"]
                 plots["intervals"] = live["intervals_ms"].tolist()
+                plots["row"] = name
+                plots["fps"] = fps
     report["steady_playout"] = rows
+    report["rt_priority"] = args.rt_priority
+    if args.pacing_only:
+        report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        report["_plots"] = plots
+        return report
     _progress("reaction latency")
     react = reaction(model_dir, args.backend)
     p50 = rows[0]["latency"]["p50_ms"]
@@ -478,16 +490,17 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     ax[0].set_title("audio available -> pose received (first frame of each step)")
     ax[0].legend()
     iv = np.asarray(plots["intervals"])
-    ax[1].plot(np.arange(len(iv)) / 30.0, iv, lw=0.5)
+    ax[1].plot(np.arange(len(iv)) / plots.get("fps", 30), iv, lw=0.5)
     ax[1].set_xlabel("time (s)")
     ax[1].set_ylabel("frame interval (ms)")
-    ax[1].set_title("output pacing (30 fps, guided)")
-    cap = report["capacity"]
+    ax[1].set_title(f"output pacing ({plots.get('row', '30 fps, beat-guided')})")
+    cap = report.get("capacity", [])
     ax[2].plot([r["performers"] for r in cap], [r["p99_ms"] for r in cap], "o-", label="GPT p99 step")
-    rc = report["capacity_retrieval"]
+    rc = report.get("capacity_retrieval", [])
     ax[2].plot([r["performers"] for r in rc], [r["p99_ms"] for r in rc], "s-", label="retrieval p99 step")
     ax[2].axhline(TOKEN_S * 1000, color="red", ls="--", label="token period 133 ms")
-    ax[2].set_xscale("log", base=2)
+    if cap or rc:
+        ax[2].set_xscale("log", base=2)
     ax[2].set_xlabel("performers (batched)")
     ax[2].set_ylabel("ms per token")
     ax[2].set_title("capacity on CPU")
@@ -514,6 +527,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"Beat-guided sampling: {r.get('beat_guidance', 'off (plain sampling)')} "
         "(`--beat-guidance N` to change; step cost of guidance alone: `guidance.md`).",
         "Produced by `groovecast bench latency`. ![plots](latency.png)",
+        f"Audio blocks of {r.get('blocksize', 512)} samples; the playout thread "
+        + (f"asked for real-time priority {r['rt_priority']} (SCHED_FIFO)" if r.get("rt_priority") else
+           "at normal scheduling") + (f"; the bench process at nice {r['machine']['nice']}"
+                                      if "nice" in r["machine"] else "") + ".",
         "",
         f"## Steady playout ({r['pacing_seconds']:.0f} s real time per row, audio blocks of "
         f"{r.get('blocksize', 512)} samples)",
@@ -546,6 +563,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "D as chosen at start: " + "; ".join(
         f"{row['fps']} fps {'guided' if row['guided'] else 'plain'}: {row['delay']['text']}"
         for row in r["steady_playout"] if row["delay"]) + ".", ""]
+    if "reaction" not in r:  # --pacing-only
+        return "\n".join(lines)
     re = r["reaction"]
     lines += [
         "## Reaction latency (goal: <= 150 ms)",

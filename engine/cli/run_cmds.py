@@ -111,6 +111,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="playout delay D from audio to pose (default: measured at start: step p99 + audio "
                         "block + margin)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the step (default 1)")
+    p.add_argument("--rt-priority", type=int, default=0, metavar="N",
+                   help="run the playout thread at real-time priority N (Linux SCHED_FIFO, 1-99; needs the right "
+                        "to, e.g. an rtprio limit); default 0: normal scheduling")
     p.add_argument("--blocksize", type=int, default=DEFAULT_BLOCK, metavar="N",
                    help=f"audio block: samples per block read from the file (play) or device frames per callback "
                         f"(live); D includes one block period (default {DEFAULT_BLOCK}: 11.6 ms at 22.05 kHz)")
@@ -126,7 +129,8 @@ def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
 
     try:
         cfg = RuntimeConfig(lookahead_tokens=args.lookahead, output_fps=args.fps, output_offset_ms=args.offset_ms,
-                            delay_ms=args.delay_ms, beat_offset_ms=args.beat_offset_ms, realtime=realtime)
+                            delay_ms=args.delay_ms, beat_offset_ms=args.beat_offset_ms, realtime=realtime,
+                            rt_priority=args.rt_priority)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if args.temperature is not None and not (math.isfinite(args.temperature) and 0.0 < args.temperature <= 10.0):

@@ -49,6 +49,7 @@ from engine.runtime.controls import ControlDesk
 from engine.runtime.music_window import MusicWindow
 from engine.runtime.pacing import PlayoutDelay, choose_delay
 from engine.runtime.playout import FrameRing, PlayheadBank
+from engine.runtime.rt_priority import request_realtime
 from engine.runtime.scheduler import StepScheduler
 from engine.runtime.sinks import Sink, SinkFanout
 from engine.runtime.text_embedder import TextEmbedder
@@ -69,6 +70,7 @@ class RuntimeConfig:
     calibration_steps: int = 24  # steps timed at start to choose D (the first 4 are warm-up, not counted)
     late_tolerance_ms: float = 2.0  # a frame leaving later than this after its slot counts as late
     gil_switch_ms: float = 0.5  # interpreter switch interval while running in real time (process-wide)
+    rt_priority: int = 0  # > 0: ask for SCHED_FIFO at this priority for the playout thread (see rt_priority.py)
     silence_db: float = -50.0  # below this RMS (dBFS) the music counts as silent
     silence_hold_s: float = 0.5  # silence this long settles the performers into the idle pose
     restart_after_s: float = 2.0  # after silence this long, music restarts the dance from scratch
@@ -88,6 +90,8 @@ class RuntimeConfig:
             raise ValueError("lookahead_tokens must be >= 0")
         if self.delay_ms is not None and not (0.0 <= self.delay_ms <= 2000.0):
             raise ValueError(f"delay_ms must be in [0, 2000], got {self.delay_ms}")
+        if not 0 <= self.rt_priority <= 99:
+            raise ValueError(f"rt_priority must be in [0, 99], got {self.rt_priority}")
         if not (math.isfinite(self.beat_offset_ms) and abs(self.beat_offset_ms) <= 1000.0):
             raise ValueError(f"beat_offset_ms must be in [-1000, 1000], got {self.beat_offset_ms}")
         need = math.ceil(max(0.0, self.output_offset_ms) / (1000.0 * FRAMES_PER_TOKEN / MODEL_FPS))
@@ -114,6 +118,7 @@ class RuntimeStats:
     controls_applied: int = 0
     control_errors: list[str] = field(default_factory=list)
     source_errors: list[str] = field(default_factory=list)
+    rt_priority: bool = False  # the playout thread got real-time scheduling
 
 
 class DanceRuntime:
@@ -439,6 +444,7 @@ class DanceRuntime:
 
     def _playout_loop(self) -> None:
         """Emit ticks at their slots on the fixed grid; hold through input stalls."""
+        self.stats.rt_priority = request_realtime(self.cfg.rt_priority)
         while True:
             with self._lock:
                 while self._running and self.next_slot_ns() is None:
