@@ -518,6 +518,30 @@ def _f(x: Any, fmt: str = ".2f") -> str:
         return "-"
 
 
+def _pacing_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| run | D ms | jitter p50 / p99 / max ms (server) | client jitter p99 ms | late | held | delivered | "
+        "skipped | latency p50 / p99 ms | step p50 / p99 ms | RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        j, cj, d, la = row["jitter"], row["client_jitter"], row["delivered"], row.get("load_average", {})
+        dm = row["delay"]["d_ms"] if row["delay"] else float("nan")
+        lines.append(
+            f"| {row['fps']} fps, {'guided' if row['guided'] else 'plain'} | {_f(dm, '.1f')} | "
+            f"{_f(j.get('p50_ms'))} / {_f(j.get('p99_ms'))} / {_f(j.get('max_ms'))} | {_f(cj.get('p99_ms'))} | "
+            f"{row['late']} | {row['held']} | {d['distinct_frames']}/{d['span']} "
+            f"({_f(100 * d['fraction'], '.2f')} %) | {d.get('skipped', '-')} | "
+            f"{_f(row['latency']['p50_ms'], '.1f')} / {_f(row['latency']['p99_ms'], '.1f')} | "
+            f"{_f(row['step']['p50_ms'])} / {_f(row['step']['p99_ms'])} | "
+            f"{_f(row['rss_start_mb'], '.0f')} -> {_f(row['rss_end_mb'], '.0f')} | "
+            f"{_f(la.get('mean'), '.1f')} / {_f(la.get('max'), '.1f')} |")
+    lines += ["", "D as chosen at start: " + "; ".join(
+        f"{row['fps']} fps {'guided' if row['guided'] else 'plain'}: {row['delay']['text']}"
+        for row in rows if row["delay"]) + ".", ""]
+    return lines
+
+
 def markdown(r: dict[str, Any]) -> str:
     lines = [
         "# Runtime latency, steady playout, beat sync and capacity",
@@ -544,25 +568,12 @@ def markdown(r: dict[str, Any]) -> str:
         "frame indices the keeping-up client never received; load = the machine's 1-minute load average sampled "
         "every 10 s during the row (mean / max; 2 cores).",
         "",
-        "| run | D ms | jitter p50 / p99 / max ms (server) | client jitter p99 ms | late | held | delivered | "
-        "skipped | latency p50 / p99 ms | step p50 / p99 ms | RSS MB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in r["steady_playout"]:
-        j, cj, d, la = row["jitter"], row["client_jitter"], row["delivered"], row.get("load_average", {})
-        dm = row["delay"]["d_ms"] if row["delay"] else float("nan")
-        lines.append(
-            f"| {row['fps']} fps, {'guided' if row['guided'] else 'plain'} | {_f(dm, '.1f')} | "
-            f"{_f(j.get('p50_ms'))} / {_f(j.get('p99_ms'))} / {_f(j.get('max_ms'))} | {_f(cj.get('p99_ms'))} | "
-            f"{row['late']} | {row['held']} | {d['distinct_frames']}/{d['span']} "
-            f"({_f(100 * d['fraction'], '.2f')} %) | {d.get('skipped', '-')} | "
-            f"{_f(row['latency']['p50_ms'], '.1f')} / {_f(row['latency']['p99_ms'], '.1f')} | "
-            f"{_f(row['step']['p50_ms'])} / {_f(row['step']['p99_ms'])} | "
-            f"{_f(row['rss_start_mb'], '.0f')} -> {_f(row['rss_end_mb'], '.0f')} | "
-            f"{_f(la.get('mean'), '.1f')} / {_f(la.get('max'), '.1f')} |")
-    lines += ["", "D as chosen at start: " + "; ".join(
-        f"{row['fps']} fps {'guided' if row['guided'] else 'plain'}: {row['delay']['text']}"
-        for row in r["steady_playout"] if row["delay"]) + ".", ""]
+    lines += _pacing_table(r["steady_playout"])
+    for extra in r.get("extra_pacing", []):  # other runs quoted with their command (e.g. --rt-priority)
+        lines += [f"### {extra['title']}", "", extra["text"], "", *_pacing_table(extra["rows"])]
+    if r.get("notes"):
+        lines += ["## Conditions, and what dominates the misses", ""] + [f"- {n}" for n in r["notes"]] + [""]
     if "reaction" not in r:  # --pacing-only
         return "\n".join(lines)
     re = r["reaction"]
