@@ -157,6 +157,8 @@ def markdown(r: dict[str, Any]) -> str:
               "", "| performers | x real time | step p50 ms |", "|---|---|---|"]
     for t in r.get("throughput", []):
         lines.append(f"| {t['performers']} | {t['realtime_factor']:.2f} | {t['step_p50_ms']:.1f} |")
+    if r.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
     lines += ["", f"Load average (1, 5, 15 min) at the start {r.get('load_average_at_start')} and at the end "
               f"{r['load_average']}: a 2-core machine shared with other work.", ""]
     return "\n".join(lines)
