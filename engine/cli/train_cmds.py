@@ -224,7 +224,7 @@ def _train_gpt(args: argparse.Namespace, conf: dict, train: list, val: list, pre
     from engine.models.gpt import GPT_PRESETS
     from engine.models.vqvae import load_vqvae
     from engine.train.common import override
-    from engine.train.train_gpt import GPTTrainConfig, tokenize, train_gpt
+    from engine.train.train_gpt import GPTTrainConfig, caption_thresholds, tokenize, train_gpt
 
     vq_dir = args.vqvae or args.out
     try:
@@ -240,8 +240,9 @@ def _train_gpt(args: argparse.Namespace, conf: dict, train: list, val: list, pre
         raise CliError(f"unknown GPT preset {preset!r}; known: {sorted(GPT_PRESETS)}")
     mcfg = override(GPT_PRESETS[preset], model_conf, "model")
     t1 = time.perf_counter()
-    tok_train = tokenize(vq, train, texts=not args.no_text)
-    tok_val = tokenize(vq, val, texts=not args.no_text)
+    th = caption_thresholds(train, mcfg.context)
+    tok_train = tokenize(vq, train, texts=not args.no_text, thresholds=th, context=mcfg.context)
+    tok_val = tokenize(vq, val, texts=not args.no_text, thresholds=th, context=mcfg.context, seed=1)
     log.info("tokenized in %.0f s", time.perf_counter() - t1)
     if vq_dir != args.out:
         _copy_vqvae(vq_dir, args.out)

@@ -140,6 +140,30 @@ GENRES: tuple[str, ...] = (
 )
 #: Width of the sentence embedding used for text control (all-MiniLM-L6-v2).
 TEXT_DIM = 384
+#: Entries after the sentence embedding in the global control vector of a model trained with the energy
+#: control (``GPTConfig.text_dim == TEXT_DIM + ENERGY_DIMS``): ``[2 * (energy - 0.5), 1]`` when an energy is
+#: set, ``[0, 0]`` when not (the model was trained with both).
+ENERGY_DIMS = 2
+
+
+def has_energy(text_dim: int) -> bool:
+    """Whether a GPT with this global-vector width takes the energy control."""
+    return text_dim == TEXT_DIM + ENERGY_DIMS
+
+
+def control_vector(text: np.ndarray | None, energy: float | None, width: int) -> np.ndarray:
+    """The GPT's global control vector [width]: the sentence embedding (zeros: no text), then, for a model
+    with the energy control, the energy entries (see ``ENERGY_DIMS``). An energy is clipped to 0..1."""
+    out = np.zeros(width, dtype=np.float32)
+    if text is not None:
+        t = np.asarray(text, dtype=np.float32).reshape(-1)
+        n = min(len(t), width, TEXT_DIM)
+        out[:n] = t[:n]
+    if energy is not None and has_energy(width):
+        e = min(1.0, max(0.0, float(energy)))
+        out[TEXT_DIM] = 2.0 * (e - 0.5)
+        out[TEXT_DIM + 1] = 1.0
+    return out
 
 
 def genre_id(name: str | None) -> int:

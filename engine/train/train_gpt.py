@@ -13,9 +13,20 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine.models.conditioning import COND_DIM, GENRES, TEXT_DIM, embed_texts, rhythm_mask, sequence_conditions
-from engine.models.gpt import GPT_PRESETS, CrossCondGPT, GPTConfig, load_gpt, save_gpt
+from engine.frames import MODEL_FPS
+from engine.models.conditioning import (
+    COND_DIM,
+    ENERGY_DIMS,
+    GENRES,
+    TEXT_DIM,
+    embed_texts,
+    has_energy,
+    rhythm_mask,
+    sequence_conditions,
+)
+from engine.models.gpt import GPT_PRESETS, CrossCondGPT, GPTConfig, Keyframes, load_gpt, save_gpt
 from engine.models.vqvae import DOWN, VQVAE
+from engine.train import captions as C
 from engine.train.common import (
     file_logger,
     load_training_state,
@@ -27,6 +38,10 @@ from engine.train.common import (
 )
 from engine.train.dataset import Sequence
 from engine.train.sources import balanced_weights, style_of
+
+#: Caption and energy labels are computed for windows starting every CHUNK_TOKENS tokens; a training window
+#: takes those of the chunk nearest its start.
+CHUNK_TOKENS = 8
 
 
 @dataclass
@@ -42,6 +57,11 @@ class GPTTrainConfig:
     threads: int = 2
     genre_dropout: float = 0.2  # share of windows trained with genre "none"
     text_dropout: float = 0.5  # share of windows trained without text
+    #: Share of windows trained without the energy input (models whose text_dim has the energy entries).
+    energy_dropout: float = 0.3
+    #: Share of windows trained with one keyframe: the real tokens of a later position of the window in a
+    #: keyframe slot (so the GPT learns to head for a pinned pose).
+    keyframe_prob: float = 0.3
     #: Share of input tokens replaced by random ids: the model must lean on the music, not only replay its
     #: own history (tiny data memorises fast), and it learns to recover from its own sampling mistakes.
     token_noise: float = 0.1
@@ -69,20 +89,11 @@ class TokenSequence:
     genre: int
     text: np.ndarray  # [TEXT_DIM] float32 (zeros = no text)
     caption: str
-
-
-def caption_for(seq: Sequence, speed_terciles: tuple[float, float]) -> str:
-    """A short description derived from the data itself (tempo, energy, role) for text control."""
-    bpm = float(np.median(seq.music.beats_s[1:] - seq.music.beats_s[:-1]))
-    bpm = 60.0 / bpm
-    tempo = "slow" if bpm < 95 else ("medium tempo" if bpm < 120 else "fast")
-    energy = motion_energy(seq)
-    mood = "calm" if energy < speed_terciles[0] else ("lively" if energy < speed_terciles[1] else "energetic")
-    style = style_of(seq.name)
-    if style != "salsa":
-        return f"a {mood} {tempo} {style} solo dance"
-    role = "leader" if "_d60" in seq.name else "follower"
-    return f"a {mood} {tempo} salsa dance by the {role}"
+    #: Per chunk of CHUNK_TOKENS tokens (a window starting there): two caption embeddings [C, 2, TEXT_DIM], the
+    #: captions, and the energy label (speed percentile within the style, 0..1). None: use ``text`` only.
+    chunk_text: np.ndarray | None = None
+    chunk_captions: tuple[str, ...] = ()
+    chunk_energy: np.ndarray | None = None
 
 
 def motion_energy(seq: Sequence) -> float:
@@ -90,30 +101,98 @@ def motion_energy(seq: Sequence) -> float:
     return float(np.abs(np.diff(seq.upper, axis=0)).mean() + np.abs(np.diff(seq.lower[:, 3:-4], axis=0)).mean())
 
 
+def _measures(seq: Sequence) -> C.FrameMeasures:
+    from engine.train.evaluate import points
+
+    return C.frame_measures(points(seq.upper, seq.lower), seq.lower, MODEL_FPS)
+
+
+def _chunk_windows(n_tokens: int, context: int) -> list[tuple[int, int]]:
+    """Frame ranges of the windows starting at every chunk of a sequence of ``n_tokens`` tokens."""
+    return [(c * DOWN, min(n_tokens, c + context) * DOWN) for c in range(0, max(1, n_tokens), CHUNK_TOKENS)]
+
+
+def caption_thresholds(seqs: list[Sequence], context: int) -> C.Thresholds:
+    """Attribute terciles and per-style energy references over the training windows of ``seqs``."""
+    attrs, styles = [], []
+    for s in seqs:
+        m = _measures(s)
+        for a, b in _chunk_windows(s.n_frames // DOWN, context):
+            attrs.append(C.window_attributes(m, a, b))
+            styles.append(style_of(s.name))
+    return C.attribute_thresholds(np.array(attrs), styles)
+
+
+def _window_bpm(seq: Sequence, a: int, b: int) -> float:
+    beats = seq.music.beats_s
+    inside = beats[(beats >= a / MODEL_FPS) & (beats < b / MODEL_FPS)]
+    use = inside if len(inside) >= 3 else beats
+    if len(use) < 2:
+        return 110.0
+    return float(60.0 / np.median(np.diff(use)))
+
+
 @torch.no_grad()
-def tokenize(vq: VQVAE, seqs: list[Sequence], texts: bool = True) -> list[TokenSequence]:
-    """Encode sequences to tokens and compute their per-token conditioning (and captions)."""
+def tokenize(vq: VQVAE, seqs: list[Sequence], texts: bool = True, thresholds: C.Thresholds | None = None,
+             context: int = 60, seed: int = 0) -> list[TokenSequence]:
+    """Encode sequences to tokens, with their per-token conditioning and per-chunk captions and energy.
+
+    Captions come from the measured attributes of each chunk's window (:mod:`engine.train.captions`), two
+    phrasings per chunk, embedded by the bundled sentence model (each distinct caption once).
+    ``thresholds`` (terciles and energy references) default to those of ``seqs``; pass the training set's
+    when tokenizing validation data.
+    """
     vq.eval()
-    energies = np.array([motion_energy(s) for s in seqs])
-    terc = (float(np.percentile(energies, 33)), float(np.percentile(energies, 67)))
-    captions = [caption_for(s, terc) for s in seqs]
+    th = thresholds or caption_thresholds(seqs, context)
+    rng = np.random.default_rng(seed)
+    per_seq: list[tuple[list[str], np.ndarray]] = []
+    for s in seqs:
+        m = _measures(s)
+        style = style_of(s.name)
+        seq_caps: list[str] = []
+        seq_energy: list[float] = []
+        for a, b in _chunk_windows(s.n_frames // DOWN, context):
+            at = C.window_attributes(m, a, b)
+            cls = C.classes(at, style, th)
+            tempo = C.tempo_class(_window_bpm(s, a, b))
+            seq_caps += [C.caption(cls, style, tempo, C.role_of(s.name), rng) for _ in range(2)]
+            seq_energy.append(C.energy_percentile(float(at[0]), style, th))
+        per_seq.append((seq_caps, np.asarray(seq_energy, np.float32)))
     emb: dict[str, np.ndarray] = {}
     if texts:
-        uniq = sorted(set(captions))
+        uniq = sorted({c for caps, _ in per_seq for c in caps})
         emb = dict(zip(uniq, embed_texts(uniq), strict=True))
     out = []
-    for s, cap in zip(seqs, captions, strict=True):
+    for s, (caps, energy) in zip(seqs, per_seq, strict=True):
         t = (s.n_frames // DOWN) * DOWN
         iu, idn = vq.encode(torch.from_numpy(s.upper[:t])[None], torch.from_numpy(s.lower[:t])[None])
         n = t // DOWN
-        m = s.music
-        cond = sequence_conditions(m.features, m.period_s, m.next_beat_s, n)
+        mu = s.music
+        cond = sequence_conditions(mu.features, mu.period_s, mu.next_beat_s, n)
+        chunk_text = np.stack([emb[c] for c in caps]).reshape(len(energy), 2, TEXT_DIM) if texts else None
         out.append(
             TokenSequence(
                 name=s.name, up=iu[0].numpy(), down=idn[0].numpy(), cond=cond, genre=s.genre or GENRES.index("salsa"),
-                text=emb.get(cap, np.zeros(TEXT_DIM, np.float32)), caption=cap,
+                text=np.zeros(TEXT_DIM, np.float32), caption=caps[0], chunk_text=chunk_text,
+                chunk_captions=tuple(caps), chunk_energy=energy,
             )
         )
+    return out
+
+
+def _window_controls(d: TokenSequence, s: int, cfg: GPTTrainConfig, width: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """The global control vector [width] of a window starting at token ``s``: caption text (dropped for
+    ``text_dropout`` of windows) and, for models with the energy entries, the energy label (dropped for
+    ``energy_dropout``)."""
+    out = np.zeros(width, np.float32)
+    c = min(round(s / CHUNK_TOKENS), len(d.chunk_energy) - 1) if d.chunk_energy is not None else 0
+    if rng.random() >= cfg.text_dropout:
+        txt = d.chunk_text[c, int(rng.integers(d.chunk_text.shape[1]))] if d.chunk_text is not None else d.text
+        k = min(TEXT_DIM, width, len(txt))
+        out[:k] = txt[:k]
+    if has_energy(width) and d.chunk_energy is not None and rng.random() >= cfg.energy_dropout:
+        out[TEXT_DIM : TEXT_DIM + ENERGY_DIMS] = (2.0 * (float(d.chunk_energy[c]) - 0.5), 1.0)
     return out
 
 
@@ -126,6 +205,7 @@ def sample_batch(
     p = np.asarray(balanced_weights([d.name for d in data], lens))
     bos = gcfg.bos_id
     ups_in, downs_in, ups, downs, conds, genres, texts, pos0 = [], [], [], [], [], [], [], []
+    kf_up, kf_down, kf_pos, kf_mask = [], [], [], []
     for i in rng.choice(len(data), size=cfg.batch, p=p):
         d = data[i]
         n = len(d.up)
@@ -140,8 +220,16 @@ def sample_batch(
         downs.append(np.pad(d.down[s : s + w], (0, pad), constant_values=-100))
         conds.append(np.pad(d.cond[s : s + w], ((0, pad), (0, 0))))
         genres.append(0 if rng.random() < cfg.genre_dropout else d.genre)
-        texts.append(np.zeros(TEXT_DIM, np.float32) if rng.random() < cfg.text_dropout else d.text)
+        texts.append(_window_controls(d, s, cfg, gcfg.text_dim, rng))
         pos0.append(s)
+        # A keyframe: the real tokens of a position in the second part of the window (at least 4 tokens in).
+        lo_kf = min(w - 1, max(4, w // 3))
+        use_kf = gcfg.n_keyframe_slots > 0 and rng.random() < cfg.keyframe_prob
+        j = s + int(rng.integers(lo_kf, w)) if use_kf else s
+        kf_up.append(d.up[j])
+        kf_down.append(d.down[j])
+        kf_pos.append(j)
+        kf_mask.append(use_kf)
     cond_arr = np.stack(conds)
     if cfg.cond_channels == "rhythm":
         cond_arr = cond_arr * rhythm_mask()[None, None, :]
@@ -160,11 +248,18 @@ def sample_batch(
         "genre": torch.tensor(genres, dtype=torch.long),
         "text": torch.from_numpy(np.stack(texts)).float(),
         "pos0": torch.tensor(pos0, dtype=torch.long),
+        "kf_up": torch.tensor(np.asarray(kf_up)[:, None], dtype=torch.long),
+        "kf_down": torch.tensor(np.asarray(kf_down)[:, None], dtype=torch.long),
+        "kf_pos": torch.tensor(np.asarray(kf_pos)[:, None], dtype=torch.long),
+        "kf_mask": torch.tensor(np.asarray(kf_mask)[:, None], dtype=torch.bool),
     }
 
 
 def batch_loss(model: CrossCondGPT, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float, float]:
-    lu, ld = model(b["up_in"], b["down_in"], b["cond"], b["genre"], b["text"], pos0=b["pos0"])
+    kf = None
+    if "kf_mask" in b and bool(b["kf_mask"].any()):
+        kf = Keyframes(b["kf_up"], b["kf_down"], b["kf_pos"], b["kf_mask"])
+    lu, ld = model(b["up_in"], b["down_in"], b["cond"], b["genre"], b["text"], keyframes=kf, pos0=b["pos0"])
     v = lu.shape[-1]
     loss_u = F.cross_entropy(lu.reshape(-1, v), b["up"].reshape(-1), ignore_index=-100)
     loss_d = F.cross_entropy(ld.reshape(-1, v), b["down"].reshape(-1), ignore_index=-100)
@@ -180,7 +275,8 @@ def validation_loss(model: CrossCondGPT, data: list[TokenSequence], cfg: GPTTrai
     rng = np.random.default_rng(1234)
     losses, accs = [], []
     for _ in range(4):
-        clean = GPTTrainConfig(**{**asdict(cfg), "text_dropout": 1.0, "genre_dropout": 0.0, "token_noise": 0.0})
+        clean = GPTTrainConfig(**{**asdict(cfg), "text_dropout": 1.0, "genre_dropout": 0.0, "token_noise": 0.0,
+                                  "energy_dropout": 1.0, "keyframe_prob": 0.0})
         b = sample_batch(data, clean, gcfg, rng)
         loss, au, ad = batch_loss(model, b)
         losses.append(float(loss))

@@ -1,4 +1,4 @@
-"""GPT training loop: early stopping keeps the weights of the best validation."""
+"""GPT training loop: early stopping, caption/energy labels per window, keyframe windows."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from engine.models.conditioning import TEXT_DIM
+from engine.models.conditioning import ENERGY_DIMS, TEXT_DIM
 from engine.models.gpt import GPT_PRESETS
-from engine.train.train_gpt import GPTTrainConfig, TokenSequence, train_gpt
+from engine.train.train_gpt import CHUNK_TOKENS, GPTTrainConfig, TokenSequence, sample_batch, train_gpt
 
 TINY = replace(GPT_PRESETS["tiny"], text_dim=TEXT_DIM)  # validation runs without text: zeros of TEXT_DIM
 
@@ -41,3 +42,51 @@ def test_without_keep_best_the_last_weights_stay(tmp_path: Path) -> None:
     rep = train_gpt(_seqs(2, 0), _seqs(1, 1), tmp_path, cfg, TINY, progress=False)
     assert "best" not in rep
     assert not (tmp_path / "best").exists()
+
+
+def _labelled(n_tokens: int = 40) -> TokenSequence:
+    rng = np.random.default_rng(3)
+    chunks = (n_tokens + CHUNK_TOKENS - 1) // CHUNK_TOKENS
+    return TokenSequence(
+        name="indian04_x1.00_solo", up=rng.integers(0, 16, n_tokens), down=rng.integers(0, 16, n_tokens),
+        cond=np.zeros((n_tokens, 12), np.float32), genre=11, text=np.zeros(TEXT_DIM, np.float32), caption="",
+        chunk_text=rng.standard_normal((chunks, 2, TEXT_DIM)).astype(np.float32),
+        chunk_captions=tuple("c" for _ in range(2 * chunks)),
+        chunk_energy=np.linspace(0.0, 1.0, chunks).astype(np.float32),
+    )
+
+
+def test_windows_carry_their_chunk_energy_and_caption() -> None:
+    d = _labelled()
+    gcfg = replace(GPT_PRESETS["tiny"], vocab_size=16, text_dim=TEXT_DIM + ENERGY_DIMS)
+    cfg = GPTTrainConfig(batch=32, text_dropout=0.0, energy_dropout=0.0, token_noise=0.0, cond_channels="all")
+    b = sample_batch([d], cfg, gcfg, np.random.default_rng(0))
+    for row, s in zip(b["text"].numpy(), b["pos0"].numpy(), strict=True):
+        c = min(round(s / CHUNK_TOKENS), len(d.chunk_energy) - 1)
+        assert row[TEXT_DIM:] == pytest.approx([2 * (d.chunk_energy[c] - 0.5), 1.0])
+        assert any(np.allclose(row[:TEXT_DIM], d.chunk_text[c, k]) for k in range(2))
+    dropped = sample_batch([d], replace(cfg, text_dropout=1.0, energy_dropout=1.0), gcfg, np.random.default_rng(0))
+    assert not dropped["text"].any()
+    no_energy = sample_batch([d], cfg, replace(gcfg, text_dim=TEXT_DIM), np.random.default_rng(0))
+    assert no_energy["text"].shape[1] == TEXT_DIM
+
+
+def test_keyframe_windows_pin_a_real_later_token() -> None:
+    d = _labelled()
+    gcfg = replace(GPT_PRESETS["tiny"], vocab_size=16)
+    cfg = GPTTrainConfig(batch=32, keyframe_prob=1.0, cond_channels="all")
+    b = sample_batch([d], cfg, gcfg, np.random.default_rng(1))
+    assert bool(b["kf_mask"].all())
+    for s, j, u, dn in zip(b["pos0"].numpy(), b["kf_pos"][:, 0].numpy(), b["kf_up"][:, 0].numpy(),
+                           b["kf_down"][:, 0].numpy(), strict=True):
+        assert s + 2 <= j < s + gcfg.context
+        assert (u, dn) == (d.up[j], d.down[j])
+    none = sample_batch([d], replace(cfg, keyframe_prob=0.0), gcfg, np.random.default_rng(1))
+    assert not bool(none["kf_mask"].any())
+
+
+def test_training_with_energy_and_keyframes_runs(tmp_path: Path) -> None:
+    gcfg = replace(GPT_PRESETS["tiny"], vocab_size=16, text_dim=TEXT_DIM + ENERGY_DIMS)
+    cfg = GPTTrainConfig(steps=2, batch=4, warmup=1, threads=1, cond_channels="all", keyframe_prob=0.5, val_every=2)
+    rep = train_gpt([_labelled()], [_labelled(20)], tmp_path, cfg, gcfg, progress=False)
+    assert np.isfinite(rep["val_history"][-1]["val_loss"])
