@@ -13,9 +13,9 @@ CONTROL_KINDS: dict[str, str] = {
     "genre": "a non-empty string of at most 64 characters",
     "text": "a string of at most 500 characters (empty clears the prompt)",
     "keyframe": 'an object {"frames_ahead": int 1..600, "root": [x, y, z] (optional), '
-    '"rotations": [[w, x, y, z], ...] (optional)}',
-    "intensity": "a number in [0, 1]",
-    "energy": "a number in [0, 1]",
+    '"rotations": [[w, x, y, z], ...] (optional), "joints": "all" | "upper" | "lower" (optional)}',
+    "intensity": "a number in [0, 1] (blend between the idle pose and the dance)",
+    "energy": "a number in [0, 1] (how much the dancer moves; the idle blend on models without it)",
     "reset": "absent or null",
 }
 MAX_CONTROL_BYTES = 64 * 1024
@@ -81,13 +81,16 @@ def _validate_value(kind: str, v: Any) -> Any:
     # keyframe
     if not isinstance(v, dict):
         raise ControlError(f"'keyframe' value must be {CONTROL_KINDS['keyframe']}")
-    unknown = set(v) - {"frames_ahead", "root", "rotations"}
+    unknown = set(v) - {"frames_ahead", "root", "rotations", "joints"}
     if unknown:
         raise ControlError(f"'keyframe' has unknown fields {_short(sorted(unknown), 80)}")
     fa = v.get("frames_ahead")
     if isinstance(fa, bool) or not isinstance(fa, int) or not 1 <= fa <= 600:
         raise ControlError(f"'keyframe.frames_ahead' must be an int in 1..600, got {_short(fa)}")
     out: dict[str, Any] = {"frames_ahead": fa}
+    joints = v.get("joints", "all")
+    if joints not in ("all", "upper", "lower"):
+        raise ControlError(f"'keyframe.joints' must be \"all\", \"upper\" or \"lower\", got {_short(joints)}")
     if "root" in v:
         r = v["root"]
         if not isinstance(r, list) or len(r) != 3:
@@ -109,6 +112,7 @@ def _validate_value(kind: str, v: Any) -> Any:
         out["rotations"] = q
     if len(out) == 1:
         raise ControlError("'keyframe' needs 'root' and/or 'rotations'")
+    out["joints"] = joints
     return out
 
 

@@ -10,7 +10,6 @@ The result is joint-local quaternions of the full CMU skeleton, ready for the pl
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +25,9 @@ from engine.models.beat_guidance import (
     candidate_logp,
     pack_candidates,
 )
-from engine.models.conditioning import FRAMES_PER_TOKEN, genre_id
+from engine.models.conditioning import FRAMES_PER_TOKEN, control_vector, genre_id, has_energy
 from engine.models.dance_model import GPT_KIND
+from engine.models.inbetween import InBetweener, InBetweenState, PoseTarget, joint_mask
 from engine.models.pose_repr import (
     Motion,
     lock_feet,
@@ -73,6 +73,8 @@ class Performer:
     keyframe_until: int | None = None  # token position after which the pinned keyframe is cleared
     pad: int = 0  # token history filler before the first token (never decoded)
     known: int = 0  # entries of tok_up / tok_down that hold drawn tokens (the rest, at the front, are filler)
+    inbetween: InBetweenState = field(default_factory=InBetweenState)  # pinned poses and their blend
+    pinned: list[tuple[int, int, int]] = field(default_factory=list)  # (token pos, up, down) waiting for the slot
 
     def reset(self) -> None:
         """Start the dance over (position 0, BOS, its random stream from its seed), as if just added; keeps
@@ -85,6 +87,8 @@ class Performer:
         self.known = 0
         self.last_vec = None
         self.keyframe_until = None
+        self.inbetween.clear()
+        self.pinned.clear()
         if self.guide is not None:
             self.guide.reset()
         self.decoder.reset(self.slot)
@@ -112,6 +116,7 @@ class Performer:
             self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
         self.decoder.reset(self.slot)
         self.last_vec = None
+        self.inbetween.restart()
         if self.guide is not None:
             self.guide.reset()
 
@@ -171,7 +176,8 @@ class DanceGenerator:
         self.frames_per_step = FRAMES_PER_TOKEN
         cfg = backend.config
         self.capabilities = Capabilities(n_genres=cfg.n_genres, text=cfg.text_dim > 0,
-                                         keyframes=cfg.n_keyframe_slots > 0)
+                                         keyframes=cfg.n_keyframe_slots > 0, energy=has_energy(cfg.text_dim))
+        self.inbetweener = InBetweener(self.skeleton, MODEL_FPS)
 
     # -- performers ------------------------------------------------------------------------------------
 
@@ -232,21 +238,52 @@ class DanceGenerator:
             raise ValueError(f"genre id {gid} outside [0, {self.backend.config.n_genres})")
         self.get(pid).controls.genre = gid
 
-    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
-        """Pin a target pose ``frames_ahead`` frames from now: tokens from the VQ-VAE encoder in the GPT's
-        keyframe slots (masked attention), cleared once passed."""
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,
+                     joints: str = "all") -> None:
+        """Pin a target pose ``frames_ahead`` frames after the newest generated frame.
+
+        Two mechanisms, both per performer: the pose's tokens (VQ-VAE encoder) go into the GPT's keyframe
+        slots (masked attention) at the target's token, so the GPT heads for it (trained with keyframe
+        windows); and the frames are blended onto the pose, causally and speed-limited, so the masked
+        joints are exactly the pose at the target frame (:mod:`engine.models.inbetween`). ``joints``:
+        "all", "upper" or "lower".
+        """
         p = self.get(pid)
+        joint_mask(self.skeleton, joints)  # checks the name
+        if int(frames_ahead) < 1:
+            raise ValueError(f"frames_ahead must be >= 1, got {frames_ahead}")
+        frame = p.n_tokens * FRAMES_PER_TOKEN - 1 + int(frames_ahead)
+        quat = np.asarray(quat, dtype=np.float64)
+        p.inbetween.add(PoseTarget(frame=frame, root_y=float(root[1]), quat=quat, joints=joints))
         n = 4 * FRAMES_PER_TOKEN  # the pose held still for 4 tokens, encoded like training data
-        height = float(root[1])
-        held = Motion(self.skeleton, np.tile([0.0, height, 0.0], (n, 1)),
+        held = Motion(self.skeleton, np.tile([0.0, float(root[1]), 0.0], (n, 1)),
                       np.broadcast_to(R.quat_to_matrix(quat), (n, *quat.shape[:-1], 3, 3)).copy(), MODEL_FPS)
         upper, lower = motion_to_vectors(held)
         with torch.inference_mode():
             iu, idn = self.vqvae.encode(torch.from_numpy(upper[None]), torch.from_numpy(lower[None]))
-        target = p.state.pos + max(1, math.ceil(int(frames_ahead) / FRAMES_PER_TOKEN))
-        self.backend.set_keyframes(p.state, [int(iu[0, -1])], [int(idn[0, -1])], [target], p.controls.genre,
-                                   p.controls.text)
-        p.keyframe_until = target
+        pos = frame // FRAMES_PER_TOKEN
+        p.pinned = sorted([k for k in p.pinned if k[0] != pos] + [(pos, int(iu[0, -1]), int(idn[0, -1]))])
+        p.keyframe_until = None  # re-pin: the earliest waiting keyframe may have changed
+        self._pin_next(p)
+
+    def _pin_next(self, p: Performer) -> None:
+        """Put the earliest keyframe not yet passed into the GPT's slots (clear them when none is left)."""
+        p.pinned = [k for k in p.pinned if k[0] >= p.state.pos]
+        if not p.pinned:
+            self.backend.clear_keyframes(p.state)
+            p.keyframe_until = None
+            return
+        pos, up, down = p.pinned[0]
+        if p.keyframe_until != pos:
+            self.backend.set_keyframes(p.state, [up], [down], [pos], p.controls.genre, self._global(p))
+            p.keyframe_until = pos
+
+    def _global(self, p: Performer) -> np.ndarray | None:
+        """The performer's global control vector (text embedding, energy), None when neither is set."""
+        c = p.controls
+        if c.text is None and c.energy is None:
+            return None
+        return control_vector(c.text, c.energy, self.backend.config.text_dim)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "backend": self.backend.name, "steps": self.steps,
@@ -267,18 +304,18 @@ class DanceGenerator:
             return []
         for p in ps:
             if p.keyframe_until is not None and p.state.pos > p.keyframe_until:
-                self.backend.clear_keyframes(p.state)
-                p.keyframe_until = None
+                self._pin_next(p)
         b = len(ps)
         cfg = self.backend.config
         cond_b = np.array(np.broadcast_to(np.asarray(cond, dtype=np.float32), (b, cfg.cond_dim)))
         genre = np.fromiter((p.controls.genre for p in ps), dtype=np.int64, count=b)
         text = None
-        if any(p.controls.text is not None for p in ps):
+        globs = [self._global(p) for p in ps]
+        if any(g is not None for g in globs):
             text = np.zeros((b, cfg.text_dim), dtype=np.float32)
-            for i, p in enumerate(ps):
-                if p.controls.text is not None:
-                    text[i] = p.controls.text
+            for i, g in enumerate(globs):
+                if g is not None:
+                    text[i] = g
         res = self.backend.step([p.state for p in ps], cond_b, genre, text)
         logits_up, logits_down = res.logits_up, res.logits_down
         if self.max_repeat:
@@ -338,7 +375,11 @@ class DanceGenerator:
             if p.guide is not None:
                 p.guide.commit(up_np[i], down_np[i])
         self.steps += 1
-        return [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
+        out = [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
+        for p, sf in zip(ps, out, strict=True):
+            if p.inbetween.targets:
+                self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
+        return out
 
     def _recent(self, ps: list[Performer]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each performer's last ``max_repeat`` upper and lower tokens [B, m] (-1: not drawn yet)."""

@@ -27,6 +27,7 @@ class Controls:
     genre: int = 1  # row of engine.models.conditioning.GENRES; 1 = salsa (the trained genre)
     text: np.ndarray | None = None  # [384] sentence embedding, or None
     intensity: float = 1.0  # 0..1: blend between the idle pose (0) and the dance (1)
+    energy: float | None = None  # 0..1: how much the dancer moves (models trained with it); None: unset
     temperature: float = 1.0
     top_k: int = 0  # 0 = full distribution
 
@@ -38,6 +39,7 @@ class Capabilities:
     n_genres: int  # genre ids in [0, n_genres)
     text: bool  # a text embedding conditions the motion
     keyframes: bool  # target poses can be pinned ahead
+    energy: bool = False  # an energy level conditions the motion (else "energy" falls back to intensity)
 
 
 @dataclass
@@ -92,8 +94,10 @@ class MotionModel(Protocol):
         """Discard the performer's newest ``n`` steps (regenerated next); ``root_xz`` is where it stands now."""
         ...
 
-    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
-        """Pin the pose (root [3], joint rotations [J, 4]) ``frames_ahead`` frames from now."""
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,
+                     joints: str = "all") -> None:
+        """Pin the pose (root [3], joint rotations [J, 4]) ``frames_ahead`` frames after the newest generated
+        frame; ``joints`` "all", "upper" or "lower" says which joints it pins."""
         ...
 
     def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:

@@ -363,7 +363,8 @@ class RetrievalDancer:
         for f in self._fields:
             getattr(self, f)[r] = self._hist[f][slot, r]
 
-    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,
+                     joints: str = "all") -> None:
         raise ValueError("the retrieval model has no keyframe control")
 
     def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:

@@ -98,7 +98,9 @@ class ControlDesk:
             c.genre = genre_id(str(msg.value))
         elif msg.kind == "text":
             c.text = None if msg.value is None or isinstance(msg.value, str) else np.asarray(msg.value, np.float32)
-        elif msg.kind in ("intensity", "energy"):
+        elif msg.kind == "energy" and self.model.capabilities.energy:
+            c.energy = float(msg.value)  # conditions the model from its next step
+        elif msg.kind in ("intensity", "energy"):  # energy on a model without it: the idle blend, as before
             c.intensity = float(msg.value)
             self.set_intensity(pid, float(msg.value))
         elif msg.kind == "reset":
@@ -115,4 +117,4 @@ class ControlDesk:
                 quat = rots
             if "root" in kf:
                 root[1] = float(kf["root"][1])
-            self.model.set_keyframe(pid, int(kf["frames_ahead"]), root, quat)
+            self.model.set_keyframe(pid, int(kf["frames_ahead"]), root, quat, str(kf.get("joints", "all")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from engine.models.gpt import CrossCondGPT, GPTConfig
@@ -91,3 +92,57 @@ def test_guided_steps_commit_the_chosen_tokens_decoded_as_a_plain_decode_would()
         assert gen.guided_tokens > before  # performer 1 was steered
     for ha, hb in zip(gen.decoder.hists, ref.hists, strict=True):
         assert torch.allclose(ha, hb, atol=1e-5)
+
+
+def test_energy_reaches_the_gpt_in_the_global_vector_of_models_trained_with_it() -> None:
+    from engine.models.conditioning import ENERGY_DIMS, TEXT_DIM
+
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, text_dim=TEXT_DIM + ENERGY_DIMS)).eval()
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
+    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0)
+    assert gen.capabilities.energy
+    gen.add_performer()
+    gen.add_performer()
+    seen: list[np.ndarray | None] = []
+    step = gen.backend.step
+    gen.backend.step = lambda states, cond, genre, text=None: (seen.append(text), step(states, cond, genre, text))[1]  # type: ignore[method-assign]
+    cond = np.zeros(gen.backend.config.cond_dim, np.float32)
+    gen.step(cond)
+    assert seen[-1] is None  # nothing set: no global vector
+    gen.controls(1).energy = 0.8
+    gen.step(cond)
+    t = seen[-1]
+    assert t is not None and t.shape == (2, TEXT_DIM + ENERGY_DIMS)
+    assert not t[0].any()  # per performer: performer 0 has no energy
+    assert t[1, TEXT_DIM:] == pytest.approx([0.6, 1.0]) and not t[1, :TEXT_DIM].any()
+    assert not _gen().capabilities.energy  # a model without the entries
+
+
+def test_a_keyframe_pins_the_gpt_slot_and_the_pose_is_reached_at_its_frame() -> None:
+    from engine.models.inbetween import joint_mask
+
+    gen = _gen()
+    cond = np.zeros(gen.backend.config.cond_dim, np.float32)
+    for _ in range(2):
+        gen.step(cond)
+    p = gen.get(0)
+    rng = np.random.default_rng(0)
+    quat = np.concatenate([np.ones((gen.n_joints, 1)), rng.uniform(-0.3, 0.3, (gen.n_joints, 3))], axis=1)
+    quat /= np.linalg.norm(quat, axis=1, keepdims=True)
+    gen.set_keyframe(0, 30, np.array([0.0, 0.85, 0.0]), quat, joints="upper")
+    target = 2 * 4 - 1 + 30  # frames after the newest generated one (frame 7)
+    assert p.keyframe_until == target // 4 and p.state.keyframes == 1
+    frames = {}
+    for _ in range(25):
+        for sf in gen.step(cond):
+            if sf.pid == 0:
+                for i in range(len(sf.root)):
+                    frames[sf.step * 4 + i] = (sf.root[i].copy(), sf.quat[i].copy())
+    up = joint_mask(gen.skeleton, "upper")
+    got = frames[target][1]
+    # the upper body equals the pinned rotations (the hip, which carries the heading, is not upper body)
+    dots = np.abs((got[up] * quat[up]).sum(-1))
+    assert dots.min() > 1 - 1e-5
+    assert p.keyframe_until is None and not p.inbetween.targets  # passed: slot cleared, blend released
+    assert p.state.keyframes == 0

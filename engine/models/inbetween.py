@@ -1,0 +1,199 @@
+"""Causal in-betweening: a pinned pose is reached exactly at its frame by a speed-limited blend.
+
+A :class:`PoseTarget` pins joint-local rotations (all joints, the upper body or the lower body) and the
+root height at an absolute frame of one performer's dance. :class:`InBetweener` is applied to each step's
+frames as they are generated (it reads nothing from the future, so live and offline output are the same):
+
+* **approach**: on each frame before the target it measures how far the generated pose is from the target
+  (largest joint-position difference, root-relative, in the dancer's own heading) and starts blending when
+  the frames left are about what a blend of that size needs to keep the speed it adds at or below
+  ``speed_budget_ms`` (a smoothstep over ``L`` frames moves a joint by at most ``1.5 D / L`` per frame). The
+  weight rises from 0 to exactly 1 at the target frame, so the masked joints *are* the target pose there.
+* **release**: after the target the weight falls back to 0 over a length chosen the same way from the
+  distance between the target and the generated pose at the target frame; the dance, which kept being
+  generated underneath, continues.
+
+The target's hip rotation is applied in the dancer's current heading (its yaw replaced by the generated
+hip's yaw each frame): a pinned pose is a body configuration, not a direction on the floor, so the
+dancer never snaps round to face where the pose file happened to face. Root x/z are never touched.
+
+Speed limits of the real data (as-captured training takes, three styles, 30 fps): per-joint world speed
+p99.9 = 6.3 m/s; per-frame mean root-relative joint speed p99.9 = 3.08 m/s (``REAL_JOINT_SPEED_P999``,
+``REAL_MEAN_SPEED_P999``). The default budget (1.5 m/s added) keeps blends well inside them; a target
+pinned too close in time for its distance gets a shorter, faster blend (counted in ``rushed``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.skeleton import rotations as R
+from engine.skeleton.skeleton import Skeleton, forward_kinematics
+
+#: Real-data speed limits (see the module doc), m/s.
+REAL_JOINT_SPEED_P999 = 6.3
+REAL_MEAN_SPEED_P999 = 3.08
+JOINT_SETS = ("all", "upper", "lower")
+#: Joint path length / straight joint distance under a slerp blend, bounded (see ``frames_needed``).
+_PATH_FACTOR = 1.5
+
+
+@dataclass
+class PoseTarget:
+    """A pose pinned at an absolute frame of a performer's dance."""
+
+    frame: int
+    root_y: float
+    quat: np.ndarray  # [J, 4] joint-local rotations (w, x, y, z)
+    joints: str = "all"  # "all", "upper" (abdomen and above) or "lower" (hip, legs, root height)
+
+
+@dataclass
+class InBetweenState:
+    """One performer's pending targets and where its blend stands."""
+
+    targets: list[PoseTarget] = field(default_factory=list)
+    start: int | None = None  # approach start frame of targets[0] (None: not started)
+    release: int = 0  # release length (frames) after targets[0], once reached
+    reached: bool = False
+    rushed: int = 0  # blends shorter than the speed budget asked for (the target was pinned too close)
+
+    def add(self, target: PoseTarget) -> None:
+        self.targets.append(target)
+        self.targets.sort(key=lambda t: t.frame)
+        if self.targets[0] is target:
+            self.start, self.reached, self.release = None, False, 0
+
+    def clear(self) -> None:
+        self.targets.clear()
+        self.start, self.reached, self.release = None, False, 0
+
+    def restart(self) -> None:
+        """After a rewind: the blend of the current target is re-planned from the regenerated frames."""
+        if not self.reached:
+            self.start = None
+
+
+def joint_mask(skel: Skeleton, joints: str) -> np.ndarray:
+    """[J] bool: the joints a target of this kind pins ("upper": abdomen and everything above it)."""
+    if joints not in JOINT_SETS:
+        raise ValueError(f"keyframe joints must be one of {JOINT_SETS}, got {joints!r}")
+    n = skel.num_joints
+    if joints == "all":
+        return np.ones(n, dtype=bool)
+    upper = np.zeros(n, dtype=bool)
+    upper[skel.index("abdomen")] = True
+    for j in range(n):  # parents come before children
+        p = skel.parents[j]
+        if p >= 0 and upper[p]:
+            upper[j] = True
+    return upper if joints == "upper" else ~upper
+
+
+def _smoothstep(x: float) -> float:
+    x = min(1.0, max(0.0, x))
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _yaw(q: np.ndarray) -> float:
+    """Heading (radians about +y) of a rotation's local z axis."""
+    m = R.quat_to_matrix(q.astype(np.float64))
+    return math.atan2(float(m[0, 2]), float(m[2, 2]))
+
+
+def _yaw_quat(angle: float) -> np.ndarray:
+    return np.array([math.cos(angle / 2), 0.0, math.sin(angle / 2), 0.0])
+
+
+class InBetweener:
+    """Applies performers' pose targets to their generated frames (see the module doc).
+
+    Args:
+        skel: the model's skeleton (metres).
+        fps: frame rate.
+        speed_budget_ms: the most a blend may add to a joint's speed (m/s).
+        min_frames / max_frames: bounds of a blend's length (approach or release).
+    """
+
+    def __init__(self, skel: Skeleton, fps: float = 30.0, speed_budget_ms: float = 1.5, min_frames: int = 8,
+                 max_frames: int = 60) -> None:
+        self.skel = skel
+        self.fps = fps
+        self.budget = speed_budget_ms
+        self.min_frames = min_frames
+        self.max_frames = max_frames
+        self.masks = {k: joint_mask(skel, k) for k in JOINT_SETS}
+
+    def target_pose(self, t: PoseTarget, gen_quat: np.ndarray) -> np.ndarray:
+        """The target's rotations [J, 4] with its hip turned to the generated pose's heading."""
+        out = t.quat.astype(np.float64).copy()
+        turn = _yaw(gen_quat[0]) - _yaw(t.quat[0])
+        out[0] = R.quat_multiply(_yaw_quat(turn), out[0])
+        return out
+
+    def distance(self, t: PoseTarget, gen_root_y: float, gen_quat: np.ndarray) -> float:
+        """Largest joint-position difference (m) between the generated pose and the target, root-relative."""
+        mask = self.masks[t.joints]
+        tgt = np.where(mask[:, None], self.target_pose(t, gen_quat), gen_quat)
+        y = t.root_y if t.joints != "upper" else gen_root_y
+        quats = np.stack([gen_quat.astype(np.float64), tgt])
+        pos = forward_kinematics(self.skel, np.array([[0.0, gen_root_y, 0.0], [0.0, y, 0.0]]), R.quat_to_matrix(quats))
+        return float(np.linalg.norm(pos[0] - pos[1], axis=-1).max())
+
+    def frames_needed(self, dist: float) -> int:
+        """Blend length for a largest joint distance ``dist``: smoothstep's peak slope (1.5 / L) times the
+        path factor (rotations interpolated along a chain move a joint on an arc, longer than the straight
+        difference: up to 1.4x on random poses), within [min_frames, max_frames]."""
+        need = math.ceil(1.5 * _PATH_FACTOR * dist * self.fps / max(self.budget, 1e-6))
+        return int(min(self.max_frames, max(self.min_frames, need)))
+
+    def apply(self, st: InBetweenState, frame0: int, root: np.ndarray, quat: np.ndarray) -> None:
+        """Blend frames ``frame0 ..`` (root [n, 3], quat [n, J, 4], changed in place) toward the targets."""
+        for i in range(len(root)):
+            f = frame0 + i
+            while st.targets:
+                t = st.targets[0]
+                if st.reached and f >= t.frame + st.release:
+                    st.targets.pop(0)
+                    st.start, st.reached, st.release = None, False, 0
+                    continue
+                if not st.reached and f > t.frame:  # pinned in the past (or skipped by a rewind): dropped
+                    st.targets.pop(0)
+                    st.start = None
+                    continue
+                break
+            if not st.targets:
+                return
+            t = st.targets[0]
+            w = self._weight(st, t, f, float(root[i, 1]), quat[i])
+            if w <= 0.0:
+                continue
+            mask = self.masks[t.joints]
+            tgt = self.target_pose(t, quat[i])
+            blended = R.slerp(quat[i].astype(np.float64), tgt, w) if w < 1.0 else tgt
+            quat[i] = np.where(mask[:, None], blended, quat[i])
+            if t.joints != "upper":
+                root[i, 1] = (1.0 - w) * root[i, 1] + w * t.root_y
+
+    def _weight(self, st: InBetweenState, t: PoseTarget, f: int, root_y: float, gen_quat: np.ndarray) -> float:
+        if st.reached:
+            return 1.0 - _smoothstep((f - t.frame) / max(1, st.release))
+        left = t.frame - f
+        if st.start is None:
+            if left > self.max_frames:
+                return 0.0
+            need = self.frames_needed(self.distance(t, root_y, gen_quat))
+            if left > need:
+                return 0.0
+            st.start = f
+            if left < need:
+                st.rushed += 1
+        if f == t.frame:
+            st.reached = True
+            st.release = self.frames_needed(self.distance(t, root_y, gen_quat))
+            return 1.0
+        length = t.frame - st.start
+        return _smoothstep((f - st.start) / max(1, length)) if length > 0 else 1.0

@@ -1,0 +1,117 @@
+"""Causal in-betweening: the pinned pose exactly at its frame, speed-limited approach and release."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.models.inbetween import InBetweener, InBetweenState, PoseTarget, joint_mask
+from engine.models.pose_repr import metric_cmu_skeleton
+from engine.skeleton import rotations as R
+from engine.skeleton.skeleton import forward_kinematics
+
+SKEL = metric_cmu_skeleton()
+J = SKEL.num_joints
+
+
+def _dance(n: int = 150, seed: int = 0, still: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random joint rotations (or one still pose) and a root at 1 m."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)[:, None, None] / 30.0
+    amp = rng.uniform(0.1, 0.5, (1, J, 3)) * (0.0 if still else 1.0)
+    aa = amp * np.sin(2 * np.pi * rng.uniform(0.3, 1.0, (1, J, 3)) * t + rng.uniform(0, 6, (1, J, 3)))
+    aa[:, 0, 1] += 0.8 * np.arange(n) / 30.0  # the dancer turns slowly
+    root = np.zeros((n, 3))
+    root[:, 1] = 1.0
+    return root, R.axis_angle_to_quat(aa)
+
+
+def _target(frame: int, joints: str = "all", seed: int = 5) -> PoseTarget:
+    rng = np.random.default_rng(seed)
+    q = R.axis_angle_to_quat(rng.uniform(-0.8, 0.8, (J, 3)))
+    return PoseTarget(frame=frame, root_y=0.8, quat=q, joints=joints)
+
+
+def _run(ib: InBetweener, st: InBetweenState, root: np.ndarray, quat: np.ndarray, chunk: int = 4):
+    root, quat = root.copy(), quat.copy()
+    for f in range(0, len(root), chunk):
+        ib.apply(st, f, root[f : f + chunk], quat[f : f + chunk])
+    return root, quat
+
+
+def _pos(root: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    return forward_kinematics(SKEL, root, R.quat_to_matrix(quat))
+
+
+def test_the_pose_is_reached_exactly_at_its_frame_in_the_dancers_heading() -> None:
+    ib = InBetweener(SKEL)
+    root, quat = _dance(200)
+    st = InBetweenState()
+    tgt = _target(80)
+    st.add(tgt)
+    r2, q2 = _run(ib, st, root, quat)
+    want = ib.target_pose(tgt, quat[80])
+    p_out = _pos(r2[80:81] * [0, 1, 0], q2[80:81])[0]
+    p_want = _pos(np.array([[0.0, 0.8, 0.0]]), want[None])[0]
+    assert np.abs(p_out - p_want).max() < 1e-6
+    # the heading is the dancer's, the tilt the target's
+    fwd = R.quat_to_matrix(q2[80, 0])[:, 2]
+    gen = R.quat_to_matrix(quat[80, 0])[:, 2]
+    assert np.arctan2(fwd[0], fwd[2]) == pytest.approx(np.arctan2(gen[0], gen[2]), abs=1e-6)
+    # untouched long before, back to the generated dance after the release
+    assert np.allclose(q2[:15], quat[:15]) and np.allclose(r2[:15], root[:15])
+    assert np.allclose(q2[145:], quat[145:]) and not st.targets
+
+
+def test_the_blend_adds_at_most_the_speed_budget() -> None:
+    ib = InBetweener(SKEL, speed_budget_ms=1.5)
+    root, quat = _dance(still=True)
+    quat[:, 0] = quat[0, 0]  # a pose held still: every bit of speed comes from the blend
+    st = InBetweenState()
+    st.add(_target(70))
+    r2, q2 = _run(ib, st, root, quat)
+    speed = np.linalg.norm(np.diff(_pos(r2, q2), axis=0), axis=-1) * 30.0
+    assert speed.max() > 0.5  # it moved
+    assert speed.max() <= 1.5 * 1.1  # (smoothstep's slope over a discrete grid: a few % over)
+    assert st.rushed == 0
+
+
+def test_upper_body_targets_leave_the_legs_and_root_alone() -> None:
+    ib = InBetweener(SKEL)
+    root, quat = _dance()
+    st = InBetweenState()
+    st.add(_target(60, "upper"))
+    r2, q2 = _run(ib, st, root, quat)
+    lower = ~joint_mask(SKEL, "upper")
+    assert np.allclose(q2[:, lower], quat[:, lower]) and np.allclose(r2, root)
+    assert not np.allclose(q2[60, ~lower], quat[60, ~lower])
+    assert joint_mask(SKEL, "upper")[SKEL.index("lHand")] and joint_mask(SKEL, "lower")[SKEL.index("rFoot")]
+    with pytest.raises(ValueError, match="joints"):
+        joint_mask(SKEL, "arms")
+
+
+def test_causal_any_chunking_gives_the_same_frames() -> None:
+    ib = InBetweener(SKEL)
+    root, quat = _dance(seed=2)
+    outs = []
+    for chunk in (1, 4, 150):
+        st = InBetweenState()
+        st.add(_target(50))
+        st.add(_target(110, "lower", seed=9))
+        outs.append(_run(ib, st, root, quat, chunk))
+    for r, q in outs[1:]:
+        assert np.allclose(r, outs[0][0]) and np.allclose(q, outs[0][1])
+
+
+def test_a_target_in_the_past_is_dropped_and_a_close_one_is_counted_rushed() -> None:
+    ib = InBetweener(SKEL)
+    root, quat = _dance()
+    st = InBetweenState()
+    st.add(_target(2))
+    _run(ib, st, root, quat)
+    st2 = InBetweenState()
+    st2.add(_target(2))
+    r2, q2 = root.copy(), quat.copy()
+    ib.apply(st2, 10, r2[10:14], q2[10:14])  # frame 10 > 2: dropped, frames untouched
+    assert not st2.targets and np.allclose(q2, quat)
+    assert st.rushed == 1  # frame 2 is closer than any blend the budget allows
