@@ -90,6 +90,12 @@ def register(sub: Any) -> None:
     g.add_argument("--couple", action="store_true",
                    help="a salsa couple: writes OUT with _lead and _follow before the suffix (two BVH files, one "
                         "per dancer, in one world frame); the model folder must hold a follower")
+    g.add_argument("--energy", type=float, default=None, metavar="0..1",
+                   help="how much the dancer moves (models trained with the energy control; rendered by the live "
+                        "generator)")
+    g.add_argument("--keyframe", action="append", default=[], metavar="POSE.bvh@SECONDS[:upper|:lower]",
+                   help="reach the first pose of POSE.bvh at SECONDS (repeatable; :upper/:lower pins half the body; "
+                        "rendered by the live generator)")
     g.set_defaults(handler=_generate)
 
 
@@ -341,6 +347,8 @@ def _generate(args: argparse.Namespace) -> int:
         return _generate_couple(args, audio, sr)
     if args.model == "retrieval":
         return _generate_live_kind(args, audio, sr)
+    if args.energy is not None or args.keyframe:
+        return _generate_controlled(args, audio, sr)
     model = _load_model(Path(args.model) if args.model else None)
     _apply_guidance(model, args.beat_guidance)
     _apply_max_repeat(model, args.max_repeat)
@@ -354,6 +362,29 @@ def _generate(args: argparse.Namespace) -> int:
     pos = motion_positions(g.motion)
     print(json.dumps({"out": str(args.out), "frames": g.motion.n_frames, "seconds": g.motion.n_frames / g.motion.fps,
                       "beats": len(g.beats_s), "longest_freeze_s": longest_freeze_s(pos, g.motion.fps)}))
+    return 0
+
+
+def _generate_controlled(args: argparse.Namespace, audio: Any, sr: int) -> int:
+    """``generate --energy/--keyframe``: the live generator at batch 1 with those controls set."""
+    from engine.models.pose_repr import motion_positions
+    from engine.runtime.assemble import AssemblyError
+    from engine.skeleton.bvh import write_bvh
+    from engine.train.generate import KeyframeSpec, render_controlled
+    from engine.train.metrics import longest_freeze_s
+
+    try:
+        kfs = tuple(KeyframeSpec.parse(k) for k in args.keyframe)
+        m, beats = render_controlled(Path(args.model) if args.model else None, audio, sr, genre=args.genre,
+                                     text=args.text, energy=args.energy, keyframes=kfs, seconds=args.seconds,
+                                     seed=args.seed, temperature=args.temperature, beat_guidance=args.beat_guidance)
+    except (AssemblyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_bvh(args.out, m.skeleton, m.root_pos, 1.0 / m.fps, local_rot_mats=m.rot, rotation_orders="ZXY")
+    print(json.dumps({"out": str(args.out), "frames": m.n_frames, "seconds": m.n_frames / m.fps,
+                      "beats": len(beats), "longest_freeze_s": longest_freeze_s(motion_positions(m), m.fps),
+                      "energy": args.energy, "keyframes": [str(k.path) + f"@{k.seconds}:{k.joints}" for k in kfs]}))
     return 0
 
 

@@ -43,7 +43,8 @@ class ModelSpec:
         performers: dancers stepped together in one batch.
         threads: torch intra-op threads.
         seed: random seed of performer 0 (others seed + i).
-        genre, text, temperature, top_k: starting controls (None: the model card's sampling settings).
+        genre, text, energy, temperature, top_k: starting controls (None: the model card's sampling settings;
+            energy None: unset).
         beat_guidance: candidates near predicted beats (0: plain sampling; None: the model card's).
         max_repeat: the repetition guard, longest run of one token (0: off; None: the model card's).
         data: the motion capture folder a retrieval model indexes (None: ``../shared/data``).
@@ -60,6 +61,7 @@ class ModelSpec:
     seed: int = 0
     genre: str = "salsa"
     text: str | None = None
+    energy: float | None = None
     temperature: float | None = None
     top_k: int | None = None
     beat_guidance: int | None = None
@@ -165,7 +167,7 @@ def _gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
                              max_repeat=max_repeat)
     except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
-    return gen, dm, Controls(genre=gid, text=emb, temperature=temp, top_k=k)
+    return gen, dm, Controls(genre=gid, text=emb, energy=spec.energy, temperature=temp, top_k=k)
 
 
 def _build_couple(spec: ModelSpec) -> MotionModel:

@@ -155,3 +155,87 @@ def write_motion_bvh(motion: Motion, path: Path) -> None:
 
     write_bvh(path, motion.skeleton, motion.root_pos, 1.0 / motion.fps, local_rot_mats=motion.rot,
               rotation_orders="ZXY")
+
+
+@dataclass(frozen=True)
+class KeyframeSpec:
+    """``POSE.bvh@SECONDS[:upper|:lower]``: the first frame of a motion file pinned at a time of the dance."""
+
+    path: Path
+    seconds: float
+    joints: str = "all"
+
+    @classmethod
+    def parse(cls, text: str) -> KeyframeSpec:
+        """Parse the ``--keyframe`` argument; a malformed one is a ValueError saying the expected form."""
+        form = "expected POSE.bvh@SECONDS, optionally followed by :upper or :lower"
+        path, at, when = text.rpartition("@")
+        if not at or not path:
+            raise ValueError(f"--keyframe {text!r}: {form}")
+        joints = "all"
+        if ":" in when:
+            when, _, joints = when.partition(":")
+        if joints not in ("all", "upper", "lower"):
+            raise ValueError(f"--keyframe {text!r}: joints must be upper or lower ({form})")
+        try:
+            sec = float(when)
+        except ValueError:
+            raise ValueError(f"--keyframe {text!r}: {when!r} is not a number of seconds ({form})") from None
+        if not np.isfinite(sec) or sec < 0:
+            raise ValueError(f"--keyframe {text!r}: the time must be >= 0 seconds")
+        return cls(Path(path), sec, joints)
+
+
+def keyframe_pose(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The first frame of a motion file as (root [3], joint-local quaternions [43, 4]) of the engine skeleton.
+
+    A non-CMU humanoid is retargeted (``engine.skeleton.retarget``); the root height is set so the lowest
+    foot point is on the floor (the file's units and floor do not matter).
+    """
+    from engine.models.pose_repr import foot_points
+    from engine.skeleton import rotations as R
+    from engine.skeleton.bvh import BvhError
+    from engine.skeleton.motion import load_motion
+    from engine.skeleton.retarget import RetargetError, retarget_motion
+    from engine.skeleton.skeleton import get_skeleton, skeleton_names
+
+    try:
+        m = load_motion(path)
+        if m.skeleton.name not in skeleton_names():
+            m = retarget_motion(m, get_skeleton("cmu"), drop_tposes=False)
+    except (FileNotFoundError, BvhError, RetargetError, ValueError) as exc:
+        raise ValueError(f"keyframe pose {path}: {exc}") from None
+    skel = metric_cmu_skeleton()
+    if m.skeleton.num_joints != skel.num_joints:
+        raise ValueError(f"keyframe pose {path}: {m.skeleton.num_joints} joints, the engine skeleton has "
+                         f"{skel.num_joints}")
+    quat = np.asarray(m.rotations[0], dtype=np.float64)
+    feet = foot_points(skel, np.zeros((1, 3)), R.quat_to_matrix(quat)[None])  # [1, 4, 3]
+    return np.array([0.0, -float(feet[..., 1].min()), 0.0]), quat
+
+
+def render_controlled(
+    model_dir: Path | None, audio: np.ndarray, sr: int, genre: str = "salsa", text: str | None = None,
+    energy: float | None = None, keyframes: tuple[KeyframeSpec, ...] = (), seconds: float | None = None,
+    seed: int = 0, temperature: float | None = None, beat_guidance: int | None = None,
+) -> tuple[Motion, list[float]]:
+    """A dance with controls, rendered by the live model at batch 1 (``engine.runtime.offline.render``):
+    the same generator, energy input, keyframe slots and in-betweening as ``play``/``live``.
+    Keyframes are pinned before the first step at their frame (``round(seconds * 30)``)."""
+    from engine.runtime.assemble import ModelSpec, build_model
+    from engine.runtime.offline import render
+
+    if energy is not None and not 0.0 <= energy <= 1.0:
+        raise ValueError(f"--energy must be in [0, 1], got {energy}")
+    model = build_model(ModelSpec(model=model_dir, genre=genre or "salsa", text=text, energy=energy, seed=seed,
+                                  temperature=temperature, beat_guidance=beat_guidance, decode="torch"))
+    if energy is not None and not model.capabilities.energy:
+        raise ValueError("this model was not trained with the energy control (its text_dim has no energy entries)")
+    pid = model.performer_ids()[0]
+    for kf in keyframes:
+        if not model.capabilities.keyframes:
+            raise ValueError("this model has no keyframe slots")
+        root, quat = keyframe_pose(kf.path)
+        model.set_keyframe(pid, round(kf.seconds * MODEL_FPS) + 1, root, quat, kf.joints)
+    r = render(model, audio, sr, seconds=seconds)
+    return r.motion, r.beats_s

@@ -21,6 +21,11 @@ def test_valid_controls() -> None:
     k = parse_control({"type": "control", "kind": "keyframe",
                        "value": {"frames_ahead": 30, "rotations": [[2, 0, 0, 0]], "root": [0, 1, 0]}}, 0, 0)
     assert k.value["rotations"] == [[1.0, 0.0, 0.0, 0.0]] and k.value["root"] == [0.0, 1.0, 0.0]
+    assert k.value["joints"] == "all"
+    up = parse_control({"type": "control", "kind": "keyframe",
+                        "value": {"frames_ahead": 30, "root": [0, 1, 0], "joints": "upper"}}, 0, 0)
+    assert up.value["joints"] == "upper"
+    assert parse_control({"type": "control", "kind": "energy", "value": 0.25}, 0, 0).value == 0.25
     assert parse_control({"type": "control", "kind": "text", "value": ""}, 0, 0).value == ""
 
 
@@ -44,6 +49,11 @@ def test_valid_controls() -> None:
         ({"type": "control", "kind": "keyframe", "value": {"frames_ahead": 3, "rotations": [[0, 0, 0, 0]]}},
          "zero quaternion"),
         ({"type": "control", "kind": "keyframe", "value": {"frames_ahead": 3, "pose": 1}}, "unknown fields"),
+        ({"type": "control", "kind": "keyframe", "value": {"frames_ahead": 3, "root": [0, 1, 0], "joints": "arms"}},
+         "keyframe.joints"),
+        ({"type": "control", "kind": "keyframe", "value": {"frames_ahead": 3, "root": [0, 1, 0], "joints": []}},
+         "keyframe.joints"),
+        ({"type": "control", "kind": "energy", "value": -0.1}, r"in \[0, 1\]"),
     ],
 )
 def test_invalid_controls(msg: object, message: str) -> None:

@@ -198,3 +198,34 @@ def test_repeat_guard_survives_a_rewind() -> None:
     assert p.tok_up[-1] == p.tok_up[-2] == 3  # the run is what the history ends with again
     gen.step(cond[t])
     assert p.tok_up[-1] != 3
+def test_keyframe_arguments_parse_or_say_the_form() -> None:
+    import pytest
+
+    from engine.train.generate import KeyframeSpec
+
+    k = KeyframeSpec.parse("poses/a@b.bvh@2.5")
+    assert (str(k.path), k.seconds, k.joints) == ("poses/a@b.bvh", 2.5, "all")
+    assert KeyframeSpec.parse("p.bvh@4:upper").joints == "upper"
+    assert KeyframeSpec.parse("p.bvh@0:lower").seconds == 0.0
+    for bad, why in (("p.bvh", "expected POSE.bvh@SECONDS"), ("p.bvh@x", "not a number"),
+                     ("p.bvh@-1", ">= 0"), ("p.bvh@2:arms", "upper or lower"), ("@3", "expected")):
+        with pytest.raises(ValueError, match=why):
+            KeyframeSpec.parse(bad)
+
+
+def test_a_keyframe_pose_comes_from_the_first_frame_with_the_feet_on_the_floor() -> None:
+    from pathlib import Path
+
+    from engine.models.pose_repr import foot_points, metric_cmu_skeleton
+    from engine.skeleton import rotations as R
+    from engine.train.generate import keyframe_pose
+
+    f = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cmu_salsa" / "60_01_scaled.bvh"
+    if not f.is_file():
+        import pytest
+
+        pytest.skip("shared CMU data not present")
+    root, quat = keyframe_pose(f)
+    assert quat.shape == (43, 4) and 0.7 < root[1] < 1.2  # a standing adult's hip height in metres
+    feet = foot_points(metric_cmu_skeleton(), root[None], R.quat_to_matrix(quat)[None])
+    assert abs(float(feet[..., 1].min())) < 1e-9
