@@ -67,6 +67,11 @@ def register(sub: Any) -> None:
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
     e.add_argument("--untrained-plain-only", action="store_true",
                    help="sample the untrained GPT plainly only (skip its costly beat-guided row)")
+    e.add_argument("--controls", action="store_true",
+                   help="measure the controls instead (energy, text, keyframes, genre switch: paired dances through "
+                        "the live generator; report controls.md/.json/.png)")
+    e.add_argument("--pairs", type=int, default=12, help="--controls: paired dances per row (default 12)")
+    e.add_argument("--seconds", type=float, default=12.0, help="--controls: length of each dance (default 12)")
     e.set_defaults(handler=_eval)
 
     g = sub.add_parser("generate", help="render a dance for an audio file to BVH (offline)")
@@ -277,6 +282,8 @@ def _load_model(path: Path | None) -> Any:
 def _eval(args: argparse.Namespace) -> int:
     from engine.train.evaluate import evaluate_model, write_report
 
+    if args.controls:
+        return _eval_controls(args)
     model = _load_model(args.model)
     sampling = model.card.setdefault("sampling", {})
     if args.temperature is not None:
@@ -299,6 +306,27 @@ def _eval(args: argparse.Namespace) -> int:
         for style, rows in [("all", res["summary"]), *res["by_style"].items()]:
             for row, vals in rows.items():
                 print(style, row, " ".join(f"{k}={v:.4g}" for k, v in vals.items() if isinstance(v, float)))
+    return 0
+
+
+def _eval_controls(args: argparse.Namespace) -> int:
+    from engine.runtime.assemble import AssemblyError
+    from engine.train.control_eval import evaluate_controls, write_controls_report
+
+    if args.pairs < 2 or not 10.0 <= args.seconds <= 120.0:
+        raise CliError("--pairs must be >= 2 and --seconds in [10, 120] (keyframes are pinned at 6 s, the genre "
+                       "switch at 8 s)")
+    val = load_data(args.data, "val", None)
+    names, ref = _reference(args.data)
+    try:
+        res = evaluate_controls(args.model, val, [(n, u, lo) for n, (u, lo) in zip(names, ref, strict=True)],
+                                pairs=args.pairs, seconds=args.seconds, beat_guidance=args.beat_guidance,
+                                progress=lambda s: log.info("controls: %s", s))
+    except (AssemblyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    if args.report is not None:
+        write_controls_report(res, args.report, f"# Controls: {args.model or 'the shipped model'}\n")
+    print(json.dumps(res, indent=2) if args.json else json.dumps({"out": str(args.report), "pairs": args.pairs}))
     return 0
 
 

@@ -38,13 +38,13 @@ def window_features(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
     ])
 
 
-def windows(upper: np.ndarray, lower: np.ndarray, hop: int = EVAL_HOP) -> np.ndarray:
+def windows(upper: np.ndarray, lower: np.ndarray, hop: int = EVAL_HOP, window: int = WINDOW) -> np.ndarray:
     """Features of every full window of a clip (a clip shorter than a window gives one, of its length)."""
     n = len(upper)
     if n < 8:
         return np.zeros((0, 272))
-    starts = range(0, max(1, n - WINDOW + 1), hop) if n >= WINDOW else [0]
-    return np.stack([window_features(upper[s : s + WINDOW], lower[s : s + WINDOW]) for s in starts])
+    starts = range(0, max(1, n - window + 1), hop) if n >= window else [0]
+    return np.stack([window_features(upper[s : s + window], lower[s : s + window]) for s in starts])
 
 
 @dataclass
@@ -73,14 +73,16 @@ class StyleClassifier:
 
 def train_style_classifier(
     clips: list[tuple[str, np.ndarray, np.ndarray]], l2: float = 1e-2, seed: int = 0, mirror: bool = True,
+    window: int = WINDOW,
 ) -> StyleClassifier:
-    """Fit on (style, upper, lower) clips; windows every TRAIN_HOP frames, mirror images added."""
+    """Fit on (style, upper, lower) clips; windows of ``window`` frames every TRAIN_HOP frames (every
+    ``window // 4`` for shorter windows), mirror images added."""
     xs, ys = [], []
     styles = tuple(sorted({s for s, _, _ in clips}))
     for style, up, lo in clips:
         variants = [(up, lo)] + ([mirror_vectors(up, lo)] if mirror else [])
         for u, low in variants:
-            f = windows(u, low, TRAIN_HOP)
+            f = windows(u, low, min(TRAIN_HOP, max(1, window // 4)), window)
             xs.append(f)
             ys.append(np.full(len(f), styles.index(style)))
     x = np.concatenate(xs)

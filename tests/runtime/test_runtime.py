@@ -6,6 +6,7 @@ decode, playout); dance quality is tested with the shipped model elsewhere.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -278,3 +279,46 @@ def test_coalesce_keeps_the_newest_keyframe_per_performer_in_order() -> None:
     out = coalesce_keyframes(msgs)
     assert [(m.kind, m.performer, (m.value or {}).get("frames_ahead")) for m in out] == [
         ("reset", 0, None), ("keyframe", -1, 4), ("keyframe", 1, 5)]
+
+
+def test_text_and_energy_controls_apply_at_the_next_token() -> None:
+    """A control submitted between steps conditions the very next GPT step (text once embedded, energy at once),
+    per performer."""
+    from engine.models.conditioning import ENERGY_DIMS, TEXT_DIM
+    from engine.runtime.text_embedder import TextEmbedder
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, n_keyframe_slots=2,
+                                 text_dim=TEXT_DIM + ENERGY_DIMS)).eval()
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
+    vq.down_mean[1] = 0.95
+    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0)
+    gen.add_performer()
+    gen.add_performer()
+    seen: list[np.ndarray | None] = []
+    step = gen.backend.step
+    gen.backend.step = lambda states, cond, genre, text=None: (  # type: ignore[method-assign]
+        seen.append(None if text is None else np.array(text)), step(states, cond, genre, text))[1]
+
+    def embed(texts: list[str]) -> np.ndarray:
+        v = np.zeros((len(texts), TEXT_DIM), np.float32)
+        v[:, 3] = 1.0
+        return v
+
+    texts = TextEmbedder(embed)
+    rt = DanceRuntime(gen, MusicAnalyzer(), config=RuntimeConfig(realtime=False), text_embedder=texts)
+    rt.run(_blocks(_music(1.0, silence_s=0.0)))
+    n0 = len(seen)
+    assert n0 > 0 and all(t is None for t in seen)
+    rt.submit_control(ControlMessage(0, 0, kind="energy", performer=1, value=0.9))
+    rt.submit_control(ControlMessage(0, 0, kind="text", performer=0, value="arms high"))
+    deadline = time.monotonic() + 5.0
+    while texts.pending() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rt.run(_blocks(_music(1.0, silence_s=0.0)))
+    first = seen[n0]  # the first step after the controls
+    assert first is not None
+    assert first[0, 3] == 1.0 and not first[0, TEXT_DIM:].any()  # performer 0: the text only
+    assert first[1, TEXT_DIM:] == pytest.approx([0.8, 1.0]) and not first[1, :TEXT_DIM].any()  # 1: energy only
+    assert rt.playheads.intensity[1] == 1.0  # energy conditions the model; the idle blend is untouched

@@ -1,0 +1,440 @@
+"""Does each control do what it says? Paired dances through the live generator, measured (``eval --controls``).
+
+Every dance is rendered by the live model kind at batch 1 (:func:`engine.runtime.assemble.build_model`, the
+generator ``play``/``live`` run) on the music of the held-out validation clips, 12 s each by default. A
+*pair* is the same clip, the same random stream and the same genre under two settings of one control, so the
+difference between its two dances is the control's doing. Per control:
+
+* **energy** (0, 0.25, 0.5, 0.75, 1): mean root-relative joint speed per level (goal: monotonic); a pair is
+  (0, 1), a success when level 1 moves faster.
+* **text**, per attribute, opposite prompts (``captions.EVAL_PROMPTS``, trained phrasings, and
+  ``captions.HELD_OUT_PROMPTS``, paraphrases no caption contains): the attribute the prompt names, measured
+  as captions were made (``captions.clip_attributes``); a success when the asked-for-high dance measures higher
+  (goal: >= 80 % of pairs).
+* **keyframes**: a real pose (a frame of another held-out take) pinned 6 s ahead, for all joints, the upper
+  and the lower body: mean joint position error at the target frame (the pinned joints, root-relative, in
+  the dancer's heading) with the full mechanism, with the GPT's keyframe slots only (blend off), and with no
+  keyframe (how far the dance is from that pose anyway); the highest joint speed around the target against
+  the real data's 99.9th percentile; the speed in the 2 s after the release against the same dance without
+  a keyframe (the dance continues).
+* **genre switch**: 8 s in one style then another; time until a style classifier on 1 s windows sees the
+  new style, and the highest mean joint speed around the switch (a pose snap) against 1.2x the real p99.9.
+
+Effect size is the paired Cohen's d (mean paired difference / its standard deviation). The cost of a control
+is FID_k of its dances against the real training takes beside the uncontrolled dances' (goal: within 1.5x).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.frames import MODEL_FPS
+from engine.models.conditioning import FRAMES_PER_TOKEN, embed_texts, genre_id, sequence_conditions
+from engine.models.inbetween import REAL_JOINT_SPEED_P999, REAL_MEAN_SPEED_P999, PoseTarget, joint_mask
+from engine.models.pose_repr import Motion, motion_to_vectors, vectors_to_motion
+from engine.skeleton import rotations as R
+from engine.train import captions as C
+from engine.train import metrics as M
+from engine.train.dataset import Sequence
+from engine.train.evaluate import points, style_of_sequence
+from engine.train.style_classifier import train_style_classifier, windows
+
+#: Energy levels measured.
+ENERGY_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: The FID cost bar: a controlled row's FID_k within this factor of the uncontrolled row's.
+FID_BAR = 1.5
+
+
+@dataclass
+class Dance:
+    """One rendered dance: model vectors and world points [T, 23, 3] of the FK layout."""
+
+    upper: np.ndarray
+    lower: np.ndarray
+    pos: np.ndarray
+    root: np.ndarray  # [T, 3] of the full skeleton (after the in-betweening)
+    quat: np.ndarray  # [T, J, 4]
+
+
+class Renderer:
+    """Renders dances with the live generator of a model folder, one performer, re-seeded per dance."""
+
+    def __init__(self, model_dir: Path | None, beat_guidance: int | None = None) -> None:
+        from engine.runtime.assemble import ModelSpec, build_model
+
+        self.model = build_model(ModelSpec(model=model_dir, decode="torch", beat_guidance=beat_guidance))
+        self.gen: Any = self.model
+        self.pid = self.model.performer_ids()[0]
+        self.skel = self.model.skeleton
+        self._text: dict[str, np.ndarray] = {}
+
+    def text(self, prompt: str) -> np.ndarray:
+        if prompt not in self._text:
+            self._text[prompt] = embed_texts([prompt])[0]
+        return self._text[prompt]
+
+    def dance(self, cond: np.ndarray, seed: int, genre: str, text: str | None = None, energy: float | None = None,
+              keyframe: tuple[int, np.ndarray, np.ndarray, str] | None = None, blend: bool = True,
+              switch: tuple[int, str] | None = None) -> Dance:
+        """cond [N, cond_dim] -> a dance; ``keyframe`` = (frame, root [3], quat [J, 4], joints);
+        ``switch`` = (token, genre) changes the genre before that token."""
+        g = self.gen
+        g.reset(self.pid, np.zeros(2))
+        p = g.get(self.pid)
+        p.rng.manual_seed(seed)
+        c = p.controls
+        c.genre = genre_id(genre)
+        c.text = self.text(text) if text else None
+        c.energy = energy
+        if keyframe is not None:
+            frame, root, quat, joints = keyframe
+            g.set_keyframe(self.pid, frame + 1, root, quat, joints)
+            if not blend:
+                p.inbetween.clear()
+        roots, quats = [], []
+        for t in range(len(cond)):
+            if switch is not None and t == switch[0]:
+                c.genre = genre_id(switch[1])
+            for sf in g.step(cond[t]):
+                if sf.pid == self.pid:
+                    roots.append(sf.root)
+                    quats.append(sf.quat)
+        root = np.concatenate(roots).astype(np.float64)
+        quat = np.concatenate(quats).astype(np.float64)
+        up, low = motion_to_vectors(Motion(self.skel, root, R.quat_to_matrix(quat), MODEL_FPS))
+        return Dance(upper=up, lower=low, pos=points(up, low), root=root, quat=quat)
+
+
+def paired_d(diff: np.ndarray) -> float:
+    """Paired Cohen's d: mean difference / its standard deviation (inf-safe)."""
+    sd = float(np.std(diff, ddof=1)) if len(diff) > 1 else 0.0
+    return float(np.mean(diff) / sd) if sd > 1e-12 else float("inf") * float(np.sign(np.mean(diff)))
+
+
+def mean_speed(pos: np.ndarray) -> float:
+    return float(np.linalg.norm(np.diff(M.root_relative(pos), axis=0), axis=-1).mean() * MODEL_FPS)
+
+
+def fid_k(dances: list[np.ndarray], ref: tuple[np.ndarray, np.ndarray]) -> float:
+    """FID_k of dances' 4 s segments against the reference segment features (as ``eval``)."""
+    gk, _ = M.segment_features(dances, MODEL_FPS)
+    if len(gk) < 2:
+        return float("nan")
+    a, b = M.normalise_pair(ref[0], gk)
+    return M.frechet_distance(a, b)
+
+
+def _clips(val: list[Sequence], pairs: int, seconds: float) -> list[tuple[Sequence, np.ndarray, str, int]]:
+    """(clip, conditioning rows, its style, seed) for each pair: the validation clips in turn, seed = pair."""
+    out = []
+    n_tok = int(seconds * MODEL_FPS) // FRAMES_PER_TOKEN
+    for i in range(pairs):
+        s = val[i % len(val)]
+        m = s.music
+        k = min(n_tok, s.n_frames // FRAMES_PER_TOKEN)
+        out.append((s, sequence_conditions(m.features, m.period_s, m.next_beat_s, k), style_of_sequence(s), i))
+    return out
+
+
+def pose_error(r: Renderer, dance: Dance, frame: int, target: PoseTarget) -> float:
+    """Mean position error (m) of the target's joints at ``frame``: root-relative, in the dancer's heading
+    (the target hip's yaw replaced by the generated one), root height included for all/lower targets."""
+    from engine.skeleton.skeleton import forward_kinematics
+
+    gen = dance.quat[frame]
+    want = r.gen.inbetweener.target_pose(target, gen)
+    mask = joint_mask(r.skel, target.joints)
+    y_want = target.root_y if target.joints != "upper" else dance.root[frame, 1]
+    roots = np.array([[0.0, dance.root[frame, 1], 0.0], [0.0, y_want, 0.0]])
+    pos = forward_kinematics(r.skel, roots, R.quat_to_matrix(np.stack([gen, np.where(mask[:, None], want, gen)])))
+    sel = mask.copy()
+    sel[[i for i, n in enumerate(r.skel.joint_names) if n.startswith(("rThumb", "rIndex", "rMid", "rRing", "rPinky",
+                                                                      "lThumb", "lIndex", "lMid", "lRing", "lPinky",
+                                                                      "leftEye", "rightEye"))]] = False
+    return float(np.linalg.norm(pos[0, sel] - pos[1, sel], axis=-1).mean())
+
+
+def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: list[tuple[str, np.ndarray, np.ndarray]],
+                      pairs: int = 12, seconds: float = 12.0, beat_guidance: int | None = None, held_out: bool = True,
+                      progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every control's measures (see the module doc). ``reference`` = (name, upper, lower) training takes."""
+    say = progress or (lambda s: None)
+    r = Renderer(model_dir, beat_guidance)
+    caps = r.model.capabilities
+    clips = _clips(val, pairs, seconds)
+    ref_pos = [points(u, lo) for _, u, lo in reference]
+    ref_k, _ = M.segment_features(ref_pos, MODEL_FPS)
+    ref = (ref_k, ref_k)
+    out: dict[str, Any] = {"pairs": pairs, "seconds": seconds, "capabilities": {
+        "energy": caps.energy, "text": caps.text, "keyframes": caps.keyframes, "n_genres": caps.n_genres}}
+
+    say("uncontrolled")
+    base = [r.dance(cond, seed, style) for _, cond, style, seed in clips]
+    base_fid = fid_k([d.pos for d in base], ref)
+    out["uncontrolled"] = {"fid_k": base_fid, "speed_ms": float(np.mean([mean_speed(d.pos) for d in base])),
+                           "attributes": _attr_means(base)}
+
+    if caps.energy:
+        say("energy")
+        levels: dict[float, list[Dance]] = {}
+        for e in ENERGY_LEVELS:
+            levels[e] = [r.dance(cond, seed, style, energy=e) for _, cond, style, seed in clips]
+        speeds = {e: np.array([mean_speed(d.pos) for d in ds]) for e, ds in levels.items()}
+        means = [float(speeds[e].mean()) for e in ENERGY_LEVELS]
+        diff = speeds[1.0] - speeds[0.0]
+        out["energy"] = {
+            "levels": list(ENERGY_LEVELS), "speed_ms": means,
+            "monotonic": bool(all(b > a for a, b in itertools.pairwise(means))),
+            "success": float(np.mean(diff > 0)), "effect_d": paired_d(diff),
+            "fid_k": {str(e): fid_k([d.pos for d in levels[e]], ref) for e in ENERGY_LEVELS},
+            "per_style_speed_ms": {st: [float(np.mean([mean_speed(d.pos) for d, (_, _, s2, _) in
+                                                       zip(levels[e], clips, strict=True) if s2 == st]))
+                                        for e in ENERGY_LEVELS] for st in sorted({c[2] for c in clips})},
+        }
+    if caps.text:
+        for name, prompts in (("text", C.EVAL_PROMPTS), ("text_held_out", C.HELD_OUT_PROMPTS)):
+            if name == "text_held_out" and not held_out:
+                continue
+            res: dict[str, Any] = {}
+            for attr, (lo_p, hi_p) in prompts.items():
+                say(f"{name} {attr}")
+                i = C.ATTRIBUTES.index(attr)
+                lo = [r.dance(cond, seed, style, text=lo_p) for _, cond, style, seed in clips]
+                hi = [r.dance(cond, seed, style, text=hi_p) for _, cond, style, seed in clips]
+                a_lo = np.array([C.clip_attributes(d.pos, d.lower, MODEL_FPS)[i] for d in lo])
+                a_hi = np.array([C.clip_attributes(d.pos, d.lower, MODEL_FPS)[i] for d in hi])
+                res[attr] = {"prompts": [lo_p, hi_p], "low": float(a_lo.mean()), "high": float(a_hi.mean()),
+                             "success": float(np.mean(a_hi > a_lo)), "effect_d": paired_d(a_hi - a_lo),
+                             "fid_k": fid_k([d.pos for d in lo + hi], ref)}
+            out[name] = res
+    if caps.keyframes:
+        out["keyframes"] = _keyframes(r, clips, val, base, ref, say)
+    if caps.n_genres > max(genre_id(g) for g in ("salsa", "indian", "modern")):
+        out["genre_switch"] = _genre_switch(r, clips, reference, say)
+    return out
+
+
+def _attr_means(ds: list[Dance]) -> dict[str, float]:
+    a = np.array([C.clip_attributes(d.pos, d.lower, MODEL_FPS) for d in ds])
+    return {n: float(v) for n, v in zip(C.ATTRIBUTES, a.mean(0), strict=True)}
+
+
+def _keyframes(r: Renderer, clips: list, val: list[Sequence], base: list[Dance], ref: tuple[np.ndarray, np.ndarray],
+               say: Callable[[str], None]) -> dict[str, Any]:
+    frame = int(6.0 * MODEL_FPS)
+    res: dict[str, Any] = {"target_s": 6.0}
+    rng = np.random.default_rng(7)
+    targets = []
+    for k, (s, _, _, _) in enumerate(clips):
+        other = val[(val.index(s) + 1 + k) % len(val)]  # a pose from another held-out take
+        f = int(rng.integers(0, other.n_frames))
+        m = vectors_to_motion(other.upper[f : f + 1], other.lower[f : f + 1], r.skel)
+        targets.append((float(m.root_pos[0, 1]), R.matrix_to_quat(m.rot[0])))
+    for joints in ("all", "upper", "lower"):
+        say(f"keyframes {joints}")
+        rows: dict[str, Any] = {}
+        for mode in ("blend", "slots_only"):
+            errs, peak, peak_mean, over, after, fr = [], [], [], [], [], []
+            ds = []
+            for (_, cond, style, seed), (y, q), b in zip(clips, targets, base, strict=True):
+                d = r.dance(cond, seed, style, keyframe=(frame, np.array([0.0, y, 0.0]), q, joints),
+                            blend=mode == "blend")
+                ds.append(d)
+                t = PoseTarget(frame=frame, root_y=y, quat=q, joints=joints)
+                errs.append(pose_error(r, d, frame, t))
+                w = slice(max(0, frame - 60), frame + 61)
+                v = np.linalg.norm(np.diff(d.pos[w], axis=0), axis=-1) * MODEL_FPS
+                peak.append(float(v.max()))
+                over.append(float(np.mean(v > REAL_JOINT_SPEED_P999)))
+                vm = np.linalg.norm(np.diff(M.root_relative(d.pos[w]), axis=0), axis=-1).mean(-1) * MODEL_FPS
+                peak_mean.append(float(vm.max()))
+                a = slice(frame + 60, frame + 120)
+                after.append(mean_speed(d.pos[a]) / max(1e-6, mean_speed(b.pos[a])))
+                fr.append(M.longest_freeze_s(d.pos[frame:], MODEL_FPS))
+            e = np.array(errs)
+            rows[mode] = {"err_cm_p50": float(np.percentile(e, 50) * 100),
+                          "err_cm_p90": float(np.percentile(e, 90) * 100),
+                          "err_cm_mean": float(e.mean() * 100), "within_10cm": float(np.mean(e <= 0.10)),
+                          "peak_joint_speed_ms": float(np.max(peak)), "peak_mean_speed_ms": float(np.max(peak_mean)),
+                          "share_joint_speed_over_p999": float(np.mean(over)),
+                          "speed_after_vs_uncontrolled": float(np.median(after)),
+                          "longest_freeze_after_s": float(np.max(fr)), "fid_k": fid_k([d.pos for d in ds], ref)}
+        no = np.array([pose_error(r, b, frame, PoseTarget(frame, y, q, joints))
+                       for b, (y, q) in zip(base, targets, strict=True)])
+        rows["no_keyframe"] = {"err_cm_p50": float(np.percentile(no, 50) * 100),
+                               "err_cm_p90": float(np.percentile(no, 90) * 100)}
+        w = slice(max(0, frame - 60), frame + 61)
+        rows["uncontrolled_peak_joint_speed_ms"] = float(max(
+            (np.linalg.norm(np.diff(b.pos[w], axis=0), axis=-1) * MODEL_FPS).max() for b in base))
+        res[joints] = rows
+    res["real_joint_speed_p999"] = REAL_JOINT_SPEED_P999
+    res["real_mean_speed_p999"] = REAL_MEAN_SPEED_P999
+    return res
+
+
+def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarray, np.ndarray]],
+                  say: Callable[[str], None]) -> dict[str, Any]:
+    """8 s in one style, then the next style (salsa -> indian -> modern -> salsa) for the rest."""
+    from engine.train.sources import style_of
+
+    say("genre switch")
+    win = 30
+    clf = train_style_classifier([(style_of(n), u, lo) for n, u, lo in reference], window=win)
+    order = ("salsa", "indian", "modern")
+    switch_tok = int(8.0 * MODEL_FPS) // FRAMES_PER_TOKEN
+    sf = switch_tok * FRAMES_PER_TOKEN
+    lat, snaps, acc_before, acc_after = [], [], [], []
+    for _, cond, style, seed in clips:
+        a = style if style in order else "salsa"
+        b = order[(order.index(a) + 1) % 3]
+        d = r.dance(cond, seed, a, switch=(switch_tok, b))
+        f = windows(d.upper, d.lower, hop=2, window=win)  # window k covers frames [2k, 2k + 30)
+        pred = clf.predict_windows(f)
+        ends = np.arange(len(f)) * 2 + win
+        new = pred == clf.styles.index(b)
+        after = ends > sf
+        acc_before.append(float(np.mean(pred[ends <= sf] == clf.styles.index(a))))
+        acc_after.append(float(np.mean(new[ends >= sf + 2 * MODEL_FPS])) if np.any(ends >= sf + 2 * MODEL_FPS)
+                         else float("nan"))
+        t_new = float("nan")
+        for k in np.flatnonzero(after & new):
+            if np.mean(new[k:]) >= 2 / 3:
+                t_new = float((ends[k] - sf) / MODEL_FPS)
+                break
+        lat.append(t_new)
+        w = slice(sf - 30, sf + 30)
+        vm = np.linalg.norm(np.diff(M.root_relative(d.pos[w]), axis=0), axis=-1).mean(-1) * MODEL_FPS
+        snaps.append(float(vm.max()))
+    lat_a = np.array(lat)
+    ok = lat_a[np.isfinite(lat_a)]
+    return {"switch_s": 8.0, "classifier_window_s": win / MODEL_FPS,
+            "latency_s_p50": float(np.median(ok)) if len(ok) else float("nan"),
+            "latency_s_p90": float(np.percentile(ok, 90)) if len(ok) else float("nan"),
+            "switched": float(np.mean(np.isfinite(lat_a))),
+            "style_acc_before": float(np.nanmean(acc_before)), "style_acc_after_2s": float(np.nanmean(acc_after)),
+            "peak_mean_speed_ms": float(np.max(snaps)), "snap_bar_ms": 1.2 * REAL_MEAN_SPEED_P999}
+
+
+def _f(x: Any, nd: int = 2) -> str:
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float | int):
+        return f"{x:.{nd}f}" if math.isfinite(float(x)) else str(x)
+    return str(x)
+
+
+def controls_markdown(res: dict[str, Any], header: str = "") -> str:
+    """The controls table (one section per control) as Markdown."""
+    base = res["uncontrolled"]["fid_k"]
+    lines = [header, f"Pairs per row: {res['pairs']} ({res['seconds']:.0f} s dances on the held-out clips' music). "
+             f"Uncontrolled: FID_k {_f(base, 1)}, mean joint speed {_f(res['uncontrolled']['speed_ms'])} m/s. "
+             f"FID bar: a control's FID_k within {FID_BAR}x the uncontrolled ({_f(FID_BAR * base, 1)}).", ""]
+    if "energy" in res:
+        e = res["energy"]
+        lines += ["## Energy (0..1, GPT conditioning)", "",
+                  "| level | mean joint speed m/s | FID_k | within bar |", "|---|---|---|---|"]
+        for lv, sp in zip(e["levels"], e["speed_ms"], strict=True):
+            fk = e["fid_k"][str(lv)]
+            lines.append(f"| {lv} | {_f(sp, 3)} | {_f(fk, 1)} | {_f(bool(fk <= FID_BAR * base))} |")
+        lines += ["", f"Monotonic: **{_f(e['monotonic'])}**; energy 1 faster than energy 0 in "
+                  f"{_f(100 * e['success'], 0)} % of pairs, paired d = {_f(e['effect_d'])}. Per style (levels in "
+                  "order): " + "; ".join(f"{st} " + ", ".join(_f(v, 3) for v in vs)
+                                         for st, vs in e["per_style_speed_ms"].items()), ""]
+    for name, title in (("text", "Text, trained phrasings"), ("text_held_out", "Text, held-out paraphrases")):
+        if name not in res:
+            continue
+        lines += [f"## {title}", "", "| attribute | prompts (low / high) | measured low | measured high | success | "
+                  "paired d | FID_k | within bar |", "|---|---|---|---|---|---|---|---|"]
+        for attr, v in res[name].items():
+            lines.append(f"| {attr} | \"{v['prompts'][0]}\" / \"{v['prompts'][1]}\" | {_f(v['low'], 3)} | "
+                         f"{_f(v['high'], 3)} | {_f(100 * v['success'], 0)} % | {_f(v['effect_d'])} | "
+                         f"{_f(v['fid_k'], 1)} | {_f(bool(v['fid_k'] <= FID_BAR * base))} |")
+        lines.append("")
+    if "keyframes" in res:
+        k = res["keyframes"]
+        lines += [f"## Keyframes (a real pose pinned {k['target_s']:.0f} s ahead)", "",
+                  "| joints | mechanism | error p50 cm | p90 cm | within 10 cm | peak joint speed m/s (real p99.9 "
+                  f"{k['real_joint_speed_p999']}) | peak mean speed m/s (real p99.9 {k['real_mean_speed_p999']}) | "
+                  "speed after / uncontrolled | longest freeze after s | FID_k |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for joints in ("all", "upper", "lower"):
+            rows = k[joints]
+            for mode in ("blend", "slots_only"):
+                v = rows[mode]
+                lines.append(f"| {joints} | {'slots + blend' if mode == 'blend' else 'GPT slots only'} | "
+                             f"{_f(v['err_cm_p50'], 1)} | {_f(v['err_cm_p90'], 1)} | "
+                             f"{_f(100 * v['within_10cm'], 0)} % | "
+                             f"{_f(v['peak_joint_speed_ms'])} | {_f(v['peak_mean_speed_ms'])} | "
+                             f"{_f(v['speed_after_vs_uncontrolled'])} | {_f(v['longest_freeze_after_s'])} | "
+                             f"{_f(v['fid_k'], 1)} |")
+            lines.append(f"| {joints} | no keyframe (distance anyway) | {_f(rows['no_keyframe']['err_cm_p50'], 1)} | "
+                         f"{_f(rows['no_keyframe']['err_cm_p90'], 1)} | | "
+                         f"{_f(rows['uncontrolled_peak_joint_speed_ms'])} (uncontrolled) | | | | |")
+        lines.append("")
+    if "genre_switch" in res:
+        g = res["genre_switch"]
+        lines += ["## Genre switched live", "",
+                  f"Switch at {g['switch_s']:.0f} s (salsa -> indian -> modern -> salsa); style classifier on "
+                  f"{g['classifier_window_s']:.0f} s windows. Switched (>= 2/3 of later windows in the new style): "
+                  f"{_f(100 * g['switched'], 0)} % of dances; time from the switch to the end of the first such "
+                  "window: "
+                  f"p50 {_f(g['latency_s_p50'])} s, p90 {_f(g['latency_s_p90'])} s (includes up to one window of "
+                  f"fill). Style accuracy before the switch {_f(100 * g['style_acc_before'], 0)} %, from 2 s after it "
+                  f"{_f(100 * g['style_acc_after_2s'], 0)} %. Peak mean joint speed within 1 s of the switch "
+                  f"{_f(g['peak_mean_speed_ms'])} m/s (snap bar 1.2 x real p99.9 = {_f(g['snap_bar_ms'])}).", ""]
+    return "\n".join(lines)
+
+
+def write_controls_report(res: dict[str, Any], out_dir: Path, header: str = "") -> None:
+    """controls.json, controls.md and controls.png (energy curve, text pairs, keyframe errors)."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "controls.json").write_text(json.dumps(res, indent=2) + "\n")
+    (out_dir / "controls.md").write_text(controls_markdown(res, header) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a dev dependency
+        return
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    if "energy" in res:
+        e = res["energy"]
+        ax[0].plot(e["levels"], e["speed_ms"], "o-", label="all")
+        for st, vs in e["per_style_speed_ms"].items():
+            ax[0].plot(e["levels"], vs, ".--", label=st)
+        ax[0].axhline(res["uncontrolled"]["speed_ms"], color="grey", lw=0.8, label="no energy input")
+        ax[0].set(xlabel="energy control", ylabel="mean joint speed (m/s)", title="Energy")
+        ax[0].legend(fontsize=8)
+    for name, mk in (("text", "o"), ("text_held_out", "s")):
+        if name in res:
+            attrs = list(res[name])
+            ax[1].bar([i + (0.4 if mk == "s" else 0) for i in range(len(attrs))],
+                      [100 * res[name][a]["success"] for a in attrs], width=0.4, label=name)
+            ax[1].set_xticks(range(len(attrs)), attrs)
+    ax[1].axhline(80, color="red", lw=0.8)
+    ax[1].set(ylabel="% of pairs in the asked direction", title="Text (opposite prompts)")
+    ax[1].legend(fontsize=8)
+    if "keyframes" in res:
+        k = res["keyframes"]
+        labels, vals = [], []
+        for joints in ("all", "upper", "lower"):
+            for mode in ("blend", "slots_only", "no_keyframe"):
+                labels.append(f"{joints}\n{mode.replace('_', ' ')}")
+                vals.append(k[joints][mode]["err_cm_p50"])
+        ax[2].bar(range(len(vals)), vals)
+        ax[2].set_xticks(range(len(vals)), labels, fontsize=6)
+        ax[2].axhline(10, color="red", lw=0.8)
+        ax[2].set(ylabel="joint position error p50 (cm)", title="Keyframe at the target frame")
+    fig.tight_layout()
+    fig.savefig(out_dir / "controls.png", dpi=90)
+    plt.close(fig)

@@ -1,0 +1,49 @@
+"""The controls evaluation: paired statistics and the report (the measures themselves run in eval --controls)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.train.control_eval import controls_markdown, paired_d, write_controls_report
+
+
+def test_paired_effect_size() -> None:
+    assert paired_d(np.array([1.0, 2.0, 3.0])) == pytest.approx(2.0)
+    assert paired_d(np.array([-1.0, -1.0, -1.0])) == float("-inf")
+    assert paired_d(np.array([1.0, -1.0, 1.0, -1.0])) == pytest.approx(0.0)
+
+
+def _result() -> dict:
+    kf = {"blend": {"err_cm_p50": 1.0, "err_cm_p90": 2.0, "err_cm_mean": 1.2, "within_10cm": 1.0,
+                    "peak_joint_speed_ms": 5.0, "peak_mean_speed_ms": 2.0, "share_joint_speed_over_p999": 0.0,
+                    "speed_after_vs_uncontrolled": 1.0, "longest_freeze_after_s": 0.2, "fid_k": 50.0}}
+    kf["slots_only"] = dict(kf["blend"], err_cm_p50=12.0)
+    kf["no_keyframe"] = {"err_cm_p50": 15.0, "err_cm_p90": 20.0}
+    kf["uncontrolled_peak_joint_speed_ms"] = 5.5
+    return {
+        "pairs": 4, "seconds": 12.0, "uncontrolled": {"fid_k": 40.0, "speed_ms": 0.5, "attributes": {}},
+        "energy": {"levels": [0.0, 1.0], "speed_ms": [0.3, 0.7], "monotonic": True, "success": 1.0, "effect_d": 3.0,
+                   "fid_k": {"0.0": 45.0, "1.0": 70.0}, "per_style_speed_ms": {"salsa": [0.3, 0.7]}},
+        "text": {"arm": {"prompts": ["arms low", "arms high"], "low": -0.3, "high": -0.1, "success": 0.75,
+                         "effect_d": 1.2, "fid_k": 55.0}},
+        "keyframes": {"target_s": 6.0, "real_joint_speed_p999": 6.3, "real_mean_speed_p999": 3.08,
+                      "all": kf, "upper": kf, "lower": kf},
+        "genre_switch": {"switch_s": 8.0, "classifier_window_s": 1.0, "latency_s_p50": 0.6, "latency_s_p90": 1.5,
+                         "switched": 0.75, "style_acc_before": 0.9, "style_acc_after_2s": 0.8,
+                         "peak_mean_speed_ms": 2.5, "snap_bar_ms": 3.7},
+    }
+
+
+def test_the_report_has_a_row_per_control_and_judges_the_fid_bar(tmp_path: Path) -> None:
+    md = controls_markdown(_result())
+    assert "| 1.0 | 0.700 | 70.0 | no |" in md  # 70 > 1.5 x 40
+    assert "| 0.0 | 0.300 | 45.0 | yes |" in md
+    assert '| arm | "arms low" / "arms high" | -0.300 | -0.100 | 75 % | 1.20 | 55.0 | yes |' in md
+    assert "| all | GPT slots only | 12.0 |" in md and "Genre switched live" in md
+    write_controls_report(_result(), tmp_path)
+    assert json.loads((tmp_path / "controls.json").read_text())["pairs"] == 4
+    assert (tmp_path / "controls.png").stat().st_size > 1000
