@@ -77,6 +77,18 @@ def test_tiny_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
                  "--beat-guidance", "6"]) == 0
     assert json.loads(capsys.readouterr().out)["frames"] == 120
 
+    # Keyframes (the first frame of the dance just written, pinned at 2 s, then the upper body at 3 s) through
+    # the live generator; energy is refused by a model trained without it.
+    kf = tmp_path / "kf.bvh"
+    assert main(["generate", str(wav), "--out", str(kf), "--model", str(out), "--seconds", "4",
+                 "--keyframe", f"{bvh}@2", "--keyframe", f"{bvh}@3:upper"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frames"] == 120 and len(info["keyframes"]) == 2
+    assert main(["generate", str(wav), "--out", str(kf), "--model", str(out), "--energy", "0.5"]) == 2
+    assert "energy" in capsys.readouterr().err
+    assert main(["generate", str(wav), "--out", str(kf), "--model", str(out), "--keyframe", "pose.bvh"]) == 2
+    assert "POSE.bvh@SECONDS" in capsys.readouterr().err
+
     assert main(["eval", "--model", str(out), "--data", str(data), "--json", "--beat-guidance", "4"]) == 0
     res = json.loads(capsys.readouterr().out)
     for row in ("real", "model", "untrained", "model_plain", "untrained_plain"):
