@@ -405,7 +405,8 @@ def _generate_controlled(args: argparse.Namespace, audio: Any, sr: int) -> int:
         kfs = tuple(KeyframeSpec.parse(k) for k in args.keyframe)
         m, beats = render_controlled(Path(args.model) if args.model else None, audio, sr, genre=args.genre,
                                      text=args.text, energy=args.energy, keyframes=kfs, seconds=args.seconds,
-                                     seed=args.seed, temperature=args.temperature, beat_guidance=args.beat_guidance)
+                                     seed=args.seed, temperature=args.temperature, beat_guidance=args.beat_guidance,
+                                     max_repeat=args.max_repeat)
     except (AssemblyError, ValueError) as exc:
         raise CliError(str(exc)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)

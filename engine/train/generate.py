@@ -217,7 +217,7 @@ def keyframe_pose(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def render_controlled(
     model_dir: Path | None, audio: np.ndarray, sr: int, genre: str = "salsa", text: str | None = None,
     energy: float | None = None, keyframes: tuple[KeyframeSpec, ...] = (), seconds: float | None = None,
-    seed: int = 0, temperature: float | None = None, beat_guidance: int | None = None,
+    seed: int = 0, temperature: float | None = None, beat_guidance: int | None = None, max_repeat: int | None = None,
 ) -> tuple[Motion, list[float]]:
     """A dance with controls, rendered by the live model at batch 1 (``engine.runtime.offline.render``):
     the same generator, energy input, keyframe slots and in-betweening as ``play``/``live``.
@@ -228,7 +228,8 @@ def render_controlled(
     if energy is not None and not 0.0 <= energy <= 1.0:
         raise ValueError(f"--energy must be in [0, 1], got {energy}")
     model = build_model(ModelSpec(model=model_dir, genre=genre or "salsa", text=text, energy=energy, seed=seed,
-                                  temperature=temperature, beat_guidance=beat_guidance, decode="torch"))
+                                  temperature=temperature, beat_guidance=beat_guidance, max_repeat=max_repeat,
+                                  decode="torch"))
     if energy is not None and not model.capabilities.energy:
         raise ValueError("this model was not trained with the energy control (its text_dim has no energy entries)")
     pid = model.performer_ids()[0]
