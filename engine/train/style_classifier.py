@@ -70,6 +70,14 @@ class StyleClassifier:
             return float("nan")
         return float(np.mean(self.predict_windows(f) == self.styles.index(style)))
 
+    def accuracy_windows(self, clips: list[tuple[np.ndarray, np.ndarray]], style: str, window: int) -> float:
+        """:meth:`accuracy` for a classifier trained on ``window``-frame windows (hop of a quarter window)."""
+        feats = [windows(u, lo, max(1, window // 4), window) for u, lo in clips]
+        f = np.concatenate([x for x in feats if len(x)]) if any(len(x) for x in feats) else np.zeros((0, 272))
+        if len(f) == 0:
+            return float("nan")
+        return float(np.mean(self.predict_windows(f) == self.styles.index(style)))
+
 
 def train_style_classifier(
     clips: list[tuple[str, np.ndarray, np.ndarray]], l2: float = 1e-2, seed: int = 0, mirror: bool = True,
