@@ -72,6 +72,8 @@ def register(sub: Any) -> None:
                         "the live generator; report controls.md/.json/.png)")
     e.add_argument("--pairs", type=int, default=12, help="--controls: paired dances per row (default 12)")
     e.add_argument("--seconds", type=float, default=12.0, help="--controls: length of each dance (default 12)")
+    e.add_argument("--parts", default="energy,text,keyframes,genre",
+                   help="--controls: which controls to measure (comma-separated; default all)")
     e.set_defaults(handler=_eval)
 
     g = sub.add_parser("generate", help="render a dance for an audio file to BVH (offline)")
@@ -316,12 +318,17 @@ def _eval_controls(args: argparse.Namespace) -> int:
     if args.pairs < 2 or not 10.0 <= args.seconds <= 120.0:
         raise CliError("--pairs must be >= 2 and --seconds in [10, 120] (keyframes are pinned at 6 s, the genre "
                        "switch at 8 s)")
+    from engine.train.control_eval import PARTS
+
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    if not parts or set(parts) - set(PARTS):
+        raise CliError(f"--parts must name some of {', '.join(PARTS)}, got {args.parts!r}")
     val = load_data(args.data, "val", None)
     names, ref = _reference(args.data)
     try:
         res = evaluate_controls(args.model, val, [(n, u, lo) for n, (u, lo) in zip(names, ref, strict=True)],
                                 pairs=args.pairs, seconds=args.seconds, beat_guidance=args.beat_guidance,
-                                progress=lambda s: log.info("controls: %s", s))
+                                progress=lambda s: log.info("controls: %s", s), parts=parts)
     except (AssemblyError, ValueError) as exc:
         raise CliError(str(exc)) from None
     if args.report is not None:

@@ -99,9 +99,12 @@ def _smoothstep(x: float) -> float:
 
 
 def _yaw(q: np.ndarray) -> float:
-    """Heading (radians about +y) of a rotation's local z axis."""
+    """Heading (radians about +y) of a rotation's local z axis on the floor; from its x axis when z points
+    nearly straight up or down (a body bent flat), so the heading never flips on a near-vertical axis."""
     m = R.quat_to_matrix(q.astype(np.float64))
-    return math.atan2(float(m[0, 2]), float(m[2, 2]))
+    if math.hypot(float(m[0, 2]), float(m[2, 2])) >= 0.3:
+        return math.atan2(float(m[0, 2]), float(m[2, 2]))
+    return math.atan2(float(m[0, 0]), float(m[2, 0])) - math.pi / 2
 
 
 def _yaw_quat(angle: float) -> np.ndarray:
