@@ -60,6 +60,7 @@ class InBetweenState:
     release: int = 0  # release length (frames) after targets[0], once reached
     reached: bool = False
     rushed: int = 0  # blends shorter than the speed budget asked for (the target was pinned too close)
+    prev: np.ndarray | None = None  # the last output frame's rotations [J, 4] (arc continuity)
 
     def add(self, target: PoseTarget) -> None:
         self.targets.append(target)
@@ -70,6 +71,7 @@ class InBetweenState:
     def clear(self) -> None:
         self.targets.clear()
         self.start, self.reached, self.release = None, False, 0
+        self.prev = None
 
     def restart(self) -> None:
         """After a rewind: the blend of the current target is re-planned from the regenerated frames."""
@@ -105,6 +107,27 @@ def _yaw(q: np.ndarray) -> float:
     if math.hypot(float(m[0, 2]), float(m[2, 2])) >= 0.3:
         return math.atan2(float(m[0, 2]), float(m[2, 2]))
     return math.atan2(float(m[0, 0]), float(m[2, 0])) - math.pi / 2
+
+
+def _slerp_continuous(q0: np.ndarray, q1: np.ndarray, w: float, prev: np.ndarray | None) -> np.ndarray:
+    """Per joint, the point at ``w`` on the arc from ``q0`` [J, 4] to ``q1`` that lies closer to the previous
+    output ``prev``: the shorter arc, unless the generated rotation drifting past 180 degrees from the target
+    would flip the blend to the other side in one frame (a snap); then the arc it was on."""
+    short = R.slerp(q0, q1, w)
+    if prev is None:
+        return short
+    q0n = R.quat_normalize(q0)
+    q1n = R.quat_normalize(q1)
+    q1s = np.where(np.sum(q0n * q1n, axis=-1, keepdims=True) < 0, -q1n, q1n)
+    dot = np.clip(np.sum(q0n * -q1s, axis=-1, keepdims=True), -1.0, 1.0)  # the long way: toward -q1s
+    theta = np.arccos(dot)
+    sin = np.sin(theta)
+    safe = np.where(sin < 1e-6, 1.0, sin)
+    a = np.where(sin < 1e-6, 1.0 - w, np.sin((1.0 - w) * theta) / safe)
+    b = np.where(sin < 1e-6, w, np.sin(w * theta) / safe)
+    long = R.quat_normalize(a * q0n - b * q1s)
+    closer_short = np.abs(np.sum(short * prev, axis=-1)) >= np.abs(np.sum(long * prev, axis=-1))
+    return np.where(closer_short[:, None], short, long)
 
 
 def _yaw_quat(angle: float) -> np.ndarray:
@@ -173,11 +196,13 @@ class InBetweener:
             t = st.targets[0]
             w = self._weight(st, t, f, float(root[i, 1]), quat[i])
             if w <= 0.0:
+                st.prev = quat[i].astype(np.float64)
                 continue
             mask = self.masks[t.joints]
             tgt = self.target_pose(t, quat[i])
-            blended = R.slerp(quat[i].astype(np.float64), tgt, w) if w < 1.0 else tgt
+            blended = _slerp_continuous(quat[i].astype(np.float64), tgt, w, st.prev) if w < 1.0 else tgt
             quat[i] = np.where(mask[:, None], blended, quat[i])
+            st.prev = quat[i].astype(np.float64)
             if t.joints != "upper":
                 root[i, 1] = (1.0 - w) * root[i, 1] + w * t.root_y
 

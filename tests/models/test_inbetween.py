@@ -115,3 +115,24 @@ def test_a_target_in_the_past_is_dropped_and_a_close_one_is_counted_rushed() -> 
     ib.apply(st2, 10, r2[10:14], q2[10:14])  # frame 10 > 2: dropped, frames untouched
     assert not st2.targets and np.allclose(q2, quat)
     assert st.rushed == 1  # frame 2 is closer than any blend the budget allows
+
+
+def test_a_joint_drifting_past_180_degrees_from_the_target_does_not_flip_the_blend() -> None:
+    """The shorter arc changes sides when the generated rotation passes 180 degrees from the target; the blend
+    stays on the arc it was on instead of snapping to the other side in one frame."""
+    ib = InBetweener(SKEL, speed_budget_ms=1.5)
+    n = 120
+    root = np.zeros((n, 3))
+    root[:, 1] = 1.0
+    quat = np.zeros((n, J, 4))
+    quat[..., 0] = 1.0
+    j = SKEL.index("rForeArm")
+    ang = np.radians(np.linspace(150.0, 195.0, n))  # slowly through 180 degrees from the rest target
+    quat[:, j] = R.axis_angle_to_quat(np.stack([ang, np.zeros(n), np.zeros(n)], axis=-1))
+    tgt = PoseTarget(frame=100, root_y=1.0, quat=np.tile([1.0, 0.0, 0.0, 0.0], (J, 1)), joints="upper")
+    st = InBetweenState()
+    st.add(tgt)
+    _, q2 = _run(ib, st, root, quat)
+    step = np.degrees(2 * np.arccos(np.clip(np.abs(np.sum(q2[1:, j] * q2[:-1, j], axis=-1)), 0, 1)))
+    assert step.max() < 12.0  # generated motion alone turns 0.4 degrees per frame; the flip was 97
+    assert np.abs(np.abs(q2[100, j, 0]) - 1.0) < 1e-9  # and the target is still reached
