@@ -60,7 +60,8 @@ class InBetweenState:
     release: int = 0  # release length (frames) after targets[0], once reached
     reached: bool = False
     rushed: int = 0  # blends shorter than the speed budget asked for (the target was pinned too close)
-    prev: np.ndarray | None = None  # the last output frame's rotations [J, 4] (arc continuity)
+    arc0: np.ndarray | None = None  # signed generated / target rotations of the last blended frame [J, 4]
+    arc1: np.ndarray | None = None
 
     def add(self, target: PoseTarget) -> None:
         self.targets.append(target)
@@ -71,7 +72,7 @@ class InBetweenState:
     def clear(self) -> None:
         self.targets.clear()
         self.start, self.reached, self.release = None, False, 0
-        self.prev = None
+        self.arc0 = self.arc1 = None
 
     def restart(self) -> None:
         """After a rewind: the blend of the current target is re-planned from the regenerated frames."""
@@ -109,25 +110,27 @@ def _yaw(q: np.ndarray) -> float:
     return math.atan2(float(m[0, 0]), float(m[2, 0])) - math.pi / 2
 
 
-def _slerp_continuous(q0: np.ndarray, q1: np.ndarray, w: float, prev: np.ndarray | None) -> np.ndarray:
-    """Per joint, the point at ``w`` on the arc from ``q0`` [J, 4] to ``q1`` that lies closer to the previous
-    output ``prev``: the shorter arc, unless the generated rotation drifting past 180 degrees from the target
-    would flip the blend to the other side in one frame (a snap); then the arc it was on."""
-    short = R.slerp(q0, q1, w)
-    if prev is None:
-        return short
-    q0n = R.quat_normalize(q0)
-    q1n = R.quat_normalize(q1)
-    q1s = np.where(np.sum(q0n * q1n, axis=-1, keepdims=True) < 0, -q1n, q1n)
-    dot = np.clip(np.sum(q0n * -q1s, axis=-1, keepdims=True), -1.0, 1.0)  # the long way: toward -q1s
+def _slerp_continuous(q0: np.ndarray, q1: np.ndarray, w: float, st: InBetweenState) -> np.ndarray:
+    """Per joint, the point at ``w`` on the arc from the generated rotation ``q0`` [J, 4] to the target ``q1``,
+    continuous over the blend: both quaternions keep the sign of their previous frame's (a quaternion and its
+    negative are the same rotation, but the arc between two of them depends on their signs), and the arc is
+    the shorter one only where the blend starts. So when the generated rotation drifts past 180 degrees from
+    the target, the blend stays on its arc instead of flipping to the other side in one frame (a snap)."""
+    q0 = R.quat_normalize(q0)
+    q1 = R.quat_normalize(q1)
+    if st.arc0 is None or st.arc1 is None:
+        q1 = np.where(np.sum(q0 * q1, axis=-1, keepdims=True) < 0, -q1, q1)
+    else:
+        q0 = np.where(np.sum(q0 * st.arc0, axis=-1, keepdims=True) < 0, -q0, q0)
+        q1 = np.where(np.sum(q1 * st.arc1, axis=-1, keepdims=True) < 0, -q1, q1)
+    st.arc0, st.arc1 = q0, q1
+    dot = np.clip(np.sum(q0 * q1, axis=-1, keepdims=True), -1.0, 1.0)
     theta = np.arccos(dot)
     sin = np.sin(theta)
     safe = np.where(sin < 1e-6, 1.0, sin)
     a = np.where(sin < 1e-6, 1.0 - w, np.sin((1.0 - w) * theta) / safe)
     b = np.where(sin < 1e-6, w, np.sin(w * theta) / safe)
-    long = R.quat_normalize(a * q0n - b * q1s)
-    closer_short = np.abs(np.sum(short * prev, axis=-1)) >= np.abs(np.sum(long * prev, axis=-1))
-    return np.where(closer_short[:, None], short, long)
+    return R.quat_normalize(a * q0 + b * q1)
 
 
 def _yaw_quat(angle: float) -> np.ndarray:
@@ -185,6 +188,7 @@ class InBetweener:
                 if st.reached and f >= t.frame + st.release:
                     st.targets.pop(0)
                     st.start, st.reached, st.release = None, False, 0
+                    st.arc0 = st.arc1 = None
                     continue
                 if not st.reached and f > t.frame:  # pinned in the past (or skipped by a rewind): dropped
                     st.targets.pop(0)
@@ -196,13 +200,12 @@ class InBetweener:
             t = st.targets[0]
             w = self._weight(st, t, f, float(root[i, 1]), quat[i])
             if w <= 0.0:
-                st.prev = quat[i].astype(np.float64)
+                st.arc0 = st.arc1 = None
                 continue
             mask = self.masks[t.joints]
             tgt = self.target_pose(t, quat[i])
-            blended = _slerp_continuous(quat[i].astype(np.float64), tgt, w, st.prev) if w < 1.0 else tgt
+            blended = _slerp_continuous(quat[i].astype(np.float64), tgt, w, st)
             quat[i] = np.where(mask[:, None], blended, quat[i])
-            st.prev = quat[i].astype(np.float64)
             if t.joints != "upper":
                 root[i, 1] = (1.0 - w) * root[i, 1] + w * t.root_y
 
