@@ -135,7 +135,8 @@ class CoupleDancer:
             gen, inner = (self.leader, c.lead_in) if pid == c.lead else (self.follower, c.follow_in)
             gen.get(inner).root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
 
-    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,
+                     joints: str = "all") -> None:
         raise ValueError("the couple kind takes no keyframes")
 
     def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
