@@ -463,7 +463,8 @@ def write_controls_report(res: dict[str, Any], out_dir: Path, header: str = "") 
             ax[1].set_xticks(range(len(attrs)), attrs)
     ax[1].axhline(80, color="red", lw=0.8)
     ax[1].set(ylabel="% of pairs in the asked direction", title="Text (opposite prompts)")
-    ax[1].legend(fontsize=8)
+    if ax[1].get_legend_handles_labels()[0]:
+        ax[1].legend(fontsize=8)
     if "keyframes" in res:
         k = res["keyframes"]
         labels, vals = [], []
