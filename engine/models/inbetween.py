@@ -19,8 +19,10 @@ dancer never snaps round to face where the pose file happened to face. Root x/z 
 
 Speed limits of the real data (as-captured training takes, three styles, 30 fps): per-joint world speed
 p99.9 = 6.3 m/s; per-frame mean root-relative joint speed p99.9 = 3.08 m/s (``REAL_JOINT_SPEED_P999``,
-``REAL_MEAN_SPEED_P999``). The default budget (1.5 m/s added) keeps blends well inside them; a target
-pinned too close in time for its distance gets a shorter, faster blend (counted in ``rushed``).
+``REAL_MEAN_SPEED_P999``). The budget (default 1.5 m/s) bounds the blend's own rate; the dance keeps
+moving underneath while the weight rises, so the speed a blend adds runs higher (measured on a trained GPT:
+median 1.3-2.8 m/s, peaks 3-7 m/s, ``bench/reports/controls.md``). A target pinned too close in time for
+its distance gets a shorter, faster blend (counted in ``rushed``).
 """
 
 from __future__ import annotations
