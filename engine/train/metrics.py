@@ -199,3 +199,33 @@ def longest_freeze_s(pos: np.ndarray, fps: float, speed_ms: float = 0.05) -> flo
         run = run + 1 if s else 0
         best = max(best, run)
     return best / fps
+
+
+def facing_yaw(pos: np.ndarray) -> np.ndarray:
+    """Facing yaw per frame (radians from +Z towards +X) from the hip joints: forward = left x up. pos: [T, J, 3]."""
+    left = pos[:, _LTHIGH] - pos[:, _RTHIGH]
+    fwd = np.stack([-left[:, 2], np.zeros(len(left)), left[:, 0]], axis=-1)  # left x (0, 1, 0)
+    return np.arctan2(fwd[:, 0], fwd[:, 2])
+
+
+def facing_share(pos: np.ndarray, front_rad: float = 0.0, within_deg: float = 45.0) -> float:
+    """Share of frames whose facing is within ``within_deg`` of the front."""
+    err = (facing_yaw(pos) - front_rad + np.pi) % (2 * np.pi) - np.pi
+    return float(np.mean(np.abs(err) <= np.deg2rad(within_deg)))
+
+
+def spin_rates(pos: np.ndarray, fps: float) -> np.ndarray:
+    """Absolute hip turn rate per frame (revolutions per second)."""
+    return np.abs(np.diff(np.unwrap(facing_yaw(pos)))) * fps / (2 * np.pi)
+
+
+def stage_distance(pos: np.ndarray, centre_xz: tuple[float, float] = (0.0, 0.0)) -> tuple[float, float]:
+    """(max, 95th percentile) horizontal distance of the root from the stage centre, metres."""
+    d = np.linalg.norm(pos[:, _HIP, [0, 2]] - np.asarray(centre_xz), axis=-1)
+    return float(d.max()), float(np.percentile(d, 95))
+
+
+def joint_speed_ratio(pos: np.ndarray, fps: float, limits: np.ndarray) -> np.ndarray:
+    """Per frame, the largest ratio of a point's speed to its limit ([J] m/s, e.g. the real 99.9th percentile)."""
+    v = np.linalg.norm(np.diff(pos, axis=0), axis=-1) * fps
+    return np.asarray((v / np.asarray(limits)).max(axis=-1))

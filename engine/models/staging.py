@@ -1,0 +1,538 @@
+"""Staging for an audience: face the front, stay on the stage, never snap. One filter, offline and live.
+
+Every performer's frames pass through a :class:`Stager` as they leave the model (sans-I/O, causal, per-performer
+state, vectorised over performers). It does two things:
+
+* **Steering** (``StagingConfig.steer``). The staged pose is the model's pose under a horizontal rigid
+  transform (a yaw ``theta`` about +Y and an offset), which the stager changes only by *pivoting*: on a frame
+  where exactly one foot is on the floor it turns about that foot's planted points, in flight about the root,
+  and on double support not at all. A pivot keeps the planted foot where it is, so steering slides no foot (the
+  other points of the planted foot move by the turn times their distance from the pivot: a ball-of-the-foot
+  turn). The turn rate is a control law of two terms, at most ``max_turn_dps``:
+
+  - *facing*: the error between the front and the performer's **averaged** facing (an exponential average of
+    the facing direction as a unit vector, time constant ``facing_tau_s``). During a spin the average shrinks
+    towards zero length, and the correction is scaled by that length, so spins are not resisted; a dancer who
+    keeps facing sideways is turned back.
+  - *stage*: outside ``inner_frac`` of the radius, the error between the performer's averaged travel direction
+    and the direction to the stage centre, weighted up to 1 at the radius (and then the facing term fades out
+    and the turn limit doubles): the travel bends back towards the centre.
+
+* **Speed limit** (``StagingConfig.limit_speed``, on even with steering off). No joint may move faster than
+  ``speed_factor`` (1.2) times the real data's 99.9th percentile of that joint's speed, per style
+  (:data:`REAL_SPEED_P999`). A frame that would exceed it is blended from the previous output pose towards the
+  new one (root lerp, rotation slerp) by the largest weight that keeps every joint within its limit, so a
+  discontinuity anywhere upstream (a reset, a genre change, a re-plan, a retrieval cut, the end of the input)
+  becomes a short, fast but human movement instead of a snap. The playout uses the same
+  :class:`SpeedLimiter` for the transitions it makes itself (waking from idle, recovering from a held frame).
+
+Directions: engine space is right-handed, +Y up, and a character at rest faces +Z (``docs/streams.md``), which
+is also Unity's forward and the web viewer's camera side (its camera sits at +Z looking at the origin). So the
+front is ``front_deg = 0``: a yaw measured from +Z towards +X. Distances are from ``centre_xz`` (metres).
+
+Couples (or any group) can be staged as one unit: :func:`unit_pose` reduces the members' roots and facings to
+one centre and facing, which is what the control law reads (:func:`turn_rate`); a group's transform would be
+shared by its members. The runtime and ``generate`` stage every performer as its own unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.frames import MODEL_FPS
+from engine.models.conditioning import GENRES
+from engine.models.pose_repr import metric_cmu_skeleton, model_fk_layout, model_joint_indices
+from engine.models.protocol import Capabilities, Controls, MotionModel, StepFrames
+from engine.skeleton import rotations as R
+from engine.skeleton.skeleton import Skeleton
+
+#: The points whose speed is limited and measured: the 21 model joints + the two toe end sites.
+POINT_NAMES: tuple[str, ...] = tuple(model_fk_layout()[2])
+#: Indices in :data:`POINT_NAMES` of the foot points (right ankle, right toe, left ankle, left toe).
+FOOT_POINTS = (4, 21, 8, 22)
+#: Height of each foot point above the floor at rest (ankle 3.9 cm above the toe end site), metres.
+FOOT_REST_HEIGHT = np.array([0.039, 0.0, 0.039, 0.0])
+#: A foot point is planted when within this height of its floor level and slower than this (as pose_repr).
+CONTACT_HEIGHT_M = 0.05
+CONTACT_SPEED_MS = 0.35
+
+#: 99.9th percentile of each point's world speed (m/s, 30 fps) in the real training takes as captured, per
+#: style (both salsa dancers; :data:`POINT_NAMES` order). Measured by ``python -m bench.staging_bench --real``.
+REAL_SPEED_P999: dict[str, tuple[float, ...]] = {
+    "salsa": (1.93, 2.05, 2.08, 3.99, 4.95, 2.05, 2.07, 3.87, 5.44, 1.80, 1.81, 2.35, 2.64, 2.26, 2.54, 6.36, 8.23,
+              2.22, 2.50, 5.90, 7.77, 5.44, 5.44),
+    "indian": (2.46, 2.45, 2.46, 7.04, 8.06, 2.46, 2.48, 7.31, 7.24, 2.35, 2.24, 2.25, 2.31, 2.23, 2.33, 3.89, 5.88,
+               2.22, 2.36, 4.28, 6.23, 8.06, 7.24),
+    "modern": (2.88, 3.22, 3.30, 10.37, 9.71, 2.99, 2.95, 4.42, 7.31, 3.18, 3.13, 2.80, 2.87, 2.82, 3.10, 4.76, 7.39,
+               2.80, 2.94, 6.06, 8.10, 9.71, 7.31),
+}
+#: The limit is this multiple of the real 99.9th percentile.
+SPEED_FACTOR = 1.2
+
+
+def speed_limits(style: str | None, factor: float = SPEED_FACTOR) -> np.ndarray:
+    """Per-point speed limits [23] (m/s) for a style; unknown styles get the loosest of the known ones."""
+    table = np.array(list(REAL_SPEED_P999.values()))
+    base = np.array(REAL_SPEED_P999[style]) if style in REAL_SPEED_P999 else table.max(axis=0)
+    return base * factor
+
+
+def style_of_genre(genre: int) -> str | None:
+    """The style name of a genre row (None for rows without a style table)."""
+    name = GENRES[genre] if 0 <= genre < len(GENRES) else None
+    return name if name in REAL_SPEED_P999 else None
+
+
+@dataclass(frozen=True)
+class StagingConfig:
+    """How performers are staged (see the module doc). The defaults are the CLI's defaults."""
+
+    steer: bool = True  # face the front and keep on stage (``--no-staging`` turns it off)
+    front_deg: float = 0.0  # the audience's direction: yaw from +Z towards +X
+    radius_m: float = 1.5  # stage radius around centre_xz
+    centre_xz: tuple[float, float] = (0.0, 0.0)
+    max_turn_dps: float = 120.0  # most steering turn rate (doubled at the stage edge)
+    facing_tau_s: float = 1.0  # time constant of the averaged facing
+    facing_gain: float = 2.0  # turn rate per radian of facing error (1/s)
+    travel_tau_s: float = 1.0  # time constant of the averaged travel velocity
+    stage_gain: float = 4.0  # turn rate per radian of travel-direction error at the edge (1/s)
+    inner_frac: float = 0.4  # inside this fraction of the radius the stage term is off
+    limit_speed: bool = True  # the snap guard (on even when steering is off)
+    speed_factor: float = SPEED_FACTOR
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.front_deg) and -360.0 <= self.front_deg <= 360.0):
+            raise ValueError(f"front must be a yaw in degrees within [-360, 360], got {self.front_deg}")
+        if not (np.isfinite(self.radius_m) and 0.1 <= self.radius_m <= 100.0):
+            raise ValueError(f"stage radius must be within [0.1, 100] m, got {self.radius_m}")
+        if not self.speed_factor > 0:
+            raise ValueError("speed_factor must be > 0")
+
+    @property
+    def front(self) -> float:
+        return float(np.deg2rad(self.front_deg))
+
+
+def wrap(a: np.ndarray) -> np.ndarray:
+    """Angles into [-pi, pi)."""
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
+def yaw_of(rot: np.ndarray) -> np.ndarray:
+    """Facing yaw (radians from +Z towards +X) of world rotation matrices [..., 3, 3]: where +Z points."""
+    return np.arctan2(rot[..., 0, 2], rot[..., 2, 2])
+
+
+def yaw_quat(yaw: np.ndarray) -> np.ndarray:
+    """Rotation about +Y by ``yaw``: [...] -> [..., 4] (w, x, y, z)."""
+    h = 0.5 * np.asarray(yaw, dtype=np.float64)
+    z = np.zeros_like(h)
+    return np.stack([np.cos(h), z, np.sin(h), z], axis=-1)
+
+
+def rotate_xz(xz: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """Rotate horizontal vectors [..., 2] (x, z) about +Y by ``yaw`` [...] (broadcast)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    x, z = xz[..., 0], xz[..., 1]
+    return np.stack([c * x + s * z, -s * x + c * z], axis=-1)
+
+
+def unit_pose(roots_xz: np.ndarray, facings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A group staged as one unit: its centre (mean root, [2]) and facing (mean unit facing vector, [2]).
+
+    ``roots_xz`` [k, 2], ``facings`` [k] yaw angles. A single performer is its own unit.
+    """
+    centre = np.asarray(roots_xz, dtype=np.float64).mean(axis=0)
+    f = np.asarray(facings, dtype=np.float64)
+    return centre, np.array([np.sin(f).mean(), np.cos(f).mean()])
+
+
+def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, vel_avg: np.ndarray) -> np.ndarray:
+    """The steering law: desired turn rate (rad/s, + = towards +X from +Z) per unit.
+
+    Args:
+        facing_avg: [B, 2] averaged facing as (sin yaw, cos yaw) (shorter during spins).
+        pos_xz: [B, 2] the unit's position on the stage.
+        vel_avg: [B, 2] averaged travel velocity (m/s).
+    """
+    conf = np.linalg.norm(facing_avg, axis=-1)
+    e_face = wrap(cfg.front - np.arctan2(facing_avg[:, 0], facing_avg[:, 1]))
+    rel = pos_xz - np.asarray(cfg.centre_xz)
+    dist = np.linalg.norm(rel, axis=-1)
+    r_in = cfg.inner_frac * cfg.radius_m
+    w = np.clip((dist - r_in) / (cfg.radius_m - r_in), 0.0, 1.0)
+    speed = np.linalg.norm(vel_avg, axis=-1)
+    home = np.arctan2(-rel[:, 0], -rel[:, 1])
+    travel = np.arctan2(vel_avg[:, 0], vel_avg[:, 1])
+    e_stage = np.where(speed > 1e-3, wrap(home - travel), 0.0)
+    # travelling slowly there is little to steer; a fast drift outwards needs the full gain
+    moving = np.clip(speed / 0.15, 0.0, 1.0)
+    rate = (1.0 - w) ** 2 * cfg.facing_gain * conf * e_face + cfg.stage_gain * w * moving * e_stage
+    lim = np.deg2rad(cfg.max_turn_dps) * (1.0 + w)
+    return np.clip(rate, -lim, lim)
+
+
+class PointFK:
+    """World positions of the 23 staged points and the hip's world rotation from full-skeleton quaternions."""
+
+    def __init__(self, skel: Skeleton | None = None) -> None:
+        skel = skel or metric_cmu_skeleton()
+        self.parents, self.offsets, _ = model_fk_layout(skel)
+        self.joint_idx = model_joint_indices(skel)
+        self.n_model = len(self.joint_idx)
+
+    def __call__(self, root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """root [..., 3], quat [..., J, 4] -> points [..., 23, 3], hip world rotation [..., 3, 3]."""
+        rot = R.quat_to_matrix(np.asarray(quat, dtype=np.float64)[..., self.joint_idx, :])
+        root = np.asarray(root, dtype=np.float64)
+        pos: list[np.ndarray] = []
+        wrot: list[np.ndarray] = []
+        for i, p in enumerate(self.parents):
+            if p < 0:
+                wrot.append(rot[..., i, :, :])
+                pos.append(root)
+                continue
+            pos.append(pos[p] + np.einsum("...ij,j->...i", wrot[p], self.offsets[i]))
+            wrot.append(wrot[p] @ rot[..., i, :, :] if i < self.n_model else wrot[p])
+        return np.stack(pos, axis=-2), wrot[0]
+
+
+class SpeedLimiter:
+    """Per-row snap guard: each new pose moves every point at most at its speed limit from the previous output.
+
+    Rows are performers (or playout rows); ``limits`` [rows, 23] in m/s. Sans-I/O: feed frames in order.
+    """
+
+    def __init__(self, fk: PointFK, n_joints: int, rows: int = 0) -> None:
+        self.fk = fk
+        k = len(fk.parents)
+        self.limits = np.zeros((0, k))
+        self.root = np.zeros((0, 3))
+        self.quat = np.zeros((0, n_joints, 4))
+        self.points = np.zeros((0, k, 3))
+        self.valid = np.zeros(0, dtype=bool)
+        self.limited_frames = 0  # frames blended towards the previous pose (statistics)
+        self.resize(rows)
+
+    def resize(self, rows: int) -> None:
+        """Grow (or shrink) to ``rows`` rows; new rows start with no previous pose and the loosest limits."""
+        grow = max(0, rows - len(self.valid))
+        q = np.zeros((grow, self.quat.shape[1], 4))
+        q[..., 0] = 1.0
+        self.limits = np.concatenate([self.limits, np.tile(speed_limits(None), (grow, 1))])[:rows]
+        self.root = np.concatenate([self.root, np.zeros((grow, 3))])[:rows]
+        self.quat = np.concatenate([self.quat, q])[:rows]
+        self.points = np.concatenate([self.points, np.zeros((grow, *self.points.shape[1:]))])[:rows]
+        self.valid = np.concatenate([self.valid, np.zeros(grow, dtype=bool)])[:rows]
+
+    def forget(self, rows: np.ndarray | slice | int) -> None:
+        """The next pose of these rows is taken as it is (a new performer, a placement)."""
+        self.valid[rows] = False
+
+    def move_row(self, src: int, dst: int) -> None:
+        for a in (self.limits, self.root, self.quat, self.points, self.valid):
+            a[dst] = a[src]
+
+    def frame(self, rows: np.ndarray, root: np.ndarray, quat: np.ndarray, points: np.ndarray | None = None,
+              dt: float = 1.0 / MODEL_FPS) -> tuple[np.ndarray, np.ndarray]:
+        """One frame of the given rows: root [B, 3], quat [B, J, 4] -> the limited root and quat.
+
+        ``points`` [B, 23, 3] may pass the frame's points when the caller has them.
+        """
+        root = np.asarray(root, dtype=np.float64)
+        quat = np.asarray(quat, dtype=np.float64)
+        if points is None:
+            points, _ = self.fk(root, quat)
+        prev = self.valid[rows]
+        lim = self.limits[rows] * dt
+        step = np.linalg.norm(points - self.points[rows], axis=-1)  # [B, 23]
+        ratio = np.where(prev, (step / lim).max(axis=-1), 0.0)
+        over = ratio > 1.0
+        if over.any():
+            sel = np.nonzero(over)[0]
+            r0, q0 = self.root[rows[sel]], self.quat[rows[sel]]
+            p0, l0 = self.points[rows[sel]], lim[sel]
+            w = 1.0 / ratio[sel]
+            # Rotations do not move points linearly in the blend weight: shrink until within the limit.
+            for _ in range(6):
+                rb = r0 + (root[sel] - r0) * w[:, None]
+                qb = R.slerp(q0, quat[sel], w[:, None])
+                pb, _ = self.fk(rb, qb)
+                rr = (np.linalg.norm(pb - p0, axis=-1) / l0).max(axis=-1)
+                bad = rr > 1.0 + 1e-6
+                if not bad.any():
+                    break
+                w = np.where(bad, w / rr * 0.98, w)
+            root = root.copy()
+            quat = quat.copy()
+            points = points.copy()
+            root[sel], quat[sel], points[sel] = rb, qb, pb
+            self.limited_frames += len(sel)
+        self.root[rows] = root
+        self.quat[rows] = quat
+        self.points[rows] = points
+        self.valid[rows] = True
+        return root, quat
+
+
+class Stager:
+    """Steering + speed limit for performers keyed by id (see the module doc). Sans-I/O, causal.
+
+    Feeding a performer's frames in chunks of any size gives the same output (the state carries over), which is
+    what makes offline generation (:func:`stage_motion`) and the live model (:class:`StagedModel`) identical.
+    """
+
+    def __init__(self, config: StagingConfig | None = None, skel: Skeleton | None = None,
+                 fps: float = MODEL_FPS) -> None:
+        self.cfg = config or StagingConfig()
+        self.fk = PointFK(skel)
+        self.dt = 1.0 / fps
+        self.limiter = SpeedLimiter(self.fk, (skel or metric_cmu_skeleton()).num_joints)
+        self._rows: dict[int, int] = {}
+        n = 0
+        self.theta = np.zeros(n)  # yaw of the staging transform
+        self.offset = np.zeros((n, 2))  # staged xz = rotate(raw xz, theta) + offset
+        self.face = np.zeros((n, 2))  # averaged facing (sin, cos)
+        self.vel = np.zeros((n, 2))  # averaged staged root velocity
+        self.last_xz = np.zeros((n, 2))  # staged root xz of the previous frame
+        self.last_feet = np.zeros((n, 4, 2))  # raw foot points xz of the previous frame
+        self.floor = np.zeros((n, 4))  # floor level of each foot point (tracked)
+        self.seen = np.zeros(n, dtype=bool)
+        self.turned = 0.0  # total steering turn applied, radians (statistics)
+        self.pivot_frames = 0
+
+    _FIELDS = ("theta", "offset", "face", "vel", "last_xz", "last_feet", "floor", "seen")
+
+    # -- rows ------------------------------------------------------------------------------------------
+
+    def row(self, pid: int) -> int:
+        """The state row of a performer (created fresh on first use)."""
+        r = self._rows.get(pid)
+        if r is None:
+            r = len(self._rows)
+            self._rows[pid] = r
+            for f in self._FIELDS:
+                a = getattr(self, f)
+                setattr(self, f, np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)]))
+            self.limiter.resize(r + 1)
+            self.reset(pid)
+        return r
+
+    def remove(self, pid: int) -> None:
+        r = self._rows.pop(pid, None)
+        if r is None:
+            return
+        last = len(self._rows)
+        if r != last:
+            moved = next(p for p, rr in self._rows.items() if rr == last)
+            for f in self._FIELDS:
+                getattr(self, f)[r] = getattr(self, f)[last]
+            self.limiter.move_row(last, r)
+            self._rows[moved] = r
+        for f in self._FIELDS:
+            setattr(self, f, getattr(self, f)[:last])
+        self.limiter.resize(last)
+
+    def reset(self, pid: int) -> None:
+        """Forget the performer entirely: identity transform, no averages, no previous pose."""
+        r = self.row(pid)
+        self.theta[r] = 0.0
+        self.offset[r] = 0.0
+        self.face[r] = 0.0
+        self.vel[r] = 0.0
+        self.floor[r] = FOOT_REST_HEIGHT
+        self.seen[r] = False
+        self.limiter.forget(r)
+
+    def set_style(self, pid: int, style: str | None) -> None:
+        """Speed limits of the performer's style (unknown: the loosest of the known styles)."""
+        r = self.row(pid)
+        self.limiter.limits[r] = speed_limits(style, self.cfg.speed_factor)
+
+    def to_raw_xz(self, pid: int, xz: np.ndarray) -> np.ndarray:
+        """A staged floor position [2] -> the model's own coordinates (what it integrates from)."""
+        r = self.row(pid)
+        return rotate_xz(np.asarray(xz, dtype=np.float64)[:2] - self.offset[r], -self.theta[r])
+
+    def to_raw(self, pid: int, root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A staged pose (root [3], quat [J, 4]) -> the model's own frame (for keyframes)."""
+        r = self.row(pid)
+        out = np.asarray(root, dtype=np.float64).copy()
+        out[[0, 2]] = self.to_raw_xz(pid, out[[0, 2]])
+        q = np.asarray(quat, dtype=np.float64).copy()
+        q[0] = R.quat_multiply(yaw_quat(-self.theta[r]), q[0])
+        return out, q
+
+    # -- frames ----------------------------------------------------------------------------------------
+
+    def process(self, pids: list[int], root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stage ``n`` consecutive frames of each performer: root [B, n, 3], quat [B, n, J, 4] -> the same, staged."""
+        rows = np.array([self.row(p) for p in pids], dtype=np.int64)
+        root = np.asarray(root, dtype=np.float64)
+        quat = np.asarray(quat, dtype=np.float64)
+        if not self.cfg.steer and not self.cfg.limit_speed:
+            return root.copy(), quat.copy()
+        pts, hip = self.fk(root, quat)  # [B, n, 23, 3], [B, n, 3, 3] in the model's frame
+        out_root = np.empty_like(root)
+        out_quat = np.empty_like(quat)
+        for k in range(root.shape[1]):
+            if self.cfg.steer:
+                self._steer(rows, root[:, k], pts[:, k], hip[:, k])
+            th = self.theta[rows]
+            off = self.offset[rows]
+            r = root[:, k].copy()
+            r[:, [0, 2]] = rotate_xz(r[:, [0, 2]], th) + off
+            q = quat[:, k].copy()
+            q[:, 0] = R.quat_multiply(yaw_quat(th), q[:, 0])
+            if self.cfg.limit_speed:
+                p = pts[:, k].copy()
+                p[..., [0, 2]] = rotate_xz(p[..., [0, 2]], th[:, None]) + off[:, None]
+                r, q = self.limiter.frame(rows, r, q, p, self.dt)
+            out_root[:, k] = r
+            out_quat[:, k] = q
+        return out_root, out_quat
+
+    def _steer(self, rows: np.ndarray, root: np.ndarray, pts: np.ndarray, hip: np.ndarray) -> None:
+        """Update the transform of ``rows`` for one raw frame (root [B, 3], points [B, 23, 3], hip [B, 3, 3])."""
+        cfg, dt = self.cfg, self.dt
+        th = self.theta[rows]
+        off = self.offset[rows]
+        seen = self.seen[rows]
+        feet = pts[:, FOOT_POINTS]  # [B, 4, 3] raw
+        # floor level of each foot point: follows it down at once, up slowly (a causal 'lowest recent height')
+        fl = self.floor[rows]
+        fl = np.minimum(fl + 0.02 * dt, feet[..., 1])
+        self.floor[rows] = fl
+        fspeed = np.where(seen[:, None], np.linalg.norm(feet[..., [0, 2]] - self.last_feet[rows], axis=-1) / dt, 0.0)
+        low = ((feet[..., 1] - fl) < CONTACT_HEIGHT_M) & (fspeed < CONTACT_SPEED_MS)  # [B, 4]
+        right, left = low[:, :2].any(axis=1), low[:, 2:].any(axis=1)
+        single = right ^ left
+        flight = ~(right | left)
+        # pivot: the planted points of the one foot on the floor (their mean), or the root in flight
+        side = np.where(right, 0, 2)
+        pair = np.stack([side, side + 1], axis=1)  # [B, 2]
+        pl = np.take_along_axis(low, pair, axis=1)
+        pp = np.take_along_axis(feet[..., [0, 2]], pair[..., None], axis=1)  # [B, 2, 2]
+        pivot = (pp * pl[..., None]).sum(1) / np.maximum(pl.sum(1, keepdims=True), 1)
+        pivot = np.where(flight[:, None], root[:, [0, 2]], pivot)
+        # averages in staged space (before this frame's turn)
+        xz = rotate_xz(root[:, [0, 2]], th) + off
+        yaw = yaw_of(hip) + th
+        a_f = dt / cfg.facing_tau_s
+        a_v = dt / cfg.travel_tau_s
+        fvec = np.stack([np.sin(yaw), np.cos(yaw)], axis=1)
+        face = np.where(seen[:, None], self.face[rows] * (1 - a_f) + fvec * a_f, fvec)
+        v = np.where(seen[:, None], (xz - self.last_xz[rows]) / dt, 0.0)
+        vel = self.vel[rows] * (1 - a_v) + v * a_v
+        rate = turn_rate(cfg, face, xz, vel)
+        allow = (single | flight) & seen
+        d = np.where(allow, rate * dt, 0.0)
+        # pivot: the pivot's staged position is the same under the old and the new transform
+        new_th = th + d
+        off = off + rotate_xz(pivot, th) - rotate_xz(pivot, new_th)
+        self.theta[rows] = wrap(new_th)
+        self.offset[rows] = off
+        self.face[rows] = face
+        self.vel[rows] = vel
+        self.last_xz[rows] = rotate_xz(root[:, [0, 2]], new_th) + off
+        self.last_feet[rows] = feet[..., [0, 2]]
+        self.seen[rows] = True
+        self.turned += float(np.abs(d).sum())
+        self.pivot_frames += int(np.count_nonzero(d))
+
+
+def stage_arrays(root: np.ndarray, quat: np.ndarray, config: StagingConfig | None = None, style: str | None = None,
+                 skel: Skeleton | None = None, chunk: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Stage one performer's whole dance (root [T, 3], quat [T, J, 4]) as the live model would, ``chunk`` frames
+    per step."""
+    st = Stager(config, skel)
+    st.set_style(0, style)
+    out_r = np.empty((len(root), 3))
+    out_q = np.empty(np.shape(quat), dtype=np.float64)
+    for s in range(0, len(root), chunk):
+        r, q = st.process([0], np.asarray(root)[None, s : s + chunk], np.asarray(quat)[None, s : s + chunk])
+        out_r[s : s + chunk], out_q[s : s + chunk] = r[0], q[0]
+    return out_r, out_q
+
+
+class StagedModel:
+    """Any :class:`~engine.models.protocol.MotionModel` with every performer's frames staged (:class:`Stager`).
+
+    It is a motion model itself, so the runtime, ``generate`` and benchmarks drive it unchanged. Positions the
+    runtime hands back (re-plans, placements) are in staged coordinates and are mapped to the model's own.
+    A model reset without a position (the dance starts over where it stands) keeps the staging state, so the
+    restart is blended by the speed limit; a reset to a position (a placement) starts the staging over too.
+    """
+
+    def __init__(self, inner: MotionModel, config: StagingConfig | None = None) -> None:
+        self.inner = inner
+        self.config = config or StagingConfig()
+        self.stager = Stager(self.config, inner.skeleton)
+        self.kind: str = inner.kind
+        self.skeleton: Skeleton = inner.skeleton
+        self.n_joints: int = inner.n_joints
+        self.frames_per_step: int = inner.frames_per_step
+        self.capabilities: Capabilities = inner.capabilities
+        for pid in inner.performer_ids():
+            self._admit(pid)
+
+    def __getattr__(self, name: str) -> Any:  # kind-specific extras (counters, performers) of the inner model
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def _admit(self, pid: int) -> None:
+        self.stager.reset(pid)
+        self.stager.set_style(pid, style_of_genre(self.inner.controls(pid).genre))
+
+    def performer_ids(self) -> list[int]:
+        return self.inner.performer_ids()
+
+    def add_performer(self, controls: Controls | None = None) -> int:
+        pid = self.inner.add_performer(controls)
+        self._admit(pid)
+        return pid
+
+    def remove_performer(self, pid: int) -> None:
+        self.inner.remove_performer(pid)
+        self.stager.remove(pid)
+
+    def controls(self, pid: int) -> Controls:
+        return self.inner.controls(pid)
+
+    def step(self, cond: np.ndarray) -> list[StepFrames]:
+        out = self.inner.step(cond)
+        if not out:
+            return out
+        pids = [sf.pid for sf in out]
+        for pid in pids:  # the genre may have changed since the last step
+            self.stager.set_style(pid, style_of_genre(self.inner.controls(pid).genre))
+        root, quat = self.stager.process(pids, np.stack([sf.root for sf in out]), np.stack([sf.quat for sf in out]))
+        return [StepFrames(pid=sf.pid, step=sf.step, root=root[i].astype(np.float32),
+                           quat=quat[i].astype(np.float32)) for i, sf in enumerate(out)]
+
+    def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
+        if root_xz is None:
+            self.inner.reset(pid)
+            return
+        self.stager.reset(pid)
+        self.inner.reset(pid, np.asarray(root_xz, dtype=np.float64)[:2])
+
+    def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
+        self.inner.rewind(pid, n, None if root_xz is None else self.stager.to_raw_xz(pid, root_xz))
+
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
+        r, q = self.stager.to_raw(pid, root, quat)
+        self.inner.set_keyframe(pid, frames_ahead, r.astype(np.float32), q.astype(np.float32))
+
+    def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.inner.idle_pose()
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        return {**self.inner.describe(), "staging": (
+            f"front {c.front_deg:g} deg, radius {c.radius_m:g} m" if c.steer else "off"),
+            "speed_limited_frames": self.stager.limiter.limited_frames}

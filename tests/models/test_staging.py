@@ -1,0 +1,225 @@
+"""Staging for an audience (engine/models/staging.py) on synthetic dancers: pulled back without sliding feet,
+turned to the front, spins kept, no joint faster than its limit, chunking-invariant, wrapped models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.models.pose_repr import metric_cmu_skeleton
+from engine.models.protocol import Capabilities, Controls, StepFrames
+from engine.models.staging import (
+    PointFK,
+    StagedModel,
+    StagingConfig,
+    speed_limits,
+    stage_arrays,
+    yaw_quat,
+)
+from engine.skeleton import rotations as R
+from engine.train import metrics as M
+
+SKEL = metric_cmu_skeleton()
+FK = PointFK(SKEL)
+ROOT_Y = 0.8696  # toe end sites on the floor at rest
+FPS = 30
+
+
+def dancer(seconds: float, velocity: tuple[float, float] = (0.0, 0.0), yaw0: float = 0.0, spin_rps: float = 0.0,
+           step_s: float = 1.0, start: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic stepping dancer: legs lifted in turn (sine), root travelling at ``velocity`` (world, m/s),
+    hips at yaw ``yaw0`` turning at ``spin_rps``. Root [T, 3], quat [T, J, 4]."""
+    t = np.arange(int(seconds * FPS)) / FPS
+    quat = np.zeros((len(t), SKEL.num_joints, 4))
+    quat[..., 0] = 1.0
+    quat[:, 0] = yaw_quat(yaw0 + 2 * np.pi * spin_rps * t)
+    lift = np.deg2rad(40.0) * np.sin(2 * np.pi * t / step_s)
+    for side, a in (("l", np.maximum(lift, 0.0)), ("r", np.maximum(-lift, 0.0))):  # knee up, foot straight up
+        quat[:, SKEL.index(side + "Thigh")] = R.axis_angle_to_quat(np.stack([-a, 0 * a, 0 * a], axis=-1))
+        quat[:, SKEL.index(side + "Shin")] = R.axis_angle_to_quat(np.stack([2 * a, 0 * a, 0 * a], axis=-1))
+        quat[:, SKEL.index(side + "Foot")] = R.axis_angle_to_quat(np.stack([-a, 0 * a, 0 * a], axis=-1))
+    root = np.zeros((len(t), 3))
+    root[:, 0] = start[0] + velocity[0] * t
+    root[:, 2] = start[1] + velocity[1] * t
+    root[:, 1] = ROOT_Y
+    return root, quat
+
+
+def points(root: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    return FK(root, quat)[0]
+
+
+def planted_speed(pos: np.ndarray) -> float:
+    """Mean horizontal speed of foot points on the floor (within 5 cm of their floor level), m/s."""
+    return M.foot_skating(pos, FPS)
+
+
+def test_a_dancer_walking_away_is_pulled_back_without_sliding_feet() -> None:
+    cfg = StagingConfig(limit_speed=False)
+    root, quat = dancer(40.0, velocity=(0.5, 0.0))  # side-steps towards +X: 20 m in 40 s
+    raw = points(root, quat)
+    assert M.stage_distance(raw)[0] > 19.0
+    sr, sq = stage_arrays(root, quat, cfg)
+    staged = points(sr, sq)
+    far, p95 = M.stage_distance(staged)
+    assert far < 1.1 * cfg.radius_m and p95 < cfg.radius_m, (far, p95)
+    # steering is by pivots about the planted foot: the feet on the floor slide no more than in the raw motion
+    assert planted_speed(staged) <= planted_speed(raw) + 0.03, (planted_speed(raw), planted_speed(staged))
+
+
+def test_steering_adds_no_sliding_to_a_dancer_whose_feet_stay_planted() -> None:
+    """Stepping in place facing away: the raw feet do not slide; turned back to the front they still do not."""
+    cfg = StagingConfig(limit_speed=False)
+    root, quat = dancer(20.0, yaw0=np.pi)
+    raw = points(root, quat)
+    sr, sq = stage_arrays(root, quat, cfg)
+    staged = points(sr, sq)
+    assert planted_speed(raw) < 0.1  # only the lifting foot's first frames move on the floor
+    assert planted_speed(staged) <= planted_speed(raw) + 0.03, (planted_speed(raw), planted_speed(staged))
+
+
+def test_a_dancer_facing_away_turns_back_to_the_front() -> None:
+    cfg = StagingConfig(limit_speed=False)
+    root, quat = dancer(20.0, yaw0=np.pi)
+    assert M.facing_share(points(root, quat)) == 0.0
+    sr, sq = stage_arrays(root, quat, cfg)
+    after = points(sr, sq)[5 * FPS :]
+    assert M.facing_share(after) > 0.95
+    # a configurable front: facing +X
+    side = StagingConfig(limit_speed=False, front_deg=90.0)
+    sr, sq = stage_arrays(root, quat, side)
+    assert M.facing_share(points(sr, sq)[5 * FPS :], front_rad=np.pi / 2) > 0.95
+
+
+def test_spins_are_not_resisted() -> None:
+    cfg = StagingConfig(limit_speed=False)
+    root, quat = dancer(12.0, spin_rps=1.0)
+    raw = M.spin_rates(points(root, quat), FPS)
+    sr, sq = stage_arrays(root, quat, cfg)
+    staged = M.spin_rates(points(sr, sq), FPS)
+    assert abs(np.median(staged) - np.median(raw)) < 0.1 * np.median(raw), (np.median(raw), np.median(staged))
+    assert abs(staged.mean() - raw.mean()) < 0.1 * raw.mean()
+
+
+def test_no_joint_exceeds_its_limit_across_a_snap() -> None:
+    """A pose snap (root 1 m away, arms swung up, hips turned 150 deg) becomes a fast movement within the limit."""
+    root, quat = dancer(4.0)
+    root[60:, 0] += 1.0
+    quat[60:, 0] = R.quat_multiply(yaw_quat(np.full(len(quat) - 60, np.deg2rad(150.0))), quat[60:, 0])
+    for arm in ("rShldr", "lShldr"):
+        quat[60:, SKEL.index(arm)] = R.axis_angle_to_quat(np.array([0.0, 0.0, 2.5]))
+    lim = speed_limits("salsa")
+    before = M.joint_speed_ratio(points(root, quat), FPS, lim)
+    assert before.max() > 5.0  # the snap is there
+    sr, sq = stage_arrays(root, quat, StagingConfig(steer=False), style="salsa")
+    after = M.joint_speed_ratio(points(sr, sq), FPS, lim)
+    assert after.max() <= 1.0 + 1e-6, after.max()
+    # and it catches up with the dance within a second
+    assert np.abs(sr[-30:] - root[-30:]).max() < 1e-6
+    assert np.abs(np.abs((sq[-30:] * quat[-30:]).sum(-1)) - 1.0).max() < 1e-6
+    # without the limit the snap passes through
+    nr, nq = stage_arrays(root, quat, StagingConfig(steer=False, limit_speed=False))
+    assert M.joint_speed_ratio(points(nr, nq), FPS, lim).max() == pytest.approx(before.max())
+
+
+def test_chunking_does_not_change_the_result() -> None:
+    """Offline (whole clip) and live (one step at a time) give the same staged dance."""
+    root, quat = dancer(8.0, velocity=(0.3, 0.4), spin_rps=0.2)
+    root[100:, 2] -= 0.5  # a snap too
+    a = stage_arrays(root, quat, chunk=4)
+    for chunk in (1, 7, len(root)):
+        b = stage_arrays(root, quat, chunk=chunk)
+        assert np.allclose(a[0], b[0], atol=1e-9) and np.allclose(a[1], b[1], atol=1e-9)
+
+
+def test_limits_follow_the_style() -> None:
+    assert speed_limits("salsa")[16] == pytest.approx(1.2 * 8.23)  # right hand
+    assert (speed_limits(None) >= speed_limits("indian")).all()
+    with pytest.raises(ValueError, match="stage radius"):
+        StagingConfig(radius_m=0.0)
+    with pytest.raises(ValueError, match="front"):
+        StagingConfig(front_deg=float("nan"))
+
+
+class Walker:
+    """A minimal motion model of the protocol: a synthetic dancer stepping per 4 frames; reset jumps its pose."""
+
+    kind = "walker"
+    skeleton = SKEL
+    n_joints = SKEL.num_joints
+    frames_per_step = 4
+    capabilities = Capabilities(n_genres=13, text=False, keyframes=False)
+
+    def __init__(self) -> None:
+        self.root, self.quat = dancer(30.0, velocity=(0.4, 0.1))
+        self.pos: dict[int, int] = {}
+        self.offset: dict[int, np.ndarray] = {}
+        self.ctl: dict[int, Controls] = {}
+        self.rewound: list[np.ndarray | None] = []
+
+    def performer_ids(self) -> list[int]:
+        return list(self.pos)
+
+    def add_performer(self, controls: Controls | None = None) -> int:
+        pid = len(self.ctl)
+        self.pos[pid], self.offset[pid], self.ctl[pid] = 0, np.zeros(2), controls or Controls()
+        return pid
+
+    def remove_performer(self, pid: int) -> None:
+        del self.pos[pid]
+
+    def controls(self, pid: int) -> Controls:
+        return self.ctl[pid]
+
+    def step(self, cond: np.ndarray) -> list[StepFrames]:
+        out = []
+        for pid, f in self.pos.items():
+            r = self.root[f : f + 4].copy()
+            r[:, [0, 2]] += self.offset[pid]
+            out.append(StepFrames(pid, f // 4, r.astype(np.float32), self.quat[f : f + 4].astype(np.float32)))
+            self.pos[pid] = f + 4
+        return out
+
+    def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
+        here = self.root[self.pos[pid] - 1, [0, 2]] + self.offset[pid] if root_xz is None else np.asarray(root_xz)
+        self.pos[pid] = 200  # a different pose (a snap unless staged), where it stands
+        self.offset[pid] = here - self.root[200, [0, 2]]
+
+    def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
+        self.rewound.append(root_xz)
+
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.root[0], self.quat[0]
+
+    def describe(self) -> dict[str, object]:
+        return {"kind": self.kind}
+
+
+def test_a_staged_model_blends_a_reset_and_maps_positions_back() -> None:
+    inner = Walker()
+    inner.add_performer(Controls(genre=1))
+    model = StagedModel(inner, StagingConfig())
+    frames: list[StepFrames] = []
+    for t in range(60):
+        if t == 30:
+            model.reset(0)  # the dance starts over where it stands (e.g. music after a long silence)
+        frames += model.step(np.zeros(168, np.float32))
+    root = np.concatenate([f.root for f in frames])
+    quat = np.concatenate([f.quat for f in frames])
+    ratio = M.joint_speed_ratio(points(root, quat), FPS, speed_limits("salsa"))
+    assert ratio.max() <= 1.0 + 1e-4, ratio.max()
+    assert M.stage_distance(points(root, quat))[0] < 1.6
+    # a re-plan hands back where the performer stands (staged): the model receives its own coordinates
+    model.rewind(0, 1, root[-1, [0, 2]])
+    raw_last = inner.root[inner.pos[0] - 1, [0, 2]] + inner.offset[0]
+    assert np.allclose(inner.rewound[-1], raw_last, atol=1e-4)
+    # performers come and go
+    pid = model.add_performer(Controls(genre=11))
+    assert model.performer_ids() == [0, pid]
+    assert np.allclose(model.stager.limiter.limits[model.stager.row(pid)], speed_limits("indian"))
+    model.remove_performer(0)
+    assert len(model.step(np.zeros(168, np.float32))) == 1
+    assert model.describe()["staging"].startswith("front 0")
