@@ -15,6 +15,7 @@ from engine.cli import MAX_REPEAT_HELP, CliError, check_max_repeat
 from engine.cli.link_args import add_link_argument, make_link_publisher
 from engine.cli.osc_args import add_osc_arguments, make_osc_sender
 from engine.cli.record_args import finish_outputs, open_recorders
+from engine.cli.staging_args import add_staging_arguments, staging_config
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocksize", type=int, default=DEFAULT_BLOCK, metavar="N",
                    help=f"audio block: samples per block read from the file (play) or device frames per callback "
                         f"(live); D includes one block period (default {DEFAULT_BLOCK}: 11.6 ms at 22.05 kHz)")
+    add_staging_arguments(p)
 
 
 # ---------------------------------------------------------------------------------------------- wiring
@@ -145,7 +147,8 @@ def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
     model = ModelSpec(model=args.model, backend=args.backend, decode=args.decode, performers=args.performers,
                       threads=args.threads, seed=args.seed, genre=args.genre, text=args.text,
                       temperature=args.temperature, top_k=args.top_k, beat_guidance=args.beat_guidance,
-                      max_repeat=args.max_repeat, data=getattr(args, "data", None), couple=couple)
+                      max_repeat=args.max_repeat, data=getattr(args, "data", None), couple=couple,
+                      staging=staging_config(args))
     return EngineSpec(model=model, runtime=cfg)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli import MAX_REPEAT_HELP, CliError, check_max_repeat
+from engine.cli.staging_args import add_staging_arguments, staging_config
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def register(sub: Any) -> None:
     g.add_argument("--keyframe", action="append", default=[], metavar="POSE.bvh@SECONDS[:upper|:lower]",
                    help="reach the first pose of POSE.bvh at SECONDS (repeatable; :upper/:lower pins half the body; "
                         "rendered by the live generator)")
+    add_staging_arguments(g)
     g.set_defaults(handler=_generate)
 
 
@@ -389,7 +391,8 @@ def _generate(args: argparse.Namespace) -> int:
     _apply_max_repeat(model, args.max_repeat)
     try:
         g = generate_dance(model, audio, sr, genre=args.genre, text=args.text, seconds=args.seconds,
-                           temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+                           temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                           staging=staging_config(args))
     except ValueError as exc:
         raise CliError(str(exc)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -434,7 +437,7 @@ def _generate_live_kind(args: argparse.Namespace, audio: Any, sr: int) -> int:
 
     try:
         model = build_model(ModelSpec(model=args.model, genre=args.genre, seed=args.seed, data=args.data,
-                                      temperature=args.temperature))
+                                      temperature=args.temperature, staging=staging_config(args)))
         r = render(model, audio, sr, seconds=args.seconds)
     except (AssemblyError, ValueError) as exc:
         raise CliError(str(exc)) from None

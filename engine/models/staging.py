@@ -44,7 +44,7 @@ import numpy as np
 
 from engine.frames import MODEL_FPS
 from engine.models.conditioning import GENRES
-from engine.models.pose_repr import metric_cmu_skeleton, model_fk_layout, model_joint_indices
+from engine.models.pose_repr import Motion, metric_cmu_skeleton, model_fk_layout, model_joint_indices
 from engine.models.protocol import Capabilities, Controls, MotionModel, StepFrames
 from engine.skeleton import rotations as R
 from engine.skeleton.skeleton import Skeleton
@@ -200,6 +200,47 @@ class PointFK:
         return np.stack(pos, axis=-2), wrot[0]
 
 
+def limit_step(fk: PointFK, prev_root: np.ndarray, prev_quat: np.ndarray, prev_points: np.ndarray | None,
+               root: np.ndarray, quat: np.ndarray, points: np.ndarray | None, max_step: np.ndarray,
+               valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One frame of rows moved at most ``max_step`` [B, 23] (metres) per point from the previous pose.
+
+    A row over the limit gets the pose ``w`` of the way from the previous one (root lerp, rotation slerp), ``w``
+    the largest that keeps every point within its step. Returns (root, quat, points, which rows were limited).
+    Rows with ``valid`` False (no previous pose) pass unchanged.
+    """
+    root = np.asarray(root, dtype=np.float64)
+    quat = np.asarray(quat, dtype=np.float64)
+    if points is None:
+        points, _ = fk(root, quat)
+    if prev_points is None:
+        prev_points, _ = fk(prev_root, prev_quat)
+    step = np.linalg.norm(points - prev_points, axis=-1)  # [B, 23]
+    ratio = (step / max_step).max(axis=-1)
+    if valid is not None:
+        ratio = np.where(valid, ratio, 0.0)
+    over = ratio > 1.0
+    if over.any():
+        sel = np.nonzero(over)[0]
+        r0, q0, p0, l0 = prev_root[sel], prev_quat[sel], prev_points[sel], max_step[sel]
+        w = 1.0 / ratio[sel]
+        # Rotations do not move points linearly in the blend weight: shrink until within the limit.
+        for _ in range(8):
+            rb = r0 + (root[sel] - r0) * w[:, None]
+            qb = R.slerp(q0, quat[sel], w[:, None])
+            pb, _ = fk(rb, qb)
+            rr = (np.linalg.norm(pb - p0, axis=-1) / l0).max(axis=-1)
+            bad = rr > 1.0 + 1e-6
+            if not bad.any():
+                break
+            w = np.where(bad, w / rr * 0.98, w)
+        root = root.copy()
+        quat = quat.copy()
+        points = points.copy()
+        root[sel], quat[sel], points[sel] = rb, qb, pb
+    return root, quat, points, over
+
+
 class SpeedLimiter:
     """Per-row snap guard: each new pose moves every point at most at its speed limit from the previous output.
 
@@ -247,30 +288,9 @@ class SpeedLimiter:
         if points is None:
             points, _ = self.fk(root, quat)
         prev = self.valid[rows]
-        lim = self.limits[rows] * dt
-        step = np.linalg.norm(points - self.points[rows], axis=-1)  # [B, 23]
-        ratio = np.where(prev, (step / lim).max(axis=-1), 0.0)
-        over = ratio > 1.0
-        if over.any():
-            sel = np.nonzero(over)[0]
-            r0, q0 = self.root[rows[sel]], self.quat[rows[sel]]
-            p0, l0 = self.points[rows[sel]], lim[sel]
-            w = 1.0 / ratio[sel]
-            # Rotations do not move points linearly in the blend weight: shrink until within the limit.
-            for _ in range(6):
-                rb = r0 + (root[sel] - r0) * w[:, None]
-                qb = R.slerp(q0, quat[sel], w[:, None])
-                pb, _ = self.fk(rb, qb)
-                rr = (np.linalg.norm(pb - p0, axis=-1) / l0).max(axis=-1)
-                bad = rr > 1.0 + 1e-6
-                if not bad.any():
-                    break
-                w = np.where(bad, w / rr * 0.98, w)
-            root = root.copy()
-            quat = quat.copy()
-            points = points.copy()
-            root[sel], quat[sel], points[sel] = rb, qb, pb
-            self.limited_frames += len(sel)
+        root, quat, points, over = limit_step(self.fk, self.root[rows], self.quat[rows], self.points[rows], root, quat,
+                                              points, self.limits[rows] * dt, prev)
+        self.limited_frames += int(over.sum())
         self.root[rows] = root
         self.quat[rows] = quat
         self.points[rows] = points
@@ -458,6 +478,16 @@ def stage_arrays(root: np.ndarray, quat: np.ndarray, config: StagingConfig | Non
     return out_r, out_q
 
 
+def stage_motion(motion: Motion, config: StagingConfig | None = None, style: str | None = None) -> Motion:
+    """A whole :class:`~engine.models.pose_repr.Motion` staged as the live model stages it (4 frames per step)."""
+    root, quat = stage_arrays(motion.root_pos, R.matrix_to_quat(motion.rot), config, style, motion.skeleton)
+    return Motion(motion.skeleton, root, R.quat_to_matrix(quat), motion.fps)
+
+
+#: The staging of the CLI's defaults.
+DEFAULT_STAGING = StagingConfig()
+
+
 class StagedModel:
     """Any :class:`~engine.models.protocol.MotionModel` with every performer's frames staged (:class:`Stager`).
 
@@ -530,6 +560,10 @@ class StagedModel:
 
     def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
         return self.inner.idle_pose()
+
+    def speed_limits(self, pid: int) -> np.ndarray:
+        """The performer's joint speed limits [23] (m/s; the playout holds its own transitions to them)."""
+        return self.stager.limiter.limits[self.stager.row(pid)].copy()
 
     def describe(self) -> dict[str, Any]:
         c = self.config

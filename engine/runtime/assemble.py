@@ -19,6 +19,7 @@ from engine.clock import SYSTEM_CLOCK, Clock
 from engine.models.couple import COUPLE_KIND
 from engine.models.dance_model import DEFAULT_MODEL_DIR, GPT_KIND
 from engine.models.protocol import MotionModel
+from engine.models.staging import StagedModel, StagingConfig
 from engine.runtime.runtime import DanceRuntime, RuntimeConfig
 from engine.runtime.sinks import Sink
 
@@ -51,6 +52,8 @@ class ModelSpec:
         cache: where a retrieval index is cached (None: ``.cache/retrieval`` in the working directory).
         couple: salsa couples (kind ``couple``): ``performers`` counts dancers, two per couple (leader, follower),
             so it must be even; the model folder must hold a follower (``follower.*``).
+        staging: how every performer is staged (facing the front, within the stage radius, joint speeds
+            limited; ``engine/models/staging.py``); every kind is wrapped in it.
     """
 
     model: str | Path | None = None
@@ -69,6 +72,7 @@ class ModelSpec:
     data: Path | None = None
     cache: Path | None = None
     couple: bool = False
+    staging: StagingConfig = field(default_factory=StagingConfig)
 
 
 @dataclass(frozen=True)
@@ -106,14 +110,17 @@ def model_kind(spec: ModelSpec) -> str:
 
 
 def build_model(spec: ModelSpec) -> MotionModel:
-    """Load and build the motion model of ``spec`` with its performers added."""
+    """Load and build the motion model of ``spec`` with its performers added, staged (:class:`StagedModel`)."""
     if spec.performers < 1:
         raise AssemblyError("performers must be >= 1")
     kind = model_kind(spec)
     builder = _BUILDERS.get(kind)
     if builder is None:
         raise AssemblyError(f"unknown model kind {kind!r}; known: {sorted(_BUILDERS)}")
-    return builder(spec)
+    # A couple is staged by its own kind (the follower's placement, its heading correction): here it gets the
+    # speed limit only, as steering each partner on its own would break the hold.
+    staging = replace(spec.staging, steer=False) if kind == COUPLE_KIND else spec.staging
+    return StagedModel(builder(spec), staging)
 
 
 def build_runtime(spec: EngineSpec, sinks: Sequence[Sink] = (), clock: Clock = SYSTEM_CLOCK,

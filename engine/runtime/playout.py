@@ -12,7 +12,10 @@ vectorised pass:
   at most ``max_warp_rate`` frames per frame (gentle: 5 % speed change) and within what the ring holds;
 * when a frame is missing (the model was late) it holds the last pose and counts a miss; when frames
   arrive again it blends from the held pose over ``blend_frames`` instead of jumping;
-* the idle blend (0 = dance, 1 = idle pose) lets silence settle the avatars and music wake them.
+* the idle blend (0 = dance, 1 = idle pose) lets silence settle the avatars and music wake them;
+* the poses it makes itself (waking, settling, recovering from a hold, an intensity change) are held to the
+  performers' joint speed limits by the staging module's :func:`~engine.models.staging.limit_step`, the same
+  snap guard the staged model applies to every generated frame, so no transition snaps.
 
 :class:`MotionBuffer` and :class:`Playhead` are one-performer views of the same code (tests and simple
 uses). Pure logic with no threads or clocks: the runtime drives it, the tests call it directly.
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.models.staging import PointFK, limit_step
 from engine.skeleton import rotations as R
 
 
@@ -106,7 +110,8 @@ class PlayheadBank:
     """Reads a :class:`FrameRing` at output ticks for every row; warps, holds, blends and idles (module doc)."""
 
     def __init__(self, ring: FrameRing, idle_root: np.ndarray, idle_quat: np.ndarray, max_warp_rate: float = 0.05,
-                 max_warp_frames: float = 2.0, blend_frames: float = 4.0) -> None:
+                 max_warp_frames: float = 2.0, blend_frames: float = 4.0, limits: np.ndarray | None = None,
+                 fk: PointFK | None = None) -> None:
         n = ring.rows
         self.ring = ring
         self.idle_root = idle_root.astype(np.float32)
@@ -126,6 +131,12 @@ class PlayheadBank:
         self.missed = np.zeros(n, dtype=np.int64)
         self.period_frames = 15.0  # beat period in model frames (warp target scaling)
         self.stats = PlayoutStats()
+        # joint speed limits [N, 23] (m/s) of the transitions made here, with the points' forward kinematics of
+        # the skeleton (None: transitions are not limited)
+        self.fk = fk
+        self.limits = limits
+        self.weight = np.ones(n)  # idle/intensity blend weight of the previous tick
+        self.lagging = np.zeros(n, dtype=bool)  # the speed limit held the previous tick back
 
     def set_idle(self, idle: bool) -> None:
         self.idle_target[:] = 1.0 if idle else 0.0
@@ -167,6 +178,7 @@ class PlayheadBank:
                 step = self.max_warp_rate * step_frames
                 self.delta = np.where(warp, self.delta + np.clip(target - self.delta, -step, step), self.delta)
         blend = ok & (self.recover > 0.0)  # blend out of a hold instead of jumping
+        transition = blend.copy()
         if blend.any():
             self.recover[blend] = np.maximum(0.0, self.recover[blend] - step_frames / self.blend_frames)
             w = np.where(blend, self.recover, 0.0)
@@ -183,11 +195,34 @@ class PlayheadBank:
             root = root * (1 - weight[:, None]) + idle_root * weight[:, None]
             idle_q = np.broadcast_to(self.idle_quat, quat.shape)
             quat = np.where(blend_idle[:, None, None], _slerp_rows(quat, idle_q, weight), quat)
+        transition |= (weight != self.weight) | self.lagging
+        self.weight = weight
+        if self.limits is not None and transition.any():
+            root, quat = self._limit(np.nonzero(transition & ~missed)[0], root, quat, step_frames)
         root = root.astype(np.float32)
         quat = quat.astype(np.float32)
         self.last_root, self.last_quat = root, quat
         self.stats.warp_frames = float(self.delta[0])
         return root, quat, missed
+
+
+    def _limit(self, rows: np.ndarray, root: np.ndarray, quat: np.ndarray, step_frames: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Hold ``rows`` of this tick's poses to the joint speed limits from the previous tick's poses."""
+        self.lagging[:] = False
+        if len(rows) == 0 or self.limits is None:
+            return root, quat
+        if self.fk is None:
+            self.fk = PointFK()
+        dt = step_frames / 30.0
+        r, q, _, over = limit_step(self.fk, self.last_root[rows].astype(np.float64),
+                                   self.last_quat[rows].astype(np.float64), None, root[rows], quat[rows], None,
+                                   self.limits[rows] * dt)
+        root = np.array(root, dtype=np.float64)
+        quat = np.array(quat, dtype=np.float64)
+        root[rows], quat[rows] = r, q
+        self.lagging[rows] = over
+        return root, quat
 
 
 class MotionBuffer:

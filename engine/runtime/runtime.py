@@ -26,6 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,7 @@ from engine.frames import (
 )
 from engine.models.conditioning import FRAMES_PER_TOKEN, MUSIC_DIM, token_condition
 from engine.models.protocol import MotionModel
+from engine.models.staging import PointFK, speed_limits
 from engine.runtime.audio_clock import AudioClock
 from engine.runtime.beat_pulse import BeatPulse, BeatPulser
 from engine.runtime.controls import ControlDesk
@@ -121,6 +123,18 @@ class RuntimeStats:
     rt_priority: bool = False  # the playout thread got real-time scheduling
 
 
+def _transition_limits(model: MotionModel, pids: list[int]) -> dict[str, Any]:
+    """Joint speed limits for the playout's own transitions (the staged model's per performer; for a model
+    without them, the loosest style's), or none for a skeleton the staging points do not fit."""
+    try:
+        fk = PointFK(model.skeleton)
+    except KeyError:
+        return {}
+    per = getattr(model, "speed_limits", None)
+    limits = np.stack([per(pid) if per is not None else speed_limits(None) for pid in pids]) if pids else None
+    return {"limits": limits, "fk": fk}
+
+
 class DanceRuntime:
     """Drives analysis, a motion model and steady playout; thread-safe controls; never dies on bad input.
 
@@ -158,7 +172,8 @@ class DanceRuntime:
         pids = model.performer_ids()
         self._row = {pid: i for i, pid in enumerate(pids)}  # performer -> row of the playout arrays
         self.ring = FrameRing(len(pids), model.n_joints, capacity=cap)
-        self.playheads = PlayheadBank(self.ring, idle_root, idle_quat, max_warp_rate=self.cfg.max_warp_rate)
+        self.playheads = PlayheadBank(self.ring, idle_root, idle_quat, max_warp_rate=self.cfg.max_warp_rate,
+                                      **_transition_limits(model, pids))
         self.controls = ControlDesk(model, self._set_intensity, self._current_pose, self.texts)
         self._lock = threading.Condition()
         self._tick = 0  # next output tick

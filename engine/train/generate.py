@@ -19,6 +19,7 @@ from engine.models.beat_guidance import GuidanceConfig
 from engine.models.conditioning import embed_texts, genre_id, sequence_conditions
 from engine.models.dance_model import DEFAULT_MODEL_DIR, MODEL_CARD, DanceModel, load_dance_model
 from engine.models.pose_repr import Motion, metric_cmu_skeleton
+from engine.models.staging import DEFAULT_STAGING, REAL_SPEED_P999, StagingConfig, stage_arrays
 from engine.models.vqvae import DOWN, VQVAE
 from engine.skeleton import rotations as R
 
@@ -119,13 +120,16 @@ def generate_dance(
     seed: int = 0,
     analysis: tuple[np.ndarray, np.ndarray, np.ndarray, list[float]] | None = None,
     max_repeat: int | None = None,
+    staging: StagingConfig | None = DEFAULT_STAGING,
 ) -> Generated:
     """Dance to ``audio``: causal analysis -> conditioning rows -> the live generator at batch 1 (:func:`sample_dance`).
 
-    ``motion`` holds exactly the frames the live engine would hand to playout for this audio.
+    ``motion`` holds exactly the frames the live engine would hand to playout for this audio (staged).
 
     ``analysis`` may pass precomputed (features, period_s, next_beat_s, beats) from ``analyze_signal``;
-    ``max_repeat`` overrides the card's repetition guard (None: the card's, 0: off).
+    ``max_repeat`` overrides the card's repetition guard (None: the card's, 0: off). ``staging`` is the live
+    engine's staging filter run over the motion one step at a time (:func:`engine.models.staging.stage_arrays`;
+    None: the model's raw motion). ``upper``/``lower`` stay the model's own vectors.
     """
     from engine.analysis.analyze import dance_analysis
 
@@ -143,8 +147,10 @@ def generate_dance(
         raise ValueError(f"genre {genre!r} is row {gid}, but this model has only {model.gpt.cfg.n_genres} genre rows "
                          f"(trained: {', '.join(model.card.get('trained_genres', [])) or 'unknown'})")
     d = sample_dance(model, cond, gid, emb, temperature, top_k, seed, max_repeat=max_repeat)
-    motion = Motion(metric_cmu_skeleton(), d.root.astype(np.float64), R.quat_to_matrix(d.quat.astype(np.float64)),
-                    float(MODEL_FPS))
+    root, quat = d.root.astype(np.float64), d.quat.astype(np.float64)
+    if staging is not None:  # the live engine's staging filter, one step at a time
+        root, quat = stage_arrays(root, quat, staging, genre if genre in REAL_SPEED_P999 else None)
+    motion = Motion(metric_cmu_skeleton(), root, R.quat_to_matrix(quat), float(MODEL_FPS))
     return Generated(upper=d.upper, lower=d.lower, motion=motion, tokens_up=d.tokens_up, tokens_down=d.tokens_down,
                      features=feats, beats_s=[b for b in beats if b < n_tokens * DOWN / MODEL_FPS])
 
