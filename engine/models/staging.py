@@ -94,12 +94,20 @@ class StagingConfig:
     front_deg: float = 0.0  # the audience's direction: yaw from +Z towards +X
     radius_m: float = 1.5  # stage radius around centre_xz
     centre_xz: tuple[float, float] = (0.0, 0.0)
-    max_turn_dps: float = 120.0  # most steering turn rate (doubled at the stage edge)
-    facing_tau_s: float = 1.0  # time constant of the averaged facing
-    facing_gain: float = 2.0  # turn rate per radian of facing error (1/s)
-    travel_tau_s: float = 1.0  # time constant of the averaged travel velocity
-    stage_gain: float = 4.0  # turn rate per radian of travel-direction error at the edge (1/s)
-    inner_frac: float = 0.4  # inside this fraction of the radius the stage term is off
+    max_turn_dps: float = 540.0  # most steering turn rate (doubled at the stage edge)
+    facing_tau_s: float = 0.25  # time constant of the averaged facing
+    spin_tau_s: float = 0.2  # time constant of the averaged own turn rate
+    spin_gate_dps: float = 360.0  # no facing correction while the dancer turns this fast
+    dead_deg: float = 10.0  # facing errors below this are left alone
+    facing_gain: float = 12.0  # turn rate per radian of facing error (1/s)
+    travel_tau_s: float = 2.0  # time constant of the averaged travel velocity (the drift)
+    cone_deg: float = 20.0  # within this of the front, the facing is turned to steer the drift home
+    inner_frac: float = 0.5  # from this fraction of the radius on, the stride is pulled towards the centre
+    edge_frac: float = 0.2  # beyond the radius, the drift home overrides the facing over this fraction of it
+    double_support: float = 1.0  # turn rate factor with both feet planted (pivot between them: slides them)
+    pull_ms: float = 0.6  # stride correction towards the centre at the stage edge (m/s; half of it halfway in)
+    max_shift_m: float = 0.25  # most a planted foot is held away from where the leg would put it (leg IK)
+    recover_ms: float = 1.5  # a foot in the air returns to its own leg's reach at this speed
     limit_speed: bool = True  # the snap guard (on even when steering is off)
     speed_factor: float = SPEED_FACTOR
 
@@ -126,6 +134,13 @@ def yaw_of(rot: np.ndarray) -> np.ndarray:
     return np.arctan2(rot[..., 0, 2], rot[..., 2, 2])
 
 
+def facing_of(points: np.ndarray) -> np.ndarray:
+    """Facing yaw of a body from its points [..., 23, 3]: forward = (left thigh - right thigh) x up, the
+    definition the staging measures use (``engine.train.metrics.facing_yaw``)."""
+    left = points[..., 6, :] - points[..., 2, :]
+    return np.arctan2(-left[..., 2], left[..., 0])
+
+
 def yaw_quat(yaw: np.ndarray) -> np.ndarray:
     """Rotation about +Y by ``yaw``: [...] -> [..., 4] (w, x, y, z)."""
     h = 0.5 * np.asarray(yaw, dtype=np.float64)
@@ -150,29 +165,59 @@ def unit_pose(roots_xz: np.ndarray, facings: np.ndarray) -> tuple[np.ndarray, np
     return centre, np.array([np.sin(f).mean(), np.cos(f).mean()])
 
 
-def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, vel_avg: np.ndarray) -> np.ndarray:
-    """The steering law: desired turn rate (rad/s, + = towards +X from +Z) per unit.
+def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, vel_avg: np.ndarray,
+              spin: np.ndarray | None = None) -> np.ndarray:
+    """The steering law: desired turn rate (rad/s, + = from +Z towards +X) per unit.
+
+    The target facing is the front, turned within the facing cone (+-``cone_deg``) to the side that sends the
+    unit's drift (its averaged travel, taken in its own frame) back towards the centre; near the edge of the
+    stage (``inner_frac`` .. 1 of the radius) the target moves out of the cone as far as bringing the drift home
+    needs. The rate is proportional to the error from the averaged facing, times that average's length (short
+    during spins, which are therefore not resisted).
 
     Args:
-        facing_avg: [B, 2] averaged facing as (sin yaw, cos yaw) (shorter during spins).
+        facing_avg: [B, 2] averaged facing as (sin yaw, cos yaw).
         pos_xz: [B, 2] the unit's position on the stage.
         vel_avg: [B, 2] averaged travel velocity (m/s).
+        spin: [B] the performer's own recent turn rate (rad/s, averaged over ``spin_tau_s``): while it turns
+            faster than ``spin_gate_dps`` the facing is not corrected (a spin or a turn is the dance's).
     """
     conf = np.linalg.norm(facing_avg, axis=-1)
-    e_face = wrap(cfg.front - np.arctan2(facing_avg[:, 0], facing_avg[:, 1]))
+    if spin is not None:
+        conf = conf * np.clip(1.0 - np.abs(spin) / np.deg2rad(cfg.spin_gate_dps), 0.0, 1.0)
+    yaw = np.arctan2(facing_avg[:, 0], facing_avg[:, 1])
     rel = pos_xz - np.asarray(cfg.centre_xz)
     dist = np.linalg.norm(rel, axis=-1)
     r_in = cfg.inner_frac * cfg.radius_m
-    w = np.clip((dist - r_in) / (cfg.radius_m - r_in), 0.0, 1.0)
     speed = np.linalg.norm(vel_avg, axis=-1)
+    moving = np.clip((speed - 0.03) / 0.12, 0.0, 1.0)  # a drift worth steering
     home = np.arctan2(-rel[:, 0], -rel[:, 1])
-    travel = np.arctan2(vel_avg[:, 0], vel_avg[:, 1])
-    e_stage = np.where(speed > 1e-3, wrap(home - travel), 0.0)
-    # travelling slowly there is little to steer; a fast drift outwards needs the full gain
-    moving = np.clip(speed / 0.15, 0.0, 1.0)
-    rate = (1.0 - w) ** 2 * cfg.facing_gain * conf * e_face + cfg.stage_gain * w * moving * e_stage
-    lim = np.deg2rad(cfg.max_turn_dps) * (1.0 + w)
+    drift_body = wrap(np.arctan2(vel_avg[:, 0], vel_avg[:, 1]) - yaw)  # drift direction relative to the facing
+    want = wrap(home - drift_body)  # the facing that sends the drift home
+    # inside the cone: steer the drift as well as the cone allows, more so the further out; at the edge: leave it
+    out = np.clip((dist - cfg.radius_m) / (cfg.edge_frac * cfg.radius_m), 0.0, 1.0) * moving
+    cone = np.deg2rad(cfg.cone_deg)
+    lean = np.clip(dist / max(r_in, 1e-6), 0.0, 1.0) * moving  # how far into the cone to lean
+    in_cone = cfg.front + np.clip(wrap(want - cfg.front), -cone, cone) * lean
+    target = in_cone + out * wrap(want - in_cone)
+    err = wrap(target - yaw)
+    dead = np.deg2rad(cfg.dead_deg)
+    err = np.sign(err) * np.maximum(np.abs(err) - dead, 0.0)  # the hips' own swing is left alone
+    rate = cfg.facing_gain * conf * err * (1.0 + out)
+    lim = np.deg2rad(cfg.max_turn_dps) * (1.0 + out)
     return np.clip(rate, -lim, lim)
+
+
+def _arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Shortest-arc rotation matrices [..., 3, 3] turning directions ``a`` onto ``b`` ([..., 3], any length)."""
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    v = np.cross(a, b)
+    c = np.sum(a * b, axis=-1)[..., None, None]
+    k = np.zeros((*v.shape[:-1], 3, 3))
+    k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -v[..., 2], v[..., 1], -v[..., 0]
+    k[..., 1, 0], k[..., 2, 0], k[..., 2, 1] = v[..., 2], -v[..., 1], v[..., 0]
+    return np.eye(3) + k + (k @ k) / np.maximum(1.0 + c, 1e-9)
 
 
 class PointFK:
@@ -183,6 +228,9 @@ class PointFK:
         self.parents, self.offsets, _ = model_fk_layout(skel)
         self.joint_idx = model_joint_indices(skel)
         self.n_model = len(self.joint_idx)
+        # the legs for stride IK: skeleton joints (buttock, thigh, shin, foot) and points (thigh, knee, ankle)
+        self.legs = [tuple(skel.index(side + n) for n in ("Buttock", "Thigh", "Shin", "Foot")) for side in "rl"]
+        self.leg_points = [(2, 3, 4), (6, 7, 8)]
 
     def __call__(self, root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """root [..., 3], quat [..., J, 4] -> points [..., 23, 3], hip world rotation [..., 3, 3]."""
@@ -198,6 +246,57 @@ class PointFK:
             pos.append(pos[p] + np.einsum("...ij,j->...i", wrot[p], self.offsets[i]))
             wrot.append(wrot[p] @ rot[..., i, :, :] if i < self.n_model else wrot[p])
         return np.stack(pos, axis=-2), wrot[0]
+
+
+def leg_ik(fk: PointFK, quat: np.ndarray, points: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Re-solve the legs so each ankle (and its foot, whose world orientation is kept) moves by ``-shift``.
+
+    ``quat`` [B, J, 4] world-placed pose (root rotation included), ``points`` [B, 23, 3] its points, ``shift``
+    [B, 2, 2] the horizontal (x, z) correction per leg (right, left). Two-bone IK: the knee stays in the leg's
+    bend plane (forward when the leg is straight); legs with no shift are unchanged. Returns the new quats.
+    """
+    quat = np.array(quat, dtype=np.float64)
+    hip_w = R.quat_to_matrix(quat[:, 0])
+    for leg, (jb, jt, js, jf) in enumerate(fk.legs):
+        sh = shift[:, leg]
+        sel = np.nonzero(np.abs(sh).sum(-1) > 1e-7)[0]
+        if len(sel) == 0:
+            continue
+        m = R.quat_to_matrix(quat[sel][:, [jb, jt, js, jf]])  # locals [n, 4, 3, 3]
+        but_w = hip_w[sel] @ m[:, 0]
+        thigh_w = but_w @ m[:, 1]
+        shin_w = thigh_w @ m[:, 2]
+        foot_w = shin_w @ m[:, 3]
+        ph, pk, pa = (points[sel, i] for i in fk.leg_points[leg])
+        target = pa.copy()
+        target[:, [0, 2]] -= sh[sel]
+        l1 = np.linalg.norm(pk - ph, axis=-1)
+        l2 = np.linalg.norm(pa - pk, axis=-1)
+        to = target - ph
+        dist = np.linalg.norm(to, axis=-1)
+        u = to / np.maximum(dist, 1e-9)[:, None]
+        d = np.clip(dist, np.abs(l1 - l2) + 1e-4, 0.999 * (l1 + l2))
+        perp = (pk - ph) - np.sum((pk - ph) * u, axis=-1, keepdims=True) * u
+        fwd = hip_w[sel][:, :, 2]
+        fwd = fwd - np.sum(fwd * u, axis=-1, keepdims=True) * u
+        bent = np.linalg.norm(perp, axis=-1, keepdims=True) > 1e-4
+        v = np.where(bent, perp, fwd)
+        v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+        a = (l1**2 - l2**2 + d**2) / (2 * d)
+        h = np.sqrt(np.maximum(l1**2 - a**2, 0.0))
+        knee = ph + u * a[:, None] + v * h[:, None]
+        ankle = ph + u * d[:, None]
+        r1 = _arc(pk - ph, knee - ph)
+        thigh_n = r1 @ thigh_w
+        r2 = _arc(np.einsum("nij,nj->ni", r1, pa - pk), ankle - knee)
+        shin_n = r2 @ r1 @ shin_w
+        loc_t = np.swapaxes(but_w, -1, -2) @ thigh_n
+        loc_s = np.swapaxes(thigh_n, -1, -2) @ shin_n
+        loc_f = np.swapaxes(shin_n, -1, -2) @ foot_w
+        quat[sel, jt] = R.matrix_to_quat(loc_t)
+        quat[sel, js] = R.matrix_to_quat(loc_s)
+        quat[sel, jf] = R.matrix_to_quat(loc_f)
+    return quat
 
 
 def limit_step(fk: PointFK, prev_root: np.ndarray, prev_quat: np.ndarray, prev_points: np.ndarray | None,
@@ -316,15 +415,18 @@ class Stager:
         self.theta = np.zeros(n)  # yaw of the staging transform
         self.offset = np.zeros((n, 2))  # staged xz = rotate(raw xz, theta) + offset
         self.face = np.zeros((n, 2))  # averaged facing (sin, cos)
+        self.spin = np.zeros(n)  # averaged own turn rate (rad/s)
+        self.last_yaw = np.zeros(n)  # raw facing yaw of the previous frame
         self.vel = np.zeros((n, 2))  # averaged staged root velocity
         self.last_xz = np.zeros((n, 2))  # staged root xz of the previous frame
         self.last_feet = np.zeros((n, 4, 2))  # raw foot points xz of the previous frame
         self.floor = np.zeros((n, 4))  # floor level of each foot point (tracked)
+        self.shift = np.zeros((n, 2, 2))  # per leg, where its foot is drawn less where the transform puts it
         self.seen = np.zeros(n, dtype=bool)
         self.turned = 0.0  # total steering turn applied, radians (statistics)
         self.pivot_frames = 0
 
-    _FIELDS = ("theta", "offset", "face", "vel", "last_xz", "last_feet", "floor", "seen")
+    _FIELDS = ("theta", "offset", "face", "spin", "last_yaw", "vel", "last_xz", "last_feet", "floor", "shift", "seen")
 
     # -- rows ------------------------------------------------------------------------------------------
 
@@ -362,8 +464,10 @@ class Stager:
         self.theta[r] = 0.0
         self.offset[r] = 0.0
         self.face[r] = 0.0
+        self.spin[r] = 0.0
         self.vel[r] = 0.0
         self.floor[r] = FOOT_REST_HEIGHT
+        self.shift[r] = 0.0
         self.seen[r] = False
         self.limiter.forget(r)
 
@@ -407,9 +511,13 @@ class Stager:
             r[:, [0, 2]] = rotate_xz(r[:, [0, 2]], th) + off
             q = quat[:, k].copy()
             q[:, 0] = R.quat_multiply(yaw_quat(th), q[:, 0])
+            p = pts[:, k].copy()
+            p[..., [0, 2]] = rotate_xz(p[..., [0, 2]], th[:, None]) + off[:, None]
+            shift = self.shift[rows]
+            if self.cfg.steer and np.abs(shift).max(initial=0.0) > 1e-7:
+                q = leg_ik(self.fk, q, p, shift)
+                p, _ = self.fk(r, q)
             if self.cfg.limit_speed:
-                p = pts[:, k].copy()
-                p[..., [0, 2]] = rotate_xz(p[..., [0, 2]], th[:, None]) + off[:, None]
                 r, q = self.limiter.frame(rows, r, q, p, self.dt)
             out_root[:, k] = r
             out_quat[:, k] = q
@@ -431,31 +539,62 @@ class Stager:
         right, left = low[:, :2].any(axis=1), low[:, 2:].any(axis=1)
         single = right ^ left
         flight = ~(right | left)
-        # pivot: the planted points of the one foot on the floor (their mean), or the root in flight
-        side = np.where(right, 0, 2)
-        pair = np.stack([side, side + 1], axis=1)  # [B, 2]
-        pl = np.take_along_axis(low, pair, axis=1)
-        pp = np.take_along_axis(feet[..., [0, 2]], pair[..., None], axis=1)  # [B, 2, 2]
-        pivot = (pp * pl[..., None]).sum(1) / np.maximum(pl.sum(1, keepdims=True), 1)
+        # pivot: the planted points as drawn (mapped, less their leg's stride shift), of the one foot on the
+        # floor (or of both feet, with double_support), their mean; the root in flight
+        shift = self.shift[rows]  # [B, 2 legs, 2]
+        drawn = rotate_xz(feet[..., [0, 2]], th[:, None]) + off[:, None] - shift[:, [0, 0, 1, 1]]  # [B, 4, 2]
+        use = low & ~(left[:, None] & np.array([True, True, False, False])[None] & single[:, None])
+        use = use & ~(right[:, None] & np.array([False, False, True, True])[None] & single[:, None])
+        pivot_s = (drawn * use[..., None]).sum(1) / np.maximum(use.sum(1, keepdims=True), 1)
+        pivot = rotate_xz(pivot_s - off, -th)  # the raw point drawn there
         pivot = np.where(flight[:, None], root[:, [0, 2]], pivot)
         # averages in staged space (before this frame's turn)
         xz = rotate_xz(root[:, [0, 2]], th) + off
-        yaw = yaw_of(hip) + th
+        yaw = facing_of(pts) + th
         a_f = dt / cfg.facing_tau_s
         a_v = dt / cfg.travel_tau_s
         fvec = np.stack([np.sin(yaw), np.cos(yaw)], axis=1)
         face = np.where(seen[:, None], self.face[rows] * (1 - a_f) + fvec * a_f, fvec)
         v = np.where(seen[:, None], (xz - self.last_xz[rows]) / dt, 0.0)
         vel = self.vel[rows] * (1 - a_v) + v * a_v
-        rate = turn_rate(cfg, face, xz, vel)
-        allow = (single | flight) & seen
-        d = np.where(allow, rate * dt, 0.0)
+        raw_yaw = yaw - th
+        a_s = dt / cfg.spin_tau_s
+        spin = np.where(seen, self.spin[rows] * (1 - a_s) + wrap(raw_yaw - self.last_yaw[rows]) / dt * a_s, 0.0)
+        rate = turn_rate(cfg, face, xz, vel, spin)
+        allow = np.where(single | flight, 1.0, cfg.double_support) * seen
+        d = rate * dt * allow
+        # the averages turn with the transform: the controller sees its own correction at once (no loop delay)
+        face = rotate_xz(face, d)
+        vel = rotate_xz(vel, d)
         # pivot: the pivot's staged position is the same under the old and the new transform
         new_th = th + d
         off = off + rotate_xz(pivot, th) - rotate_xz(pivot, new_th)
+        shift = rotate_xz(shift, d[:, None])  # keeps the planted foot where it is drawn
+        # stride: pull the body towards the centre on top of the drawn feet; a planted leg is re-solved to keep
+        # its foot where it is (its shift grows), a leg in the air lets its shift go back to zero
+        rel = xz - np.asarray(cfg.centre_xz)
+        dist = np.linalg.norm(rel, axis=-1)
+        r_in = cfg.inner_frac * cfg.radius_m
+        pull = cfg.pull_ms * np.clip((dist - r_in) / (cfg.radius_m - r_in), 0.0, 2.0) * seen
+        delta = -rel / np.maximum(dist, 1e-9)[:, None] * (pull * dt)[:, None]  # [B, 2]
+        planted = np.stack([right, left], axis=1)  # [B, 2]
+        room = (cfg.max_shift_m - np.linalg.norm(shift, axis=-1)) / np.maximum(np.linalg.norm(delta, axis=-1), 1e-9
+                                                                               )[:, None]
+        frac = np.clip(np.where(planted, room, 1.0), 0.0, 1.0).min(axis=1)
+        delta = delta * frac[:, None]
+        off = off + delta
+        back = np.linalg.norm(shift, axis=-1)
+        keep = np.maximum(0.0, back - cfg.recover_ms * dt) / np.maximum(back, 1e-12)
+        high = (feet[..., 1] - fl) >= CONTACT_HEIGHT_M
+        lifted = np.stack([high[:, :2].all(axis=1), high[:, 2:].all(axis=1)], axis=1)
+        shift = np.where(planted[..., None], shift + delta[:, None],
+                         np.where(lifted[..., None], shift * keep[..., None], shift))
+        self.shift[rows] = shift
         self.theta[rows] = wrap(new_th)
         self.offset[rows] = off
         self.face[rows] = face
+        self.spin[rows] = spin
+        self.last_yaw[rows] = raw_yaw
         self.vel[rows] = vel
         self.last_xz[rows] = rotate_xz(root[:, [0, 2]], new_th) + off
         self.last_feet[rows] = feet[..., [0, 2]]
