@@ -101,13 +101,14 @@ class StagingConfig:
     dead_deg: float = 10.0  # facing errors below this are left alone
     facing_gain: float = 12.0  # turn rate per radian of facing error (1/s)
     travel_tau_s: float = 2.0  # time constant of the averaged travel velocity (the drift)
-    cone_deg: float = 20.0  # within this of the front, the facing is turned to steer the drift home
+    cone_deg: float = 0.0  # within this of the front, the facing is turned to steer the drift home
     inner_frac: float = 0.5  # from this fraction of the radius on, the stride is pulled towards the centre
-    edge_frac: float = 0.2  # beyond the radius, the drift home overrides the facing over this fraction of it
+    edge_frac: float = 0.5  # beyond the radius, the drift home overrides the facing over this fraction of it
+    flat_support: float = 1.0  # turn rate factor on one flat foot (ball and heel down: turns about their middle)
     double_support: float = 1.0  # turn rate factor with both feet planted (pivot between them: slides them)
-    pull_ms: float = 0.6  # stride correction towards the centre at the stage edge (m/s; half of it halfway in)
-    max_shift_m: float = 0.25  # most a planted foot is held away from where the leg would put it (leg IK)
-    recover_ms: float = 1.5  # a foot in the air returns to its own leg's reach at this speed
+    pull_ms: float = 1.2  # stride correction towards the centre at the stage edge (m/s; half of it halfway in)
+    max_shift_m: float = 0.35  # most a planted foot is held away from where the leg would put it (leg IK)
+    recover_ms: float = 2.5  # a foot in the air returns to its own leg's reach at this speed
     limit_speed: bool = True  # the snap guard (on even when steering is off)
     speed_factor: float = SPEED_FACTOR
 
@@ -561,7 +562,13 @@ class Stager:
         a_s = dt / cfg.spin_tau_s
         spin = np.where(seen, self.spin[rows] * (1 - a_s) + wrap(raw_yaw - self.last_yaw[rows]) / dt * a_s, 0.0)
         rate = turn_rate(cfg, face, xz, vel, spin)
-        allow = np.where(single | flight, 1.0, cfg.double_support) * seen
+        # turning slides every planted point but the pivot: full rate on one point (a heel or a ball) or in
+        # flight, less on a flat foot, least on both feet
+        # (counted by height alone: a foot sliding on the floor would slide faster still when turned about another)
+        near = (feet[..., 1] - fl) < CONTACT_HEIGHT_M
+        n_near = near.sum(axis=1)
+        one_foot = near[:, :2].any(axis=1) ^ near[:, 2:].any(axis=1)
+        allow = np.where(n_near <= 1, 1.0, np.where(one_foot, cfg.flat_support, cfg.double_support)) * seen
         d = rate * dt * allow
         # the averages turn with the transform: the controller sees its own correction at once (no loop delay)
         face = rotate_xz(face, d)
@@ -580,6 +587,19 @@ class Stager:
         planted = np.stack([right, left], axis=1)  # [B, 2]
         room = (cfg.max_shift_m - np.linalg.norm(shift, axis=-1)) / np.maximum(np.linalg.norm(delta, axis=-1), 1e-9
                                                                                )[:, None]
+        # and only as far as each planted leg can still reach its foot (hip to drawn ankle within 97 % of its length)
+        for leg, (h, k, a) in enumerate(self.fk.leg_points):
+            length = np.linalg.norm(pts[:, k] - pts[:, h], axis=-1) + np.linalg.norm(pts[:, a] - pts[:, k], axis=-1)
+            w = pts[:, a] - pts[:, h]
+            w[:, [0, 2]] = rotate_xz(w[:, [0, 2]], new_th) - shift[:, leg]
+            dl = np.zeros_like(w)
+            dl[:, [0, 2]] = delta
+            aa = np.sum(dl * dl, axis=-1)
+            bb = np.sum(w * dl, axis=-1)
+            cc = np.sum(w * w, axis=-1) - (0.97 * length) ** 2
+            disc = bb**2 - aa * cc
+            reach = np.where(disc > 0, (-bb + np.sqrt(np.maximum(disc, 0.0))) / np.maximum(aa, 1e-18), 0.0)
+            room[:, leg] = np.minimum(room[:, leg], reach)
         frac = np.clip(np.where(planted, room, 1.0), 0.0, 1.0).min(axis=1)
         delta = delta * frac[:, None]
         off = off + delta
