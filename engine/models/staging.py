@@ -153,7 +153,10 @@ def rotate_xz(xz: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     """Rotate horizontal vectors [..., 2] (x, z) about +Y by ``yaw`` [...] (broadcast)."""
     c, s = np.cos(yaw), np.sin(yaw)
     x, z = xz[..., 0], xz[..., 1]
-    return np.stack([c * x + s * z, -s * x + c * z], axis=-1)
+    out = np.empty((*np.broadcast_shapes(x.shape, np.shape(c)), 2))
+    out[..., 0] = c * x + s * z
+    out[..., 1] = c * z - s * x
+    return out
 
 
 def unit_pose(roots_xz: np.ndarray, facings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -355,6 +358,7 @@ class SpeedLimiter:
         self.quat = np.zeros((0, n_joints, 4))
         self.points = np.zeros((0, k, 3))
         self.valid = np.zeros(0, dtype=bool)
+        self.lagging = np.zeros(0, dtype=bool)  # the last output was held back (it still catches up)
         self.limited_frames = 0  # frames blended towards the previous pose (statistics)
         self.resize(rows)
 
@@ -368,13 +372,21 @@ class SpeedLimiter:
         self.quat = np.concatenate([self.quat, q])[:rows]
         self.points = np.concatenate([self.points, np.zeros((grow, *self.points.shape[1:]))])[:rows]
         self.valid = np.concatenate([self.valid, np.zeros(grow, dtype=bool)])[:rows]
+        self.lagging = np.concatenate([self.lagging, np.zeros(grow, dtype=bool)])[:rows]
 
     def forget(self, rows: np.ndarray | slice | int) -> None:
         """The next pose of these rows is taken as it is (a new performer, a placement)."""
         self.valid[rows] = False
+        self.lagging[rows] = False
+
+    def accept(self, rows: np.ndarray, root: np.ndarray, quat: np.ndarray, points: np.ndarray) -> None:
+        """The rows' newest output is this pose, unchanged (it was within the limits)."""
+        self.root[rows], self.quat[rows], self.points[rows] = root, quat, points
+        self.valid[rows] = True
+        self.lagging[rows] = False
 
     def move_row(self, src: int, dst: int) -> None:
-        for a in (self.limits, self.root, self.quat, self.points, self.valid):
+        for a in (self.limits, self.root, self.quat, self.points, self.valid, self.lagging):
             a[dst] = a[src]
 
     def frame(self, rows: np.ndarray, root: np.ndarray, quat: np.ndarray, points: np.ndarray | None = None,
@@ -391,6 +403,7 @@ class SpeedLimiter:
         root, quat, points, over = limit_step(self.fk, self.root[rows], self.quat[rows], self.points[rows], root, quat,
                                               points, self.limits[rows] * dt, prev)
         self.limited_frames += int(over.sum())
+        self.lagging[rows] = over
         self.root[rows] = root
         self.quat[rows] = quat
         self.points[rows] = points
@@ -501,27 +514,47 @@ class Stager:
         if not self.cfg.steer and not self.cfg.limit_speed:
             return root.copy(), quat.copy()
         pts, hip = self.fk(root, quat)  # [B, n, 23, 3], [B, n, 3, 3] in the model's frame
-        out_root = np.empty_like(root)
-        out_quat = np.empty_like(quat)
-        for k in range(root.shape[1]):
+        b, n = root.shape[:2]
+        th = np.zeros((b, n))
+        off = np.zeros((b, n, 2))
+        shift = np.zeros((b, n, 2, 2))
+        for k in range(n):  # the steering state is sequential; everything else is done for all frames at once
             if self.cfg.steer:
                 self._steer(rows, root[:, k], pts[:, k], hip[:, k])
-            th = self.theta[rows]
-            off = self.offset[rows]
-            r = root[:, k].copy()
-            r[:, [0, 2]] = rotate_xz(r[:, [0, 2]], th) + off
-            q = quat[:, k].copy()
-            q[:, 0] = R.quat_multiply(yaw_quat(th), q[:, 0])
-            p = pts[:, k].copy()
-            p[..., [0, 2]] = rotate_xz(p[..., [0, 2]], th[:, None]) + off[:, None]
-            shift = self.shift[rows]
-            if self.cfg.steer and np.abs(shift).max(initial=0.0) > 1e-7:
-                q = leg_ik(self.fk, q, p, shift)
-                p, _ = self.fk(r, q)
-            if self.cfg.limit_speed:
-                r, q = self.limiter.frame(rows, r, q, p, self.dt)
-            out_root[:, k] = r
-            out_quat[:, k] = q
+            th[:, k] = self.theta[rows]
+            off[:, k] = self.offset[rows]
+            shift[:, k] = self.shift[rows]
+        r = root.copy()
+        r[..., [0, 2]] = rotate_xz(r[..., [0, 2]], th) + off
+        q = quat.copy()
+        q[..., 0, :] = R.quat_multiply(yaw_quat(th), q[..., 0, :])
+        p = pts.copy()
+        p[..., [0, 2]] = rotate_xz(p[..., [0, 2]], th[..., None]) + off[:, :, None]
+        if self.cfg.steer and np.abs(shift).max(initial=0.0) > 1e-7:
+            flat = (b * n,)
+            q = leg_ik(self.fk, q.reshape(*flat, *q.shape[2:]), p.reshape(*flat, *p.shape[2:]),
+                       shift.reshape(*flat, 2, 2)).reshape(q.shape)
+            p, _ = self.fk(r, q)
+        if not self.cfg.limit_speed:
+            return r, q
+        # speed limit: frames that keep within it from the previous output pass as they are; a row over it (or still
+        # catching up with its dance) is limited frame by frame
+        lim = self.limiter.limits[rows] * self.dt  # [B, 23]
+        prev = np.where(self.limiter.valid[rows][:, None, None], self.limiter.points[rows], p[:, 0])
+        steps = np.linalg.norm(np.diff(np.concatenate([prev[:, None], p], axis=1), axis=1), axis=-1)  # [B, n, 23]
+        slow = ~(steps / lim[:, None] > 1.0).any(axis=(1, 2)) & ~self.limiter.lagging[rows]
+        out_root, out_quat = r, q
+        if slow.all():
+            self.limiter.accept(rows, r[:, -1], q[:, -1], p[:, -1])
+            return out_root, out_quat
+        fast = np.nonzero(~slow)[0]
+        if slow.any():
+            s_ = np.nonzero(slow)[0]
+            self.limiter.accept(rows[s_], r[s_, -1], q[s_, -1], p[s_, -1])
+        out_root, out_quat = r.copy(), q.copy()
+        for k in range(n):
+            out_root[fast, k], out_quat[fast, k] = self.limiter.frame(rows[fast], r[fast, k], q[fast, k], p[fast, k],
+                                                                      self.dt)
         return out_root, out_quat
 
     def _steer(self, rows: np.ndarray, root: np.ndarray, pts: np.ndarray, hip: np.ndarray) -> None:

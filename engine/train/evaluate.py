@@ -12,7 +12,10 @@ import torch
 from engine.frames import MODEL_FPS
 from engine.models.conditioning import GENRES, sequence_conditions
 from engine.models.gpt import CrossCondGPT
+from engine.models.pose_repr import metric_cmu_skeleton, vectors_to_motion
+from engine.models.staging import DEFAULT_STAGING, REAL_SPEED_P999, PointFK, stage_arrays
 from engine.models.vqvae import DOWN
+from engine.skeleton import rotations as R
 from engine.train import metrics as M
 from engine.train.dataset import TRAINED_GENRES, Sequence
 from engine.train.generate import DanceModel, decode_tokens, sample_dance
@@ -22,6 +25,7 @@ from engine.train.style_classifier import train_style_classifier
 from engine.train.train_vqvae import reconstruction_error_mm
 
 _FK: list[VectorFK] = []
+_POINT_FK = PointFK()
 
 
 def points(upper: np.ndarray, lower: np.ndarray, fps: float = MODEL_FPS) -> np.ndarray:
@@ -45,6 +49,19 @@ def clip_metrics(pos: np.ndarray, beats_s: np.ndarray) -> dict[str, float]:
         "speed_ms": float(np.linalg.norm(np.diff(M.root_relative(pos), axis=0), axis=-1).mean() * MODEL_FPS),
         "root_speed_ms": float(np.linalg.norm(np.diff(pos[:, 0, [0, 2]], axis=0), axis=-1).mean() * MODEL_FPS),
     }
+
+
+def staging_metrics(upper: np.ndarray, lower: np.ndarray, style: str) -> dict[str, float]:
+    """Staging measures of a dance as ``generate`` outputs it (staged with the default settings): share of frames
+    facing the front within 45 deg, largest and 95th percentile distance from the stage centre, and the largest
+    joint speed over the real 99.9th percentile of that joint in the style (the limit is 1.2)."""
+    motion = vectors_to_motion(upper, lower, metric_cmu_skeleton())
+    root, quat = stage_arrays(motion.root_pos, R.matrix_to_quat(motion.rot), DEFAULT_STAGING, style)
+    pos, _ = _POINT_FK(root, quat)
+    far, p95 = M.stage_distance(pos)
+    lim = REAL_SPEED_P999.get(style, REAL_SPEED_P999["salsa"])
+    return {"facing": M.facing_share(pos), "stage_max_m": far, "stage_p95_m": p95,
+            "speed_ratio_max": float(M.joint_speed_ratio(pos, MODEL_FPS, np.array(lim)).max())}
 
 
 def style_of_sequence(seq: Sequence) -> str:
@@ -94,6 +111,8 @@ def _summarise(
             "div_k": M.diversity(gk), "div_g": M.diversity(gg),
             **{key: float(np.mean(v)) for key, v in rows[name].items()},
             "max_freeze_s": float(np.max(rows[name]["freeze_s"])), "segments": len(feat_k), "clips": len(clips[name]),
+            "speed_ratio_peak": float(np.max(rows[name]["speed_ratio_max"])),
+            "stage_max_peak_m": float(np.max(rows[name]["stage_max_m"])),
         }
         if acc.get(name):
             out[name]["style_acc"] = float(np.nanmean(acc[name]))
@@ -151,7 +170,7 @@ def evaluate_model(
         for name, (up, low) in variants:
             pos = points(up, low)
             clips[st][name].append(pos)
-            for key, v in clip_metrics(pos, beats).items():
+            for key, v in {**clip_metrics(pos, beats), **staging_metrics(up, low, st)}.items():
                 per[st][name].setdefault(key, []).append(v)
             if clf is not None and st in clf.styles:
                 acc[st][name].append(clf.accuracy([(up, low)], st))
@@ -190,6 +209,9 @@ def evaluate_model(
             "rows": "model/untrained: the model card's sampling; *_plain: the same GPT without beat guidance"
             if guided else "model/untrained: the model card's sampling (plain)",
             "genre_control": "each style's dances are generated with that style's genre row",
+            "staging": "facing, stage_*_m, speed_ratio_*: the dance as generate outputs it (staged: front +Z, radius "
+                       "1.5 m, joint speeds <= 1.2x the real 99.9th percentile); the other measures: the model's "
+                       "motion before staging",
             "style_acc": "share of 4 s windows a logistic-regression style classifier (trained on the real training "
                          "takes) assigns to the intended style" if clf is not None else "not measured (no reference)",
             "val_clips": [s.name for s in val],
@@ -215,7 +237,8 @@ def write_report(res: dict, out_dir: Path, extra_md: str = "") -> None:
     (out_dir / "eval.json").write_text(json.dumps(
         {"summary": summary, "by_style": res.get("by_style", {}), "notes": res["notes"]}, indent=2))
     cols = ["fid_k", "fid_g", "div_k", "div_g", "bas", "pfc", "skate_ms", "max_freeze_s", "speed_ms", "speed_ratio",
-            "root_speed_ms", "root_speed_ratio", "style_acc"]
+            "root_speed_ms", "root_speed_ratio", "style_acc", "facing", "stage_max_peak_m", "stage_p95_m",
+            "speed_ratio_peak"]
     order = ("real", "vq_recon", "model", "model_plain", "untrained", "untrained_plain")
 
     def table(rows: dict) -> list[str]:
