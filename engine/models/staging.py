@@ -111,6 +111,9 @@ class StagingConfig:
     recover_ms: float = 2.5  # a foot in the air returns to its own leg's reach at this speed
     limit_speed: bool = True  # the snap guard (on even when steering is off)
     speed_factor: float = SPEED_FACTOR
+    # the generated frames keep this much under the limit, so that playback stays within it: the playout's
+    # phase-lock warp plays up to 5 % faster and 60 fps interpolation adds up to a few % on curved paths
+    playout_margin: float = 0.08
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.front_deg) and -360.0 <= self.front_deg <= 360.0):
@@ -488,7 +491,7 @@ class Stager:
     def set_style(self, pid: int, style: str | None) -> None:
         """Speed limits of the performer's style (unknown: the loosest of the known styles)."""
         r = self.row(pid)
-        self.limiter.limits[r] = speed_limits(style, self.cfg.speed_factor)
+        self.limiter.limits[r] = speed_limits(style, self.cfg.speed_factor / (1.0 + self.cfg.playout_margin))
 
     def to_raw_xz(self, pid: int, xz: np.ndarray) -> np.ndarray:
         """A staged floor position [2] -> the model's own coordinates (what it integrates from)."""
@@ -755,7 +758,8 @@ class StagedModel:
 
     def speed_limits(self, pid: int) -> np.ndarray:
         """The performer's joint speed limits [23] (m/s; the playout holds its own transitions to them)."""
-        return self.stager.limiter.limits[self.stager.row(pid)].copy()
+        c = self.config
+        return self.stager.limiter.limits[self.stager.row(pid)] * (1.0 + c.playout_margin)
 
     def describe(self) -> dict[str, Any]:
         c = self.config

@@ -219,7 +219,7 @@ def test_a_staged_model_blends_a_reset_and_maps_positions_back() -> None:
     # performers come and go
     pid = model.add_performer(Controls(genre=11))
     assert model.performer_ids() == [0, pid]
-    assert np.allclose(model.stager.limiter.limits[model.stager.row(pid)], speed_limits("indian"))
+    assert np.allclose(model.speed_limits(pid), speed_limits("indian"))
     model.remove_performer(0)
     assert len(model.step(np.zeros(168, np.float32))) == 1
     assert model.describe()["staging"].startswith("front 0")

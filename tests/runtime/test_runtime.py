@@ -322,3 +322,34 @@ def test_text_and_energy_controls_apply_at_the_next_token() -> None:
     assert first[0, 3] == 1.0 and not first[0, TEXT_DIM:].any()  # performer 0: the text only
     assert first[1, TEXT_DIM:] == pytest.approx([0.8, 1.0]) and not first[1, :TEXT_DIM].any()  # 1: energy only
     assert rt.playheads.intensity[1] == 1.0  # energy conditions the model; the idle blend is untouched
+
+
+def _speed_ratio(frames: list[PoseFrame], fps: float = 30.0) -> np.ndarray:
+    """Per frame, the largest joint speed over its salsa limit (1.2x the real 99.9th percentile)."""
+    from engine.models.staging import PointFK, speed_limits
+
+    pos, _ = PointFK()(np.stack([f.root_position for f in frames]), np.stack([f.rotations for f in frames]))
+    v = np.linalg.norm(np.diff(pos, axis=0), axis=-1) * fps
+    return np.asarray((v / speed_limits("salsa")).max(axis=-1))
+
+
+@pytest.mark.parametrize("fps", [30, 60])
+def test_no_pose_snaps_through_silence_restart_and_replans(fps: int) -> None:
+    """Music, 3 s of silence (idle, then a restart from scratch), music again, ending mid-dance: every output frame
+    of a staged model keeps every joint within its speed limit; the same model unstaged does not (random weights
+    snap between tokens, and waking from idle takes 2 frames)."""
+    from engine.models.staging import StagedModel, StagingConfig
+
+    x = np.concatenate([_music(3.0, 0.0), np.zeros(3 * SR, np.float32), _music(3.0, 0.0)])
+    ratios = {}
+    for staged in (True, False):
+        gen = _generator(performers=1)
+        model = StagedModel(gen, StagingConfig()) if staged else gen
+        out: list[PoseFrame] = []
+        rt = DanceRuntime(model, MusicAnalyzer(), sinks=[out.append],
+                          config=RuntimeConfig(realtime=False, output_fps=fps))
+        rt.run(_blocks(x))
+        assert rt.stats.frames_out > 200
+        ratios[staged] = _speed_ratio(out, fps)
+    assert ratios[True].max() <= 1.0 + 1e-3, ratios[True].max()
+    assert ratios[False].max() > 1.2
