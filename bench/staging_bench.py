@@ -97,7 +97,7 @@ def row(group: str, kind: str, clip: str, style: str, root: np.ndarray, quat: np
     t0 = time.perf_counter()
     sr, sq = stage_arrays(root, quat, cfg, style)
     ms_per_step = (time.perf_counter() - t0) / max(1, len(root) // 4) * 1000
-    r = {"group": group, "kind": kind, "clip": clip, "style": style, "seconds": len(root) / MODEL_FPS,
+    r: dict[str, Any] = {"group": group, "kind": kind, "clip": clip, "style": style, "seconds": len(root) / MODEL_FPS,
          "raw": measure(root, quat, style), "staged": measure(sr, sq, style), "stage_ms_per_step": ms_per_step}
     print(json.dumps({k: v for k, v in r.items() if k not in ("raw", "staged")} | {
         w: {k: round(v, 3) for k, v in r[w].items() if not k.startswith("_")} for w in ("raw", "staged")}),
