@@ -63,3 +63,40 @@ def test_foot_skating_and_pfc_rise_when_planted_feet_slide() -> None:
     jerky = slid.copy()
     jerky[:, :, 2] += 0.05 * np.sin(np.arange(len(pos)) * 1.3)[:, None]  # root shakes while feet move
     assert M.physical_foot_contact(jerky, 30.0) > M.physical_foot_contact(pos, 30.0)
+
+
+def test_staging_measures_on_known_motion() -> None:
+    """Facing from the hip joints, spin rate, stage distance and the joint speed ratio on a turning, walking body."""
+    from engine.models.staging import PointFK, speed_limits, yaw_quat
+    from engine.skeleton.skeleton import get_skeleton
+
+    skel = get_skeleton("cmu")
+    t = np.arange(90) / 30.0
+    quat = np.zeros((90, skel.num_joints, 4))
+    quat[..., 0] = 1.0
+    quat[:, 0] = yaw_quat(2 * np.pi * 0.5 * t)  # half a turn per second
+    root = np.zeros((90, 3))
+    root[:, 0] = 0.4 * t  # 0.4 m/s along +x
+    root[:, 1] = 0.9
+    pos, _ = PointFK()(root, quat)
+    yaw = M.facing_yaw(pos)
+    assert abs(yaw[0]) < 1e-6 and abs(((yaw[15] - np.pi / 2 + np.pi) % (2 * np.pi)) - np.pi) < 1e-6
+    assert np.allclose(M.spin_rates(pos, 30.0), 0.5, atol=1e-6)
+    assert M.facing_share(pos) == pytest.approx(np.mean(np.abs(((np.pi * t + np.pi) % (2 * np.pi)) - np.pi)
+                                                        <= np.pi / 4))
+    far, p95 = M.stage_distance(pos)
+    assert far == pytest.approx(0.4 * t[-1]) and p95 < far
+    ratio = M.joint_speed_ratio(pos, 30.0, speed_limits("salsa"))
+    assert ratio.shape == (89,) and 0.0 < ratio.max() < 1.0
+    jump = pos.copy()
+    jump[45:, :, 0] += 1.0  # a 1 m snap: 30 m/s for one frame
+    assert M.joint_speed_ratio(jump, 30.0, speed_limits("salsa")).max() > 2.0
+
+
+def test_staging_metrics_of_a_dance_as_generate_outputs_it() -> None:
+    from engine.train.evaluate import staging_metrics
+
+    up, low = motion_to_vectors(stepping_motion(6.0, 30.0, 100.0))
+    m = staging_metrics(up, low, "salsa")
+    assert set(m) == {"facing", "stage_max_m", "stage_p95_m", "speed_ratio_max"}
+    assert 0.0 <= m["facing"] <= 1.0 and m["speed_ratio_max"] <= 1.2 / 1.08 + 1e-3
