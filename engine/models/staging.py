@@ -4,19 +4,22 @@ Every performer's frames pass through a :class:`Stager` as they leave the model 
 state, vectorised over performers). It does two things:
 
 * **Steering** (``StagingConfig.steer``). The staged pose is the model's pose under a horizontal rigid
-  transform (a yaw ``theta`` about +Y and an offset), which the stager changes only by *pivoting*: on a frame
-  where exactly one foot is on the floor it turns about that foot's planted points, in flight about the root,
-  and on double support not at all. A pivot keeps the planted foot where it is, so steering slides no foot (the
-  other points of the planted foot move by the turn times their distance from the pivot: a ball-of-the-foot
-  turn). The turn rate is a control law of two terms, at most ``max_turn_dps``:
+  transform (a yaw ``theta`` about +Y and an offset) plus, per leg, a stride correction solved by leg IK:
 
-  - *facing*: the error between the front and the performer's **averaged** facing (an exponential average of
-    the facing direction as a unit vector, time constant ``facing_tau_s``). During a spin the average shrinks
-    towards zero length, and the correction is scaled by that length, so spins are not resisted; a dancer who
-    keeps facing sideways is turned back.
-  - *stage*: outside ``inner_frac`` of the radius, the error between the performer's averaged travel direction
-    and the direction to the stage centre, weighted up to 1 at the radius (and then the facing term fades out
-    and the turn limit doubles): the travel bends back towards the centre.
+  - *facing*: the transform turns only by *pivoting* about the foot points on the floor (the planted points of
+    the one foot down, between the feet when both are down, the root in flight), so the pivot stays where it is
+    (the other points of a flat foot or of the other foot move by the turn times their distance from the pivot).
+    The rate is ``facing_gain`` times the error between the front and the performer's averaged facing (an
+    exponential average of the facing direction, the hip-joint line, as a unit vector over ``facing_tau_s``;
+    errors under ``dead_deg`` are left alone), scaled by that average's length and gated off while the dancer
+    itself turns faster than ``spin_gate_dps``, so spins and turns of the dance are not resisted; at most
+    ``max_turn_dps``. The averages turn with the transform, so the controller sees its correction at once.
+    Beyond the radius the target turns the averaged drift back towards the centre (``edge_frac``).
+  - *stage*: the body is pulled towards the centre, ``pull_ms`` at the radius and in proportion inside it, on
+    top of its feet: the offset moves, and each leg with a planted foot is re-solved by two-bone IK
+    (:func:`leg_ik`: hip, knee, ankle; the foot keeps its world orientation) so that foot stays where it was
+    drawn. The correction is bounded by ``max_shift_m`` and by the leg's reach; a leg in the air lets it go back
+    at ``recover_ms``.
 
 * **Speed limit** (``StagingConfig.limit_speed``, on even with steering off). No joint may move faster than
   ``speed_factor`` (1.2) times the real data's 99.9th percentile of that joint's speed, per style
@@ -102,11 +105,11 @@ class StagingConfig:
     facing_gain: float = 12.0  # turn rate per radian of facing error (1/s)
     travel_tau_s: float = 2.0  # time constant of the averaged travel velocity (the drift)
     cone_deg: float = 0.0  # within this of the front, the facing is turned to steer the drift home
-    inner_frac: float = 0.5  # from this fraction of the radius on, the stride is pulled towards the centre
+    inner_frac: float = 0.0  # from this fraction of the radius on, the stride is pulled towards the centre
     edge_frac: float = 0.5  # beyond the radius, the drift home overrides the facing over this fraction of it
     flat_support: float = 1.0  # turn rate factor on one flat foot (ball and heel down: turns about their middle)
     double_support: float = 1.0  # turn rate factor with both feet planted (pivot between them: slides them)
-    pull_ms: float = 1.2  # stride correction towards the centre at the stage edge (m/s; half of it halfway in)
+    pull_ms: float = 1.2  # stride correction towards the centre at the stage edge (m/s; in proportion inside)
     max_shift_m: float = 0.35  # most a planted foot is held away from where the leg would put it (leg IK)
     recover_ms: float = 2.5  # a foot in the air returns to its own leg's reach at this speed
     limit_speed: bool = True  # the snap guard (on even when steering is off)
@@ -176,9 +179,9 @@ def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, ve
               spin: np.ndarray | None = None) -> np.ndarray:
     """The steering law: desired turn rate (rad/s, + = from +Z towards +X) per unit.
 
-    The target facing is the front, turned within the facing cone (+-``cone_deg``) to the side that sends the
-    unit's drift (its averaged travel, taken in its own frame) back towards the centre; near the edge of the
-    stage (``inner_frac`` .. 1 of the radius) the target moves out of the cone as far as bringing the drift home
+    The target facing is the front, turned within the facing cone (+-``cone_deg``, 0 by default) to the side
+    that sends the unit's drift (its averaged travel, taken in its own frame) back towards the centre; beyond
+    the radius (over ``edge_frac`` of it) the target moves out of the cone as far as bringing the drift home
     needs. The rate is proportional to the error from the averaged facing, times that average's length (short
     during spins, which are therefore not resisted).
 
