@@ -332,9 +332,10 @@ def limit_step(fk: PointFK, prev_root: np.ndarray, prev_quat: np.ndarray, prev_p
     if over.any():
         sel = np.nonzero(over)[0]
         r0, q0, p0, l0 = prev_root[sel], prev_quat[sel], prev_points[sel], max_step[sel]
-        w = 1.0 / ratio[sel]
-        # Rotations do not move points linearly in the blend weight: shrink until within the limit.
-        for _ in range(8):
+        w = 0.98 / ratio[sel]
+        # Rotations do not move points linearly in the blend weight: shrink until within the limit (two tries,
+        # then the previous pose is held for that frame: the limit is never exceeded, and the cost stays bounded)
+        for attempt in range(3):
             rb = r0 + (root[sel] - r0) * w[:, None]
             qb = R.slerp(q0, quat[sel], w[:, None])
             pb, _ = fk(rb, qb)
@@ -342,7 +343,7 @@ def limit_step(fk: PointFK, prev_root: np.ndarray, prev_quat: np.ndarray, prev_p
             bad = rr > 1.0 + 1e-6
             if not bad.any():
                 break
-            w = np.where(bad, w / rr * 0.98, w)
+            w = np.where(bad, 0.0 if attempt == 1 else w / rr * 0.9, w)
         root = root.copy()
         quat = quat.copy()
         points = points.copy()
