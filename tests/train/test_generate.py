@@ -123,14 +123,17 @@ def _live_tokens(model_dir: Path, cond: np.ndarray, seed: int, max_repeat: int |
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The live generator the runtime builds from the folder (engine.runtime.assemble), stepped row by row."""
     from engine.models.gpt_dancer import DanceGenerator
+    from engine.models.staging import StagedModel
     from engine.runtime.assemble import ModelSpec, build_model
 
-    gen = build_model(ModelSpec(model=model_dir, backend="torch", decode="torch", seed=seed, max_repeat=max_repeat))
+    model = build_model(ModelSpec(model=model_dir, backend="torch", decode="torch", seed=seed, max_repeat=max_repeat))
+    assert isinstance(model, StagedModel)  # every kind is staged; the tokens are the inner generator's
+    gen = model.inner
     assert isinstance(gen, DanceGenerator)
     p = gen.get(gen.performer_ids()[0])
     ups, downs = [], []
     for row in cond:
-        gen.step(row)
+        model.step(row)
         ups.append(int(p.tok_up[-1]))
         downs.append(int(p.tok_down[-1]))
     return np.array(ups), np.array(downs)
