@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
 from engine.models.conditioning import GENRES, sequence_conditions
-from engine.models.pose_repr import lock_feet, metric_cmu_skeleton, vectors_to_motion
+from engine.models.pose_repr import metric_cmu_skeleton, vectors_to_motion
 from engine.models.staging import REAL_SPEED_P999, SPEED_FACTOR, PointFK, StagingConfig, stage_arrays
 from engine.skeleton import rotations as R
 from engine.train import metrics as M
@@ -67,14 +67,11 @@ def measure(root: np.ndarray, quat: np.ndarray, style: str) -> dict[str, Any]:
 
 
 def gpt_vectors_motion(model: Any, cond: np.ndarray, genre: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from engine.train.generate import decode_tokens, sample_dance_tokens
+    """The GPT's own frames (the live generator at batch 1, before staging) for conditioning rows."""
+    from engine.train.generate import sample_dance
 
-    ups, downs = sample_dance_tokens(model, cond, GENRES.index(genre), None, seed=seed)
-    up, low = decode_tokens(model.vq, ups, downs)
-    if model.foot_lock:
-        low = lock_feet(up, low)
-    m = vectors_to_motion(up, low, metric_cmu_skeleton())
-    return m.root_pos, R.matrix_to_quat(m.rot)
+    d = sample_dance(model, cond, GENRES.index(genre), None, seed=seed)
+    return d.root.astype(np.float64), d.quat.astype(np.float64)
 
 
 def retrieval_motion(cond: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
