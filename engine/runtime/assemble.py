@@ -117,10 +117,13 @@ def build_model(spec: ModelSpec) -> MotionModel:
     builder = _BUILDERS.get(kind)
     if builder is None:
         raise AssemblyError(f"unknown model kind {kind!r}; known: {sorted(_BUILDERS)}")
-    # A couple is staged by its own kind (the follower's placement, its heading correction): here it gets the
-    # speed limit only, as steering each partner on its own would break the hold.
-    staging = replace(spec.staging, steer=False) if kind == COUPLE_KIND else spec.staging
-    return StagedModel(builder(spec), staging)
+    model = builder(spec)
+    # A couple places its partners itself (the follower's placement, its heading correction, the minimum root
+    # distance); staging each partner on its own, even only its speed limit, would move them independently and
+    # break that (couples as a unit: engine/models/staging.py, unit_pose). Not staged here.
+    if kind == COUPLE_KIND:
+        return model
+    return StagedModel(model, spec.staging)
 
 
 def build_runtime(spec: EngineSpec, sinks: Sequence[Sink] = (), clock: Clock = SYSTEM_CLOCK,
