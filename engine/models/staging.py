@@ -755,9 +755,12 @@ class StagedModel:
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
         self.inner.rewind(pid, n, None if root_xz is None else self.stager.to_raw_xz(pid, root_xz))
 
-    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,
+                     joints: str = "all") -> None:
+        """The staged pose mapped into the model's frame with the transform of now (steering until the
+        keyframe's frame moves it by that much)."""
         r, q = self.stager.to_raw(pid, root, quat)
-        self.inner.set_keyframe(pid, frames_ahead, r.astype(np.float32), q.astype(np.float32))
+        self.inner.set_keyframe(pid, frames_ahead, r.astype(np.float32), q.astype(np.float32), joints)
 
     def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
         return self.inner.idle_pose()

@@ -188,7 +188,8 @@ class Walker:
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
         self.rewound.append(root_xz)
 
-    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray) -> None:
+    def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,
+                     joints: str = "all") -> None:
         raise NotImplementedError
 
     def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:
