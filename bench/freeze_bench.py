@@ -65,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="model.json whose real-motion reference gives the speed ratios (default: the model's)")
     ap.add_argument("--max-repeat", type=int, default=None, metavar="N",
                     help="repetition guard (0: off; default: the model card's sampling.max_repeat)")
+    ap.add_argument("--genre-guidance", type=float, default=None, metavar="S",
+                    help="genre guidance scale (1: off; default: the model card's sampling.genre_guidance)")
     args = ap.parse_args(argv)
     model = load_dance_model(args.model)
+    if args.genre_guidance is not None:
+        model.card.setdefault("sampling", {})["genre_guidance"] = None if args.genre_guidance == 1.0 else (
+            args.genre_guidance)
     if args.max_repeat is not None:
         model.card.setdefault("sampling", {})["max_repeat"] = args.max_repeat or None
     genres = [g for g in TRAINED_GENRES if g in model.card.get("trained_genres", ["salsa"])]
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(rows[-1]), flush=True)
     model.card["sampling"]["beat_guidance"] = guided_card
     meta = {"model": str(args.model), "seeds": args.seeds, "seconds": args.seconds,
-            "max_repeat": model.max_repeat, "total_s": time.perf_counter() - t0,
+            "max_repeat": model.max_repeat, "genre_guidance": model.genre_guidance, "total_s": time.perf_counter() - t0,
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "note": "shared 2-core machine, other sessions running"}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,19 @@ def check_max_repeat(n: int | None) -> None:
         raise CliError(f"--max-repeat must be in [0, {MAX_REPEAT_LIMIT}] (0: off), got {n}")
 
 
+#: Help of ``--genre-guidance`` (generate, eval, play, live).
+GENRE_GUIDANCE_HELP = ("classifier-free guidance on the genre: draw from uncond + S * (cond - uncond), "
+                       "one extra GPT row per performer (1: off; default: the model card's sampling.genre_guidance)")
+
+
+def check_genre_guidance(s: float | None) -> None:
+    """``--genre-guidance`` must be None (the card's) or a scale the model card allows."""
+    from engine.models.model_card import GENRE_GUIDANCE_LIMIT
+
+    if s is not None and not 0.0 <= s <= GENRE_GUIDANCE_LIMIT:
+        raise CliError(f"--genre-guidance must be in [0, {GENRE_GUIDANCE_LIMIT:g}] (1: off), got {s}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="groovecast",

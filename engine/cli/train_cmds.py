@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from engine.cli import MAX_REPEAT_HELP, CliError, check_max_repeat
+from engine.cli import GENRE_GUIDANCE_HELP, MAX_REPEAT_HELP, CliError, check_genre_guidance, check_max_repeat
 from engine.cli.staging_args import add_staging_arguments, staging_config
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ def register(sub: Any) -> None:
     e.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     e.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
+    e.add_argument("--genre-guidance", type=float, default=None, metavar="S", help=GENRE_GUIDANCE_HELP)
+    e.add_argument("--model-only", action="store_true",
+                   help="generate only the model card's row (skip model_plain and the untrained GPT)")
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
     e.add_argument("--untrained-plain-only", action="store_true",
                    help="sample the untrained GPT plainly only (skip its costly beat-guided row)")
@@ -95,6 +98,7 @@ def register(sub: Any) -> None:
     g.add_argument("--beat-guidance", type=int, default=None, metavar="N",
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     g.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
+    g.add_argument("--genre-guidance", type=float, default=None, metavar="S", help=GENRE_GUIDANCE_HELP)
     g.add_argument("--couple", action="store_true",
                    help="a salsa couple: writes OUT with _lead and _follow before the suffix (two BVH files, one "
                         "per dancer, in one world frame); the model folder must hold a follower")
@@ -298,10 +302,12 @@ def _eval(args: argparse.Namespace) -> int:
         sampling["foot_lock"] = False
     _apply_guidance(model, args.beat_guidance)
     _apply_max_repeat(model, args.max_repeat)
+    _apply_genre_guidance(model, args.genre_guidance)
     val = load_data(args.data, "val", None)
     ref_names, ref_pairs = _reference(args.data)
     res = evaluate_model(model, val, reference=ref_pairs, seed=args.seed, samples=args.samples,
-                         reference_names=ref_names, untrained_guided=not args.untrained_plain_only)
+                         reference_names=ref_names, untrained_guided=not args.untrained_plain_only,
+                         compare=not args.model_only)
     if args.report is not None:
         write_report(res, args.report)
     if args.json:
@@ -372,6 +378,14 @@ def _apply_max_repeat(model: Any, n: int | None) -> None:
     model.card.setdefault("sampling", {})["max_repeat"] = n or None
 
 
+def _apply_genre_guidance(model: Any, s: float | None) -> None:
+    """``--genre-guidance S`` over the model card's genre guidance (None: keep the card's; 1: off)."""
+    if s is None:
+        return
+    check_genre_guidance(s)
+    model.card.setdefault("sampling", {})["genre_guidance"] = None if s == 1.0 else s
+
+
 def _generate(args: argparse.Namespace) -> int:
     from engine.models.pose_repr import motion_positions
     from engine.train.generate import generate_dance, write_motion_bvh
@@ -380,6 +394,7 @@ def _generate(args: argparse.Namespace) -> int:
     if not args.audio.is_file():
         raise CliError(f"audio file {args.audio} does not exist")
     audio, sr = _read_audio(args.audio)
+    check_genre_guidance(args.genre_guidance)
     if args.couple:
         return _generate_couple(args, audio, sr)
     if args.model == "retrieval":
@@ -389,6 +404,7 @@ def _generate(args: argparse.Namespace) -> int:
     model = _load_model(Path(args.model) if args.model else None)
     _apply_guidance(model, args.beat_guidance)
     _apply_max_repeat(model, args.max_repeat)
+    _apply_genre_guidance(model, args.genre_guidance)
     try:
         g = generate_dance(model, audio, sr, genre=args.genre, text=args.text, seconds=args.seconds,
                            temperature=args.temperature, top_k=args.top_k, seed=args.seed,
@@ -471,7 +487,7 @@ def _generate_couple(args: argparse.Namespace, audio: Any, sr: int) -> int:
     try:
         model = build_model(ModelSpec(model=args.model, genre=args.genre, seed=args.seed, temperature=args.temperature,
                                       top_k=args.top_k, beat_guidance=args.beat_guidance,
-                                      max_repeat=args.max_repeat, backend="torch",
+                                      max_repeat=args.max_repeat, genre_guidance=args.genre_guidance, backend="torch",
                                       decode="torch", performers=2, couple=True))
         r = render(model, audio, sr, seconds=args.seconds)
     except (AssemblyError, ValueError) as exc:

@@ -51,6 +51,13 @@ class DanceModel:
         return None if m is None else int(m)
 
     @property
+    def genre_guidance(self) -> float | None:
+        """Classifier-free genre guidance scale of the model card (``sampling.genre_guidance``; absent, null or
+        1.0: off)."""
+        s = self.card.get("sampling", {}).get("genre_guidance")
+        return None if s is None or float(s) == 1.0 else float(s)
+
+    @property
     def top_k(self) -> int | None:
         k = self.card.get("sampling", {}).get("top_k")
         return None if k is None else int(k)

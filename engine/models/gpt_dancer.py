@@ -37,7 +37,7 @@ from engine.models.pose_repr import (
     vectors_to_motion,
 )
 from engine.models.protocol import Capabilities, Controls, StepFrames
-from engine.models.sampling import block_repeats, sample_tokens
+from engine.models.sampling import block_repeats, genre_guidance_scale, guide_logits, sample_tokens
 from engine.models.vqvae import VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
@@ -47,6 +47,11 @@ if TYPE_CHECKING:  # backends are passed in; models never import export/ at run 
 
 #: Fewest candidates per steered performer worth decoding and scoring (see ``DanceGenerator.guidance_rows``).
 MIN_GUIDED_CANDIDATES = 4
+
+
+def cache_rows(performers: int, genre_guidance: float | None = None) -> int:
+    """Backend cache rows ``performers`` need: two each under genre guidance (conditional + unconditional)."""
+    return performers * (1 if genre_guidance_scale(genre_guidance) is None else 2)
 
 
 @dataclass(eq=False)
@@ -75,11 +80,14 @@ class Performer:
     known: int = 0  # entries of tok_up / tok_down that hold drawn tokens (the rest, at the front, are filler)
     inbetween: InBetweenState = field(default_factory=InBetweenState)  # pinned poses and their blend
     pinned: list[tuple[int, int, int]] = field(default_factory=list)  # (token pos, up, down) waiting for the slot
+    uncond: PerformerState | None = None  # the genre-guidance cache row (genre "none", no text); None: off
 
     def reset(self) -> None:
         """Start the dance over (position 0, BOS, its random stream from its seed), as if just added; keeps
         where it stands. So steps timed before a show (the runtime's calibration) leave no trace."""
         self.backend.reset_state(self.state)
+        if self.uncond is not None:
+            self.backend.reset_state(self.uncond)
         self.rng.manual_seed(self.seed)
         self.tok_up[:] = self.pad
         self.tok_down[:] = self.pad
@@ -112,6 +120,9 @@ class Performer:
         self.tok_up[:n] = self.pad
         self.tok_down[:n] = self.pad
         self.state.feed(int(self.tok_up[-1]), int(self.tok_down[-1]))
+        if self.uncond is not None:  # the unconditional row saw the same tokens: it rewinds with them
+            self.uncond.pos -= n
+            self.uncond.feed(int(self.tok_up[-1]), int(self.tok_down[-1]))
         if root_xz is not None:
             self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
         self.decoder.reset(self.slot)
@@ -145,11 +156,17 @@ class DanceGenerator:
         max_repeat: the repetition guard (the model card's ``sampling.max_repeat``): a token drawn for the
             last ``max_repeat`` steps in a row is masked for the next draw, plain and candidate draws alike,
             upper and lower body separately (:func:`engine.models.sampling.block_repeats`). None or 0: off.
+        genre_guidance: classifier-free guidance on the genre (the model card's ``sampling.genre_guidance``):
+            each performer owns a second cache row stepped with genre "none" and no text/controls in the same
+            batched GPT step, and draws from ``uncond + s * (cond - uncond)``
+            (:func:`engine.models.sampling.guide_logits`), before the repetition guard and beat guidance.
+            None or 1.0: off. The backend needs :func:`cache_rows` rows (two per performer when on).
     """
 
     def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True,
                  decoder_runner: Any = None, guidance: GuidanceConfig = OFF, guidance_rows: int = 64,
-                 max_repeat: int | None = None) -> None:
+                 max_repeat: int | None = None, genre_guidance: float | None = None) -> None:
+        self.genre_guidance = genre_guidance_scale(genre_guidance)
         if max_repeat is not None and max_repeat < 0:
             raise ValueError(f"max_repeat must be >= 0 or None, got {max_repeat}")
         self.max_repeat = max_repeat or 0
@@ -166,8 +183,11 @@ class DanceGenerator:
         self.n_joints = self.skeleton.num_joints
         self.model_idx = model_joint_indices(self.skeleton)
         self.ctx = max(16, self.max_repeat)  # recent tokens kept per performer
-        self.decoder = StreamingDecoder(vqvae, backend.capacity, runner=decoder_runner)
-        self._free_slots = list(range(backend.capacity))
+        self.capacity = backend.capacity // (1 if self.genre_guidance is None else 2)  # performers
+        if self.capacity < 1:
+            raise ValueError(f"genre guidance needs 2 cache rows per performer; the backend has {backend.capacity}")
+        self.decoder = StreamingDecoder(vqvae, self.capacity, runner=decoder_runner)
+        self._free_slots = list(range(self.capacity))
         self.performers: list[Performer] = []
         self._next_pid = 0
         self._pad = 0  # token history filler before a performer's first token (never decoded)
@@ -185,7 +205,10 @@ class DanceGenerator:
         return [p.pid for p in self.performers]
 
     def add_performer(self, controls: Controls | None = None) -> int:
+        if not self._free_slots:
+            raise RuntimeError(f"generator is full: capacity {self.capacity} performers")
         state = self.backend.new_state()
+        uncond = None if self.genre_guidance is None else self.backend.new_state()  # the row after ``state``
         slot = self._free_slots.pop(0)
         self.decoder.reset(slot)
         p = Performer(
@@ -201,6 +224,7 @@ class DanceGenerator:
                 int(self.vqvae.up_mean.numel()), int(self.vqvae.down_mean.numel())),
             pad=self._pad,
             seed=self.seed + self._next_pid,
+            uncond=uncond,
         )
         p.rng.manual_seed(p.seed)
         self._next_pid += 1
@@ -209,6 +233,8 @@ class DanceGenerator:
 
     def remove_performer(self, pid: int) -> None:
         p = self.get(pid)
+        if p.uncond is not None:  # released first: the last performer's two rows then move into this pair's
+            self.backend.release(p.uncond)
         self.backend.release(p.state)
         self._free_slots.append(p.slot)
         self.performers.remove(p)
@@ -271,11 +297,15 @@ class DanceGenerator:
         p.pinned = [k for k in p.pinned if k[0] >= p.state.pos]
         if not p.pinned:
             self.backend.clear_keyframes(p.state)
+            if p.uncond is not None:
+                self.backend.clear_keyframes(p.uncond)
             p.keyframe_until = None
             return
         pos, up, down = p.pinned[0]
         if p.keyframe_until != pos:
             self.backend.set_keyframes(p.state, [up], [down], [pos], p.controls.genre, self._global(p))
+            if p.uncond is not None:  # the unconditional row sees the same keyframe, without genre and controls
+                self.backend.set_keyframes(p.uncond, [up], [down], [pos], 0, None)
             p.keyframe_until = pos
 
     def _global(self, p: Performer) -> np.ndarray | None:
@@ -288,7 +318,8 @@ class DanceGenerator:
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "backend": self.backend.name, "steps": self.steps,
                 "guided_tokens": self.guided_tokens, "guidance_skipped": self.guidance_skipped,
-                "guidance": f"{self.guidance.candidates} candidates" if self.guidance.enabled else "off"}
+                "guidance": f"{self.guidance.candidates} candidates" if self.guidance.enabled else "off",
+                "genre_guidance": self.genre_guidance or "off"}
 
     # -- the step ----------------------------------------------------------------------------------------
 
@@ -316,8 +347,11 @@ class DanceGenerator:
             for i, g in enumerate(globs):
                 if g is not None:
                     text[i] = g
-        res = self.backend.step([p.state for p in ps], cond_b, genre, text)
-        logits_up, logits_down = res.logits_up, res.logits_down
+        if self.genre_guidance is None:
+            res = self.backend.step([p.state for p in ps], cond_b, genre, text)
+            logits_up, logits_down = res.logits_up, res.logits_down
+        else:
+            logits_up, logits_down = self._guided_step(ps, cond_b, genre, text, self.genre_guidance)
         if self.max_repeat:
             rec_up, rec_down = self._recent(ps)
             logits_up = block_repeats(logits_up, rec_up, self.max_repeat)
@@ -341,6 +375,8 @@ class DanceGenerator:
             peeked = self._guide(ps, cond_b, logits_up, logits_down, ups, downs)
         for i, p in enumerate(ps):
             p.state.feed(ups[i], downs[i])
+            if p.uncond is not None:
+                p.uncond.feed(ups[i], downs[i])
             p.tok_up[:-1] = p.tok_up[1:]
             p.tok_up[-1] = ups[i]
             p.tok_down[:-1] = p.tok_down[1:]
@@ -365,7 +401,7 @@ class DanceGenerator:
                 down_np[todo] = down.numpy()
         else:
             slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=b)
-            all_rows = b == self.backend.capacity and bool(np.array_equal(slots, np.arange(b)))
+            all_rows = b == self.capacity and bool(np.array_equal(slots, np.arange(b)))
             up, down = self.decoder.step(
                 torch.from_numpy(ups), torch.from_numpy(downs), None if all_rows else torch.from_numpy(slots)
             )
@@ -380,6 +416,25 @@ class DanceGenerator:
             if p.inbetween.targets:
                 self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
         return out
+
+    def _guided_step(self, ps: list[Performer], cond_b: np.ndarray, genre: np.ndarray, text: np.ndarray | None,
+                     scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batched GPT step over each performer's conditional and unconditional row (interleaved, so the
+        rows of performers added in order stay contiguous in the backend), combined by genre guidance."""
+        b = len(ps)
+        states: list[PerformerState] = []
+        for p in ps:
+            assert p.uncond is not None
+            states += [p.state, p.uncond]
+        genre2 = np.zeros(2 * b, dtype=np.int64)
+        genre2[0::2] = genre
+        text2 = None
+        if text is not None:
+            text2 = np.zeros((2 * b, text.shape[1]), dtype=np.float32)
+            text2[0::2] = text
+        res = self.backend.step(states, np.repeat(cond_b, 2, axis=0), genre2, text2)
+        return (guide_logits(res.logits_up[0::2], res.logits_up[1::2], scale),
+                guide_logits(res.logits_down[0::2], res.logits_down[1::2], scale))
 
     def _recent(self, ps: list[Performer]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each performer's last ``max_repeat`` upper and lower tokens [B, m] (-1: not drawn yet)."""

@@ -8,6 +8,8 @@ from typing import Any
 
 #: Largest ``sampling.max_repeat`` (64 tokens = 8.5 s of one token: a longer run is no guard at all).
 MAX_REPEAT_LIMIT = 64
+#: Largest ``sampling.genre_guidance`` (past it the draw is the genre difference alone, far off the model).
+GENRE_GUIDANCE_LIMIT = 20.0
 
 
 def _number(v: Any) -> bool:
@@ -19,7 +21,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
 
     ``sampling.temperature`` must be a number in (0, 10], ``sampling.top_k`` an integer >= 0 (or null),
     ``sampling.foot_lock`` a boolean, ``sampling.beat_guidance`` an object (or null), ``sampling.max_repeat``
-    an integer in [1, 64] (or null: no repetition guard).
+    an integer in [1, 64] (or null: no repetition guard), ``sampling.genre_guidance`` a number in [0, 20] (or
+    null; 1: no genre guidance).
     """
     if not isinstance(card, dict):
         raise ValueError(f"{path}: a model card must be a JSON object, got {type(card).__name__}")
@@ -42,4 +45,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= MAX_REPEAT_LIMIT):
         raise ValueError(f"{path}: sampling.max_repeat must be an integer in [1, {MAX_REPEAT_LIMIT}] or null, "
                          f"got {m!r}")
+    gg = sampling.get("genre_guidance")
+    if gg is not None and (not _number(gg) or not 0.0 <= gg <= GENRE_GUIDANCE_LIMIT):
+        raise ValueError(f"{path}: sampling.genre_guidance must be a number in [0, {GENRE_GUIDANCE_LIMIT:g}] or null, "
+                         f"got {gg!r}")
     return card

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -71,3 +73,32 @@ def block_repeats(logits: Tensor, recent: Tensor, max_repeat: int | None) -> Ten
     out = logits.clone()
     out[rows, last[rows].long()] = float("-inf")
     return out
+
+
+def genre_guidance_scale(scale: float | None) -> float | None:
+    """The genre-guidance scale to apply: None when guidance is off (``scale`` None or exactly 1.0).
+
+    Raises ValueError for a scale that is not a finite number >= 0.
+    """
+    if scale is None:
+        return None
+    s = float(scale)
+    if not math.isfinite(s) or s < 0:
+        raise ValueError(f"genre guidance must be a finite number >= 0 (1: off), got {scale!r}")
+    return None if s == 1.0 else s
+
+
+def guide_logits(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance on the genre: ``uncond + scale * (cond - uncond)``.
+
+    ``cond`` are the logits of a step with the performer's genre (and text), ``uncond`` those of the same step
+    with genre "none" and no text (the GPT was trained with the genre dropped for a share of its windows, so
+    it has that unconditional mode). ``scale`` 1 gives ``cond``; above 1 pushes the draw toward what the genre
+    adds; 0 is the unconditional model.
+
+    Args:
+        cond: [B, V] conditional logits.
+        uncond: [B, V] unconditional logits of the same rows.
+        scale: the guidance scale s.
+    """
+    return uncond + scale * (cond - uncond)

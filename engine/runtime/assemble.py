@@ -48,6 +48,7 @@ class ModelSpec:
             energy None: unset).
         beat_guidance: candidates near predicted beats (0: plain sampling; None: the model card's).
         max_repeat: the repetition guard, longest run of one token (0: off; None: the model card's).
+        genre_guidance: classifier-free genre guidance scale (1: off; None: the model card's).
         data: the motion capture folder a retrieval model indexes (None: ``../shared/data``).
         cache: where a retrieval index is cached (None: ``.cache/retrieval`` in the working directory).
         couple: salsa couples (kind ``couple``): ``performers`` counts dancers, two per couple (leader, follower),
@@ -69,6 +70,7 @@ class ModelSpec:
     top_k: int | None = None
     beat_guidance: int | None = None
     max_repeat: int | None = None
+    genre_guidance: float | None = None
     data: Path | None = None
     cache: Path | None = None
     couple: bool = False
@@ -140,19 +142,21 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
     for _ in range(spec.performers):
         gen.add_performer(replace(desc))  # each performer owns its controls
     log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d, beat guidance %s, "
-             "max repeat %s", spec.model or default_model_dir(), gen.backend.name, gen.backend.device,
-             spec.performers, desc.temperature, desc.top_k,
-             f"{gen.guidance.candidates} candidates" if gen.guidance.enabled else "off", gen.max_repeat or "off")
+             "max repeat %s, genre guidance %s", spec.model or default_model_dir(), gen.backend.name,
+             gen.backend.device, spec.performers, desc.temperature, desc.top_k,
+             f"{gen.guidance.candidates} candidates" if gen.guidance.enabled else "off", gen.max_repeat or "off",
+             gen.genre_guidance or "off")
     return gen
 
 
 def _gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
-    """The VQ-VAE + GPT generator of ``spec`` (no performers yet), its loaded model and the starting controls."""
+    """The VQ-VAE + GPT generator of ``spec`` for ``capacity`` performers (no performers yet; two cache rows each
+    under genre guidance), its loaded model and the starting controls."""
     import torch
 
     from engine.models.conditioning import embed_texts, genre_id
     from engine.models.dance_model import load_dance_model
-    from engine.models.gpt_dancer import DanceGenerator
+    from engine.models.gpt_dancer import DanceGenerator, cache_rows
     from engine.models.protocol import Controls
     from export.base import BackendUnavailable
     from export.decoder_backend import create_decoder_runner
@@ -163,7 +167,9 @@ def _gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
     try:
         gid = genre_id(spec.genre)
         dm = load_dance_model(model_dir)
-        be = create_backend(spec.backend, dm.gpt, capacity=capacity, threads=max(1, spec.threads))
+        genre_guidance = dm.genre_guidance if spec.genre_guidance is None else spec.genre_guidance
+        be = create_backend(spec.backend, dm.gpt, capacity=cache_rows(capacity, genre_guidance),
+                            threads=max(1, spec.threads))
     except (ValueError, BackendUnavailable, FileNotFoundError, OSError) as exc:
         raise AssemblyError(f"{exc}" if "model" in str(exc) else f"{model_dir}: {exc}") from None
     emb = embed_texts([spec.text])[0] if spec.text else None
@@ -174,7 +180,7 @@ def _gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
     try:
         gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock,
                              decoder_runner=create_decoder_runner(spec.decode), guidance=guidance,
-                             max_repeat=max_repeat)
+                             max_repeat=max_repeat, genre_guidance=genre_guidance)
     except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
     return gen, dm, Controls(genre=gid, text=emb, energy=spec.energy, temperature=temp, top_k=k)

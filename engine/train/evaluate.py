@@ -126,6 +126,7 @@ def _summarise(
 def evaluate_model(
     model: DanceModel, val: list[Sequence], reference: list[tuple[np.ndarray, np.ndarray]] | None = None, seed: int = 0,
     samples: int = 2, reference_names: list[str] | None = None, untrained_guided: bool = True,
+    compare: bool = True,
 ) -> dict:
     """Metrics for real validation motion, its VQ-VAE reconstruction, the model, and the model untrained.
 
@@ -136,14 +137,15 @@ def evaluate_model(
     are per segment (SEGMENT_S windows), as there are few takes. With ``reference_names`` a style
     classifier is trained on the reference clips and each row's ``style_acc`` is the share of its 4 s windows
     classified as the style it was meant to be. ``untrained_guided=False`` samples the untrained GPT plainly
-    only (beat guidance on random weights costs the most and says least).
+    only (beat guidance on random weights costs the most and says least). ``compare=False`` generates the
+    model row only (no ``model_plain`` and no untrained GPT: a sweep over a sampling setting).
     """
     torch.manual_seed(seed)
     untrained = CrossCondGPT(replace(model.gpt.cfg, dropout=0.0)).eval()
-    guided = model.beat_guidance.enabled
+    guided = model.beat_guidance.enabled and compare
     plain = replace(model, card={**model.card, "sampling": {**model.card.get("sampling", {}), "beat_guidance": None}})
     # With beat guidance on, the same GPTs are also sampled plainly: what the guidance adds stays visible.
-    names = ("real", "vq_recon", "model") + (("untrained",) if untrained_guided or not guided else ()) + (
+    names = ("real", "vq_recon", "model") + (("untrained",) if compare and (untrained_guided or not guided) else ()) + (
         ("model_plain", "untrained_plain") if guided else ())
     styles = sorted({style_of_sequence(s) for s in val})
     clf = None
@@ -262,8 +264,9 @@ def write_report(res: dict, out_dir: Path, extra_md: str = "") -> None:
         lines += ["", extra_md]
     (out_dir / "eval.md").write_text("\n".join(lines) + "\n")
     p = res["plot"]
-    fig, axes = plt.subplots(3, 1, figsize=(11, 7), sharex=True)
-    for ax, name in zip(axes, ("real", "model", "untrained"), strict=True):
+    shown = [n for n in ("real", "model", "untrained") if p.get(n) is not None]  # no untrained row: compare=False
+    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 7 * len(shown) / 3), sharex=True)
+    for ax, name in zip(axes, shown, strict=True):
         pos = p[name]
         mb, v = M.motion_beats(M.upsample(pos, 2), 60.0)
         t = np.arange(len(v)) / 60.0

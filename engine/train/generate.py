@@ -61,6 +61,7 @@ def sample_dance(
     seed: int = 0,
     guidance: GuidanceConfig | None = None,
     max_repeat: int | None = None,
+    genre_guidance: float | None = None,
 ) -> Sampled:
     """Dance to conditioning rows ``cond`` [N, COND_DIM] with the live generator at batch 1.
 
@@ -70,17 +71,19 @@ def sample_dance(
     sampling with the repetition guard, beat guidance when on, streaming VQ-VAE decode, foot locking when the
     card asks). The live engine built with ``backend="torch", decode="torch"`` produces the same tokens and
     frames (``tests/runtime/test_offline_is_live.py``). ``temperature``, ``top_k``, ``guidance`` and
-    ``max_repeat`` default to the card's (``max_repeat`` 0: no guard).
+    ``max_repeat`` default to the card's (``max_repeat`` 0: no guard), and so does ``genre_guidance`` (1: off;
+    on, the generator's unconditional row makes the backend batch 2).
     """
-    from engine.models.gpt_dancer import DanceGenerator
+    from engine.models.gpt_dancer import DanceGenerator, cache_rows
     from engine.models.protocol import Controls
     from export.torch_backend import TorchBackend
 
     temp = model.temperature if temperature is None else temperature
     k = model.top_k if top_k is None else top_k
-    gen = DanceGenerator(TorchBackend(model.gpt, capacity=1, device="cpu"), model.vq, seed=seed,
+    gg = model.genre_guidance if genre_guidance is None else genre_guidance
+    gen = DanceGenerator(TorchBackend(model.gpt, capacity=cache_rows(1, gg), device="cpu"), model.vq, seed=seed,
                          foot_lock=model.foot_lock, guidance=model.beat_guidance if guidance is None else guidance,
-                         max_repeat=model.max_repeat if max_repeat is None else max_repeat)
+                         max_repeat=model.max_repeat if max_repeat is None else max_repeat, genre_guidance=gg)
     p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temp, top_k=k or 0)))
     n = len(cond)
     ups = np.zeros(n, dtype=np.int64)
@@ -121,6 +124,7 @@ def generate_dance(
     analysis: tuple[np.ndarray, np.ndarray, np.ndarray, list[float]] | None = None,
     max_repeat: int | None = None,
     staging: StagingConfig | None = DEFAULT_STAGING,
+    genre_guidance: float | None = None,
 ) -> Generated:
     """Dance to ``audio``: causal analysis -> conditioning rows -> the live generator at batch 1 (:func:`sample_dance`).
 
@@ -146,7 +150,8 @@ def generate_dance(
     if gid >= model.gpt.cfg.n_genres:
         raise ValueError(f"genre {genre!r} is row {gid}, but this model has only {model.gpt.cfg.n_genres} genre rows "
                          f"(trained: {', '.join(model.card.get('trained_genres', [])) or 'unknown'})")
-    d = sample_dance(model, cond, gid, emb, temperature, top_k, seed, max_repeat=max_repeat)
+    d = sample_dance(model, cond, gid, emb, temperature, top_k, seed, max_repeat=max_repeat,
+                     genre_guidance=genre_guidance)
     root, quat = d.root.astype(np.float64), d.quat.astype(np.float64)
     if staging is not None:  # the live engine's staging filter, one step at a time
         root, quat = stage_arrays(root, quat, staging, genre if genre in REAL_SPEED_P999 else None)

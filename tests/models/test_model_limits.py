@@ -79,6 +79,10 @@ def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
     {"sampling": {"max_repeat": 2.5}},
     {"sampling": {"max_repeat": True}},
     {"sampling": {"max_repeat": 1000}},
+    {"sampling": {"genre_guidance": -1.0}},
+    {"sampling": {"genre_guidance": "3"}},
+    {"sampling": {"genre_guidance": True}},
+    {"sampling": {"genre_guidance": 50}},
     {"sampling": []},
     [],
 ])
@@ -91,6 +95,8 @@ def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.Capture
     assert check_card({"sampling": {"temperature": 0.8, "top_k": 0}}) == {"sampling": {"temperature": 0.8, "top_k": 0}}
     assert check_card({"sampling": {"max_repeat": 6}}) == {"sampling": {"max_repeat": 6}}
     assert check_card({"sampling": {"max_repeat": None}}) == {"sampling": {"max_repeat": None}}
+    assert check_card({"sampling": {"genre_guidance": 3}}) == {"sampling": {"genre_guidance": 3}}
+    assert check_card({"sampling": {"genre_guidance": None}}) == {"sampling": {"genre_guidance": None}}
 
 
 def test_negative_temperature_on_the_command_line(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,3 +108,9 @@ def test_bad_max_repeat_on_the_command_line(small_model: Path, capsys: pytest.Ca
     assert main(["play", "--demo", "--model", str(small_model), "--max-repeat", "-1"]) == 2
     err = capsys.readouterr().err
     assert "--max-repeat" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_genre_guidance_on_the_command_line(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["play", "--demo", "--model", str(small_model), "--genre-guidance", "-2"]) == 2
+    err = capsys.readouterr().err
+    assert "--genre-guidance" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,192 @@
+"""Classifier-free guidance on the genre in the one sampler offline and live share (gpt_dancer)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models.conditioning import TEXT_DIM, sequence_conditions
+from engine.models.gpt import CrossCondGPT, GPTConfig, save_gpt
+from engine.models.gpt_dancer import DanceGenerator, cache_rows
+from engine.models.protocol import Controls
+from engine.models.sampling import genre_guidance_scale, guide_logits
+from engine.models.vqvae import VQVAE, VQVAEConfig, save_vqvae
+from engine.train.generate import load_dance_model, sample_dance
+from export.torch_backend import TorchBackend
+
+
+def _cond(n_tokens: int, period: float = 0.5, first_beat: float = 0.1) -> np.ndarray:
+    n = 4 * n_tokens
+    t = np.arange(n) / 30.0
+    nxt = first_beat + period * np.ceil((t - first_beat) / period)
+    feats = np.random.default_rng(0).normal(size=(n, 40)).astype(np.float32)
+    return sequence_conditions(feats, np.full(n, period), nxt, n_tokens)
+
+
+def _gpt_vq() -> tuple[CrossCondGPT, VQVAE]:
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, dropout=0.0)).eval()
+    with torch.no_grad():  # make the genre rows matter: random embeddings of a visible size
+        gpt.genre_emb.weight.normal_(0.0, 1.0)
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
+    vq.q_up.codebook.normal_()
+    vq.q_down.codebook.normal_()
+    return gpt, vq
+
+
+def _model_dir(tmp_path: Path, sampling: dict) -> Path:
+    gpt, vq = _gpt_vq()
+    d = tmp_path / "model"
+    save_gpt(gpt, d)
+    save_vqvae(vq, d)
+    (d / "model.json").write_text(json.dumps({"sampling": sampling}))
+    return d
+
+
+def test_guide_logits_and_scale() -> None:
+    c = torch.tensor([[1.0, 2.0, -3.0]])
+    u = torch.tensor([[0.5, 2.5, -1.0]])
+    assert torch.equal(guide_logits(c, u, 1.0), c)
+    assert torch.equal(guide_logits(c, u, 0.0), u)
+    assert torch.allclose(guide_logits(c, u, 3.0), torch.tensor([[2.0, 1.0, -7.0]]))
+    assert genre_guidance_scale(None) is None and genre_guidance_scale(1.0) is None
+    assert genre_guidance_scale(2) == 2.0 and genre_guidance_scale(0) == 0.0
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="genre guidance"):
+            genre_guidance_scale(bad)
+    assert cache_rows(3, None) == 3 and cache_rows(3, 1.0) == 3 and cache_rows(3, 2.5) == 6
+
+
+def _run(gen: DanceGenerator, cond: np.ndarray, script: list[tuple[str, int]]) -> list[tuple[int, int, int]]:
+    """Step / rewind / reset / remove the generator's performers; (pid, up, down) of every committed token."""
+    out, t = [], 0
+    for op, n in script:
+        if op == "step":
+            for _ in range(n):
+                frames = gen.step(cond[t % len(cond)])
+                t += 1
+                out += [(f.pid, int(gen.get(f.pid).tok_up[-1]), int(gen.get(f.pid).tok_down[-1])) for f in frames]
+        elif op == "rewind":
+            gen.rewind(gen.performer_ids()[0], n)
+        elif op == "reset":
+            gen.reset(gen.performer_ids()[-1])
+        elif op == "remove":
+            gen.remove_performer(n)
+    return out
+
+
+def _recording(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """Record the logits every draw of the generator sees."""
+    import engine.models.gpt_dancer as gd
+
+    seen: list[torch.Tensor] = []
+    real = gd.sample_tokens
+
+    def record(logits: torch.Tensor, *args: object, **kw: object) -> torch.Tensor:
+        seen.append(logits.detach().clone())
+        return real(logits, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gd, "sample_tokens", record)
+    return seen
+
+
+@pytest.mark.parametrize("max_repeat", [None, 2])
+def test_scale_zero_is_the_unconditional_model_through_rewind_reset_and_removal(
+        max_repeat: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """s = 0 draws from the unconditional row alone: exactly a plain generator asked for genre "none" without
+    text. That holds only while the unconditional rows see the same tokens, positions, rewinds, resets and
+    row moves as the conditional ones."""
+    gpt, vq = _gpt_vq()
+    cond = _cond(24)
+    text = np.random.default_rng(1).normal(size=TEXT_DIM).astype(np.float32)
+    script = [("step", 7), ("rewind", 3), ("step", 4), ("reset", 0), ("step", 5), ("remove", 0), ("step", 6),
+              ("rewind", 2), ("step", 3)]
+    guided = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 0.0), device="cpu"), vq, seed=4,
+                            genre_guidance=0.0, max_repeat=max_repeat)
+    plain = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=4, max_repeat=max_repeat)
+    for _ in range(2):
+        guided.add_performer(Controls(genre=3, text=text))
+        plain.add_performer(Controls(genre=0))
+    seen = _recording(monkeypatch)
+    a = _run(guided, cond, script)
+    seen_guided = list(seen)
+    seen.clear()
+    b = _run(plain, cond, script)
+    assert a == b
+    assert len(seen_guided) == len(seen) > 0
+    for x, y in zip(seen_guided, seen, strict=True):  # the very distributions, not only the tokens drawn
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
+    for p in guided.performers:
+        assert p.uncond is not None and p.uncond.pos == p.state.pos
+        assert (p.uncond.prev_up, p.uncond.prev_down) == (p.state.prev_up, p.state.prev_down)
+    # The same performers with their genre and text (no guidance) dance differently: the rows carry the genre.
+    cond_only = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=4, max_repeat=max_repeat)
+    for _ in range(2):
+        cond_only.add_performer(Controls(genre=3, text=text))
+    assert _run(cond_only, cond, script) != a
+
+
+def test_keyframes_reach_both_rows() -> None:
+    gpt, vq = _gpt_vq()
+    guided = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0, genre_guidance=2.0)
+    p = guided.get(guided.add_performer(Controls(genre=1)))
+    assert p.uncond is not None
+    root, quat = guided.idle_pose()
+    guided.set_keyframe(p.pid, 8, root, quat)
+    assert p.state.keyframes == p.uncond.keyframes == 1
+    cond = _cond(6)
+    for row in cond:
+        guided.step(row)
+    assert p.state.keyframes == p.uncond.keyframes == 0  # passed: cleared on both rows
+    with pytest.raises(RuntimeError, match="full"):
+        guided.add_performer()
+
+
+@pytest.mark.parametrize("beat", [None, {"candidates": 8, "weight": 20.0}])
+def test_offline_equals_live_with_genre_guidance(tmp_path: Path, beat: dict | None) -> None:
+    from engine.runtime.assemble import ModelSpec, build_model
+
+    d = _model_dir(tmp_path, {"genre_guidance": 3.0, "max_repeat": 3, "beat_guidance": beat})
+    model = load_dance_model(d)
+    assert model.genre_guidance == 3.0
+    cond = _cond(30)
+    offline = sample_dance(model, cond, 1, None, seed=5)
+    up, down = offline.tokens_up, offline.tokens_down
+    gen = build_model(ModelSpec(model=d, backend="torch", decode="torch", seed=5, genre="salsa"))
+    assert isinstance(gen, DanceGenerator) and gen.genre_guidance == 3.0
+    p = gen.get(gen.performer_ids()[0])
+    live = []
+    for row in cond:
+        gen.step(row)
+        live.append((int(p.tok_up[-1]), int(p.tok_down[-1])))
+    assert [(int(u), int(w)) for u, w in zip(up, down, strict=True)] == live
+    # Guidance changes the draw: the same seed without it (override 1) samples other tokens.
+    off = sample_dance(model, cond, 1, None, seed=5, genre_guidance=1.0)
+    assert not np.array_equal(off.tokens_up, up)
+
+
+def test_scale_one_and_a_card_without_the_key_sample_as_before(tmp_path: Path) -> None:
+    cond = _cond(30)
+    without = load_dance_model(_model_dir(tmp_path / "a", {}))
+    one = load_dance_model(_model_dir(tmp_path / "b", {"genre_guidance": 1.0}))
+    assert without.genre_guidance is None and one.genre_guidance is None
+    ref = sample_dance(without, cond, 1, None, seed=5)  # no genre guidance anywhere
+    for m, gg in ((without, 1.0), (one, None), (one, 1.0)):
+        d = sample_dance(m, cond, 1, None, seed=5, genre_guidance=gg)
+        np.testing.assert_array_equal(d.tokens_up, ref.tokens_up)
+        np.testing.assert_array_equal(d.tokens_down, ref.tokens_down)
+    # An explicit scale of 1 in the live generator is no guidance either: one cache row per performer.
+    gpt, vq = _gpt_vq()
+    gen = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=5, genre_guidance=1.0)
+    p = gen.get(gen.add_performer(Controls(genre=1)))
+    assert p.uncond is None and gen.genre_guidance is None
+    plain = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=5)
+    q = plain.get(plain.add_performer(Controls(genre=1)))
+    for row in cond:
+        gen.step(row)
+        plain.step(row)
+        assert (p.state.prev_up, p.state.prev_down) == (q.state.prev_up, q.state.prev_down)
