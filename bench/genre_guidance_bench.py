@@ -30,7 +30,7 @@ import numpy as np
 from bench.latency_args import REPORT_DIR
 
 TOKEN_MS = 4 * 1000.0 / 30.0
-COLS = ("style_acc", "fid_k", "fid_g", "bas", "speed_ratio", "max_freeze_s")
+COLS = ("style_acc", "fid_k", "fid_g", "div_k", "bas", "speed_ratio", "max_freeze_s")
 
 
 def _conditions(seconds: float) -> np.ndarray:
@@ -119,12 +119,12 @@ def run_table(args: argparse.Namespace) -> int:
     runs = []
     for d in args.dirs:
         res = json.loads((Path(d) / "eval.json").read_text())
-        runs.append((_scale_of(res), res))
-    runs.sort(key=lambda r: r[0])
+        runs.append((_scale_of(res), res, Path(d).name))
+    runs.sort(key=lambda r: (r[0], r[2]))
     styles = sorted(runs[0][1]["by_style"])
     table: list[dict[str, Any]] = []
-    for s, res in runs:
-        row: dict[str, Any] = {"scale": s, "pooled": {c: res["summary"]["model"].get(c) for c in COLS}}
+    for s, res, name in runs:
+        row: dict[str, Any] = {"scale": s, "run": name, "pooled": {c: res["summary"]["model"].get(c) for c in COLS}}
         for st in styles:
             row[st] = {c: res["by_style"][st]["model"].get(c) for c in COLS}
         table.append(row)
@@ -141,9 +141,9 @@ def run_table(args: argparse.Namespace) -> int:
              "the share of 4 s windows the style classifier assigns to the intended style.",
              *([args.note] if args.note else []), ""]
     for key in ("pooled", *styles):
-        lines += [f"## {key}", "", "| scale | " + " | ".join(COLS) + " |", "|---|" + "---|" * len(COLS)]
+        lines += [f"## {key}", "", "| scale | run | " + " | ".join(COLS) + " |", "|---|---|" + "---|" * len(COLS)]
         for row in table:
-            lines.append(f"| {row['scale']:g} | " + " | ".join(
+            lines.append(f"| {row['scale']:g} | {row['run']} | " + " | ".join(
                 "-" if row[key][c] is None else f"{row[key][c]:.3f}" for c in COLS) + " |")
         lines.append("")
     (args.out / "genre_guidance.md").write_text("\n".join(lines))
@@ -152,11 +152,15 @@ def run_table(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs = [r["scale"] for r in table]
+    xs = sorted({r["scale"] for r in table})
+
+    def mean(key: str, col: str, x: float) -> float:  # over the runs (seeds) at one scale
+        return float(np.mean([r[key][col] for r in table if r["scale"] == x]))
+
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for key in (*styles, "pooled"):
-        a1.plot(xs, [r[key]["style_acc"] for r in table], "o-", label=key)
-        a2.plot(xs, [r[key]["fid_k"] for r in table], "o-", label=key)
+        a1.plot(xs, [mean(key, "style_acc", x) for x in xs], "o-", label=key)
+        a2.plot(xs, [mean(key, "fid_k", x) for x in xs], "o-", label=key)
     a1.axhline(0.8, color="r", lw=0.8, ls="--", label="goal 0.8")
     a1.set_xlabel("genre guidance scale s")
     a1.set_ylabel("style accuracy")
@@ -165,7 +169,7 @@ def run_table(args: argparse.Namespace) -> int:
     a2.set_yscale("log")
     a1.legend(fontsize=8)
     a2.legend(fontsize=8)
-    fig.suptitle("Shipped model: genre guidance scale vs style accuracy and FID_k")
+    fig.suptitle("Shipped model: genre guidance scale vs style accuracy and FID_k (mean over the runs of a scale)")
     fig.tight_layout()
     fig.savefig(args.out / "genre_guidance.png", dpi=90)
     plt.close(fig)
