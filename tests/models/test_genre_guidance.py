@@ -122,6 +122,7 @@ def test_scale_zero_is_the_unconditional_model_through_rewind_reset_and_removal(
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
     for p in guided.performers:
         assert p.uncond is not None and p.uncond.pos == p.state.pos
+        assert p.uncond.row == p.state.row + 1  # the pair stays interleaved after a removal (contiguous step)
         assert (p.uncond.prev_up, p.uncond.prev_down) == (p.state.prev_up, p.state.prev_down)
     # The same performers with their genre and text (no guidance) dance differently: the rows carry the genre.
     cond_only = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=4, max_repeat=max_repeat)
