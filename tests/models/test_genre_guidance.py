@@ -157,7 +157,8 @@ def test_offline_equals_live_with_genre_guidance(tmp_path: Path, beat: dict | No
     cond = _cond(30)
     offline = sample_dance(model, cond, 1, None, seed=5)
     up, down = offline.tokens_up, offline.tokens_down
-    gen = build_model(ModelSpec(model=d, backend="torch", decode="torch", seed=5, genre="salsa"))
+    staged = build_model(ModelSpec(model=d, backend="torch", decode="torch", seed=5, genre="salsa"))
+    gen = getattr(staged, "inner", staged)  # every kind is staged; the tokens are the inner generator's
     assert isinstance(gen, DanceGenerator) and gen.genre_guidance == 3.0
     p = gen.get(gen.performer_ids()[0])
     live = []
