@@ -21,6 +21,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def warmup_cosine_lr(step: int, lr: float, lr_final: float, warmup: int, steps: int) -> float:
+    """Learning rate at ``step``: linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr_final``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    frac = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return float(lr_final + 0.5 * (lr - lr_final) * (1 + np.cos(np.pi * frac)))
+
+
 def set_threads(n: int) -> None:
     """Limit torch's CPU threads (the project's CPU budget is 2 cores)."""
     if n > 0:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from engine.models.conditioning import COND_DIM, rhythm_mask
 from engine.models.follower import FOLLOWER_PRESETS, FollowerConfig, FollowerGPT, save_follower
 from engine.models.gpt import GPTConfig
-from engine.train.common import file_logger, seed_everything, set_threads
+from engine.train.common import file_logger, seed_everything, set_threads, warmup_cosine_lr
 from engine.train.couple_data import CoupleTokens
 
 
@@ -153,10 +153,7 @@ def train_follower(train: list[CoupleTokens], val: list[CoupleTokens], out_dir: 
     rng = np.random.default_rng(cfg.seed)
 
     def lr_at(s: int) -> float:
-        if s < cfg.warmup:
-            return cfg.lr * (s + 1) / cfg.warmup
-        frac = min(1.0, (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-        return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + np.cos(np.pi * frac))
+        return warmup_cosine_lr(s, cfg.lr, cfg.lr_final, cfg.warmup, cfg.steps)
 
     history: list[dict] = []
     val_hist: list[dict] = []

@@ -35,6 +35,7 @@ from engine.train.common import (
     save_training_state,
     seed_everything,
     set_threads,
+    warmup_cosine_lr,
 )
 from engine.train.dataset import Sequence
 from engine.train.sources import balanced_weights, style_of
@@ -333,10 +334,7 @@ def train_gpt(
         log.info("resumed at step %d", start)
 
     def lr_at(s: int) -> float:
-        if s < cfg.warmup:
-            return cfg.lr * (s + 1) / cfg.warmup
-        frac = min(1.0, (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-        return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + np.cos(np.pi * frac))
+        return warmup_cosine_lr(s, cfg.lr, cfg.lr_final, cfg.warmup, cfg.steps)
 
     history: list[dict] = []
     val_hist: list[dict] = []

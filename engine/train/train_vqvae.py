@@ -20,6 +20,7 @@ from engine.train.common import (
     save_training_state,
     seed_everything,
     set_threads,
+    warmup_cosine_lr,
 )
 from engine.train.losses import VectorFK
 from engine.train.sources import balanced_weights
@@ -120,7 +121,8 @@ def train_vqvae(
         start = int(st["step"])
         elapsed_before = float(json.loads((out_dir / "vqvae.json").read_text()).get("train_seconds", 0.0))
         log.info("resumed at step %d", start)
-    sched = lambda s: cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + np.cos(np.pi * min(1.0, s / cfg.steps)))  # noqa: E731
+    def sched(s: int) -> float:
+        return warmup_cosine_lr(s, cfg.lr, cfg.lr_final, 0, cfg.steps)
     t0 = time.perf_counter()
     history: list[dict] = []
     val_hist: list[dict] = []
