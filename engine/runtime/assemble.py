@@ -138,7 +138,7 @@ def build_runtime(spec: EngineSpec, sinks: Sequence[Sink] = (), clock: Clock = S
 
 
 def _build_gpt(spec: ModelSpec) -> MotionModel:
-    gen, _, desc = _gpt_generator(spec, spec.performers)
+    gen, _, desc = gpt_generator(spec, spec.performers)
     for _ in range(spec.performers):
         gen.add_performer(replace(desc))  # each performer owns its controls
     log.info("model %s, backend %s on %s, %d performer(s), temperature %.2f, top-k %d, beat guidance %s, "
@@ -149,7 +149,7 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
     return gen
 
 
-def _gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
+def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
     """The VQ-VAE + GPT generator of ``spec`` for ``capacity`` performers (no performers yet; two cache rows each
     under genre guidance), its loaded model and the starting controls."""
     import torch
@@ -187,7 +187,15 @@ def _gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
 
 
 def _build_couple(spec: ModelSpec) -> MotionModel:
-    """Salsa couples: the folder's GPT leads, its follower (``follower.*``) follows; two performers per couple."""
+    return build_couple(spec)
+
+
+def build_couple(spec: ModelSpec, follower: Any = None, config: Any = None) -> Any:
+    """Salsa couples: the folder's GPT leads (built as a solo GPT is: the card's sampling, genre guidance
+    included), its follower (``follower.*``) follows; two performers per couple. The one construction of the
+    couple kind: ``play``/``live``/``generate --couple`` and the couple measures (``engine/train/couple_eval.py``)
+    all build it here. ``follower`` (a :class:`~engine.models.follower.FollowerGPT`) and ``config`` (its
+    :class:`~engine.models.follower.FollowerConfig`) replace the folder's, for the measures' comparison rows."""
     from engine.models.couple import CoupleDancer
     from engine.models.follower import load_follower
     from engine.models.gpt_dancer import DanceGenerator
@@ -203,21 +211,24 @@ def _build_couple(spec: ModelSpec) -> MotionModel:
         raise AssemblyError(f"couples need a VQ-VAE + GPT model folder with a follower, not {spec.model!r}")
     n = spec.performers // 2
     model_dir = Path(spec.model) if spec.model is not None else default_model_dir()
-    leader, dm, controls = _gpt_generator(spec, n)
-    try:
-        fol = load_follower(model_dir)
-    except (FileNotFoundError, ValueError) as exc:
-        raise AssemblyError(str(exc)) from None
+    leader, dm, controls = gpt_generator(spec, n)
+    if follower is None:
+        try:
+            follower = load_follower(model_dir)
+        except (FileNotFoundError, ValueError) as exc:
+            raise AssemblyError(str(exc)) from None
+    fol = follower
     if fol.cfg.vocab_size != dm.gpt.cfg.vocab_size or fol.cfg.cond_dim != dm.gpt.cfg.cond_dim:
         raise AssemblyError(f"{model_dir}: the follower (vocab {fol.cfg.vocab_size}) does not fit the VQ-VAE + GPT "
                             f"(vocab {dm.gpt.cfg.vocab_size})")
-    follower = DanceGenerator(FollowerBackend(fol, capacity=n), dm.vq, seed=spec.seed + 10_000, foot_lock=dm.foot_lock,
-                              decoder_runner=create_decoder_runner(spec.decode), max_repeat=leader.max_repeat)
-    model = CoupleDancer(leader, follower, fol.fcfg)
+    gen = DanceGenerator(FollowerBackend(fol, capacity=n), dm.vq, seed=spec.seed + 10_000, foot_lock=dm.foot_lock,
+                         decoder_runner=create_decoder_runner(spec.decode), max_repeat=leader.max_repeat)
+    cfg = config if config is not None else fol.fcfg
+    model = CoupleDancer(leader, gen, cfg)
     for _ in range(n):
         model.add_performer(replace(controls))
-    log.info("couples from %s: %d couple(s) (%d performers), leader backend %s, follower pull %.2f", model_dir, n,
-             spec.performers, leader.backend.name, fol.fcfg.pull)
+    log.info("couples from %s: %d couple(s) (%d performers), leader backend %s, genre guidance %s, follower pull "
+             "%.2f", model_dir, n, spec.performers, leader.backend.name, leader.genre_guidance or "off", cfg.pull)
     return model
 
 

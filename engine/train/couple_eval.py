@@ -20,13 +20,12 @@ import numpy as np
 import torch
 
 from engine.frames import MODEL_FPS
-from engine.models.conditioning import genre_id, sequence_conditions
-from engine.models.couple import CoupleDancer
-from engine.models.dance_model import DanceModel, load_dance_model
+from engine.models.conditioning import sequence_conditions
+from engine.models.dance_model import DEFAULT_MODEL_DIR
 from engine.models.follower import FollowerGPT, from_leader_frame, hip_yaw, load_follower
-from engine.models.gpt_dancer import DanceGenerator
 from engine.models.pose_repr import Motion, motion_positions
-from engine.models.protocol import Controls, MotionModel
+from engine.models.protocol import MotionModel
+from engine.runtime.assemble import ModelSpec, build_couple, gpt_generator
 from engine.skeleton import rotations as R
 from engine.train.cmu_data import load_split
 from engine.train.dataset import TRAINED_GENRES, default_cache_dir, music_for_take
@@ -106,34 +105,28 @@ def _step_all(model: MotionModel, cond: np.ndarray, times_ms: list[float] | None
             for p in roots}
 
 
-def _leader(dm: DanceModel, capacity: int, seed: int) -> DanceGenerator:
-    from export.torch_backend import TorchBackend
-
-    return DanceGenerator(TorchBackend(dm.gpt, capacity=capacity, device="cpu", jit=False), dm.vq, seed=seed,
-                          foot_lock=dm.foot_lock, guidance=dm.beat_guidance, max_repeat=dm.max_repeat)
+def couple_spec(model_dir: Path | None, seed: int) -> ModelSpec:
+    """The spec of the live couple kind at batch 1 (``generate --couple``: torch step and decode)."""
+    return ModelSpec(model=model_dir, couple=True, performers=2, backend="torch", decode="torch", seed=seed)
 
 
-def _controls(dm: DanceModel) -> Controls:
-    return Controls(genre=genre_id("salsa"), temperature=dm.temperature, top_k=dm.top_k or 0)
+def couple_model(model_dir: Path | None, seed: int, follower: FollowerGPT | None = None,
+                 pull: bool = True) -> MotionModel:
+    """One couple built as the live couple kind builds it (``engine.runtime.assemble.build_couple``: the leader
+    with the card's sampling, genre guidance included). ``follower`` replaces the folder's follower; ``pull`` False
+    turns the run-time placement correction and distance floor off."""
+    fol = follower if follower is not None else load_follower(model_dir or DEFAULT_MODEL_DIR)
+    cfg = fol.fcfg if pull else replace(fol.fcfg, pull=0.0, min_root_distance_m=0.0)
+    return build_couple(couple_spec(model_dir, seed), follower=fol, config=cfg)
 
 
-def couple_model(dm: DanceModel, follower: FollowerGPT, seed: int, pull: bool = True) -> CoupleDancer:
-    """One couple of the live couple kind over ``dm`` (leader) and ``follower``."""
-    from export.follower_backend import FollowerBackend
-
-    cfg = follower.fcfg if pull else replace(follower.fcfg, pull=0.0, min_root_distance_m=0.0)
-    fol = DanceGenerator(FollowerBackend(follower, capacity=1), dm.vq, seed=seed + 10_000, foot_lock=dm.foot_lock,
-                         max_repeat=dm.max_repeat)
-    model = CoupleDancer(_leader(dm, 1, seed), fol, cfg)
-    model.add_performer(_controls(dm))
-    return model
-
-
-def independent_solos(dm: DanceModel, follower: FollowerGPT, cond: np.ndarray, seed: int,
+def independent_solos(model_dir: Path | None, follower: FollowerGPT, cond: np.ndarray, seed: int,
                       times_ms: list[float] | None = None) -> tuple[Motion, Motion]:
-    """Two leader-GPT dancers generated independently; the second shifted to start at the couple's start placement."""
-    gen = _leader(dm, 2, seed)
-    a, b = gen.add_performer(_controls(dm)), gen.add_performer(_controls(dm))
+    """Two solo dancers of the leader's GPT generated independently (the live leader's construction, two
+    performers in one batch); the second shifted to start at the couple's start placement."""
+    spec = couple_spec(model_dir, seed)
+    gen, _, controls = gpt_generator(replace(spec, couple=False), 2)
+    a, b = gen.add_performer(replace(controls)), gen.add_performer(replace(controls))
     m = _step_all(gen, cond, times_ms)
     lead, other = m[a], m[b]
     yaw0 = float(hip_yaw(lead.rot[0, lead.skeleton.index("hip")]))
@@ -147,7 +140,6 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
                      threads: int = 1, progress: bool = True) -> dict[str, Any]:
     """All rows of the couple measures on the validation takes (see the module doc)."""
     torch.set_num_threads(max(1, threads))
-    dm = load_dance_model(model_dir)
     trained = load_follower(model_dir)
     torch.manual_seed(0)
     untrained = FollowerGPT(trained.fcfg).eval()
@@ -171,14 +163,14 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
         cond = sequence_conditions(mus.features[:n_frames], mus.period_s[:n_frames], mus.next_beat_s[:n_frames], n)
         for s in range(seeds):
             variants: list[tuple[str, MotionModel | None]] = [
-                ("couple", couple_model(dm, trained, s)),
-                ("couple, no pull/floor", couple_model(dm, trained, s, pull=False)),
-                ("untrained follower", couple_model(dm, untrained, s)),
+                ("couple", couple_model(model_dir, s, trained)),
+                ("couple, no pull/floor", couple_model(model_dir, s, trained, pull=False)),
+                ("untrained follower", couple_model(model_dir, s, untrained)),
                 ("independent solos", None),
             ]
             for name, model in variants:
                 if model is None:
-                    lead, follow = independent_solos(dm, trained, cond, s, step_ms["independent solos"])
+                    lead, follow = independent_solos(model_dir, trained, cond, s, step_ms["independent solos"])
                 else:
                     m = _step_all(model, cond, step_ms.get(name))
                     lead, follow = (m[p] for p in model.performer_ids())
