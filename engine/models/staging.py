@@ -112,6 +112,7 @@ class StagingConfig:
     pull_ms: float = 1.2  # stride correction towards the centre at the stage edge (m/s; in proportion inside)
     max_shift_m: float = 0.35  # most a planted foot is held away from where the leg would put it (leg IK)
     recover_ms: float = 2.5  # a foot in the air returns to its own leg's reach at this speed
+    hold_low_feet: bool = False  # the stride correction also holds a foot that is on the floor but moving
     limit_speed: bool = True  # the snap guard (on even when steering is off)
     speed_factor: float = SPEED_FACTOR
     # the generated frames keep this much under the limit, so that playback stays within it: the playout's
@@ -176,7 +177,8 @@ def unit_pose(roots_xz: np.ndarray, facings: np.ndarray) -> tuple[np.ndarray, np
 
 
 def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, vel_avg: np.ndarray,
-              spin: np.ndarray | None = None) -> np.ndarray:
+              spin: np.ndarray | None = None, centre: np.ndarray | None = None,
+              front: np.ndarray | None = None) -> np.ndarray:
     """The steering law: desired turn rate (rad/s, + = from +Z towards +X) per unit.
 
     The target facing is the front, turned within the facing cone (+-``cone_deg``, 0 by default) to the side
@@ -191,12 +193,15 @@ def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, ve
         vel_avg: [B, 2] averaged travel velocity (m/s).
         spin: [B] the performer's own recent turn rate (rad/s, averaged over ``spin_tau_s``): while it turns
             faster than ``spin_gate_dps`` the facing is not corrected (a spin or a turn is the dance's).
+        centre: [B, 2] per-unit goal position (default ``cfg.centre_xz``; :meth:`Stager.set_goal`).
+        front: [B] per-unit goal facing (default ``cfg.front``).
     """
     conf = np.linalg.norm(facing_avg, axis=-1)
     if spin is not None:
         conf = conf * np.clip(1.0 - np.abs(spin) / np.deg2rad(cfg.spin_gate_dps), 0.0, 1.0)
     yaw = np.arctan2(facing_avg[:, 0], facing_avg[:, 1])
-    rel = pos_xz - np.asarray(cfg.centre_xz)
+    rel = pos_xz - (np.asarray(cfg.centre_xz) if centre is None else centre)
+    fr = np.full(len(pos_xz), cfg.front) if front is None else front
     dist = np.linalg.norm(rel, axis=-1)
     r_in = cfg.inner_frac * cfg.radius_m
     speed = np.linalg.norm(vel_avg, axis=-1)
@@ -208,7 +213,7 @@ def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, ve
     out = np.clip((dist - cfg.radius_m) / (cfg.edge_frac * cfg.radius_m), 0.0, 1.0) * moving
     cone = np.deg2rad(cfg.cone_deg)
     lean = np.clip(dist / max(r_in, 1e-6), 0.0, 1.0) * moving  # how far into the cone to lean
-    in_cone = cfg.front + np.clip(wrap(want - cfg.front), -cone, cone) * lean
+    in_cone = fr + np.clip(wrap(want - fr), -cone, cone) * lean
     target = in_cone + out * wrap(want - in_cone)
     err = wrap(target - yaw)
     dead = np.deg2rad(cfg.dead_deg)
@@ -241,6 +246,18 @@ class PointFK:
         # the legs for stride IK: skeleton joints (buttock, thigh, shin, foot) and points (thigh, knee, ankle)
         self.legs = [tuple(skel.index(side + n) for n in ("Buttock", "Thigh", "Shin", "Foot")) for side in "rl"]
         self.leg_points = [(2, 3, 4), (6, 7, 8)]
+        # the arms for hold IK: skeleton joints (collar, shoulder, forearm, hand), points (shoulder, elbow, wrist)
+        self.arms = [tuple(skel.index(side + n) for n in ("Collar", "Shldr", "ForeArm", "Hand")) for side in "rl"]
+        self.arm_points = [(14, 15, 16), (18, 19, 20)]
+        self.chest = POINT_NAMES.index("chest")
+
+    def rotations(self, quat: np.ndarray) -> np.ndarray:
+        """quat [..., J, 4] -> world rotations [..., 21, 3, 3] of the model joints (the root's included)."""
+        rot = R.quat_to_matrix(np.asarray(quat, dtype=np.float64)[..., self.joint_idx, :])
+        wrot: list[np.ndarray] = []
+        for i, p in enumerate(self.parents[: self.n_model]):
+            wrot.append(rot[..., i, :, :] if p < 0 else wrot[p] @ rot[..., i, :, :])
+        return np.stack(wrot, axis=-3)
 
     def __call__(self, root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """root [..., 3], quat [..., J, 4] -> points [..., 23, 3], hip world rotation [..., 3, 3]."""
@@ -258,54 +275,79 @@ class PointFK:
         return np.stack(pos, axis=-2), wrot[0]
 
 
+def limb_ik(quat: np.ndarray, points: np.ndarray, move: np.ndarray, chain: tuple[int, ...],
+            chain_points: tuple[int, ...], base_w: np.ndarray, hint: np.ndarray) -> np.ndarray:
+    """Two-bone IK of one limb for a batch: its end point moves by ``move`` and keeps its world orientation.
+
+    ``quat`` [B, J, 4] the pose (local rotations), ``points`` [B, 23, 3] its points, ``move`` [B, 3] (rows with no
+    move are unchanged), ``chain`` the skeleton joints (base, upper, lower, end), ``chain_points`` the points of
+    (upper, middle, end), ``base_w`` [B, 3, 3] the base joint's world rotation, ``hint`` [B, 3] the bend direction
+    when the limb is straight. The middle joint stays in the limb's bend plane. Returns the new quats.
+    """
+    quat = np.array(quat, dtype=np.float64)
+    sel = np.nonzero(np.abs(move).sum(-1) > 1e-7)[0]
+    if len(sel) == 0:
+        return quat
+    _, jt, js, jf = chain
+    m = R.quat_to_matrix(quat[sel][:, [jt, js, jf]])  # locals [n, 3, 3, 3]
+    base = base_w[sel]
+    up_w = base @ m[:, 0]
+    low_w = up_w @ m[:, 1]
+    end_w = low_w @ m[:, 2]
+    ph, pk, pa = (points[sel, i] for i in chain_points)
+    target = pa + move[sel]
+    l1 = np.linalg.norm(pk - ph, axis=-1)
+    l2 = np.linalg.norm(pa - pk, axis=-1)
+    to = target - ph
+    dist = np.linalg.norm(to, axis=-1)
+    u = to / np.maximum(dist, 1e-9)[:, None]
+    d = np.clip(dist, np.abs(l1 - l2) + 1e-4, 0.999 * (l1 + l2))
+    perp = (pk - ph) - np.sum((pk - ph) * u, axis=-1, keepdims=True) * u
+    fwd = hint[sel] - np.sum(hint[sel] * u, axis=-1, keepdims=True) * u
+    bent = np.linalg.norm(perp, axis=-1, keepdims=True) > 1e-4
+    v = np.where(bent, perp, fwd)
+    v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    a = (l1**2 - l2**2 + d**2) / (2 * d)
+    h = np.sqrt(np.maximum(l1**2 - a**2, 0.0))
+    mid = ph + u * a[:, None] + v * h[:, None]
+    end = ph + u * d[:, None]
+    r1 = _arc(pk - ph, mid - ph)
+    up_n = r1 @ up_w
+    r2 = _arc(np.einsum("nij,nj->ni", r1, pa - pk), end - mid)
+    low_n = r2 @ r1 @ low_w
+    quat[sel, jt] = R.matrix_to_quat(np.swapaxes(base, -1, -2) @ up_n)
+    quat[sel, js] = R.matrix_to_quat(np.swapaxes(up_n, -1, -2) @ low_n)
+    quat[sel, jf] = R.matrix_to_quat(np.swapaxes(low_n, -1, -2) @ end_w)
+    return quat
+
+
 def leg_ik(fk: PointFK, quat: np.ndarray, points: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Re-solve the legs so each ankle (and its foot, whose world orientation is kept) moves by ``-shift``.
 
     ``quat`` [B, J, 4] world-placed pose (root rotation included), ``points`` [B, 23, 3] its points, ``shift``
-    [B, 2, 2] the horizontal (x, z) correction per leg (right, left). Two-bone IK: the knee stays in the leg's
-    bend plane (forward when the leg is straight); legs with no shift are unchanged. Returns the new quats.
+    [B, 2, 2] the horizontal (x, z) correction per leg (right, left). Two-bone IK (:func:`limb_ik`): the knee stays
+    in the leg's bend plane (forward when the leg is straight); legs with no shift are unchanged. Returns the new
+    quats.
     """
     quat = np.array(quat, dtype=np.float64)
     hip_w = R.quat_to_matrix(quat[:, 0])
-    for leg, (jb, jt, js, jf) in enumerate(fk.legs):
-        sh = shift[:, leg]
-        sel = np.nonzero(np.abs(sh).sum(-1) > 1e-7)[0]
-        if len(sel) == 0:
-            continue
-        m = R.quat_to_matrix(quat[sel][:, [jb, jt, js, jf]])  # locals [n, 4, 3, 3]
-        but_w = hip_w[sel] @ m[:, 0]
-        thigh_w = but_w @ m[:, 1]
-        shin_w = thigh_w @ m[:, 2]
-        foot_w = shin_w @ m[:, 3]
-        ph, pk, pa = (points[sel, i] for i in fk.leg_points[leg])
-        target = pa.copy()
-        target[:, [0, 2]] -= sh[sel]
-        l1 = np.linalg.norm(pk - ph, axis=-1)
-        l2 = np.linalg.norm(pa - pk, axis=-1)
-        to = target - ph
-        dist = np.linalg.norm(to, axis=-1)
-        u = to / np.maximum(dist, 1e-9)[:, None]
-        d = np.clip(dist, np.abs(l1 - l2) + 1e-4, 0.999 * (l1 + l2))
-        perp = (pk - ph) - np.sum((pk - ph) * u, axis=-1, keepdims=True) * u
-        fwd = hip_w[sel][:, :, 2]
-        fwd = fwd - np.sum(fwd * u, axis=-1, keepdims=True) * u
-        bent = np.linalg.norm(perp, axis=-1, keepdims=True) > 1e-4
-        v = np.where(bent, perp, fwd)
-        v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
-        a = (l1**2 - l2**2 + d**2) / (2 * d)
-        h = np.sqrt(np.maximum(l1**2 - a**2, 0.0))
-        knee = ph + u * a[:, None] + v * h[:, None]
-        ankle = ph + u * d[:, None]
-        r1 = _arc(pk - ph, knee - ph)
-        thigh_n = r1 @ thigh_w
-        r2 = _arc(np.einsum("nij,nj->ni", r1, pa - pk), ankle - knee)
-        shin_n = r2 @ r1 @ shin_w
-        loc_t = np.swapaxes(but_w, -1, -2) @ thigh_n
-        loc_s = np.swapaxes(thigh_n, -1, -2) @ shin_n
-        loc_f = np.swapaxes(shin_n, -1, -2) @ foot_w
-        quat[sel, jt] = R.matrix_to_quat(loc_t)
-        quat[sel, js] = R.matrix_to_quat(loc_s)
-        quat[sel, jf] = R.matrix_to_quat(loc_f)
+    for leg, chain in enumerate(fk.legs):
+        move = np.zeros((len(quat), 3))
+        move[:, [0, 2]] = -shift[:, leg]
+        base_w = hip_w @ R.quat_to_matrix(quat[:, chain[0]])
+        quat = limb_ik(quat, points, move, chain, fk.leg_points[leg], base_w, hip_w[:, :, 2])
+    return quat
+
+
+def arm_ik(fk: PointFK, quat: np.ndarray, points: np.ndarray, move: np.ndarray) -> np.ndarray:
+    """Re-solve the arms so each wrist (``rHand``/``lHand`` point) moves by ``move`` [B, 2 arms (right, left), 3]
+    and the hand keeps its world orientation (:func:`limb_ik`; the elbow bends down when the arm is straight)."""
+    quat = np.array(quat, dtype=np.float64)
+    chest_w = fk.rotations(quat)[:, fk.chest]
+    down = np.tile(np.array([0.0, -1.0, 0.0]), (len(quat), 1))
+    for arm, chain in enumerate(fk.arms):
+        base_w = chest_w @ R.quat_to_matrix(quat[:, chain[0]])
+        quat = limb_ik(quat, points, move[:, arm], chain, fk.arm_points[arm], base_w, down)
     return quat
 
 
@@ -444,10 +486,13 @@ class Stager:
         self.floor = np.zeros((n, 4))  # floor level of each foot point (tracked)
         self.shift = np.zeros((n, 2, 2))  # per leg, where its foot is drawn less where the transform puts it
         self.seen = np.zeros(n, dtype=bool)
+        self.goal_xz = np.zeros((n, 2))  # per row, where the stage law pulls to (default the config's centre)
+        self.goal_yaw = np.zeros(n)  # per row, the facing the stage law turns to (default the config's front)
         self.turned = 0.0  # total steering turn applied, radians (statistics)
         self.pivot_frames = 0
 
-    _FIELDS = ("theta", "offset", "face", "spin", "last_yaw", "vel", "last_xz", "last_feet", "floor", "shift", "seen")
+    _FIELDS = ("theta", "offset", "face", "spin", "last_yaw", "vel", "last_xz", "last_feet", "floor", "shift", "seen",
+               "goal_xz", "goal_yaw")
 
     # -- rows ------------------------------------------------------------------------------------------
 
@@ -490,7 +535,35 @@ class Stager:
         self.floor[r] = FOOT_REST_HEIGHT
         self.shift[r] = 0.0
         self.seen[r] = False
+        self.goal_xz[r] = self.cfg.centre_xz
+        self.goal_yaw[r] = self.cfg.front
         self.limiter.forget(r)
+
+    def set_goal(self, pid: int, centre_xz: np.ndarray | None = None, front: float | None = None) -> None:
+        """Move one performer's goal: the point the stage law pulls it towards (``centre_xz``, in staged
+        coordinates) and the facing it turns it to (``front``, radians from +Z towards +X); None keeps that part.
+        The pull and turn are the stage's (pivots about the planted foot, leg IK; never sliding a planted foot);
+        a couple places its follower this way (:mod:`engine.models.couple`). Kept until changed or reset."""
+        r = self.row(pid)
+        if centre_xz is not None:
+            self.goal_xz[r] = np.asarray(centre_xz, dtype=np.float64)[:2]
+        if front is not None:
+            self.goal_yaw[r] = float(front)
+
+    def facing(self, pid: int) -> float:
+        """The performer's averaged facing now (staged yaw; the goal's facing before any frame was seen)."""
+        r = self.row(pid)
+        f = self.face[r]
+        return float(np.arctan2(f[0], f[1])) if self.seen[r] and np.linalg.norm(f) > 1e-9 else float(self.goal_yaw[r])
+
+    def place(self, pid: int, raw_xz: np.ndarray, raw_yaw: float, xz: np.ndarray, yaw: float) -> None:
+        """Set the transform so the model's point ``raw_xz`` facing ``raw_yaw`` is staged at ``xz`` facing ``yaw``
+        (a performer placed at a start; only before its first frame is staged, or after a reset)."""
+        r = self.row(pid)
+        th = float(wrap(np.asarray(yaw - raw_yaw)))
+        self.theta[r] = th
+        self.offset[r] = np.asarray(xz, dtype=np.float64)[:2] - rotate_xz(np.asarray(raw_xz, np.float64)[:2],
+                                                                            np.asarray(th))
 
     def set_style(self, pid: int, style: str | None) -> None:
         """Speed limits of the performer's style (unknown: the loosest of the known styles)."""
@@ -603,7 +676,8 @@ class Stager:
         raw_yaw = yaw - th
         a_s = dt / cfg.spin_tau_s
         spin = np.where(seen, self.spin[rows] * (1 - a_s) + wrap(raw_yaw - self.last_yaw[rows]) / dt * a_s, 0.0)
-        rate = turn_rate(cfg, face, xz, vel, spin)
+        goal = self.goal_xz[rows]
+        rate = turn_rate(cfg, face, xz, vel, spin, goal, self.goal_yaw[rows])
         # turning slides every planted point but the pivot: full rate on one point (a heel or a ball) or in
         # flight, less on a flat foot, least on both feet
         # (counted by height alone: a foot sliding on the floor would slide faster still when turned about another)
@@ -621,12 +695,15 @@ class Stager:
         shift = rotate_xz(shift, d[:, None])  # keeps the planted foot where it is drawn
         # stride: pull the body towards the centre on top of the drawn feet; a planted leg is re-solved to keep
         # its foot where it is (its shift grows), a leg in the air lets its shift go back to zero
-        rel = xz - np.asarray(cfg.centre_xz)
+        rel = xz - goal
         dist = np.linalg.norm(rel, axis=-1)
         r_in = cfg.inner_frac * cfg.radius_m
         pull = cfg.pull_ms * np.clip((dist - r_in) / (cfg.radius_m - r_in), 0.0, 2.0) * seen
         delta = -rel / np.maximum(dist, 1e-9)[:, None] * (pull * dt)[:, None]  # [B, 2]
         planted = np.stack([right, left], axis=1)  # [B, 2]
+        if cfg.hold_low_feet:  # a foot on the floor that the model slides is held too (not slid further)
+            near_f = (feet[..., 1] - fl) < CONTACT_HEIGHT_M
+            planted = planted | np.stack([near_f[:, :2].any(axis=1), near_f[:, 2:].any(axis=1)], axis=1)
         room = (cfg.max_shift_m - np.linalg.norm(shift, axis=-1)) / np.maximum(np.linalg.norm(delta, axis=-1), 1e-9
                                                                                )[:, None]
         # and only as far as each planted leg can still reach its foot (hip to drawn ankle within 97 % of its length)

@@ -120,9 +120,8 @@ def build_model(spec: ModelSpec) -> MotionModel:
     if builder is None:
         raise AssemblyError(f"unknown model kind {kind!r}; known: {sorted(_BUILDERS)}")
     model = builder(spec)
-    # A couple places its partners itself (the follower's placement, its heading correction, the minimum root
-    # distance); staging each partner on its own, even only its speed limit, would move them independently and
-    # break that (couples as a unit: engine/models/staging.py, unit_pose). Not staged here.
+    # A couple stages itself as a pair (engine/models/couple.py): staging each partner on its own would move them
+    # independently and break their placement.
     if kind == COUPLE_KIND:
         return model
     return StagedModel(model, spec.staging)
@@ -224,7 +223,7 @@ def build_couple(spec: ModelSpec, follower: Any = None, config: Any = None) -> A
     gen = DanceGenerator(FollowerBackend(fol, capacity=n), dm.vq, seed=spec.seed + 10_000, foot_lock=dm.foot_lock,
                          decoder_runner=create_decoder_runner(spec.decode), max_repeat=leader.max_repeat)
     cfg = config if config is not None else fol.fcfg
-    model = CoupleDancer(leader, gen, cfg)
+    model = CoupleDancer(leader, gen, cfg, spec.staging)
     for _ in range(n):
         model.add_performer(replace(controls))
     log.info("couples from %s: %d couple(s) (%d performers), leader backend %s, genre guidance %s, follower pull "

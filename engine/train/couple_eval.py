@@ -25,6 +25,7 @@ from engine.models.dance_model import DEFAULT_MODEL_DIR
 from engine.models.follower import FollowerGPT, from_leader_frame, hip_yaw, load_follower
 from engine.models.pose_repr import Motion, motion_positions
 from engine.models.protocol import MotionModel
+from engine.models.staging import DEFAULT_STAGING, StagingConfig
 from engine.runtime.assemble import ModelSpec, build_couple, gpt_generator
 from engine.skeleton import rotations as R
 from engine.train.cmu_data import load_split
@@ -35,6 +36,9 @@ from engine.train.dataset import TRAINED_GENRES, default_cache_dir, music_for_ta
 #: frames, median 0.29-0.33 m over all frames).
 HOLD_M = 0.25
 HANDS = ("rHand", "lHand")
+#: The pair is visible from the front (neither partner behind the other) when the line between the roots is within
+#: this of the stage's lateral axis.
+VISIBLE_DEG = 45.0
 
 
 def couple_distances(lead: Motion, follow: Motion) -> dict[str, np.ndarray]:
@@ -48,6 +52,20 @@ def couple_distances(lead: Motion, follow: Motion) -> dict[str, np.ndarray]:
     hip = lead.skeleton.index("hip")
     facing = np.cos(hip_yaw(lead.rot[:n, hip]) - hip_yaw(follow.rot[:n, hip]))
     return {"root": root, "hands": hands, "facing": facing}
+
+
+def pair_on_stage(lead: Motion, follow: Motion, staging: StagingConfig = DEFAULT_STAGING) -> dict[str, np.ndarray]:
+    """Per frame, the pair as the audience sees it: ``visible`` (1.0 when the line between the roots is within
+    :data:`VISIBLE_DEG` of the stage's lateral axis), ``far`` (the larger of the partners' root distances from the
+    stage centre) and ``mid`` (the midpoint's distance)."""
+    n = min(lead.n_frames, follow.n_frames)
+    a, b = lead.root_pos[:n, [0, 2]], follow.root_pos[:n, [0, 2]]
+    d = b - a
+    axis = np.arctan2(d[:, 0], d[:, 1]) - staging.front  # 0: along the audience's line of sight
+    visible = np.abs(np.sin(axis)) >= np.sin(np.deg2rad(VISIBLE_DEG))
+    c = np.asarray(staging.centre_xz)
+    far = np.maximum(np.linalg.norm(a - c, axis=1), np.linalg.norm(b - c, axis=1))
+    return {"visible": visible.astype(np.float64), "far": far, "mid": np.linalg.norm(0.5 * (a + b) - c, axis=1)}
 
 
 def follower_skating(follow: Motion) -> float:
@@ -80,6 +98,13 @@ def summarise(d: dict[str, np.ndarray], real: dict[str, np.ndarray] | None, real
            "face_to_face_share": float(np.mean(d["facing"] < 0.0))}
     if "follow_skate" in d:
         out["follower_skate_ms"] = float(np.mean(d["follow_skate"]))
+    if "lead_skate" in d:
+        out["leader_skate_ms"] = float(np.mean(d["lead_skate"]))
+    if "visible" in d:
+        out["visible_share"] = float(np.mean(d["visible"]))
+        out["stage_max_m"] = float(np.max(d["far"]))
+        out["stage_p95_m"] = float(np.percentile(d["far"], 95))
+        out["mid_max_m"] = float(np.max(d["mid"]))
     if real is not None:
         out["w1_root_m"] = wasserstein_1d(root, real["root"])
         out["w1_hands_m"] = wasserstein_1d(hands, real["hands"])
@@ -111,13 +136,15 @@ def couple_spec(model_dir: Path | None, seed: int) -> ModelSpec:
 
 
 def couple_model(model_dir: Path | None, seed: int, follower: FollowerGPT | None = None,
-                 pull: bool = True) -> MotionModel:
+                 pull: bool = True, staged: bool = True) -> MotionModel:
     """One couple built as the live couple kind builds it (``engine.runtime.assemble.build_couple``: the leader
-    with the card's sampling, genre guidance included). ``follower`` replaces the folder's follower; ``pull`` False
-    turns the run-time placement correction and distance floor off."""
+    with the card's sampling, genre guidance included, staged as a pair with the default staging). ``follower``
+    replaces the folder's follower; ``pull`` False turns the run-time placement correction and distance floor off;
+    ``staged`` False is ``--no-staging`` (the speed limit stays)."""
     fol = follower if follower is not None else load_follower(model_dir or DEFAULT_MODEL_DIR)
     cfg = fol.fcfg if pull else replace(fol.fcfg, pull=0.0, min_root_distance_m=0.0)
-    return build_couple(couple_spec(model_dir, seed), follower=fol, config=cfg)
+    spec = replace(couple_spec(model_dir, seed), staging=replace(DEFAULT_STAGING, steer=staged))
+    return build_couple(spec, follower=fol, config=cfg)
 
 
 def independent_solos(model_dir: Path | None, follower: FollowerGPT, cond: np.ndarray, seed: int,
@@ -146,7 +173,7 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
     takes = load_split(data, "val", styles=("salsa",))
     train_min = float(trained.fcfg.min_root_distance_m)
     rows: dict[str, dict[str, list[np.ndarray]]] = {}
-    step_ms: dict[str, list[float]] = {"couple": [], "independent solos": []}
+    step_ms: dict[str, list[float]] = {"couple": [], "couple, unstaged": [], "independent solos": []}
 
     def add(row: str, d: dict[str, np.ndarray]) -> None:
         r = rows.setdefault(row, {})
@@ -155,7 +182,9 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
 
     for take in takes:
         add("real", {**couple_distances(take.dancers[0], take.dancers[1]),
-                     "follow_skate": np.array([follower_skating(take.dancers[1])])})
+                     **pair_on_stage(take.dancers[0], take.dancers[1]),
+                     "follow_skate": np.array([follower_skating(take.dancers[1])]),
+                     "lead_skate": np.array([follower_skating(take.dancers[0])])})
         seed_m = 1000 * int(take.take) + 100_000 * TRAINED_GENRES.index("salsa")
         mus = music_for_take(take, default_cache_dir(), seed_m)
         n_frames = take.n_frames if seconds is None else min(take.n_frames, int(seconds * MODEL_FPS))
@@ -164,6 +193,7 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
         for s in range(seeds):
             variants: list[tuple[str, MotionModel | None]] = [
                 ("couple", couple_model(model_dir, s, trained)),
+                ("couple, unstaged", couple_model(model_dir, s, trained, staged=False)),
                 ("couple, no pull/floor", couple_model(model_dir, s, trained, pull=False)),
                 ("untrained follower", couple_model(model_dir, s, untrained)),
                 ("independent solos", None),
@@ -174,7 +204,9 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
                 else:
                     m = _step_all(model, cond, step_ms.get(name))
                     lead, follow = (m[p] for p in model.performer_ids())
-                add(name, {**couple_distances(lead, follow), "follow_skate": np.array([follower_skating(follow)])})
+                add(name, {**couple_distances(lead, follow), **pair_on_stage(lead, follow),
+                           "follow_skate": np.array([follower_skating(follow)]),
+                           "lead_skate": np.array([follower_skating(lead)])})
                 if progress:
                     print(f"take {take.take} seed {s}: {name}", flush=True)
     cat = {row: {k: np.concatenate(v) for k, v in r.items()} for row, r in rows.items()}
@@ -214,7 +246,8 @@ def write_couple_report(res: dict[str, Any], out_dir: Path, note: str = "") -> N
     plt.close(fig)
     measures = ("w1_root_m", "w1_hands_m", "w1_facing", "root_p5_m", "root_median_m", "root_p95_m", "root_min_m",
                 "below_real_min_share", "below_train_min_share", "hold_share", "hands_median_m",
-                "hands_in_hold_median_m", "face_to_face_share", "follower_skate_ms")
+                "hands_in_hold_median_m", "face_to_face_share", "follower_skate_ms", "leader_skate_ms", "visible_share",
+                "stage_max_m", "stage_p95_m", "mid_max_m")
     rows = list(res["summary"])
     lines = ["# Couple measures (salsa, held-out takes)", "", note, "",
              f"Model `{res['model']}`; takes {', '.join(res['takes'])}; {res['seeds']} seed(s) per take; hold = hands "

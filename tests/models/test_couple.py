@@ -12,20 +12,21 @@ from engine.models.couple import COUPLE_KIND, CoupleDancer
 from engine.models.gpt import CrossCondGPT, GPTConfig
 from engine.models.gpt_dancer import DanceGenerator
 from engine.models.protocol import Controls, MotionModel
+from engine.models.staging import StagingConfig
 from engine.models.vqvae import VQVAE, VQVAEConfig
 from export.follower_backend import FollowerBackend
 from export.torch_backend import TorchBackend
 from tests.models.test_follower import tiny_follower
 
 
-def _couples(n: int = 2, min_dist: float = 0.3) -> CoupleDancer:
+def _couples(n: int = 2, min_dist: float = 0.3, staging: StagingConfig | None = None) -> CoupleDancer:
     torch.manual_seed(0)
     gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16)).eval()
     vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
     fol = tiny_follower()
     leader = DanceGenerator(TorchBackend(gpt, capacity=n, device="cpu"), vq, seed=0)
     follower = DanceGenerator(FollowerBackend(fol, capacity=n), vq, seed=100)
-    model = CoupleDancer(leader, follower, replace(fol.fcfg, min_root_distance_m=min_dist))
+    model = CoupleDancer(leader, follower, replace(fol.fcfg, min_root_distance_m=min_dist), staging)
     for _ in range(n):
         model.add_performer(Controls())
     return model
@@ -73,7 +74,8 @@ def test_reset_and_rewind_move_the_couple_together_once() -> None:
     model.rewind(1, 2, root_xz=np.array([3.0, 4.0]))  # the runtime rewinds both ids in one re-plan: applied once
     assert lead.n_tokens == fol.n_tokens == 3 and model.couples[0].steps == 3
     assert (int(lead.tok_up[-1]), int(fol.tok_up[-1])) == tokens[0]
-    assert np.allclose(fol.root_xz, [3.0, 4.0])
+    assert np.allclose(model.couples[0].follow_xz, [3.0, 4.0])  # where it stands, as output
+    assert np.allclose(fol.root_xz, model.placer.to_raw_xz(1, np.array([3.0, 4.0])))  # in the follower's own frame
     out = model.step(_cond(model))
     assert out[0].step == out[1].step == 3
     model.reset(1, root_xz=np.array([1.0, -1.0]))  # the follower's id resets the couple; the leader starts there
@@ -95,24 +97,73 @@ def test_the_follower_never_comes_closer_than_the_floor() -> None:
     assert model.describe()["couples"] == 1
 
 
-def test_heading_correction_turns_the_whole_follower_about_its_start() -> None:
-    from engine.models.couple import Couple
-    from engine.models.follower import hip_yaw
-    from engine.models.protocol import StepFrames
-    from engine.skeleton import rotations as R
+def test_the_follower_is_placed_through_its_planted_feet() -> None:
+    """A follower standing with both feet down is moved towards its goal by leg IK: the feet do not slide."""
+    from engine.models.couple import follower_placer_config
+    from engine.models.staging import FOOT_POINTS, Stager
 
     model = _couples(1)
-    model.cfg = replace(model.cfg, yaw_pull=0.0)
     j = model.n_joints
-    quat = np.tile(np.array([1.0, 0.0, 0.0, 0.0], np.float32), (4, j, 1))  # hip heading 0 (looking +z)
-    root = np.array([[0.0, 1.0, 0.1], [0.0, 1.0, 0.2], [0.0, 1.0, 0.3], [0.0, 1.0, 0.4]], np.float32)
-    c = Couple(lead=0, follow=1, lead_in=0, follow_in=0, yaw_offset=np.pi / 2)
-    r, q = model._turn(c, StepFrames(pid=1, step=0, root=root, quat=quat), np.zeros(2), 0.0)
-    hip = model.skeleton.index("hip")
-    assert np.allclose(hip_yaw(R.quat_to_matrix(q[:, hip].astype(np.float64))), np.pi / 2, atol=1e-5)
-    assert np.allclose(r[:, 0], root[:, 2], atol=1e-6) and np.allclose(r[:, 2], 0.0, atol=1e-6)  # +z walk -> +x
-    assert np.allclose(r[:, 1], 1.0) and np.array_equal(q[:, hip + 1 :], quat[:, hip + 1 :])
-    model.cfg = replace(model.cfg, yaw_pull=1.0)  # towards a wanted heading, at most MAX_TURN_RAD per step
-    c2 = Couple(lead=0, follow=1, lead_in=0, follow_in=0)
-    _, q2 = model._turn(c2, StepFrames(pid=1, step=0, root=root, quat=quat), np.zeros(2), 1.0)
-    assert np.isclose(c2.yaw_offset, 0.2) and np.isclose(hip_yaw(R.quat_to_matrix(q2[-1, hip].astype(np.float64))), 0.2)
+    st = Stager(follower_placer_config(model.cfg, limit_speed=False), model.skeleton)
+    quat = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (1, 8, j, 1))  # standing still, knees bent (room to move)
+    for side in "rl":
+        for name, a in (("Thigh", 0.4), ("Shin", -0.8)):
+            quat[..., model.skeleton.index(side + name), :] = [np.cos(a / 2), np.sin(a / 2), 0.0, 0.0]
+    pts0, _ = st.fk(np.zeros(3), quat[0, 0])
+    root = np.tile(np.array([0.0, -pts0[:, 1].min(), 0.0]), (1, 8, 1))  # feet on the floor
+    st.set_goal(0, np.array([0.3, 0.0]), 0.0)  # 0.3 m to the side, same facing
+    r, q = st.process([0], root, quat)
+    pts, _ = st.fk(r[0], q[0])
+    assert r[0, -1, 0] > 0.05  # the body moved towards the goal
+    feet = pts[:, list(FOOT_POINTS)][:, :, [0, 2]]
+    assert np.abs(feet - feet[0]).max() < 1e-6  # the planted feet stayed where they were
+
+
+def test_hold_moves_reach_for_the_nearest_wrist_and_fade_out() -> None:
+    from engine.models.couple import HOLD_GRIP_M, HOLD_REACH_M, hold_moves
+
+    lead = np.zeros((3, 23, 3))
+    fol = np.zeros((3, 23, 3))
+    lead[:, 16] = [0.0, 1.0, 0.0]
+    lead[:, 20] = [5.0, 1.0, 0.0]  # far away: never the nearest
+    fol[:, 20] = [9.0, 1.0, 9.0]  # the follower's left wrist is out of reach
+    fol[:, 16, 0] = [0.1, 0.4, HOLD_REACH_M + 0.01]  # right wrist within the grip, halfway, beyond reach
+    fol[:, 16, 1] = 1.0
+    m = hold_moves(lead, fol)
+    assert np.allclose(m[:, 1], 0.0) and np.allclose(m[[0, 2], 0], 0.0)  # within the grip or beyond reach: none
+    after = fol[1, 16] + m[1, 0]
+    assert m[1, 0, 0] < 0 and HOLD_GRIP_M <= np.linalg.norm(after - lead[1, 16]) < 0.4  # towards it, not past
+
+
+def test_arm_ik_moves_the_wrist_and_nothing_else() -> None:
+    from engine.models.staging import PointFK, arm_ik
+
+    fk = PointFK()
+    j = len(fk.joint_idx) and _couples(1).n_joints
+    rng = np.random.default_rng(1)
+    quat = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (2, j, 1))
+    quat[:, 1:] += 0.2 * rng.standard_normal(quat[:, 1:].shape)  # a bent pose
+    quat /= np.linalg.norm(quat, axis=-1, keepdims=True)
+    pts, _ = fk(np.zeros((2, 3)), quat)
+    move = np.zeros((2, 2, 3))
+    move[0, 0] = [0.05, 0.03, -0.04]  # right wrist of the first pose only
+    q = arm_ik(fk, quat, pts, move)
+    p2, _ = fk(np.zeros((2, 3)), q)
+    assert np.allclose(p2[0, 16], pts[0, 16] + move[0, 0], atol=1e-6)
+    keep = [i for i in range(23) if i not in (15, 16)]  # all but the right elbow and wrist
+    assert np.allclose(p2[0, keep], pts[0, keep], atol=1e-9) and np.allclose(p2[1], pts[1])
+
+
+def test_a_staged_couple_is_brought_back_on_stage() -> None:
+    """A couple placed 4 m off centre: staged, its midpoint comes back towards the stage; unstaged, it stays."""
+    mids = {}
+    for steer in (True, False):
+        model = _couples(1, staging=StagingConfig(steer=steer))
+        model.reset(0, root_xz=np.array([4.0, 0.0]))
+        rng = np.random.default_rng(0)
+        for _ in range(30):  # 4 s
+            out = model.step(rng.standard_normal(model.leader.backend.config.cond_dim).astype(np.float32))
+            assert [sf.pid for sf in out] == [0, 1]
+        mids[steer] = float(np.linalg.norm(0.5 * (out[0].root[-1, [0, 2]] + out[1].root[-1, [0, 2]])))
+        assert model.speed_limits(1).shape == (23,) and model.speed_limits(0).shape == (23,)
+    assert mids[True] < mids[False] - 1.0, mids
