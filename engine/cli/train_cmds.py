@@ -71,6 +71,10 @@ def register(sub: Any) -> None:
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
     e.add_argument("--untrained-plain-only", action="store_true",
                    help="sample the untrained GPT plainly only (skip its costly beat-guided row)")
+    e.add_argument("--couple", action="store_true",
+                   help="also measure salsa couples (the live couple kind) against the real held-out couples: "
+                        "partner distances, holds, facing, interpenetration, skating, the pair on stage (--samples "
+                        "couples per take; the model folder must hold a follower)")
     e.add_argument("--controls", action="store_true",
                    help="measure the controls instead (energy, text, keyframes, genre switch: paired dances through "
                         "the live generator; report controls.md/.json/.png)")
@@ -292,6 +296,13 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.controls:
         return _eval_controls(args)
+    if args.couple:
+        from engine.models.dance_model import DEFAULT_MODEL_DIR
+        from engine.models.follower import has_follower
+
+        if not has_follower(args.model or DEFAULT_MODEL_DIR):
+            raise CliError(f"--couple: {args.model or DEFAULT_MODEL_DIR} has no follower (follower.safetensors + "
+                           "follower.json); train one with `groovecast train couple`")
     model = _load_model(args.model)
     sampling = model.card.setdefault("sampling", {})
     if args.temperature is not None:
@@ -308,15 +319,30 @@ def _eval(args: argparse.Namespace) -> int:
     res = evaluate_model(model, val, reference=ref_pairs, seed=args.seed, samples=args.samples,
                          reference_names=ref_names, untrained_guided=not args.untrained_plain_only,
                          compare=not args.model_only)
+    if args.couple:
+        res["couple"] = _eval_couple(args)
     if args.report is not None:
         write_report(res, args.report)
     if args.json:
-        print(json.dumps({**res["summary"], "by_style": res["by_style"]}, indent=2))
+        print(json.dumps({**res["summary"], "by_style": res["by_style"],
+                          **({"couple": res["couple"]} if "couple" in res else {})}, indent=2))
     else:
         for style, rows in [("all", res["summary"]), *res["by_style"].items()]:
             for row, vals in rows.items():
                 print(style, row, " ".join(f"{k}={v:.4g}" for k, v in vals.items() if isinstance(v, float)))
     return 0
+
+
+def _eval_couple(args: argparse.Namespace) -> dict[str, Any]:
+    """The couple measures of ``eval --couple`` (``engine/train/couple_eval.py``): the summary rows and settings."""
+    from engine.models.dance_model import DEFAULT_MODEL_DIR
+    from engine.train.couple_eval import evaluate_couples
+
+    model_dir = args.model or DEFAULT_MODEL_DIR
+    # the couples need both dancers of the raw takes: a packed data folder (train.npz) holds each dancer alone
+    data = None if args.data is None or (args.data / "train.npz").is_file() else args.data
+    res = evaluate_couples(model_dir, data, seeds=args.samples, progress=False)
+    return {k: v for k, v in res.items() if k != "samples"}
 
 
 def _eval_controls(args: argparse.Namespace) -> int:

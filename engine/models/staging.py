@@ -743,9 +743,10 @@ class Stager:
 
 
 def stage_arrays(root: np.ndarray, quat: np.ndarray, config: StagingConfig | None = None, style: str | None = None,
-                 skel: Skeleton | None = None, chunk: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                 skel: Skeleton | None = None, chunk: int = 4, stats: dict[str, float] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Stage one performer's whole dance (root [T, 3], quat [T, J, 4]) as the live model would, ``chunk`` frames
-    per step."""
+    per step. ``stats``, when given, receives ``speed_capped_share``: the share of frames the speed limit held back."""
     st = Stager(config, skel)
     st.set_style(0, style)
     out_r = np.empty((len(root), 3))
@@ -753,6 +754,8 @@ def stage_arrays(root: np.ndarray, quat: np.ndarray, config: StagingConfig | Non
     for s in range(0, len(root), chunk):
         r, q = st.process([0], np.asarray(root)[None, s : s + chunk], np.asarray(quat)[None, s : s + chunk])
         out_r[s : s + chunk], out_q[s : s + chunk] = r[0], q[0]
+    if stats is not None:
+        stats["speed_capped_share"] = st.limiter.limited_frames / max(1, len(root))
     return out_r, out_q
 
 

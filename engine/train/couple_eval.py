@@ -219,6 +219,32 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
             "samples": {row: {k: v.tolist() for k, v in d.items()} for row, d in cat.items()}}
 
 
+#: The rows of the couple table, in order.
+MEASURES = ("w1_root_m", "w1_hands_m", "w1_facing", "root_p5_m", "root_median_m", "root_p95_m", "root_min_m",
+            "below_real_min_share", "below_train_min_share", "hold_share", "hands_median_m", "hands_in_hold_median_m",
+            "face_to_face_share", "follower_skate_ms", "leader_skate_ms", "visible_share", "stage_max_m",
+            "stage_p95_m", "mid_max_m")
+
+
+def couple_table(res: dict[str, Any]) -> list[str]:
+    """Markdown lines: what was measured, then one row per measure and one column per row of the couple measures
+    (``couple.md`` and the couple section of ``eval.md``)."""
+    rows = list(res["summary"])
+    lines = [f"Model `{res['model']}`; takes {', '.join(res['takes'])}; {res['seeds']} couple(s) per take and row; "
+             f"hold = wrists within {res['hold_m']} m; real minimum root distance {res['real_min_root_m']:.3f} m "
+             f"(held-out takes), {res['train_min_root_m']:.3f} m (training couples: the run-time floor). W1 = 1-D "
+             "Wasserstein distance to the real couples' distribution; facing = cosine of the heading difference; "
+             f"visible = the line between the partners within {VISIBLE_DEG:g} deg of the stage's lateral axis (seen "
+             "from the front, neither hides the other); stage_* = the farther partner's root from the stage centre, "
+             "mid = the pair's midpoint. Rows: `couple` is the live couple kind as `play --couple` runs it (staged), "
+             "`couple, unstaged` the same with `--no-staging`.", "",
+             "| measure | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    for m in MEASURES:
+        vals = [res["summary"][r].get(m) for r in rows]
+        lines.append(f"| {m} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in vals) + " |")
+    return lines
+
+
 def write_couple_report(res: dict[str, Any], out_dir: Path, note: str = "") -> None:
     """couple.json, couple.md and couple.png (root and hand distance histograms) into ``out_dir``."""
     import matplotlib
@@ -244,20 +270,7 @@ def write_couple_report(res: dict[str, Any], out_dir: Path, note: str = "") -> N
     fig.tight_layout()
     fig.savefig(out_dir / "couple.png", dpi=90)
     plt.close(fig)
-    measures = ("w1_root_m", "w1_hands_m", "w1_facing", "root_p5_m", "root_median_m", "root_p95_m", "root_min_m",
-                "below_real_min_share", "below_train_min_share", "hold_share", "hands_median_m",
-                "hands_in_hold_median_m", "face_to_face_share", "follower_skate_ms", "leader_skate_ms", "visible_share",
-                "stage_max_m", "stage_p95_m", "mid_max_m")
-    rows = list(res["summary"])
-    lines = ["# Couple measures (salsa, held-out takes)", "", note, "",
-             f"Model `{res['model']}`; takes {', '.join(res['takes'])}; {res['seeds']} seed(s) per take; hold = hands "
-             f"within {res['hold_m']} m; real minimum root distance {res['real_min_root_m']:.3f} m (held-out takes), "
-             f"{res['train_min_root_m']:.3f} m (training couples: the run-time floor). W1 = 1-D Wasserstein distance "
-             "to the real couples' distribution; facing = cosine of the heading difference.", "",
-             "| measure | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
-    for m in measures:
-        vals = [res["summary"][r].get(m) for r in rows]
-        lines.append(f"| {m} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in vals) + " |")
+    lines = ["# Couple measures (salsa, held-out takes)", "", note, "", *couple_table(res)]
     ms = res.get("step_ms_p50", {})
     if ms:
         lines += ["", "Step time (one couple = leader + follower, torch on CPU, 1 thread, beside two solo dancers "

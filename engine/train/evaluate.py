@@ -54,14 +54,17 @@ def clip_metrics(pos: np.ndarray, beats_s: np.ndarray) -> dict[str, float]:
 def staging_metrics(upper: np.ndarray, lower: np.ndarray, style: str) -> dict[str, float]:
     """Staging measures of a dance as ``generate`` outputs it (staged with the default settings): share of frames
     facing the front within 45 deg, largest and 95th percentile distance from the stage centre, and the largest
-    joint speed over the real 99.9th percentile of that joint in the style (the limit is 1.2)."""
+    joint speed over the real 99.9th percentile of that joint in the style (the limit is 1.2), and the share of frames
+    the speed limit held back (``speed_capped``: how often the cap acted)."""
     motion = vectors_to_motion(upper, lower, metric_cmu_skeleton())
-    root, quat = stage_arrays(motion.root_pos, R.matrix_to_quat(motion.rot), DEFAULT_STAGING, style)
+    stats: dict[str, float] = {}
+    root, quat = stage_arrays(motion.root_pos, R.matrix_to_quat(motion.rot), DEFAULT_STAGING, style, stats=stats)
     pos, _ = _POINT_FK(root, quat)
     far, p95 = M.stage_distance(pos)
     lim = REAL_SPEED_P999.get(style, REAL_SPEED_P999["salsa"])
     return {"facing": M.facing_share(pos), "stage_max_m": far, "stage_p95_m": p95,
-            "speed_ratio_max": float(M.joint_speed_ratio(pos, MODEL_FPS, np.array(lim)).max())}
+            "speed_ratio_max": float(M.joint_speed_ratio(pos, MODEL_FPS, np.array(lim)).max()),
+            "speed_capped": stats["speed_capped_share"]}
 
 
 def style_of_sequence(seq: Sequence) -> str:
@@ -211,9 +214,9 @@ def evaluate_model(
             "rows": "model/untrained: the model card's sampling; *_plain: the same GPT without beat guidance"
             if guided else "model/untrained: the model card's sampling (plain)",
             "genre_control": "each style's dances are generated with that style's genre row",
-            "staging": "facing, stage_*_m, speed_ratio_*: the dance as generate outputs it (staged: front +Z, radius "
-                       "1.5 m, joint speeds <= 1.2x the real 99.9th percentile); the other measures: the model's "
-                       "motion before staging",
+            "staging": "facing, stage_*_m, speed_ratio_*, speed_capped (share of frames the speed limit held back): "
+                       "the dance as generate outputs it (staged: front +Z, radius 1.5 m, joint speeds <= 1.2x the "
+                       "real 99.9th percentile); the other measures: the model's motion before staging",
             "style_acc": "share of 4 s windows a logistic-regression style classifier (trained on the real training "
                          "takes) assigns to the intended style" if clf is not None else "not measured (no reference)",
             "val_clips": [s.name for s in val],
@@ -237,10 +240,11 @@ def write_report(res: dict, out_dir: Path, extra_md: str = "") -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = res["summary"]
     (out_dir / "eval.json").write_text(json.dumps(
-        {"summary": summary, "by_style": res.get("by_style", {}), "notes": res["notes"]}, indent=2))
+        {"summary": summary, "by_style": res.get("by_style", {}), "notes": res["notes"],
+         **({"couple": res["couple"]} if "couple" in res else {})}, indent=2))
     cols = ["fid_k", "fid_g", "div_k", "div_g", "bas", "pfc", "skate_ms", "max_freeze_s", "speed_ms", "speed_ratio",
             "root_speed_ms", "root_speed_ratio", "style_acc", "facing", "stage_max_peak_m", "stage_p95_m",
-            "speed_ratio_peak"]
+            "speed_ratio_peak", "speed_capped"]
     order = ("real", "vq_recon", "model", "model_plain", "untrained", "untrained_plain")
 
     def table(rows: dict) -> list[str]:
@@ -254,6 +258,10 @@ def write_report(res: dict, out_dir: Path, extra_md: str = "") -> None:
     for st, rows in res.get("by_style", {}).items():
         lines += [f"## {st}", "", *table(rows), ""]
     lines += ["## all styles pooled", "", *table(summary), ""]
+    if "couple" in res:  # groovecast eval --couple
+        from engine.train.couple_eval import couple_table
+
+        lines += ["## salsa couples (`--couple`)", "", *couple_table(res["couple"]), ""]
     lines += [f"VQ-VAE reconstruction (validation): {summary['model']['vq_mpjpe_mm']:.1f} mm mean joint error, "
               f"foot-contact accuracy {summary['model']['vq_contact_acc']:.3f}.", "",
               "speed_ms: mean root-relative joint speed; root_speed_ms: mean horizontal root speed; *_ratio: "

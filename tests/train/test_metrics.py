@@ -98,5 +98,9 @@ def test_staging_metrics_of_a_dance_as_generate_outputs_it() -> None:
 
     up, low = motion_to_vectors(stepping_motion(6.0, 30.0, 100.0))
     m = staging_metrics(up, low, "salsa")
-    assert set(m) == {"facing", "stage_max_m", "stage_p95_m", "speed_ratio_max"}
+    assert set(m) == {"facing", "stage_max_m", "stage_p95_m", "speed_ratio_max", "speed_capped"}
     assert 0.0 <= m["facing"] <= 1.0 and m["speed_ratio_max"] <= 1.2 / 1.08 + 1e-3
+    assert 0.0 <= m["speed_capped"] < 0.2  # a stepping dance at an ordinary speed is rarely held back
+    jump = low.copy()
+    jump[45:, 1] += 1.0  # the root 1 m higher from frame 45: a snap the cap must catch
+    assert staging_metrics(up, jump, "salsa")["speed_capped"] > m["speed_capped"]

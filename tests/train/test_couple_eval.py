@@ -1,0 +1,50 @@
+"""Couple measures (``engine/train/couple_eval.py``): the pair on stage, the measures end to end on a small model,
+and ``groovecast eval --couple``'s errors and report section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.models.follower import save_follower
+from engine.models.pose_repr import Motion, metric_cmu_skeleton
+from engine.train.couple_eval import MEASURES, couple_table, evaluate_couples, pair_on_stage
+from tests.models.test_follower import tiny_follower
+
+
+def _standing(xz: list[tuple[float, float]]) -> Motion:
+    sk = metric_cmu_skeleton()
+    root = np.array([[x, 1.0, z] for x, z in xz])
+    rot = np.tile(np.eye(3), (len(xz), sk.num_joints, 1, 1))
+    return Motion(sk, root, rot, 30.0)
+
+
+def test_pair_on_stage_sees_the_pair_from_the_front() -> None:
+    lead = _standing([(0.0, 0.0), (0.0, 0.0), (1.0, 2.0)])
+    follow = _standing([(0.7, 0.0), (0.0, 0.7), (1.5, 2.5)])  # side by side; one behind the other; 45 deg off
+    d = pair_on_stage(lead, follow)
+    assert d["visible"].tolist() == [1.0, 0.0, 1.0]
+    assert np.allclose(d["far"], [0.7, 0.7, np.hypot(1.5, 2.5)])
+    assert np.allclose(d["mid"], [0.35, 0.35, np.hypot(1.25, 2.25)])
+
+
+def test_couple_measures_end_to_end_on_a_small_model(small_model: Path) -> None:
+    save_follower(tiny_follower(), small_model)
+    res = evaluate_couples(small_model, seeds=1, seconds=2.0, progress=False)
+    s = res["summary"]
+    assert list(s) == ["real", "couple", "couple, unstaged", "couple, no pull/floor", "untrained follower",
+                       "independent solos"]
+    assert "w1_root_m" not in s["real"] and s["real"]["below_real_min_share"] == 0.0
+    for row in ("couple", "couple, unstaged"):
+        assert s[row]["root_min_m"] >= res["train_min_root_m"] - 1e-6  # the floor holds, staged or not
+        assert {"w1_root_m", "visible_share", "stage_max_m", "leader_skate_ms", "follower_skate_ms"} <= set(s[row])
+    md = "\n".join(couple_table(res))
+    assert all(f"| {m} |" in md for m in MEASURES)
+
+
+def test_eval_couple_needs_a_follower(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--couple", "--model", str(small_model)]) == 2
+    assert "no follower" in capsys.readouterr().err
