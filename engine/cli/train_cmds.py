@@ -322,7 +322,12 @@ def _eval(args: argparse.Namespace) -> int:
     if args.couple:
         res["couple"] = _eval_couple(args)
     if args.report is not None:
-        write_report(res, args.report)
+        extra = ""
+        if "couple" in res:
+            from engine.train.couple_eval import couple_table
+
+            extra = "\n".join(["## salsa couples (`--couple`)", "", *couple_table(res["couple"])])
+        write_report(res, args.report, extra)
     if args.json:
         print(json.dumps({**res["summary"], "by_style": res["by_style"],
                           **({"couple": res["couple"]} if "couple" in res else {})}, indent=2))
@@ -514,7 +519,7 @@ def _generate_couple(args: argparse.Namespace, audio: Any, sr: int) -> int:
         model = build_model(ModelSpec(model=args.model, genre=args.genre, seed=args.seed, temperature=args.temperature,
                                       top_k=args.top_k, beat_guidance=args.beat_guidance,
                                       max_repeat=args.max_repeat, genre_guidance=args.genre_guidance, backend="torch",
-                                      decode="torch", performers=2, couple=True))
+                                      decode="torch", performers=2, couple=True, staging=staging_config(args)))
         r = render(model, audio, sr, seconds=args.seconds)
     except (AssemblyError, ValueError) as exc:
         raise CliError(str(exc)) from None

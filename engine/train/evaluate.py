@@ -258,10 +258,6 @@ def write_report(res: dict, out_dir: Path, extra_md: str = "") -> None:
     for st, rows in res.get("by_style", {}).items():
         lines += [f"## {st}", "", *table(rows), ""]
     lines += ["## all styles pooled", "", *table(summary), ""]
-    if "couple" in res:  # groovecast eval --couple
-        from engine.train.couple_eval import couple_table
-
-        lines += ["## salsa couples (`--couple`)", "", *couple_table(res["couple"]), ""]
     lines += [f"VQ-VAE reconstruction (validation): {summary['model']['vq_mpjpe_mm']:.1f} mm mean joint error, "
               f"foot-contact accuracy {summary['model']['vq_contact_acc']:.3f}.", "",
               "speed_ms: mean root-relative joint speed; root_speed_ms: mean horizontal root speed; *_ratio: "
