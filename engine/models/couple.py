@@ -91,10 +91,11 @@ def hold_moves(lead_points: np.ndarray, follow_points: np.ndarray, reach: float 
 
 
 def pair_stage_config(staging: StagingConfig) -> StagingConfig:
-    """The leader's staging in a couple: the pair's midpoint pulled towards the centre within the pair's radius,
-    stepping over feet that are on the floor (held by leg IK), and no facing correction (turning the leader turns
-    the pair, which its follower can only follow by stepping: tried, it cost more skating than it won)."""
-    return replace(staging, radius_m=staging.radius_m * PAIR_RADIUS_SHARE)
+    """The leader's staging in a couple: the pair's midpoint pulled towards the centre within the pair's radius, over
+    the leader's planted feet (leg IK), and no facing correction (turning the leader turns the pair, which its
+    follower can only follow by stepping: tried, towards the front, side-on to the audience, or only to turn a drift
+    home, each cost more partner distance, holds and skating than it won)."""
+    return replace(staging, radius_m=staging.radius_m * PAIR_RADIUS_SHARE, facing_gain=0.0)
 
 
 @dataclass
@@ -283,9 +284,8 @@ class CoupleDancer:
         if self.staging.steer:  # the pair's goal, from where the partners stood at the end of the last step: the
             for c in self.couples:  # leader is pulled as if it stood at the pair's midpoint
                 if c.steps > 0:
-                    mid_off = 0.5 * (c.lead_xz - c.follow_xz)  # facing: its own, so only a drift off the stage
-                    self.lead_stage.set_goal(c.lead, np.asarray(self.staging.centre_xz) + mid_off,  # turns it
-                                             self.lead_stage.facing(c.lead))
+                    mid_off = 0.5 * (c.lead_xz - c.follow_xz)
+                    self.lead_stage.set_goal(c.lead, np.asarray(self.staging.centre_xz) + mid_off)
         lr, lq = self.lead_stage.process([c.lead for c in self.couples],
                                          np.stack([lead_raw[c.lead_in].root for c in self.couples]),
                                          np.stack([lead_raw[c.lead_in].quat for c in self.couples]))

@@ -550,12 +550,6 @@ class Stager:
         if front is not None:
             self.goal_yaw[r] = float(front)
 
-    def facing(self, pid: int) -> float:
-        """The performer's averaged facing now (staged yaw; the goal's facing before any frame was seen)."""
-        r = self.row(pid)
-        f = self.face[r]
-        return float(np.arctan2(f[0], f[1])) if self.seen[r] and np.linalg.norm(f) > 1e-9 else float(self.goal_yaw[r])
-
     def place(self, pid: int, raw_xz: np.ndarray, raw_yaw: float, xz: np.ndarray, yaw: float) -> None:
         """Set the transform so the model's point ``raw_xz`` facing ``raw_yaw`` is staged at ``xz`` facing ``yaw``
         (a performer placed at a start; only before its first frame is staged, or after a reset)."""

@@ -3,8 +3,10 @@
 For the held-out salsa takes (12, 13) and their music: the distance between the two roots on the floor and
 the smallest of the four hand-to-hand distances, per frame; their distributions against the real couples'
 (1-D Wasserstein distance), the share of frames in a hold (hands within :data:`HOLD_M`), the hand distance
-during real holds, and interpenetration (root distance below the real minimum). Rows: real, the couple
-model, the same follower without the run-time placement pull and distance floor, an untrained follower
+during real holds, interpenetration (root distance below the real minimum), both partners' foot skating, and
+the pair on stage (:func:`pair_on_stage`). Rows: real, the couple model as the live kind runs it (staged as a
+pair), the same unstaged (``--no-staging``), the same follower without the run-time placement pull and distance
+floor, an untrained follower
 (random weights, with pull and floor: what the mechanism alone gives), and two solo dancers generated
 independently by the leader GPT, started at the same placement. Written by ``bench/couple_bench.py``.
 """
