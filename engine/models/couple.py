@@ -48,7 +48,7 @@ COUPLE_KIND = "couple"
 
 #: The pair's midpoint is pulled towards the centre as a solo dancer's root is, within this share of the stage
 #: radius (each partner stands about half the partner distance from the midpoint).
-PAIR_RADIUS_SHARE = 0.4
+PAIR_RADIUS_SHARE = 0.6
 #: Hands: a follower's wrist nearer than ``HOLD_REACH_M`` to one of its leader's reaches for it (arm IK), to
 #: ``HOLD_GRIP_M`` at most (the real couples' median wrist distance in a hold, takes 12/13: 0.20 m), fully from
 #: ``HOLD_GRIP_M`` on and fading out towards ``HOLD_REACH_M``.
