@@ -47,8 +47,11 @@ COUPLE_KIND = "couple"
 
 
 #: The pair's midpoint is pulled towards the centre as a solo dancer's root is, within this share of the stage
-#: radius (each partner stands about half the partner distance from the midpoint).
-PAIR_RADIUS_SHARE = 0.6
+#: radius (each partner stands about half the partner distance from the midpoint), and not at all within
+#: ``PAIR_INNER_SHARE`` of that (a leader dragged all the time walked away from its follower, who can only step
+#: after it).
+PAIR_RADIUS_SHARE = 0.5
+PAIR_INNER_SHARE = 0.5
 #: Hands: a follower's wrist nearer than ``HOLD_REACH_M`` to one of its leader's reaches for it (arm IK), to
 #: ``HOLD_GRIP_M`` at most (the real couples' median wrist distance in a hold, takes 12/13: 0.20 m), fully from
 #: ``HOLD_GRIP_M`` on and fading out towards ``HOLD_REACH_M``.
@@ -95,7 +98,8 @@ def pair_stage_config(staging: StagingConfig) -> StagingConfig:
     the leader's planted feet (leg IK), and no facing correction (turning the leader turns the pair, which its
     follower can only follow by stepping: tried, towards the front, side-on to the audience, or only to turn a drift
     home, each cost more partner distance, holds and skating than it won)."""
-    return replace(staging, radius_m=staging.radius_m * PAIR_RADIUS_SHARE, facing_gain=0.0)
+    return replace(staging, radius_m=staging.radius_m * PAIR_RADIUS_SHARE, inner_frac=PAIR_INNER_SHARE,
+                   facing_gain=0.0)
 
 
 @dataclass
