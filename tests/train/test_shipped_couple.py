@@ -25,7 +25,7 @@ def test_shipped_couple_keeps_a_real_partner_distance() -> None:
     floor = model.cfg.min_root_distance_m  # type: ignore[attr-defined]
     # Real held-out couples (takes 12, 13): root distance p5 0.38 m, median 0.71 m, p95 1.98 m, max 2.1 m. Two
     # independent solo dancers drift to a median 1.7 m (p95 5 m); an untrained follower sits on the floor (0.225 m).
-    # Facing is not asserted: the shipped follower faces its leader in 56 % of the held-out frames (real 72 %,
+    # Facing is not asserted: the shipped couple faces each other in about 70 % of the held-out frames (real 72 %,
     # random headings 50 %), too close to chance for 12 s to decide (bench/reports/couple.md).
     assert root.min() >= floor - 1e-6
     assert 0.4 <= float(np.median(root)) <= 1.2
