@@ -55,7 +55,10 @@ def test_replay_sends_osc_bundles_in_real_time(cmu_take: Path) -> None:
 
 
 def test_serve_serves_viewer_until_interrupted() -> None:
-    proc = subprocess.Popen([*CLI, "serve", "--ws", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    # Ctrl-C at a terminal reaches a foreground process whose SIGINT is at its default; restore that, since
+    # a shell's background job (pytest started with &) would otherwise pass SIGINT ignored to the child.
+    proc = subprocess.Popen([*CLI, "serve", "--ws", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
