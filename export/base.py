@@ -170,6 +170,57 @@ class DecodeBackend(abc.ABC):
         self._kv_mask[state.row] = False
         state.keyframes = 0
 
+    # -- history under new controls -----------------------------------------------------------------------
+
+    def rewrite_history(
+        self,
+        state: PerformerState,
+        up_in: Sequence[int] | np.ndarray,
+        down_in: Sequence[int] | np.ndarray,
+        cond: ArrayLike,
+        genre: int,
+        text: ArrayLike | None = None,
+        keyframe: tuple[int, int, int] | None = None,
+    ) -> None:
+        """Recompute the cache entries of a performer's last ``T`` positions under new global controls.
+
+        A genre, text or energy control enters every position's input, so the cached history still carries
+        the old one until it leaves the window (8 s for the shipped context); this rewrites it at once
+        (:meth:`engine.models.gpt.CrossCondGPT.encode_history`: one batched forward over the window).
+
+        Args:
+            state: the performer (its next position is ``state.pos``; the window is the ``T`` before it).
+            up_in, down_in: [T] the tokens fed at those positions (BOS at position 0).
+            cond: [T, cond_dim] their conditioning rows.
+            genre: genre id; text: [text_dim] global control vector or None.
+            keyframe: the set keyframe (position, up, down) the window attends to, or None.
+        """
+        self._check(state)
+        cfg = self.config
+        t = len(up_in)
+        if t == 0:
+            return
+        if not (len(down_in) == t <= min(state.pos, cfg.context)):
+            raise ValueError(f"history of {t} / {len(down_in)} tokens for a performer at position {state.pos} "
+                             f"(context {cfg.context})")
+        dev = next(self.model.parameters()).device
+        kf = None
+        if keyframe is not None:
+            kf = Keyframes(up=torch.tensor([[keyframe[1]]], device=dev), down=torch.tensor([[keyframe[2]]], device=dev),
+                           pos=torch.tensor([[keyframe[0]]], device=dev), mask=torch.ones(1, 1, dtype=torch.bool,
+                                                                                         device=dev))
+        c = torch.as_tensor(_as_np(cond, np.float32, (t, cfg.cond_dim), "cond"), device=dev)[None]
+        tx = None if text is None else torch.as_tensor(_as_np(text, np.float32, (cfg.text_dim,), "text"),
+                                                        device=dev)[None]
+        pos0 = state.pos - t
+        with torch.no_grad():
+            k, v = self.model.encode_history(torch.as_tensor(np.asarray(up_in, np.int64), device=dev)[None],
+                                             torch.as_tensor(np.asarray(down_in, np.int64), device=dev)[None],
+                                             c, torch.tensor([genre], device=dev), tx,
+                                             torch.tensor([pos0], device=dev), kf)  # [L, 1, H, T, D]
+        slots = self.slots_for(np.arange(pos0, state.pos))
+        self._write_ring(state.row, slots, k[:, 0], v[:, 0])
+
     # -- the step -------------------------------------------------------------------------------------
 
     def step(
@@ -246,6 +297,10 @@ class DecodeBackend(abc.ABC):
     @abc.abstractmethod
     def _write_keyframes(self, row: int, k: Tensor, v: Tensor) -> None:
         """Write [L, H, n, D] keyframe keys/values into the prefix slots of ``row``."""
+
+    @abc.abstractmethod
+    def _write_ring(self, row: int, slots: np.ndarray, k: Tensor, v: Tensor) -> None:
+        """Write [L, H, T, D] keys/values into the ring ``slots`` [T] of ``row``."""
 
     def cache_bytes_per_performer(self) -> int:
         """Bytes of keys + values one performer holds in this backend."""

@@ -72,3 +72,6 @@ class FollowerBackend(DecodeBackend):
 
     def _write_keyframes(self, row: int, k: Tensor, v: Tensor) -> None:
         raise ValueError("the follower has no keyframe slots")
+
+    def _write_ring(self, row: int, slots: np.ndarray, k: Tensor, v: Tensor) -> None:
+        raise ValueError("the follower has no genre or text controls to rewrite its history under")

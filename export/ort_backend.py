@@ -100,3 +100,7 @@ class OnnxRuntimeBackend(DecodeBackend):
         n = k.shape[2]
         self.k[:, row, :, :n] = k.float().numpy()
         self.v[:, row, :, :n] = v.float().numpy()
+
+    def _write_ring(self, row: int, slots: np.ndarray, k: Tensor, v: Tensor) -> None:
+        self.k[:, row, :, slots] = k.float().cpu().numpy().transpose(2, 0, 1, 3)  # indexed dim first: [T, L, H, D]
+        self.v[:, row, :, slots] = v.float().cpu().numpy().transpose(2, 0, 1, 3)

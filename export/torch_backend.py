@@ -226,3 +226,8 @@ class TorchBackend(DecodeBackend):
         n = k.shape[2]
         self.k[:, row, :, :n] = k.to(self.k)
         self.v[:, row, :, :n] = v.to(self.v)
+
+    def _write_ring(self, row: int, slots: np.ndarray, k: Tensor, v: Tensor) -> None:
+        idx = torch.as_tensor(slots, device=self.k.device)
+        self.k[:, row, :, idx] = k.to(self.k)  # torch: the int is a basic index, the result is [L, H, T, D]
+        self.v[:, row, :, idx] = v.to(self.v)

@@ -284,3 +284,9 @@ class TensorRTBackend(DecodeBackend):
         for i in range(self.config.n_layer):
             self.k[i][row, :, :n] = k[i].to(self.k[i])
             self.v[i][row, :, :n] = v[i].to(self.v[i])
+
+    def _write_ring(self, row: int, slots: np.ndarray, k: Tensor, v: Tensor) -> None:
+        idx = torch.as_tensor(slots, device=self.k[0].device)
+        for i in range(self.config.n_layer):
+            self.k[i][row, :, idx] = k[i].to(self.k[i])  # torch: the int is a basic index, [H, T, D]
+            self.v[i][row, :, idx] = v[i].to(self.v[i])

@@ -96,6 +96,20 @@ def check_genre_guidance(s: float | None) -> None:
         raise CliError(f"--genre-guidance must be in [0, {GENRE_GUIDANCE_LIMIT:g}] (1: off), got {s}")
 
 
+#: Help of ``--text-guidance`` (generate, eval, play, live).
+TEXT_GUIDANCE_HELP = ("a separate guidance scale for the text: a third GPT row per performer with a text (genre, no "
+                      "text), stepped only while a text is set; needs genre guidance (default: the model card's "
+                      "sampling.text_guidance; absent: the genre's scale)")
+
+
+def check_text_guidance(s: float | None) -> None:
+    """``--text-guidance`` must be None (the card's) or a scale the model card allows."""
+    from engine.models.model_card import GENRE_GUIDANCE_LIMIT
+
+    if s is not None and not 0.0 <= s <= GENRE_GUIDANCE_LIMIT:
+        raise CliError(f"--text-guidance must be in [0, {GENRE_GUIDANCE_LIMIT:g}], got {s}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="groovecast",

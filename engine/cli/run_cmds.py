@@ -11,7 +11,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from engine.cli import GENRE_GUIDANCE_HELP, MAX_REPEAT_HELP, CliError, check_genre_guidance, check_max_repeat
+from engine.cli import (
+    GENRE_GUIDANCE_HELP,
+    MAX_REPEAT_HELP,
+    TEXT_GUIDANCE_HELP,
+    CliError,
+    check_genre_guidance,
+    check_max_repeat,
+    check_text_guidance,
+)
 from engine.cli.link_args import add_link_argument, make_link_publisher
 from engine.cli.osc_args import add_osc_arguments, make_osc_sender
 from engine.cli.record_args import finish_outputs, open_recorders
@@ -86,6 +94,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="candidate tokens drawn near predicted beats (0: plain sampling; default: the model card's)")
     p.add_argument("--max-repeat", type=int, metavar="N", help=MAX_REPEAT_HELP)
     p.add_argument("--genre-guidance", type=float, metavar="S", help=GENRE_GUIDANCE_HELP)
+    p.add_argument("--text-guidance", type=float, metavar="S", help=TEXT_GUIDANCE_HELP)
     add_osc_arguments(p)
     add_link_argument(p)
     p.add_argument("--osc-control", metavar="PORT|HOST:PORT",
@@ -142,6 +151,7 @@ def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
         raise CliError(f"--top-k must be >= 0, got {args.top_k}")
     check_max_repeat(args.max_repeat)
     check_genre_guidance(args.genre_guidance)
+    check_text_guidance(args.text_guidance)
     couple = resolve_performers(args)
     if couple and args.performers % 2:
         raise CliError(f"--couple: --performers counts dancers, two per couple; give an even number, got "
@@ -149,7 +159,8 @@ def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
     model = ModelSpec(model=args.model, backend=args.backend, decode=args.decode, performers=args.performers,
                       threads=args.threads, seed=args.seed, genre=args.genre, text=args.text,
                       temperature=args.temperature, top_k=args.top_k, beat_guidance=args.beat_guidance,
-                      max_repeat=args.max_repeat, genre_guidance=args.genre_guidance, data=getattr(args, "data", None),
+                      max_repeat=args.max_repeat, genre_guidance=args.genre_guidance,
+                      text_guidance=args.text_guidance, data=getattr(args, "data", None),
                       couple=couple, staging=staging_config(args))
     return EngineSpec(model=model, runtime=cfg)
 

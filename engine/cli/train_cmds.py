@@ -8,7 +8,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from engine.cli import GENRE_GUIDANCE_HELP, MAX_REPEAT_HELP, CliError, check_genre_guidance, check_max_repeat
+from engine.cli import (
+    GENRE_GUIDANCE_HELP,
+    MAX_REPEAT_HELP,
+    TEXT_GUIDANCE_HELP,
+    CliError,
+    check_genre_guidance,
+    check_max_repeat,
+    check_text_guidance,
+)
 from engine.cli.staging_args import add_staging_arguments, staging_config
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,7 @@ def register(sub: Any) -> None:
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     e.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
     e.add_argument("--genre-guidance", type=float, default=None, metavar="S", help=GENRE_GUIDANCE_HELP)
+    e.add_argument("--text-guidance", type=float, default=None, metavar="S", help=TEXT_GUIDANCE_HELP)
     e.add_argument("--model-only", action="store_true",
                    help="generate only the model card's row (skip model_plain and the untrained GPT)")
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
@@ -103,6 +112,7 @@ def register(sub: Any) -> None:
                    help="beat-guided sampling with N candidates (0: plain sampling; default: the model card's)")
     g.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
     g.add_argument("--genre-guidance", type=float, default=None, metavar="S", help=GENRE_GUIDANCE_HELP)
+    g.add_argument("--text-guidance", type=float, default=None, metavar="S", help=TEXT_GUIDANCE_HELP)
     g.add_argument("--couple", action="store_true",
                    help="a salsa couple: writes OUT with _lead and _follow before the suffix (two BVH files, one "
                         "per dancer, in one world frame); the model folder must hold a follower")
@@ -314,6 +324,7 @@ def _eval(args: argparse.Namespace) -> int:
     _apply_guidance(model, args.beat_guidance)
     _apply_max_repeat(model, args.max_repeat)
     _apply_genre_guidance(model, args.genre_guidance)
+    _apply_text_guidance(model, args.text_guidance)
     val = load_data(args.data, "val", None)
     ref_names, ref_pairs = _reference(args.data)
     res = evaluate_model(model, val, reference=ref_pairs, seed=args.seed, samples=args.samples,
@@ -359,6 +370,8 @@ def _eval_controls(args: argparse.Namespace) -> int:
                        "switch at 8 s)")
     from engine.train.control_eval import PARTS
 
+    check_genre_guidance(args.genre_guidance)
+    check_text_guidance(args.text_guidance)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     if not parts or set(parts) - set(PARTS):
         raise CliError(f"--parts must name some of {', '.join(PARTS)}, got {args.parts!r}")
@@ -367,7 +380,8 @@ def _eval_controls(args: argparse.Namespace) -> int:
     try:
         res = evaluate_controls(args.model, val, [(n, u, lo) for n, (u, lo) in zip(names, ref, strict=True)],
                                 pairs=args.pairs, seconds=args.seconds, beat_guidance=args.beat_guidance,
-                                progress=lambda s: log.info("controls: %s", s), parts=parts)
+                                progress=lambda s: log.info("controls: %s", s), parts=parts,
+                                genre_guidance=args.genre_guidance, text_guidance=args.text_guidance)
     except (AssemblyError, ValueError) as exc:
         raise CliError(str(exc)) from None
     if args.report is not None:
@@ -417,6 +431,14 @@ def _apply_genre_guidance(model: Any, s: float | None) -> None:
     model.card.setdefault("sampling", {})["genre_guidance"] = None if s == 1.0 else s
 
 
+def _apply_text_guidance(model: Any, s: float | None) -> None:
+    """``--text-guidance S`` over the model card's text guidance (None: keep the card's)."""
+    if s is None:
+        return
+    check_text_guidance(s)
+    model.card.setdefault("sampling", {})["text_guidance"] = s
+
+
 def _generate(args: argparse.Namespace) -> int:
     from engine.models.pose_repr import motion_positions
     from engine.train.generate import generate_dance, write_motion_bvh
@@ -436,6 +458,7 @@ def _generate(args: argparse.Namespace) -> int:
     _apply_guidance(model, args.beat_guidance)
     _apply_max_repeat(model, args.max_repeat)
     _apply_genre_guidance(model, args.genre_guidance)
+    _apply_text_guidance(model, args.text_guidance)
     try:
         g = generate_dance(model, audio, sr, genre=args.genre, text=args.text, seconds=args.seconds,
                            temperature=args.temperature, top_k=args.top_k, seed=args.seed,
@@ -463,7 +486,8 @@ def _generate_controlled(args: argparse.Namespace, audio: Any, sr: int) -> int:
         m, beats = render_controlled(Path(args.model) if args.model else None, audio, sr, genre=args.genre,
                                      text=args.text, energy=args.energy, keyframes=kfs, seconds=args.seconds,
                                      seed=args.seed, temperature=args.temperature, beat_guidance=args.beat_guidance,
-                                     max_repeat=args.max_repeat)
+                                     max_repeat=args.max_repeat, genre_guidance=args.genre_guidance,
+                                     text_guidance=args.text_guidance)
     except (AssemblyError, ValueError) as exc:
         raise CliError(str(exc)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)

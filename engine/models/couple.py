@@ -145,7 +145,7 @@ class CoupleDancer:
         self.frames_per_step = leader.frames_per_step
         self.hip = self.skeleton.index("hip")
         self.capabilities = Capabilities(n_genres=leader.capabilities.n_genres, text=leader.capabilities.text,
-                                         keyframes=False)
+                                         keyframes=False, text_prompts=leader.capabilities.text_prompts)
         # the leaders' staging (the pair's goal) and the followers' placement (the placement head's goal)
         self.lead_stage = Stager(pair_stage_config(self.staging), self.skeleton)
         place_cfg = follower_placer_config(cfg, False, frames_per_step=self.frames_per_step)

@@ -58,6 +58,24 @@ class DanceModel:
         return None if s is None or float(s) == 1.0 else float(s)
 
     @property
+    def text_guidance(self) -> float | None:
+        """Separate text guidance scale of the model card (``sampling.text_guidance``; absent or null: the text
+        shares the genre guidance scale)."""
+        s = self.card.get("sampling", {}).get("text_guidance")
+        return None if s is None else float(s)
+
+    @property
+    def text_prompts(self) -> str:
+        """How the GPT reads a text control (``sampling.text_prompts``): "attributes" (a sentence is matched to the
+        measured-caption attributes first, :mod:`engine.models.text_prompts`) or "sentence" (its own embedding).
+        Absent: "attributes" for GPTs with the energy entries (trained on measured captions, issue 14), else
+        "sentence"."""
+        from engine.models.conditioning import has_energy
+
+        mode = self.card.get("sampling", {}).get("text_prompts")
+        return str(mode) if mode is not None else ("attributes" if has_energy(self.gpt.cfg.text_dim) else "sentence")
+
+    @property
     def top_k(self) -> int | None:
         k = self.card.get("sampling", {}).get("top_k")
         return None if k is None else int(k)

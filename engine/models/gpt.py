@@ -366,15 +366,68 @@ class CrossCondGPT(nn.Module):
             )  # keyframes see set keyframes and themselves, never the stream
             st_rows = torch.cat([kfm.unsqueeze(1).expand(b, t, n_kf), mask], dim=2)
             mask = torch.cat([kf_rows, st_rows], dim=1)  # [B, K + T, K + T]
-        x = self.drop(x)
-        cos, sin = rope_angles(pos, cfg.head_dim, cfg.rope_base)
+        x = self._trunk(self.drop(x), pos, mask, None)
+        x = self.ln_f(x[:, n_kf:])
+        return self.head_up(x), self.head_down(x)
+
+    def _trunk(self, x: Tensor, pos: Tensor, mask: Tensor, kv: list[tuple[Tensor, Tensor]] | None) -> Tensor:
+        """The blocks over inputs x [B, N, E] at positions pos [B, N] under mask [B, N, N]; appends each
+        layer's keys/values [B, H, N, D] to ``kv`` when given."""
+        cos, sin = rope_angles(pos, self.cfg.head_dim, self.cfg.rope_base)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, N, D/2]
         m4 = mask.unsqueeze(1)  # [B, 1, N, N]
         for blk in self._block_list():
             q, k, v = blk.qkv_heads(x, cos, sin)
+            if kv is not None:
+                kv.append((k, v))
             x = blk.attend(x, q, k, v, m4)
-        x = self.ln_f(x[:, n_kf:])
-        return self.head_up(x), self.head_down(x)
+        return x
+
+    # -- history re-encoded under new controls ----------------------------------------------------------------
+
+    def encode_history(
+        self,
+        up_in: Tensor,
+        down_in: Tensor,
+        cond: Tensor,
+        genre: Tensor,
+        text: Tensor | None,
+        pos0: Tensor,
+        keyframes: Keyframes | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Keys/values of a window of already generated positions under (new) global controls.
+
+        What a switched control needs: the cache entries of the positions ``pos0 .. pos0 + T - 1`` computed
+        again with ``genre``/``text``, as the training forward computes them for a window that starts at
+        ``pos0`` (the window's own history only; set ``keyframes`` attended as in training). Inputs as
+        :meth:`forward`; ``T`` <= ``context``.
+
+        Returns:
+            k, v: [L, B, H, T, D], to be written at the positions' ring slots.
+        """
+        cfg = self.cfg
+        b, t = up_in.shape
+        if t > cfg.context:
+            raise ValueError(f"a history window is at most context = {cfg.context} tokens, got {t}")
+        self._check_tokens("up_in", up_in)
+        self._check_tokens("down_in", down_in)
+        glob = self._global(genre, text)
+        x = self._stream_inputs(up_in, down_in, cond, glob)  # [B, T, E]
+        dev = x.device
+        pos = pos0.unsqueeze(1) + torch.arange(t, device=dev)  # [B, T]
+        mask = torch.ones(t, t, dtype=torch.bool, device=dev).tril().unsqueeze(0).expand(b, t, t)
+        n_kf = 0
+        if keyframes is not None:
+            n_kf = keyframes.up.shape[1]
+            kfm = keyframes.mask.to(torch.bool)
+            x = torch.cat([self._keyframe_inputs(keyframes, glob), x], dim=1)
+            pos = torch.cat([keyframes.pos, pos], dim=1)
+            eye = torch.eye(n_kf, dtype=torch.bool, device=dev)
+            kf_rows = torch.cat([kfm.unsqueeze(1) | eye, torch.zeros(b, n_kf, t, dtype=torch.bool, device=dev)], 2)
+            mask = torch.cat([kf_rows, torch.cat([kfm.unsqueeze(1).expand(b, t, n_kf), mask], dim=2)], dim=1)
+        kv: list[tuple[Tensor, Tensor]] = []
+        self._trunk(x, pos, mask, kv)
+        return (torch.stack([k[:, :, n_kf:] for k, _ in kv]), torch.stack([v[:, :, n_kf:] for _, v in kv]))
 
     # -- keyframes for the cache ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ The result is joint-local quaternions of the full CMU skeleton, ready for the pl
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ from engine.models.pose_repr import (
     vectors_to_motion,
 )
 from engine.models.protocol import Capabilities, Controls, StepFrames
-from engine.models.sampling import block_repeats, genre_guidance_scale, guide_logits, sample_tokens
+from engine.models.sampling import block_repeats, genre_guidance_scale, guide_logits, guide_text_logits, sample_tokens
 from engine.models.vqvae import VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
@@ -49,9 +50,17 @@ if TYPE_CHECKING:  # backends are passed in; models never import export/ at run 
 MIN_GUIDED_CANDIDATES = 4
 
 
-def cache_rows(performers: int, genre_guidance: float | None = None) -> int:
-    """Backend cache rows ``performers`` need: two each under genre guidance (conditional + unconditional)."""
-    return performers * (1 if genre_guidance_scale(genre_guidance) is None else 2)
+def cache_rows(performers: int, genre_guidance: float | None = None, text_guidance: float | None = None) -> int:
+    """Backend cache rows ``performers`` need: two each under genre guidance (conditional + unconditional),
+    three with a separate text guidance scale (+ the genre-only row)."""
+    return performers * rows_per_performer(genre_guidance, text_guidance)
+
+
+def rows_per_performer(genre_guidance: float | None, text_guidance: float | None) -> int:
+    """1 (no guidance), 2 (genre guidance) or 3 (genre guidance with a separate text scale)."""
+    if genre_guidance_scale(genre_guidance) is None:
+        return 1
+    return 2 if text_guidance is None else 3
 
 
 @dataclass(eq=False)
@@ -81,6 +90,14 @@ class Performer:
     inbetween: InBetweenState = field(default_factory=InBetweenState)  # pinned poses and their blend
     pinned: list[tuple[int, int, int]] = field(default_factory=list)  # (token pos, up, down) waiting for the slot
     uncond: PerformerState | None = None  # the genre-guidance cache row (genre "none", no text); None: off
+    textless: PerformerState | None = None  # the text-guidance row (genre and energy, no text); None: off
+    textless_live: bool = False  # whether ``textless`` follows the dance (stepped while a text is set)
+    # The inputs fed at the last ``context`` positions (ring by position), so a control switch can rewrite
+    # the cached history under the new controls (``DanceGenerator.rewrite_history``).
+    hist_up: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [C]
+    hist_down: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [C]
+    hist_cond: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [C, cond_dim]
+    encoded: tuple[int, np.ndarray | None] | None = None  # (genre, global vector) the cached history carries
 
     def reset(self) -> None:
         """Start the dance over (position 0, BOS, its random stream from its seed), as if just added; keeps
@@ -97,6 +114,8 @@ class Performer:
         self.keyframe_until = None
         self.inbetween.clear()
         self.pinned.clear()
+        self.encoded = None
+        self.textless_live = False
         if self.guide is not None:
             self.guide.reset()
         self.decoder.reset(self.slot)
@@ -123,6 +142,7 @@ class Performer:
         if self.uncond is not None:  # the unconditional row saw the same tokens: it rewinds with them
             self.uncond.pos -= n
             self.uncond.feed(int(self.tok_up[-1]), int(self.tok_down[-1]))
+        self.textless_live = False  # rewritten from the history at its next use
         if root_xz is not None:
             self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
         self.decoder.reset(self.slot)
@@ -153,6 +173,11 @@ class DanceGenerator:
             (each gets ``min(candidates, guidance_rows // steered)``; below ``MIN_GUIDED_CANDIDATES`` the
             step samples plainly: a few candidates change little and each steered performer costs a scoring).
             Bounds the extra step time when many performers are steered on the same beat.
+        rewrite_on_control: when a performer's genre, text or energy changes, rewrite its cached history (the
+            conditional row's last ``context`` positions) under the new controls before the next step
+            (:meth:`rewrite_history`), so the change is not diluted by 8 s of history that still carries the
+            old one. False: the new controls enter new positions only (the history keeps the old ones until it
+            leaves the window).
         max_repeat: the repetition guard (the model card's ``sampling.max_repeat``): a token drawn for the
             last ``max_repeat`` steps in a row is masked for the next draw, plain and candidate draws alike,
             upper and lower body separately (:func:`engine.models.sampling.block_repeats`). None or 0: off.
@@ -161,12 +186,26 @@ class DanceGenerator:
             batched GPT step, and draws from ``uncond + s * (cond - uncond)``
             (:func:`engine.models.sampling.guide_logits`), before the repetition guard and beat guidance.
             None or 1.0: off. The backend needs :func:`cache_rows` rows (two per performer when on).
+        text_guidance: a separate guidance scale for the text (the card's ``sampling.text_guidance``; needs
+            genre guidance): a third row per performer with the genre and energy but no text, stepped only
+            while the performer has a text (its history rewritten when the text is set), and the draw is
+            ``uncond + s_g * (genre_only - uncond) + s_t * (cond - genre_only)``
+            (:func:`engine.models.sampling.guide_text_logits`). None: the text shares the genre's scale (two rows).
+        text_prompts: how the model reads a text (its ``capabilities.text_prompts``; the card's, see
+            :attr:`engine.models.dance_model.DanceModel.text_prompts`); the embedding is made by the caller.
     """
 
     def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True,
                  decoder_runner: Any = None, guidance: GuidanceConfig = OFF, guidance_rows: int = 64,
-                 max_repeat: int | None = None, genre_guidance: float | None = None) -> None:
+                 max_repeat: int | None = None, genre_guidance: float | None = None,
+                 rewrite_on_control: bool = True, text_guidance: float | None = None,
+                 text_prompts: str = "sentence") -> None:
         self.genre_guidance = genre_guidance_scale(genre_guidance)
+        if text_guidance is not None and not (math.isfinite(text_guidance) and text_guidance >= 0):
+            raise ValueError(f"text guidance must be a finite number >= 0, got {text_guidance!r}")
+        self.text_guidance = None if self.genre_guidance is None else text_guidance
+        self.rewrite_on_control = rewrite_on_control
+        self.rewrites = 0  # histories rewritten after a control switch (statistics)
         if max_repeat is not None and max_repeat < 0:
             raise ValueError(f"max_repeat must be >= 0 or None, got {max_repeat}")
         self.max_repeat = max_repeat or 0
@@ -183,9 +222,10 @@ class DanceGenerator:
         self.n_joints = self.skeleton.num_joints
         self.model_idx = model_joint_indices(self.skeleton)
         self.ctx = max(16, self.max_repeat)  # recent tokens kept per performer
-        self.capacity = backend.capacity // (1 if self.genre_guidance is None else 2)  # performers
+        rows = rows_per_performer(self.genre_guidance, self.text_guidance)
+        self.capacity = backend.capacity // rows  # performers
         if self.capacity < 1:
-            raise ValueError(f"genre guidance needs 2 cache rows per performer; the backend has {backend.capacity}")
+            raise ValueError(f"guidance needs {rows} cache rows per performer; the backend has {backend.capacity}")
         self.decoder = StreamingDecoder(vqvae, self.capacity, runner=decoder_runner)
         self._free_slots = list(range(self.capacity))
         self.performers: list[Performer] = []
@@ -196,7 +236,8 @@ class DanceGenerator:
         self.frames_per_step = FRAMES_PER_TOKEN
         cfg = backend.config
         self.capabilities = Capabilities(n_genres=cfg.n_genres, text=cfg.text_dim > 0,
-                                         keyframes=cfg.n_keyframe_slots > 0, energy=has_energy(cfg.text_dim))
+                                         keyframes=cfg.n_keyframe_slots > 0, energy=has_energy(cfg.text_dim),
+                                         text_prompts=text_prompts)
         self.inbetweener = InBetweener(self.skeleton, MODEL_FPS)
 
     # -- performers ------------------------------------------------------------------------------------
@@ -209,6 +250,7 @@ class DanceGenerator:
             raise RuntimeError(f"generator is full: capacity {self.capacity} performers")
         state = self.backend.new_state()
         uncond = None if self.genre_guidance is None else self.backend.new_state()  # the row after ``state``
+        textless = None if self.text_guidance is None else self.backend.new_state()
         slot = self._free_slots.pop(0)
         self.decoder.reset(slot)
         p = Performer(
@@ -225,6 +267,10 @@ class DanceGenerator:
             pad=self._pad,
             seed=self.seed + self._next_pid,
             uncond=uncond,
+            textless=textless,
+            hist_up=np.zeros(self.backend.config.context, np.int64),
+            hist_down=np.zeros(self.backend.config.context, np.int64),
+            hist_cond=np.zeros((self.backend.config.context, self.backend.config.cond_dim), np.float32),
         )
         p.rng.manual_seed(p.seed)
         self._next_pid += 1
@@ -233,7 +279,9 @@ class DanceGenerator:
 
     def remove_performer(self, pid: int) -> None:
         p = self.get(pid)
-        if p.uncond is not None:  # released first: the last performer's two rows then move into this pair's
+        if p.textless is not None:  # released last row first: the last performer's rows then move into these
+            self.backend.release(p.textless)
+        if p.uncond is not None:
             self.backend.release(p.uncond)
         self.backend.release(p.state)
         self._free_slots.append(p.slot)
@@ -306,7 +354,52 @@ class DanceGenerator:
             self.backend.set_keyframes(p.state, [up], [down], [pos], p.controls.genre, self._global(p))
             if p.uncond is not None:  # the unconditional row sees the same keyframe, without genre and controls
                 self.backend.set_keyframes(p.uncond, [up], [down], [pos], 0, None)
+            if p.textless is not None:
+                self.backend.set_keyframes(p.textless, [up], [down], [pos], p.controls.genre, self._energy_only(p))
             p.keyframe_until = pos
+
+    def rewrite_history(self, p: Performer, glob: np.ndarray | None) -> None:
+        """Rewrite the conditional cache row's last ``context`` positions under the performer's current genre
+        and global vector ``glob`` (one batched forward; the unconditional row carries no controls and stays).
+        The keyframe slot, encoded with the controls too, is pinned again."""
+        cfg = self.backend.config
+        n = min(p.state.pos, cfg.context)
+        if n > 0:
+            idx = np.arange(p.state.pos - n, p.state.pos) % cfg.context
+            kf = p.pinned[0] if p.keyframe_until is not None and p.pinned else None
+            self.backend.rewrite_history(p.state, p.hist_up[idx], p.hist_down[idx], p.hist_cond[idx],
+                                         p.controls.genre, glob, kf)
+            self.rewrites += 1
+        if p.keyframe_until is not None:
+            p.keyframe_until = None
+            self._pin_next(p)
+
+    def _sync_textless(self, p: Performer) -> None:
+        """Bring the genre-only row to the performer's position with its history written under the genre and
+        energy (no text): from then on it is stepped with the others while the text is set."""
+        t = p.textless
+        assert t is not None
+        cfg = self.backend.config
+        t.pos = p.state.pos
+        t.feed(p.state.prev_up, p.state.prev_down)
+        n = min(p.state.pos, cfg.context)
+        if n > 0:
+            idx = np.arange(p.state.pos - n, p.state.pos) % cfg.context
+            kf = p.pinned[0] if p.keyframe_until is not None and p.pinned else None
+            self.backend.rewrite_history(t, p.hist_up[idx], p.hist_down[idx], p.hist_cond[idx], p.controls.genre,
+                                         self._energy_only(p), kf)
+            self.rewrites += 1
+        if p.keyframe_until is not None and p.pinned:
+            pos, up, down = p.pinned[0]
+            self.backend.set_keyframes(t, [up], [down], [pos], p.controls.genre, self._energy_only(p))
+        else:
+            self.backend.clear_keyframes(t)
+        p.textless_live = True
+
+    def _energy_only(self, p: Performer) -> np.ndarray | None:
+        """The global vector of the genre-only row: the energy without the text (None when no energy)."""
+        e = p.controls.energy
+        return None if e is None else control_vector(None, e, self.backend.config.text_dim)
 
     def _global(self, p: Performer) -> np.ndarray | None:
         """The performer's global control vector (text embedding, energy), None when neither is set."""
@@ -319,7 +412,8 @@ class DanceGenerator:
         return {"kind": self.kind, "backend": self.backend.name, "steps": self.steps,
                 "guided_tokens": self.guided_tokens, "guidance_skipped": self.guidance_skipped,
                 "guidance": f"{self.guidance.candidates} candidates" if self.guidance.enabled else "off",
-                "genre_guidance": self.genre_guidance or "off"}
+                "genre_guidance": self.genre_guidance or "off",
+                "text_guidance": self.text_guidance if self.text_guidance is not None else "genre's"}
 
     # -- the step ----------------------------------------------------------------------------------------
 
@@ -342,6 +436,13 @@ class DanceGenerator:
         genre = np.fromiter((p.controls.genre for p in ps), dtype=np.int64, count=b)
         text = None
         globs = [self._global(p) for p in ps]
+        ctx = cfg.context
+        for i, (p, g) in enumerate(zip(ps, globs, strict=True)):
+            self._note_controls(p, g)
+            j = p.state.pos % ctx
+            p.hist_up[j] = p.state.prev_up
+            p.hist_down[j] = p.state.prev_down
+            p.hist_cond[j] = cond_b[i]
         if any(g is not None for g in globs):
             text = np.zeros((b, cfg.text_dim), dtype=np.float32)
             for i, g in enumerate(globs):
@@ -377,6 +478,8 @@ class DanceGenerator:
             p.state.feed(ups[i], downs[i])
             if p.uncond is not None:
                 p.uncond.feed(ups[i], downs[i])
+            if p.textless is not None and p.textless_live:
+                p.textless.feed(ups[i], downs[i])
             p.tok_up[:-1] = p.tok_up[1:]
             p.tok_up[-1] = ups[i]
             p.tok_down[:-1] = p.tok_down[1:]
@@ -417,24 +520,67 @@ class DanceGenerator:
                 self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
         return out
 
+    def _note_controls(self, p: Performer, glob: np.ndarray | None) -> None:
+        """Before a step: rewrite the history if the controls changed since the last step (see
+        ``rewrite_on_control``), and keep the inputs of the position about to be stepped."""
+        e = p.encoded
+        changed = e is not None and (e[0] != p.controls.genre or (e[1] is None) != (glob is None)
+                                     or (glob is not None and e[1] is not None and not np.array_equal(e[1], glob)))
+        if changed and self.rewrite_on_control:
+            self.rewrite_history(p, glob)
+        if p.textless is not None:
+            if p.controls.text is None:
+                p.textless_live = False
+            elif changed or not p.textless_live:  # (re)started, or its genre/energy may have changed
+                self._sync_textless(p)
+        p.encoded = (p.controls.genre, glob)
+
     def _guided_step(self, ps: list[Performer], cond_b: np.ndarray, genre: np.ndarray, text: np.ndarray | None,
                      scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batched GPT step over each performer's conditional and unconditional row (interleaved, so the
-        rows of performers added in order stay contiguous in the backend), combined by genre guidance."""
-        b = len(ps)
+        """One batched GPT step over each performer's conditional and unconditional row, and its genre-only row
+        while it has a text under text guidance, interleaved per performer (so the rows of performers added in
+        order stay contiguous in the backend); combined by genre (and text) guidance."""
         states: list[PerformerState] = []
-        for p in ps:
+        ci: list[int] = []  # index of each performer's conditional row in the step
+        ti: list[int] = []  # index of the genre-only row of performers with one
+        live: list[int] = []
+        for i, p in enumerate(ps):
             assert p.uncond is not None
+            ci.append(len(states))
             states += [p.state, p.uncond]
-        genre2 = np.zeros(2 * b, dtype=np.int64)
-        genre2[0::2] = genre
+            if p.textless is not None and p.textless_live:
+                live.append(i)
+                ti.append(len(states))
+                states.append(p.textless)
+        n = len(states)
+        c_idx = np.asarray(ci)
+        genre2 = np.zeros(n, dtype=np.int64)
+        genre2[c_idx] = genre
+        cond2 = np.empty((n, cond_b.shape[1]), dtype=np.float32)
+        cond2[c_idx] = cond_b
+        cond2[c_idx + 1] = cond_b
         text2 = None
         if text is not None:
-            text2 = np.zeros((2 * b, text.shape[1]), dtype=np.float32)
-            text2[0::2] = text
-        res = self.backend.step(states, np.repeat(cond_b, 2, axis=0), genre2, text2)
-        return (guide_logits(res.logits_up[0::2], res.logits_up[1::2], scale),
-                guide_logits(res.logits_down[0::2], res.logits_down[1::2], scale))
+            text2 = np.zeros((n, text.shape[1]), dtype=np.float32)
+            text2[c_idx] = text
+        for i, j in zip(live, ti, strict=True):
+            genre2[j] = genre[i]
+            cond2[j] = cond_b[i]
+            e = self._energy_only(ps[i])
+            if e is not None and text2 is not None:
+                text2[j] = e
+        res = self.backend.step(states, cond2, genre2, text2)
+        c_t = torch.from_numpy(c_idx)
+        out = []
+        for logits in (res.logits_up, res.logits_down):
+            lc, lu = logits[c_t], logits[c_t + 1]
+            g = guide_logits(lc, lu, scale)
+            if live:
+                assert self.text_guidance is not None
+                rows = torch.tensor(live)
+                g[rows] = guide_text_logits(lc[rows], lu[rows], logits[torch.tensor(ti)], scale, self.text_guidance)
+            out.append(g)
+        return out[0], out[1]
 
     def _recent(self, ps: list[Performer]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each performer's last ``max_repeat`` upper and lower tokens [B, m] (-1: not drawn yet)."""

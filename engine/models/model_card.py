@@ -22,7 +22,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     ``sampling.temperature`` must be a number in (0, 10], ``sampling.top_k`` an integer >= 0 (or null),
     ``sampling.foot_lock`` a boolean, ``sampling.beat_guidance`` an object (or null), ``sampling.max_repeat``
     an integer in [1, 64] (or null: no repetition guard), ``sampling.genre_guidance`` a number in [0, 20] (or
-    null; 1: no genre guidance).
+    null; 1: no genre guidance), ``sampling.text_guidance`` a number in [0, 20] (or null: the genre's scale),
+    ``sampling.text_prompts`` "sentence" or "attributes" (or absent).
     """
     if not isinstance(card, dict):
         raise ValueError(f"{path}: a model card must be a JSON object, got {type(card).__name__}")
@@ -49,4 +50,11 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     if gg is not None and (not _number(gg) or not 0.0 <= gg <= GENRE_GUIDANCE_LIMIT):
         raise ValueError(f"{path}: sampling.genre_guidance must be a number in [0, {GENRE_GUIDANCE_LIMIT:g}] or null, "
                          f"got {gg!r}")
+    tp = sampling.get("text_prompts")
+    if tp is not None and tp not in ("sentence", "attributes"):
+        raise ValueError(f"{path}: sampling.text_prompts must be \"sentence\" or \"attributes\", got {tp!r}")
+    tg = sampling.get("text_guidance")
+    if tg is not None and (not _number(tg) or not 0.0 <= tg <= GENRE_GUIDANCE_LIMIT):
+        raise ValueError(f"{path}: sampling.text_guidance must be a number in [0, {GENRE_GUIDANCE_LIMIT:g}] or null, "
+                         f"got {tg!r}")
     return card

@@ -40,6 +40,9 @@ class Capabilities:
     text: bool  # a text embedding conditions the motion
     keyframes: bool  # target poses can be pinned ahead
     energy: bool = False  # an energy level conditions the motion (else "energy" falls back to intensity)
+    #: How a text control is embedded (``engine.models.text_prompts.TEXT_PROMPTS``): "sentence" as it is, or
+    #: "attributes": matched to the measured-caption attributes first (models trained on measured captions).
+    text_prompts: str = "sentence"
 
 
 @dataclass

@@ -102,3 +102,18 @@ def guide_logits(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
         scale: the guidance scale s.
     """
     return uncond + scale * (cond - uncond)
+
+
+def guide_text_logits(cond: Tensor, uncond: Tensor, genre_only: Tensor, genre_scale: float,
+                      text_scale: float) -> Tensor:
+    """Guidance with a separate text scale: ``uncond + s_g * (genre_only - uncond) + s_t * (cond - genre_only)``.
+
+    ``genre_only`` are the logits of the same step with the genre (and energy) but no text; the GPT was
+    trained with the text dropped for half its windows, so that mode exists. With ``s_t == s_g`` this is
+    :func:`guide_logits` of ``cond`` and ``uncond``.
+
+    Args:
+        cond, uncond, genre_only: [B, V] logits of the three rows.
+        genre_scale: s_g; text_scale: s_t.
+    """
+    return uncond + genre_scale * (genre_only - uncond) + text_scale * (cond - genre_only)

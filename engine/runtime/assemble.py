@@ -49,6 +49,9 @@ class ModelSpec:
         beat_guidance: candidates near predicted beats (0: plain sampling; None: the model card's).
         max_repeat: the repetition guard, longest run of one token (0: off; None: the model card's).
         genre_guidance: classifier-free genre guidance scale (1: off; None: the model card's).
+        text_guidance: separate text guidance scale (a third GPT row per performer with a text; None: the model
+            card's ``sampling.text_guidance``, whose absence means the genre's scale); needs genre guidance.
+        text_prompts: how text controls are embedded, "sentence" or "attributes" (None: the model card's).
         data: the motion capture folder a retrieval model indexes (None: ``../shared/data``).
         cache: where a retrieval index is cached (None: ``.cache/retrieval`` in the working directory).
         couple: salsa couples (kind ``couple``): ``performers`` counts dancers, two per couple (leader, follower),
@@ -71,6 +74,8 @@ class ModelSpec:
     beat_guidance: int | None = None
     max_repeat: int | None = None
     genre_guidance: float | None = None
+    text_guidance: float | None = None
+    text_prompts: str | None = None
     data: Path | None = None
     cache: Path | None = None
     couple: bool = False
@@ -153,10 +158,11 @@ def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
     under genre guidance), its loaded model and the starting controls."""
     import torch
 
-    from engine.models.conditioning import embed_texts, genre_id
+    from engine.models.conditioning import genre_id
     from engine.models.dance_model import load_dance_model
     from engine.models.gpt_dancer import DanceGenerator, cache_rows
     from engine.models.protocol import Controls
+    from engine.models.text_prompts import prompt_embedder
     from export.base import BackendUnavailable
     from export.decoder_backend import create_decoder_runner
     from export.select import create_backend
@@ -167,11 +173,16 @@ def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
         gid = genre_id(spec.genre)
         dm = load_dance_model(model_dir)
         genre_guidance = dm.genre_guidance if spec.genre_guidance is None else spec.genre_guidance
-        be = create_backend(spec.backend, dm.gpt, capacity=cache_rows(capacity, genre_guidance),
+        text_guidance = dm.text_guidance if spec.text_guidance is None else spec.text_guidance
+        be = create_backend(spec.backend, dm.gpt, capacity=cache_rows(capacity, genre_guidance, text_guidance),
                             threads=max(1, spec.threads))
     except (ValueError, BackendUnavailable, FileNotFoundError, OSError) as exc:
         raise AssemblyError(f"{exc}" if "model" in str(exc) else f"{model_dir}: {exc}") from None
-    emb = embed_texts([spec.text])[0] if spec.text else None
+    text_prompts = dm.text_prompts if spec.text_prompts is None else spec.text_prompts
+    try:
+        emb = prompt_embedder(text_prompts)([spec.text])[0] if spec.text else None
+    except ValueError as exc:
+        raise AssemblyError(str(exc)) from None
     temp = dm.temperature if spec.temperature is None else spec.temperature
     k = (dm.top_k or 0) if spec.top_k is None else spec.top_k
     guidance = dm.beat_guidance if spec.beat_guidance is None else dm.beat_guidance.with_candidates(spec.beat_guidance)
@@ -179,7 +190,8 @@ def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
     try:
         gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock,
                              decoder_runner=create_decoder_runner(spec.decode), guidance=guidance,
-                             max_repeat=max_repeat, genre_guidance=genre_guidance)
+                             max_repeat=max_repeat, genre_guidance=genre_guidance, text_guidance=text_guidance,
+                             text_prompts=text_prompts)
     except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
     return gen, dm, Controls(genre=gid, text=emb, energy=spec.energy, temperature=temp, top_k=k)

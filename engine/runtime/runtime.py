@@ -45,6 +45,7 @@ from engine.frames import (
 from engine.models.conditioning import FRAMES_PER_TOKEN, MUSIC_DIM, token_condition
 from engine.models.protocol import MotionModel
 from engine.models.staging import PointFK, speed_limits
+from engine.models.text_prompts import prompt_embedder
 from engine.runtime.audio_clock import AudioClock
 from engine.runtime.beat_pulse import BeatPulse, BeatPulser
 from engine.runtime.controls import ControlDesk
@@ -157,7 +158,9 @@ class DanceRuntime:
         text_embedder: TextEmbedder | None = None,
     ) -> None:
         self.model = model
-        self.texts = text_embedder or TextEmbedder()  # embeds prompts off the caller's thread and the step
+        # Embeds prompts off the caller's thread and the step, as the model reads them.
+        self.texts = text_embedder or TextEmbedder(prompt_embedder(getattr(model.capabilities, "text_prompts",
+                                                                           "sentence")))
         self.analyzer = analyzer
         self.sinks = SinkFanout(sinks)
         self.cfg = config or RuntimeConfig()

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.models.text_prompts import PHRASES
+
 #: Attributes a caption can name besides style, tempo and role, in the order of ``WindowAttributes``.
 ATTRIBUTES: tuple[str, ...] = ("speed", "turn", "travel", "arm", "steps")
 
@@ -35,41 +37,9 @@ _RFOOT, _LFOOT = 4, 8
 _RSH, _RHAND, _LSH, _LHAND = 14, 16, 18, 20
 _RTOE, _LTOE = 21, 22
 
-#: Phrasings per attribute class. The first of each list is the short prompt the evaluation uses
-#: (``groovecast eval --controls``); the held-out paraphrases in :data:`HELD_OUT_PROMPTS` are never trained.
-PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
-    "speed": {
-        "low": ("calm", "a calm dance", "gentle movement", "low energy", "relaxed and soft"),
-        "mid": ("moderate energy", "a steady dance", "medium energy"),
-        "high": ("energetic", "an energetic dance", "lively movement", "high energy", "powerful and strong"),
-    },
-    "turn": {
-        "low": ("no turns", "without turning", "facing forward", "no spins"),
-        "high": ("spinning", "with many turns", "turning around", "lots of spins"),
-    },
-    "travel": {
-        "low": ("stay in place", "dancing on the spot", "staying in one place", "not moving around"),
-        "high": ("travel across the floor", "moving across the floor", "travelling", "covering the floor"),
-    },
-    "arm": {
-        "low": ("arms low", "arms down", "with lowered arms", "hands low"),
-        "high": ("arms high", "arms up", "with raised arms", "hands up high"),
-    },
-    "steps": {
-        "low": ("few steps", "slow feet", "little footwork"),
-        "high": ("quick footwork", "fast steps", "busy feet"),
-    },
-    "tempo": {
-        "slow": ("slow tempo", "to slow music", "slow"),
-        "medium": ("medium tempo", "to a medium beat"),
-        "fast": ("fast tempo", "to fast music", "fast"),
-    },
-    "role": {
-        "leader": ("by the leader", "leading a partner", "the leader's part"),
-        "follower": ("by the follower", "following a partner", "the follower's part"),
-        "solo": ("solo", "dancing alone", "a solo"),
-    },
-}
+#: Phrasings per attribute class (:data:`engine.models.text_prompts.PHRASES`: the run-time prompt matcher reads the
+#: same bank). The first of each list is the short prompt the evaluation uses (``groovecast eval --controls``); the
+#: held-out paraphrases in :data:`HELD_OUT_PROMPTS` are never trained.
 STYLE_PHRASES: dict[str, tuple[str, ...]] = {
     "salsa": ("salsa", "a salsa dance", "dancing salsa"),
     "indian": ("indian dance", "an indian dance", "indian classical style"),

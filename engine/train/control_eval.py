@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 
 from engine.frames import MODEL_FPS
-from engine.models.conditioning import FRAMES_PER_TOKEN, embed_texts, genre_id, sequence_conditions
+from engine.models.conditioning import FRAMES_PER_TOKEN, genre_id, sequence_conditions
 from engine.models.inbetween import REAL_JOINT_SPEED_P999, REAL_MEAN_SPEED_P999, PoseTarget, joint_mask
 from engine.models.pose_repr import Motion, motion_to_vectors, vectors_to_motion
+from engine.models.text_prompts import prompt_embedder
 from engine.skeleton import rotations as R
 from engine.train import captions as C
 from engine.train import metrics as M
@@ -68,18 +69,20 @@ class Dance:
 class Renderer:
     """Renders dances with the live generator of a model folder, one performer, re-seeded per dance."""
 
-    def __init__(self, model_dir: Path | None, beat_guidance: int | None = None) -> None:
+    def __init__(self, model_dir: Path | None, beat_guidance: int | None = None,
+                 genre_guidance: float | None = None, text_guidance: float | None = None) -> None:
         from engine.runtime.assemble import ModelSpec, build_model
 
-        self.model = build_model(ModelSpec(model=model_dir, decode="torch", beat_guidance=beat_guidance))
+        self.model = build_model(ModelSpec(model=model_dir, decode="torch", beat_guidance=beat_guidance,
+                                           genre_guidance=genre_guidance, text_guidance=text_guidance))
         self.gen: Any = self.model
         self.pid = self.model.performer_ids()[0]
         self.skel = self.model.skeleton
         self._text: dict[str, np.ndarray] = {}
 
     def text(self, prompt: str) -> np.ndarray:
-        if prompt not in self._text:
-            self._text[prompt] = embed_texts([prompt])[0]
+        if prompt not in self._text:  # embedded as the live engine embeds it (the model's text_prompts)
+            self._text[prompt] = prompt_embedder(self.model.capabilities.text_prompts)([prompt])[0]
         return self._text[prompt]
 
     def dance(self, cond: np.ndarray, seed: int, genre: str, text: str | None = None, energy: float | None = None,
@@ -170,17 +173,21 @@ def pose_error(r: Renderer, dance: Dance, frame: int, target: PoseTarget) -> flo
 def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: list[tuple[str, np.ndarray, np.ndarray]],
                       pairs: int = 12, seconds: float = 12.0, beat_guidance: int | None = None, held_out: bool = True,
                       progress: Callable[[str], None] | None = None,
-                      parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+                      parts: tuple[str, ...] = PARTS, genre_guidance: float | None = None,
+                      text_guidance: float | None = None) -> dict[str, Any]:
     """Every control's measures (see the module doc). ``reference`` = (name, upper, lower) training takes;
-    ``parts`` picks some of :data:`PARTS` (the uncontrolled dances are always rendered)."""
+    ``parts`` picks some of :data:`PARTS` (the uncontrolled dances are always rendered); ``beat_guidance``,
+    ``genre_guidance`` and ``text_guidance`` override the model card's (None: the card's)."""
     say = progress or (lambda s: None)
-    r = Renderer(model_dir, beat_guidance)
+    r = Renderer(model_dir, beat_guidance, genre_guidance, text_guidance)
     caps = r.model.capabilities
     clips = _clips(val, pairs, seconds)
     ref_pos = [points(u, lo) for _, u, lo in reference]
     ref_k, _ = M.segment_features(ref_pos, MODEL_FPS)
     ref = (ref_k, ref_k)
-    out: dict[str, Any] = {"pairs": pairs, "seconds": seconds, "capabilities": {
+    out: dict[str, Any] = {"pairs": pairs, "seconds": seconds, "genre_guidance": getattr(r.gen, "genre_guidance", None),
+                           "text_guidance": getattr(r.gen, "text_guidance", None),
+                           "capabilities": {
         "energy": caps.energy, "text": caps.text, "keyframes": caps.keyframes, "n_genres": caps.n_genres}}
 
     say("uncontrolled")

@@ -16,10 +16,11 @@ import torch
 
 from engine.frames import ENGINE_SAMPLE_RATE, MODEL_FPS
 from engine.models.beat_guidance import GuidanceConfig
-from engine.models.conditioning import embed_texts, genre_id, sequence_conditions
+from engine.models.conditioning import genre_id, sequence_conditions
 from engine.models.dance_model import DEFAULT_MODEL_DIR, MODEL_CARD, DanceModel, load_dance_model
 from engine.models.pose_repr import Motion, metric_cmu_skeleton
 from engine.models.staging import DEFAULT_STAGING, REAL_SPEED_P999, StagingConfig, stage_arrays
+from engine.models.text_prompts import prompt_embedder
 from engine.models.vqvae import DOWN, VQVAE
 from engine.skeleton import rotations as R
 
@@ -81,9 +82,11 @@ def sample_dance(
     temp = model.temperature if temperature is None else temperature
     k = model.top_k if top_k is None else top_k
     gg = model.genre_guidance if genre_guidance is None else genre_guidance
-    gen = DanceGenerator(TorchBackend(model.gpt, capacity=cache_rows(1, gg), device="cpu"), model.vq, seed=seed,
+    tg = model.text_guidance
+    gen = DanceGenerator(TorchBackend(model.gpt, capacity=cache_rows(1, gg, tg), device="cpu"), model.vq, seed=seed,
                          foot_lock=model.foot_lock, guidance=model.beat_guidance if guidance is None else guidance,
-                         max_repeat=model.max_repeat if max_repeat is None else max_repeat, genre_guidance=gg)
+                         max_repeat=model.max_repeat if max_repeat is None else max_repeat, genre_guidance=gg,
+                         text_guidance=tg)
     p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temp, top_k=k or 0)))
     n = len(cond)
     ups = np.zeros(n, dtype=np.int64)
@@ -145,7 +148,8 @@ def generate_dance(
     if n_tokens < 1:
         raise ValueError(f"audio too short: {n_frames} frames, need at least {DOWN}")
     cond = sequence_conditions(feats, period, nxt, n_tokens)
-    emb = embed_texts([text])[0] if text else None  # as the live engine: no text row without a prompt
+    # As the live engine: no text row without a prompt; the prompt embedded as the model reads it.
+    emb = prompt_embedder(model.text_prompts)([text])[0] if text else None
     gid = genre_id(genre)
     if gid >= model.gpt.cfg.n_genres:
         raise ValueError(f"genre {genre!r} is row {gid}, but this model has only {model.gpt.cfg.n_genres} genre rows "
@@ -229,6 +233,7 @@ def render_controlled(
     model_dir: Path | None, audio: np.ndarray, sr: int, genre: str = "salsa", text: str | None = None,
     energy: float | None = None, keyframes: tuple[KeyframeSpec, ...] = (), seconds: float | None = None,
     seed: int = 0, temperature: float | None = None, beat_guidance: int | None = None, max_repeat: int | None = None,
+    genre_guidance: float | None = None, text_guidance: float | None = None,
 ) -> tuple[Motion, list[float]]:
     """A dance with controls, rendered by the live model at batch 1 (``engine.runtime.offline.render``):
     the same generator, energy input, keyframe slots and in-betweening as ``play``/``live``.
@@ -240,7 +245,7 @@ def render_controlled(
         raise ValueError(f"--energy must be in [0, 1], got {energy}")
     model = build_model(ModelSpec(model=model_dir, genre=genre or "salsa", text=text, energy=energy, seed=seed,
                                   temperature=temperature, beat_guidance=beat_guidance, max_repeat=max_repeat,
-                                  decode="torch"))
+                                  genre_guidance=genre_guidance, text_guidance=text_guidance, decode="torch"))
     if energy is not None and not model.capabilities.energy:
         raise ValueError("this model was not trained with the energy control (its text_dim has no energy entries)")
     pid = model.performer_ids()[0]

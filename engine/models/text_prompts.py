@@ -1,0 +1,139 @@
+"""Text prompts for GPTs trained on measured captions: the caption phrase bank and any sentence matched to it.
+
+The captions a GPT is trained on (:mod:`engine.train.captions`) name measured attributes in a few short phrasings
+(:data:`PHRASES`). A free sentence ("twirling like a top") embeds far from all of them, and under guidance its
+embedding's direction is amplified whatever it is; so for such models a prompt is first matched to the attribute
+classes it talks about and the GPT is given the embedding of the caption those classes make ("spinning").
+
+Matching (:class:`PromptMatcher`): each attribute class (e.g. arm height "high") has a prototype, the
+normalised mean embedding of its phrasings. A sentence's relevance to an attribute is its highest cosine to
+that attribute's class prototypes; the most relevant attribute is named, with the class of the closest
+prototype, and so is any other attribute within ``MATCH_MARGIN`` of it and above ``MATCH_MULTI``. A sentence
+whose best relevance is under ``MATCH_MIN`` names nothing: its own embedding is used, as for older models.
+The thresholds were chosen on paraphrases written for that purpose (17 of 18 matched), never on the
+evaluation's held-out paraphrases (``captions.HELD_OUT_PROMPTS``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+#: Phrasings per attribute class. The first of each list is the short prompt the evaluation uses
+#: (``groovecast eval --controls``) and the phrase a matched prompt becomes.
+PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "speed": {
+        "low": ("calm", "a calm dance", "gentle movement", "low energy", "relaxed and soft"),
+        "mid": ("moderate energy", "a steady dance", "medium energy"),
+        "high": ("energetic", "an energetic dance", "lively movement", "high energy", "powerful and strong"),
+    },
+    "turn": {
+        "low": ("no turns", "without turning", "facing forward", "no spins"),
+        "high": ("spinning", "with many turns", "turning around", "lots of spins"),
+    },
+    "travel": {
+        "low": ("stay in place", "dancing on the spot", "staying in one place", "not moving around"),
+        "high": ("travel across the floor", "moving across the floor", "travelling", "covering the floor"),
+    },
+    "arm": {
+        "low": ("arms low", "arms down", "with lowered arms", "hands low"),
+        "high": ("arms high", "arms up", "with raised arms", "hands up high"),
+    },
+    "steps": {
+        "low": ("few steps", "slow feet", "little footwork"),
+        "high": ("quick footwork", "fast steps", "busy feet"),
+    },
+    "tempo": {
+        "slow": ("slow tempo", "to slow music", "slow"),
+        "medium": ("medium tempo", "to a medium beat"),
+        "fast": ("fast tempo", "to fast music", "fast"),
+    },
+    "role": {
+        "leader": ("by the leader", "leading a partner", "the leader's part"),
+        "follower": ("by the follower", "following a partner", "the follower's part"),
+        "solo": ("solo", "dancing alone", "a solo"),
+    },
+}
+#: The attributes a prompt is matched to (what the measures score; style is the genre control's job).
+MATCHED: tuple[str, ...] = ("speed", "turn", "travel", "arm", "steps")
+#: Below this best relevance (cosine) a sentence names no attribute.
+MATCH_MIN = 0.3
+#: Other attributes within this much of the best one are named too ...
+MATCH_MARGIN = 0.05
+#: ... if their relevance is at least this.
+MATCH_MULTI = 0.5
+
+#: How a model reads a text control: the sentence's own embedding, or the sentence matched to attributes first.
+TEXT_PROMPTS = ("sentence", "attributes")
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+class PromptMatcher:
+    """Matches sentences to the caption attribute classes (see the module doc); thread-safe.
+
+    Args:
+        embed: ``list[str] -> [N, D]`` unit-norm sentence embeddings (the bundled sentence model).
+    """
+
+    def __init__(self, embed: Embed) -> None:
+        self.embed = embed
+        self._lock = threading.Lock()
+        self._protos: dict[str, tuple[list[str], np.ndarray]] | None = None  # attr -> (classes, [C, D])
+
+    def _prototypes(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        with self._lock:
+            if self._protos is None:
+                out: dict[str, tuple[list[str], np.ndarray]] = {}
+                for a in MATCHED:
+                    classes = list(PHRASES[a])
+                    rows = []
+                    for c in classes:
+                        m = np.asarray(self.embed(list(PHRASES[a][c])), np.float64).mean(0)
+                        rows.append(m / max(1e-12, float(np.linalg.norm(m))))
+                    out[a] = (classes, np.stack(rows))
+                self._protos = out
+            return self._protos
+
+    def classes(self, embedding: np.ndarray) -> dict[str, str]:
+        """The attribute classes a sentence embedding [D] names ({} for none), e.g. {"turn": "high"}."""
+        e = np.asarray(embedding, np.float64).reshape(-1)
+        e = e / max(1e-12, float(np.linalg.norm(e)))
+        sims = {a: (cl, p @ e) for a, (cl, p) in self._prototypes().items()}
+        rel = {a: float(s.max()) for a, (_, s) in sims.items()}
+        best = max(rel, key=lambda a: rel[a])
+        if rel[best] < MATCH_MIN:
+            return {}
+        named = [a for a in MATCHED if a == best or (rel[a] >= MATCH_MULTI and rel[a] >= rel[best] - MATCH_MARGIN)]
+        return {a: sims[a][0][int(np.argmax(sims[a][1]))] for a in named}
+
+    def match(self, text: str) -> str:
+        """The caption a sentence becomes: the named classes' short phrases joined by commas (attributes in the
+        order of :data:`MATCHED`), or the sentence itself when it names none."""
+        cls = self.classes(self.embed([text])[0])
+        return ", ".join(PHRASES[a][c][0] for a, c in cls.items()) if cls else text
+
+    def embed_matched(self, texts: list[str]) -> np.ndarray:
+        """[N, D] embeddings of the captions the sentences become (the text control of an "attributes" model)."""
+        return np.asarray(self.embed([self.match(t) for t in texts]), np.float32)
+
+
+_DEFAULT: list[PromptMatcher] = []  # the matcher over the bundled sentence model (its prototypes embedded once)
+
+
+def prompt_embedder(mode: str, embed: Embed | None = None) -> Embed:
+    """The ``list[str] -> [N, D]`` text-control embedding of a model that reads prompts as ``mode`` (one of
+    :data:`TEXT_PROMPTS`), over ``embed`` (default: the bundled sentence model)."""
+    if mode not in TEXT_PROMPTS:
+        raise ValueError(f"text prompts must be one of {TEXT_PROMPTS}, got {mode!r}")
+    if embed is not None:
+        return embed if mode == "sentence" else PromptMatcher(embed).embed_matched
+    from engine.models.conditioning import embed_texts
+
+    if mode == "sentence":
+        return embed_texts
+    if not _DEFAULT:
+        _DEFAULT.append(PromptMatcher(embed_texts))
+    return _DEFAULT[0].embed_matched
