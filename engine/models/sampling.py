@@ -88,7 +88,7 @@ def genre_guidance_scale(scale: float | None) -> float | None:
     return None if s == 1.0 else s
 
 
-def guide_logits(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
+def guide_logits(cond: Tensor, uncond: Tensor, scale: float | Tensor) -> Tensor:
     """Classifier-free guidance on the genre: ``uncond + scale * (cond - uncond)``.
 
     ``cond`` are the logits of a step with the performer's genre (and text), ``uncond`` those of the same step
@@ -104,7 +104,7 @@ def guide_logits(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
     return uncond + scale * (cond - uncond)
 
 
-def guide_text_logits(cond: Tensor, uncond: Tensor, genre_only: Tensor, genre_scale: float,
+def guide_text_logits(cond: Tensor, uncond: Tensor, genre_only: Tensor, genre_scale: float | Tensor,
                       text_scale: float) -> Tensor:
     """Guidance with a separate text scale: ``uncond + s_g * (genre_only - uncond) + s_t * (cond - genre_only)``.
 

@@ -6,7 +6,8 @@ generator ``play``/``live`` run) on the music of the held-out validation clips, 
 difference between its two dances is the control's doing. Per control:
 
 * **energy** (0, 0.25, 0.5, 0.75, 1): mean root-relative joint speed per level (goal: monotonic); a pair is
-  (0, 1), a success when level 1 moves faster.
+  (0, 1), a success when level 1 moves faster. Beside it, real motion's own FID cost of energy: the held-out
+  takes' pieces by speed tercile (:func:`real_by_energy`).
 * **text**, per attribute, opposite prompts (``captions.EVAL_PROMPTS``, trained phrasings, and
   ``captions.HELD_OUT_PROMPTS``, paraphrases no caption contains): the attribute the prompt names, measured
   as captions were made (``captions.clip_attributes``); a success when the asked-for-high dance measures higher
@@ -17,8 +18,9 @@ difference between its two dances is the control's doing. Per control:
   keyframe (how far the dance is from that pose anyway); the highest joint speed around the target against
   the real data's 99.9th percentile; the speed in the 2 s after the release against the same dance without
   a keyframe (the dance continues).
-* **genre switch**: 8 s in one style then another; time until a style classifier on 1 s windows sees the
-  new style, and the highest mean joint speed around the switch (a pose snap) against 1.2x the real p99.9.
+* **genre switch**: 8 s in one style then another; time until a style classifier on 0.5 s windows sees the
+  new style (and the share of switches where it began within one beat of the music), and the highest mean
+  joint speed around the switch (a pose snap) against 1.2x the real p99.9.
 
 Effect size is the paired Cohen's d (mean paired difference / its standard deviation). The cost of a control
 is FID_k of its dances against the real training takes beside the uncontrolled dances' (goal: within 1.5x).
@@ -51,6 +53,8 @@ from engine.train.style_classifier import train_style_classifier, windows
 ENERGY_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: The measured controls.
 PARTS = ("energy", "text", "keyframes", "genre")
+#: Style classifier window of the genre-switch measure (frames): 0.5 s, 99.9-100 % on held-out real takes.
+SWITCH_WINDOW = 15
 #: The FID cost bar: a controlled row's FID_k within this factor of the uncontrolled row's.
 FID_BAR = 1.5
 
@@ -209,6 +213,7 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
             "monotonic": bool(all(b > a for a, b in itertools.pairwise(means))),
             "success": float(np.mean(diff > 0)), "effect_d": paired_d(diff),
             "fid_k": {str(e): fid_k([d.pos for d in levels[e]], ref) for e in ENERGY_LEVELS},
+            "real_by_energy": real_by_energy(val, ref, seconds),
             "per_style_speed_ms": {st: [float(np.mean([mean_speed(d.pos) for d, (_, _, s2, _) in
                                                        zip(levels[e], clips, strict=True) if s2 == st]))
                                         for e in ENERGY_LEVELS] for st in sorted({c[2] for c in clips})},
@@ -234,6 +239,24 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
     if "genre" in parts and caps.n_genres > max(genre_id(g) for g in ("salsa", "indian", "modern")):
         out["genre_switch"] = _genre_switch(r, clips, reference, val, base, say)
     return out
+
+
+def real_by_energy(val: list[Sequence], ref: tuple[np.ndarray, np.ndarray],
+                   seconds: float) -> dict[str, dict[str, float]]:
+    """The FID cost of energy in real motion: the held-out takes cut into ``seconds`` pieces (every 4 s), split
+    into speed terciles; each tercile's mean joint speed and FID_k against the training takes, beside all pieces'.
+    What a control that asks for the fastest third of real motion costs in FID_k even when it is real."""
+    n = int(seconds * MODEL_FPS)
+    pieces = [p[a : a + n] for p in (points(s.upper, s.lower) for s in val)
+              for a in range(0, len(p) - n + 1, 4 * MODEL_FPS)]
+    if len(pieces) < 6:
+        return {}
+    sp = np.array([mean_speed(p) for p in pieces])
+    o = np.argsort(sp)
+    k = len(o) // 3
+    out = {"all": o, "low": o[:k], "mid": o[k : len(o) - k], "high": o[len(o) - k :]}
+    return {name: {"pieces": len(idx), "speed_ms": float(sp[idx].mean()), "fid_k": fid_k([pieces[i] for i in idx], ref)}
+            for name, idx in out.items()}
 
 
 def _attr_means(ds: list[Dance]) -> dict[str, float]:
@@ -314,15 +337,17 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
     from engine.train.sources import style_of
 
     say("genre switch")
-    win = 30
+    win = SWITCH_WINDOW
     clf = train_style_classifier([(style_of(n), u, lo) for n, u, lo in reference], window=win)
     real_acc = {st: clf.accuracy_windows([(s.upper, s.lower) for s in val if style_of_sequence(s) == st], st, win)
                 for st in sorted({style_of_sequence(s) for s in val})}
     order = ("salsa", "indian", "modern")
     switch_tok = int(8.0 * MODEL_FPS) // FRAMES_PER_TOKEN
     sf = switch_tok * FRAMES_PER_TOKEN
-    lat, snaps, snaps_base, acc_before, acc_after = [], [], [], [], []
-    for (_, cond, style, seed), b0 in zip(clips, base, strict=True):
+    lat, snaps, snaps_base, acc_before, acc_after, beats = [], [], [], [], [], []
+    for (s, cond, style, seed), b0 in zip(clips, base, strict=True):
+        per = np.asarray(s.music.period_s, dtype=np.float64)
+        beats.append(float(np.median(per[per > 0])) if np.any(per > 0) else float("nan"))
         a = style if style in order else "salsa"
         b = order[(order.index(a) + 1) % 3]
         d = r.dance(cond, seed, a, switch=(switch_tok, b))
@@ -332,7 +357,7 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
         new = pred == clf.styles.index(b)
         after = ends > sf
         acc_before.append(float(np.mean(pred[ends <= sf] == clf.styles.index(a))))
-        acc_after.append(float(np.mean(new[ends >= sf + 2 * MODEL_FPS])) if np.any(ends >= sf + 2 * MODEL_FPS)
+        acc_after.append(float(np.mean(new[ends >= sf + MODEL_FPS])) if np.any(ends >= sf + MODEL_FPS)
                          else float("nan"))
         t_new = float("nan")
         for k in np.flatnonzero(after & new):
@@ -347,11 +372,17 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
         snaps_base.append(float(vb.max()))
     lat_a = np.array(lat)
     ok = lat_a[np.isfinite(lat_a)]
+    # The first new-style window ends ``latency`` after the switch and spans the window before that: the new
+    # style began at most ``latency`` and (a window mostly new) about ``latency - window / 2`` after the switch.
+    onset = lat_a - 0.5 * win / MODEL_FPS
+    beat_a = np.array(beats)
     return {"switch_s": 8.0, "classifier_window_s": win / MODEL_FPS,
             "latency_s_p50": float(np.median(ok)) if len(ok) else float("nan"),
             "latency_s_p90": float(np.percentile(ok, 90)) if len(ok) else float("nan"),
             "switched": float(np.mean(np.isfinite(lat_a))),
-            "style_acc_before": float(np.nanmean(acc_before)), "style_acc_after_2s": float(np.nanmean(acc_after)),
+            "beat_s_median": float(np.nanmedian(beat_a)),
+            "within_one_beat": float(np.mean(np.isfinite(onset) & (onset <= beat_a))),
+            "style_acc_before": float(np.nanmean(acc_before)), "style_acc_after_1s": float(np.nanmean(acc_after)),
             "peak_mean_speed_ms": float(np.max(snaps)), "snap_bar_ms": 1.2 * REAL_MEAN_SPEED_P999,
             "peak_mean_speed_no_switch_ms": float(np.max(snaps_base)),
             "classifier_acc_real_val": real_acc}
@@ -382,6 +413,13 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
                   f"{_f(100 * e['success'], 0)} % of pairs, paired d = {_f(e['effect_d'])}. Per style (levels in "
                   "order): " + "; ".join(f"{st} " + ", ".join(_f(v, 3) for v in vs)
                                          for st, vs in e["per_style_speed_ms"].items()), ""]
+        rb = e.get("real_by_energy") or {}
+        if rb:
+            lines += [f"Real motion at each energy (the held-out takes in {res['seconds']:.0f} s pieces, speed "
+                      "terciles; FID_k against the training takes as above): "
+                      + "; ".join(f"{k} {_f(v['speed_ms'], 3)} m/s, FID_k {_f(v['fid_k'], 1)} ({v['pieces']} pieces)"
+                                  for k, v in rb.items())
+                      + ". The fastest third of real motion is itself this far from the pooled training takes.", ""]
     for name, title in (("text", "Text, trained phrasings"), ("text_held_out", "Text, held-out paraphrases")):
         if name not in res:
             continue
@@ -422,14 +460,18 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
                   f"{k['real_joint_speed_p999']} m/s, mean joint speed p99.9 {k['real_mean_speed_p999']} m/s.", ""]
     if "genre_switch" in res:
         g = res["genre_switch"]
+        after_key = "style_acc_after_1s" if "style_acc_after_1s" in g else "style_acc_after_2s"
         lines += ["## Genre switched live", "",
                   f"Switch at {g['switch_s']:.0f} s (salsa -> indian -> modern -> salsa); style classifier on "
-                  f"{g['classifier_window_s']:.0f} s windows. Switched (>= 2/3 of later windows in the new style): "
+                  f"{g['classifier_window_s']:.1f} s windows. Switched (>= 2/3 of later windows in the new style): "
                   f"{_f(100 * g['switched'], 0)} % of dances; time from the switch to the end of the first such "
                   "window: "
                   f"p50 {_f(g['latency_s_p50'])} s, p90 {_f(g['latency_s_p90'])} s (includes up to one window of "
-                  f"fill). Style accuracy before the switch {_f(100 * g['style_acc_before'], 0)} %, from 2 s after it "
-                  f"{_f(100 * g['style_acc_after_2s'], 0)} %. Peak mean joint speed within 1 s of the switch "
+                  "fill); new style begun within one beat of the switch (end of that window minus half a window <= "
+                  f"the clip's beat period, median {_f(g.get('beat_s_median', float('nan')))} s): "
+                  f"{_f(100 * g.get('within_one_beat', float('nan')), 0)} % of dances. Style accuracy before the "
+                  f"switch {_f(100 * g['style_acc_before'], 0)} %, from {after_key[-2]} s after it "
+                  f"{_f(100 * g[after_key], 0)} %. Peak mean joint speed within 1 s of the switch "
                   f"{_f(g['peak_mean_speed_ms'])} m/s (snap bar 1.2 x real p99.9 = {_f(g['snap_bar_ms'])}; the same "
                   "seconds of the same dances without a switch: "
                   f"{_f(g.get('peak_mean_speed_no_switch_ms', float('nan')))} m/s). "

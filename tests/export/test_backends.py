@@ -183,3 +183,42 @@ def test_torch_cuda_graph_matches_eager_cpu(model: CrossCondGPT) -> None:  # pra
         for s1, s2, t in zip(sc[:n], sg[:n], tok.tolist(), strict=True):
             s1.feed(t, t)
             s2.feed(t, t)
+
+
+@pytest.mark.parametrize("keyframe", [False, True])
+def test_rewrite_history_is_the_window_stepped_under_the_new_controls(make: Factory, model: CrossCondGPT,
+                                                                      keyframe: bool) -> None:
+    """A performer that danced ``context`` tokens under genre 0 / text t0, its history rewritten under genre 2 /
+    text t1, steps exactly as one that was fed the same tokens under genre 2 / t1 from the start."""
+    rng = np.random.default_rng(3)
+    be = make(model, 2)
+    a, b = be.new_state(), be.new_state()
+    t0, t1 = (rng.standard_normal(CFG.text_dim).astype(np.float32) for _ in range(2))
+    kf = ([5], [6], [CFG.context + 2])
+    if keyframe:
+        be.set_keyframes(a, *kf, 0, t0)
+        be.set_keyframes(b, *kf, 2, t1)
+    ups, downs, conds = [], [], []
+    for _ in range(CFG.context):
+        c = rng.standard_normal(CFG.cond_dim).astype(np.float32)
+        ups.append(a.prev_up)
+        downs.append(a.prev_down)
+        conds.append(c)
+        be.step([a, b], np.stack([c, c]), np.array([0, 2]), np.stack([t0, t1]))
+        u, d = (int(x) for x in rng.integers(CFG.vocab_size, size=2))
+        a.feed(u, d)
+        b.feed(u, d)
+    c = rng.standard_normal((2, CFG.cond_dim)).astype(np.float32)
+    c[1] = c[0]
+    before = be.step([a, b], c, np.array([2, 2]), np.stack([t1, t1]))
+    assert not torch.allclose(before.logits_up[0], before.logits_up[1], atol=1e-3)  # the old history shows
+    for s in (a, b):
+        s.pos -= 1  # step that position again (the ring slot is rewritten by the step)
+    be.rewrite_history(a, ups, downs, np.stack(conds), 2, t1, (kf[2][0], kf[0][0], kf[1][0]) if keyframe else None)
+    if keyframe:
+        be.set_keyframes(a, *kf, 2, t1)  # the slot is encoded with the controls too (the generator re-pins it)
+    after = be.step([a, b], c, np.array([2, 2]), np.stack([t1, t1]))
+    torch.testing.assert_close(after.logits_up[0], after.logits_up[1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(after.logits_down[0], after.logits_down[1], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="history of"):
+        be.rewrite_history(a, ups * 2, downs * 2, np.stack(conds * 2), 2, t1)

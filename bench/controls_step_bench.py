@@ -1,0 +1,132 @@
+"""What the live controls cost the generator step: text guidance's third row and the history rewrite of a switch.
+
+``python -m bench.controls_step_bench [--model DIR] [--performers 1,8] [--seconds 30] [--out bench/reports]``
+
+The runtime's generator (``build_model``: default backend, onnxruntime streaming decoder, one thread, the card's
+beat guidance and genre guidance) built three times and stepped alternately over the conditioning of a synthetic
+100 BPM track, so all see the same load, every performer with a text prompt:
+
+* ``two rows``: genre guidance, the text sharing its scale (the card without ``text_guidance``);
+* ``three rows``: the same with a separate text scale (``--text-guidance``; a genre-only row per performer with
+  a text, stepped in the same batch);
+* ``switch``: the two-row generator whose performers all switch genre every 8th step: that step rewrites every
+  performer's cached history (one batched forward over the window per performer) before stepping.
+
+Medians (and p99) of wall clock and of the stepping thread's CPU time per step, from one run
+(``controls_step.{md,json}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.genre_guidance_bench import TOKEN_MS, _conditions, _machine
+from bench.latency_args import REPORT_DIR
+
+SWITCH_EVERY = 8
+
+
+def step_cost(model: Path | None, performers: int, cond: np.ndarray, text_scale: float) -> dict[str, Any]:
+    """Per-step wall / CPU times of the three generators (see the module doc), stepped alternately."""
+    from engine.runtime.assemble import ModelSpec, build_model
+
+    prompt = "energetic, arms high"
+    gens: dict[str, Any] = {
+        "two_rows": build_model(ModelSpec(model=model, performers=performers, text=prompt)),
+        "three_rows": build_model(ModelSpec(model=model, performers=performers, text=prompt,
+                                            text_guidance=text_scale)),
+        "switch": build_model(ModelSpec(model=model, performers=performers, text=prompt)),
+    }
+    if gens["two_rows"].inner.genre_guidance is None:
+        raise SystemExit("the model card has no genre guidance: nothing to measure (pass a model with it)")
+    warm = 8
+    wall: dict[str, list[float]] = {k: [] for k in gens}
+    cpu: dict[str, list[float]] = {k: [] for k in gens}
+    switch_wall: list[float] = []
+    genres = (1, 11, 12)  # salsa, indian, modern
+    keys = list(gens)
+    for t, row in enumerate(cond):
+        for k in keys[t % 3:] + keys[: t % 3]:
+            g = gens[k]
+            is_switch = k == "switch" and t >= warm and t % SWITCH_EVERY == 0
+            if is_switch:
+                for pid in g.performer_ids():
+                    g.inner.get(pid).controls.genre = genres[(t // SWITCH_EVERY) % 3]
+            c0 = time.thread_time_ns()
+            t0 = time.perf_counter_ns()
+            g.step(row)
+            ms = (time.perf_counter_ns() - t0) / 1e6
+            if t >= warm:
+                if is_switch:
+                    switch_wall.append(ms)
+                elif k != "switch":
+                    wall[k].append(ms)
+                    cpu[k].append((time.thread_time_ns() - c0) / 1e6)
+    out: dict[str, Any] = {"performers": performers, "text_scale": text_scale, "steps": len(wall["two_rows"]),
+                           "backend": gens["two_rows"].inner.backend.name,
+                           "genre_scale": gens["two_rows"].inner.genre_guidance,
+                           "rewrites": gens["switch"].inner.rewrites, "switch_steps": len(switch_wall)}
+    for k in ("two_rows", "three_rows"):
+        out[f"{k}_ms_p50"] = float(np.median(wall[k]))
+        out[f"{k}_ms_p99"] = float(np.percentile(wall[k], 99))
+        out[f"{k}_cpu_ms_p50"] = float(np.median(cpu[k]))
+    out["switch_step_ms_p50"] = float(np.median(switch_wall))
+    out["switch_step_ms_max"] = float(np.max(switch_wall))
+    out["ratio_three_two"] = out["three_rows_ms_p50"] / out["two_rows_ms_p50"]
+    out["ratio_switch_two"] = out["switch_step_ms_p50"] / out["two_rows_ms_p50"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    ap.add_argument("--performers", default="1,8")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--text-guidance", type=float, default=12.0, help="the three-row generator's text scale")
+    ap.add_argument("--note", default="", help="a line for the report (what else ran on the machine)")
+    ap.add_argument("--out", type=Path, default=REPORT_DIR)
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    cond = _conditions(args.seconds)
+    rows = []
+    for n in (int(x) for x in args.performers.split(",")):
+        rows.append(step_cost(args.model, n, cond, args.text_guidance))
+        print(json.dumps(rows[-1]), flush=True)
+    load = os.getloadavg()
+    report = {"machine": _machine(), "load_average_after": load, "token_ms": TOKEN_MS, "note": args.note,
+              "model": str(args.model or "the shipped model"), "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "controls_step.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Controls: live generator step cost", "",
+             f"`python -m bench.controls_step_bench --model {report['model']} --performers {args.performers} "
+             f"--seconds {args.seconds:g} --text-guidance {args.text_guidance:g}`. Machine: {report['machine']}; "
+             f"load average after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. The runtime's generator "
+             f"(backend `{rows[0]['backend']}`, onnxruntime streaming decoder, 1 thread, the card's beat guidance and "
+             f"genre guidance {rows[0]['genre_scale']:g}), every performer with a text, {len(cond)} tokens of a "
+             f"synthetic 100 BPM track; the three generators stepped alternately in one run. A token lasts "
+             f"{TOKEN_MS:.0f} ms. Wall p50 / p99 ms, thread CPU p50 ms. Switch: every performer's genre changed "
+             f"every {SWITCH_EVERY}th step (its history rewritten before that step).",
+             *([args.note] if args.note else []), "",
+             "| performers | two rows: wall p50 / p99 | CPU p50 | three rows (text scale): wall p50 / p99 | CPU p50 | "
+             "ratio three / two | switch step: wall p50 / max | ratio switch / two |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['performers']} | {r['two_rows_ms_p50']:.2f} / {r['two_rows_ms_p99']:.2f} | "
+                     f"{r['two_rows_cpu_ms_p50']:.2f} | {r['three_rows_ms_p50']:.2f} / {r['three_rows_ms_p99']:.2f} | "
+                     f"{r['three_rows_cpu_ms_p50']:.2f} | {r['ratio_three_two']:.2f} | "
+                     f"{r['switch_step_ms_p50']:.2f} / {r['switch_step_ms_max']:.2f} | {r['ratio_switch_two']:.2f} |")
+    (args.out / "controls_step.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""Controls switched mid-dance in the generator: the history rewrite, the text-guidance row, the energy share."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models.conditioning import TEXT_DIM
+from engine.models.gpt_dancer import DanceGenerator, cache_rows
+from engine.models.protocol import Controls
+from engine.models.sampling import guide_text_logits
+from export.torch_backend import TorchBackend
+from tests.models.test_genre_guidance import _cond, _gpt_vq, _recording
+
+
+def _forward_last(gen: DanceGenerator, pid: int, cond_next: np.ndarray, genre: int,
+                  text: np.ndarray | None) -> torch.Tensor:
+    """Upper logits of the next position from the full forward over the performer's fed inputs, all under
+    ``genre``/``text`` (the whole dance fits in the context)."""
+    p = gen.get(pid)
+    n = p.state.pos
+    ups = np.append(p.hist_up[:n], p.state.prev_up)
+    downs = np.append(p.hist_down[:n], p.state.prev_down)
+    conds = np.concatenate([p.hist_cond[:n], cond_next[None]])
+    t = None if text is None else torch.from_numpy(text)[None]
+    with torch.no_grad():
+        lu, _ = gen.backend.model(torch.from_numpy(ups)[None], torch.from_numpy(downs)[None],
+                                  torch.from_numpy(conds)[None], torch.tensor([genre]), t)
+    return lu[0, -1]
+
+
+@pytest.mark.parametrize("what", ["genre", "text"])
+@pytest.mark.parametrize("rewrite", [True, False])
+def test_a_switch_rewrites_the_history_under_the_new_control(what: str, rewrite: bool,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a switch the draw is what the model gives for the dance so far as if all of it had been under the
+    new control (the window holds the whole dance here); without the rewrite the old control still shows."""
+    gpt, vq = _gpt_vq()
+    cond = _cond(12)
+    text = np.random.default_rng(1).normal(size=TEXT_DIM).astype(np.float32)
+    gen = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=2, rewrite_on_control=rewrite)
+    pid = gen.add_performer(Controls(genre=1))
+    for row in cond[:6]:
+        gen.step(row)
+    if what == "genre":
+        gen.set_genre(pid, 2)
+    else:
+        gen.controls(pid).text = text
+    want = _forward_last(gen, pid, cond[6], 2 if what == "genre" else 1, text if what == "text" else None)
+    seen = _recording(monkeypatch)
+    gen.step(cond[6])
+    if rewrite:
+        torch.testing.assert_close(seen[0][0], want, atol=1e-4, rtol=0)
+        assert gen.rewrites == 1
+    else:
+        assert not torch.allclose(seen[0][0], want, atol=1e-3)
+        assert gen.rewrites == 0
+    gen.step(cond[7])  # no further change: no further rewrite
+    assert gen.rewrites == (1 if rewrite else 0)
+
+
+def test_text_guidance_row_follows_the_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a separate text scale each performer has a third (genre-only) row, stepped only while it has a text;
+    at the genre's scale the draw is two-row genre guidance; at another scale it is
+    ``uncond + s_g (genre_only - uncond) + s_t (cond - genre_only)`` with the genre-only row's history written
+    when the text was set (checked against the full forward)."""
+    gpt, vq = _gpt_vq()
+    cond = _cond(14)
+    text = np.random.default_rng(1).normal(size=TEXT_DIM).astype(np.float32)
+    same = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 3.0, 3.0), device="cpu"), vq, seed=4,
+                          genre_guidance=3.0, text_guidance=3.0)
+    two = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 3.0), device="cpu"), vq, seed=4, genre_guidance=3.0)
+    assert cache_rows(2, 3.0, 3.0) == 6 and cache_rows(2, 1.0, 3.0) == 2
+    seen = _recording(monkeypatch)
+    logs: list[list[torch.Tensor]] = []
+    for g in (same, two):
+        seen.clear()
+        pids = [g.add_performer(Controls(genre=1)), g.add_performer(Controls(genre=2))]
+        for t, row in enumerate(cond[:10]):
+            if t == 3:
+                g.controls(pids[0]).text = text
+            if t == 6:
+                g.rewind(pids[0], 2)
+            if t == 8:
+                g.controls(pids[0]).text = None
+            g.step(row)
+        logs.append(list(seen))
+    for x, y in zip(*logs, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+    p = same.get(0)
+    assert p.textless is not None and not p.textless_live  # text cleared: not stepped any more
+
+    gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(1, 2.0, 5.0), device="cpu"), vq, seed=4,
+                         genre_guidance=2.0, text_guidance=5.0)
+    pid = gen.add_performer(Controls(genre=1))
+    for row in cond[:5]:
+        gen.step(row)
+    gen.controls(pid).text = text
+    c_want = _forward_last(gen, pid, cond[5], 1, text)
+    g_want = _forward_last(gen, pid, cond[5], 1, None)
+    u_want = _forward_last(gen, pid, cond[5], 0, None)
+    seen.clear()
+    gen.step(cond[5])
+    torch.testing.assert_close(seen[0][0], guide_text_logits(c_want, u_want, g_want, 2.0, 5.0), atol=1e-3, rtol=0)
+    assert gen.get(pid).textless_live
+
+
+def test_energy_share_reaches_the_unconditional_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """energy_share s: the unconditional row carries s x the energy entries (share 1: energy unguided)."""
+    import json
+
+    from engine.models.gpt import CrossCondGPT, GPTConfig
+
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, dropout=0.0,
+                                 text_dim=TEXT_DIM + 2)).eval()
+    _, vq = _gpt_vq()
+    calls: list[np.ndarray] = []
+    be = TorchBackend(gpt, capacity=2, device="cpu")
+    real = be.step
+
+    def spy(states, cond, genre, text=None):  # type: ignore[no-untyped-def]
+        calls.append(np.array(text))
+        return real(states, cond, genre, text)
+
+    monkeypatch.setattr(be, "step", spy)
+    gen = DanceGenerator(be, vq, seed=0, genre_guidance=3.0, energy_share=0.25)
+    gen.add_performer(Controls(genre=1, energy=1.0))
+    gen.step(_cond(1)[0])
+    cond_row, uncond_row = calls[0]
+    np.testing.assert_allclose(cond_row[TEXT_DIM:], [1.0, 1.0])
+    np.testing.assert_allclose(uncond_row[TEXT_DIM:], [0.25, 0.25])
+    assert not uncond_row[:TEXT_DIM].any()
+    with pytest.raises(ValueError, match="energy_share"):
+        DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, energy_share=1.5)
+    assert json.dumps(gen.describe())
+
+
+def test_a_genre_switch_boosts_the_genre_guidance_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.models.gpt_dancer as gd
+
+    gpt, vq = _gpt_vq()
+    cond = _cond(8)
+    scales: list[list[float]] = []
+    real = gd.guide_logits
+
+    def spy(c: torch.Tensor, u: torch.Tensor, s: float | torch.Tensor) -> torch.Tensor:
+        scales.append([float(s)] * len(c) if isinstance(s, float) else s.reshape(-1).tolist())
+        return real(c, u, s)
+
+    monkeypatch.setattr(gd, "guide_logits", spy)
+    gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=0,
+                         genre_guidance=2.0, switch_boost=(3.0, 2))
+    a, _ = gen.add_performer(Controls(genre=1)), gen.add_performer(Controls(genre=1))
+    for t, row in enumerate(cond):
+        if t == 3:
+            gen.set_genre(a, 2)
+        gen.step(row)
+    per_step = scales[0::2]  # upper and lower body: one call each per step
+    assert per_step == [[2.0, 2.0]] * 3 + [[6.0, 2.0]] * 2 + [[2.0, 2.0]] * 3  # only the switched performer
+    gen.reset(a)
+    assert gen.get(a).boost_until == -1
