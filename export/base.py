@@ -174,52 +174,59 @@ class DecodeBackend(abc.ABC):
 
     def rewrite_history(
         self,
-        state: PerformerState,
-        up_in: Sequence[int] | np.ndarray,
-        down_in: Sequence[int] | np.ndarray,
+        states: Sequence[PerformerState],
+        up_in: ArrayLike,
+        down_in: ArrayLike,
         cond: ArrayLike,
-        genre: int,
+        genre: Sequence[int],
         text: ArrayLike | None = None,
-        keyframe: tuple[int, int, int] | None = None,
+        keyframes: Sequence[tuple[int, int, int] | None] | None = None,
     ) -> None:
-        """Recompute the cache entries of a performer's last ``T`` positions under new global controls.
+        """Recompute the cache entries of performers' last ``T`` positions under new global controls.
 
         A genre, text or energy control enters every position's input, so the cached history still carries
-        the old one until it leaves the window (8 s for the shipped context); this rewrites it at once
-        (:meth:`engine.models.gpt.CrossCondGPT.encode_history`: one batched forward over the window).
+        the old one until it leaves the window (8.5 s for the shipped context); this rewrites it at once
+        (:meth:`engine.models.gpt.CrossCondGPT.encode_history`: one batched forward over the windows of all
+        the given performers).
 
         Args:
-            state: the performer (its next position is ``state.pos``; the window is the ``T`` before it).
-            up_in, down_in: [T] the tokens fed at those positions (BOS at position 0).
-            cond: [T, cond_dim] their conditioning rows.
-            genre: genre id; text: [text_dim] global control vector or None.
-            keyframe: the set keyframe (position, up, down) the window attends to, or None.
+            states: the performers (each one's next position is ``state.pos``; its window is the ``T`` before it).
+            up_in, down_in: [B, T] the tokens fed at those positions (BOS at position 0).
+            cond: [B, T, cond_dim] their conditioning rows.
+            genre: [B] genre ids; text: [B, text_dim] global control vectors, or None for none.
+            keyframes: per performer, the set keyframe (position, up, down) its window attends to, or None.
         """
-        self._check(state)
         cfg = self.config
-        t = len(up_in)
+        b = len(states)
+        for st in states:
+            self._check(st)
+        if b == 0:
+            return
+        ups = _as_np(up_in, np.int64, (b, np.shape(up_in)[-1]), "up_in")
+        t = ups.shape[1]
         if t == 0:
             return
-        if not (len(down_in) == t <= min(state.pos, cfg.context)):
-            raise ValueError(f"history of {t} / {len(down_in)} tokens for a performer at position {state.pos} "
+        downs = _as_np(down_in, np.int64, (b, t), "down_in")
+        if t > min(min(st.pos for st in states), cfg.context):
+            raise ValueError(f"history of {t} tokens for performers at positions {[st.pos for st in states]} "
                              f"(context {cfg.context})")
         dev = next(self.model.parameters()).device
         kf = None
-        if keyframe is not None:
-            kf = Keyframes(up=torch.tensor([[keyframe[1]]], device=dev), down=torch.tensor([[keyframe[2]]], device=dev),
-                           pos=torch.tensor([[keyframe[0]]], device=dev), mask=torch.ones(1, 1, dtype=torch.bool,
-                                                                                         device=dev))
-        c = torch.as_tensor(_as_np(cond, np.float32, (t, cfg.cond_dim), "cond"), device=dev)[None]
-        tx = None if text is None else torch.as_tensor(_as_np(text, np.float32, (cfg.text_dim,), "text"),
-                                                        device=dev)[None]
-        pos0 = state.pos - t
+        if keyframes is not None and any(k is not None for k in keyframes):
+            rows = [k if k is not None else (0, 0, 0) for k in keyframes]
+            kf = Keyframes(up=torch.tensor([[r[1]] for r in rows], device=dev),
+                           down=torch.tensor([[r[2]] for r in rows], device=dev),
+                           pos=torch.tensor([[r[0]] for r in rows], device=dev),
+                           mask=torch.tensor([[k is not None] for k in keyframes], device=dev))
+        c = torch.as_tensor(_as_np(cond, np.float32, (b, t, cfg.cond_dim), "cond"), device=dev)
+        tx = None if text is None else torch.as_tensor(_as_np(text, np.float32, (b, cfg.text_dim), "text"), device=dev)
+        pos0 = np.array([st.pos - t for st in states], dtype=np.int64)
         with torch.no_grad():
-            k, v = self.model.encode_history(torch.as_tensor(np.asarray(up_in, np.int64), device=dev)[None],
-                                             torch.as_tensor(np.asarray(down_in, np.int64), device=dev)[None],
-                                             c, torch.tensor([genre], device=dev), tx,
-                                             torch.tensor([pos0], device=dev), kf)  # [L, 1, H, T, D]
-        slots = self.slots_for(np.arange(pos0, state.pos))
-        self._write_ring(state.row, slots, k[:, 0], v[:, 0])
+            k, v = self.model.encode_history(torch.as_tensor(ups, device=dev), torch.as_tensor(downs, device=dev), c,
+                                             torch.as_tensor(np.asarray(genre, np.int64), device=dev), tx,
+                                             torch.as_tensor(pos0, device=dev), kf)  # [L, B, H, T, D]
+        for i, st in enumerate(states):
+            self._write_ring(st.row, self.slots_for(np.arange(pos0[i], st.pos)), k[:, i], v[:, i])
 
     # -- the step -------------------------------------------------------------------------------------
 

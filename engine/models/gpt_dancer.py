@@ -51,6 +51,9 @@ if TYPE_CHECKING:  # backends are passed in; models never import export/ at run 
 #: 1 leaves it unguided (no longer monotonic); 0.5 keeps it monotonic at a lower cost (0.61 / 0.72 m/s, 65 / 106;
 #: bench/reports/controls.md).
 ENERGY_SHARE = 0.5
+#: Newest positions a control switch rewrites (2.1 s): as effective on the genre switch as the whole 8.5 s window
+#: (24 switches of the shipped model: 46 % within one beat either way; 8 tokens: 38 %) at a quarter of its cost.
+REWRITE_TOKENS = 16
 #: After a genre switch the genre guidance scale is multiplied by the first for the next (second) tokens: with the
 #: history rewrite, the new style shows within one beat in 42 % of the shipped model's switches instead of 25 %,
 #: median 0.83 s instead of 1.13 s to the end of the first new-style 0.5 s window (24 switches; 3x is no better).
@@ -202,6 +205,8 @@ class DanceGenerator:
             while the performer has a text (its history rewritten when the text is set), and the draw is
             ``uncond + s_g * (genre_only - uncond) + s_t * (cond - genre_only)``
             (:func:`engine.models.sampling.guide_text_logits`). None: the text shares the genre's scale (two rows).
+        rewrite_tokens: how many of the newest positions a control switch rewrites (None: the whole window; fewer
+            cost less on the engine thread, the older ones keep the old controls until they leave the window).
         switch_boost: (factor, tokens): after a performer's genre changes, its genre guidance scale is multiplied
             by ``factor`` for ``tokens`` tokens (:data:`SWITCH_BOOST`; (1, 0): off), so the new style shows sooner.
         energy_share: share of the energy input the unconditional row carries too under genre guidance
@@ -215,7 +220,10 @@ class DanceGenerator:
                  max_repeat: int | None = None, genre_guidance: float | None = None,
                  rewrite_on_control: bool = True, text_guidance: float | None = None,
                  text_prompts: str = "sentence", energy_share: float = ENERGY_SHARE,
-                 switch_boost: tuple[float, int] = SWITCH_BOOST) -> None:
+                 switch_boost: tuple[float, int] = SWITCH_BOOST, rewrite_tokens: int | None = REWRITE_TOKENS) -> None:
+        if rewrite_tokens is not None and rewrite_tokens < 1:
+            raise ValueError(f"rewrite_tokens must be >= 1 or None, got {rewrite_tokens}")
+        self.rewrite_tokens = rewrite_tokens
         if not 0.0 <= energy_share <= 1.0:
             raise ValueError(f"energy_share must be in [0, 1], got {energy_share}")
         self.energy_share = energy_share
@@ -378,21 +386,33 @@ class DanceGenerator:
                 self.backend.set_keyframes(p.textless, [up], [down], [pos], p.controls.genre, self._energy_only(p))
             p.keyframe_until = pos
 
-    def rewrite_history(self, p: Performer, glob: np.ndarray | None) -> None:
-        """Rewrite the conditional cache row's last ``context`` positions under the performer's current genre
-        and global vector ``glob`` (one batched forward; the unconditional row carries no controls and stays).
-        The keyframe slot, encoded with the controls too, is pinned again."""
+    def rewrite_history(self, todo: list[tuple[Performer, np.ndarray | None]]) -> None:
+        """Rewrite the conditional cache rows' newest positions (``rewrite_tokens``, at most the window) of the
+        given performers under their current genre and global vector (one batched forward per history length;
+        the unconditional rows carry no controls and stay). Keyframe slots, encoded with the controls too, are
+        pinned again."""
         cfg = self.backend.config
-        n = min(p.state.pos, cfg.context)
-        if n > 0:
-            idx = np.arange(p.state.pos - n, p.state.pos) % cfg.context
-            kf = p.pinned[0] if p.keyframe_until is not None and p.pinned else None
-            self.backend.rewrite_history(p.state, p.hist_up[idx], p.hist_down[idx], p.hist_cond[idx],
-                                         p.controls.genre, glob, kf)
-            self.rewrites += 1
-        if p.keyframe_until is not None:
-            p.keyframe_until = None
-            self._pin_next(p)
+        groups: dict[int, list[tuple[Performer, np.ndarray | None]]] = {}
+        for p, g in todo:
+            groups.setdefault(min(p.state.pos, cfg.context, self.rewrite_tokens or cfg.context), []).append((p, g))
+        for n, grp in groups.items():
+            if n > 0:
+                idx = [np.arange(p.state.pos - n, p.state.pos) % cfg.context for p, _ in grp]
+                globs = [g for _, g in grp]
+                text = None
+                if any(g is not None for g in globs):
+                    text = np.stack([g if g is not None else np.zeros(cfg.text_dim, np.float32) for g in globs])
+                self.backend.rewrite_history(
+                    [p.state for p, _ in grp], np.stack([p.hist_up[i] for (p, _), i in zip(grp, idx, strict=True)]),
+                    np.stack([p.hist_down[i] for (p, _), i in zip(grp, idx, strict=True)]),
+                    np.stack([p.hist_cond[i] for (p, _), i in zip(grp, idx, strict=True)]),
+                    [p.controls.genre for p, _ in grp], text,
+                    [p.pinned[0] if p.keyframe_until is not None and p.pinned else None for p, _ in grp])
+                self.rewrites += len(grp)
+            for p, _ in grp:
+                if p.keyframe_until is not None:
+                    p.keyframe_until = None
+                    self._pin_next(p)
 
     def _sync_textless(self, p: Performer) -> None:
         """Bring the genre-only row to the performer's position with its history written under the genre and
@@ -402,12 +422,13 @@ class DanceGenerator:
         cfg = self.backend.config
         t.pos = p.state.pos
         t.feed(p.state.prev_up, p.state.prev_down)
-        n = min(p.state.pos, cfg.context)
+        n = min(p.state.pos, cfg.context)  # all of it: the row's older entries are stale
         if n > 0:
             idx = np.arange(p.state.pos - n, p.state.pos) % cfg.context
             kf = p.pinned[0] if p.keyframe_until is not None and p.pinned else None
-            self.backend.rewrite_history(t, p.hist_up[idx], p.hist_down[idx], p.hist_cond[idx], p.controls.genre,
-                                         self._energy_only(p), kf)
+            e = self._energy_only(p)
+            self.backend.rewrite_history([t], p.hist_up[idx][None], p.hist_down[idx][None], p.hist_cond[idx][None],
+                                         [p.controls.genre], None if e is None else e[None], [kf])
             self.rewrites += 1
         if p.keyframe_until is not None and p.pinned:
             pos, up, down = p.pinned[0]
@@ -457,8 +478,10 @@ class DanceGenerator:
         text = None
         globs = [self._global(p) for p in ps]
         ctx = cfg.context
-        for i, (p, g) in enumerate(zip(ps, globs, strict=True)):
-            self._note_controls(p, g)
+        switched = [(p, g) for p, g in zip(ps, globs, strict=True) if self._note_controls(p, g)]
+        if switched and self.rewrite_on_control:
+            self.rewrite_history(switched)
+        for i, p in enumerate(ps):
             j = p.state.pos % ctx
             p.hist_up[j] = p.state.prev_up
             p.hist_down[j] = p.state.prev_down
@@ -540,14 +563,12 @@ class DanceGenerator:
                 self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
         return out
 
-    def _note_controls(self, p: Performer, glob: np.ndarray | None) -> None:
-        """Before a step: rewrite the history if the controls changed since the last step (see
-        ``rewrite_on_control``), and keep the inputs of the position about to be stepped."""
+    def _note_controls(self, p: Performer, glob: np.ndarray | None) -> bool:
+        """Before a step: whether the controls changed since the last step (then the caller rewrites the history,
+        see ``rewrite_on_control``); starts the switch boost and the text-guidance row."""
         e = p.encoded
         changed = e is not None and (e[0] != p.controls.genre or (e[1] is None) != (glob is None)
                                      or (glob is not None and e[1] is not None and not np.array_equal(e[1], glob)))
-        if changed and self.rewrite_on_control:
-            self.rewrite_history(p, glob)
         if e is not None and e[0] != p.controls.genre and self.switch_boost[1] > 0:
             p.boost_until = p.state.pos + self.switch_boost[1]
         if p.textless is not None:
@@ -556,6 +577,7 @@ class DanceGenerator:
             elif changed or not p.textless_live:  # (re)started, or its genre/energy may have changed
                 self._sync_textless(p)
         p.encoded = (p.controls.genre, glob)
+        return changed
 
     def _guided_step(self, ps: list[Performer], cond_b: np.ndarray, genre: np.ndarray, text: np.ndarray | None,
                      scale: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -475,7 +475,7 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
                   f"{_f(g['peak_mean_speed_ms'])} m/s (snap bar 1.2 x real p99.9 = {_f(g['snap_bar_ms'])}; the same "
                   "seconds of the same dances without a switch: "
                   f"{_f(g.get('peak_mean_speed_no_switch_ms', float('nan')))} m/s). "
-                  "The 1 s classifier on held-out real takes: "
+                  f"The {g['classifier_window_s']:.1f} s classifier on held-out real takes: "
                   + ", ".join(f"{st} {_f(100 * a, 0)} %" for st, a in g.get("classifier_acc_real_val", {}).items())
                   + ".", ""]
     return "\n".join(lines)

@@ -214,11 +214,12 @@ def test_rewrite_history_is_the_window_stepped_under_the_new_controls(make: Fact
     assert not torch.allclose(before.logits_up[0], before.logits_up[1], atol=1e-3)  # the old history shows
     for s in (a, b):
         s.pos -= 1  # step that position again (the ring slot is rewritten by the step)
-    be.rewrite_history(a, ups, downs, np.stack(conds), 2, t1, (kf[2][0], kf[0][0], kf[1][0]) if keyframe else None)
+    be.rewrite_history([a], [ups], [downs], np.stack(conds)[None], [2], t1[None],
+                       [(kf[2][0], kf[0][0], kf[1][0]) if keyframe else None])
     if keyframe:
         be.set_keyframes(a, *kf, 2, t1)  # the slot is encoded with the controls too (the generator re-pins it)
     after = be.step([a, b], c, np.array([2, 2]), np.stack([t1, t1]))
     torch.testing.assert_close(after.logits_up[0], after.logits_up[1], atol=1e-4, rtol=0)
     torch.testing.assert_close(after.logits_down[0], after.logits_down[1], atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="history of"):
-        be.rewrite_history(a, ups * 2, downs * 2, np.stack(conds * 2), 2, t1)
+        be.rewrite_history([a], [ups * 2], [downs * 2], np.stack(conds * 2)[None], [2], t1[None])

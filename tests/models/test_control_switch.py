@@ -39,25 +39,30 @@ def test_a_switch_rewrites_the_history_under_the_new_control(what: str, rewrite:
     gpt, vq = _gpt_vq()
     cond = _cond(12)
     text = np.random.default_rng(1).normal(size=TEXT_DIM).astype(np.float32)
-    gen = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=2, rewrite_on_control=rewrite)
-    pid = gen.add_performer(Controls(genre=1))
+    gen = DanceGenerator(TorchBackend(gpt, capacity=3, device="cpu"), vq, seed=2, rewrite_on_control=rewrite)
+    pids = [gen.add_performer(Controls(genre=g)) for g in (1, 0, 1)]
     for row in cond[:6]:
         gen.step(row)
-    if what == "genre":
-        gen.set_genre(pid, 2)
-    else:
-        gen.controls(pid).text = text
-    want = _forward_last(gen, pid, cond[6], 2 if what == "genre" else 1, text if what == "text" else None)
+    switched = pids[:2]  # two switch in the same step (one batched rewrite), the third keeps its controls
+    for pid in switched:
+        if what == "genre":
+            gen.set_genre(pid, 2)
+        else:
+            gen.controls(pid).text = text
+    want = [_forward_last(gen, pid, cond[6], 2 if what == "genre" else gen.controls(pid).genre,
+                          text if what == "text" else None) for pid in switched]
+    keep = _forward_last(gen, pids[2], cond[6], 1, None)
     seen = _recording(monkeypatch)
     gen.step(cond[6])
-    if rewrite:
-        torch.testing.assert_close(seen[0][0], want, atol=1e-4, rtol=0)
-        assert gen.rewrites == 1
-    else:
-        assert not torch.allclose(seen[0][0], want, atol=1e-3)
-        assert gen.rewrites == 0
+    torch.testing.assert_close(seen[0][2], keep, atol=1e-4, rtol=0)
+    for i, w in enumerate(want):
+        if rewrite:
+            torch.testing.assert_close(seen[0][i], w, atol=1e-4, rtol=0)
+        else:
+            assert not torch.allclose(seen[0][i], w, atol=1e-3)
+    assert gen.rewrites == (2 if rewrite else 0)
     gen.step(cond[7])  # no further change: no further rewrite
-    assert gen.rewrites == (1 if rewrite else 0)
+    assert gen.rewrites == (2 if rewrite else 0)
 
 
 def test_text_guidance_row_follows_the_text(monkeypatch: pytest.MonkeyPatch) -> None:
