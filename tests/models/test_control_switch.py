@@ -97,7 +97,7 @@ def test_text_guidance_row_follows_the_text(monkeypatch: pytest.MonkeyPatch) -> 
     assert p.textless is not None and not p.textless_live  # text cleared: not stepped any more
 
     gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(1, 2.0, 5.0), device="cpu"), vq, seed=4,
-                         genre_guidance=2.0, text_guidance=5.0)
+                         genre_guidance=2.0, text_guidance=5.0, text_share=0.0)
     pid = gen.add_performer(Controls(genre=1))
     for row in cond[:5]:
         gen.step(row)

@@ -94,23 +94,23 @@ def _recording(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     return seen
 
 
-@pytest.mark.parametrize("max_repeat", [None, 2])
+@pytest.mark.parametrize(("max_repeat", "text_share"), [(None, 0.0), (2, 0.0), (2, 1.0)])
 def test_scale_zero_is_the_unconditional_model_through_rewind_reset_and_removal(
-        max_repeat: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+        max_repeat: int | None, text_share: float, monkeypatch: pytest.MonkeyPatch) -> None:
     """s = 0 draws from the unconditional row alone: exactly a plain generator asked for genre "none" without
-    text. That holds only while the unconditional rows see the same tokens, positions, rewinds, resets and
-    row moves as the conditional ones."""
+    text (with the text when the unconditional row carries it: ``text_share`` 1). That holds only while the
+    unconditional rows see the same tokens, positions, rewinds, resets and row moves as the conditional ones."""
     gpt, vq = _gpt_vq()
     cond = _cond(24)
     text = np.random.default_rng(1).normal(size=TEXT_DIM).astype(np.float32)
     script = [("step", 7), ("rewind", 3), ("step", 4), ("reset", 0), ("step", 5), ("remove", 0), ("step", 6),
               ("rewind", 2), ("step", 3)]
     guided = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 0.0), device="cpu"), vq, seed=4,
-                            genre_guidance=0.0, max_repeat=max_repeat)
+                            genre_guidance=0.0, max_repeat=max_repeat, text_share=text_share)
     plain = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=4, max_repeat=max_repeat)
     for _ in range(2):
         guided.add_performer(Controls(genre=3, text=text))
-        plain.add_performer(Controls(genre=0))
+        plain.add_performer(Controls(genre=0, text=text if text_share == 1.0 else None))
     seen = _recording(monkeypatch)
     a = _run(guided, cond, script)
     seen_guided = list(seen)
