@@ -55,7 +55,7 @@ ENERGY_SHARE = 0.5
 #: (24 switches of the shipped model: 46 % within one beat either way; 8 tokens: 38 %) at a quarter of its cost.
 REWRITE_TOKENS = 16
 #: After a genre switch the genre guidance scale is multiplied by the first for the next (second) tokens: with the
-#: history rewrite, the new style shows within one beat in 42 % of the shipped model's switches instead of 25 %,
+#: history rewrite, the new style begins within one beat in 46 % of the shipped model's switches instead of 25 %,
 #: median 0.83 s instead of 1.13 s to the end of the first new-style 0.5 s window (24 switches; 3x is no better).
 SWITCH_BOOST = (2.0, 8)
 #: Fewest candidates per steered performer worth decoding and scoring (see ``DanceGenerator.guidance_rows``).
