@@ -274,12 +274,16 @@ def _train_gpt(args: argparse.Namespace, conf: dict, train: list, val: list, pre
     mcfg = override(GPT_PRESETS[preset], model_conf, "model")
     t1 = time.perf_counter()
     th = caption_thresholds(train, mcfg.context)
-    tok_train = tokenize(vq, train, texts=not args.no_text, thresholds=th, context=mcfg.context)
-    tok_val = tokenize(vq, val, texts=not args.no_text, thresholds=th, context=mcfg.context, seed=1)
+    from engine.train.dataset import default_cache_dir
+
+    emb_cache = (args.cache or default_cache_dir()) / "caption_embeddings.npz"
+    tok_train = tokenize(vq, train, texts=not args.no_text, thresholds=th, context=mcfg.context, embed_cache=emb_cache)
+    tok_val = tokenize(vq, val, texts=not args.no_text, thresholds=th, context=mcfg.context, seed=1,
+                       embed_cache=emb_cache)
     log.info("tokenized in %.0f s", time.perf_counter() - t1)
     if vq_dir != args.out:
         _copy_vqvae(vq_dir, args.out)
-    rep = train_gpt(tok_train, tok_val, args.out, tcfg, mcfg, resume=not args.no_resume)
+    rep = train_gpt(tok_train, tok_val, args.out, tcfg, mcfg, resume=not args.no_resume, vq=vq)
     last = rep["val_history"][-1] if rep["val_history"] else {}
     print(json.dumps({"gpt_val": last, "train_seconds": rep["train_seconds"], "data_seconds": prep_s}))
 

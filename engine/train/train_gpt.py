@@ -27,6 +27,7 @@ from engine.models.conditioning import (
 from engine.models.gpt import GPT_PRESETS, CrossCondGPT, GPTConfig, Keyframes, load_gpt, save_gpt
 from engine.models.vqvae import DOWN, VQVAE
 from engine.train import captions as C
+from engine.train.beat_loss import BeatSpeedLoss
 from engine.train.common import (
     file_logger,
     load_training_state,
@@ -77,6 +78,13 @@ class GPTTrainConfig:
     #: (train accuracy 0.65, validation loss rising from step 1000), and the overfit GPT collapses onto a
     #: repeated token.
     keep_best: bool = False
+    #: Weight of the auxiliary beat loss (engine.train.beat_loss: decoded joint speed should dip at the
+    #: predicted beats); 0 = cross-entropy only. Needs the VQ-VAE (``train_gpt(..., vq=...)``).
+    beat_loss: float = 0.0
+    #: Frames either side of a beat whose mean speed the beat's speed is compared to.
+    beat_loss_radius: int = 4
+    #: Gumbel-softmax temperature of the beat loss's straight-through samples.
+    beat_loss_tau: float = 1.0
 
 
 @dataclass
@@ -133,15 +141,36 @@ def _window_bpm(seq: Sequence, a: int, b: int) -> float:
     return float(60.0 / np.median(np.diff(use)))
 
 
+def embed_cached(texts: list[str], cache: Path | None) -> dict[str, np.ndarray]:
+    """Sentence embeddings of ``texts``, reusing those stored in ``cache`` (an .npz of plain arrays: ``texts``,
+    ``emb``) and adding the new ones to it. Embedding some 14,000 captions takes minutes on a CPU; the same
+    captions come back on every run with the same data and seed."""
+    known: dict[str, np.ndarray] = {}
+    if cache is not None and cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        if z["emb"].ndim == 2 and z["emb"].shape[1] == TEXT_DIM:
+            known = dict(zip((str(t) for t in z["texts"]), z["emb"], strict=True))
+    missing = [t for t in texts if t not in known]
+    if missing:
+        known.update(zip(missing, embed_texts(missing), strict=True))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            keys = sorted(known)
+            tmp = cache.with_suffix(".tmp.npz")
+            np.savez(tmp, texts=np.array(keys), emb=np.stack([known[k] for k in keys]).astype(np.float32))
+            tmp.replace(cache)
+    return {t: known[t] for t in texts}
+
+
 @torch.no_grad()
 def tokenize(vq: VQVAE, seqs: list[Sequence], texts: bool = True, thresholds: C.Thresholds | None = None,
-             context: int = 60, seed: int = 0) -> list[TokenSequence]:
+             context: int = 60, seed: int = 0, embed_cache: Path | None = None) -> list[TokenSequence]:
     """Encode sequences to tokens, with their per-token conditioning and per-chunk captions and energy.
 
     Captions come from the measured attributes of each chunk's window (:mod:`engine.train.captions`), two
     phrasings per chunk, embedded by the bundled sentence model (each distinct caption once).
     ``thresholds`` (terciles and energy references) default to those of ``seqs``; pass the training set's
-    when tokenizing validation data.
+    when tokenizing validation data. ``embed_cache`` (an .npz file) keeps caption embeddings between runs.
     """
     vq.eval()
     th = thresholds or caption_thresholds(seqs, context)
@@ -162,7 +191,7 @@ def tokenize(vq: VQVAE, seqs: list[Sequence], texts: bool = True, thresholds: C.
     emb: dict[str, np.ndarray] = {}
     if texts:
         uniq = sorted({c for caps, _ in per_seq for c in caps})
-        emb = dict(zip(uniq, embed_texts(uniq), strict=True))
+        emb = embed_cached(uniq, embed_cache)
     out = []
     for s, (caps, energy) in zip(seqs, per_seq, strict=True):
         t = (s.n_frames // DOWN) * DOWN
@@ -256,7 +285,10 @@ def sample_batch(
     }
 
 
-def batch_loss(model: CrossCondGPT, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, float, float]:
+def batch_loss(model: CrossCondGPT, b: dict[str, torch.Tensor], beat: BeatSpeedLoss | None = None,
+               beat_weight: float = 0.0, parts: dict | None = None) -> tuple[torch.Tensor, float, float]:
+    """Cross-entropy of both token streams (+ ``beat_weight`` x the beat loss when ``beat`` is given); the
+    loss and the upper/lower token accuracies. ``parts`` (if given) receives the separate loss terms."""
     kf = None
     if "kf_mask" in b and bool(b["kf_mask"].any()):
         kf = Keyframes(b["kf_up"], b["kf_down"], b["kf_pos"], b["kf_mask"])
@@ -267,23 +299,40 @@ def batch_loss(model: CrossCondGPT, b: dict[str, torch.Tensor]) -> tuple[torch.T
     ok = b["up"] >= 0
     acc_u = float((lu.argmax(-1) == b["up"])[ok].float().mean())
     acc_d = float((ld.argmax(-1) == b["down"])[ok].float().mean())
-    return loss_u + loss_d, acc_u, acc_d
+    loss = loss_u + loss_d
+    if parts is not None:
+        parts["ce"] = float(loss.detach())
+    if beat is not None and beat_weight > 0:
+        aux = beat(lu, ld, b["cond"], b["up"])
+        if parts is not None:
+            parts["beat"] = float(aux.detach())
+        loss = loss + beat_weight * aux
+    return loss, acc_u, acc_d
 
 
 @torch.no_grad()
-def validation_loss(model: CrossCondGPT, data: list[TokenSequence], cfg: GPTTrainConfig, gcfg: GPTConfig) -> dict:
+def validation_loss(model: CrossCondGPT, data: list[TokenSequence], cfg: GPTTrainConfig, gcfg: GPTConfig,
+                    beat: BeatSpeedLoss | None = None) -> dict:
+    """Validation cross-entropy and token accuracy (and the beat loss's speed contrast when ``beat`` is given)
+    on fixed clean windows."""
     model.eval()
     rng = np.random.default_rng(1234)
-    losses, accs = [], []
+    losses, accs, beats = [], [], []
     for _ in range(4):
         clean = GPTTrainConfig(**{**asdict(cfg), "text_dropout": 1.0, "genre_dropout": 0.0, "token_noise": 0.0,
                                   "energy_dropout": 1.0, "keyframe_prob": 0.0})
         b = sample_batch(data, clean, gcfg, rng)
-        loss, au, ad = batch_loss(model, b)
-        losses.append(float(loss))
+        parts: dict = {}
+        _, au, ad = batch_loss(model, b, beat, 1.0, parts)
+        losses.append(parts["ce"])
         accs.append((au + ad) / 2)
+        if "beat" in parts:
+            beats.append(parts["beat"])
     model.train()
-    return {"val_loss": float(np.mean(losses)), "val_acc": float(np.mean(accs))}
+    out = {"val_loss": float(np.mean(losses)), "val_acc": float(np.mean(accs))}
+    if beats:
+        out["val_beat"] = float(np.mean(beats))
+    return out
 
 
 def apply_cond_mask(model: CrossCondGPT, cfg: GPTTrainConfig) -> None:
@@ -303,14 +352,22 @@ def train_gpt(
     model_cfg: GPTConfig | None = None,
     resume: bool = True,
     progress: bool = True,
+    vq: VQVAE | None = None,
 ) -> dict:
-    """Train (or resume) the GPT into ``out_dir`` (gpt.safetensors + gpt.json); returns the report."""
+    """Train (or resume) the GPT into ``out_dir`` (gpt.safetensors + gpt.json); returns the report.
+
+    ``vq`` (the VQ-VAE of the tokens) is needed when ``cfg.beat_loss > 0``."""
     cfg = cfg or GPTTrainConfig()
     model_cfg = model_cfg or GPT_PRESETS["default"]
     if cfg.cond_channels not in ("rhythm", "all"):
         raise ValueError(f"cond_channels must be 'rhythm' or 'all', got {cfg.cond_channels!r}")
     if model_cfg.cond_dim != COND_DIM and train and train[0].cond.shape[1] != model_cfg.cond_dim:
         raise ValueError(f"GPT cond_dim {model_cfg.cond_dim} does not match the data's {train[0].cond.shape[1]}")
+    beat = None
+    if cfg.beat_loss > 0:
+        if vq is None:
+            raise ValueError("beat_loss > 0 needs the VQ-VAE of the tokens (train_gpt(..., vq=...))")
+        beat = BeatSpeedLoss(vq, radius=cfg.beat_loss_radius, tau=cfg.beat_loss_tau)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -356,19 +413,20 @@ def train_gpt(
         for g in opt.param_groups:
             g["lr"] = float(lr_at(step))
         b = sample_batch(train, cfg, model_cfg, rng)
-        loss, au, ad = batch_loss(model, b)
+        parts: dict = {}
+        loss, au, ad = batch_loss(model, b, beat, cfg.beat_loss, parts)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            rec = {"step": done, "loss": float(loss.detach()), "acc_up": au, "acc_down": ad}
+            rec = {"step": done, "loss": float(loss.detach()), "acc_up": au, "acc_down": ad, **parts}
             history.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.3f}")
             log.info("step %d %s", done, json.dumps(rec))
         if (done % cfg.val_every == 0 or done == cfg.steps) and val:
-            v = validation_loss(model, val, cfg, model_cfg)
+            v = validation_loss(model, val, cfg, model_cfg, beat)
             v["step"] = done
             val_hist.append(v)
             log.info("val %s", json.dumps(v))
