@@ -61,9 +61,13 @@ class BeatSpeedLoss(torch.nn.Module):
         sigma: Gaussian smoothing of the speed curve, frames (2.5 at 30 fps = Bailando's 5 at 60 fps).
         tau: Gumbel-softmax temperature.
         skip_tokens: beats in the first tokens of a window are not scored (the causal decoder lacks history).
+        kind: "offset" (default: squared distance from the beat to the soft minimum of the speed around it) or
+            "contrast" (speed at the beat over the neighbourhood's mean).
+        temp: softness of the "offset" minimum, in units of the neighbourhood's mean speed.
     """
 
-    def __init__(self, vq: VQVAE, radius: int = 4, sigma: float = 2.5, tau: float = 1.0, skip_tokens: int = 2) -> None:
+    def __init__(self, vq: VQVAE, radius: int = 7, sigma: float = 2.5, tau: float = 1.0, skip_tokens: int = 2,
+                 kind: str = "offset", temp: float = 0.02) -> None:
         super().__init__()
         self.vq = vq.eval()
         for p in self.vq.parameters():
@@ -71,6 +75,10 @@ class BeatSpeedLoss(torch.nn.Module):
         self.fk = VectorFK()
         self.radius = int(radius)
         self.tau = float(tau)
+        if kind not in ("offset", "contrast"):
+            raise ValueError(f"beat loss kind must be 'offset' or 'contrast', got {kind!r}")
+        self.kind = kind
+        self.temp = float(temp)
         self.skip = int(skip_tokens) * FRAMES_PER_TOKEN
         self.register_buffer("kernel", _gauss_kernel(sigma)[None, None], persistent=False)
         self.kernel: torch.Tensor
@@ -96,23 +104,38 @@ class BeatSpeedLoss(torch.nn.Module):
         sp = F.pad(s[:, None], (pad, pad), mode="replicate")
         return F.conv1d(sp, k)[:, 0]
 
+    def _windows(self, speed: torch.Tensor, beats: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+        """Speed around every scored beat, [M, 2r + 1] (column r = the beat), each row over its mean; None when
+        no beat is scored. A beat is scored when its whole neighbourhood lies in the window on real frames."""
+        r = self.radius
+        s_len = speed.shape[1]
+        cols = torch.arange(beats.shape[1], device=beats.device)
+        ok = beats & (cols >= max(self.skip, r)) & (cols < s_len - r)
+        win_valid = F.max_pool1d((~valid).float()[:, None], 2 * r + 1, stride=1, padding=r)[:, 0] < 0.5
+        ok = ok & win_valid
+        if not bool(ok.any()):
+            return None
+        bi, fi = ok.nonzero(as_tuple=True)
+        win = speed[bi[:, None], fi[:, None] + torch.arange(-r, r + 1, device=speed.device)]  # [M, 2r + 1]
+        return win / (win.mean(-1, keepdim=True) + 1e-3)
+
     def contrast(self, speed: torch.Tensor, beats: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Mean over scored beats of speed[beat] / mean(speed[beat - r .. beat + r]); 1.0 when none is scored.
 
         speed [B, S]; beats [B, T] bool (frames); valid [B, T] bool (frames with a real target)."""
+        z = self._windows(speed, beats, valid)
+        return speed.new_tensor(1.0) if z is None else z[:, self.radius].mean()
+
+    def offset(self, speed: torch.Tensor, beats: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Mean over scored beats of the squared distance (in radii) from the beat to the soft minimum of the
+        speed around it (softmax of -speed / mean / ``temp``): 0 when the speed's minimum sits on the beat,
+        about 1/3 when it lies anywhere; the same 1/3-ish neutral value when no beat is scored."""
         r = self.radius
-        s_len = speed.shape[1]
-        t = beats.shape[1]
-        cols = torch.arange(t, device=beats.device)
-        ok = beats & (cols >= max(self.skip, r)) & (cols < s_len - r)
-        # every frame of the neighbourhood must be a real (non-padded) frame
-        win_valid = F.max_pool1d((~valid).float()[:, None], 2 * r + 1, stride=1, padding=r)[:, 0] < 0.5
-        ok = ok & win_valid
-        if not bool(ok.any()):
-            return speed.new_tensor(1.0)
-        local = F.avg_pool1d(speed[:, None], 2 * r + 1, stride=1)[:, 0]  # [B, S - 2r], centred at col + r
-        bi, fi = ok.nonzero(as_tuple=True)
-        return (speed[bi, fi] / (local[bi, fi - r] + 1e-3)).mean()
+        k2 = (torch.arange(-r, r + 1, device=speed.device, dtype=speed.dtype) / r) ** 2
+        z = self._windows(speed, beats, valid)
+        if z is None:
+            return k2.mean()
+        return (torch.softmax(-z / self.temp, dim=-1) * k2).sum(-1).mean()
 
     def forward(self, logits_up: torch.Tensor, logits_down: torch.Tensor, cond: torch.Tensor,
                 target_up: torch.Tensor) -> torch.Tensor:
@@ -124,4 +147,4 @@ class BeatSpeedLoss(torch.nn.Module):
         s = self.speed(up, down)
         beats = predicted_beat_frames(cond)
         valid = (target_up >= 0).repeat_interleave(FRAMES_PER_TOKEN, dim=1)
-        return self.contrast(s, beats, valid)
+        return self.offset(s, beats, valid) if self.kind == "offset" else self.contrast(s, beats, valid)

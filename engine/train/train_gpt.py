@@ -82,7 +82,10 @@ class GPTTrainConfig:
     #: predicted beats); 0 = cross-entropy only. Needs the VQ-VAE (``train_gpt(..., vq=...)``).
     beat_loss: float = 0.0
     #: Frames either side of a beat whose mean speed the beat's speed is compared to.
-    beat_loss_radius: int = 4
+    beat_loss_radius: int = 7
+    #: "offset" (distance from the beat to the soft speed minimum around it) or "contrast" (speed at the beat
+    #: over the neighbourhood's mean); see engine.train.beat_loss.
+    beat_loss_kind: str = "offset"
     #: Gumbel-softmax temperature of the beat loss's straight-through samples.
     beat_loss_tau: float = 1.0
 
@@ -367,7 +370,7 @@ def train_gpt(
     if cfg.beat_loss > 0:
         if vq is None:
             raise ValueError("beat_loss > 0 needs the VQ-VAE of the tokens (train_gpt(..., vq=...))")
-        beat = BeatSpeedLoss(vq, radius=cfg.beat_loss_radius, tau=cfg.beat_loss_tau)
+        beat = BeatSpeedLoss(vq, radius=cfg.beat_loss_radius, tau=cfg.beat_loss_tau, kind=cfg.beat_loss_kind)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,11 @@ def test_contrast_is_lower_for_speed_minima_on_the_beats() -> None:
     assert c_on < 0.7 < c_flat - 0.2 < c_off
     # padded frames around a beat are not scored: nothing scored -> neutral 1.0
     assert float(loss.contrast(on[None], beats, torch.zeros(1, n, dtype=torch.bool))) == 1.0
+    # the default objective: distance from the beat to the soft minimum of the speed (radius 7)
+    soft = BeatSpeedLoss(loss.vq)
+    o_on, o_off = (float(soft.offset(c[None], beats, valid)) for c in (on, off))
+    o_flat = float(soft.offset(flat[None], beats, valid))
+    assert o_on < 0.05 and o_off > 0.5 and abs(o_flat - float(((torch.arange(-7, 8) / 7.0) ** 2).mean())) < 1e-6
 
 
 def test_loss_is_differentiable_through_the_frozen_decoder() -> None:
