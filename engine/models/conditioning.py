@@ -113,6 +113,29 @@ def sequence_conditions(
     return out
 
 
+def grid_phase(frame_times_s: np.ndarray, beats_s: np.ndarray) -> np.ndarray:
+    """The true beat phase (0 at each beat, rising linearly to 1 at the next) of the given times on a beat grid,
+    extrapolated with the first and last beat intervals beyond the grid's ends. What a perfect tracker would
+    predict; [K] float64 in [0, 1). ``beats_s`` needs at least 2 increasing beat times."""
+    b = np.asarray(beats_s, dtype=np.float64)
+    if len(b) < 2 or np.any(np.diff(b) <= 0):
+        raise ValueError("beats_s must hold at least 2 increasing beat times")
+    t = np.asarray(frame_times_s, dtype=np.float64)
+    i = np.clip(np.searchsorted(b, t, side="right") - 1, 0, len(b) - 2)  # the grid interval (ends extrapolated)
+    return np.mod((t - b[i]) / (b[i + 1] - b[i]), 1.0)
+
+
+def with_grid_phase(cond: np.ndarray, beats_s: np.ndarray, fps: float = FPS) -> np.ndarray:
+    """A copy of per-token conditioning [N, COND_DIM] whose predicted-phase entries are the true phase of the
+    beat grid ``beats_s`` (:func:`grid_phase`) for each token's frames: the input a perfect beat tracker gives."""
+    n = len(cond)
+    times = (FRAMES_PER_TOKEN * np.arange(n)[:, None] + np.arange(FRAMES_PER_TOKEN)[None, :]) / fps  # [N, 4]
+    ang = 2.0 * np.pi * grid_phase(times.reshape(-1), beats_s)
+    out = np.array(cond, dtype=np.float32, copy=True)
+    out[:, FRAMES_PER_TOKEN * MUSIC_DIM :] = np.stack([np.sin(ang), np.cos(ang)], -1).reshape(n, -1)
+    return out
+
+
 #: Per-frame music feature channels that carry rhythm and energy (onset envelope, RMS, flux, tempo, beat
 #: phase sin/cos, beat and peak flags) rather than timbre or harmony (MFCC, chroma); see engine.analysis.features.
 RHYTHM_CHANNELS: tuple[int, ...] = (0, 33, 34, 35, 36, 37, 38, 39)

@@ -23,6 +23,7 @@ from engine.models.conditioning import (
     has_energy,
     rhythm_mask,
     sequence_conditions,
+    with_grid_phase,
 )
 from engine.models.gpt import GPT_PRESETS, CrossCondGPT, GPTConfig, Keyframes, load_gpt, save_gpt
 from engine.models.vqvae import DOWN, VQVAE
@@ -88,6 +89,10 @@ class GPTTrainConfig:
     beat_loss_kind: str = "offset"
     #: Gumbel-softmax temperature of the beat loss's straight-through samples.
     beat_loss_tau: float = 1.0
+    #: Share of windows whose predicted-phase input is the true phase of the music's beat grid (what a perfect
+    #: tracker predicts) instead of the live tracker's prediction: the GPT learns what "phase 0" means from
+    #: beats that really are there, not from one tracker's errors (issue 10 item 7).
+    true_phase: float = 0.0
 
 
 @dataclass
@@ -106,6 +111,8 @@ class TokenSequence:
     chunk_text: np.ndarray | None = None
     chunk_captions: tuple[str, ...] = ()
     chunk_energy: np.ndarray | None = None
+    #: ``cond`` with the phase entries of the true beat grid (conditioning.with_grid_phase); None: not known.
+    cond_grid: np.ndarray | None = None
 
 
 def motion_energy(seq: Sequence) -> float:
@@ -202,12 +209,13 @@ def tokenize(vq: VQVAE, seqs: list[Sequence], texts: bool = True, thresholds: C.
         n = t // DOWN
         mu = s.music
         cond = sequence_conditions(mu.features, mu.period_s, mu.next_beat_s, n)
+        grid = with_grid_phase(cond, mu.beats_s) if len(mu.beats_s) >= 2 else None
         chunk_text = np.stack([emb[c] for c in caps]).reshape(len(energy), 2, TEXT_DIM) if texts else None
         out.append(
             TokenSequence(
                 name=s.name, up=iu[0].numpy(), down=idn[0].numpy(), cond=cond, genre=s.genre or GENRES.index("salsa"),
                 text=np.zeros(TEXT_DIM, np.float32), caption=caps[0], chunk_text=chunk_text,
-                chunk_captions=tuple(caps), chunk_energy=energy,
+                chunk_captions=tuple(caps), chunk_energy=energy, cond_grid=grid,
             )
         )
     return out
@@ -251,7 +259,9 @@ def sample_batch(
         downs_in.append(np.pad(down_prev[s : s + w], (0, pad), constant_values=bos))
         ups.append(np.pad(d.up[s : s + w], (0, pad), constant_values=-100))
         downs.append(np.pad(d.down[s : s + w], (0, pad), constant_values=-100))
-        conds.append(np.pad(d.cond[s : s + w], ((0, pad), (0, 0))))
+        use_grid = cfg.true_phase > 0 and d.cond_grid is not None and rng.random() < cfg.true_phase
+        src = d.cond_grid if use_grid and d.cond_grid is not None else d.cond
+        conds.append(np.pad(src[s : s + w], ((0, pad), (0, 0))))
         genres.append(0 if rng.random() < cfg.genre_dropout else d.genre)
         texts.append(_window_controls(d, s, cfg, gcfg.text_dim, rng))
         pos0.append(s)
@@ -322,8 +332,9 @@ def validation_loss(model: CrossCondGPT, data: list[TokenSequence], cfg: GPTTrai
     rng = np.random.default_rng(1234)
     losses, accs, beats = [], [], []
     for _ in range(4):
+        # validation sees what the live engine feeds: the tracker's phase, no text, energy or keyframe
         clean = GPTTrainConfig(**{**asdict(cfg), "text_dropout": 1.0, "genre_dropout": 0.0, "token_noise": 0.0,
-                                  "energy_dropout": 1.0, "keyframe_prob": 0.0})
+                                  "energy_dropout": 1.0, "keyframe_prob": 0.0, "true_phase": 0.0})
         b = sample_batch(data, clean, gcfg, rng)
         parts: dict = {}
         _, au, ad = batch_loss(model, b, beat, 1.0, parts)

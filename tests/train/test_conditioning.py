@@ -61,3 +61,24 @@ def test_genre_ids() -> None:
     assert C.genre_id(None) == 0 and C.genre_id("Salsa") == C.GENRES.index("salsa")
     with pytest.raises(ValueError, match="known: none, salsa"):
         C.genre_id("polka")
+
+
+def test_grid_phase_is_zero_on_beats_and_extrapolates() -> None:
+    beats = np.array([1.0, 1.5, 2.5])
+    ph = C.grid_phase(np.array([1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 0.75]), beats)
+    np.testing.assert_allclose(ph, [0.0, 0.5, 0.0, 0.5, 0.0, 0.5, 0.5])
+    with pytest.raises(ValueError, match="increasing"):
+        C.grid_phase(np.zeros(2), np.array([1.0]))
+
+
+def test_grid_phase_is_what_a_perfect_tracker_predicts() -> None:
+    # A tracker that knows the grid (beats at 0.25 + 0.5 k) gives the same phase entries as the grid itself
+    # for every token with a tempo belief (token 0 has none); so training on the grid's phase teaches the
+    # meaning of the phase input, not one tracker's errors.
+    feats, period, nxt = _analysis(80)
+    cond = C.sequence_conditions(feats, period, nxt, 20)
+    grid = C.with_grid_phase(cond, 0.25 + 0.5 * np.arange(10))
+    np.testing.assert_allclose(grid[1:], cond[1:], atol=1e-5)
+    music = C.FRAMES_PER_TOKEN * C.MUSIC_DIM
+    np.testing.assert_array_equal(grid[:, :music], cond[:, :music])
+    assert not np.allclose(grid[0], cond[0])

@@ -90,3 +90,13 @@ def test_training_with_energy_and_keyframes_runs(tmp_path: Path) -> None:
     cfg = GPTTrainConfig(steps=2, batch=4, warmup=1, threads=1, cond_channels="all", keyframe_prob=0.5, val_every=2)
     rep = train_gpt([_labelled()], [_labelled(20)], tmp_path, cfg, gcfg, progress=False)
     assert np.isfinite(rep["val_history"][-1]["val_loss"])
+
+
+def test_true_phase_windows_read_the_grid_conditioning() -> None:
+    seqs = _seqs(2, 0)
+    for d in seqs:
+        d.cond_grid = d.cond + 100.0  # tell the two apart
+    for share, want in ((1.0, True), (0.0, False)):
+        cfg = GPTTrainConfig(batch=8, cond_channels="all", token_noise=0.0, true_phase=share)
+        b = sample_batch(seqs, cfg, TINY, np.random.default_rng(0))
+        assert bool((b["cond"] > 50).all()) is want
