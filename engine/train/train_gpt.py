@@ -367,10 +367,13 @@ def train_gpt(
     resume: bool = True,
     progress: bool = True,
     vq: VQVAE | None = None,
+    extra: list[TokenSequence] | None = None,
+    extra_share: float = 0.0,
 ) -> dict:
     """Train (or resume) the GPT into ``out_dir`` (gpt.safetensors + gpt.json); returns the report.
 
-    ``vq`` (the VQ-VAE of the tokens) is needed when ``cfg.beat_loss > 0``."""
+    ``vq`` (the VQ-VAE of the tokens) is needed when ``cfg.beat_loss > 0``. ``extra`` sequences (e.g. guided
+    dances, engine.train.beat_distill) make up each batch with probability ``extra_share``."""
     cfg = cfg or GPTTrainConfig()
     model_cfg = model_cfg or GPT_PRESETS["default"]
     if cfg.cond_channels not in ("rhythm", "all"):
@@ -426,7 +429,8 @@ def train_gpt(
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = float(lr_at(step))
-        b = sample_batch(train, cfg, model_cfg, rng)
+        use_extra = bool(extra) and extra_share > 0 and rng.random() < extra_share
+        b = sample_batch(extra if use_extra and extra else train, cfg, model_cfg, rng)
         parts: dict = {}
         loss, au, ad = batch_loss(model, b, beat, cfg.beat_loss, parts)
         opt.zero_grad(set_to_none=True)
