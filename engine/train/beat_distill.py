@@ -71,10 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     import logging
     from dataclasses import replace
 
-    from engine.cli.train_cmds import load_data
     from engine.models.dance_model import MODEL_CARD
     from engine.train.common import override, read_config_file
-    from engine.train.dataset import default_cache_dir
+    from engine.train.dataset import default_cache_dir, load_packed
     from engine.train.generate import load_dance_model
     from engine.train.train_gpt import GPTTrainConfig, caption_thresholds, tokenize, train_gpt
 
@@ -89,14 +88,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--share", type=float, default=0.5, help="share of batches drawn from the guided dances")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if not 0.0 <= args.share <= 1.0 or args.steps < 1:
+        ap.error(f"--share must be in [0, 1] and --steps >= 1, got {args.share} and {args.steps}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     log = logging.getLogger("groovecast.train.beat_distill")
     t0 = time.perf_counter()
-    continue_run(args.run_dir, args.out)
+    try:
+        train = load_packed(args.data / "train.npz")
+        val = load_packed(args.data / "val.npz")
+    except FileNotFoundError as exc:
+        ap.error(f"{exc} (pack the data with groovecast train vqvae --pack DIR)")
+    try:
+        continue_run(args.run_dir, args.out)
+    except FileNotFoundError as exc:
+        ap.error(str(exc))
     shutil.copy2(args.card, args.out / MODEL_CARD)
     model = load_dance_model(args.out)
-    train = load_data(args.data, "train", None)
-    val = load_data(args.data, "val", None)
     warps = tuple(f"_x{w}_" for w in args.warps.split(","))
     chosen = [s for s in train if any(w in s.name for w in warps) and not s.name.endswith("_m")]
     guided = guided_sequences(model, chosen, seed=args.seed, progress=log.info)
