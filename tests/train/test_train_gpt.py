@@ -100,3 +100,14 @@ def test_true_phase_windows_read_the_grid_conditioning() -> None:
         cfg = GPTTrainConfig(batch=8, cond_channels="all", token_noise=0.0, true_phase=share)
         b = sample_batch(seqs, cfg, TINY, np.random.default_rng(0))
         assert bool((b["cond"] > 50).all()) is want
+
+
+def test_caption_embeddings_come_from_the_cache_file(tmp_path: Path) -> None:
+    from engine.train.train_gpt import embed_cached
+
+    cache = tmp_path / "emb.npz"
+    vecs = np.arange(2 * TEXT_DIM, dtype=np.float32).reshape(2, TEXT_DIM)
+    np.savez(cache, texts=np.array(["a calm salsa", "arms high"]), emb=vecs)
+    got = embed_cached(["arms high", "a calm salsa"], cache)  # all cached: the sentence model is not needed
+    np.testing.assert_array_equal(got["arms high"], vecs[1])
+    np.testing.assert_array_equal(got["a calm salsa"], vecs[0])
