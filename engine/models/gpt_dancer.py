@@ -152,10 +152,14 @@ class Performer:
         self.tok_down[n:] = self.tok_down[:-n].copy()
         self.tok_up[:n] = self.pad
         self.tok_down[:n] = self.pad
-        self.state.feed(int(self.tok_up[-1]), int(self.tok_down[-1]))
+        # The next step's input: the newest kept token, or BOS when the whole dance was discarded (position 0
+        # sees BOS, as after a reset; the filler in the history is never an input).
+        bos = self.backend.config.bos_id
+        up, down = (int(self.tok_up[-1]), int(self.tok_down[-1])) if self.n_tokens else (bos, bos)
+        self.state.feed(up, down)
         if self.uncond is not None:  # the unconditional row saw the same tokens: it rewinds with them
             self.uncond.pos -= n
-            self.uncond.feed(int(self.tok_up[-1]), int(self.tok_down[-1]))
+            self.uncond.feed(up, down)
         self.textless_live = False  # rewritten from the history at its next use
         if root_xz is not None:
             self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()

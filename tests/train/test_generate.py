@@ -201,6 +201,35 @@ def test_repeat_guard_survives_a_rewind() -> None:
     assert p.tok_up[-1] == p.tok_up[-2] == 3  # the run is what the history ends with again
     gen.step(cond[t])
     assert p.tok_up[-1] != 3
+def test_rewinding_the_whole_dance_restarts_from_bos() -> None:
+    """Rewound to position 0, a performer's next step reads BOS (as a fresh one's first step), not the filler."""
+    from engine.models.gpt_dancer import DanceGenerator
+    from export.torch_backend import TorchBackend
+
+    gpt, vq = _tiny()
+    with torch.no_grad():  # BOS reads very differently from the filler token 0, so the first draws differ
+        gpt.emb_up.weight[gpt.cfg.bos_id] = 3.0 * torch.randn(gpt.cfg.n_embd)
+        gpt.emb_down.weight[gpt.cfg.bos_id] = 3.0 * torch.randn(gpt.cfg.n_embd)
+        gpt.head_up.weight *= 100.0  # sharp logits: a different input draws a different token
+        gpt.head_down.weight *= 100.0
+    cond = _cond(12)
+    fresh = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=3)
+    f = fresh.get(fresh.add_performer())
+    for t in range(4):
+        fresh.step(cond[t])
+    gen = DanceGenerator(TorchBackend(gpt, capacity=1, device="cpu"), vq, seed=3)
+    p = gen.get(gen.add_performer())
+    for t in range(5):
+        gen.step(cond[t])
+    gen.rewind(p.pid, 5)
+    assert p.n_tokens == 0 and p.state.pos == 0 and p.state.prev_up == gpt.cfg.bos_id
+    p.rng.manual_seed(p.seed)  # the same random stream as the fresh performer's
+    for t in range(4):
+        gen.step(cond[t])
+    np.testing.assert_array_equal(p.tok_up[-4:], f.tok_up[-4:])
+    np.testing.assert_array_equal(p.tok_down[-4:], f.tok_down[-4:])
+
+
 def test_keyframe_arguments_parse_or_say_the_form() -> None:
     import pytest
 
