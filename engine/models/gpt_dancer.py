@@ -572,7 +572,9 @@ class DanceGenerator:
         out = [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
         for p, sf in zip(ps, out, strict=True):
             if p.inbetween.targets:
-                self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
+                legs = self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
+                if legs.any():
+                    sf.pin_legs = legs.astype(np.float32)
         return out
 
     def _note_controls(self, p: Performer, glob: np.ndarray | None) -> bool:

@@ -181,8 +181,12 @@ class InBetweener:
         need = math.ceil(1.5 * _PATH_FACTOR * dist * self.fps / max(self.budget, 1e-6))
         return int(min(self.max_frames, max(self.min_frames, need)))
 
-    def apply(self, st: InBetweenState, frame0: int, root: np.ndarray, quat: np.ndarray) -> None:
-        """Blend frames ``frame0 ..`` (root [n, 3], quat [n, J, 4], changed in place) toward the targets."""
+    def apply(self, st: InBetweenState, frame0: int, root: np.ndarray, quat: np.ndarray) -> np.ndarray:
+        """Blend frames ``frame0 ..`` (root [n, 3], quat [n, J, 4], changed in place) toward the targets.
+
+        Returns the weight [n] with which each frame's legs are pinned (0 where no "all" or "lower" target
+        blends them): the staging lets its leg IK give way by as much (:class:`~engine.models.staging.Stager`)."""
+        legs = np.zeros(len(root))
         for i in range(len(root)):
             f = frame0 + i
             while st.targets:
@@ -198,7 +202,7 @@ class InBetweener:
                     continue
                 break
             if not st.targets:
-                return
+                return legs
             t = st.targets[0]
             w = self._weight(st, t, f, float(root[i, 1]), quat[i])
             if w <= 0.0:
@@ -210,6 +214,8 @@ class InBetweener:
             quat[i] = np.where(mask[:, None], blended, quat[i])
             if t.joints != "upper":
                 root[i, 1] = (1.0 - w) * root[i, 1] + w * t.root_y
+                legs[i] = w
+        return legs
 
     def _weight(self, st: InBetweenState, t: PoseTarget, f: int, root_y: float, gen_quat: np.ndarray) -> float:
         if st.reached:

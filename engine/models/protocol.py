@@ -54,12 +54,16 @@ class StepFrames:
         step: index of the step for this performer (its token index for a GPT).
         root: [n, 3] float32 root position, metres.
         quat: [n, J, 4] float32 joint-local rotations (w, x, y, z) of the model's skeleton.
+        pin_legs: [n] weight (0..1) with which a keyframe blend pins the legs on each frame (1: the frame *is*
+            the keyframe's leg pose; :mod:`engine.models.inbetween`), or None where nothing pins them. The
+            staging's stride correction (leg IK) gives way in proportion, so a pinned pose stays exact.
     """
 
     pid: int
     step: int
     root: np.ndarray
     quat: np.ndarray
+    pin_legs: np.ndarray | None = None
 
 
 class MotionModel(Protocol):

@@ -580,8 +580,14 @@ class Stager:
 
     # -- frames ----------------------------------------------------------------------------------------
 
-    def process(self, pids: list[int], root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stage ``n`` consecutive frames of each performer: root [B, n, 3], quat [B, n, J, 4] -> the same, staged."""
+    def process(self, pids: list[int], root: np.ndarray, quat: np.ndarray,
+                pin_legs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stage ``n`` consecutive frames of each performer: root [B, n, 3], quat [B, n, J, 4] -> the same, staged.
+
+        ``pin_legs`` [B, n] (0..1): how much a keyframe blend pins each frame's legs
+        (:attr:`~engine.models.protocol.StepFrames.pin_legs`). The stride correction gives way in proportion: its
+        leg IK is applied by ``1 - pin`` and no new pull is taken while a pin is on, so a pinned leg pose comes
+        out as the model drew it (the horizontal transform, a rigid turn and offset, changes no joint angle)."""
         rows = np.array([self.row(p) for p in pids], dtype=np.int64)
         root = np.asarray(root, dtype=np.float64)
         quat = np.asarray(quat, dtype=np.float64)
@@ -589,15 +595,16 @@ class Stager:
             return root.copy(), quat.copy()
         pts, hip = self.fk(root, quat)  # [B, n, 23, 3], [B, n, 3, 3] in the model's frame
         b, n = root.shape[:2]
+        pin = np.zeros((b, n)) if pin_legs is None else np.clip(np.asarray(pin_legs, dtype=np.float64), 0.0, 1.0)
         th = np.zeros((b, n))
         off = np.zeros((b, n, 2))
         shift = np.zeros((b, n, 2, 2))
         for k in range(n):  # the steering state is sequential; everything else is done for all frames at once
             if self.cfg.steer:
-                self._steer(rows, root[:, k], pts[:, k], hip[:, k])
+                self._steer(rows, root[:, k], pts[:, k], hip[:, k], pin[:, k])
             th[:, k] = self.theta[rows]
             off[:, k] = self.offset[rows]
-            shift[:, k] = self.shift[rows]
+            shift[:, k] = self.shift[rows] * (1.0 - pin[:, k])[:, None, None]
         r = root.copy()
         r[..., [0, 2]] = rotate_xz(r[..., [0, 2]], th) + off
         q = quat.copy()
@@ -631,8 +638,10 @@ class Stager:
                                                                       self.dt)
         return out_root, out_quat
 
-    def _steer(self, rows: np.ndarray, root: np.ndarray, pts: np.ndarray, hip: np.ndarray) -> None:
-        """Update the transform of ``rows`` for one raw frame (root [B, 3], points [B, 23, 3], hip [B, 3, 3])."""
+    def _steer(self, rows: np.ndarray, root: np.ndarray, pts: np.ndarray, hip: np.ndarray,
+               pin: np.ndarray | None = None) -> None:
+        """Update the transform of ``rows`` for one raw frame (root [B, 3], points [B, 23, 3], hip [B, 3, 3]);
+        ``pin`` [B]: the legs' keyframe pin weight (no new stride pull while it is on)."""
         cfg, dt = self.cfg, self.dt
         th = self.theta[rows]
         off = self.offset[rows]
@@ -693,6 +702,8 @@ class Stager:
         dist = np.linalg.norm(rel, axis=-1)
         r_in = cfg.inner_frac * cfg.radius_m
         pull = cfg.pull_ms * np.clip((dist - r_in) / (cfg.radius_m - r_in), 0.0, 2.0) * seen
+        if pin is not None:  # a keyframe pins the legs: no stride pull (it would need leg IK, which gives way)
+            pull = np.where(pin > 0.0, 0.0, pull)
         delta = -rel / np.maximum(dist, 1e-9)[:, None] * (pull * dt)[:, None]  # [B, 2]
         planted = np.stack([right, left], axis=1)  # [B, 2]
         if cfg.hold_low_feet:  # a foot on the floor that the model slides is held too (not slid further)
@@ -815,7 +826,11 @@ class StagedModel:
         pids = [sf.pid for sf in out]
         for pid in pids:  # the genre may have changed since the last step
             self.stager.set_style(pid, style_of_genre(self.inner.controls(pid).genre))
-        root, quat = self.stager.process(pids, np.stack([sf.root for sf in out]), np.stack([sf.quat for sf in out]))
+        pin = None
+        if any(sf.pin_legs is not None for sf in out):
+            pin = np.stack([np.zeros(len(sf.root)) if sf.pin_legs is None else sf.pin_legs for sf in out])
+        root, quat = self.stager.process(pids, np.stack([sf.root for sf in out]), np.stack([sf.quat for sf in out]),
+                                         pin)
         return [StepFrames(pid=sf.pid, step=sf.step, root=root[i].astype(np.float32),
                            quat=quat[i].astype(np.float32)) for i, sf in enumerate(out)]
 

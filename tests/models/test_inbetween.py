@@ -136,3 +136,20 @@ def test_a_joint_drifting_past_180_degrees_from_the_target_does_not_flip_the_ble
     step = np.degrees(2 * np.arccos(np.clip(np.abs(np.sum(q2[1:, j] * q2[:-1, j], axis=-1)), 0, 1)))
     assert step.max() < 12.0  # generated motion alone turns 0.4 degrees per frame; the flip was 97
     assert np.abs(np.abs(q2[100, j, 0]) - 1.0) < 1e-9  # and the target is still reached
+
+
+@pytest.mark.parametrize("joints", ["all", "lower", "upper"])
+def test_apply_reports_how_much_it_pins_the_legs(joints: str) -> None:
+    """The weight the staging's leg IK gives way by: the blend's own on frames it blends the legs, 1 at the target."""
+    ib = InBetweener(SKEL)
+    root, quat = _dance(200)
+    st = InBetweenState()
+    st.add(_target(80, joints))
+    r2, q2 = root.copy(), quat.copy()
+    legs = np.concatenate([ib.apply(st, f, r2[f : f + 4], q2[f : f + 4]) for f in range(0, 200, 4)])
+    if joints == "upper":
+        assert not legs.any()
+        return
+    assert legs[80] == 1.0 and legs[:15].max() == 0.0 and legs[145:].max() == 0.0
+    moved = np.abs(q2 - quat).max(axis=(1, 2)) > 1e-9
+    assert np.array_equal(legs > 0, moved)  # exactly the frames the blend changed

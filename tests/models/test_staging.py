@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.models.inbetween import InBetweener, InBetweenState, PoseTarget, joint_mask
 from engine.models.pose_repr import metric_cmu_skeleton
 from engine.models.protocol import Capabilities, Controls, StepFrames
 from engine.models.staging import (
@@ -241,3 +242,71 @@ def test_the_speed_table_is_the_real_data() -> None:
             speeds.append(np.linalg.norm(np.diff(pos, axis=0), axis=-1) * FPS)
     p999 = np.percentile(np.concatenate(speeds), 99.9, axis=0)
     assert np.allclose(p999, REAL_SPEED_P999["indian"], atol=0.01, rtol=0.01), p999.round(2)
+
+
+START = (3.0, 1.0)  # off stage: pulled in
+
+
+class PinnedWalker(Walker):
+    """The walker with a keyframe blended into its frames as the GPT kind does (:mod:`engine.models.inbetween`)."""
+
+    capabilities = Capabilities(n_genres=13, text=False, keyframes=True)
+
+    def __init__(self, target: PoseTarget | None) -> None:
+        super().__init__()
+        # stepping in place off stage, knees bent (a straight standing leg leaves the leg IK no reach): the stage
+        # pulls it in on its planted feet
+        self.root, self.quat = dancer(30.0, start=START)
+        bend = np.deg2rad(25.0)
+        for side in "lr":
+            for name, k in (("Thigh", -1.0), ("Shin", 2.0), ("Foot", -1.0)):
+                j = SKEL.index(side + name)
+                self.quat[:, j] = R.quat_multiply(R.axis_angle_to_quat(np.array([k * bend, 0.0, 0.0])),
+                                                  self.quat[:, j])
+        self.inb = InBetweener(SKEL, FPS)
+        self.state = InBetweenState()
+        if target is not None:
+            self.state.add(target)
+
+    def step(self, cond: np.ndarray) -> list[StepFrames]:
+        out = super().step(cond)
+        for sf in out:
+            sf.pin_legs = self.inb.apply(self.state, sf.step * 4, sf.root, sf.quat)
+        return out
+
+
+@pytest.mark.parametrize("joints", ["lower", "all"])
+def test_a_pinned_keyframe_is_reached_through_the_staging(joints: str) -> None:
+    # a pose with both feet down (the walker's own at 6 s, its knees bent 10 degrees further, arms lifted): the
+    # stage's leg IK still holds the planted feet when it is pinned
+    frame = 180
+    quat = PinnedWalker(None).quat[frame].copy()
+    for name, axis in (("lThigh", (-1, 0, 0)), ("lShin", (2, 0, 0)), ("lFoot", (-1, 0, 0)), ("rThigh", (-1, 0, 0)),
+                       ("rShin", (2, 0, 0)), ("rFoot", (-1, 0, 0)), ("lShldr", (0, 0, 4)), ("rShldr", (0, 0, -4))):
+        j = SKEL.index(name)
+        quat[j] = R.quat_multiply(R.axis_angle_to_quat(np.deg2rad(10.0) * np.array(axis, dtype=np.float64)), quat[j])
+    inner = PinnedWalker(PoseTarget(frame=frame, root_y=ROOT_Y, quat=quat, joints=joints))
+    inner.add_performer(Controls(genre=1))  # salsa
+    model = StagedModel(inner, StagingConfig())
+    frames: list[StepFrames] = []
+    held = 0.0
+    for _ in range(75):
+        frames += model.step(np.zeros(168, np.float32))
+        held = max(held, float(np.abs(model.stager.shift).max()))
+    root = np.concatenate([f.root for f in frames]).astype(np.float64)
+    got = np.concatenate([f.quat for f in frames]).astype(np.float64)
+    # the staging steered (the leg IK held planted feet on the way) and still holds the speed limit and the stage
+    assert held > 0.02, held
+    pos = points(root, got)
+    assert M.joint_speed_ratio(pos, FPS, speed_limits("salsa")).max() <= 1.0 + 1e-4
+    assert np.linalg.norm(root[-1, [0, 2]]) < np.linalg.norm(root[0, [0, 2]]) - 0.1
+    # at the target frame the pinned joints are the keyframe's (the hip turned to the staged heading), within 1 mm
+    # (before the stager gave way to the pin, its leg IK moved them by 2.8 cm here)
+    mask = joint_mask(SKEL, joints)
+    want = inner.inb.target_pose(PoseTarget(frame, ROOT_Y, quat, joints), got[frame])
+    pinned = np.where(mask[:, None], want, got[frame])
+    at = np.zeros((2, 3))
+    at[:, 1] = root[frame, 1]
+    p = FK(at, np.stack([got[frame], pinned]))[0]
+    err = np.linalg.norm(p[0] - p[1], axis=-1).max()
+    assert err < 0.001, err
