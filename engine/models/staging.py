@@ -19,7 +19,8 @@ state, vectorised over performers). It does two things:
     top of its feet: the offset moves, and each leg with a planted foot is re-solved by two-bone IK
     (:func:`leg_ik`: hip, knee, ankle; the foot keeps its world orientation) so that foot stays where it was
     drawn. The correction is bounded by ``max_shift_m`` and by the leg's reach; a leg in the air lets it go back
-    at ``recover_ms``.
+    at ``recover_ms``. A keyframe that pins the legs is left as pinned: the model passes the blend's weight per
+    frame (``StepFrames.pin_legs``), the leg IK is applied by one minus it and no new pull is taken while it is on.
 
 * **Speed limit** (``StagingConfig.limit_speed``, on even with steering off). No joint may move faster than
   ``speed_factor`` (1.2) times the real data's 99.9th percentile of that joint's speed, per style
