@@ -351,7 +351,7 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
         a = style if style in order else "salsa"
         b = order[(order.index(a) + 1) % 3]
         d = r.dance(cond, seed, a, switch=(switch_tok, b))
-        f = windows(d.upper, d.lower, hop=2, window=win)  # window k covers frames [2k, 2k + 30)
+        f = windows(d.upper, d.lower, hop=2, window=win)  # window k covers frames [2k, 2k + win)
         pred = clf.predict_windows(f)
         ends = np.arange(len(f)) * 2 + win
         new = pred == clf.styles.index(b)
