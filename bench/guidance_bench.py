@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.genre_guidance_bench import _machine
 from bench.latency_args import REPORT_DIR
 from engine.models.gpt_dancer import MIN_GUIDED_CANDIDATES
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(json.dumps(r), flush=True)
     load = os.getloadavg()
-    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    report = {"machine": _machine(),
               "load_average_after": load, "token_ms": TOKEN_MS, "rows": rows}
     if str(args.out) == "-":
         return 0
