@@ -27,6 +27,7 @@ couples' median hold placement.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -280,8 +281,11 @@ class CoupleDancer:
         """Hip heading of one frame's joint rotations [J, 4]."""
         return float(hip_yaw(R.quat_to_matrix(quat[self.hip].astype(np.float64))))
 
-    def step(self, cond: np.ndarray) -> list[StepFrames]:
-        """One step of every couple: leaders, then followers conditioned on them; frames of both, in id order."""
+    def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> list[StepFrames]:
+        """One step of every couple: leaders, then followers conditioned on them; frames of both, in id order.
+        Couples step together (``pids`` must be None: ``capabilities.step_some`` is False)."""
+        if pids is not None:
+            raise ValueError("the couple kind steps all its couples together")
         if not self.couples:
             return []
         lead_raw = {sf.pid: sf for sf in self.leader.step(cond)}

@@ -11,6 +11,7 @@ The result is joint-local quaternions of the full CMU skeleton, ready for the pl
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ from engine.models.pose_repr import (
     motion_to_vectors,
     vectors_to_motion,
 )
-from engine.models.protocol import Capabilities, Controls, StepFrames
+from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, StepFrames
 from engine.models.sampling import block_repeats, genre_guidance_scale, guide_logits, guide_text_logits, sample_tokens
 from engine.models.vqvae import VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
@@ -60,6 +61,10 @@ REWRITE_TOKENS = 16
 SWITCH_BOOST = (2.0, 8)
 #: Fewest candidates per steered performer worth decoding and scoring (see ``DanceGenerator.guidance_rows``).
 MIN_GUIDED_CANDIDATES = 4
+#: Newest tokens per performer whose decoder and foot-lock state is kept, so a rewind (a re-plan) of up to this many
+#: tokens continues exactly from the last kept token instead of restarting the decoder (17 KB per token for the
+#: shipped VQ-VAE). Deeper rewinds restart the decoder (the playout blends over the seam).
+REWIND_TOKENS = REWIND_STEPS
 
 
 def cache_rows(performers: int, genre_guidance: float | None = None, text_guidance: float | None = None) -> int:
@@ -111,6 +116,9 @@ class Performer:
     hist_cond: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [C, cond_dim]
     encoded: tuple[int, np.ndarray | None] | None = None  # (genre, global vector) the cached history carries
     boost_until: int = -1  # genre guidance is boosted before this position (just after a genre switch)
+    # (token index, foot-lock frame, root xz) after each of the newest tokens, ring by token index (see rewind)
+    after: list[tuple[int, tuple[np.ndarray, np.ndarray] | None, np.ndarray] | None] = field(
+        default_factory=lambda: [None] * REWIND_TOKENS)
 
     def reset(self) -> None:
         """Start the dance over (position 0, BOS, its random stream from its seed), as if just added; keeps
@@ -133,14 +141,18 @@ class Performer:
         if self.guide is not None:
             self.guide.reset()
         self.decoder.reset(self.slot)
+        self.after = [None] * len(self.after)
 
     def rewind(self, n: int, root_xz: np.ndarray | None = None) -> None:
         """Discard the newest ``n`` tokens: they are regenerated at the next steps.
 
         The cache's ring slots of the discarded tokens are overwritten when regenerated (until then the
         ``n`` oldest entries of the attention window are stale: a small, documented approximation). The
-        decoder's history cannot be rewound: it restarts (playout blends over the seam); so do the
-        guidance memory and foot locking, which followed the discarded frames.
+        decoder's history, foot locking and root go back to what they were after the last kept token
+        (:data:`REWIND_TOKENS` are kept; ``root_xz`` is then not needed), so the regenerated frames continue
+        the kept ones exactly as a step would; a deeper rewind restarts the decoder and foot locking from
+        ``root_xz`` (playout blends over that seam). The guidance memory, which followed the discarded
+        frames, restarts.
         """
         n = min(n, self.n_tokens, len(self.tok_up) - 1)
         if n <= 0:
@@ -161,10 +173,16 @@ class Performer:
             self.uncond.pos -= n
             self.uncond.feed(up, down)
         self.textless_live = False  # rewritten from the history at its next use
-        if root_xz is not None:
-            self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
-        self.decoder.reset(self.slot)
-        self.last_vec = None
+        last = self.n_tokens - 1  # the newest kept token
+        snap = self.after[last % len(self.after)] if last >= 0 else None
+        if snap is not None and snap[0] == last and self.decoder.restore(self.slot, last):
+            self.last_vec = snap[1]
+            self.root_xz = snap[2].copy()
+        else:
+            if root_xz is not None:
+                self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
+            self.decoder.reset(self.slot)
+            self.last_vec = None
         self.inbetween.restart()
         if self.guide is not None:
             self.guide.reset()
@@ -266,7 +284,7 @@ class DanceGenerator:
         self.capacity = backend.capacity // rows  # performers
         if self.capacity < 1:
             raise ValueError(f"guidance needs {rows} cache rows per performer; the backend has {backend.capacity}")
-        self.decoder = StreamingDecoder(vqvae, self.capacity, runner=decoder_runner)
+        self.decoder = StreamingDecoder(vqvae, self.capacity, runner=decoder_runner, snapshots=REWIND_TOKENS)
         self._free_slots = list(range(self.capacity))
         self.performers: list[Performer] = []
         self._next_pid = 0
@@ -277,7 +295,7 @@ class DanceGenerator:
         cfg = backend.config
         self.capabilities = Capabilities(n_genres=cfg.n_genres, text=cfg.text_dim > 0,
                                          keyframes=cfg.n_keyframe_slots > 0, energy=has_energy(cfg.text_dim),
-                                         text_prompts=text_prompts)
+                                         text_prompts=text_prompts, step_some=True)
         self.inbetweener = InBetweener(self.skeleton, MODEL_FPS)
 
     # -- performers ------------------------------------------------------------------------------------
@@ -470,14 +488,16 @@ class DanceGenerator:
 
     # -- the step ----------------------------------------------------------------------------------------
 
-    def step(self, cond: np.ndarray, performers: list[Performer] | None = None) -> list[StepFrames]:
+    def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> list[StepFrames]:
         """Commit the next token of every given performer (default: all), all conditioned on ``cond``.
 
         Args:
             cond: [cond_dim] the music conditioning of this token (shared by all performers), or
                 [B, cond_dim] one row per performer.
+            pids: the performers to step (a re-plan of some; in the generator's order), None: all.
         """
-        ps = self.performers if performers is None else performers
+        want = None if pids is None else set(pids)
+        ps = self.performers if want is None else [p for p in self.performers if p.pid in want]
         if not ps:
             return []
         for p in ps:
@@ -568,6 +588,7 @@ class DanceGenerator:
         for i, p in enumerate(ps):
             if p.guide is not None:
                 p.guide.commit(up_np[i], down_np[i])
+        self.decoder.save(torch.tensor([p.slot for p in ps]), torch.tensor([p.n_tokens - 1 for p in ps]))
         self.steps += 1
         out = [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
         for p, sf in zip(ps, out, strict=True):
@@ -750,6 +771,8 @@ class DanceGenerator:
         motion = vectors_to_motion(upper, lower, self.skeleton, start_xz=(float(p.root_xz[0]), float(p.root_xz[1])))
         root = motion.root_pos.astype(np.float32)
         p.root_xz = np.array([root[-1, 0], root[-1, 2]])
+        t = p.n_tokens - 1
+        p.after[t % len(p.after)] = (t, p.last_vec, p.root_xz)
         quat = R.matrix_to_quat(motion.rot).astype(np.float32)
         return StepFrames(pid=p.pid, step=p.n_tokens - 1, root=root, quat=quat)
 

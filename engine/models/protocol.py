@@ -9,12 +9,17 @@ Model kinds live in :mod:`engine.models` and are named by the model card (``mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from engine.skeleton.skeleton import Skeleton
+
+#: Newest steps per performer whose state a model keeps so that :meth:`MotionModel.rewind` of up to this many steps
+#: continues exactly from the last kept step (a re-plan then leaves no seam); deeper rewinds may restart parts of it.
+REWIND_STEPS = 8
 
 
 @dataclass
@@ -43,6 +48,9 @@ class Capabilities:
     #: How a text control is embedded (``engine.models.text_prompts.TEXT_PROMPTS``): "sentence" as it is, or
     #: "attributes": matched to the measured-caption attributes first (models trained on measured captions).
     text_prompts: str = "sentence"
+    #: ``step(cond, pids)`` can step some performers alone, so a control re-plans only the look-ahead of the
+    #: performers it addresses (the runtime's control re-plan); False: ``pids`` must be None.
+    step_some: bool = False
 
 
 @dataclass
@@ -89,8 +97,9 @@ class MotionModel(Protocol):
         """The performer's live controls (the runtime changes them between steps)."""
         ...
 
-    def step(self, cond: np.ndarray) -> list[StepFrames]:
-        """Commit the next ``frames_per_step`` frames of every performer from one music row [cond_dim]."""
+    def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> list[StepFrames]:
+        """Commit the next ``frames_per_step`` frames of every performer (or only of ``pids``, a re-plan of some
+        performers after a rewind) from one music row [cond_dim]."""
         ...
 
     def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
@@ -98,7 +107,8 @@ class MotionModel(Protocol):
         ...
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
-        """Discard the performer's newest ``n`` steps (regenerated next); ``root_xz`` is where it stands now."""
+        """Discard the performer's newest ``n`` steps (regenerated next); ``root_xz`` is where it stands now
+        (a model that kept its state after the last kept step, see :data:`REWIND_STEPS`, continues from that)."""
         ...
 
     def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,

@@ -387,8 +387,11 @@ class RetrievalDancer:
         sc = np.asarray(cond, dtype=np.float64)[FRAMES_PER_TOKEN * MUSIC_DIM : COND_DIM].reshape(FRAMES_PER_TOKEN, 2)
         return (np.arctan2(sc[:, 0], sc[:, 1]) / (2 * np.pi)) % 1.0
 
-    def step(self, cond: np.ndarray) -> list[StepFrames]:
-        """Commit the next 4 frames of every performer from one music row (see the module doc)."""
+    def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> list[StepFrames]:
+        """Commit the next 4 frames of every performer from one music row (see the module doc). Performers step
+        together (``pids`` must be None: ``capabilities.step_some`` is False)."""
+        if pids is not None:
+            raise ValueError("the retrieval model steps all its performers together")
         b = len(self._pids)
         if b == 0:
             return []

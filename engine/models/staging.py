@@ -41,6 +41,7 @@ shared by its members. The runtime and ``generate`` stage every performer as its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,7 @@ import numpy as np
 from engine.frames import MODEL_FPS
 from engine.models.conditioning import GENRES
 from engine.models.pose_repr import Motion, metric_cmu_skeleton, model_fk_layout, model_joint_indices
-from engine.models.protocol import Capabilities, Controls, MotionModel, StepFrames
+from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, MotionModel, StepFrames
 from engine.skeleton import rotations as R
 from engine.skeleton.skeleton import Skeleton
 
@@ -491,9 +492,14 @@ class Stager:
         self.goal_yaw = np.zeros(n)  # per row, the facing the stage law turns to (default the config's front)
         self.turned = 0.0  # total steering turn applied, radians (statistics)
         self.pivot_frames = 0
+        # the state of each row after its newest REWIND_STEPS steps (``save`` / ``restore``): [rows, depth, ...] per
+        # field (the limiter's as "limiter.NAME"), and the step each holds (-1: none)
+        self._snap: dict[str, np.ndarray] = {}
+        self._snap_at = np.zeros((0, REWIND_STEPS), dtype=np.int64)
 
     _FIELDS = ("theta", "offset", "face", "spin", "last_yaw", "vel", "last_xz", "last_feet", "floor", "shift", "seen",
                "goal_xz", "goal_yaw")
+    _LIMITER = ("root", "quat", "points", "valid", "lagging")  # the speed limiter's per-row state
 
     # -- rows ------------------------------------------------------------------------------------------
 
@@ -507,6 +513,9 @@ class Stager:
                 a = getattr(self, f)
                 setattr(self, f, np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)]))
             self.limiter.resize(r + 1)
+            self._snap_at = np.concatenate([self._snap_at, np.full((1, REWIND_STEPS), -1, np.int64)])
+            for k, a in self._snap.items():
+                self._snap[k] = np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)])
             self.reset(pid)
         return r
 
@@ -520,10 +529,14 @@ class Stager:
             for f in self._FIELDS:
                 getattr(self, f)[r] = getattr(self, f)[last]
             self.limiter.move_row(last, r)
+            for a in (self._snap_at, *self._snap.values()):
+                a[r] = a[last]
             self._rows[moved] = r
         for f in self._FIELDS:
             setattr(self, f, getattr(self, f)[:last])
         self.limiter.resize(last)
+        self._snap_at = self._snap_at[:last]
+        self._snap = {k: a[:last] for k, a in self._snap.items()}
 
     def reset(self, pid: int) -> None:
         """Forget the performer entirely: identity transform, no averages, no previous pose."""
@@ -539,6 +552,41 @@ class Stager:
         self.goal_xz[r] = self.cfg.centre_xz
         self.goal_yaw[r] = self.cfg.front
         self.limiter.forget(r)
+        self._snap_at[r] = -1
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        """Every per-row state array by name (the limiter's as "limiter.NAME")."""
+        out = {f: getattr(self, f) for f in self._FIELDS}
+        out.update({f"limiter.{f}": getattr(self.limiter, f) for f in self._LIMITER})
+        return out
+
+    def save(self, pids: Sequence[int], steps: Sequence[int]) -> None:
+        """Keep the performers' state as it stands after their step ``steps`` (the model's step index), so a
+        rewind to it (:meth:`restore`) stages the regenerated frames exactly as if the discarded ones never were."""
+        rows = np.array([self.row(p) for p in pids], dtype=np.int64)
+        at = np.asarray(steps, dtype=np.int64)
+        k = at % REWIND_STEPS
+        for name, a in self._state_arrays().items():
+            snap = self._snap.get(name)
+            if snap is None:
+                snap = self._snap[name] = np.zeros((len(a), REWIND_STEPS, *a.shape[1:]), a.dtype)
+            snap[rows, k] = a[rows]
+        self._snap_at[rows, k] = at
+
+    def drop_saved(self, pid: int) -> None:
+        """Forget the performer's kept states (its model starts numbering steps over)."""
+        self._snap_at[self.row(pid)] = -1
+
+    def restore(self, pid: int, step: int) -> bool:
+        """Put the performer's state back to what it was after its step ``step`` (see :meth:`save`); False when
+        that state is not kept (too old, or never saved), and the state is left alone."""
+        r = self.row(pid)
+        k = step % REWIND_STEPS
+        if step < 0 or int(self._snap_at[r, k]) != step:
+            return False
+        for name, a in self._state_arrays().items():
+            a[r] = self._snap[name][r, k]
+        return True
 
     def set_goal(self, pid: int, centre_xz: np.ndarray | None = None, front: float | None = None) -> None:
         """Move one performer's goal: the point the stage law pulls it towards (``centre_xz``, in staged
@@ -793,6 +841,7 @@ class StagedModel:
         self.n_joints: int = inner.n_joints
         self.frames_per_step: int = inner.frames_per_step
         self.capabilities: Capabilities = inner.capabilities
+        self._steps: dict[int, int] = {}  # each performer's newest step index (as the inner model numbers them)
         for pid in inner.performer_ids():
             self._admit(pid)
 
@@ -816,26 +865,31 @@ class StagedModel:
     def remove_performer(self, pid: int) -> None:
         self.inner.remove_performer(pid)
         self.stager.remove(pid)
+        self._steps.pop(pid, None)
 
     def controls(self, pid: int) -> Controls:
         return self.inner.controls(pid)
 
-    def step(self, cond: np.ndarray) -> list[StepFrames]:
-        out = self.inner.step(cond)
+    def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> list[StepFrames]:
+        out = self.inner.step(cond) if pids is None else self.inner.step(cond, pids)
         if not out:
             return out
-        pids = [sf.pid for sf in out]
-        for pid in pids:  # the genre may have changed since the last step
+        stepped = [sf.pid for sf in out]
+        for pid in stepped:  # the genre may have changed since the last step
             self.stager.set_style(pid, style_of_genre(self.inner.controls(pid).genre))
         pin = None
         if any(sf.pin_legs is not None for sf in out):
             pin = np.stack([np.zeros(len(sf.root)) if sf.pin_legs is None else sf.pin_legs for sf in out])
-        root, quat = self.stager.process(pids, np.stack([sf.root for sf in out]), np.stack([sf.quat for sf in out]),
+        root, quat = self.stager.process(stepped, np.stack([sf.root for sf in out]), np.stack([sf.quat for sf in out]),
                                          pin)
+        self.stager.save(stepped, [sf.step for sf in out])
+        self._steps.update((sf.pid, sf.step) for sf in out)
         return [StepFrames(pid=sf.pid, step=sf.step, root=root[i].astype(np.float32),
                            quat=quat[i].astype(np.float32)) for i, sf in enumerate(out)]
 
     def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
+        self._steps.pop(pid, None)  # the model numbers its steps from 0 again: the kept states are not its
+        self.stager.drop_saved(pid)
         if root_xz is None:
             self.inner.reset(pid)
             return
@@ -843,6 +897,14 @@ class StagedModel:
         self.inner.reset(pid, np.asarray(root_xz, dtype=np.float64)[:2])
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
+        """The staging goes back with the model: to its state after the last kept step when it is kept (so the
+        regenerated frames are staged as if the discarded ones never were), else it goes on (the speed limit
+        blends the seam)."""
+        last = self._steps.get(pid)
+        if last is not None and n > 0:
+            keep = last - min(n, last + 1)  # the newest kept step (-1: none)
+            self.stager.restore(pid, keep)
+            self._steps[pid] = keep
         self.inner.rewind(pid, n, None if root_xz is None else self.stager.to_raw_xz(pid, root_xz))
 
     def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,

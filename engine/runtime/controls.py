@@ -7,13 +7,18 @@ next step. Text prompts are embedded on the :class:`~engine.runtime.text_embedde
 (never on the caller's or the engine's) and queued when ready; of the keyframes queued for a performer only
 the newest is applied (each costs an encode on the engine thread). Checks use the model's
 :class:`~engine.models.protocol.Capabilities`, never its kind.
+
+A control that changes what the model generates (a new genre, text or energy, a keyframe, a reset) is
+reported to the ``replan`` hook of :meth:`ControlDesk.apply` with the performers it addresses *before* it is
+applied, so the runtime can discard those performers' generated-but-unplayed steps first (the look-ahead) and
+the control reaches the next step that plays.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -77,12 +82,22 @@ class ControlDesk:
             raise ValueError(f"unknown control kind {msg.kind!r}")
         self._queue.append(msg)
 
-    def apply(self) -> None:
-        """Apply the queued controls (engine thread); one bad control never stops the engine."""
+    def apply(self, replan: Callable[[list[int]], None] | None = None) -> None:
+        """Apply the queued controls (engine thread); one bad control never stops the engine.
+
+        Args:
+            replan: called first, once, with the performers (in model order) whose generated motion the queued
+                controls change (:meth:`reshaped`), when there are any.
+        """
         queued = []
         while self._queue:
             queued.append(self._queue.popleft())
-        for msg in coalesce_keyframes(queued):  # a keyframe flood costs one encode per performer per step
+        msgs = coalesce_keyframes(queued)  # a keyframe flood costs one encode per performer per step
+        if replan is not None:
+            pids = self.reshaped(msgs)
+            if pids:
+                replan(pids)
+        for msg in msgs:
             try:
                 pids = self.model.performer_ids() if msg.performer == -1 else [msg.performer]
                 for pid in pids:
@@ -91,6 +106,34 @@ class ControlDesk:
             except Exception as exc:
                 self.errors.append(f"{msg.kind}: {exc}")
                 log.warning("control %s rejected: %s", msg.kind, exc)
+
+    def reshaped(self, msgs: Sequence[ControlMessage]) -> list[int]:
+        """The performers (in model order) whose generated motion these controls change: a genre, text or energy
+        (on a model with the energy input) different from the current one, any keyframe or reset. Intensity (and
+        energy on older models) is the playout's blend and needs no re-plan; unknown performers are skipped."""
+        pids = self.model.performer_ids()
+        hit: set[int] = set()
+        for msg in msgs:
+            for pid in pids if msg.performer == -1 else [msg.performer]:
+                if pid in pids and pid not in hit and self._changes(pid, msg):
+                    hit.add(pid)
+        return [p for p in pids if p in hit]
+
+    def _changes(self, pid: int, msg: ControlMessage) -> bool:
+        c = self.model.controls(pid)
+        try:
+            if msg.kind == "genre":
+                return genre_id(str(msg.value)) != c.genre
+            if msg.kind == "text":
+                new = None if msg.value is None or isinstance(msg.value, str) else np.asarray(msg.value, np.float32)
+                if new is None or c.text is None:
+                    return (new is None) != (c.text is None)
+                return not np.array_equal(new, c.text)
+            if msg.kind == "energy":
+                return self.model.capabilities.energy and (c.energy is None or float(msg.value) != c.energy)
+        except (TypeError, ValueError):  # rejected when applied
+            return False
+        return msg.kind in ("keyframe", "reset")
 
     def _apply(self, pid: int, msg: ControlMessage) -> None:
         c = self.model.controls(pid)

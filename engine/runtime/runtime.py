@@ -43,7 +43,7 @@ from engine.frames import (
     PoseFrame,
 )
 from engine.models.conditioning import FRAMES_PER_TOKEN, MUSIC_DIM, token_condition
-from engine.models.protocol import MotionModel
+from engine.models.protocol import REWIND_STEPS, MotionModel
 from engine.models.staging import PointFK, speed_limits
 from engine.models.text_prompts import prompt_embedder
 from engine.runtime.audio_clock import AudioClock
@@ -109,7 +109,10 @@ class RuntimeStats:
     missed: int = 0  # ticks whose step was not ready at the slot (held pose), while dancing
     late: int = 0  # ticks that left more than late_tolerance_ms after their slot
     send_lag_ns: deque = field(default_factory=lambda: deque(maxlen=1 << 16))  # actual - scheduled send time
-    replans: int = 0
+    replans: int = 0  # tempo re-plans (every performer's unplayed steps)
+    control_replans: int = 0  # control re-plans (the addressed performers' unplayed steps, remade at once)
+    replanned_steps: int = 0  # steps remade by control re-plans (one per performer and step)
+    control_replan_ms: deque = field(default_factory=lambda: deque(maxlen=4096))  # rewind + remake, ms each
     pulses: int = 0  # beat pulses sent to the pulse sinks
     pulses_dropped: int = 0  # beats more than a quarter period past when due (not sent)
     pulse_lag_ns: deque = field(default_factory=lambda: deque(maxlen=4096))  # pulse sent - pulse due
@@ -281,13 +284,35 @@ class DanceRuntime:
             self._drain(final=False)
 
     def _generate(self, t: int, ff: FeatureFrame) -> None:
-        self.controls.apply()
+        redo: list[tuple[int, list[int]]] = []  # (first step to remake, performers) of a control re-plan
+
+        def replan(pids: list[int]) -> None:
+            first = self._rewind_unplayed(pids)
+            if first is not None:
+                redo.append((first, pids))
+
+        t0 = self.clock.monotonic_ns()
+        # A control that changes the dance first discards its performers' generated-but-unplayed steps, so it
+        # takes effect at the next step that plays, whatever the lookahead (models that step some performers).
+        self.controls.apply(replan if self.model.capabilities.step_some else None)
         self.stats.controls_applied = self.controls.applied
         self.stats.control_errors = self.controls.errors
+        for first, pids in redo:
+            for s in range(first, t):  # remade in play order: the first is due soonest
+                self._step(s, ff, pids)
+            self.stats.control_replans += 1
+            self.stats.replanned_steps += (t - first) * len(pids)
+            self.stats.control_replan_ms.append((self.clock.monotonic_ns() - t0) / 1e6)
+        self._step(t, ff, None)
+
+    def _step(self, t: int, ff: FeatureFrame, pids: list[int] | None) -> None:
+        """Generate step ``t`` of every performer (``pids`` None: the schedule's next step) or remake it for
+        ``pids`` (a control re-plan), and hand its frames to the playout."""
         n = self.model.frames_per_step
         t0 = self.clock.monotonic_ns()
         try:
-            out = self.model.step(self.music.condition(t))
+            out = self.model.step(self.music.condition(t)) if pids is None else self.model.step(
+                self.music.condition(t), pids)
         except Exception as exc:  # a failing step must not kill the engine: playout holds and blends
             log.exception("model step failed")
             self.stats.source_errors.append(f"step {t}: {exc}")
@@ -302,27 +327,48 @@ class DanceRuntime:
         with self._lock:
             if roots is not None and quats is not None:
                 self.ring.put(rows, f0, roots, quats, phase)
-            self.sched.committed(t, ff.sample_index, ff.capture_ns)
+            if pids is None:
+                self.sched.committed(t, ff.sample_index, ff.capture_ns)
+            else:
+                self.sched.remade(t, ff.sample_index, ff.capture_ns)
             self._lock.notify_all()
-        self.stats.tokens += 1
-        self.stats.token_bpm.append((t, self.music.bpm))
-        self.stats.step_ms.append(step_ns / 1e6)
+        if pids is None:
+            self.stats.tokens += 1
+            self.stats.token_bpm.append((t, self.music.bpm))
+            self.stats.step_ms.append(step_ns / 1e6)
 
     def _replan(self) -> None:
-        """Discard generated-but-unplayed steps so they are regenerated with the new tempo belief."""
+        """Discard every performer's generated-but-unplayed steps so they are regenerated with the new tempo
+        belief (the schedule goes back; the steps become due again)."""
+        if self._rewind_unplayed(None) is not None:
+            self.stats.replans += 1
+
+    def _rewind_unplayed(self, pids: list[int] | None) -> int | None:
+        """Discard the generated-but-unplayed steps of ``pids`` (None: every performer, and the schedule goes back
+        to the first of them): their frames leave the ring and the model rewinds them. Returns the first discarded
+        step, None when nothing was ahead.
+
+        A tempo re-plan (None) blends the playout over the seam; a control re-plan of a model that keeps its state
+        for the rewind (``REWIND_STEPS``) continues the kept frames exactly and needs no blend."""
         with self._lock:
-            k = self.sched.replan(self._pos(self._tick))
+            first = self.sched.first_unplayed(self._pos(self._tick))
+            k = self.sched.next_step - first
             if k <= 0:
-                return
-            last = self.model.frames_per_step * self.sched.next_step - 1
+                return None
+            if pids is None:
+                self.sched.replan(self._pos(self._tick))
+            last = self.model.frames_per_step * first - 1
             ok, root, _, _ = self.ring.sample_rows(np.full(self.ring.rows, float(max(last, 0))))
-            for pid in self.model.performer_ids():
-                r = self._row[pid]
-                kept = last >= 0 and bool(ok[r])
-                self.model.rewind(pid, k, np.array([root[r, 0], root[r, 2]]) if kept else None)
-            self.ring.discard_after(last)
-            self.playheads.recover[:] = 1.0
-        self.stats.replans += 1
+            which = self.model.performer_ids() if pids is None else pids
+            rows = np.array([self._row[pid] for pid in which], dtype=np.int64)
+            self.ring.discard_after(last, rows)
+            if pids is None or k > REWIND_STEPS:
+                self.playheads.recover[rows] = 1.0
+        for pid in which:
+            r = self._row[pid]
+            kept = last >= 0 and bool(ok[r])
+            self.model.rewind(pid, k, np.array([root[r, 0], root[r, 2]]) if kept else None)
+        return first
 
     # ---------------------------------------------------------------------------------------- playout side
 

@@ -34,6 +34,12 @@ class StepScheduler:
         self._src.pop(step - self.history, None)
         self.next_step = step + 1
 
+    def remade(self, step: int, sample_index: int, capture_ns: int) -> None:
+        """Step ``step`` (already generated) was made again, for some performers, from the audio up to
+        ``sample_index`` (a control re-plan); the schedule does not move."""
+        if step < self.next_step:
+            self._src[step] = (sample_index, capture_ns)
+
     def ready(self, pos: float) -> bool:
         """Whether the step holding frame position ``pos`` has been generated."""
         return int(pos) // self.n < self.next_step
@@ -42,11 +48,16 @@ class StepScheduler:
         """(sample_index, capture_ns) of the step that made the frame at ``pos`` ((0, 0) if unknown)."""
         return self._src.get(int(pos) // self.n) or (0, 0)
 
+    def first_unplayed(self, played_pos: float) -> int:
+        """The first generated step whose frames have not begun to play at ``played_pos`` (at most ``lookahead``
+        steps back: with lookahead 0 the step generated last is the one about to play, and is kept)."""
+        return min(self.next_step, max(self.next_step - self.lookahead, -(-math.ceil(played_pos) // self.n)))
+
     def replan(self, played_pos: float) -> int:
         """Discard generated steps not yet played; returns how many (they are generated again)."""
-        first_unplayed = max(self.next_step - self.lookahead, -(-math.ceil(played_pos) // self.n))
-        k = self.next_step - first_unplayed
+        first = self.first_unplayed(played_pos)
+        k = self.next_step - first
         if k <= 0:
             return 0
-        self.next_step = first_unplayed
+        self.next_step = first
         return k

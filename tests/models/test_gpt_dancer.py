@@ -29,18 +29,67 @@ def test_rewind_returns_every_part_of_the_performer_to_an_earlier_step() -> None
     for _ in range(6):
         gen.step(cond)
         p = gen.get(0)
-        history.append((p.state.pos, int(p.tok_up[-1]), int(p.tok_down[-1])))
+        history.append((p.state.pos, int(p.tok_up[-1]), int(p.tok_down[-1]), p.root_xz.copy(), p.last_vec))
     p = gen.get(0)
     gen.rewind(0, 2, root_xz=np.array([1.5, -2.0]))
-    pos, up, down = history[3]
+    pos, up, down, xz, last_vec = history[3]
     assert p.state.pos == pos and p.n_tokens == 4
     assert (int(p.tok_up[-1]), int(p.tok_down[-1])) == (up, down)
     assert (p.state.prev_up, p.state.prev_down) == (up, down)  # the next step is fed the kept token
-    assert np.allclose(p.root_xz, [1.5, -2.0]) and p.last_vec is None
+    # within REWIND_TOKENS the root and foot locking go back to where they were after the kept token
+    assert last_vec is not None and p.last_vec is last_vec
+    assert np.array_equal(p.root_xz, xz)
     assert gen.get(1).state.pos == 6  # the other performer is untouched
     out = gen.step(cond)
     assert out[0].step == 4 and gen.get(0).state.pos == 5
+
+
+def test_a_rewind_deeper_than_the_kept_states_restarts_the_decoder_where_it_is_put() -> None:
+    from engine.models.gpt_dancer import REWIND_TOKENS
+
+    gen = _gen()
+    cond = np.zeros(gen.backend.config.cond_dim, np.float32)
+    for _ in range(REWIND_TOKENS + 3):
+        gen.step(cond)
+    p = gen.get(0)
+    gen.rewind(0, REWIND_TOKENS + 1, root_xz=np.array([1.5, -2.0]))
+    assert p.n_tokens == 2
+    assert np.allclose(p.root_xz, [1.5, -2.0]) and p.last_vec is None
+    assert all(not h[p.slot].any() for h in gen.decoder.hists)  # the decoder starts over
+    out = gen.step(cond)
+    assert out[0].step == 2
     assert np.allclose(out[0].root[0, [0, 2]], [1.5, -2.0], atol=0.2)  # continues where it was put
+
+
+@pytest.mark.parametrize("staged", [False, True])
+def test_a_rewind_continues_exactly_as_if_the_discarded_tokens_never_were(staged: bool) -> None:
+    """Rewound by 3 tokens and given the same random stream, a performer's next frames are exactly those of a
+    performer that never drew the discarded tokens: decoder, foot locking, root (and the staging) go back too, so
+    a re-plan leaves no seam. The other performer is not stepped by a step of some performers."""
+    from engine.models.staging import StagedModel, StagingConfig
+
+    def build() -> tuple[DanceGenerator, object]:
+        gen = _gen()
+        return gen, (StagedModel(gen, StagingConfig()) if staged else gen)
+
+    cond = np.random.default_rng(0).normal(size=(12, _gen().backend.config.cond_dim)).astype(np.float32)
+    a_gen, a = build()
+    b_gen, b = build()
+    for t in range(8):
+        a.step(cond[t])  # type: ignore[attr-defined]
+    for t in range(5):
+        b.step(cond[t])  # type: ignore[attr-defined]
+    a.rewind(0, 3, root_xz=np.array([9.0, 9.0]))  # type: ignore[attr-defined]  # (not needed: the state is kept)
+    pa, pb = a_gen.get(0), b_gen.get(0)
+    pa.rng.set_state(pb.rng.get_state())
+    other = a_gen.get(1).state.pos
+    for t in range(5, 8):
+        fa = a.step(cond[t], [0])  # type: ignore[attr-defined]
+        fb = b.step(cond[t], [0])  # type: ignore[attr-defined]
+        assert [f.pid for f in fa] == [0] and fa[0].step == t
+        np.testing.assert_allclose(fa[0].root, fb[0].root, atol=1e-5)
+        np.testing.assert_allclose(fa[0].quat, fb[0].quat, atol=1e-5)
+    assert a_gen.get(1).state.pos == other  # performer 1 was not stepped
 
 
 def test_reset_starts_over_where_it_stands() -> None:

@@ -214,9 +214,10 @@ def test_a_staged_model_blends_a_reset_and_maps_positions_back() -> None:
     ratio = M.joint_speed_ratio(points(root, quat), FPS, speed_limits("salsa"))
     assert ratio.max() <= 1.0 + 1e-4, ratio.max()
     assert M.stage_distance(points(root, quat))[0] < 1.6
-    # a re-plan hands back where the performer stands (staged): the model receives its own coordinates
-    model.rewind(0, 1, root[-1, [0, 2]])
-    raw_last = inner.root[inner.pos[0] - 1, [0, 2]] + inner.offset[0]
+    # a re-plan hands back where the performer stands (staged: the last kept frame): the model receives its own
+    # coordinates, mapped with the staging as it stood after the kept step (restored by the rewind)
+    model.rewind(0, 1, frames[-2].root[-1, [0, 2]])
+    raw_last = inner.root[inner.pos[0] - 5, [0, 2]] + inner.offset[0]
     assert np.allclose(inner.rewound[-1], raw_last, atol=1e-4)
     # performers come and go
     pid = model.add_performer(Controls(genre=11))
