@@ -1,0 +1,148 @@
+"""Controls re-plan the look-ahead: with lookahead L a control reaches the next step that plays, per performer.
+
+Played on the fake clock from one thread (as in ``test_steady_playout``): audio blocks arrive at their times,
+the playout emits the ticks whose slot has come between them, and a recording wrapper around the real (small,
+random-weight) generator notes the genre every step of every performer was generated under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine.analysis.music import MusicAnalyzer
+from engine.clock import FakeClock
+from engine.frames import ENGINE_SAMPLE_RATE, AudioBlock, ControlMessage, PoseFrame
+from engine.models.conditioning import genre_id
+from engine.runtime.runtime import DanceRuntime, RuntimeConfig
+from tests.runtime.test_runtime import _generator, _music
+from tests.runtime.test_steady_playout import _play_until
+
+SR = ENGINE_SAMPLE_RATE
+BLOCK = 512
+
+
+class _Recorded:
+    """The real generator; records the genre each (performer, step) was generated under, every time it was."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.made: dict[tuple[int, int], list[int]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> Any:
+        out = self._model.step(cond) if pids is None else self._model.step(cond, pids)
+        for sf in out:
+            self.made.setdefault((sf.pid, sf.step), []).append(self._model.controls(sf.pid).genre)
+        return out
+
+
+def _show(lookahead: int, control_at_s: float | None = 2.0, early_control: bool = False, seconds: float = 4.0,
+          step_some: bool = True) -> tuple[DanceRuntime, _Recorded, list[PoseFrame], int]:
+    """Two performers dance ``seconds`` of clicks in real time on the fake clock; at ``control_at_s`` performer 0
+    is switched to Indian. Returns the runtime, the model, every pose sent, and how many were sent before the
+    control was submitted."""
+    clock = FakeClock(start_ns=10_000_000_000)
+    gen = _generator(performers=2)
+    gen.capabilities = replace(gen.capabilities, step_some=step_some)
+    model = _Recorded(gen)
+    sent: list[PoseFrame] = []
+    rt = DanceRuntime(model, MusicAnalyzer(), sinks=[sent.append],  # type: ignore[arg-type]
+                      config=RuntimeConfig(realtime=True, lookahead_tokens=lookahead, delay_ms=30.0,
+                                           max_warp_rate=0.0), clock=clock)
+    if early_control:  # before any audio: nothing is generated, nothing to re-plan
+        rt.submit_control(ControlMessage(0, 0, kind="genre", performer=0, value="indian"))
+    x = _music(seconds, silence_s=0.0)
+    t0 = clock.monotonic_ns() + 1_000_000_000
+    before = -1
+    for s in range(0, len(x) - BLOCK + 1, BLOCK):
+        end = s + BLOCK
+        arrival = t0 + int(end * 1e9 / SR)
+        _play_until(rt, clock, arrival)
+        clock.sleep_until_ns(arrival)
+        if control_at_s is not None and before < 0 and end >= control_at_s * SR:
+            before = len(sent)
+            rt.submit_control(ControlMessage(0, 0, kind="genre", performer=0, value="indian"))
+        rt.feed(AudioBlock(end, clock.monotonic_ns(), x[s:end].copy()))
+    return rt, model, sent, before
+
+
+def _played_after(sent: list[PoseFrame], since: int, pid: int) -> list[int]:
+    """The steps (frame // 4) shown to performer ``pid`` by the poses sent from index ``since`` on."""
+    return [round(f.time_s * 30) // 4 for f in sent[since:] if f.performer == pid]
+
+
+@pytest.mark.parametrize("lookahead", [0, 4])
+def test_the_first_step_played_after_a_control_was_made_under_it(lookahead: int) -> None:
+    rt, model, sent, before = _show(lookahead)
+    indian = genre_id("indian")
+    assert before > 0 and rt.stats.controls_applied == 1 and not rt.stats.control_errors
+    steps = _played_after(sent, before, 0)
+    assert len(steps) > 30
+    # every step that began to play after the control was made under it (only the one playing when it arrived,
+    # if any, finishes under the old genre)
+    begun = set(_played_after(sent[:before], 0, 0))
+    fresh = [s for s in steps if s not in begun]
+    assert steps[0] in begun or steps[0] == fresh[0]
+    assert all(model.made[(0, s)][-1] == indian for s in fresh)
+    if lookahead == 0:
+        assert rt.stats.control_replans == 0  # nothing was ahead: the next step is the first to play
+    else:
+        assert rt.stats.control_replans == 1
+        remade = sorted(s for (p, s), g in model.made.items() if p == 0 and len(g) > 1)
+        assert 1 <= len(remade) <= lookahead and remade[0] == fresh[0]
+        assert all(model.made[(0, s)] == [1, indian] for s in remade)  # made under salsa, remade under Indian
+        assert rt.stats.replanned_steps == len(remade)
+    # the other performer: every step made once, under its own genre; nothing discarded, nothing held
+    assert all(len(g) == 1 and g[0] == 1 for (p, _), g in model.made.items() if p == 1)
+    assert rt.stats.missed == 0 and rt.stats.replans == 0
+
+
+def test_without_the_replan_a_lookahead_delays_the_control() -> None:
+    """The same show with a model that cannot step some performers alone (no re-plan): the steps generated
+    ahead play under the old genre first, which is what the re-plan removes."""
+    rt, model, sent, before = _show(4, step_some=False)
+    begun = set(_played_after(sent[:before], 0, 0))
+    fresh = [s for s in _played_after(sent, before, 0) if s not in begun]
+    assert model.made[(0, fresh[0])] == [1]  # still salsa: the control waited for the look-ahead to play out
+    assert rt.stats.control_replans == 0 and rt.stats.controls_applied == 1
+
+
+def test_a_control_with_nothing_queued_applies_without_a_replan() -> None:
+    """A control before any audio (nothing generated) or at lookahead 0 re-plans nothing and never fails."""
+    rt, model, sent, _ = _show(4, control_at_s=None, early_control=True, seconds=1.5)
+    assert rt.stats.controls_applied == 1 and not rt.stats.control_errors and rt.stats.control_replans == 0
+    assert model.made[(0, 0)] == [genre_id("indian")] and model.made[(1, 0)] == [1]
+    assert len(sent) > 0 and rt.stats.missed == 0
+
+
+def test_only_controls_that_change_the_dance_ask_for_a_replan() -> None:
+    from engine.runtime.controls import ControlDesk
+
+    gen = _generator(performers=2)
+    desk = ControlDesk(gen, lambda pid, v: None, lambda pid: gen.idle_pose())
+
+    def asks(*msgs: tuple[str, int, Any]) -> list[int]:
+        return desk.reshaped([ControlMessage(0, 0, kind=k, performer=p, value=v) for k, p, v in msgs])
+
+    assert asks(("genre", 0, "salsa")) == []  # already salsa
+    assert asks(("genre", 1, "modern")) == [1]
+    assert asks(("genre", -1, "modern")) == [0, 1]
+    assert asks(("intensity", 0, 0.5), ("energy", 1, 0.5)) == []  # the playout's blend (no energy input here)
+    assert asks(("text", 0, None)) == []  # no text to clear
+    assert asks(("text", 1, np.ones(384, np.float32))) == [1]
+    assert asks(("keyframe", 1, {"frames_ahead": 8}), ("reset", 0, None)) == [0, 1]
+    assert asks(("genre", 7, "modern")) == []  # an unknown performer (refused at submit anyway)
+    replanned: list[list[int]] = []
+    desk.submit(ControlMessage(0, 0, kind="genre", performer=1, value="modern"))
+    desk.apply(replanned.append)
+    assert replanned == [[1]] and gen.controls(1).genre == genre_id("modern")
+    desk.submit(ControlMessage(0, 0, kind="genre", performer=1, value="modern"))
+    desk.apply(replanned.append)
+    assert replanned == [[1]]  # the same genre again: nothing to re-plan
