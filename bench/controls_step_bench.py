@@ -10,7 +10,13 @@ beat guidance and genre guidance) built three times and stepped alternately over
 * ``three rows``: the same with a separate text scale (``--text-guidance``; a genre-only row per performer with
   a text, stepped in the same batch);
 * ``switch``: the two-row generator whose performers all switch genre every 8th step: that step rewrites every
-  performer's cached history (one batched forward over the window per performer) before stepping.
+  performer's cached history (one batched forward over the window per performer) before stepping;
+* ``replan``: the two-row generator where performer 0 alone switches genre every 8th step under a lookahead of
+  ``--lookahead`` steps, as the runtime re-plans it: its ``L`` generated-but-unplayed steps are rewound and remade
+  at once under the new genre (``step(cond, [0])``, the first rewriting its history), then the step of everyone;
+  the whole control step is timed;
+* ``no_keep``: the two-row generator without the per-step state kept for exact rewinds (decoder histories, the
+  staging's state; ``REWIND_STEPS``), to measure what keeping it costs every step.
 
 Medians (and p99) of wall clock and of the stepping thread's CPU time per step, from one run
 (``controls_step.{md,json}``).
@@ -33,8 +39,9 @@ from bench.latency_args import REPORT_DIR
 SWITCH_EVERY = 8
 
 
-def step_cost(model: Path | None, performers: int, cond: np.ndarray, text_scale: float) -> dict[str, Any]:
-    """Per-step wall / CPU times of the three generators (see the module doc), stepped alternately."""
+def step_cost(model: Path | None, performers: int, cond: np.ndarray, text_scale: float,
+              lookahead: int = 4) -> dict[str, Any]:
+    """Per-step wall / CPU times of the generators (see the module doc), stepped alternately."""
     from engine.runtime.assemble import ModelSpec, build_model
 
     prompt = "energetic, arms high"
@@ -43,44 +50,66 @@ def step_cost(model: Path | None, performers: int, cond: np.ndarray, text_scale:
         "three_rows": build_model(ModelSpec(model=model, performers=performers, text=prompt,
                                             text_guidance=text_scale)),
         "switch": build_model(ModelSpec(model=model, performers=performers, text=prompt)),
+        "replan": build_model(ModelSpec(model=model, performers=performers, text=prompt)),
+        "no_keep": build_model(ModelSpec(model=model, performers=performers, text=prompt)),
     }
+    nk = gens["no_keep"]
+    nk.inner.decoder.snapshots = 0  # StreamingDecoder.save is a no-op without snapshots
+    nk.stager.save = lambda pids, steps: None  # and the staging keeps nothing
     if gens["two_rows"].inner.genre_guidance is None:
         raise SystemExit("the model card has no genre guidance: nothing to measure (pass a model with it)")
     warm = 8
     wall: dict[str, list[float]] = {k: [] for k in gens}
     cpu: dict[str, list[float]] = {k: [] for k in gens}
     switch_wall: list[float] = []
+    replan_wall: list[float] = []
+    replan_cpu: list[float] = []
     genres = (1, 11, 12)  # salsa, indian, modern
     keys = list(gens)
     for t, row in enumerate(cond):
-        for k in keys[t % 3:] + keys[: t % 3]:
+        for k in keys[t % len(keys):] + keys[: t % len(keys)]:
             g = gens[k]
-            is_switch = k == "switch" and t >= warm and t % SWITCH_EVERY == 0
-            if is_switch:
+            due = t >= max(warm, lookahead) and t % SWITCH_EVERY == 0
+            if due and k == "switch":
                 for pid in g.performer_ids():
                     g.inner.get(pid).controls.genre = genres[(t // SWITCH_EVERY) % 3]
             c0 = time.thread_time_ns()
             t0 = time.perf_counter_ns()
+            if due and k == "replan":  # the runtime's control re-plan of performer 0, then the step of everyone
+                g.rewind(0, lookahead)
+                g.inner.get(0).controls.genre = genres[(t // SWITCH_EVERY) % 3]
+                for s in range(t - lookahead, t):
+                    g.step(cond[s], [0])
             g.step(row)
             ms = (time.perf_counter_ns() - t0) / 1e6
             if t >= warm:
-                if is_switch:
+                if due and k == "switch":
                     switch_wall.append(ms)
-                elif k != "switch":
+                elif due and k == "replan":
+                    replan_wall.append(ms)
+                    replan_cpu.append((time.thread_time_ns() - c0) / 1e6)
+                elif k not in ("switch", "replan"):
                     wall[k].append(ms)
                     cpu[k].append((time.thread_time_ns() - c0) / 1e6)
     out: dict[str, Any] = {"performers": performers, "text_scale": text_scale, "steps": len(wall["two_rows"]),
                            "backend": gens["two_rows"].inner.backend.name,
                            "genre_scale": gens["two_rows"].inner.genre_guidance,
                            "rewrites": gens["switch"].inner.rewrites, "switch_steps": len(switch_wall)}
-    for k in ("two_rows", "three_rows"):
+    for k in ("two_rows", "three_rows", "no_keep"):
         out[f"{k}_ms_p50"] = float(np.median(wall[k]))
         out[f"{k}_ms_p99"] = float(np.percentile(wall[k], 99))
         out[f"{k}_cpu_ms_p50"] = float(np.median(cpu[k]))
     out["switch_step_ms_p50"] = float(np.median(switch_wall))
     out["switch_step_ms_max"] = float(np.max(switch_wall))
+    out["lookahead"] = lookahead
+    out["replan_steps"] = len(replan_wall)
+    out["replan_step_ms_p50"] = float(np.median(replan_wall))
+    out["replan_step_ms_max"] = float(np.max(replan_wall))
+    out["replan_step_cpu_ms_p50"] = float(np.median(replan_cpu))
     out["ratio_three_two"] = out["three_rows_ms_p50"] / out["two_rows_ms_p50"]
     out["ratio_switch_two"] = out["switch_step_ms_p50"] / out["two_rows_ms_p50"]
+    out["ratio_replan_two"] = out["replan_step_ms_p50"] / out["two_rows_ms_p50"]
+    out["ratio_keep_cpu"] = out["two_rows_cpu_ms_p50"] / out["no_keep_cpu_ms_p50"]
     return out
 
 
@@ -90,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--performers", default="1,8")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--text-guidance", type=float, default=12.0, help="the three-row generator's text scale")
+    ap.add_argument("--lookahead", type=int, default=4, help="steps the replan generator remakes per control")
     ap.add_argument("--note", default="", help="a line for the report (what else ran on the machine)")
     ap.add_argument("--out", type=Path, default=REPORT_DIR)
     args = ap.parse_args(argv)
@@ -99,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     cond = _conditions(args.seconds)
     rows = []
     for n in (int(x) for x in args.performers.split(",")):
-        rows.append(step_cost(args.model, n, cond, args.text_guidance))
+        rows.append(step_cost(args.model, n, cond, args.text_guidance, args.lookahead))
         print(json.dumps(rows[-1]), flush=True)
     load = os.getloadavg()
     report = {"machine": _machine(), "load_average_after": load, "token_ms": TOKEN_MS, "note": args.note,
@@ -108,13 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "controls_step.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Controls: live generator step cost", "",
              f"`python -m bench.controls_step_bench --model {report['model']} --performers {args.performers} "
-             f"--seconds {args.seconds:g} --text-guidance {args.text_guidance:g}`. Machine: {report['machine']}; "
+             f"--seconds {args.seconds:g} --text-guidance {args.text_guidance:g} --lookahead {args.lookahead}`. "
+             f"Machine: {report['machine']}; "
              f"load average after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. The runtime's generator "
              f"(backend `{rows[0]['backend']}`, onnxruntime streaming decoder, 1 thread, the card's beat guidance and "
              f"genre guidance {rows[0]['genre_scale']:g}), every performer with a text, {len(cond)} tokens of a "
-             f"synthetic 100 BPM track; the three generators stepped alternately in one run. A token lasts "
+             f"synthetic 100 BPM track; the five generators stepped alternately in one run. A token lasts "
              f"{TOKEN_MS:.0f} ms. Wall p50 / p99 ms, thread CPU p50 ms. Switch: every performer's genre changed "
-             f"every {SWITCH_EVERY}th step (its history rewritten before that step).",
+             f"every {SWITCH_EVERY}th step (its history rewritten before that step). Re-plan: performer 0's genre "
+             f"changed every {SWITCH_EVERY}th step under lookahead {args.lookahead}: its {args.lookahead} unplayed "
+             f"steps rewound and remade alone, then everyone's step (the runtime's control re-plan; the whole "
+             f"control step timed). No keep: the same two-row generator without the state kept per step for exact "
+             f"rewinds.",
              *([args.note] if args.note else []), "",
              "| performers | two rows: wall p50 / p99 | CPU p50 | three rows (text scale): wall p50 / p99 | CPU p50 | "
              "ratio three / two | switch step: wall p50 / max | ratio switch / two |",
@@ -124,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['two_rows_cpu_ms_p50']:.2f} | {r['three_rows_ms_p50']:.2f} / {r['three_rows_ms_p99']:.2f} | "
                      f"{r['three_rows_cpu_ms_p50']:.2f} | {r['ratio_three_two']:.2f} | "
                      f"{r['switch_step_ms_p50']:.2f} / {r['switch_step_ms_max']:.2f} | {r['ratio_switch_two']:.2f} |")
+    lines += ["", "| performers | control re-plan step (lookahead " + str(args.lookahead) + "): wall p50 / max | "
+              "CPU p50 | ratio re-plan / two rows | two rows without the kept state: CPU p50 | ratio CPU kept / not |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['performers']} | {r['replan_step_ms_p50']:.2f} / {r['replan_step_ms_max']:.2f} | "
+                     f"{r['replan_step_cpu_ms_p50']:.2f} | {r['ratio_replan_two']:.2f} | "
+                     f"{r['no_keep_cpu_ms_p50']:.2f} | {r['ratio_keep_cpu']:.3f} |")
     (args.out / "controls_step.md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -349,9 +349,17 @@ class DanceRuntime:
         step, None when nothing was ahead.
 
         A tempo re-plan (None) blends the playout over the seam; a control re-plan of a model that keeps its state
-        for the rewind (``REWIND_STEPS``) continues the kept frames exactly and needs no blend."""
+        for the rewind (``REWIND_STEPS``) continues the kept frames exactly and needs no blend. A control re-plan
+        also keeps a step that begins to play before it could be remade (within two step times, in real time):
+        remaking it would hold the pose instead."""
         with self._lock:
             first = self.sched.first_unplayed(self._pos(self._tick))
+            if pids is not None and self.cfg.realtime and self.audio.started and self._delay_ns is not None:
+                ready = self.clock.monotonic_ns() + self._remake_ns()
+                lead = self._delay_ns - int(self.cfg.output_offset_ms * 1e6)
+                n = self.model.frames_per_step
+                while first < self.sched.next_step and self.audio.time_ns(float(n * first)) + lead < ready:
+                    first += 1
             k = self.sched.next_step - first
             if k <= 0:
                 return None
@@ -369,6 +377,12 @@ class DanceRuntime:
             kept = last >= 0 and bool(ok[r])
             self.model.rewind(pid, k, np.array([root[r, 0], root[r, 2]]) if kept else None)
         return first
+
+    def _remake_ns(self) -> int:
+        """Time to allow before a remade step is needed: two step times (the history rewrite and the step), from
+        the p99 of the newest steps (or of the calibration)."""
+        recent = list(self.stats.step_ms)[-64:] or self.stats.calibration_ms
+        return int(2e6 * float(np.percentile(recent, 99))) if recent else 0
 
     # ---------------------------------------------------------------------------------------- playout side
 

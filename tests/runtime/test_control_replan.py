@@ -20,42 +20,59 @@ from engine.frames import ENGINE_SAMPLE_RATE, AudioBlock, ControlMessage, PoseFr
 from engine.models.conditioning import genre_id
 from engine.runtime.runtime import DanceRuntime, RuntimeConfig
 from tests.runtime.test_runtime import _generator, _music
-from tests.runtime.test_steady_playout import _play_until
+from tests.runtime.test_steady_playout import SLICE_NS, _play_until
 
 SR = ENGINE_SAMPLE_RATE
 BLOCK = 512
 
 
 class _Recorded:
-    """The real generator; records the genre each (performer, step) was generated under, every time it was."""
+    """The real generator; records the genre each (performer, step) was generated under, every time it was. With
+    ``step_ms`` each step costs that much time on the fake clock, during which the playout emits what is due."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, clock: FakeClock, step_ms: float = 0.0) -> None:
         self._model = model
+        self._clock = clock
+        self._step_ns = int(step_ms * 1e6)
+        self.runtime: DanceRuntime | None = None
         self.made: dict[tuple[int, int], list[int]] = {}
+        self.sent: list[PoseFrame] = []
+        self.applied: int | None = None  # poses sent when performer 0's genre was first seen changed (applied)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
 
     def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> Any:
+        if self.applied is None and self._model.controls(0).genre != 1:
+            self.applied = len(self.sent)
         out = self._model.step(cond) if pids is None else self._model.step(cond, pids)
         for sf in out:
             self.made.setdefault((sf.pid, sf.step), []).append(self._model.controls(sf.pid).genre)
+        end = self._clock.monotonic_ns() + self._step_ns
+        while self._clock.monotonic_ns() < end:
+            _play_until(self.runtime, self._clock, min(end, self._clock.monotonic_ns() + SLICE_NS))
+            self._clock.sleep_until_ns(min(end, self._clock.monotonic_ns() + SLICE_NS))
         return out
 
 
 def _show(lookahead: int, control_at_s: float | None = 2.0, early_control: bool = False, seconds: float = 4.0,
-          step_some: bool = True) -> tuple[DanceRuntime, _Recorded, list[PoseFrame], int]:
+          step_some: bool = True, step_ms: float = 0.0) -> tuple[DanceRuntime, _Recorded, list[PoseFrame], int]:
     """Two performers dance ``seconds`` of clicks in real time on the fake clock; at ``control_at_s`` performer 0
     is switched to Indian. Returns the runtime, the model, every pose sent, and how many were sent before the
     control was submitted."""
     clock = FakeClock(start_ns=10_000_000_000)
     gen = _generator(performers=2)
     gen.capabilities = replace(gen.capabilities, step_some=step_some)
-    model = _Recorded(gen)
-    sent: list[PoseFrame] = []
+    model = _Recorded(gen, clock, step_ms)
+    sent = model.sent
     rt = DanceRuntime(model, MusicAnalyzer(), sinks=[sent.append],  # type: ignore[arg-type]
-                      config=RuntimeConfig(realtime=True, lookahead_tokens=lookahead, delay_ms=30.0,
+                      config=RuntimeConfig(realtime=True, lookahead_tokens=lookahead,
+                                           delay_ms=None if step_ms else 30.0, calibration_steps=8,
                                            max_warp_rate=0.0), clock=clock)
+    if step_ms:  # D from the timed steps (0 with lookahead: the steps are generated early enough)
+        rt.calibrate()
+        model.made.clear()
+    model.runtime = rt
     if early_control:  # before any audio: nothing is generated, nothing to re-plan
         rt.submit_control(ControlMessage(0, 0, kind="genre", performer=0, value="indian"))
     x = _music(seconds, silence_s=0.0)
@@ -74,8 +91,9 @@ def _show(lookahead: int, control_at_s: float | None = 2.0, early_control: bool 
 
 
 def _played_after(sent: list[PoseFrame], since: int, pid: int) -> list[int]:
-    """The steps (frame // 4) shown to performer ``pid`` by the poses sent from index ``since`` on."""
-    return [round(f.time_s * 30) // 4 for f in sent[since:] if f.performer == pid]
+    """The steps (frame // 4) shown to performer ``pid`` by the poses sent from index ``since`` on, in order, each
+    once."""
+    return list(dict.fromkeys(round(f.time_s * 30) // 4 for f in sent[since:] if f.performer == pid))
 
 
 @pytest.mark.parametrize("lookahead", [0, 4])
@@ -84,7 +102,7 @@ def test_the_first_step_played_after_a_control_was_made_under_it(lookahead: int)
     indian = genre_id("indian")
     assert before > 0 and rt.stats.controls_applied == 1 and not rt.stats.control_errors
     steps = _played_after(sent, before, 0)
-    assert len(steps) > 30
+    assert len(steps) > 8
     # every step that began to play after the control was made under it (only the one playing when it arrived,
     # if any, finishes under the old genre)
     begun = set(_played_after(sent[:before], 0, 0))
@@ -102,6 +120,23 @@ def test_the_first_step_played_after_a_control_was_made_under_it(lookahead: int)
     # the other performer: every step made once, under its own genre; nothing discarded, nothing held
     assert all(len(g) == 1 and g[0] == 1 for (p, _), g in model.made.items() if p == 1)
     assert rt.stats.missed == 0 and rt.stats.replans == 0
+
+
+def test_a_replan_holds_nothing_the_show_would_not_hold() -> None:
+    """Slow steps (120 ms of a 133 ms token) and lookahead 4, so D = 0: the re-plan keeps a step that begins to
+    play before it could be remade (two step times), so it holds no frame more than the same show without the
+    control, and the control shows from the step after that at the latest."""
+    base, _, _, _ = _show(4, control_at_s=None, step_ms=120.0, seconds=3.0)
+    rt, model, sent, before = _show(4, step_ms=120.0, seconds=3.0)
+    assert rt.stats.delay is not None and rt.stats.delay.delay_ns == 0
+    indian = genre_id("indian")
+    assert model.applied is not None and model.applied >= before
+    begun = set(_played_after(sent[: model.applied], 0, 0))  # (the control applies at the next step that is due)
+    fresh = [s for s in _played_after(sent, model.applied, 0) if s not in begun]
+    remade = sorted(s for (p, s), g in model.made.items() if p == 0 and len(g) > 1)
+    assert rt.stats.control_replans == 1 and 1 <= len(remade) <= 3  # one step kept: it begins too soon
+    assert all(model.made[(0, s)][-1] == indian for s in fresh[1:])
+    assert rt.stats.missed == base.stats.missed
 
 
 def test_without_the_replan_a_lookahead_delays_the_control() -> None:
