@@ -7,7 +7,9 @@ difference between its two dances is the control's doing. Per control:
 
 * **energy** (0, 0.25, 0.5, 0.75, 1): mean root-relative joint speed per level (goal: monotonic); a pair is
   (0, 1), a success when level 1 moves faster. Beside it, real motion's own FID cost of energy: the held-out
-  takes' pieces by speed tercile (:func:`real_by_energy`).
+  takes' pieces by speed tercile (:func:`real_by_energy`); and each level's FID_k against the held-out real
+  pieces of its own energy tercile within each style (:func:`energy_tercile`, :func:`tercile_pieces`): is a
+  fast dance far from real motion, or only from the average of it?
 * **text**, per attribute, opposite prompts (``captions.EVAL_PROMPTS``, trained phrasings, and
   ``captions.HELD_OUT_PROMPTS``, paraphrases no caption contains): the attribute the prompt names, measured
   as captions were made (``captions.clip_attributes``); a success when the asked-for-high dance measures higher
@@ -140,6 +142,49 @@ def fid_k(dances: list[np.ndarray], ref: tuple[np.ndarray, np.ndarray]) -> float
     return M.frechet_distance(a, b)
 
 
+def energy_tercile(level: float) -> str:
+    """The real energy tercile an energy level asks for: the training label is the window's speed percentile
+    within its style (``captions.energy_percentile``), so levels below 1/3 are the slowest third (0, 0.25: low),
+    below 2/3 the middle (0.5: mid), the rest the fastest third (0.75, 1: high)."""
+    return ("low", "mid", "high")[min(2, max(0, int(level * 3)))]
+
+
+def tercile_pieces(pieces: list[np.ndarray], styles: list[str]) -> dict[str, list[np.ndarray]]:
+    """Real pieces [T, J, 3] split into mean joint speed terciles *within each style* (as the energy label):
+    {"low", "mid", "high", "all"} -> pieces. A style with fewer than 3 pieces counts in "all" only."""
+    out: dict[str, list[np.ndarray]] = {"low": [], "mid": [], "high": [], "all": list(pieces)}
+    for st in sorted(set(styles)):
+        mine = [p for p, s in zip(pieces, styles, strict=True) if s == st]
+        if len(mine) < 3:
+            continue
+        o = np.argsort([mean_speed(p) for p in mine], kind="stable")
+        k = len(o) // 3
+        for name, idx in (("low", o[:k]), ("mid", o[k : len(o) - k]), ("high", o[len(o) - k :])):
+            out[name] += [mine[i] for i in idx]
+    return out
+
+
+def held_out_pieces(val: list[Sequence], seconds: float) -> tuple[list[np.ndarray], list[str]]:
+    """The held-out takes cut into ``seconds`` pieces every 4 s (joint positions) and each piece's style."""
+    n = int(seconds * MODEL_FPS)
+    pieces: list[np.ndarray] = []
+    styles: list[str] = []
+    for s in val:
+        p = points(s.upper, s.lower)
+        cut = [p[a : a + n] for a in range(0, len(p) - n + 1, 4 * MODEL_FPS)]
+        pieces += cut
+        styles += [style_of_sequence(s)] * len(cut)
+    return pieces, styles
+
+
+def _reference(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Segment features of real pieces as an FID reference (None: too few segments)."""
+    if not pieces:
+        return None
+    k, _ = M.segment_features(pieces, MODEL_FPS)
+    return (k, k) if len(k) >= 2 else None
+
+
 def _clips(val: list[Sequence], pairs: int, seconds: float) -> list[tuple[Sequence, np.ndarray, str, int]]:
     """(clip, conditioning rows, its style, seed) for each pair: the validation clips in turn, seed = pair.
 
@@ -214,6 +259,7 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
             "success": float(np.mean(diff > 0)), "effect_d": paired_d(diff),
             "fid_k": {str(e): fid_k([d.pos for d in levels[e]], ref) for e in ENERGY_LEVELS},
             "real_by_energy": real_by_energy(val, ref, seconds),
+            **_matching_tercile(val, seconds, levels, base),
             "per_style_speed_ms": {st: [float(np.mean([mean_speed(d.pos) for d, (_, _, s2, _) in
                                                        zip(levels[e], clips, strict=True) if s2 == st]))
                                         for e in ENERGY_LEVELS] for st in sorted({c[2] for c in clips})},
@@ -239,6 +285,24 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
     if "genre" in parts and caps.n_genres > max(genre_id(g) for g in ("salsa", "indian", "modern")):
         out["genre_switch"] = _genre_switch(r, clips, reference, val, base, say)
     return out
+
+
+def _matching_tercile(val: list[Sequence], seconds: float, levels: dict[float, list[Dance]],
+                      base: list[Dance]) -> dict[str, Any]:
+    """Each energy level's FID_k against the held-out real pieces of its energy tercile (within each style), and
+    the uncontrolled dances' against all held-out pieces (the same kind of reference, for scale)."""
+    pieces, styles = held_out_pieces(val, seconds)
+    terc = tercile_pieces(pieces, styles)
+    refs = {name: _reference(ps) for name, ps in terc.items()}
+    fid: dict[str, float] = {}
+    for e in ENERGY_LEVELS:
+        r = refs[energy_tercile(e)]
+        fid[str(e)] = fid_k([d.pos for d in levels[e]], r) if r is not None else float("nan")
+    r_all = refs["all"]
+    return {"fid_k_matching": fid, "tercile_of_level": {str(e): energy_tercile(e) for e in ENERGY_LEVELS},
+            "held_out_terciles": {name: {"pieces": len(ps), "speed_ms": float(np.mean([mean_speed(p) for p in ps]))
+                                         if ps else float("nan")} for name, ps in terc.items()},
+            "uncontrolled_fid_k_held_out": fid_k([d.pos for d in base], r_all) if r_all is not None else float("nan")}
 
 
 def real_by_energy(val: list[Sequence], ref: tuple[np.ndarray, np.ndarray],
@@ -404,11 +468,25 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
              f"FID bar: a control's FID_k within {FID_BAR}x the uncontrolled ({_f(FID_BAR * base, 1)}).", ""]
     if "energy" in res:
         e = res["energy"]
+        match = e.get("fid_k_matching")
         lines += ["## Energy (0..1, GPT conditioning)", "",
-                  "| level | mean joint speed m/s | FID_k | within bar |", "|---|---|---|---|"]
+                  "| level | mean joint speed m/s | FID_k | within bar |"
+                  + (" FID_k vs held-out real of its energy tercile |" if match else ""),
+                  "|---|---|---|---|" + ("---|" if match else "")]
         for lv, sp in zip(e["levels"], e["speed_ms"], strict=True):
             fk = e["fid_k"][str(lv)]
-            lines.append(f"| {lv} | {_f(sp, 3)} | {_f(fk, 1)} | {_f(bool(fk <= FID_BAR * base))} |")
+            extra = f" {_f(match[str(lv)], 1)} ({e['tercile_of_level'][str(lv)]}) |" if match else ""
+            lines.append(f"| {lv} | {_f(sp, 3)} | {_f(fk, 1)} | {_f(bool(fk <= FID_BAR * base))} |{extra}")
+        if match:
+            ht = e["held_out_terciles"]
+            lines += ["", "Last column: FID_k against the held-out real pieces of the energy tercile the level asks "
+                      f"for ({res['seconds']:.0f} s pieces every 4 s, speed terciles within each style, as the "
+                      "energy label is a percentile within the style; levels 0 and 0.25 -> low, 0.5 -> mid, 0.75 and "
+                      "1 -> high): " + "; ".join(f"{k} {ht[k]['pieces']} pieces, {_f(ht[k]['speed_ms'], 3)} m/s"
+                                                 for k in ("low", "mid", "high", "all"))
+                      + f". The uncontrolled dances against all held-out pieces: FID_k "
+                      f"{_f(e['uncontrolled_fid_k_held_out'], 1)} (the same kind of reference, for scale). Added "
+                      "information: the bar column is unchanged."]
         lines += ["", f"Monotonic: **{_f(e['monotonic'])}**; energy 1 faster than energy 0 in "
                   f"{_f(100 * e['success'], 0)} % of pairs, paired d = {_f(e['effect_d'])}. Per style (levels in "
                   "order): " + "; ".join(f"{st} " + ", ".join(_f(v, 3) for v in vs)

@@ -47,3 +47,48 @@ def test_the_report_has_a_row_per_control_and_judges_the_fid_bar(tmp_path: Path)
     write_controls_report(_result(), tmp_path)
     assert json.loads((tmp_path / "controls.json").read_text())["pairs"] == 4
     assert (tmp_path / "controls.png").stat().st_size > 1000
+
+
+def test_energy_levels_ask_for_the_tercile_of_the_training_label() -> None:
+    from engine.train.control_eval import energy_tercile
+
+    assert [energy_tercile(e) for e in (0.0, 0.25, 0.5, 0.75, 1.0)] == ["low", "low", "mid", "high", "high"]
+
+
+def _walk(scale: float, seed: int, frames: int = 360) -> np.ndarray:
+    """A random walk of 23 points [T, 23, 3], its speed set by ``scale`` (the root, point 0, stays put)."""
+    rng = np.random.default_rng(seed)
+    pos = np.cumsum(rng.normal(scale=scale / 30.0, size=(frames, 23, 3)), axis=0)
+    pos[:, 0] = 0.0
+    return pos
+
+
+def test_terciles_are_within_each_style_and_a_fast_dance_is_nearer_the_fast_third() -> None:
+    from engine.train.control_eval import _reference, fid_k, mean_speed, tercile_pieces
+
+    # salsa is slow, Indian fast: pooled terciles would put all of salsa low and all of Indian high
+    pieces = [_walk(s, i) for i, s in enumerate([0.2, 0.5, 1.0] * 3)] + [_walk(2 * s, 10 + i)
+                                                                          for i, s in enumerate([0.2, 0.5, 1.0] * 3)]
+    styles = ["salsa"] * 9 + ["indian"] * 9
+    terc = tercile_pieces(pieces, styles)
+    assert [len(terc[k]) for k in ("low", "mid", "high", "all")] == [6, 6, 6, 18]
+    for k, scale in (("low", 0.2), ("high", 1.0)):  # each style's own slowest / fastest third
+        assert sorted(round(mean_speed(p) / mean_speed(_walk(scale, 99)), 0) for p in terc[k]) == [1, 1, 1, 2, 2, 2]
+    assert tercile_pieces(pieces[:2], ["modern"] * 2)["low"] == []  # too few pieces to split: in "all" only
+    fast = [_walk(1.0, 50 + i) for i in range(3)] + [_walk(2.0, 60 + i) for i in range(3)]
+    ref_hi, ref_lo = _reference(terc["high"]), _reference(terc["low"])
+    assert ref_hi is not None and ref_lo is not None
+    assert fid_k(fast, ref_hi) < fid_k(fast, ref_lo)
+
+
+def test_the_energy_table_adds_the_matching_tercile_column() -> None:
+    res = _result()
+    res["energy"].update({"fid_k_matching": {"0.0": 30.0, "1.0": 50.0}, "tercile_of_level": {"0.0": "low",
+                                                                                             "1.0": "high"},
+                          "held_out_terciles": {k: {"pieces": 5, "speed_ms": 0.4} for k in
+                                                ("low", "mid", "high", "all")},
+                          "uncontrolled_fid_k_held_out": 42.0})
+    md = controls_markdown(res)
+    assert "| 1.0 | 0.700 | 70.0 | no | 50.0 (high) |" in md  # the bar column is unchanged
+    assert "| 0.0 | 0.300 | 45.0 | yes | 30.0 (low) |" in md
+    assert "all held-out pieces: FID_k 42.0" in md
