@@ -7,9 +7,10 @@ difference between its two dances is the control's doing. Per control:
 
 * **energy** (0, 0.25, 0.5, 0.75, 1): mean root-relative joint speed per level (goal: monotonic); a pair is
   (0, 1), a success when level 1 moves faster. Beside it, real motion's own FID cost of energy: the held-out
-  takes' pieces by speed tercile (:func:`real_by_energy`); and each level's FID_k against the held-out real
-  pieces of its own energy tercile within each style (:func:`energy_tercile`, :func:`tercile_pieces`): is a
-  fast dance far from real motion, or only from the average of it?
+  takes' pieces by speed tercile (:func:`real_by_energy`); and each level's FID_k against the real 4 s segments
+  of its own energy tercile within each style (:func:`energy_tercile`, :func:`tercile_pieces`), of the training
+  takes and of the held-out takes (with the latter's noise floor, :func:`half_split_fid`): is a fast dance far
+  from real motion, or only from the average of it?
 * **text**, per attribute, opposite prompts (``captions.EVAL_PROMPTS``, trained phrasings, and
   ``captions.HELD_OUT_PROMPTS``, paraphrases no caption contains): the attribute the prompt names, measured
   as captions were made (``captions.clip_attributes``); a success when the asked-for-high dance measures higher
@@ -48,7 +49,7 @@ from engine.skeleton import rotations as R
 from engine.train import captions as C
 from engine.train import metrics as M
 from engine.train.dataset import Sequence
-from engine.train.evaluate import points, style_of_sequence
+from engine.train.evaluate import points, style_of, style_of_sequence
 from engine.train.style_classifier import train_style_classifier, windows
 
 #: Energy levels measured.
@@ -150,8 +151,8 @@ def energy_tercile(level: float) -> str:
 
 
 def tercile_pieces(pieces: list[np.ndarray], styles: list[str]) -> dict[str, list[np.ndarray]]:
-    """Real pieces [T, J, 3] split into mean joint speed terciles *within each style* (as the energy label):
-    {"low", "mid", "high", "all"} -> pieces. A style with fewer than 3 pieces counts in "all" only."""
+    """Real pieces (or segments) [T, J, 3] split into mean joint speed terciles *within each style* (as the energy
+    label): {"low", "mid", "high", "all"} -> pieces. A style with fewer than 3 pieces counts in "all" only."""
     out: dict[str, list[np.ndarray]] = {"low": [], "mid": [], "high": [], "all": list(pieces)}
     for st in sorted(set(styles)):
         mine = [p for p, s in zip(pieces, styles, strict=True) if s == st]
@@ -164,17 +165,29 @@ def tercile_pieces(pieces: list[np.ndarray], styles: list[str]) -> dict[str, lis
     return out
 
 
-def held_out_pieces(val: list[Sequence], seconds: float) -> tuple[list[np.ndarray], list[str]]:
-    """The held-out takes cut into ``seconds`` pieces every 4 s (joint positions) and each piece's style."""
-    n = int(seconds * MODEL_FPS)
-    pieces: list[np.ndarray] = []
-    styles: list[str] = []
-    for s in val:
-        p = points(s.upper, s.lower)
-        cut = [p[a : a + n] for a in range(0, len(p) - n + 1, 4 * MODEL_FPS)]
-        pieces += cut
-        styles += [style_of_sequence(s)] * len(cut)
-    return pieces, styles
+def style_segments(clips: list[np.ndarray], styles: list[str]) -> tuple[list[np.ndarray], list[str]]:
+    """The 4 s segments FID is computed on (``metrics.segments``) of real clips [T, J, 3], with each one's style."""
+    segs: list[np.ndarray] = []
+    seg_styles: list[str] = []
+    for c, st in zip(clips, styles, strict=True):
+        cut = M.segments(c, MODEL_FPS)
+        segs += cut
+        seg_styles += [st] * len(cut)
+    return segs, seg_styles
+
+
+def half_split_fid(segs: list[np.ndarray], splits: int = 5, seed: int = 0) -> float:
+    """Noise floor of an FID against these real segments: the median FID_k between two random halves of them."""
+    if len(segs) < 8:
+        return float("nan")
+    k, _ = M.segment_features(segs, MODEL_FPS)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(splits):
+        perm = rng.permutation(len(k))
+        a, b = M.normalise_pair(k[perm[: len(k) // 2]], k[perm[len(k) // 2 :]])
+        out.append(M.frechet_distance(a, b))
+    return float(np.median(out))
 
 
 def _reference(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -259,7 +272,7 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
             "success": float(np.mean(diff > 0)), "effect_d": paired_d(diff),
             "fid_k": {str(e): fid_k([d.pos for d in levels[e]], ref) for e in ENERGY_LEVELS},
             "real_by_energy": real_by_energy(val, ref, seconds),
-            **_matching_tercile(val, seconds, levels, base),
+            **_matching_tercile(val, reference, ref_pos, levels, base),
             "per_style_speed_ms": {st: [float(np.mean([mean_speed(d.pos) for d, (_, _, s2, _) in
                                                        zip(levels[e], clips, strict=True) if s2 == st]))
                                         for e in ENERGY_LEVELS] for st in sorted({c[2] for c in clips})},
@@ -287,22 +300,29 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
     return out
 
 
-def _matching_tercile(val: list[Sequence], seconds: float, levels: dict[float, list[Dance]],
-                      base: list[Dance]) -> dict[str, Any]:
-    """Each energy level's FID_k against the held-out real pieces of its energy tercile (within each style), and
-    the uncontrolled dances' against all held-out pieces (the same kind of reference, for scale)."""
-    pieces, styles = held_out_pieces(val, seconds)
-    terc = tercile_pieces(pieces, styles)
-    refs = {name: _reference(ps) for name, ps in terc.items()}
-    fid: dict[str, float] = {}
-    for e in ENERGY_LEVELS:
-        r = refs[energy_tercile(e)]
-        fid[str(e)] = fid_k([d.pos for d in levels[e]], r) if r is not None else float("nan")
-    r_all = refs["all"]
-    return {"fid_k_matching": fid, "tercile_of_level": {str(e): energy_tercile(e) for e in ENERGY_LEVELS},
-            "held_out_terciles": {name: {"pieces": len(ps), "speed_ms": float(np.mean([mean_speed(p) for p in ps]))
-                                         if ps else float("nan")} for name, ps in terc.items()},
-            "uncontrolled_fid_k_held_out": fid_k([d.pos for d in base], r_all) if r_all is not None else float("nan")}
+def _matching_tercile(val: list[Sequence], reference: list[tuple[str, np.ndarray, np.ndarray]],
+                      ref_pos: list[np.ndarray], levels: dict[float, list[Dance]], base: list[Dance]) -> dict[str, Any]:
+    """Each energy level's FID_k against the real 4 s segments of its energy tercile (speed terciles within each
+    style): of the training takes (the reference of the FID column, restricted to the tercile) and of the held-out
+    takes (small: their noise floor, the FID between two random halves of each tercile, is reported beside)."""
+    out: dict[str, Any] = {"tercile_of_level": {str(e): energy_tercile(e) for e in ENERGY_LEVELS}}
+    sources = {"train": (ref_pos, [style_of(n) for n, _, _ in reference]),
+               "held_out": ([points(s.upper, s.lower) for s in val], [style_of_sequence(s) for s in val])}
+    for key, (clips, styles) in sources.items():
+        terc = tercile_pieces(*style_segments(clips, styles))
+        refs = {name: _reference(ps) for name, ps in terc.items()}
+        fid: dict[str, float] = {}
+        for e in ENERGY_LEVELS:
+            r = refs[energy_tercile(e)]
+            fid[str(e)] = fid_k([d.pos for d in levels[e]], r) if r is not None else float("nan")
+        out[f"fid_k_{key}_tercile"] = fid
+        out[f"{key}_terciles"] = {name: {"segments": len(ps), "speed_ms": float(np.mean([mean_speed(p) for p in ps]))
+                                         if ps else float("nan")} for name, ps in terc.items()}
+        if key == "held_out":
+            r_all = refs["all"]
+            out["held_out_noise_fid_k"] = {name: half_split_fid(terc[name]) for name in ("low", "mid", "high")}
+            out["uncontrolled_fid_k_held_out"] = fid_k([d.pos for d in base], r_all) if r_all else float("nan")
+    return out
 
 
 def real_by_energy(val: list[Sequence], ref: tuple[np.ndarray, np.ndarray],
@@ -468,25 +488,31 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
              f"FID bar: a control's FID_k within {FID_BAR}x the uncontrolled ({_f(FID_BAR * base, 1)}).", ""]
     if "energy" in res:
         e = res["energy"]
-        match = e.get("fid_k_matching")
+        tr, ho = e.get("fid_k_train_tercile"), e.get("fid_k_held_out_tercile")
+        extra_head = " FID_k vs training takes of its energy tercile | vs held-out takes of its tercile |" if tr else ""
         lines += ["## Energy (0..1, GPT conditioning)", "",
-                  "| level | mean joint speed m/s | FID_k | within bar |"
-                  + (" FID_k vs held-out real of its energy tercile |" if match else ""),
-                  "|---|---|---|---|" + ("---|" if match else "")]
+                  "| level | mean joint speed m/s | FID_k | within bar |" + extra_head,
+                  "|---|---|---|---|" + ("---|---|" if tr else "")]
         for lv, sp in zip(e["levels"], e["speed_ms"], strict=True):
             fk = e["fid_k"][str(lv)]
-            extra = f" {_f(match[str(lv)], 1)} ({e['tercile_of_level'][str(lv)]}) |" if match else ""
+            extra = (f" {_f(tr[str(lv)], 1)} ({e['tercile_of_level'][str(lv)]}) | {_f(ho[str(lv)], 1)} |"
+                     if tr and ho else "")
             lines.append(f"| {lv} | {_f(sp, 3)} | {_f(fk, 1)} | {_f(bool(fk <= FID_BAR * base))} |{extra}")
-        if match:
-            ht = e["held_out_terciles"]
-            lines += ["", "Last column: FID_k against the held-out real pieces of the energy tercile the level asks "
-                      f"for ({res['seconds']:.0f} s pieces every 4 s, speed terciles within each style, as the "
+        if tr and ho:
+            tt, ht, nz = e["train_terciles"], e["held_out_terciles"], e["held_out_noise_fid_k"]
+            lines += ["", "Last two columns (added information; the bar column is unchanged): FID_k against the real "
+                      "4 s segments of the energy tercile the level asks for (speed terciles within each style, as the "
                       "energy label is a percentile within the style; levels 0 and 0.25 -> low, 0.5 -> mid, 0.75 and "
-                      "1 -> high): " + "; ".join(f"{k} {ht[k]['pieces']} pieces, {_f(ht[k]['speed_ms'], 3)} m/s"
-                                                 for k in ("low", "mid", "high", "all"))
-                      + f". The uncontrolled dances against all held-out pieces: FID_k "
-                      f"{_f(e['uncontrolled_fid_k_held_out'], 1)} (the same kind of reference, for scale). Added "
-                      "information: the bar column is unchanged."]
+                      "1 -> high). Training takes: " + "; ".join(f"{k} {tt[k]['segments']} segments, "
+                                                                 f"{_f(tt[k]['speed_ms'], 3)} m/s"
+                                                                 for k in ("low", "mid", "high"))
+                      + ". Held-out takes: " + "; ".join(f"{k} {ht[k]['segments']} segments, "
+                                                        f"{_f(ht[k]['speed_ms'], 3)} m/s"
+                                                        for k in ("low", "mid", "high"))
+                      + "; so few that two random halves of one held-out tercile are themselves FID_k "
+                      + " / ".join(_f(nz[k], 1) for k in ("low", "mid", "high"))
+                      + " apart (low / mid / high): that column is mostly noise. The uncontrolled dances against all "
+                      f"held-out segments: FID_k {_f(e['uncontrolled_fid_k_held_out'], 1)}."]
         lines += ["", f"Monotonic: **{_f(e['monotonic'])}**; energy 1 faster than energy 0 in "
                   f"{_f(100 * e['success'], 0)} % of pairs, paired d = {_f(e['effect_d'])}. Per style (levels in "
                   "order): " + "; ".join(f"{st} " + ", ".join(_f(v, 3) for v in vs)

@@ -81,14 +81,23 @@ def test_terciles_are_within_each_style_and_a_fast_dance_is_nearer_the_fast_thir
     assert fid_k(fast, ref_hi) < fid_k(fast, ref_lo)
 
 
-def test_the_energy_table_adds_the_matching_tercile_column() -> None:
+def test_the_energy_table_adds_the_matching_tercile_columns() -> None:
     res = _result()
-    res["energy"].update({"fid_k_matching": {"0.0": 30.0, "1.0": 50.0}, "tercile_of_level": {"0.0": "low",
-                                                                                             "1.0": "high"},
-                          "held_out_terciles": {k: {"pieces": 5, "speed_ms": 0.4} for k in
-                                                ("low", "mid", "high", "all")},
+    terc = {k: {"segments": 5, "speed_ms": 0.4} for k in ("low", "mid", "high", "all")}
+    res["energy"].update({"fid_k_train_tercile": {"0.0": 30.0, "1.0": 50.0},
+                          "fid_k_held_out_tercile": {"0.0": 90.0, "1.0": 400.0},
+                          "tercile_of_level": {"0.0": "low", "1.0": "high"}, "train_terciles": terc,
+                          "held_out_terciles": terc, "held_out_noise_fid_k": {"low": 60.0, "mid": 70.0, "high": 80.0},
                           "uncontrolled_fid_k_held_out": 42.0})
     md = controls_markdown(res)
-    assert "| 1.0 | 0.700 | 70.0 | no | 50.0 (high) |" in md  # the bar column is unchanged
-    assert "| 0.0 | 0.300 | 45.0 | yes | 30.0 (low) |" in md
-    assert "all held-out pieces: FID_k 42.0" in md
+    assert "| 1.0 | 0.700 | 70.0 | no | 50.0 (high) | 400.0 |" in md  # the bar column is unchanged
+    assert "| 0.0 | 0.300 | 45.0 | yes | 30.0 (low) | 90.0 |" in md
+    assert "FID_k 60.0 / 70.0 / 80.0 apart" in md and "held-out segments: FID_k 42.0" in md
+
+
+def test_the_half_split_noise_floor_grows_as_the_segments_get_few() -> None:
+    from engine.train.control_eval import half_split_fid
+
+    alike = [_walk(0.5, i, frames=120) for i in range(300)]
+    assert half_split_fid(alike) * 3 < half_split_fid(alike[:24])  # 69 features: 12 a side is far too few
+    assert np.isnan(half_split_fid(alike[:4]))
