@@ -2,8 +2,9 @@
 
 ``python3 link_peer.py scenario OUT_DIR SECONDS -- ENGINE_ARGS...`` brings the namespace's loopback up, starts a
 second Link peer that reports the session (tempo and beat) every 50 ms into OUT_DIR/peer.jsonl, and runs
-``python3 -m engine ENGINE_ARGS`` beside it. Link discovers peers by multicast: never run this outside such a
-namespace.
+``python3 -m engine ENGINE_ARGS`` beside it; the peer reports until the engine has exited (so a slow engine start
+on a loaded machine does not outlast it), at most SECONDS. Link discovers peers by multicast: never run this
+outside such a namespace.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import signal
 import socket
 import struct
 import subprocess
@@ -29,14 +31,17 @@ def loopback_up() -> None:
 
 
 async def report(seconds: float) -> list[str]:
+    """The session every 50 ms until SIGTERM (the engine has exited), at most ``seconds``."""
     import aalink
 
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     link = aalink.Link(100.0)
     link.quantum = 4
     link.enabled = True
     end = time.monotonic() + seconds
     rows = []
-    while time.monotonic() < end:
+    while time.monotonic() < end and not stop.is_set():
         mono_ns = time.monotonic_ns()
         beat, tempo = link.beat, link.tempo
         rows.append(json.dumps({"mono_ns": mono_ns, "beat": beat, "tempo": tempo, "peers": link.num_peers}))
@@ -60,7 +65,8 @@ def main() -> int:
     peer = subprocess.Popen([sys.executable, __file__, "report", str(out / "peer.jsonl"), str(seconds)])
     engine = subprocess.run([sys.executable, "-m", "engine", *engine_args], capture_output=True, text=True)
     (out / "engine.log").write_text(engine.stdout + engine.stderr)
-    peer.wait(timeout=seconds + 30)
+    peer.terminate()  # the engine is done: the peer writes its report and exits
+    peer.wait(timeout=60)
     return engine.returncode or peer.returncode
 
 
