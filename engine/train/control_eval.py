@@ -304,7 +304,7 @@ def _matching_tercile(val: list[Sequence], reference: list[tuple[str, np.ndarray
                       ref_pos: list[np.ndarray], levels: dict[float, list[Dance]], base: list[Dance]) -> dict[str, Any]:
     """Each energy level's FID_k against the real 4 s segments of its energy tercile (speed terciles within each
     style): of the training takes (the reference of the FID column, restricted to the tercile) and of the held-out
-    takes (small: their noise floor, the FID between two random halves of each tercile, is reported beside)."""
+    takes (few; each tercile's noise floor, the FID between two random halves of it, is reported beside)."""
     out: dict[str, Any] = {"tercile_of_level": {str(e): energy_tercile(e) for e in ENERGY_LEVELS}}
     sources = {"train": (ref_pos, [style_of(n) for n, _, _ in reference]),
                "held_out": ([points(s.upper, s.lower) for s in val], [style_of_sequence(s) for s in val])}
@@ -318,9 +318,9 @@ def _matching_tercile(val: list[Sequence], reference: list[tuple[str, np.ndarray
         out[f"fid_k_{key}_tercile"] = fid
         out[f"{key}_terciles"] = {name: {"segments": len(ps), "speed_ms": float(np.mean([mean_speed(p) for p in ps]))
                                          if ps else float("nan")} for name, ps in terc.items()}
+        out[f"{key}_noise_fid_k"] = {name: half_split_fid(terc[name]) for name in ("low", "mid", "high")}
         if key == "held_out":
             r_all = refs["all"]
-            out["held_out_noise_fid_k"] = {name: half_split_fid(terc[name]) for name in ("low", "mid", "high")}
             out["uncontrolled_fid_k_held_out"] = fid_k([d.pos for d in base], r_all) if r_all else float("nan")
     return out
 
@@ -500,12 +500,16 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
             lines.append(f"| {lv} | {_f(sp, 3)} | {_f(fk, 1)} | {_f(bool(fk <= FID_BAR * base))} |{extra}")
         if tr and ho:
             tt, ht, nz = e["train_terciles"], e["held_out_terciles"], e["held_out_noise_fid_k"]
+            nt = e.get("train_noise_fid_k", {})
             lines += ["", "Last two columns (added information; the bar column is unchanged): FID_k against the real "
                       "4 s segments of the energy tercile the level asks for (speed terciles within each style, as the "
                       "energy label is a percentile within the style; levels 0 and 0.25 -> low, 0.5 -> mid, 0.75 and "
                       "1 -> high). Training takes: " + "; ".join(f"{k} {tt[k]['segments']} segments, "
                                                                  f"{_f(tt[k]['speed_ms'], 3)} m/s"
                                                                  for k in ("low", "mid", "high"))
+                      + (" (two random halves of one tercile are FID_k " + " / ".join(_f(nt[k], 1) for k in
+                                                                                      ("low", "mid", "high"))
+                         + " apart)" if nt else "")
                       + ". Held-out takes: " + "; ".join(f"{k} {ht[k]['segments']} segments, "
                                                         f"{_f(ht[k]['speed_ms'], 3)} m/s"
                                                         for k in ("low", "mid", "high"))

@@ -88,11 +88,13 @@ def test_the_energy_table_adds_the_matching_tercile_columns() -> None:
                           "fid_k_held_out_tercile": {"0.0": 90.0, "1.0": 400.0},
                           "tercile_of_level": {"0.0": "low", "1.0": "high"}, "train_terciles": terc,
                           "held_out_terciles": terc, "held_out_noise_fid_k": {"low": 60.0, "mid": 70.0, "high": 80.0},
+                          "train_noise_fid_k": {"low": 6.0, "mid": 7.0, "high": 8.0},
                           "uncontrolled_fid_k_held_out": 42.0})
     md = controls_markdown(res)
     assert "| 1.0 | 0.700 | 70.0 | no | 50.0 (high) | 400.0 |" in md  # the bar column is unchanged
     assert "| 0.0 | 0.300 | 45.0 | yes | 30.0 (low) | 90.0 |" in md
     assert "FID_k 60.0 / 70.0 / 80.0 apart" in md and "held-out segments: FID_k 42.0" in md
+    assert "FID_k 6.0 / 7.0 / 8.0 apart" in md
 
 
 def test_the_half_split_noise_floor_grows_as_the_segments_get_few() -> None:
