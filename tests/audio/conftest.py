@@ -24,7 +24,7 @@ def jack_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 15 * SCALE
+        deadline = time.monotonic() + 30 * SCALE
         while True:
             if proc.poll() is not None:
                 err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -32,7 +32,7 @@ def jack_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             if subprocess.run(["jack_lsp"], capture_output=True, timeout=10 * SCALE).returncode == 0:
                 break
             if time.monotonic() > deadline:
-                pytest.fail("jackd did not come up within 15 s")
+                pytest.fail(f"jackd did not come up within {30 * SCALE:g} s")
             time.sleep(0.2)
         yield name
     finally:

@@ -41,21 +41,32 @@ def jack_ports() -> list[str]:
 
 
 
-def start_metronome(bpm: int, into_port: str) -> subprocess.Popen[bytes]:
-    """Start ``jack_metro`` at ``bpm`` and connect it (alone) to ``into_port``."""
+def launch_metronome(bpm: int) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``jack_metro`` at ``bpm``, connected to nothing; returns the process and its output port."""
     name = f"gcmetro{uuid.uuid4().hex[:6]}"
     metro = subprocess.Popen(
         ["jack_metro", "-b", str(bpm), "-f", "880", "-D", "20", "-A", "0.5", "-n", name],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
-    deadline = time.monotonic() + 10 * SCALE
-    while not any(p.startswith(name + ":") for p in jack_ports()):
+    deadline = time.monotonic() + 30 * SCALE
+    while not (ports := [p for p in jack_ports() if p.startswith(name + ":")]):
         assert metro.poll() is None, "jack_metro exited"
         assert time.monotonic() < deadline, "jack_metro's port did not appear"
         time.sleep(0.1)
-    metro_port = next(p for p in jack_ports() if p.startswith(name + ":"))
+    return metro, ports[0]
+
+
+def plug(metro_port: str, into_port: str) -> None:
+    """Connect the metronome (alone) to ``into_port``."""
     # our input may be auto-connected to the (silent) dummy capture; take it off, plug the metronome in
     for cap in ("system:capture_1", "system:capture_2"):
         subprocess.run(["jack_disconnect", cap, into_port], capture_output=True, timeout=10 * SCALE)
     subprocess.run(["jack_connect", metro_port, into_port], check=True, timeout=10 * SCALE)
+
+
+def start_metronome(bpm: int, into_port: str) -> subprocess.Popen[bytes]:
+    """Start ``jack_metro`` at ``bpm`` and connect it (alone) to ``into_port``."""
+    metro, port = launch_metronome(bpm)
+    plug(port, into_port)
     return metro
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,20 +11,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from jackutil import SCALE, jack_ports, start_metronome, stop_process
+from jackutil import SCALE, jack_ports, launch_metronome, plug, stop_process
+
+from engine.frames import ENGINE_SAMPLE_RATE
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
+
+#: Seconds the metronome plays into `live` before it is stopped (Ctrl-C / SIGTERM), counted from when it was
+#: plugged in: starting `live` and plugging in take a while on a loaded machine, so time is not counted from
+#: the start of the input.
+CLICK_SECONDS = 10.0
 
 
 def test_live_command_dances_to_a_jack_input(jack_server: str, small_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "live.npz"
     bpm = 120
+    metro, metro_port = launch_metronome(bpm)  # started first: its start-up is not on the clock
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "live", "--hostapi", "JACK", "--samplerate", "48000", "--seconds", "10",
+        [sys.executable, "-m", "engine", "live", "--hostapi", "JACK", "--samplerate", "48000", "--seconds", "120",
          "--model", str(small_model), "--backend", "torch", "--record", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ),
     )
-    metro = None
     try:
         deadline = time.monotonic() + 60 * SCALE
         while not (ours := [p for p in jack_ports() if p.startswith("PortAudio") and ":in" in p]):
@@ -32,11 +40,12 @@ def test_live_command_dances_to_a_jack_input(jack_server: str, small_model: Path
                 pytest.fail(f"groovecast live exited early ({proc.returncode}): {out_text[-3000:]}")
             assert time.monotonic() < deadline, "groovecast live never opened its JACK input"
             time.sleep(0.2)
-        metro = start_metronome(bpm, ours[0])
+        plug(metro_port, ours[0])
+        time.sleep(CLICK_SECONDS)
+        proc.send_signal(signal.SIGTERM)  # ends like Ctrl-C: recording finished, summary printed, exit 0
         stdout, _ = proc.communicate(timeout=60 * SCALE)
     finally:
-        if metro is not None:
-            stop_process(metro)
+        stop_process(metro)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -45,16 +54,31 @@ def test_live_command_dances_to_a_jack_input(jack_server: str, small_model: Path
     assert "listening to" in text and "done:" in text
     rec = np.load(out)
     n = len(rec["frame_index"])
-    assert 270 <= n <= 310, n  # about 10 s at 30 fps
     assert np.all(np.diff(rec["frame_index"]) == 1)
-    late_bpm = rec["bpm"][rec["time_s"] > 6.0]
-    assert abs(float(np.median(late_bpm)) - bpm) < 1.5  # the runtime's tracker follows the live metronome
+    # 30 fps on the audio timeline: each frame shows the next 1/30 s, except frames held while the input was lost
+    # (the timeline stops): rare, but a loaded 2-core box can starve the audio thread for a moment
+    dt = np.diff(rec["time_s"])
+    assert np.allclose(dt[dt > 1e-9], 1.0 / 30.0, atol=1e-6)
+    assert np.mean(dt <= 1e-9) <= 0.05
+    # the metronome is heard from its first click (the input is silent until it is plugged in)
+    clicks = np.nonzero(rec["energy"] > 0.2)[0]
+    assert len(clicks), "the metronome was never heard"
+    onset_s = float(rec["time_s"][clicks[0]])
+    late = rec["time_s"] > onset_s + 6.0
+    assert late.sum() >= 60, f"{late.sum()} frames after 6 s of clicks"  # at least 2 s judged
+    assert abs(float(np.median(rec["bpm"][late])) - bpm) < 1.5  # the runtime's tracker follows the live metronome
     q = rec["rotations"]
-    assert np.allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-3)
+    assert n > 0 and np.allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-3)
     # it danced: the pose keeps changing once the metronome plays
     moving = np.abs(np.diff(q[-90:], axis=0)).max(axis=(1, 2))
     assert np.mean(moving > 1e-4) > 0.5
-    # Frames carry the capture time of the audio they were generated from. A token later than the playout's
-    # wait is held and counted as missed (it has no source yet): rare, but a 2-core CI box under load can
-    # produce one, so allow a few rather than none.
-    assert np.mean(rec["capture_ns"][-90:] > 0) >= 0.9
+    # Frames carry the provenance of the audio they were generated from: every frame that has a source (a frame
+    # whose step was not ready at its slot is held and has none) names audio from before it and not much older
+    # (lookahead 0: the step's music is at most a token and an audio block old), captured in order. How many frames
+    # are held is a real-time figure of the machine (bench/reports/latency.md), not asserted tightly here: a loaded
+    # 2-core box holds the first frame of every token for a while.
+    src = rec["capture_ns"] > 0
+    assert src.mean() >= 0.5, f"{src.mean():.2f} of the frames have a source"
+    lag_s = rec["time_s"][src] - rec["sample_index"][src] / ENGINE_SAMPLE_RATE
+    assert lag_s.min() > -0.05 and lag_s.max() < 0.3, (lag_s.min(), lag_s.max())
+    assert np.all(np.diff(rec["capture_ns"][src]) >= 0)
