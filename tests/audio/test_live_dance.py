@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,10 +16,10 @@ from engine.frames import ENGINE_SAMPLE_RATE
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
-#: Seconds the metronome plays into `live` before it is stopped (Ctrl-C / SIGTERM), counted from when it was
-#: plugged in: starting `live` and plugging in take a while on a loaded machine, so time is not counted from
-#: the start of the input.
-CLICK_SECONDS = 10.0
+#: Seconds of input `live` dances to (counted in audio samples, so a dummy driver that runs slow under load still
+#: delivers all of them). The metronome is plugged in as soon as the input exists, and the dance is judged from
+#: its first click heard, not from the start of the input: plugging in takes a while on a loaded machine.
+AUDIO_SECONDS = 16
 
 
 def test_live_command_dances_to_a_jack_input(jack_server: str, small_model: Path, tmp_path: Path) -> None:
@@ -28,7 +27,8 @@ def test_live_command_dances_to_a_jack_input(jack_server: str, small_model: Path
     bpm = 120
     metro, metro_port = launch_metronome(bpm)  # started first: its start-up is not on the clock
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "live", "--hostapi", "JACK", "--samplerate", "48000", "--seconds", "120",
+        [sys.executable, "-m", "engine", "live", "--hostapi", "JACK", "--samplerate", "48000",
+         "--seconds", str(AUDIO_SECONDS),
          "--model", str(small_model), "--backend", "torch", "--record", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ),
     )
@@ -41,9 +41,7 @@ def test_live_command_dances_to_a_jack_input(jack_server: str, small_model: Path
             assert time.monotonic() < deadline, "groovecast live never opened its JACK input"
             time.sleep(0.2)
         plug(metro_port, ours[0])
-        time.sleep(CLICK_SECONDS)
-        proc.send_signal(signal.SIGTERM)  # ends like Ctrl-C: recording finished, summary printed, exit 0
-        stdout, _ = proc.communicate(timeout=60 * SCALE)
+        stdout, _ = proc.communicate(timeout=(60 + 4 * AUDIO_SECONDS) * SCALE)
     finally:
         stop_process(metro)
         if proc.poll() is None:
@@ -65,7 +63,7 @@ def test_live_command_dances_to_a_jack_input(jack_server: str, small_model: Path
     assert len(clicks), "the metronome was never heard"
     onset_s = float(rec["time_s"][clicks[0]])
     late = rec["time_s"] > onset_s + 6.0
-    assert late.sum() >= 60, f"{late.sum()} frames after 6 s of clicks"  # at least 2 s judged
+    assert late.sum() >= 60, f"{late.sum()} frames after 6 s of clicks (first heard at {onset_s:.1f} s)"
     assert abs(float(np.median(rec["bpm"][late])) - bpm) < 1.5  # the runtime's tracker follows the live metronome
     q = rec["rotations"]
     assert n > 0 and np.allclose(np.linalg.norm(q, axis=-1), 1.0, atol=1e-3)

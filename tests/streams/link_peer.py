@@ -42,9 +42,11 @@ async def report(seconds: float) -> list[str]:
     end = time.monotonic() + seconds
     rows = []
     while time.monotonic() < end and not stop.is_set():
-        mono_ns = time.monotonic_ns()
-        beat, tempo = link.beat, link.tempo
-        rows.append(json.dumps({"mono_ns": mono_ns, "beat": beat, "tempo": tempo, "peers": link.num_peers}))
+        t0 = time.monotonic_ns()
+        beat = link.beat
+        t1 = time.monotonic_ns()  # when the read took long (the peer was preempted), its time is that uncertain
+        rows.append(json.dumps({"mono_ns": (t0 + t1) // 2, "read_ns": t1 - t0, "beat": beat, "tempo": link.tempo,
+                                "peers": link.num_peers}))
         await asyncio.sleep(0.05)
     link.enabled = False
     return rows

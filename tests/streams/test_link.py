@@ -91,9 +91,11 @@ def test_second_link_peer_follows_replay(cmu_take: Path, tmp_path: Path) -> None
     assert joined, "the peer never saw the engine"
     assert joined[0] <= cap[0] + int(5e9 * SCALE), f"discovery took {(joined[0] - cap[0]) / 1e9:.1f} s"
     t_from, t_to = max(cap[0] + int(2e9), joined[0] + int(1.5e9)), cap[-1]
-    judged = [s for s in samples if t_from <= s["mono_ns"] <= t_to]
-    assert len(judged) >= 40, f"{len(judged)} peer samples while the engine played"
-    assert all(s["peers"] >= 1 for s in judged)
+    played = [s for s in samples if t_from <= s["mono_ns"] <= t_to]
+    assert all(s["peers"] >= 1 for s in played)
+    # a sample is timed to within half its read: one whose read was preempted (a loaded machine) is not judged
+    judged = [s for s in played if s["read_ns"] < 2_000_000]
+    assert len(judged) >= 40, f"{len(judged)} peer samples while the engine played ({len(played)} read)"
     tempo_err = max(abs(s["tempo"] - bpm) for s in judged)
     phase_err_ms = []
     for s in judged:
