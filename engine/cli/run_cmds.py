@@ -267,6 +267,10 @@ def _report(stats: Any) -> None:
         line += f", step+decode p50 {np.percentile(steps, 50):.2f} ms p99 {np.percentile(steps, 99):.2f} ms"
     if stats.stalled_frames:
         line += f", {stats.stalled_frames} frames held while the input was lost"
+    if stats.control_replans:
+        ms = np.asarray(stats.control_replan_ms, dtype=np.float64)
+        line += (f", {stats.control_replans} control re-plans ({stats.replanned_steps} steps remade, "
+                 f"p50 {np.percentile(ms, 50):.1f} ms each)")
     if stats.pulses:
         lag = np.asarray(stats.pulse_lag_ns, dtype=np.float64) / 1e6
         line += (f", {stats.pulses} beat pulses (sent p50 {np.percentile(lag, 50):.2f} ms "

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from engine.cli import main
 
@@ -97,3 +98,15 @@ def test_play_and_generate_with_the_retrieval_model(tmp_path: Path) -> None:
     assert 144 <= json.loads(r.stdout.strip().splitlines()[-1])["frames"] <= 150
     r = _run("play", "--demo", "--fast", "--model", "retrieval", "--data", str(tmp_path / "none"))
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_the_play_summary_counts_control_replans(capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli.run_cmds import _report
+    from tests.runtime.test_control_replan import _show
+
+    rt, _, _, _ = _show(4, seconds=3.0)
+    _report(rt.stats)
+    assert f"1 control re-plans ({rt.stats.replanned_steps} steps remade" in capsys.readouterr().out
+    quiet, _, _, _ = _show(0, seconds=3.0)
+    _report(quiet.stats)
+    assert "re-plan" not in capsys.readouterr().out

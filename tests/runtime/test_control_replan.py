@@ -181,3 +181,4 @@ def test_only_controls_that_change_the_dance_ask_for_a_replan() -> None:
     desk.submit(ControlMessage(0, 0, kind="genre", performer=1, value="modern"))
     desk.apply(replanned.append)
     assert replanned == [[1]]  # the same genre again: nothing to re-plan
+
