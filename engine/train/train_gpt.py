@@ -93,6 +93,9 @@ class GPTTrainConfig:
     #: tracker predicts) instead of the live tracker's prediction: the GPT learns what "phase 0" means from
     #: beats that really are there, not from one tracker's errors (issue 10 item 7).
     true_phase: float = 0.0
+    #: Fine-tuning: a trained GPT's folder (``gpt.safetensors`` + ``gpt.json``) whose weights the new model
+    #: starts from, with a fresh optimizer and this config's schedule (see :func:`init_from_gpt`); "" = random.
+    init_from: str = ""
 
 
 @dataclass
@@ -358,6 +361,32 @@ def apply_cond_mask(model: CrossCondGPT, cfg: GPTTrainConfig) -> None:
         raise ValueError(f"cond_channels must be 'rhythm' or 'all', got {cfg.cond_channels!r}")
 
 
+def init_from_gpt(model: CrossCondGPT, source: Path) -> dict:
+    """Copy a trained GPT's weights (the folder ``source``) into ``model``, which must have the same shape,
+    except that a model with the energy entries (``text_dim = TEXT_DIM + ENERGY_DIMS``) may start from one
+    without them: the sentence columns of ``text_proj`` are copied and the energy columns zeroed, so the new
+    model computes exactly what the source does until training moves them. Dropout may differ. Any other
+    mismatch is a one-line ValueError; returns what was done (for the training report)."""
+    src_dir = Path(source)
+    try:
+        src = load_gpt(src_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValueError(f"init_from: {str(exc).splitlines()[0]}") from None
+    old, new = asdict(src.cfg), asdict(model.cfg)
+    widen = old["text_dim"] == TEXT_DIM and has_energy(new["text_dim"])
+    diff = [f"{k} {old[k]} -> {new[k]}" for k in new
+            if k != "dropout" and old[k] != new[k] and not (k == "text_dim" and widen)]
+    if diff:
+        raise ValueError(f"init_from {src_dir}: the GPT's shape differs ({', '.join(diff)}); only text_dim "
+                         f"{TEXT_DIM} -> {TEXT_DIM + ENERGY_DIMS} (adding the energy input) can be widened")
+    state = src.state_dict()
+    if widen:
+        w = state["text_proj.weight"]
+        state["text_proj.weight"] = torch.cat([w, torch.zeros(w.shape[0], ENERGY_DIMS, dtype=w.dtype)], dim=1)
+    model.load_state_dict(state)
+    return {"from": str(src_dir), "widened_text_dim": [old["text_dim"], new["text_dim"]] if widen else None}
+
+
 def train_gpt(
     train: list[TokenSequence],
     val: list[TokenSequence],
@@ -406,6 +435,14 @@ def train_gpt(
         if report_path.is_file():
             elapsed_before = float(json.loads(report_path.read_text()).get("train_seconds", 0.0))
         log.info("resumed at step %d", start)
+    init = None
+    if cfg.init_from and start == 0:
+        init = init_from_gpt(model, Path(cfg.init_from))
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+        if val:  # the starting point: equals the source's validation (same clean windows, no text or energy)
+            init["val_at_start"] = validation_loss(model, val, cfg, model_cfg, beat)
+        log.info("initialised from %s", json.dumps(init))
 
     def lr_at(s: int) -> float:
         return warmup_cosine_lr(s, cfg.lr, cfg.lr_final, cfg.warmup, cfg.steps)
@@ -422,6 +459,8 @@ def train_gpt(
             "train_tokens": int(sum(len(d.up) for d in train)), "history": history, "val_history": val_hist,
             "train_config": asdict(cfg),
         }
+        if cfg.init_from:
+            rep["init_from"] = init if init is not None else {"from": cfg.init_from, "resumed": True}
         report_path.write_text(json.dumps(rep, indent=2))
         return rep
 

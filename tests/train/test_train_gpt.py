@@ -7,10 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from engine.models.conditioning import ENERGY_DIMS, TEXT_DIM
-from engine.models.gpt import GPT_PRESETS
-from engine.train.train_gpt import CHUNK_TOKENS, GPTTrainConfig, TokenSequence, sample_batch, train_gpt
+from engine.models.conditioning import ENERGY_DIMS, TEXT_DIM, control_vector
+from engine.models.gpt import GPT_PRESETS, CrossCondGPT, load_gpt, save_gpt
+from engine.train.train_gpt import (
+    CHUNK_TOKENS,
+    GPTTrainConfig,
+    TokenSequence,
+    init_from_gpt,
+    sample_batch,
+    train_gpt,
+)
 
 TINY = replace(GPT_PRESETS["tiny"], text_dim=TEXT_DIM)  # validation runs without text: zeros of TEXT_DIM
 
@@ -111,3 +119,54 @@ def test_caption_embeddings_come_from_the_cache_file(tmp_path: Path) -> None:
     got = embed_cached(["arms high", "a calm salsa"], cache)  # all cached: the sentence model is not needed
     np.testing.assert_array_equal(got["arms high"], vecs[1])
     np.testing.assert_array_equal(got["a calm salsa"], vecs[0])
+
+
+def _logits(model: CrossCondGPT, text: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    cfg = model.cfg
+    up = torch.randint(0, cfg.vocab_size, (2, 6), generator=g)
+    down = torch.randint(0, cfg.vocab_size, (2, 6), generator=g)
+    cond = torch.randn(2, 6, cfg.cond_dim, generator=g)
+    genre = torch.tensor([1, 2])
+    with torch.no_grad():
+        return model.eval()(up, down, cond, genre, torch.from_numpy(np.stack([text, text])))
+
+
+def test_init_from_a_gpt_without_energy_starts_as_that_gpt(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    src = CrossCondGPT(replace(TINY, vocab_size=16))
+    save_gpt(src, tmp_path / "src")
+    src = load_gpt(tmp_path / "src")
+    new = CrossCondGPT(replace(TINY, vocab_size=16, text_dim=TEXT_DIM + ENERGY_DIMS, dropout=0.3))
+    rep = init_from_gpt(new, tmp_path / "src")
+    assert rep["widened_text_dim"] == [TEXT_DIM, TEXT_DIM + ENERGY_DIMS]
+    sentence = np.random.default_rng(2).standard_normal(TEXT_DIM).astype(np.float32)
+    for text in (sentence, np.zeros(TEXT_DIM, np.float32)):
+        want = _logits(src, text)
+        got = _logits(new, control_vector(text, None, TEXT_DIM + ENERGY_DIMS))  # energy entries [0, 0]
+        for w, o in zip(want, got, strict=True):
+            torch.testing.assert_close(o, w, rtol=1e-6, atol=1e-6)  # a wider matmul may round differently
+    assert not new.text_proj.weight[:, TEXT_DIM:].any()  # so an energy changes nothing until trained
+    for w, o in zip(_logits(src, sentence), _logits(new, control_vector(sentence, 0.9, TEXT_DIM + ENERGY_DIMS)),
+                    strict=True):
+        torch.testing.assert_close(o, w, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("change", [{"n_layer": 3}, {"vocab_size": 32}, {"text_dim": TEXT_DIM + 5}])
+def test_init_from_a_gpt_of_another_shape_is_refused(tmp_path: Path, change: dict) -> None:
+    save_gpt(CrossCondGPT(replace(TINY, vocab_size=16)), tmp_path / "src")
+    new = CrossCondGPT(replace(TINY, **{"vocab_size": 16, **change}))
+    with pytest.raises(ValueError, match="shape differs") as err:
+        init_from_gpt(new, tmp_path / "src")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="init_from"):
+        init_from_gpt(new, tmp_path / "missing")
+
+
+def test_training_from_init_from_starts_at_the_source_validation(tmp_path: Path) -> None:
+    cfg = GPTTrainConfig(steps=2, batch=2, warmup=1, threads=1, cond_channels="all", text_dropout=0.0, val_every=2)
+    first = train_gpt(_seqs(2, 0), _seqs(1, 1), tmp_path / "a", cfg, TINY, progress=False)
+    ft = replace(cfg, init_from=str(tmp_path / "a"))
+    rep = train_gpt(_seqs(2, 0), _seqs(1, 1), tmp_path / "b", ft, TINY, progress=False)
+    assert rep["init_from"]["val_at_start"]["val_loss"] == pytest.approx(first["val_history"][-1]["val_loss"])
+    assert rep["step"] == 2
