@@ -96,6 +96,10 @@ class GPTTrainConfig:
     #: Fine-tuning: a trained GPT's folder (``gpt.safetensors`` + ``gpt.json``) whose weights the new model
     #: starts from, with a fresh optimizer and this config's schedule (see :func:`init_from_gpt`); "" = random.
     init_from: str = ""
+    #: Train only the parameters whose names start with these prefixes (e.g. ``["text_proj"]``: a fine-tune
+    #: that teaches the text and energy inputs and leaves the rest of ``init_from``'s GPT exactly as it was, so
+    #: its dances without those controls are unchanged); empty: train everything.
+    train_only: tuple[str, ...] = ()
 
 
 @dataclass
@@ -387,6 +391,22 @@ def init_from_gpt(model: CrossCondGPT, source: Path) -> dict:
     return {"from": str(src_dir), "widened_text_dim": [old["text_dim"], new["text_dim"]] if widen else None}
 
 
+def make_optimizer(model: CrossCondGPT, cfg: GPTTrainConfig) -> torch.optim.AdamW:
+    """AdamW over the parameters ``cfg.train_only`` selects (all when empty); the others are frozen. A prefix
+    that names no parameter is a ValueError listing the model's top-level modules."""
+    named = dict(model.named_parameters())
+    prefixes = tuple(cfg.train_only)
+    if prefixes:
+        unknown = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in named)]
+        if unknown:
+            tops = sorted({n.split(".")[0] for n in named})
+            raise ValueError(f"train_only {unknown} names no GPT parameter; the GPT's modules: {tops}")
+        for n, prm in named.items():
+            prm.requires_grad_(any(n == p or n.startswith(p + ".") for p in prefixes))
+    params = [prm for prm in named.values() if prm.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+
+
 def train_gpt(
     train: list[TokenSequence],
     val: list[TokenSequence],
@@ -420,14 +440,14 @@ def train_gpt(
     log = file_logger("groovecast.train.gpt", out_dir / "train_gpt.log")
     rng = np.random.default_rng(cfg.seed)
     model = CrossCondGPT(model_cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+    opt = make_optimizer(model, cfg)
     state_path = out_dir / "gpt_train_state.pt"
     report_path = out_dir / "gpt_train_report.json"
     start, elapsed_before = 0, 0.0
     if resume and state_path.is_file() and (out_dir / "gpt.safetensors").is_file():
         model = load_gpt(out_dir)
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+        opt = make_optimizer(model, cfg)
         st = load_training_state(state_path)
         opt.load_state_dict(st["optimizer"])
         restore_rng(rng, st["rng"])
@@ -439,7 +459,7 @@ def train_gpt(
     if cfg.init_from and start == 0:
         init = init_from_gpt(model, Path(cfg.init_from))
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
+        opt = make_optimizer(model, cfg)
         if val:  # the starting point: equals the source's validation (same clean windows, no text or energy)
             init["val_at_start"] = validation_loss(model, val, cfg, model_cfg, beat)
         log.info("initialised from %s", json.dumps(init))

@@ -170,3 +170,18 @@ def test_training_from_init_from_starts_at_the_source_validation(tmp_path: Path)
     rep = train_gpt(_seqs(2, 0), _seqs(1, 1), tmp_path / "b", ft, TINY, progress=False)
     assert rep["init_from"]["val_at_start"]["val_loss"] == pytest.approx(first["val_history"][-1]["val_loss"])
     assert rep["step"] == 2
+
+
+def test_train_only_changes_only_the_named_parameters(tmp_path: Path) -> None:
+    cfg = GPTTrainConfig(steps=2, batch=2, warmup=1, threads=1, cond_channels="all", text_dropout=0.0, val_every=2)
+    seqs = _seqs(2, 0)
+    for d in seqs:
+        d.text = np.ones(TINY.text_dim, np.float32)  # a text in every window, so text_proj gets a gradient
+    train_gpt(seqs, _seqs(1, 1), tmp_path / "a", cfg, TINY, progress=False)
+    ft = replace(cfg, init_from=str(tmp_path / "a"), train_only=("text_proj",), lr=1e-2)
+    train_gpt(seqs, _seqs(1, 1), tmp_path / "b", ft, TINY, progress=False)
+    a, b = load_gpt(tmp_path / "a").state_dict(), load_gpt(tmp_path / "b").state_dict()
+    changed = sorted(k for k in a if not torch.equal(a[k], b[k]))
+    assert changed == ["text_proj.weight"]
+    with pytest.raises(ValueError, match="names no GPT parameter"):
+        train_gpt(seqs, [], tmp_path / "c", replace(cfg, train_only=("no_such",)), TINY, progress=False)
