@@ -62,7 +62,8 @@ def write_model_folder(
         "frames_per_token": DOWN,
         "decoder_latency_frames": 0,
         "cond_dim": COND_DIM,
-        "text_dim": TEXT_DIM,
+        # the GPT's own width: 384 (the sentence) or 386 with the energy input (conditioning.has_energy)
+        "text_dim": int(json.loads((run_dir / "gpt.json").read_text()).get("text_dim", TEXT_DIM)),
         "genres": list(GENRES),
         "trained_genres": list(TRAINED_GENRES),
         "sources": {st: {"fps": src.fps, "header_fps": src.header_fps, "train_takes": list(src.train_takes),
@@ -82,6 +83,10 @@ def write_model_folder(
             # the weights shipped: the best validation of a keep_best run, else the last
             "gpt_val": gpt_rep.get("best") or (gpt_rep.get("val_history") or [{}])[-1],
             "gpt_val_last": (gpt_rep.get("val_history") or [{}])[-1],
+            # a fine-tune (train_gpt's init_from): the GPT it started from, and what it trained
+            **({"gpt_init_from": gpt_rep["init_from"],
+                "gpt_train_only": gpt_rep.get("train_config", {}).get("train_only") or None}
+               if gpt_rep.get("init_from") else {}),
         },
         "real_reference": reference,
         "eval": eval_summary or {},
