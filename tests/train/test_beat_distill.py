@@ -10,10 +10,24 @@ import torch
 from engine.models.conditioning import COND_DIM, sequence_conditions
 from engine.models.dance_model import DanceModel
 from engine.models.gpt import CrossCondGPT, GPTConfig
+from engine.models.pose_repr import motion_to_vectors
 from engine.models.vqvae import VQVAE, VQVAEConfig
-from engine.train.beat_distill import GUIDED_SUFFIX, continue_run, guided_sequences
+from engine.train.beat_distill import (
+    GUIDED_SUFFIX,
+    Naturalness,
+    Scored,
+    continue_run,
+    guided_sequences,
+    load_dances,
+    reencode,
+    save_dances,
+    scored_sequences,
+    select_natural,
+)
 from engine.train.dataset import MusicTrack, Sequence
 from engine.train.generate import sample_dance
+from engine.train.train_gpt import TokenSequence
+from tests.train.dance_helpers import stepping_motion
 
 
 def _model() -> DanceModel:
@@ -59,3 +73,61 @@ def test_continue_run_needs_a_finished_run(tmp_path: Path) -> None:
         assert "gpt.json" in str(exc)
     else:
         raise AssertionError("an empty folder is not a GPT run")
+
+
+def _moving_sequence(name: str, n_frames: int = 160, seed: int = 0, bpm: float = 120.0) -> Sequence:
+    """A take of a dancer swinging once per beat (tests/train/dance_helpers.stepping_motion) as model vectors."""
+    s = _sequence(name, n_frames)
+    up, low = motion_to_vectors(stepping_motion(n_frames / 30.0, 30.0, bpm, seed=seed))
+    return Sequence(name=name, upper=up.astype(np.float32), lower=low.astype(np.float32), music=s.music, genre=s.genre)
+
+
+def test_naturalness_is_zero_for_the_take_itself_and_sees_a_faster_dance() -> None:
+    takes = [_moving_sequence("take01_x1.00_d60", seed=1), _moving_sequence("take02_x1.00_d60", seed=2)]
+    nat = Naturalness(takes)
+    d0, r0 = nat("take01_x1.00_d60", takes[0].upper, takes[0].lower)
+    assert d0 < 1e-6 and abs(r0 - 1.0) < 1e-6
+    fast = _moving_sequence("x", seed=1, bpm=240.0)  # the same swing at twice the tempo
+    d1, r1 = nat("take01_x1.00_d60", fast.upper, fast.lower)
+    assert d1 > 0.1 and r1 > 1.5
+
+
+def test_select_natural_keeps_the_share_in_speed_first_then_closest() -> None:
+    def sc(name: str, dist: float, ratio: float) -> Scored:
+        z = np.zeros(3, np.int64)
+        return Scored(TokenSequence(name, z, z, np.zeros((3, COND_DIM), np.float32), 1, np.zeros(8, np.float32), ""),
+                      dist, ratio)
+
+    ds = [sc("a", 0.5, 1.0), sc("b", 0.1, 2.0), sc("c", 0.3, 0.9), sc("d", 0.9, 1.1)]
+    assert [d.seq.name for d in select_natural(ds, 0.5)] == ["c", "a"]
+    assert [d.seq.name for d in select_natural(ds, 1.0)] == ["c", "a", "d", "b"]
+    assert len(select_natural(ds, 0.01)) == 1
+
+
+def test_scored_dances_pick_the_most_natural_candidate_and_survive_a_round_trip(tmp_path: Path) -> None:
+    model = _model()
+    seqs = [_moving_sequence("indian04_x1.00_solo", 48, seed=3)]
+    one = scored_sequences(model, seqs, candidates=1, seed=10)  # candidate k of sequence 0 has seed 10 + k
+    three = scored_sequences(model, seqs, candidates=3, seed=10)
+    assert three[0].distance <= one[0].distance + 1e-12
+    cond = sequence_conditions(seqs[0].music.features, seqs[0].music.period_s, seqs[0].music.next_beat_s, 12)
+    ref = sample_dance(model, cond, 11, None, seed=10)
+    np.testing.assert_array_equal(one[0].seq.up, ref.tokens_up)
+    path = tmp_path / "d.npz"
+    save_dances(path, three)
+    back = load_dances(path)
+    assert back[0].seq.name == three[0].seq.name and back[0].distance == three[0].distance
+    np.testing.assert_array_equal(back[0].seq.down, three[0].seq.down)
+    np.testing.assert_array_equal(back[0].seq.cond, three[0].seq.cond)
+
+
+def test_reencode_gives_the_tokens_of_the_decoded_motion() -> None:
+    model = _model()
+    up, down = np.array([1, 5, 5, 9]), np.array([0, 2, 3, 3])
+    with torch.no_grad():
+        u, d = model.vq.decode(torch.from_numpy(up)[None], torch.from_numpy(down)[None])
+        iu, idn = model.vq.encode(u, d)
+    ru, rd = reencode(model.vq, u[0].numpy(), d[0].numpy())
+    assert ru.shape == (4,) and rd.shape == (4,) and ru.dtype == np.int64
+    np.testing.assert_array_equal(ru, iu[0].numpy())
+    np.testing.assert_array_equal(rd, idn[0].numpy())
