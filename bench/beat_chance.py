@@ -76,7 +76,6 @@ def _rows_table(res: dict) -> list[str]:
 def run(data: Path, model_dir: Path | None, samples: int, seed: int, shifts: int,
         beat_guidance: int | None = None, temperature: float | None = None) -> dict:
     from bench.beat_phase_check import predicted_beats_s
-    from engine.cli.train_cmds import _apply_guidance
     from engine.train.dataset import load_packed
     from engine.train.evaluate import generate_for, points, style_of_sequence, vq_recon_vectors
     from engine.train.generate import load_dance_model
@@ -86,7 +85,9 @@ def run(data: Path, model_dir: Path | None, samples: int, seed: int, shifts: int
     sampling = model.card.setdefault("sampling", {})
     if temperature is not None:
         sampling["temperature"] = temperature
-    _apply_guidance(model, beat_guidance)
+    if beat_guidance is not None:  # as `groovecast eval --beat-guidance N`
+        cfg = model.beat_guidance.with_candidates(beat_guidance)
+        sampling["beat_guidance"] = cfg.to_card() if cfg.enabled else None
     per: dict[str, dict[str, list[dict[str, float]]]] = {}
     for si, s in enumerate(val):
         st = style_of_sequence(s)
