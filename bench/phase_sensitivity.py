@@ -11,8 +11,10 @@ per token, mean of both streams) with the same windows when
 * ``music_zero``: every conditioning entry is zero (no music at all).
 
 If the GPT had learned "slow down on the beat", moving the beat by half a period would move its distribution
-about as much as the music does. Also each stream's token accuracy on the real tokens under each input, and the
-rendered beat grid (``grid``) in place of the tracker's phase.
+about as much as the music does. Also the token accuracy on the real tokens under each input, and the
+rendered beat grid (``grid``) in place of the tracker's phase, and the cross-entropy of the real tokens (``nll_``,
+nats per token and stream): if the phase carried the dance's timing, the real tokens would be less likely with
+the beat moved.
 
 ``python3 -m bench.phase_sensitivity --model DIR --data /work/runs/data3 [--windows 64]`` prints JSON.
 """
@@ -93,6 +95,9 @@ def sensitivity(model_dir: Path, data: Path, windows: int = 64, seed: int = 0) -
             hit_d = ld.argmax(-1)[0].numpy() == t.down[a : a + w]
             acc = (hit_u.mean() + hit_d.mean()) / 2
             res.setdefault(f"acc_{name}", []).append(float(acc))
+            ce = (F.cross_entropy(lu[0], torch.from_numpy(t.up[a : a + w]).long())
+                  + F.cross_entropy(ld[0], torch.from_numpy(t.down[a : a + w]).long())) / 2
+            res.setdefault(f"nll_{name}", []).append(float(ce))
     return {"model": str(model_dir), "windows": windows, **{k: float(np.mean(v)) for k, v in res.items()}}
 
 
