@@ -10,7 +10,7 @@ its guided choices (expert iteration with the guidance as the expert); the captu
 real motion.
 
 Options for a *low* share of natural dances (session 6): ``--candidates K`` dances per sequence (seeds apart),
-of which the most natural is kept (:func:`naturalness`: its mean kinetic and geometric features against those of
+of which the most natural is kept (:class:`Naturalness`: its mean kinetic and geometric features against those of
 the captured take it dances to, and its joint speed against the take's); ``--keep F`` keeps that share of the
 sequences, the most natural first; ``--reencode`` replaces a dance's tokens by the VQ-VAE's encoding of its
 decoded motion (the GPT learns from the motion, not only from the guidance's token choices); ``--dances FILE``
@@ -102,7 +102,7 @@ class Naturalness:
         """(distance, speed ratio) of a dance (model vectors) to the take named ``take``."""
         f, speed = self._features(self._points(upper, lower))
         ref, ref_speed = self._takes[take]
-        d = ((f.mean(0) - ref) / self.sd)
+        d = (f.mean(0) - ref) / self.sd
         return float(np.sqrt(np.mean(d**2))), speed / max(ref_speed, 1e-9)
 
 
