@@ -87,6 +87,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--genre", default="salsa",
                    help="genre of every performer: salsa, indian or modern (trained; default salsa)")
     p.add_argument("--text", help="text prompt for every performer (sentence embedding)")
+    p.add_argument("--energy", type=float, metavar="0..1",
+                   help="how much every performer moves, from the start (models trained with the energy control; "
+                        "live: the 'energy' control)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default: the model card's)")
     p.add_argument("--top-k", type=int, help="sample from the k most likely tokens (0: all; default: the model card's)")
     p.add_argument("--seed", type=int, default=0, help="random seed of performer 0 (others: seed + i)")
@@ -157,7 +160,7 @@ def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
         raise CliError(f"--couple: --performers counts dancers, two per couple; give an even number, got "
                        f"{args.performers}")
     model = ModelSpec(model=args.model, backend=args.backend, decode=args.decode, performers=args.performers,
-                      threads=args.threads, seed=args.seed, genre=args.genre, text=args.text,
+                      threads=args.threads, seed=args.seed, genre=args.genre, text=args.text, energy=args.energy,
                       temperature=args.temperature, top_k=args.top_k, beat_guidance=args.beat_guidance,
                       max_repeat=args.max_repeat, genre_guidance=args.genre_guidance,
                       text_guidance=args.text_guidance, data=getattr(args, "data", None),

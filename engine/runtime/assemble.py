@@ -10,6 +10,7 @@ through :class:`~engine.models.protocol.MotionModel`.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -124,7 +125,12 @@ def build_model(spec: ModelSpec) -> MotionModel:
     builder = _BUILDERS.get(kind)
     if builder is None:
         raise AssemblyError(f"unknown model kind {kind!r}; known: {sorted(_BUILDERS)}")
+    if spec.energy is not None and not (math.isfinite(spec.energy) and 0.0 <= spec.energy <= 1.0):
+        raise AssemblyError(f"--energy must be in [0, 1], got {spec.energy}")
     model = builder(spec)
+    if spec.energy is not None and not model.capabilities.energy:
+        raise AssemblyError("--energy: this model was not trained with the energy control (its text_dim has no "
+                            "energy entries)")
     # A couple stages itself as a pair (engine/models/couple.py): staging each partner on its own would move them
     # independently and break their placement.
     if kind == COUPLE_KIND:

@@ -241,13 +241,9 @@ def render_controlled(
     from engine.runtime.assemble import ModelSpec, build_model
     from engine.runtime.offline import render
 
-    if energy is not None and not 0.0 <= energy <= 1.0:
-        raise ValueError(f"--energy must be in [0, 1], got {energy}")
     model = build_model(ModelSpec(model=model_dir, genre=genre or "salsa", text=text, energy=energy, seed=seed,
                                   temperature=temperature, beat_guidance=beat_guidance, max_repeat=max_repeat,
                                   genre_guidance=genre_guidance, text_guidance=text_guidance, decode="torch"))
-    if energy is not None and not model.capabilities.energy:
-        raise ValueError("this model was not trained with the energy control (its text_dim has no energy entries)")
     pid = model.performer_ids()[0]
     for kf in keyframes:
         if not model.capabilities.keyframes:

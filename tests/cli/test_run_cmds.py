@@ -47,6 +47,10 @@ def test_play_errors_are_clear(small_model: Path, tmp_path: Path, capsys) -> Non
     assert "beat_offset_ms" in capsys.readouterr().err
     assert main(["play", "--demo", "--model", str(small_model), "--blocksize", "0"]) == 2
     assert "--blocksize must be in" in capsys.readouterr().err
+    assert main(["play", "--demo", "--model", str(small_model), "--energy", "1.5"]) == 2
+    assert "--energy must be in [0, 1]" in capsys.readouterr().err
+    assert main(["play", "--demo", "--model", str(small_model), "--energy", "0.5"]) == 2  # no energy input
+    assert "not trained with the energy control" in capsys.readouterr().err
     assert main(["play"]) == 2
 
 

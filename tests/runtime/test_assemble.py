@@ -52,3 +52,15 @@ def test_retrieval_runs_through_the_same_runtime_and_controls(tmp_path: Path) ->
     late = np.array([f.rotations for f in p0[-60:]])
     assert np.abs(np.diff(late, axis=0)).max() > 1e-3  # dancing, not holding the idle pose
     assert rt.model.controls(0).genre == 5
+
+
+def test_a_starting_energy_reaches_every_performer_of_a_model_trained_with_it() -> None:
+    """``play/live --energy`` (ModelSpec.energy): the shipped GPT has the energy input; out of range is refused."""
+    with pytest.raises(AssemblyError, match=r"--energy must be in \[0, 1\]"):
+        build_model(ModelSpec(energy=1.5))
+    with pytest.raises(AssemblyError, match="must be in"):
+        build_model(ModelSpec(energy=float("nan")))
+    m = build_model(ModelSpec(performers=2, energy=0.3))
+    assert m.capabilities.energy
+    assert [m.controls(p).energy for p in m.performer_ids()] == [0.3, 0.3]
+    assert build_model(ModelSpec()).controls(0).energy is None  # unset unless asked for
