@@ -51,6 +51,10 @@ class VQVAEConfig:
     #: Weight of the joint-velocity (position space) loss: motion beats are speed minima, so the decoded
     #: speed profile must follow the real one, not only the poses.
     w_fk_vel: float = 1.0
+    #: Weight of the speed-curve loss (training only; 0 = off, as every shipped model): L1 between the smoothed
+    #: mean joint speed curves of reconstruction and input, and between their slopes (``train.losses``), so
+    #: the speed minima that Bailando's motion beats are stay in place (issue 10 item 6 diagnostic).
+    w_speed: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -65,7 +69,8 @@ class VQVAEConfig:
         if not isinstance(self.lower_contact, list) or not all(
                 isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.lower_dim for i in self.lower_contact):
             raise ValueError(f"VQVAEConfig.lower_contact must list channels of 0..{self.lower_dim - 1}")
-        for name in ("ema_decay", "dead_usage", "beta", "w_rec", "w_vel", "w_contact", "w_fk", "w_fk_vel"):
+        for name in ("ema_decay", "dead_usage", "beta", "w_rec", "w_vel", "w_contact", "w_fk", "w_fk_vel",
+                     "w_speed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"VQVAEConfig.{name} must be a finite number >= 0, got {v!r}")

@@ -21,9 +21,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from engine.models.conditioning import FPS, FRAMES_PER_TOKEN
+from engine.models.conditioning import FRAMES_PER_TOKEN
 from engine.models.vector_fk import VectorFK
 from engine.models.vqvae import VQVAE
+from engine.train.losses import gauss_kernel, smoothed_speed
 
 
 def predicted_beat_frames(cond: torch.Tensor) -> torch.Tensor:
@@ -43,13 +44,6 @@ def predicted_beat_frames(cond: torch.Tensor) -> torch.Tensor:
     step = torch.remainder(ph[..., 1:] - ph[..., :-1], 1.0).mean(-1, keepdim=True)  # [B, N, 1]
     near = torch.minimum(ph, 1.0 - ph) <= step / 2
     return (near & (step > 0)).reshape(b, n * FRAMES_PER_TOKEN)
-
-
-def _gauss_kernel(sigma: float) -> torch.Tensor:
-    r = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-(x**2) / (2 * sigma**2))
-    return k / k.sum()
 
 
 class BeatSpeedLoss(torch.nn.Module):
@@ -80,7 +74,7 @@ class BeatSpeedLoss(torch.nn.Module):
         self.kind = kind
         self.temp = float(temp)
         self.skip = int(skip_tokens) * FRAMES_PER_TOKEN
-        self.register_buffer("kernel", _gauss_kernel(sigma)[None, None], persistent=False)
+        self.register_buffer("kernel", gauss_kernel(sigma)[None, None], persistent=False)
         self.kernel: torch.Tensor
 
     def decode_probs(self, p_up: torch.Tensor, p_down: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,15 +88,7 @@ class BeatSpeedLoss(torch.nn.Module):
         """Smoothed mean joint speed (m/s) [B, T - 1] of raw vectors [B, T, D]; column i between frames i, i + 1.
 
         Root horizontal motion included (as the Beat Align Score and beat guidance measure it)."""
-        pos = self.fk(upper, lower)  # [B, T, K, 3] root-relative
-        step = pos[:, 1:] - pos[:, :-1]
-        # root horizontal velocity (m/s, lower entries 0 and 2) -> world displacement per frame
-        root = torch.stack([lower[:, 1:, 0], torch.zeros_like(lower[:, 1:, 0]), lower[:, 1:, 2]], dim=-1) / FPS
-        s = (step + root[:, :, None, :]).norm(dim=-1).mean(-1) * FPS  # [B, T - 1]
-        k = self.kernel
-        pad = k.shape[-1] // 2
-        sp = F.pad(s[:, None], (pad, pad), mode="replicate")
-        return F.conv1d(sp, k)[:, 0]
+        return smoothed_speed(self.fk(upper, lower), lower, self.kernel[0, 0])
 
     def _windows(self, speed: torch.Tensor, beats: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
         """Speed around every scored beat, [M, 2r + 1] (column r = the beat), each row over its mean; None when

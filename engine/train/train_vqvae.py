@@ -22,8 +22,11 @@ from engine.train.common import (
     set_threads,
     warmup_cosine_lr,
 )
-from engine.train.losses import VectorFK
+from engine.train.losses import VectorFK, gauss_kernel, speed_curve_loss
 from engine.train.sources import balanced_weights
+
+#: Smoothing of the speed curve of the ``w_speed`` loss, frames at 30 fps (= Bailando's sigma 5 at 60 fps).
+SPEED_SIGMA = 2.5
 
 MotionSet = list[tuple[str, np.ndarray, np.ndarray]]
 
@@ -107,6 +110,7 @@ def train_vqvae(
     all_down = torch.from_numpy(np.concatenate([d for _, _, d in train]))
     model.set_stats(all_up, all_down)
     fk = VectorFK()
+    kernel = gauss_kernel(SPEED_SIGMA)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     start = 0
     state_path = out_dir / "vqvae_train_state.pt"
@@ -141,6 +145,9 @@ def train_vqvae(
         vel_ref = (pos_ref[:, 1:] - pos_ref[:, :-1]) * 30.0
         fk_vel_loss = (vel_rec - vel_ref).abs().mean()
         loss = out["loss"] + model_cfg.w_fk * fk_loss + model_cfg.w_fk_vel * fk_vel_loss
+        speed_loss = speed_curve_loss(pos_rec, out["down"], pos_ref, down, kernel) if model_cfg.w_speed > 0 else None
+        if speed_loss is not None:
+            loss = loss + model_cfg.w_speed * speed_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -155,6 +162,8 @@ def train_vqvae(
                 "fk_vel": float(fk_vel_loss.detach()), "codes_up": used_u,
                 "codes_down": used_d,
             }
+            if speed_loss is not None:
+                rec["speed"] = float(speed_loss.detach())
             history.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", fk_mm=f"{rec['fk_mm']:.0f}")
             log.info("step %d %s", done, json.dumps(rec))

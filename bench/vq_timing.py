@@ -1,0 +1,133 @@
+"""Does a VQ-VAE keep the beat timing? (issue 10 item 6 diagnostic)
+
+The held-out validation motion is passed through each given VQ-VAE (encode -> decode, as the ``vq_recon`` row of
+``groovecast eval``) and scored with the Beat Align Score of ``groovecast eval`` (``metrics.beat_align_score``:
+speed minima of the 60 fps up-sampled motion against the grid the music was rendered on), pooled over the clips
+and per style, next to raw real motion, with the chance level of each row (``bench.beat_chance``: the same motion
+against the grid moved by k/n of its period) and the reconstruction error and foot-contact accuracy that
+``groovecast train vqvae`` reports (``train_vqvae.reconstruction_error_mm``). A GPT trained on a tokenizer can at
+best reproduce its reconstructions, so a VQ-VAE whose reconstruction scores below the plain-sampling goal
+(0.9x real) caps every GPT trained on it.
+
+``python3 -m bench.vq_timing --data /work/runs/data3 --vqvae DIR [DIR ...] [--shifts 8] [--out DIR --name NAME]``
+prints JSON (and writes NAME.json/.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.beat_chance import chance_scores
+from engine.models.vqvae import DOWN, VQVAE, load_vqvae
+from engine.train import metrics as M
+
+#: The plain-sampling goal of issue 10 item 6, as a share of real motion's BAS.
+GOAL_SHARE = 0.9
+
+
+@torch.no_grad()
+def reconstruct(vq: VQVAE, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Motion vectors through the VQ-VAE (frames cut to whole tokens; contacts thresholded as generation does)."""
+    from engine.train.generate import decode_tokens
+
+    t = (len(upper) // DOWN) * DOWN
+    iu, idn = vq.encode(torch.from_numpy(upper[:t])[None], torch.from_numpy(lower[:t])[None])
+    return decode_tokens(vq, iu[0].numpy(), idn[0].numpy())
+
+
+def score_clip(upper: np.ndarray, lower: np.ndarray, beats_s: np.ndarray, shifts: int) -> dict[str, float]:
+    """BAS (exactly as ``groovecast eval``), its chance level and excess, and motion beats per beat of one clip."""
+    from engine.train.evaluate import points
+
+    pos = points(upper, lower)
+    r = chance_scores(pos, 30.0, beats_s, shifts)
+    bas = M.beat_align_score(pos, 30.0, beats_s)
+    if abs(bas - r["bas"]) > 1e-9:  # the two implementations must agree, or the table would mix definitions
+        raise AssertionError(f"BAS {bas} != {r['bas']}")
+    return {"bas": bas, "chance": r["chance"], "excess": r["excess"],
+            "motion_beats_per_beat": r["motion_beats_per_beat"]}
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {**{k: float(np.mean([r[k] for r in rows])) for k in rows[0]}, "clips": len(rows)}
+
+
+def run(data: Path, vq_dirs: list[Path], shifts: int = 8) -> dict:
+    from engine.train.dataset import load_packed
+    from engine.train.evaluate import style_of_sequence
+    from engine.train.train_vqvae import reconstruction_error_mm
+
+    val = load_packed(data / "val.npz")
+    rows: dict[str, dict[str, list[dict[str, float]]]] = {"real": {}}
+    for s in val:
+        rows["real"].setdefault(style_of_sequence(s), []).append(score_clip(s.upper, s.lower, s.music.beats_s, shifts))
+    recon: dict[str, dict[str, float]] = {}
+    for d in vq_dirs:
+        vq = load_vqvae(d).eval()
+        name = str(d)
+        rows[name] = {}
+        for s in val:
+            up, low = reconstruct(vq, s.upper, s.lower)
+            rows[name].setdefault(style_of_sequence(s), []).append(score_clip(up, low, s.music.beats_s, shifts))
+        recon[name] = reconstruction_error_mm(vq, [(s.name, s.upper, s.lower) for s in val])
+    out: dict[str, dict] = {}
+    for name, per in rows.items():
+        entry: dict = {"pooled": _mean([r for rs in per.values() for r in rs]),
+                       "by_style": {st: _mean(rs) for st, rs in per.items()}}
+        if name in recon:
+            entry.update(recon[name])
+        out[name] = entry
+    goal = GOAL_SHARE * out["real"]["pooled"]["bas"]
+    return {"rows": out, "goal_bas": goal, "settings": {"data": str(data), "shifts": shifts}}
+
+
+def table(res: dict) -> list[str]:
+    """Markdown rows: one per VQ-VAE (and real motion), pooled BAS / chance / excess, per-style BAS, errors."""
+    styles = list(res["rows"]["real"]["by_style"])
+    lines = ["| row | recon error mm | contact acc | BAS pooled | chance | excess | motion beats per beat | "
+             + " / ".join(styles) + " BAS |", "|---|---|---|---|---|---|---|---|"]
+    for name, e in res["rows"].items():
+        p = e["pooled"]
+        err = f"{e['mpjpe_mm']:.1f}" if "mpjpe_mm" in e else "-"
+        acc = f"{e['contact_acc']:.3f}" if "contact_acc" in e else "-"
+        per = " / ".join(f"{e['by_style'][st]['bas']:.3f}" if st in e["by_style"] else "-" for st in styles)
+        lines.append(f"| {name} | {err} | {acc} | {p['bas']:.3f} | {p['chance']:.3f} | {p['excess']:+.3f} | "
+                     f"{p['motion_beats_per_beat']:.2f} | {per} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m bench.vq_timing", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="folder with the packed val.npz")
+    ap.add_argument("--vqvae", type=Path, nargs="+", required=True, help="VQ-VAE folders (vqvae.json + .safetensors)")
+    ap.add_argument("--shifts", type=int, default=8, help="phases of the shifted grids: k/n, k = 1..n-1 (default 8)")
+    ap.add_argument("--out", type=Path, default=None, help="write NAME.json and NAME.md here")
+    ap.add_argument("--name", default="vq_timing")
+    args = ap.parse_args(argv)
+    if args.shifts < 2:
+        ap.error(f"--shifts must be >= 2, got {args.shifts}")
+    if not (args.data / "val.npz").is_file():
+        ap.error(f"{args.data} has no val.npz (pack the data with groovecast train vqvae --pack DIR)")
+    for d in args.vqvae:
+        if not (d / "vqvae.json").is_file():
+            ap.error(f"{d} has no vqvae.json")
+    res = run(args.data, args.vqvae, args.shifts)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{args.name}.json").write_text(json.dumps(res, indent=2))
+        head = [f"# Does the tokenizer keep the timing? {args.name}", "",
+                f"Goal (plain sampling, issue 10 item 6): BAS >= {res['goal_bas']:.3f} "
+                f"({GOAL_SHARE}x real). Settings: `{json.dumps(res['settings'])}`", ""]
+        (args.out / f"{args.name}.md").write_text("\n".join(head + table(res)) + "\n")
+    print("\n".join(table(res)))
+    print(f"goal: BAS >= {res['goal_bas']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
