@@ -9,7 +9,8 @@ against the grid moved by k/n of its period) and the reconstruction error and fo
 best reproduce its reconstructions, so a VQ-VAE whose reconstruction scores below the plain-sampling goal
 (0.9x real) caps every GPT trained on it.
 
-``python3 -m bench.vq_timing --data /work/runs/data3 --vqvae DIR [DIR ...] [--shifts 8] [--out DIR --name NAME]``
+``python3 -m bench.vq_timing --data /work/runs/data3 --vqvae DIR [DIR ...] [--shifts 8] [--unquantized]
+[--out DIR --name NAME]``
 prints JSON (and writes NAME.json/.md).
 """
 
@@ -31,12 +32,24 @@ GOAL_SHARE = 0.9
 
 
 @torch.no_grad()
-def reconstruct(vq: VQVAE, upper: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Motion vectors through the VQ-VAE (frames cut to whole tokens; contacts thresholded as generation does)."""
+def reconstruct(vq: VQVAE, upper: np.ndarray, lower: np.ndarray,
+                quantize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Motion vectors through the VQ-VAE (frames cut to whole tokens; contacts thresholded as generation does).
+
+    ``quantize=False`` decodes the encoder's continuous outputs instead of their nearest codes: what the encoder
+    and the causal decoder keep at 4 frames per token before the codebook (the decoder was trained on codes, so
+    this is an estimate of the codebook's share of the loss, not a trained continuous model)."""
     from engine.train.generate import decode_tokens
 
     t = (len(upper) // DOWN) * DOWN
-    iu, idn = vq.encode(torch.from_numpy(upper[:t])[None], torch.from_numpy(lower[:t])[None])
+    up, low = torch.from_numpy(upper[:t])[None], torch.from_numpy(lower[:t])[None]
+    if not quantize:
+        nu, nd = vq._norm(up, low)
+        ru, rd = vq._denorm(vq.dec_up(vq.enc_up(nu)), vq.dec_down(vq.enc_down(nd)))
+        out_low = rd[0].numpy().astype(np.float32)
+        out_low[:, -4:] = (out_low[:, -4:] > 0.5).astype(np.float32)
+        return ru[0].numpy().astype(np.float32), out_low
+    iu, idn = vq.encode(up, low)
     return decode_tokens(vq, iu[0].numpy(), idn[0].numpy())
 
 
@@ -57,7 +70,7 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {**{k: float(np.mean([r[k] for r in rows])) for k in rows[0]}, "clips": len(rows)}
 
 
-def run(data: Path, vq_dirs: list[Path], shifts: int = 8) -> dict:
+def run(data: Path, vq_dirs: list[Path], shifts: int = 8, unquantized: bool = False) -> dict:
     from engine.train.dataset import load_packed
     from engine.train.evaluate import style_of_sequence
     from engine.train.train_vqvae import reconstruction_error_mm
@@ -75,6 +88,11 @@ def run(data: Path, vq_dirs: list[Path], shifts: int = 8) -> dict:
             up, low = reconstruct(vq, s.upper, s.lower)
             rows[name].setdefault(style_of_sequence(s), []).append(score_clip(up, low, s.music.beats_s, shifts))
         recon[name] = reconstruction_error_mm(vq, [(s.name, s.upper, s.lower) for s in val])
+        if unquantized:
+            rows[f"{name} (no quantiser)"] = per = {}
+            for s in val:
+                up, low = reconstruct(vq, s.upper, s.lower, quantize=False)
+                per.setdefault(style_of_sequence(s), []).append(score_clip(up, low, s.music.beats_s, shifts))
     out: dict[str, dict] = {}
     for name, per in rows.items():
         entry: dict = {"pooled": _mean([r for rs in per.values() for r in rs]),
@@ -83,7 +101,8 @@ def run(data: Path, vq_dirs: list[Path], shifts: int = 8) -> dict:
             entry.update(recon[name])
         out[name] = entry
     goal = GOAL_SHARE * out["real"]["pooled"]["bas"]
-    return {"rows": out, "goal_bas": goal, "settings": {"data": str(data), "shifts": shifts}}
+    settings = {"data": str(data), "shifts": shifts, "unquantized": unquantized}
+    return {"rows": out, "goal_bas": goal, "settings": settings}
 
 
 def table(res: dict) -> list[str]:
@@ -106,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True, help="folder with the packed val.npz")
     ap.add_argument("--vqvae", type=Path, nargs="+", required=True, help="VQ-VAE folders (vqvae.json + .safetensors)")
     ap.add_argument("--shifts", type=int, default=8, help="phases of the shifted grids: k/n, k = 1..n-1 (default 8)")
+    ap.add_argument("--unquantized", action="store_true",
+                    help="also score each VQ-VAE's encoder outputs decoded without the codebook")
     ap.add_argument("--out", type=Path, default=None, help="write NAME.json and NAME.md here")
     ap.add_argument("--name", default="vq_timing")
     args = ap.parse_args(argv)
@@ -116,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     for d in args.vqvae:
         if not (d / "vqvae.json").is_file():
             ap.error(f"{d} has no vqvae.json")
-    res = run(args.data, args.vqvae, args.shifts)
+    res = run(args.data, args.vqvae, args.shifts, args.unquantized)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"{args.name}.json").write_text(json.dumps(res, indent=2))

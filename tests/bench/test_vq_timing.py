@@ -36,6 +36,8 @@ def test_reconstruction_keeps_whole_tokens_and_thresholds_contacts() -> None:
     ru, rl = reconstruct(vq.eval(), up[:-2], low[:-2])  # 238 frames -> 59 tokens -> 236 frames
     assert ru.shape == (236, 72) and rl.shape == (236, 61)
     assert set(np.unique(rl[:, -4:])) <= {0.0, 1.0}
+    cu, cl = reconstruct(vq, up[:-2], low[:-2], quantize=False)  # the encoder's outputs, no codebook
+    assert cu.shape == ru.shape and cl.shape == rl.shape and not np.allclose(cu, ru)
 
 
 def test_table_names_every_style_and_the_errors() -> None:
