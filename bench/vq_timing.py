@@ -89,7 +89,8 @@ def run(data: Path, vq_dirs: list[Path], shifts: int = 8, unquantized: bool = Fa
             rows[name].setdefault(style_of_sequence(s), []).append(score_clip(up, low, s.music.beats_s, shifts))
         recon[name] = reconstruction_error_mm(vq, [(s.name, s.upper, s.lower) for s in val])
         if unquantized:
-            rows[f"{name} (no quantiser)"] = per = {}
+            per: dict[str, list[dict[str, float]]] = {}
+            rows[f"{name} (no quantiser)"] = per
             for s in val:
                 up, low = reconstruct(vq, s.upper, s.lower, quantize=False)
                 per.setdefault(style_of_sequence(s), []).append(score_clip(up, low, s.music.beats_s, shifts))
