@@ -20,7 +20,9 @@ decoder state without committing) and in :mod:`engine.train.generate` (offline r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,6 +132,21 @@ class GuideState:
         self.beats.clear()
         self._filled = 0
         self.frames = 0
+
+    def state(self) -> dict[str, np.ndarray]:
+        """This memory as arrays of fixed shapes (to snapshot for exact rewinds; :meth:`set_state` puts it back).
+        The kept beats lie within ``back + DOWN`` frames, so they fit a fixed array."""
+        beats = np.full(self.cfg.back + DOWN, -1, np.int64)
+        beats[: len(self.beats)] = self.beats
+        return {"guide_up": self._up.copy(), "guide_down": self._down.copy(), "guide_beats": beats,
+                "guide_counts": np.array([len(self.beats), self._filled, self.frames], np.int64)}
+
+    def set_state(self, values: Mapping[str, Any]) -> None:
+        """Put back a :meth:`state` (arrays of this performer)."""
+        n, self._filled, self.frames = (int(v) for v in values["guide_counts"])
+        self._up[:] = np.asarray(values["guide_up"])
+        self._down[:] = np.asarray(values["guide_down"])
+        self.beats = [int(b) for b in np.asarray(values["guide_beats"])[:n]]
 
     def observe(self, cond_row: np.ndarray) -> list[int]:
         """Record the next token's predicted beats; return those that should steer it (absolute frames)."""

@@ -20,9 +20,12 @@ sliding a planted foot), each with its own goal:
 Both partners' joint speeds are limited as every solo dancer's (``StagingConfig.limit_speed``).
 
 A couple moves as a unit: ``add_performer`` admits a couple and returns the leader's id; ``remove_performer``,
-``reset`` and ``rewind`` of either id act on both (a rewind of both ids in one re-plan is applied once). A
-couple starts with its leader where it stands (or at ``root_xz``) and the follower facing it at the training
-couples' median hold placement.
+``reset`` and ``rewind`` of either id act on both (a rewind of both ids in one re-plan is applied once), and
+``step(cond, pids)`` steps every couple with a partner in ``pids`` (``step_group``: a control re-plan of one partner
+remakes both, since the follower is conditioned on its leader's tokens). Each couple keeps its state after each of
+its newest steps (both generators', both stagings', its own placement and the follower's speed limit), so a rewind
+continues exactly. A couple starts with its leader where it stands (or at ``root_xz``) and the follower facing it
+at the training couples' median hold placement.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ import numpy as np
 
 from engine.frames import MODEL_FPS
 from engine.models.follower import MAX_TURN_RAD, FollowerConfig, follower_xz, from_leader_frame, hip_yaw, place_features
-from engine.models.protocol import Capabilities, Controls, StepFrames
+from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, StepFrames
+from engine.models.snapshots import SnapshotRing
 from engine.models.staging import SpeedLimiter, Stager, StagingConfig, arm_ik, speed_limits, wrap
 from engine.skeleton import rotations as R
 
@@ -116,6 +120,8 @@ class Couple:
     follow_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))  # its floor position there (as output)
     lead_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))  # the leader's, at the end of its last step
     rewound: bool = False  # a rewind was applied since the last step (the partner's call is then a no-op)
+    exact: bool = False  # that rewind went back to a kept state (positions handed with it are then not needed)
+    kept: SnapshotRing = field(default_factory=lambda: SnapshotRing(REWIND_STEPS + 1, rows=1))  # its state by step
 
 
 class CoupleDancer:
@@ -146,7 +152,8 @@ class CoupleDancer:
         self.frames_per_step = leader.frames_per_step
         self.hip = self.skeleton.index("hip")
         self.capabilities = Capabilities(n_genres=leader.capabilities.n_genres, text=leader.capabilities.text,
-                                         keyframes=False, text_prompts=leader.capabilities.text_prompts)
+                                         keyframes=False, text_prompts=leader.capabilities.text_prompts, step_some=True)
+        self._keep = REWIND_STEPS  # rewinds kept exact (keep_rewinds)
         # the leaders' staging (the pair's goal) and the followers' placement (the placement head's goal)
         self.lead_stage = Stager(pair_stage_config(self.staging), self.skeleton)
         place_cfg = follower_placer_config(cfg, False, frames_per_step=self.frames_per_step)
@@ -179,7 +186,8 @@ class CoupleDancer:
         except Exception:
             self.leader.remove_performer(lead_in)
             raise
-        couple = Couple(lead=self._next, follow=self._next + 1, lead_in=lead_in, follow_in=follow_in)
+        couple = Couple(lead=self._next, follow=self._next + 1, lead_in=lead_in, follow_in=follow_in,
+                        kept=SnapshotRing(self._keep + 1 if self._keep > 0 else 0, rows=1))
         self._next += 2
         self.couples.append(couple)
         self.lead_stage.reset(couple.lead)
@@ -229,9 +237,15 @@ class CoupleDancer:
         self.follower.reset(c.follow_in)
         c.steps = 0
         c.rewound = False
+        c.kept.forget(0)  # its steps are numbered from 0 again
+        self.lead_stage.drop_saved(c.lead)
+        self.placer.drop_saved(c.follow)
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
-        """Discard the couple's newest ``n`` steps; ``root_xz`` is where performer ``pid`` stands now (as output)."""
+        """Discard the couple's newest ``n`` steps. Back to the couple's state after its last kept step when it is
+        kept (both generators, both stagings, placement, speed limit: the next steps are then exactly those of a
+        couple that never made the discarded ones, given the same random streams); else the stagings go on and
+        ``root_xz``, where performer ``pid`` stands now (as output), is where it continues from."""
         c = self._couple(pid)
         if not c.rewound:
             n = min(n, c.steps)
@@ -241,7 +255,8 @@ class CoupleDancer:
             self.follower.rewind(c.follow_in, n)
             c.steps -= n
             c.rewound = True
-        if root_xz is not None:
+            c.exact = self._restore(c, c.steps - 1)
+        if root_xz is not None and not c.exact:
             xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
             if pid == c.lead:
                 self.leader.get(c.lead_in).root_xz = self.lead_stage.to_raw_xz(c.lead, xz)
@@ -249,6 +264,40 @@ class CoupleDancer:
             else:
                 self.follower.get(c.follow_in).root_xz = self.placer.to_raw_xz(c.follow, xz)
                 c.follow_xz = xz
+
+    def _kept_state(self, c: Couple) -> dict[str, np.ndarray]:
+        """The couple's own state a rewind puts back (its placement and the follower's speed limiter row)."""
+        r = self._limit_row(c.follow)
+        lim = self.fol_limit
+        return {"follow_yaw": np.array([c.follow_yaw]), "follow_xz": c.follow_xz[None], "lead_xz": c.lead_xz[None],
+                **{f"limit.{f}": getattr(lim, f)[r : r + 1] for f in ("root", "quat", "points", "valid", "lagging")}}
+
+    def _restore(self, c: Couple, step: int) -> bool:
+        """Put the couple (its placement, speed limiter row and both stagings) back to its state after ``step``;
+        False (nothing changed) when that state is not kept."""
+        snap = c.kept.load(0, step) if step >= 0 else None
+        if snap is None or not (self.lead_stage.restore(c.lead, step) and self.placer.restore(c.follow, step)):
+            return False
+        c.follow_yaw = float(snap["follow_yaw"])
+        c.follow_xz = np.array(snap["follow_xz"], np.float64)
+        c.lead_xz = np.array(snap["lead_xz"], np.float64)
+        r = self._limit_row(c.follow)
+        for f in ("root", "quat", "points", "valid", "lagging"):
+            getattr(self.fol_limit, f)[r] = snap[f"limit.{f}"]
+        return True
+
+    def keep_rewinds(self, steps: int) -> None:
+        """Keep what a rewind of up to ``steps`` steps needs, in both generators, both stagings and each couple."""
+        self._keep = steps
+        for part in (self.leader, self.follower, self.lead_stage, self.placer):
+            part.keep_rewinds(steps)
+        for c in self.couples:
+            c.kept.set_depth(steps + 1 if steps > 0 else 0)
+
+    def step_group(self, pids: Sequence[int]) -> list[int]:
+        """Both partners of every couple with a partner in ``pids``, in step order (a couple steps as one)."""
+        want = set(pids)
+        return [p for c in self.couples if want & {c.lead, c.follow} for p in (c.lead, c.follow)]
 
     def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,
                      joints: str = "all") -> None:
@@ -282,23 +331,23 @@ class CoupleDancer:
         return float(hip_yaw(R.quat_to_matrix(quat[self.hip].astype(np.float64))))
 
     def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> list[StepFrames]:
-        """One step of every couple: leaders, then followers conditioned on them; frames of both, in id order.
-        Couples step together (``pids`` must be None: ``capabilities.step_some`` is False)."""
-        if pids is not None:
-            raise ValueError("the couple kind steps all its couples together")
-        if not self.couples:
+        """One step of every couple (or of those with a partner in ``pids``: a re-plan): leaders, then followers
+        conditioned on them; frames of both, in id order."""
+        want = None if pids is None else set(pids)
+        sel = self.couples if want is None else [c for c in self.couples if want & {c.lead, c.follow}]
+        if not sel:
             return []
-        lead_raw = {sf.pid: sf for sf in self.leader.step(cond)}
+        some = len(sel) < len(self.couples)
+        lead_raw = {sf.pid: sf for sf in self.leader.step(cond, [c.lead_in for c in sel] if some else None)}
         if self.staging.steer:  # the pair's goal, from where the partners stood at the end of the last step: the
-            for c in self.couples:  # leader is pulled as if it stood at the pair's midpoint
+            for c in sel:  # leader is pulled as if it stood at the pair's midpoint
                 if c.steps > 0:
                     mid_off = 0.5 * (c.lead_xz - c.follow_xz)
                     self.lead_stage.set_goal(c.lead, np.asarray(self.staging.centre_xz) + mid_off)
-        lr, lq = self.lead_stage.process([c.lead for c in self.couples],
-                                         np.stack([lead_raw[c.lead_in].root for c in self.couples]),
-                                         np.stack([lead_raw[c.lead_in].quat for c in self.couples]))
+        lr, lq = self.lead_stage.process([c.lead for c in sel], np.stack([lead_raw[c.lead_in].root for c in sel]),
+                                         np.stack([lead_raw[c.lead_in].quat for c in sel]))
         lead_end: dict[int, tuple[np.ndarray, float]] = {}
-        for i, c in enumerate(self.couples):
+        for i, c in enumerate(sel):
             end_xz, end_yaw = lr[i, -1, [0, 2]].copy(), self._yaw(lq[i, -1])
             lead_end[c.lead] = (end_xz, end_yaw)
             fp = self.follower.get(c.follow_in)
@@ -311,8 +360,8 @@ class CoupleDancer:
             lp = self.leader.get(c.lead_in)
             feats = place_features(end_xz, end_yaw, c.follow_xz, c.follow_yaw)
             self.fbackend.set_leader(fp.state, int(lp.tok_up[-1]), int(lp.tok_down[-1]), feats)
-        follow_raw = {sf.pid: sf for sf in self.follower.step(cond)}
-        for c in self.couples:
+        follow_raw = {sf.pid: sf for sf in self.follower.step(cond, [c.follow_in for c in sel] if some else None)}
+        for c in sel:
             ff = follow_raw[c.follow_in]
             if c.steps == 0:  # place the follower's own motion at the start placement (a restart is blended)
                 self.placer.place(c.follow, ff.root[0, [0, 2]].astype(np.float64), self._yaw(ff.quat[0]),
@@ -321,18 +370,17 @@ class CoupleDancer:
             pred = self.fbackend.predicted_placement(self.follower.get(c.follow_in).state)
             self.placer.set_goal(c.follow, follower_xz(end_xz, end_yaw, pred),
                                  end_yaw + float(np.arctan2(pred[4], pred[3])))
-        fr, fq = self.placer.process([c.follow for c in self.couples],
-                                     np.stack([follow_raw[c.follow_in].root for c in self.couples]),
-                                     np.stack([follow_raw[c.follow_in].quat for c in self.couples]))
+        fr, fq = self.placer.process([c.follow for c in sel], np.stack([follow_raw[c.follow_in].root for c in sel]),
+                                     np.stack([follow_raw[c.follow_in].quat for c in sel]))
         fq = self._hold_hands(lr, lq, fr, fq)
         if self.staging.limit_speed:
-            rows = np.array([self._limit_row(c.follow) for c in self.couples])
+            rows = np.array([self._limit_row(c.follow) for c in sel])
             for k in range(fr.shape[1]):
                 fr[:, k], fq[:, k] = self.fol_limit.frame(rows, fr[:, k], fq[:, k])
         # last, the hard floor (it may outrun the speed limit on the frames it acts on: rare, see describe())
-        fr = np.stack([self._keep_apart(lr[i], fr[i]) for i in range(len(self.couples))])
+        fr = np.stack([self._keep_apart(lr[i], fr[i]) for i in range(len(sel))])
         out: list[StepFrames] = []
-        for i, c in enumerate(self.couples):
+        for i, c in enumerate(sel):
             root = fr[i]
             self.pull_m.append(float(np.linalg.norm(self.placer.goal_xz[self.placer.row(c.follow)] - root[-1, [0, 2]])))
             c.follow_xz = root[-1, [0, 2]].copy()
@@ -344,6 +392,12 @@ class CoupleDancer:
                                   quat=lq[i].astype(np.float32)))
             out.append(StepFrames(pid=c.follow, step=follow_raw[c.follow_in].step, root=root.astype(np.float32),
                                   quat=fq[i].astype(np.float32)))
+        if self._keep > 0:  # the state after this step, for exact rewinds
+            at = [c.steps - 1 for c in sel]
+            self.lead_stage.save([c.lead for c in sel], at)
+            self.placer.save([c.follow for c in sel], at)
+            for c in sel:
+                c.kept.save([0], [c.steps - 1], self._kept_state(c))
         self.steps += 1
         return out
 

@@ -39,7 +39,15 @@ from engine.models.pose_repr import (
     vectors_to_motion,
 )
 from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, StepFrames
-from engine.models.sampling import block_repeats, genre_guidance_scale, guide_logits, guide_text_logits, sample_tokens
+from engine.models.sampling import (
+    block_repeats,
+    genre_guidance_scale,
+    guide_logits,
+    guide_text_logits,
+    sample_rows,
+    sample_tokens,
+)
+from engine.models.snapshots import SnapshotRing
 from engine.models.vqvae import VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
@@ -61,9 +69,10 @@ REWRITE_TOKENS = 16
 SWITCH_BOOST = (2.0, 8)
 #: Fewest candidates per steered performer worth decoding and scoring (see ``DanceGenerator.guidance_rows``).
 MIN_GUIDED_CANDIDATES = 4
-#: Newest tokens per performer whose decoder and foot-lock state is kept, so a rewind (a re-plan) of up to this many
-#: tokens continues exactly from the last kept token instead of restarting the decoder (17 KB per token for the
-#: shipped VQ-VAE). Deeper rewinds restart the decoder (the playout blends over the seam).
+#: Tokens a rewind (a re-plan) may go back by default and continue exactly from the last kept token instead of
+#: restarting the decoder: the state after each of the newest ``REWIND_TOKENS + 1`` tokens is kept (decoder
+#: histories, 17 KB per token for the shipped VQ-VAE, foot locking, root, guidance memory). Deeper rewinds restart
+#: the decoder (the playout blends over the seam). :meth:`DanceGenerator.keep_rewinds` changes it (0: nothing kept).
 REWIND_TOKENS = REWIND_STEPS
 
 
@@ -94,9 +103,10 @@ class Performer:
     tok_down: np.ndarray  # [H] int64
     backend: DecodeBackend
     decoder: StreamingDecoder
+    snapshots: SnapshotRing  # the generator's: this performer's state after each of its newest tokens (row ``slot``)
     n_tokens: int = 0
     root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    rng: torch.Generator = field(default_factory=torch.Generator)  # used when it leads a sampling group
+    rng: torch.Generator = field(default_factory=torch.Generator)  # its own: every draw of its tokens
     last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame's (upper, lower) for foot locking
     vectors: tuple[np.ndarray, np.ndarray] | None = None  # the newest step's model vectors (upper, lower) [4, D]
     seed: int = 0  # its random stream's seed (a reset starts the stream over too)
@@ -116,9 +126,6 @@ class Performer:
     hist_cond: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [C, cond_dim]
     encoded: tuple[int, np.ndarray | None] | None = None  # (genre, global vector) the cached history carries
     boost_until: int = -1  # genre guidance is boosted before this position (just after a genre switch)
-    # (token index, foot-lock frame, root xz) after each of the newest tokens, ring by token index (see rewind)
-    after: list[tuple[int, tuple[np.ndarray, np.ndarray] | None, np.ndarray] | None] = field(
-        default_factory=lambda: [None] * REWIND_TOKENS)
 
     def reset(self) -> None:
         """Start the dance over (position 0, BOS, its random stream from its seed), as if just added; keeps
@@ -141,7 +148,7 @@ class Performer:
         if self.guide is not None:
             self.guide.reset()
         self.decoder.reset(self.slot)
-        self.after = [None] * len(self.after)
+        self.snapshots.forget(self.slot)
 
     def rewind(self, n: int, root_xz: np.ndarray | None = None) -> None:
         """Discard the newest ``n`` tokens: they are regenerated at the next steps.
@@ -149,10 +156,9 @@ class Performer:
         The cache's ring slots of the discarded tokens are overwritten when regenerated (until then the
         ``n`` oldest entries of the attention window are stale: a small, documented approximation). The
         decoder's history, foot locking and root go back to what they were after the last kept token
-        (:data:`REWIND_TOKENS` are kept; ``root_xz`` is then not needed), so the regenerated frames continue
-        the kept ones exactly as a step would; a deeper rewind restarts the decoder and foot locking from
-        ``root_xz`` (playout blends over that seam). The guidance memory, which followed the discarded
-        frames, restarts.
+        (:data:`REWIND_TOKENS` by default, :meth:`DanceGenerator.keep_rewinds`; ``root_xz`` is then not needed), so the regenerated frames continue
+        the kept ones exactly as a step would, and the beat guidance's memory goes back with them; a deeper rewind
+        restarts the decoder, foot locking and guidance memory from ``root_xz`` (playout blends over that seam).
         """
         n = min(n, self.n_tokens, len(self.tok_up) - 1)
         if n <= 0:
@@ -174,18 +180,30 @@ class Performer:
             self.uncond.feed(up, down)
         self.textless_live = False  # rewritten from the history at its next use
         last = self.n_tokens - 1  # the newest kept token
-        snap = self.after[last % len(self.after)] if last >= 0 else None
-        if snap is not None and snap[0] == last and self.decoder.restore(self.slot, last):
-            self.last_vec = snap[1]
-            self.root_xz = snap[2].copy()
+        snap = self.snapshots.load(self.slot, last) if last >= 0 else None
+        if snap is not None:
+            self.decoder.set_state(self.slot, snap)
+            self.last_vec = (np.array(snap["last_up"]), np.array(snap["last_down"])) if snap["has_last"] else None
+            self.root_xz = np.array(snap["root_xz"], dtype=np.float64)
+            if self.guide is not None:
+                self.guide.set_state(snap)
         else:
             if root_xz is not None:
                 self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
             self.decoder.reset(self.slot)
             self.last_vec = None
+            if self.guide is not None:
+                self.guide.reset()
         self.inbetween.restart()
+
+    def kept_state(self) -> dict[str, np.ndarray]:
+        """What :meth:`rewind` puts back besides the decoder's histories: foot locking, root, guidance memory."""
+        out = {"root_xz": np.asarray(self.root_xz, np.float64), "has_last": np.array(self.last_vec is not None)}
+        if self.last_vec is not None:
+            out["last_up"], out["last_down"] = self.last_vec
         if self.guide is not None:
-            self.guide.reset()
+            out.update(self.guide.state())
+        return out
 
 
 #: The frames of one committed token (kept for callers of the generator: a token is one step).
@@ -198,7 +216,8 @@ class DanceGenerator:
     Args:
         backend: a decode backend (its capacity bounds the number of performers).
         vqvae: the trained VQ-VAE whose codebooks the GPT predicts.
-        seed: base seed; performer ``i`` samples with ``seed + i``.
+        seed: base seed; performer ``i`` draws every token from its own random stream, seeded ``seed + i`` (a reset
+            starts it over), so one performer's controls and re-plans never change another's dance.
         foot_lock: keep contact feet planted through the root velocity (``pose_repr.lock_feet``), as the
             model card of the shipped model asks.
         decoder_runner: what runs the streaming VQ-VAE decoder step (None: torch; the onnxruntime backend is
@@ -284,7 +303,9 @@ class DanceGenerator:
         self.capacity = backend.capacity // rows  # performers
         if self.capacity < 1:
             raise ValueError(f"guidance needs {rows} cache rows per performer; the backend has {backend.capacity}")
-        self.decoder = StreamingDecoder(vqvae, self.capacity, runner=decoder_runner, snapshots=REWIND_TOKENS)
+        self.decoder = StreamingDecoder(vqvae, self.capacity, runner=decoder_runner)
+        # each performer's state after its newest tokens, row = its decoder slot (see keep_rewinds)
+        self.snapshots = SnapshotRing(REWIND_TOKENS + 1, rows=self.capacity)
         self._free_slots = list(range(self.capacity))
         self.performers: list[Performer] = []
         self._next_pid = 0
@@ -311,6 +332,7 @@ class DanceGenerator:
         textless = None if self.text_guidance is None else self.backend.new_state()
         slot = self._free_slots.pop(0)
         self.decoder.reset(slot)
+        self.snapshots.forget(slot)
         p = Performer(
             pid=self._next_pid,
             slot=slot,
@@ -320,6 +342,7 @@ class DanceGenerator:
             tok_down=np.full(self.ctx, self._pad, dtype=np.int64),
             backend=self.backend,
             decoder=self.decoder,
+            snapshots=self.snapshots,
             guide=None if self.guide is None else self.guide.new_state(
                 int(self.vqvae.up_mean.numel()), int(self.vqvae.down_mean.numel())),
             pad=self._pad,
@@ -363,6 +386,16 @@ class DanceGenerator:
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
         self.get(pid).rewind(n, root_xz)
+
+    def keep_rewinds(self, steps: int) -> None:
+        """Keep what a rewind of up to ``steps`` tokens needs to continue exactly (0: keep nothing, and save its
+        cost every step: the runtime at lookahead 0, offline renders). Drops what was kept."""
+        self.snapshots.set_depth(steps + 1 if steps > 0 else 0)
+
+    def step_group(self, pids: Sequence[int]) -> list[int]:
+        """Performers step, reset and rewind alone: ``pids`` as they are, in step order."""
+        want = set(pids)
+        return [p.pid for p in self.performers if p.pid in want]
 
     def set_genre(self, pid: int, genre: str | int) -> None:
         gid = genre if isinstance(genre, int) else genre_id(genre)
@@ -532,20 +565,10 @@ class DanceGenerator:
             rec_up, rec_down = self._recent(ps)
             logits_up = block_repeats(logits_up, rec_up, self.max_repeat)
             logits_down = block_repeats(logits_down, rec_down, self.max_repeat)
-        # Sampling: one call per group of performers sharing temperature and top-k (usually one group),
-        # drawing from the group's first performer's random stream.
-        ups = np.empty(b, dtype=np.int64)
-        downs = np.empty(b, dtype=np.int64)
-        groups: dict[tuple[float, int], list[int]] = {}
-        for i, p in enumerate(ps):
-            groups.setdefault((p.controls.temperature, p.controls.top_k), []).append(i)
-        for (temp, top_k), idx in groups.items():
-            rng = ps[idx[0]].rng
-            sel = torch.tensor(idx) if len(idx) < b else None
-            lu = logits_up if sel is None else logits_up[sel]
-            ld = logits_down if sel is None else logits_down[sel]
-            ups[idx] = sample_tokens(lu, temp, top_k or None, rng).numpy()
-            downs[idx] = sample_tokens(ld, temp, top_k or None, rng).numpy()
+        # Sampling: each performer draws from its own random stream (upper, then lower), so one performer's draws
+        # (a re-plan's remade steps, say) never move another's.
+        ctl = [(p.controls.temperature, p.controls.top_k or None) for p in ps]
+        ups, downs = sample_rows(logits_up, logits_down, ctl, [p.rng for p in ps])
         peeked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if self.guide is not None:
             peeked = self._guide(ps, cond_b, logits_up, logits_down, ups, downs)
@@ -588,9 +611,14 @@ class DanceGenerator:
         for i, p in enumerate(ps):
             if p.guide is not None:
                 p.guide.commit(up_np[i], down_np[i])
-        self.decoder.save(torch.tensor([p.slot for p in ps]), torch.tensor([p.n_tokens - 1 for p in ps]))
         self.steps += 1
         out = [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
+        if self.snapshots.depth:  # the state after this token, for exact rewinds
+            slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=b)
+            values: dict[str, Any] = self.decoder.state(torch.from_numpy(slots))
+            per = [p.kept_state() for p in ps]
+            values.update({k: np.stack([d[k] for d in per]) for k in per[0]})
+            self.snapshots.save(slots, [p.n_tokens - 1 for p in ps], values)
         for p, sf in zip(ps, out, strict=True):
             if p.inbetween.targets:
                 legs = self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
@@ -771,8 +799,6 @@ class DanceGenerator:
         motion = vectors_to_motion(upper, lower, self.skeleton, start_xz=(float(p.root_xz[0]), float(p.root_xz[1])))
         root = motion.root_pos.astype(np.float32)
         p.root_xz = np.array([root[-1, 0], root[-1, 2]])
-        t = p.n_tokens - 1
-        p.after[t % len(p.after)] = (t, p.last_vec, p.root_xz)
         quat = R.matrix_to_quat(motion.rot).astype(np.float32)
         return StepFrames(pid=p.pid, step=p.n_tokens - 1, root=root, quat=quat)
 

@@ -17,8 +17,10 @@ import numpy as np
 
 from engine.skeleton.skeleton import Skeleton
 
-#: Newest steps per performer whose state a model keeps so that :meth:`MotionModel.rewind` of up to this many steps
-#: continues exactly from the last kept step (a re-plan then leaves no seam); deeper rewinds may restart parts of it.
+#: Steps a :meth:`MotionModel.rewind` may go back by default and continue exactly from the last kept step (a re-plan
+#: then leaves no seam; each kind keeps its state after each of its newest steps, see
+#: :class:`engine.models.snapshots.SnapshotRing`); deeper rewinds may restart parts of it.
+#: :meth:`MotionModel.keep_rewinds` changes how deep (the runtime asks for its lookahead, at most this).
 REWIND_STEPS = 8
 
 
@@ -48,8 +50,9 @@ class Capabilities:
     #: How a text control is embedded (``engine.models.text_prompts.TEXT_PROMPTS``): "sentence" as it is, or
     #: "attributes": matched to the measured-caption attributes first (models trained on measured captions).
     text_prompts: str = "sentence"
-    #: ``step(cond, pids)`` can step some performers alone, so a control re-plans only the look-ahead of the
-    #: performers it addresses (the runtime's control re-plan); False: ``pids`` must be None.
+    #: ``step(cond, pids)`` can step some performers (their :meth:`MotionModel.step_group`) alone, so a control
+    #: re-plans only the look-ahead of the performers it addresses (the runtime's control re-plan); False: ``pids``
+    #: must be None.
     step_some: bool = False
 
 
@@ -99,7 +102,18 @@ class MotionModel(Protocol):
 
     def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> list[StepFrames]:
         """Commit the next ``frames_per_step`` frames of every performer (or only of ``pids``, a re-plan of some
-        performers after a rewind) from one music row [cond_dim]."""
+        performers after a rewind: a :meth:`step_group`) from one music row [cond_dim]."""
+        ...
+
+    def step_group(self, pids: Sequence[int]) -> list[int]:
+        """The performers that step, reset and rewind together with ``pids`` (``pids`` included, in step order): a
+        couple's two partners, since the follower is conditioned on its leader; ``pids`` for independent kinds."""
+        ...
+
+    def keep_rewinds(self, steps: int) -> None:
+        """Keep the state a :meth:`rewind` of up to ``steps`` steps needs to continue exactly (default
+        :data:`REWIND_STEPS`); 0 keeps nothing and saves its cost every step (nothing can rewind: the runtime at
+        lookahead 0, an offline render). Drops what was kept."""
         ...
 
     def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:

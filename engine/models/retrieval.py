@@ -42,7 +42,8 @@ from engine.models.capture import CaptureTake, capture_files, load_take
 from engine.models.capture_sources import SOURCES, STYLES, resolve_folders
 from engine.models.conditioning import COND_DIM, FRAMES_PER_TOKEN, GENRES, MUSIC_DIM
 from engine.models.pose_repr import metric_cmu_skeleton
-from engine.models.protocol import Capabilities, Controls, StepFrames
+from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, StepFrames
+from engine.models.snapshots import SnapshotRing
 from engine.skeleton import rotations as R
 from engine.skeleton.skeleton import forward_kinematics
 
@@ -221,14 +222,15 @@ class RetrievalDancer:
     Args:
         index: the motion database.
         capacity: most performers at once (state arrays are allocated once).
-        seed: base seed; performer ``i`` draws from ``seed + i``.
+        seed: base seed; performer ``i`` draws its segment lengths and its cut choices' random term from its own
+            streams, seeded ``seed + i``, so one performer's controls and re-plans never change another's dance.
         segment_beats: music beats between cuts (each performer picks from these at each cut).
         blend_frames: frames a cut blends over.
         tempo_weight: weight of the tempo mismatch (squared log ratio) in the cut cost.
     """
 
     def __init__(self, index: MotionIndex, capacity: int = 1, seed: int = 0, segment_beats: Sequence[int] = (4, 8),
-                 blend_frames: int = 4, tempo_weight: float = 20.0, history: int = 8) -> None:
+                 blend_frames: int = 4, tempo_weight: float = 20.0) -> None:
         if len(index.beats) == 0:
             raise ValueError("the motion index has no usable beat segments")
         self.index = index
@@ -236,7 +238,7 @@ class RetrievalDancer:
         self.skeleton = metric_cmu_skeleton()
         self.n_joints = self.skeleton.num_joints
         self.frames_per_step = FRAMES_PER_TOKEN
-        self.capabilities = Capabilities(n_genres=len(GENRES), text=False, keyframes=False)
+        self.capabilities = Capabilities(n_genres=len(GENRES), text=False, keyframes=False, step_some=True)
         self.capacity = capacity
         self.seed = seed
         self.segment_beats = np.asarray(segment_beats, dtype=np.int64)
@@ -247,7 +249,8 @@ class RetrievalDancer:
         n, j = capacity, self.n_joints
         self._pids: list[int] = []  # pid of each active row, in row order
         self._controls: list[Controls] = []
-        self._rng: list[np.random.Generator] = []
+        self._rng: list[np.random.Generator] = []  # per row: segment lengths and start frames
+        self._noise: list[np.random.Generator] = []  # per row: the random term of its cut choices
         self._next_pid = 0
         # per-row state (rows [0, len(pids)) active)
         self.cur = np.zeros(n)  # playback position in the index (fractional frame)
@@ -263,11 +266,12 @@ class RetrievalDancer:
         self.last_root = np.zeros((n, 3))
         self.last_quat = np.zeros((n, j, 4), dtype=np.float32)
         self.n_steps = np.zeros(n, dtype=np.int64)
+        self.last_phase = np.full(n, np.nan)  # predicted beat phase of the row's last frame (nan: none yet)
         self._fields = ("cur", "rate", "target", "beats_left", "yaw_off", "xz_off", "blend_w", "blend_q", "blend_y",
-                        "last_root", "last_quat", "n_steps")
-        self._hist = {f: np.zeros((history, *getattr(self, f).shape), getattr(self, f).dtype) for f in self._fields}
-        self._last_phase: float | None = None
-        self._noise = np.random.default_rng(seed)  # the random term of cut choices
+                        "last_root", "last_quat", "n_steps", "last_phase")
+        # each row's state after its newest steps (saved before each step as the state after the one before)
+        self.snapshots = SnapshotRing(REWIND_STEPS + 1, rows=n)
+        self._phase_now = np.nan  # the newest step's last phase (a performer added later starts from it)
         # cut candidates: beat frames and their features, norms precomputed for the distance matmul
         self._cand = index.beats
         self._cand_feat = index.feature[self._cand].astype(np.float32)
@@ -298,7 +302,10 @@ class RetrievalDancer:
         self._pids.append(pid)
         self._controls.append(controls or Controls())
         self._rng.append(np.random.default_rng(self.seed + pid))
-        self._start(len(self._pids) - 1)
+        self._noise.append(np.random.default_rng(self.seed + pid))
+        r = len(self._pids) - 1
+        self.last_phase[r] = self._phase_now
+        self._start(r)
         return pid
 
     def remove_performer(self, pid: int) -> None:
@@ -307,13 +314,10 @@ class RetrievalDancer:
         if r != last:  # the last active row moves into the freed one
             for f in self._fields:
                 getattr(self, f)[r] = getattr(self, f)[last]
-                self._hist[f][:, r] = self._hist[f][:, last]
-        self._pids[r] = self._pids[last]
-        self._controls[r] = self._controls[last]
-        self._rng[r] = self._rng[last]
-        self._pids.pop()
-        self._controls.pop()
-        self._rng.pop()
+            self.snapshots.move_row(last, r)
+        for lst in (self._pids, self._controls, self._rng, self._noise):
+            lst[r] = lst[last]  # type: ignore[index]
+            lst.pop()
 
     def controls(self, pid: int) -> Controls:
         return self._controls[self._row(pid)]
@@ -343,6 +347,7 @@ class RetrievalDancer:
         self.xz_off[r] = -_rotate_xz(ix.root[frame, [0, 2]].astype(np.float64), self.yaw_off[r])
         self.blend_w[r] = 0.0
         self.n_steps[r] = 0
+        self.snapshots.forget(r)  # its steps are numbered from 0 again
 
     def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
         r = self._row(pid)
@@ -354,14 +359,28 @@ class RetrievalDancer:
         self.xz_off[r] += xz
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
+        """Back to the state after the performer's last kept step (kept: the next steps are exactly those of a
+        performer that never made the discarded ones, given the same random streams); deeper than what is kept,
+        it plays on from where it is (the playout blends the seam)."""
         r = self._row(pid)
-        h = len(self._hist["cur"])
-        n = min(n, int(self.n_steps[r]), h - 1)
+        n = min(n, int(self.n_steps[r]))
         if n <= 0:
             return
-        slot = int(self.n_steps[r] - n) % h  # state saved before step n_steps - n
+        snap = self.snapshots.load(r, int(self.n_steps[r]) - n - 1)
+        if snap is None:
+            self.n_steps[r] -= n
+            self.snapshots.forget(r)
+            return
         for f in self._fields:
-            getattr(self, f)[r] = self._hist[f][slot, r]
+            getattr(self, f)[r] = snap[f]
+
+    def keep_rewinds(self, steps: int) -> None:
+        self.snapshots.set_depth(steps + 1 if steps > 0 else 0)
+
+    def step_group(self, pids: Sequence[int]) -> list[int]:
+        """Performers step and rewind alone: ``pids`` in step order."""
+        want = set(pids)
+        return [p for p in self._pids if p in want]
 
     def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,
                      joints: str = "all") -> None:
@@ -388,77 +407,83 @@ class RetrievalDancer:
         return (np.arctan2(sc[:, 0], sc[:, 1]) / (2 * np.pi)) % 1.0
 
     def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> list[StepFrames]:
-        """Commit the next 4 frames of every performer from one music row (see the module doc). Performers step
-        together (``pids`` must be None: ``capabilities.step_some`` is False)."""
-        if pids is not None:
-            raise ValueError("the retrieval model steps all its performers together")
+        """Commit the next 4 frames of every performer (or of ``pids``: a re-plan of some) from one music row (see
+        the module doc)."""
         b = len(self._pids)
-        if b == 0:
+        if pids is None:
+            rows = np.arange(b)
+        else:
+            want = set(pids)
+            rows = np.array([r for r, p in enumerate(self._pids) if p in want], dtype=np.int64)
+        if len(rows) == 0:
             return []
-        for f in self._fields:  # history for rewind: the state before this step, per row
-            slot = self.n_steps[:b] % len(self._hist[f])
-            self._hist[f][slot, np.arange(b)] = getattr(self, f)[:b]
+        if self.snapshots.depth:  # for rewinds: the state before this step = after the one before (step -1: none)
+            self.snapshots.save(rows, self.n_steps[rows] - 1, {f: getattr(self, f)[rows] for f in self._fields})
         phases = self._phases(cond)
-        prev = self._last_phase
-        d = np.diff(np.concatenate([[phases[0] if prev is None else prev], phases]))
-        d = d % 1.0
-        dphase = float(np.median(d[1:])) if len(d) > 1 else 0.0
+        prev = self.last_phase[rows]
+        first = np.where(np.isnan(prev), phases[0], prev)
+        d = np.diff(phases) % 1.0
+        dphase = float(np.median(d)) if len(d) else 0.0
         period = 1.0 / dphase if 0.02 < dphase < 0.5 else 0.0  # model frames per beat (0: no belief)
-        roots = np.empty((b, FRAMES_PER_TOKEN, 3), dtype=np.float32)
-        quats = np.empty((b, FRAMES_PER_TOKEN, self.n_joints, 4), dtype=np.float32)
+        m = len(rows)
+        roots = np.empty((m, FRAMES_PER_TOKEN, 3), dtype=np.float32)
+        quats = np.empty((m, FRAMES_PER_TOKEN, self.n_joints, 4), dtype=np.float32)
         for k in range(FRAMES_PER_TOKEN):
-            p_prev = phases[k - 1] if k else (prev if prev is not None else phases[0])
-            beat = period > 0 and phases[k] < p_prev - 0.5  # the predicted phase wraps: a music beat
-            if beat:
-                self._on_beat(b, period, phases[k] * period)  # the beat fell this many frames before frame k
-            elif period <= 0:
-                self._free_run(b)
-            roots[:, k], quats[:, k] = self._frame(b)
-            self.cur[:b] += self.rate[:b]
-        self._last_phase = float(phases[-1])
-        self.n_steps[:b] += 1
+            if period <= 0:
+                self._free_run(rows)
+            else:  # the predicted phase wraps: a music beat (on the first frame, per row: after its own last one)
+                p_prev = first if k == 0 else np.full(m, phases[k - 1])
+                beat = phases[k] < p_prev - 0.5
+                if beat.any():
+                    self._on_beat(rows[beat], period, phases[k] * period)  # the beat fell this long before frame k
+            roots[:, k], quats[:, k] = self._frame(rows)
+            self.cur[rows] += self.rate[rows]
+        self.last_phase[rows] = phases[-1]
+        if pids is None:
+            self._phase_now = float(phases[-1])
+        self.n_steps[rows] += 1
         self.steps += 1
-        self.last_root[:b] = roots[:, -1]
-        self.last_quat[:b] = quats[:, -1]
-        return [StepFrames(pid=pid, step=int(self.n_steps[i] - 1), root=roots[i], quat=quats[i])
-                for i, pid in enumerate(self._pids)]
+        self.last_root[rows] = roots[:, -1]
+        self.last_quat[rows] = quats[:, -1]
+        return [StepFrames(pid=self._pids[r], step=int(self.n_steps[r] - 1), root=roots[i], quat=quats[i])
+                for i, r in enumerate(rows)]
 
-    def _free_run(self, b: int) -> None:
+    def _free_run(self, rows: np.ndarray) -> None:
         """No tempo belief: play at natural speed; cut where a take's usable motion ends."""
         ix = self.index
-        self.rate[:b] = 1.0
-        nb = ix.next_beat[np.minimum(self.cur[:b].astype(np.int64), len(ix.next_beat) - 1)]
-        ends = np.nonzero(nb < 0)[0]
+        self.rate[rows] = 1.0
+        nb = ix.next_beat[np.minimum(self.cur[rows].astype(np.int64), len(ix.next_beat) - 1)]
+        ends = rows[nb < 0]
         if len(ends):
             self._cut(ends, 0.0)
 
-    def _on_beat(self, b: int, period: float, since: float = 0.0) -> None:
-        """A music beat ``since`` frames ago: continue to the next motion beat(s) or cut; re-time to land on the
-        next music beat."""
+    def _on_beat(self, rows: np.ndarray, period: float, since: float = 0.0) -> None:
+        """A music beat ``since`` frames ago for ``rows``: continue to the next motion beat(s) or cut; re-time to land
+        on the next music beat."""
         ix = self.index
         # The motion beat due now counts as reached when the warp brought it within 1.5 frames (playback is not
         # moved: a jump of a frame or two during a fast spin reads as a snap); then count down the segment.
-        due = (self.target[:b] >= 0) & (np.abs(self.target[:b] - self.cur[:b]) < 1.5)
-        base = np.where(due, self.target[:b], self.cur[:b])
-        self.beats_left[:b] -= 1
+        due = (self.target[rows] >= 0) & (np.abs(self.target[rows] - self.cur[rows]) < 1.5)
+        base = np.where(due, self.target[rows], self.cur[rows])
+        self.beats_left[rows] -= 1
         here = np.minimum(base.astype(np.int64), len(ix.next_beat) - 1)
         n1 = ix.next_beat[here]
         n2 = np.where(n1 >= 0, ix.next_beat[np.maximum(n1, 0)], -1)
-        cut = (self.beats_left[:b] <= 0) | (n1 < 0) | (n1 - here > MAX_BEAT_FRAMES)
-        rows = np.nonzero(cut)[0]
-        if len(rows):
-            self._cut(rows, period, since)
-        keep = np.nonzero(~cut)[0]
-        if len(keep):
+        cut = (self.beats_left[rows] <= 0) | (n1 < 0) | (n1 - here > MAX_BEAT_FRAMES)
+        if cut.any():
+            self._cut(rows[cut], period, since)
+        keep = ~cut
+        if keep.any():
+            kr = rows[keep]
             h = here[keep]
             a, c = n1[keep], n2[keep]
             # one or two motion beats per music beat, whichever interval is nearer the music's period
             err1 = np.abs(np.log(np.maximum(a - h, 1) / period))
             err2 = np.where(c >= 0, np.abs(np.log(np.maximum(c - h, 1) / period)), np.inf)
             tgt = np.where(err2 < err1, c, a)
-            self.target[keep] = tgt
+            self.target[kr] = tgt
             # reach it at the next music beat, ``period - since`` frames from now (the warp absorbs any error)
-            self.rate[keep] = np.clip((tgt - self.cur[keep]) / max(period - since, 1.0), MIN_RATE, MAX_RATE)
+            self.rate[kr] = np.clip((tgt - self.cur[kr]) / max(period - since, 1.0), MIN_RATE, MAX_RATE)
 
     def _cut(self, rows: np.ndarray, period: float, since: float = 0.0) -> None:
         """Cut ``rows`` to the best-matching beat frames of their genres; continue heading and position; blend."""
@@ -507,7 +532,8 @@ class RetrievalDancer:
         near = same_take & (np.abs(frames[None, :] - here[:, None]) < 2 * MODEL_FPS)
         cost += 10.0 * near  # prefer somewhere new over replaying what was just danced
         temp = np.fromiter((max(self._controls[r].temperature, 1e-3) for r in rows), np.float32, len(rows))
-        cost += (0.2 * temp[:, None]) * self._noise.random(cost.shape, dtype=np.float32)
+        noise = np.stack([self._noise[r].random(cost.shape[1], dtype=np.float32) for r in rows])
+        cost += (0.2 * temp[:, None]) * noise
         return frames[np.argmin(cost, axis=1)]
 
     def _pose(self, rows: np.ndarray | slice, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -527,16 +553,17 @@ class RetrievalDancer:
         quat[:, 0] = R.quat_multiply(_yaw_quat(yaw).astype(np.float32), quat[:, 0])
         return root, quat.astype(np.float32)
 
-    def _frame(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """The current frame of every active row, with any cut blend applied."""
-        root, quat = self._pose(slice(0, b), self.cur[:b])
-        blending = np.nonzero(self.blend_w[:b] > 0)[0]
+    def _frame(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The current frame of ``rows``, with any cut blend applied."""
+        root, quat = self._pose(rows, self.cur[rows])
+        blending = np.nonzero(self.blend_w[rows] > 0)[0]  # positions in ``rows``
         if len(blending):
-            w = self.blend_w[blending]
-            ident = np.zeros_like(self.blend_q[blending])
+            br = rows[blending]
+            w = self.blend_w[br]
+            ident = np.zeros_like(self.blend_q[br])
             ident[..., 0] = 1.0
-            delta = _nlerp(ident, self.blend_q[blending], w[:, None, None].astype(np.float32))
+            delta = _nlerp(ident, self.blend_q[br], w[:, None, None].astype(np.float32))
             quat[blending] = R.quat_multiply(delta, quat[blending]).astype(np.float32)
-            root[blending, 1] += self.blend_y[blending] * w
-            self.blend_w[blending] = np.maximum(0.0, w - 1.0 / self.blend_frames)
+            root[blending, 1] += self.blend_y[br] * w
+            self.blend_w[br] = np.maximum(0.0, w - 1.0 / self.blend_frames)
         return root.astype(np.float32), quat

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,12 +33,55 @@ def sample_tokens(
         raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
     if temperature == 0:
         return logits.argmax(dim=-1)
+    return torch.multinomial(_probs(logits, temperature, top_k), 1, generator=generator).squeeze(1)
+
+
+def _probs(logits: Tensor, temperature: float, top_k: int | None) -> Tensor:
+    """[B, V] logits -> [B, V] probabilities at ``temperature`` (> 0) over the ``top_k`` most likely."""
     scores = logits.float() / temperature
     if top_k is not None and top_k < scores.shape[-1]:
         kth = torch.topk(scores, top_k, dim=-1).values[:, -1:]  # [B, 1] the k-th largest score
         scores = scores.masked_fill(scores < kth, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return torch.softmax(scores, dim=-1)
+
+
+def sample_rows(logits_up: Tensor, logits_down: Tensor, settings: Sequence[tuple[float, int | None]],
+                generators: Sequence[torch.Generator]) -> tuple[np.ndarray, np.ndarray]:
+    """One upper and one lower token per row, row ``i`` drawn from its own stream ``generators[i]`` (upper first)
+    at its own ``settings[i]`` = (temperature, top_k), as :func:`sample_tokens` on that row alone would draw them.
+
+    The probabilities are computed in one batched pass per setting; only the draws are per row, so one row's draws
+    never depend on the others (a performer's dance does not change with who else dances or what they draw).
+
+    Args:
+        logits_up, logits_down: [B, V] scores.
+        settings: B (temperature, top_k) pairs (temperature 0: greedy).
+        generators: B random streams.
+
+    Returns:
+        upper and lower token ids, [B] int64 each.
+    """
+    b = logits_up.shape[0]
+    ups = np.empty(b, dtype=np.int64)
+    downs = np.empty(b, dtype=np.int64)
+    groups: dict[tuple[float, int | None], list[int]] = {}
+    for i, st in enumerate(settings):
+        groups.setdefault(st, []).append(i)
+    for (temp, top_k), idx in groups.items():
+        if temp < 0 or (top_k is not None and top_k < 1):
+            raise ValueError(f"temperature must be >= 0 and top_k >= 1 or None, got {temp}, {top_k}")
+        sel = torch.tensor(idx) if len(idx) < b else None
+        lu = logits_up if sel is None else logits_up[sel]
+        ld = logits_down if sel is None else logits_down[sel]
+        if temp == 0:
+            ups[idx] = lu.argmax(dim=-1).numpy()
+            downs[idx] = ld.argmax(dim=-1).numpy()
+            continue
+        pu, pd = _probs(lu, temp, top_k), _probs(ld, temp, top_k)
+        for j, i in enumerate(idx):
+            ups[i] = int(torch.multinomial(pu[j : j + 1], 1, generator=generators[i]))
+            downs[i] = int(torch.multinomial(pd[j : j + 1], 1, generator=generators[i]))
+    return ups, downs
 
 
 def block_repeats(logits: Tensor, recent: Tensor, max_repeat: int | None) -> Tensor:

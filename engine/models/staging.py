@@ -51,6 +51,7 @@ from engine.frames import MODEL_FPS
 from engine.models.conditioning import GENRES
 from engine.models.pose_repr import Motion, metric_cmu_skeleton, model_fk_layout, model_joint_indices
 from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, MotionModel, StepFrames
+from engine.models.snapshots import SnapshotRing
 from engine.skeleton import rotations as R
 from engine.skeleton.skeleton import Skeleton
 
@@ -492,10 +493,8 @@ class Stager:
         self.goal_yaw = np.zeros(n)  # per row, the facing the stage law turns to (default the config's front)
         self.turned = 0.0  # total steering turn applied, radians (statistics)
         self.pivot_frames = 0
-        # the state of each row after its newest REWIND_STEPS steps (``save`` / ``restore``): [rows, depth, ...] per
-        # field (the limiter's as "limiter.NAME"), and the step each holds (-1: none)
-        self._snap: dict[str, np.ndarray] = {}
-        self._snap_at = np.zeros((0, REWIND_STEPS), dtype=np.int64)
+        # the state of each row after its newest steps (``save`` / ``restore``; the limiter's as "limiter.NAME")
+        self.snapshots = SnapshotRing(REWIND_STEPS + 1)
 
     _FIELDS = ("theta", "offset", "face", "spin", "last_yaw", "vel", "last_xz", "last_feet", "floor", "shift", "seen",
                "goal_xz", "goal_yaw")
@@ -513,9 +512,7 @@ class Stager:
                 a = getattr(self, f)
                 setattr(self, f, np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)]))
             self.limiter.resize(r + 1)
-            self._snap_at = np.concatenate([self._snap_at, np.full((1, REWIND_STEPS), -1, np.int64)])
-            for k, a in self._snap.items():
-                self._snap[k] = np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)])
+            self.snapshots.resize(r + 1)
             self.reset(pid)
         return r
 
@@ -529,14 +526,12 @@ class Stager:
             for f in self._FIELDS:
                 getattr(self, f)[r] = getattr(self, f)[last]
             self.limiter.move_row(last, r)
-            for a in (self._snap_at, *self._snap.values()):
-                a[r] = a[last]
+            self.snapshots.move_row(last, r)
             self._rows[moved] = r
         for f in self._FIELDS:
             setattr(self, f, getattr(self, f)[:last])
         self.limiter.resize(last)
-        self._snap_at = self._snap_at[:last]
-        self._snap = {k: a[:last] for k, a in self._snap.items()}
+        self.snapshots.resize(last)
 
     def reset(self, pid: int) -> None:
         """Forget the performer entirely: identity transform, no averages, no previous pose."""
@@ -552,7 +547,7 @@ class Stager:
         self.goal_xz[r] = self.cfg.centre_xz
         self.goal_yaw[r] = self.cfg.front
         self.limiter.forget(r)
-        self._snap_at[r] = -1
+        self.snapshots.forget(r)
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
         """Every per-row state array by name (the limiter's as "limiter.NAME")."""
@@ -560,32 +555,31 @@ class Stager:
         out.update({f"limiter.{f}": getattr(self.limiter, f) for f in self._LIMITER})
         return out
 
+    def keep_rewinds(self, steps: int) -> None:
+        """Keep the state a rewind of up to ``steps`` steps needs (0: none, and :meth:`save` costs nothing)."""
+        self.snapshots.set_depth(steps + 1 if steps > 0 else 0)
+
     def save(self, pids: Sequence[int], steps: Sequence[int]) -> None:
         """Keep the performers' state as it stands after their step ``steps`` (the model's step index), so a
         rewind to it (:meth:`restore`) stages the regenerated frames exactly as if the discarded ones never were."""
+        if not self.snapshots.depth:
+            return
         rows = np.array([self.row(p) for p in pids], dtype=np.int64)
-        at = np.asarray(steps, dtype=np.int64)
-        k = at % REWIND_STEPS
-        for name, a in self._state_arrays().items():
-            snap = self._snap.get(name)
-            if snap is None:
-                snap = self._snap[name] = np.zeros((len(a), REWIND_STEPS, *a.shape[1:]), a.dtype)
-            snap[rows, k] = a[rows]
-        self._snap_at[rows, k] = at
+        self.snapshots.save(rows, steps, {name: a[rows] for name, a in self._state_arrays().items()})
 
     def drop_saved(self, pid: int) -> None:
         """Forget the performer's kept states (its model starts numbering steps over)."""
-        self._snap_at[self.row(pid)] = -1
+        self.snapshots.forget(self.row(pid))
 
     def restore(self, pid: int, step: int) -> bool:
         """Put the performer's state back to what it was after its step ``step`` (see :meth:`save`); False when
         that state is not kept (too old, or never saved), and the state is left alone."""
         r = self.row(pid)
-        k = step % REWIND_STEPS
-        if step < 0 or int(self._snap_at[r, k]) != step:
+        snap = self.snapshots.load(r, step) if step >= 0 else None
+        if snap is None:
             return False
         for name, a in self._state_arrays().items():
-            a[r] = self._snap[name][r, k]
+            a[r] = snap[name]
         return True
 
     def set_goal(self, pid: int, centre_xz: np.ndarray | None = None, front: float | None = None) -> None:
@@ -895,6 +889,13 @@ class StagedModel:
             return
         self.stager.reset(pid)
         self.inner.reset(pid, np.asarray(root_xz, dtype=np.float64)[:2])
+
+    def keep_rewinds(self, steps: int) -> None:
+        self.stager.keep_rewinds(steps)
+        self.inner.keep_rewinds(steps)
+
+    def step_group(self, pids: Sequence[int]) -> list[int]:
+        return self.inner.step_group(pids)
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
         """The staging goes back with the model: to its state after the last kept step when it is kept (so the

@@ -175,16 +175,10 @@ class StreamingDecoder:
             (``export.decoder_backend.create_decoder_runner``), beside the GPT's.
     """
 
-    def __init__(self, vqvae: VQVAE, batch: int, runner: Callable[[DecoderStep], DecoderRunner] | None = None,
-                 snapshots: int = 0) -> None:
+    def __init__(self, vqvae: VQVAE, batch: int, runner: Callable[[DecoderStep], DecoderRunner] | None = None) -> None:
         self.fn = DecoderStep(vqvae.eval()).eval()
         self.hists = [torch.zeros(batch, k, c) for k, c in self.fn.hist_shapes()]  # each [batch, keep, C]
         self.batch = batch
-        # Each row's histories after its newest ``snapshots`` tokens, so a rewind continues exactly from a kept
-        # token (:meth:`save`, :meth:`restore`): each [batch, snapshots, keep, C], and the token index each holds.
-        self.snapshots = snapshots
-        self._saved = [torch.zeros(batch, snapshots, k, c) for k, c in self.fn.hist_shapes()] if snapshots else []
-        self._saved_at = torch.full((batch, max(snapshots, 1)), -1, dtype=torch.long)
         self._run_step: DecoderRunner = (lambda u, d, h: list(self.fn(u, d, *h))) if runner is None else runner(self.fn)
 
     @torch.inference_mode()
@@ -254,28 +248,15 @@ class StreamingDecoder:
         """Forget one performer's history (its next token decodes as the first of a sequence)."""
         for h in self.hists:
             h[row].zero_()
-        self._saved_at[row] = -1
+
+    def state(self, rows: Tensor) -> dict[str, Tensor]:
+        """The histories of ``rows`` [b] by name (``hist0``, ...; each [b, keep, C]), to snapshot
+        (:class:`engine.models.snapshots.SnapshotRing`): :meth:`set_state` puts a row's back, so a rewind decodes
+        on exactly as if the discarded tokens never were."""
+        return {f"hist{i}": h[rows] for i, h in enumerate(self.hists)}
 
     @torch.inference_mode()
-    def save(self, rows: Tensor, tokens: Tensor) -> None:
-        """Keep the histories of ``rows`` [b] as they stand after their token ``tokens`` [b] (its index in the
-        performer's dance); the newest ``snapshots`` per row are kept. No-op without snapshots."""
-        if not self.snapshots:
-            return
-        k = tokens % self.snapshots
-        for h, s in zip(self.hists, self._saved, strict=True):
-            s[rows, k] = h[rows]
-        self._saved_at[rows, k] = tokens
-
-    @torch.inference_mode()
-    def restore(self, row: int, token: int) -> bool:
-        """Put ``row``'s histories back to what they were after its token ``token`` (a rewind to it); False when
-        that snapshot is not kept (too old, or none), and the histories are left alone."""
-        if not self.snapshots or token < 0:
-            return False
-        k = token % self.snapshots
-        if int(self._saved_at[row, k]) != token:
-            return False
-        for h, s in zip(self.hists, self._saved, strict=True):
-            h[row] = s[row, k]
-        return True
+    def set_state(self, row: int, values: dict) -> None:
+        """Put ``row``'s histories back to a :meth:`state` of it (values of one row: each [keep, C])."""
+        for i, h in enumerate(self.hists):
+            h[row] = values[f"hist{i}"]

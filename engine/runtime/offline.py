@@ -44,6 +44,7 @@ def render(model: MotionModel, audio: np.ndarray, sr: int, seconds: float | None
     if steps < 1:
         raise ValueError(f"audio too short: {n_frames} frames, need at least {n}")
     pids = model.performer_ids()
+    model.keep_rewinds(0)  # nothing rewinds an offline render: keep no state for it (the model's cost per step)
     cond = sequence_conditions(feats, period, nxt, steps)
     roots: dict[int, list[np.ndarray]] = {p: [] for p in pids}
     quats: dict[int, list[np.ndarray]] = {p: [] for p in pids}

@@ -172,6 +172,9 @@ class DanceRuntime:
         self.music = MusicWindow(self.cfg.silence_db, self.cfg.silence_hold_s, self.cfg.restart_after_s,
                                  self.cfg.tempo_jump_ratio)
         self.sched = StepScheduler(model.frames_per_step, self.cfg.lookahead_tokens)
+        # Only steps generated ahead are ever discarded (a re-plan), so the model keeps the state for exact rewinds
+        # that deep, and none at lookahead 0 (saving its cost every step).
+        model.keep_rewinds(min(self.cfg.lookahead_tokens, REWIND_STEPS))
         self.audio = AudioClock(stall_ns=int(self.cfg.stall_ms * 1e6))
         idle_root, idle_quat = model.idle_pose()
         cap = max(64, 2 * model.frames_per_step * (self.cfg.lookahead_tokens + 4))
@@ -287,6 +290,7 @@ class DanceRuntime:
         redo: list[tuple[int, list[int]]] = []  # (first step to remake, performers) of a control re-plan
 
         def replan(pids: list[int]) -> None:
+            pids = self.model.step_group(pids)  # a couple's partners are re-planned together
             first = self._rewind_unplayed(pids)
             if first is not None:
                 redo.append((first, pids))

@@ -66,18 +66,24 @@ def test_protocol_add_step_remove() -> None:
 
 def test_reset_and_rewind_move_the_couple_together_once() -> None:
     model = _couples(1)
+    placed = []
     for _ in range(5):
         model.step(_cond(model))
+        placed.append(model.couples[0].follow_xz.copy())
     lead, fol = model.leader.get(0), model.follower.get(0)
     tokens = [(int(lead.tok_up[-3]), int(fol.tok_up[-3]))]
     model.rewind(0, 2)
     model.rewind(1, 2, root_xz=np.array([3.0, 4.0]))  # the runtime rewinds both ids in one re-plan: applied once
     assert lead.n_tokens == fol.n_tokens == 3 and model.couples[0].steps == 3
     assert (int(lead.tok_up[-1]), int(fol.tok_up[-1])) == tokens[0]
-    assert np.allclose(model.couples[0].follow_xz, [3.0, 4.0])  # where it stands, as output
-    assert np.allclose(fol.root_xz, model.placer.to_raw_xz(1, np.array([3.0, 4.0])))  # in the follower's own frame
+    assert np.array_equal(model.couples[0].follow_xz, placed[2])  # kept: back to where it stood after step 2
     out = model.step(_cond(model))
     assert out[0].step == out[1].step == 3
+    model.keep_rewinds(0)  # nothing kept: the couple goes on from where it stands now (as output)
+    model.step(_cond(model))
+    model.rewind(1, 1, root_xz=np.array([3.0, 4.0]))
+    assert model.couples[0].steps == 4 and np.allclose(model.couples[0].follow_xz, [3.0, 4.0])
+    assert np.allclose(fol.root_xz, model.placer.to_raw_xz(1, np.array([3.0, 4.0])))  # in the follower's own frame
     model.reset(1, root_xz=np.array([1.0, -1.0]))  # the follower's id resets the couple; the leader starts there
     assert lead.n_tokens == fol.n_tokens == 0 and model.couples[0].steps == 0
     out = model.step(_cond(model))

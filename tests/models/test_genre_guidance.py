@@ -90,7 +90,14 @@ def _recording(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
         seen.append(logits.detach().clone())
         return real(logits, *args, **kw)  # type: ignore[arg-type]
 
+    real_rows = gd.sample_rows
+
+    def record_rows(up: torch.Tensor, down: torch.Tensor, *args: object) -> tuple[np.ndarray, np.ndarray]:
+        seen.extend((up.detach().clone(), down.detach().clone()))
+        return real_rows(up, down, *args)  # type: ignore[arg-type]
+
     monkeypatch.setattr(gd, "sample_tokens", record)
+    monkeypatch.setattr(gd, "sample_rows", record_rows)
     return seen
 
 
