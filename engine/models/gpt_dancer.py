@@ -153,12 +153,14 @@ class Performer:
     def rewind(self, n: int, root_xz: np.ndarray | None = None) -> None:
         """Discard the newest ``n`` tokens: they are regenerated at the next steps.
 
-        The cache's ring slots of the discarded tokens are overwritten when regenerated (until then the
-        ``n`` oldest entries of the attention window are stale: a small, documented approximation). The
-        decoder's history, foot locking and root go back to what they were after the last kept token
-        (:data:`REWIND_TOKENS` by default, :meth:`DanceGenerator.keep_rewinds`; ``root_xz`` is then not needed), so the regenerated frames continue
-        the kept ones exactly as a step would, and the beat guidance's memory goes back with them; a deeper rewind
+        The decoder's history, foot locking, root and beat-guidance memory go back to what they were after the last
+        kept token (kept for :data:`REWIND_TOKENS` by default, :meth:`DanceGenerator.keep_rewinds`; ``root_xz`` is
+        then not needed), so the regenerated frames continue the kept ones exactly as a step would; a deeper rewind
         restarts the decoder, foot locking and guidance memory from ``root_xz`` (playout blends over that seam).
+        The cache's ring slots of the discarded tokens are overwritten when regenerated; once the dance is longer
+        than the attention window (``context``), the discarded tokens had overwritten the slots of the window's
+        oldest positions, which the first regenerated tokens then see in their place (an approximation; within the
+        first ``context`` tokens a rewind is exact).
         """
         n = min(n, self.n_tokens, len(self.tok_up) - 1)
         if n <= 0:

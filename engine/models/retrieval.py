@@ -315,8 +315,9 @@ class RetrievalDancer:
             for f in self._fields:
                 getattr(self, f)[r] = getattr(self, f)[last]
             self.snapshots.move_row(last, r)
-        for lst in (self._pids, self._controls, self._rng, self._noise):
-            lst[r] = lst[last]  # type: ignore[index]
+        lists: tuple[list[Any], ...] = (self._pids, self._controls, self._rng, self._noise)
+        for lst in lists:
+            lst[r] = lst[last]
             lst.pop()
 
     def controls(self, pid: int) -> Controls:
