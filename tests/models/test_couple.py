@@ -173,3 +173,32 @@ def test_a_staged_couple_is_brought_back_on_stage() -> None:
         mids[steer] = float(np.linalg.norm(0.5 * (out[0].root[-1, [0, 2]] + out[1].root[-1, [0, 2]])))
         assert model.speed_limits(1).shape == (23,) and model.speed_limits(0).shape == (23,)
     assert mids[True] < mids[False] - 1.0, mids
+
+
+def test_a_rewound_couple_continues_exactly_as_if_the_discarded_steps_never_were() -> None:
+    """Rewound by 3 steps and given the same random streams, a couple's next frames (both partners, staged as a pair)
+    are exactly those of a couple that never made the discarded steps: both generators, both stagings, the
+    placement and the follower's speed limit go back. A step of one couple (a re-plan) leaves the other alone."""
+    def build() -> CoupleDancer:
+        return _couples(2, staging=StagingConfig())
+
+    a, b = build(), build()
+    rng = np.random.default_rng(0)
+    cond = rng.normal(size=(12, a.leader.backend.config.cond_dim)).astype(np.float32)
+    for t in range(8):
+        a.step(cond[t])
+    for t in range(5):
+        b.step(cond[t])
+    a.rewind(1, 3, root_xz=np.array([9.0, 9.0]))  # either partner rewinds the couple (the position is not needed)
+    a.rewind(0, 3, root_xz=np.array([9.0, 9.0]))
+    for gen_a, gen_b in ((a.leader, b.leader), (a.follower, b.follower)):
+        gen_a.get(0).rng.set_state(gen_b.get(0).rng.get_state())
+    other = (a.leader.get(1).state.pos, a.couples[1].steps)
+    assert a.step_group([1]) == [0, 1] and a.step_group([3, 0]) == [0, 1, 2, 3]
+    for t in range(5, 8):
+        fa, fb = a.step(cond[t], [1]), b.step(cond[t], [1])
+        assert [f.pid for f in fa] == [0, 1] and all(f.step == t for f in fa)
+        for x, y in zip(fa, fb, strict=True):
+            np.testing.assert_allclose(x.root, y.root, atol=1e-5)
+            np.testing.assert_allclose(x.quat, y.quat, atol=1e-5)
+    assert (a.leader.get(1).state.pos, a.couples[1].steps) == other  # the other couple was not stepped

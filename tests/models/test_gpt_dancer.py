@@ -12,11 +12,14 @@ from engine.models.vqvae import VQVAE, VQVAEConfig
 from export.torch_backend import TorchBackend
 
 
-def _gen() -> DanceGenerator:
+def _gen(guided: bool = False) -> DanceGenerator:
+    from engine.models.beat_guidance import OFF, GuidanceConfig
+
     torch.manual_seed(0)
     gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16)).eval()
     vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
-    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0)
+    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0,
+                         guidance=GuidanceConfig(candidates=8) if guided else OFF)
     gen.add_performer()
     gen.add_performer()
     return gen
@@ -62,18 +65,21 @@ def test_a_rewind_deeper_than_the_kept_states_restarts_the_decoder_where_it_is_p
     assert np.allclose(out[0].root[0, [0, 2]], [1.5, -2.0], atol=0.2)  # continues where it was put
 
 
-@pytest.mark.parametrize("staged", [False, True])
-def test_a_rewind_continues_exactly_as_if_the_discarded_tokens_never_were(staged: bool) -> None:
+@pytest.mark.parametrize(("staged", "guided"), [(False, False), (True, False), (True, True)])
+def test_a_rewind_continues_exactly_as_if_the_discarded_tokens_never_were(staged: bool, guided: bool) -> None:
     """Rewound by 3 tokens and given the same random stream, a performer's next frames are exactly those of a
-    performer that never drew the discarded tokens: decoder, foot locking, root (and the staging) go back too, so
-    a re-plan leaves no seam. The other performer is not stepped by a step of some performers."""
+    performer that never drew the discarded tokens: decoder, foot locking, root, beat-guidance memory (and the
+    staging) go back too, so a re-plan leaves no seam. The other performer is not stepped by a step of some
+    performers."""
     from engine.models.staging import StagedModel, StagingConfig
 
     def build() -> tuple[DanceGenerator, object]:
-        gen = _gen()
+        gen = _gen(guided)
         return gen, (StagedModel(gen, StagingConfig()) if staged else gen)
 
     cond = np.random.default_rng(0).normal(size=(12, _gen().backend.config.cond_dim)).astype(np.float32)
+    ang = np.array([0.0, 0.5, 1.0, 1.5]) * np.pi / 2  # a predicted beat on the first frame of every other token
+    cond[::2, -8:] = np.stack([np.sin(ang), np.cos(ang)], -1).reshape(-1)
     a_gen, a = build()
     b_gen, b = build()
     for t in range(8):
@@ -91,6 +97,7 @@ def test_a_rewind_continues_exactly_as_if_the_discarded_tokens_never_were(staged
         np.testing.assert_allclose(fa[0].root, fb[0].root, atol=1e-5)
         np.testing.assert_allclose(fa[0].quat, fb[0].quat, atol=1e-5)
     assert a_gen.get(1).state.pos == other  # performer 1 was not stepped
+    assert a_gen.guided_tokens > 0 if guided else a_gen.guided_tokens == 0
 
 
 def test_reset_starts_over_where_it_stands() -> None:
