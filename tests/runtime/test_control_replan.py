@@ -7,7 +7,7 @@ random-weight) generator notes the genre every step of every performer was gener
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +19,7 @@ from engine.clock import FakeClock
 from engine.frames import ENGINE_SAMPLE_RATE, AudioBlock, ControlMessage, PoseFrame
 from engine.models.conditioning import genre_id
 from engine.runtime.runtime import DanceRuntime, RuntimeConfig
+from tests.conftest import SHARED
 from tests.runtime.test_runtime import _generator, _music
 from tests.runtime.test_steady_playout import SLICE_NS, _play_until
 
@@ -30,9 +31,10 @@ class _Recorded:
     """The real generator; records the genre each (performer, step) was generated under, every time it was. With
     ``step_ms`` each step costs that much time on the fake clock, during which the playout emits what is due."""
 
-    def __init__(self, model: Any, clock: FakeClock, step_ms: float = 0.0) -> None:
+    def __init__(self, model: Any, clock: FakeClock, step_ms: float = 0.0, target: int = 0) -> None:
         self._model = model
         self._clock = clock
+        self._target = target
         self._step_ns = int(step_ms * 1e6)
         self.runtime: DanceRuntime | None = None
         self.made: dict[tuple[int, int], list[int]] = {}
@@ -43,7 +45,7 @@ class _Recorded:
         return getattr(self._model, name)
 
     def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> Any:
-        if self.applied is None and self._model.controls(0).genre != 1:
+        if self.applied is None and self._model.controls(self._target).genre != 1:
             self.applied = len(self.sent)
         out = self._model.step(cond) if pids is None else self._model.step(cond, pids)
         for sf in out:
@@ -56,14 +58,15 @@ class _Recorded:
 
 
 def _show(lookahead: int, control_at_s: float | None = 2.0, early_control: bool = False, seconds: float = 4.0,
-          step_some: bool = True, step_ms: float = 0.0) -> tuple[DanceRuntime, _Recorded, list[PoseFrame], int]:
-    """Two performers dance ``seconds`` of clicks in real time on the fake clock; at ``control_at_s`` performer 0
-    is switched to Indian. Returns the runtime, the model, every pose sent, and how many were sent before the
-    control was submitted."""
+          step_some: bool = True, step_ms: float = 0.0, build: Callable[[], Any] | None = None,
+          target: int = 0) -> tuple[DanceRuntime, _Recorded, list[PoseFrame], int]:
+    """Two performers (or ``build()``'s) dance ``seconds`` of clicks in real time on the fake clock; at
+    ``control_at_s`` performer ``target`` is switched to Indian. Returns the runtime, the model, every pose sent, and
+    how many were sent before the control was submitted."""
     clock = FakeClock(start_ns=10_000_000_000)
-    gen = _generator(performers=2)
+    gen = _generator(performers=2) if build is None else build()
     gen.capabilities = replace(gen.capabilities, step_some=step_some)
-    model = _Recorded(gen, clock, step_ms)
+    model = _Recorded(gen, clock, step_ms, target)
     sent = model.sent
     rt = DanceRuntime(model, MusicAnalyzer(), sinks=[sent.append],  # type: ignore[arg-type]
                       config=RuntimeConfig(realtime=True, lookahead_tokens=lookahead,
@@ -74,7 +77,7 @@ def _show(lookahead: int, control_at_s: float | None = 2.0, early_control: bool 
         model.made.clear()
     model.runtime = rt
     if early_control:  # before any audio: nothing is generated, nothing to re-plan
-        rt.submit_control(ControlMessage(0, 0, kind="genre", performer=0, value="indian"))
+        rt.submit_control(ControlMessage(0, 0, kind="genre", performer=target, value="indian"))
     x = _music(seconds, silence_s=0.0)
     t0 = clock.monotonic_ns() + 1_000_000_000
     before = -1
@@ -85,7 +88,7 @@ def _show(lookahead: int, control_at_s: float | None = 2.0, early_control: bool 
         clock.sleep_until_ns(arrival)
         if control_at_s is not None and before < 0 and end >= control_at_s * SR:
             before = len(sent)
-            rt.submit_control(ControlMessage(0, 0, kind="genre", performer=0, value="indian"))
+            rt.submit_control(ControlMessage(0, 0, kind="genre", performer=target, value="indian"))
         rt.feed(AudioBlock(end, clock.monotonic_ns(), x[s:end].copy()))
     return rt, model, sent, before
 
@@ -182,3 +185,80 @@ def test_only_controls_that_change_the_dance_ask_for_a_replan() -> None:
     desk.apply(replanned.append)
     assert replanned == [[1]]  # the same genre again: nothing to re-plan
 
+
+
+def _poses(sent: list[PoseFrame], pids: set[int]) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    return [(f.frame_index, f.performer, f.root_position, f.rotations) for f in sent if f.performer in pids]
+
+
+def _same_dance(a: list[PoseFrame], b: list[PoseFrame], pids: set[int]) -> None:
+    pa, pb = _poses(a, pids), _poses(b, pids)
+    assert len(pa) == len(pb) > 0
+    for (ta, ia, ra, qa), (tb, ib, rb, qb) in zip(pa, pb, strict=True):
+        assert (ta, ia) == (tb, ib)
+        np.testing.assert_array_equal(ra, rb)
+        np.testing.assert_array_equal(qa, qb)
+
+
+def test_a_performers_dance_does_not_change_when_another_gets_a_control() -> None:
+    """Each performer draws from its own random stream: performer 1's frames are the same whether or not performer 0
+    got a control (and had its look-ahead remade, drawing again)."""
+    _, _, base, _ = _show(4, control_at_s=None)
+    rt, _, sent, _ = _show(4)
+    assert rt.stats.control_replans == 1 and rt.stats.replanned_steps > 0
+    _same_dance(base, sent, {1})
+
+
+def _couples() -> Any:
+    from tests.models.test_couple import _couples as couples
+
+    return couples(2)
+
+
+@pytest.mark.parametrize("target", [0, 1])
+def test_a_couple_replans_both_partners_and_leaves_the_other_couple_alone(target: int) -> None:
+    """Couples (leader 0 + follower 1, leader 2 + follower 3) at lookahead 4: a control to either partner of couple
+    0 remakes both partners' unplayed steps together (the follower is conditioned on its leader's tokens); a genre
+    control to the leader shows from the first step that begins to play after it; the other couple's steps are
+    each made once and its dance is the same as without the control."""
+    _, _, base, _ = _show(4, control_at_s=None, build=_couples)
+    rt, model, sent, before = _show(4, build=_couples, target=target)
+    assert rt.stats.control_replans == 1 and not rt.stats.control_errors
+    remade = {p: sorted(s for (q, s), g in model.made.items() if q == p and len(g) > 1) for p in range(4)}
+    assert 1 <= len(remade[0]) <= 4 and remade[0] == remade[1]  # both partners, the same steps
+    assert rt.stats.replanned_steps == 2 * len(remade[0])
+    assert not remade[2] and not remade[3]
+    if target == 0:
+        begun = set(_played_after(sent[:before], 0, 0))
+        fresh = [s for s in _played_after(sent, before, 0) if s not in begun]
+        assert fresh[0] == remade[0][0] and all(model.made[(0, s)][-1] == genre_id("indian") for s in fresh)
+    _same_dance(base, sent, {2, 3})
+    assert rt.stats.missed == 0
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "cmu_salsa").is_dir(), reason="shared CMU data not found")
+def test_retrieval_replans_the_addressed_performer(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The retrieval kind at lookahead 4: a genre control remakes the addressed performer's unplayed steps under the
+    new genre (which it takes at its next cut); the other performer's steps are each made once and its dance is the
+    same as without the control."""
+    from engine.models.retrieval import RetrievalDancer, index_for
+
+    index = index_for(SHARED / "data", tmp_path_factory.mktemp("retrieval"), takes={"salsa": ("01",)})
+
+    def build() -> Any:
+        m = RetrievalDancer(index, capacity=2, seed=0)
+        m.add_performer()
+        m.add_performer()
+        return m
+
+    _, _, base, _ = _show(4, control_at_s=None, build=build)
+    rt, model, sent, before = _show(4, build=build)
+    assert rt.stats.control_replans == 1 and not rt.stats.control_errors
+    begun = set(_played_after(sent[:before], 0, 0))
+    fresh = [s for s in _played_after(sent, before, 0) if s not in begun]
+    remade = sorted(s for (p, s), g in model.made.items() if p == 0 and len(g) > 1)
+    assert 1 <= len(remade) <= 4 and remade[0] == fresh[0]
+    assert all(model.made[(0, s)][-1] == genre_id("indian") for s in fresh)
+    assert all(len(g) == 1 for (p, _), g in model.made.items() if p == 1)
+    _same_dance(base, sent, {1})
+    assert rt.stats.missed == 0
