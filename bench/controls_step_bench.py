@@ -15,8 +15,9 @@ beat guidance and genre guidance) built three times and stepped alternately over
   ``--lookahead`` steps, as the runtime re-plans it: its ``L`` generated-but-unplayed steps are rewound and remade
   at once under the new genre (``step(cond, [0])``, the first rewriting its history), then the step of everyone;
   the whole control step is timed;
-* ``no_keep``: the two-row generator without the per-step state kept for exact rewinds (decoder histories, the
-  staging's state; ``REWIND_STEPS``), to measure what keeping it costs every step.
+* ``no_keep``: the two-row generator without the per-step state kept for exact rewinds (decoder histories, foot
+  locking, guidance memory, the staging's state; ``keep_rewinds(0)``, what the runtime asks at lookahead 0), to
+  measure what keeping it costs every step.
 
 Medians (and p99) of wall clock and of the stepping thread's CPU time per step, from one run
 (``controls_step.{md,json}``).
@@ -54,8 +55,7 @@ def step_cost(model: Path | None, performers: int, cond: np.ndarray, text_scale:
         "no_keep": build_model(ModelSpec(model=model, performers=performers, text=prompt)),
     }
     nk = gens["no_keep"]
-    nk.inner.decoder.snapshots = 0  # StreamingDecoder.save is a no-op without snapshots
-    nk.stager.save = lambda pids, steps: None  # and the staging keeps nothing
+    nk.keep_rewinds(0)  # what the runtime asks at lookahead 0: the generator and the staging keep nothing
     if gens["two_rows"].inner.genre_guidance is None:
         raise SystemExit("the model card has no genre guidance: nothing to measure (pass a model with it)")
     warm = 8

@@ -392,14 +392,20 @@ class CoupleDancer:
                                   quat=lq[i].astype(np.float32)))
             out.append(StepFrames(pid=c.follow, step=follow_raw[c.follow_in].step, root=root.astype(np.float32),
                                   quat=fq[i].astype(np.float32)))
-        if self._keep > 0:  # the state after this step, for exact rewinds
-            at = [c.steps - 1 for c in sel]
-            self.lead_stage.save([c.lead for c in sel], at)
-            self.placer.save([c.follow for c in sel], at)
-            for c in sel:
-                c.kept.save([0], [c.steps - 1], self._kept_state(c))
+        self.save_state(sel)
         self.steps += 1
         return out
+
+    def save_state(self, sel: Sequence[Couple]) -> None:
+        """Keep the couples' own and their stagings' state after their newest step, for exact rewinds (the
+        generators keep theirs when they step)."""
+        if self._keep <= 0:
+            return
+        at = [c.steps - 1 for c in sel]
+        self.lead_stage.save([c.lead for c in sel], at)
+        self.placer.save([c.follow for c in sel], at)
+        for c in sel:
+            c.kept.save([0], [c.steps - 1], self._kept_state(c))
 
     def _hold_hands(self, lr: np.ndarray, lq: np.ndarray, fr: np.ndarray, fq: np.ndarray) -> np.ndarray:
         """The followers' wrists reach for their leaders' (:func:`hold_moves`, arm IK): quats [B, n, J, 4]."""

@@ -615,18 +615,23 @@ class DanceGenerator:
                 p.guide.commit(up_np[i], down_np[i])
         self.steps += 1
         out = [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
-        if self.snapshots.depth:  # the state after this token, for exact rewinds
-            slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=b)
-            values: dict[str, Any] = self.decoder.state(torch.from_numpy(slots))
-            per = [p.kept_state() for p in ps]
-            values.update({k: np.stack([d[k] for d in per]) for k in per[0]})
-            self.snapshots.save(slots, [p.n_tokens - 1 for p in ps], values)
+        self.save_state(ps)
         for p, sf in zip(ps, out, strict=True):
             if p.inbetween.targets:
                 legs = self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
                 if legs.any():
                     sf.pin_legs = legs.astype(np.float32)
         return out
+
+    def save_state(self, ps: Sequence[Performer]) -> None:
+        """Keep the performers' state after their newest token, for exact rewinds (nothing when none are kept)."""
+        if not self.snapshots.depth or not ps:
+            return
+        slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=len(ps))
+        values: dict[str, Any] = self.decoder.state(torch.from_numpy(slots))
+        per = [p.kept_state() for p in ps]
+        values.update({k: np.stack([d[k] for d in per]) for k in per[0]})
+        self.snapshots.save(slots, [p.n_tokens - 1 for p in ps], values)
 
     def _note_controls(self, p: Performer, glob: np.ndarray | None) -> bool:
         """Before a step: whether the controls changed since the last step (then the caller rewrites the history,

@@ -401,6 +401,12 @@ class RetrievalDancer:
 
     # -- the step ----------------------------------------------------------------------------------------
 
+    def save_state(self, rows: np.ndarray) -> None:
+        """Keep ``rows``' state before their next step (= after the one before; step -1: none yet), for exact
+        rewinds (nothing when none are kept)."""
+        if self.snapshots.depth:
+            self.snapshots.save(rows, self.n_steps[rows] - 1, {f: getattr(self, f)[rows] for f in self._fields})
+
     @staticmethod
     def _phases(cond: np.ndarray) -> np.ndarray:
         """Predicted beat phase of the step's frames from the conditioning row. [COND_DIM] -> [4] in [0, 1)."""
@@ -418,8 +424,7 @@ class RetrievalDancer:
             rows = np.array([r for r, p in enumerate(self._pids) if p in want], dtype=np.int64)
         if len(rows) == 0:
             return []
-        if self.snapshots.depth:  # for rewinds: the state before this step = after the one before (step -1: none)
-            self.snapshots.save(rows, self.n_steps[rows] - 1, {f: getattr(self, f)[rows] for f in self._fields})
+        self.save_state(rows)
         phases = self._phases(cond)
         prev = self.last_phase[rows]
         first = np.where(np.isnan(prev), phases[0], prev)

@@ -15,7 +15,7 @@ GPT's KV cache, the histories are state kept beside the model, not part of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import torch
@@ -250,13 +250,20 @@ class StreamingDecoder:
             h[row].zero_()
 
     def state(self, rows: Tensor) -> dict[str, Tensor]:
-        """The histories of ``rows`` [b] by name (``hist0``, ...; each [b, keep, C]), to snapshot
-        (:class:`engine.models.snapshots.SnapshotRing`): :meth:`set_state` puts a row's back, so a rewind decodes
-        on exactly as if the discarded tokens never were."""
-        return {f"hist{i}": h[rows] for i, h in enumerate(self.hists)}
+        """The histories of ``rows`` [b] as one tensor ``{"hists": [b, sum(keep * C)]}``, to snapshot
+        (:class:`engine.models.snapshots.SnapshotRing`; one tensor costs one copy into the ring, not one per layer):
+        :meth:`set_state` puts a row's back, so a rewind decodes on exactly as if the discarded tokens never were."""
+        if len(rows) == 1:  # one row: views, copied once by the concatenation
+            r = int(rows[0])
+            return {"hists": torch.cat([h[r].reshape(1, -1) for h in self.hists], dim=1)}
+        return {"hists": torch.cat([h[rows].flatten(1) for h in self.hists], dim=1)}
 
     @torch.inference_mode()
-    def set_state(self, row: int, values: dict) -> None:
-        """Put ``row``'s histories back to a :meth:`state` of it (values of one row: each [keep, C])."""
-        for i, h in enumerate(self.hists):
-            h[row] = values[f"hist{i}"]
+    def set_state(self, row: int, values: Mapping[str, Any]) -> None:
+        """Put ``row``'s histories back to a :meth:`state` of it (``values["hists"]``: [sum(keep * C)])."""
+        flat = torch.as_tensor(values["hists"])
+        at = 0
+        for h in self.hists:
+            n = h[row].numel()
+            h[row] = flat[at : at + n].view(h.shape[1:])
+            at += n

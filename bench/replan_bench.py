@@ -1,0 +1,157 @@
+"""What a control re-plan and the state kept for it cost each model kind: solo GPT, couples, retrieval.
+
+``python -m bench.replan_bench [--kinds gpt,couple,retrieval] [--performers 2] [--seconds 30] [--lookahead 4]``
+
+For each kind the runtime's model (``build_model``: the shipped model's card, its beat and genre guidance, the
+onnxruntime streaming decoder, 1 thread; couples: the shipped follower, ``--performers`` dancers = half as many
+couples; retrieval: the three styles' capture) is built three times and stepped alternately over the conditioning
+of a synthetic 100 BPM track, so all see the same load:
+
+* ``plain``: keeps the state for exact rewinds of ``--lookahead`` steps (``keep_rewinds``, what the runtime asks at
+  that lookahead), never rewound: the step cost at that lookahead;
+* ``replan``: the same, and every 8th step performer 0's genre changes as the runtime re-plans it: its step group
+  (a couple: both partners) is rewound by ``--lookahead`` steps and those steps are remade for it alone
+  (``step(cond, pids)``), then everyone's step; the whole control step is timed;
+* ``no_keep``: ``keep_rewinds(0)``, what the runtime asks at lookahead 0: no state kept.
+
+Medians (and p99) of wall clock and of the stepping thread's CPU time per step, from one run (``replan.{md,json}``);
+and the state kept per step timed alone (the saves of one step, repeated: thread CPU per step, microseconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.genre_guidance_bench import TOKEN_MS, _conditions, _machine
+from bench.latency_args import REPORT_DIR
+
+SWITCH_EVERY = 8
+GENRES = (1, 11, 12)  # salsa, indian, modern
+
+
+def _spec(kind: str, performers: int) -> Any:
+    from engine.runtime.assemble import ModelSpec
+
+    if kind == "couple":
+        return ModelSpec(performers=performers, couple=True)
+    return ModelSpec(model="retrieval" if kind == "retrieval" else None, performers=performers)
+
+
+def replan_cost(kind: str, performers: int, cond: np.ndarray, lookahead: int) -> dict[str, Any]:
+    """Per-step wall / CPU times of the three models of ``kind`` (see the module doc), stepped alternately."""
+    from engine.runtime.assemble import build_model
+
+    models = {k: build_model(_spec(kind, performers)) for k in ("plain", "replan", "no_keep")}
+    for k, m in models.items():
+        m.keep_rewinds(0 if k == "no_keep" else lookahead)
+    warm = max(8, lookahead)
+    wall: dict[str, list[float]] = {k: [] for k in models}
+    cpu: dict[str, list[float]] = {k: [] for k in models}
+    keys = list(models)
+    group = models["replan"].step_group([0])
+    for t, row in enumerate(cond):
+        for k in keys[t % len(keys):] + keys[: t % len(keys)]:
+            m = models[k]
+            due = k == "replan" and t >= warm and t % SWITCH_EVERY == 0
+            c0 = time.thread_time_ns()
+            t0 = time.perf_counter_ns()
+            if due:  # the runtime's control re-plan of performer 0's group, then the step of everyone
+                for pid in group:
+                    m.rewind(pid, lookahead)
+                m.controls(0).genre = GENRES[(t // SWITCH_EVERY) % 3]
+                for s in range(t - lookahead, t):
+                    m.step(cond[s], group)
+            m.step(row)
+            if t >= warm and (k != "replan" or due):
+                wall[k].append((time.perf_counter_ns() - t0) / 1e6)
+                cpu[k].append((time.thread_time_ns() - c0) / 1e6)
+    out: dict[str, Any] = {"kind": kind, "performers": performers, "lookahead": lookahead, "group": group,
+                           "steps": len(wall["plain"]), "replans": len(wall["replan"])}
+    for k in keys:
+        out[f"{k}_ms_p50"] = float(np.median(wall[k]))
+        out[f"{k}_ms_p99"] = float(np.percentile(wall[k], 99))
+        out[f"{k}_cpu_ms_p50"] = float(np.median(cpu[k]))
+    out["ratio_replan_plain"] = out["replan_ms_p50"] / out["plain_ms_p50"]
+    out["keep_cpu_ms"] = out["plain_cpu_ms_p50"] - out["no_keep_cpu_ms_p50"]
+    out["save_alone_us"] = save_cost(kind, models["plain"])
+    return out
+
+
+def save_cost(kind: str, m: Any, repeats: int = 500) -> float:
+    """Thread CPU (microseconds) of the saves one step of ``m`` makes for exact rewinds, timed alone (repeated)."""
+    def save() -> None:
+        if kind == "couple":
+            m.leader.save_state(m.leader.performers)
+            m.follower.save_state(m.follower.performers)
+            m.save_state(m.couples)
+            return
+        pids = m.performer_ids()
+        if kind == "retrieval":
+            m.inner.save_state(np.arange(len(pids)))
+        else:
+            m.inner.save_state(m.inner.performers)
+        m.stager.save(pids, [m._steps[p] for p in pids])
+
+    save()
+    c0 = time.thread_time_ns()
+    for _ in range(repeats):
+        save()
+    return (time.thread_time_ns() - c0) / repeats / 1e3
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kinds", default="gpt,couple,retrieval")
+    ap.add_argument("--performers", type=int, default=2, help="dancers per model (couples: two per couple)")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--lookahead", type=int, default=4, help="steps remade per control (and kept for it)")
+    ap.add_argument("--note", default="", help="a line for the report (what else ran on the machine)")
+    ap.add_argument("--out", type=Path, default=REPORT_DIR)
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    cond = _conditions(args.seconds)
+    rows = []
+    for kind in args.kinds.split(","):
+        rows.append(replan_cost(kind, args.performers, cond, args.lookahead))
+        print(json.dumps(rows[-1]), flush=True)
+    load = os.getloadavg()
+    report = {"machine": _machine(), "load_average_after": load, "token_ms": TOKEN_MS, "note": args.note,
+              "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "replan.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Control re-plans per model kind: cost of the re-plan step and of the state kept for it", "",
+             f"`python -m bench.replan_bench --kinds {args.kinds} --performers {args.performers} "
+             f"--seconds {args.seconds:g} --lookahead {args.lookahead}`. Machine: {report['machine']}; load average "
+             f"after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. The runtime's model of each kind (the "
+             f"shipped card: beat and genre guidance, onnxruntime streaming decoder, 1 thread; couples with the "
+             f"shipped follower), {args.performers} dancers, {len(cond)} tokens of a synthetic 100 BPM track, three "
+             f"copies stepped alternately in one run. A token lasts {TOKEN_MS:.0f} ms. Plain: the step with the "
+             f"state kept for exact rewinds of {args.lookahead} steps; re-plan: every {SWITCH_EVERY}th step "
+             f"performer 0's genre changes and its step group (a couple: both partners) is rewound by "
+             f"{args.lookahead} steps and remade alone, then everyone's step (the whole control step timed); no "
+             f"keep: nothing kept (lookahead 0). Wall p50 / p99 ms, thread CPU p50 ms.",
+             *([args.note] if args.note else []), "",
+             "| kind | re-planned | plain: wall p50 / p99 | CPU p50 | control re-plan step: wall p50 / p99 | CPU p50 | "
+             "ratio re-plan / plain | no keep: CPU p50 | kept state: plain - no keep CPU p50 | "
+             "kept state timed alone |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['kind']} | {r['group']} | {r['plain_ms_p50']:.2f} / {r['plain_ms_p99']:.2f} | "
+                     f"{r['plain_cpu_ms_p50']:.2f} | {r['replan_ms_p50']:.2f} / {r['replan_ms_p99']:.2f} | "
+                     f"{r['replan_cpu_ms_p50']:.2f} | {r['ratio_replan_plain']:.2f} | "
+                     f"{r['no_keep_cpu_ms_p50']:.2f} | {r['keep_cpu_ms']:+.2f} ms | {r['save_alone_us']:.0f} us |")
+    (args.out / "replan.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
