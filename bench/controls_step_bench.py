@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.genre_guidance_bench import TOKEN_MS, _conditions, _machine
+from bench.genre_guidance_bench import TOKEN_MS, step_rows
 from bench.latency_args import REPORT_DIR
 
 SWITCH_EVERY = 8
@@ -123,17 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="a line for the report (what else ran on the machine)")
     ap.add_argument("--out", type=Path, default=REPORT_DIR)
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    cond = _conditions(args.seconds)
-    rows = []
-    for n in (int(x) for x in args.performers.split(",")):
-        rows.append(step_cost(args.model, n, cond, args.text_guidance, args.lookahead))
-        print(json.dumps(rows[-1]), flush=True)
-    load = os.getloadavg()
-    report = {"machine": _machine(), "load_average_after": load, "token_ms": TOKEN_MS, "note": args.note,
-              "model": str(args.model or "the shipped model"), "rows": rows}
+    cond, report = step_rows(args.seconds, [int(x) for x in args.performers.split(",")],
+                             lambda n, c: step_cost(args.model, n, c, args.text_guidance, args.lookahead), args.note,
+                             model=str(args.model or "the shipped model"))
+    rows, load = report["rows"], report["load_average_after"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "controls_step.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Controls: live generator step cost", "",

@@ -78,18 +78,27 @@ def _machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
 
 
-def run_step(args: argparse.Namespace) -> int:
+def step_rows(seconds: float, cases: list[Any], measure: Any, note: str,
+              **extra: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """The step benches' run: one torch thread, ``seconds`` of the synthetic track's conditioning, one row per case
+    (``measure(case, cond)``, printed as JSON as it comes), and the report around them (machine, load, note)."""
     import torch
 
     torch.set_num_threads(1)
-    cond = _conditions(args.seconds)
+    cond = _conditions(seconds)
     rows = []
-    for n in (int(x) for x in args.performers.split(",")):
-        rows.append(step_cost(n, cond, args.scale))
+    for case in cases:
+        rows.append(measure(case, cond))
         print(json.dumps(rows[-1]), flush=True)
     load = os.getloadavg()
-    report = {"machine": _machine(), "load_average_after": load, "token_ms": TOKEN_MS, "note": args.note,
-              "rows": rows}
+    return cond, {"machine": _machine(), "load_average_after": load, "token_ms": TOKEN_MS, "note": note, **extra,
+                  "rows": rows}
+
+
+def run_step(args: argparse.Namespace) -> int:
+    cond, report = step_rows(args.seconds, [int(x) for x in args.performers.split(",")],
+                             lambda n, c: step_cost(n, c, args.scale), args.note)
+    rows, load = report["rows"], report["load_average_after"]
     if str(args.out) == "-":
         return 0
     args.out.mkdir(parents=True, exist_ok=True)

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.genre_guidance_bench import TOKEN_MS, _conditions, _machine
+from bench.genre_guidance_bench import TOKEN_MS, step_rows
 from bench.latency_args import REPORT_DIR
 
 SWITCH_EVERY = 8
@@ -115,17 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="a line for the report (what else ran on the machine)")
     ap.add_argument("--out", type=Path, default=REPORT_DIR)
     args = ap.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    cond = _conditions(args.seconds)
-    rows = []
-    for kind in args.kinds.split(","):
-        rows.append(replan_cost(kind, args.performers, cond, args.lookahead))
-        print(json.dumps(rows[-1]), flush=True)
-    load = os.getloadavg()
-    report = {"machine": _machine(), "load_average_after": load, "token_ms": TOKEN_MS, "note": args.note,
-              "rows": rows}
+    cond, report = step_rows(args.seconds, args.kinds.split(","),
+                             lambda kind, c: replan_cost(kind, args.performers, c, args.lookahead), args.note)
+    rows, load = report["rows"], report["load_average_after"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "replan.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Control re-plans per model kind: cost of the re-plan step and of the state kept for it", "",
