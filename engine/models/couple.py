@@ -121,7 +121,8 @@ class Couple:
     lead_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))  # the leader's, at the end of its last step
     rewound: bool = False  # a rewind was applied since the last step (the partner's call is then a no-op)
     exact: bool = False  # that rewind went back to a kept state (positions handed with it are then not needed)
-    kept: SnapshotRing = field(default_factory=lambda: SnapshotRing(REWIND_STEPS + 1, rows=1))  # its state by step
+    # its own state after each of its newest steps (placement, the follower's speed limiter row)
+    kept: SnapshotRing = field(default_factory=lambda: SnapshotRing.for_rewinds(REWIND_STEPS, rows=1))
 
 
 class CoupleDancer:
@@ -187,7 +188,7 @@ class CoupleDancer:
             self.leader.remove_performer(lead_in)
             raise
         couple = Couple(lead=self._next, follow=self._next + 1, lead_in=lead_in, follow_in=follow_in,
-                        kept=SnapshotRing(self._keep + 1 if self._keep > 0 else 0, rows=1))
+                        kept=SnapshotRing.for_rewinds(self._keep, rows=1))
         self._next += 2
         self.couples.append(couple)
         self.lead_stage.reset(couple.lead)
@@ -292,7 +293,7 @@ class CoupleDancer:
         for part in (self.leader, self.follower, self.lead_stage, self.placer):
             part.keep_rewinds(steps)
         for c in self.couples:
-            c.kept.set_depth(steps + 1 if steps > 0 else 0)
+            c.kept.keep_rewinds(steps)
 
     def step_group(self, pids: Sequence[int]) -> list[int]:
         """Both partners of every couple with a partner in ``pids``, in step order (a couple steps as one)."""

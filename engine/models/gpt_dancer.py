@@ -307,7 +307,7 @@ class DanceGenerator:
             raise ValueError(f"guidance needs {rows} cache rows per performer; the backend has {backend.capacity}")
         self.decoder = StreamingDecoder(vqvae, self.capacity, runner=decoder_runner)
         # each performer's state after its newest tokens, row = its decoder slot (see keep_rewinds)
-        self.snapshots = SnapshotRing(REWIND_TOKENS + 1, rows=self.capacity)
+        self.snapshots = SnapshotRing.for_rewinds(REWIND_TOKENS, rows=self.capacity)
         self._free_slots = list(range(self.capacity))
         self.performers: list[Performer] = []
         self._next_pid = 0
@@ -392,7 +392,7 @@ class DanceGenerator:
     def keep_rewinds(self, steps: int) -> None:
         """Keep what a rewind of up to ``steps`` tokens needs to continue exactly (0: keep nothing, and save its
         cost every step: the runtime at lookahead 0, offline renders). Drops what was kept."""
-        self.snapshots.set_depth(steps + 1 if steps > 0 else 0)
+        self.snapshots.keep_rewinds(steps)
 
     def step_group(self, pids: Sequence[int]) -> list[int]:
         """Performers step, reset and rewind alone: ``pids`` as they are, in step order."""

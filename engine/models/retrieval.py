@@ -270,7 +270,7 @@ class RetrievalDancer:
         self._fields = ("cur", "rate", "target", "beats_left", "yaw_off", "xz_off", "blend_w", "blend_q", "blend_y",
                         "last_root", "last_quat", "n_steps", "last_phase")
         # each row's state after its newest steps (saved before each step as the state after the one before)
-        self.snapshots = SnapshotRing(REWIND_STEPS + 1, rows=n)
+        self.snapshots = SnapshotRing.for_rewinds(REWIND_STEPS, rows=n)
         self._phase_now = np.nan  # the newest step's last phase (a performer added later starts from it)
         # cut candidates: beat frames and their features, norms precomputed for the distance matmul
         self._cand = index.beats
@@ -376,7 +376,7 @@ class RetrievalDancer:
             getattr(self, f)[r] = snap[f]
 
     def keep_rewinds(self, steps: int) -> None:
-        self.snapshots.set_depth(steps + 1 if steps > 0 else 0)
+        self.snapshots.keep_rewinds(steps)
 
     def step_group(self, pids: Sequence[int]) -> list[int]:
         """Performers step and rewind alone: ``pids`` in step order."""

@@ -21,6 +21,11 @@ Array = np.ndarray | torch.Tensor
 _EMPTY = np.iinfo(np.int64).min
 
 
+def rewind_depth(steps: int) -> int:
+    """The ring depth that keeps rewinds of up to ``steps`` steps exact (``steps + 1`` states; 0: none)."""
+    return steps + 1 if steps > 0 else 0
+
+
 class SnapshotRing:
     """Each row's named state after each of its newest ``depth`` steps (see the module doc).
 
@@ -37,6 +42,15 @@ class SnapshotRing:
         self.rows = rows
         self._store: dict[str, Array] = {}  # name -> [rows, depth, ...]
         self._at = np.full((rows, max(depth, 1)), _EMPTY, np.int64)  # the step each slot holds
+
+    @classmethod
+    def for_rewinds(cls, steps: int, rows: int = 0) -> SnapshotRing:
+        """A ring that keeps rewinds of up to ``steps`` steps exact (:func:`rewind_depth`)."""
+        return cls(rewind_depth(steps), rows)
+
+    def keep_rewinds(self, steps: int) -> None:
+        """Keep rewinds of up to ``steps`` steps exact from now on (0: keep nothing); drops what was kept."""
+        self.set_depth(rewind_depth(steps))
 
     def set_depth(self, depth: int) -> None:
         """Keep ``depth`` steps per row from now on (every kept snapshot is dropped)."""

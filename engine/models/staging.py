@@ -494,7 +494,7 @@ class Stager:
         self.turned = 0.0  # total steering turn applied, radians (statistics)
         self.pivot_frames = 0
         # the state of each row after its newest steps (``save`` / ``restore``; the limiter's as "limiter.NAME")
-        self.snapshots = SnapshotRing(REWIND_STEPS + 1)
+        self.snapshots = SnapshotRing.for_rewinds(REWIND_STEPS)
 
     _FIELDS = ("theta", "offset", "face", "spin", "last_yaw", "vel", "last_xz", "last_feet", "floor", "shift", "seen",
                "goal_xz", "goal_yaw")
@@ -557,7 +557,7 @@ class Stager:
 
     def keep_rewinds(self, steps: int) -> None:
         """Keep the state a rewind of up to ``steps`` steps needs (0: none, and :meth:`save` costs nothing)."""
-        self.snapshots.set_depth(steps + 1 if steps > 0 else 0)
+        self.snapshots.keep_rewinds(steps)
 
     def save(self, pids: Sequence[int], steps: Sequence[int]) -> None:
         """Keep the performers' state as it stands after their step ``steps`` (the model's step index), so a

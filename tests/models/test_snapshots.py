@@ -64,3 +64,12 @@ def test_torch_snapshots_written_in_inference_mode_restore_outside_it() -> None:
     target[0] = snap["h"]  # a normal tensor: usable outside inference mode
     assert float(target.sum()) == 4.0
     ring.save([0], [1], {"h": torch.full((1, 4), 2.0)})  # and written again outside it
+
+
+def test_a_ring_for_rewinds_keeps_one_state_more_than_the_steps_it_rewinds() -> None:
+    ring = SnapshotRing.for_rewinds(2, rows=1)  # rewinding 2 steps needs the state after the 3rd newest
+    for step in range(5):
+        ring.save([0], [step], {"x": np.array([float(step)])})
+    assert ring.load(0, 4 - 2 - 1) is not None and ring.load(0, 4 - 3 - 1) is None
+    ring.keep_rewinds(0)
+    assert ring.depth == 0
