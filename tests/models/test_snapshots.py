@@ -70,6 +70,6 @@ def test_a_ring_for_rewinds_keeps_one_state_more_than_the_steps_it_rewinds() -> 
     ring = SnapshotRing.for_rewinds(2, rows=1)  # rewinding 2 steps needs the state after the 3rd newest
     for step in range(5):
         ring.save([0], [step], {"x": np.array([float(step)])})
-    assert ring.load(0, 4 - 2 - 1) is not None and ring.load(0, 4 - 3 - 1) is None
+    assert ring.load(0, 4 - 2) is not None and ring.load(0, 4 - 3) is None  # newest 4: rewinds of 2, not of 3
     ring.keep_rewinds(0)
     assert ring.depth == 0
