@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.models.beat_guidance import GuidanceConfig
 from engine.models.conditioning import COND_DIM
@@ -74,6 +75,34 @@ class DanceModel:
 
         mode = self.card.get("sampling", {}).get("text_prompts")
         return str(mode) if mode is not None else ("attributes" if has_energy(self.gpt.cfg.text_dim) else "sentence")
+
+    @property
+    def genre_switch(self) -> dict[str, Any]:
+        """What a live genre switch does (``sampling.genre_switch``, checked by :func:`check_card`): ``boost`` (the
+        genre guidance factor), ``boost_tokens`` (for how many tokens) and ``context`` (GPT positions kept through
+        the switch; null: the whole window); absent entries keep the generator's defaults."""
+        return dict(self.card.get("sampling", {}).get("genre_switch") or {})
+
+    @property
+    def energy(self) -> dict[str, Any]:
+        """How the energy control is read (``sampling.energy``): ``share`` (of the energy the unconditional row
+        carries under genre guidance) and ``range`` (the labels of levels 0 and 1); absent: the defaults."""
+        return dict(self.card.get("sampling", {}).get("energy") or {})
+
+    def generator_options(self) -> dict[str, Any]:
+        """The card's genre-switch and energy settings as :class:`engine.models.gpt_dancer.DanceGenerator`
+        keyword arguments (only those the card sets)."""
+        sw, en = self.genre_switch, self.energy
+        out: dict[str, Any] = {}
+        if "boost" in sw:  # with boost_tokens (check_card)
+            out["switch_boost"] = (float(sw["boost"]), int(sw["boost_tokens"]))
+        if "context" in sw:
+            out["switch_context"] = None if sw["context"] is None else int(sw["context"])
+        if "share" in en:
+            out["energy_share"] = float(en["share"])
+        if "range" in en:
+            out["energy_range"] = (float(en["range"][0]), float(en["range"][1]))
+        return out
 
     @property
     def top_k(self) -> int | None:

@@ -63,10 +63,19 @@ ENERGY_SHARE = 0.5
 #: Newest positions a control switch rewrites (2.1 s): as effective on the genre switch as the whole 8.5 s window
 #: (24 switches of the shipped model: 46 % within one beat either way; 8 tokens: 38 %) at a quarter of its cost.
 REWRITE_TOKENS = 16
-#: After a genre switch the genre guidance scale is multiplied by the first for the next (second) tokens: with the
-#: history rewrite, the new style begins within one beat in 46 % of the shipped model's switches instead of 25 %,
-#: median 0.83 s instead of 1.13 s to the end of the first new-style 0.5 s window (24 switches; 3x is no better).
-SWITCH_BOOST = (2.0, 8)
+#: After a genre switch the genre guidance scale is multiplied by the first for the next (second) tokens. Session 5
+#: (whole window kept): 2x for 8 tokens took the new style within one beat from 25 % to 46 % of 24 switches (3x no
+#: better). With the window restarted (:data:`SWITCH_CONTEXT`) a short, strong pull works best (session 7,
+#: ``docs/models.md``, "Genre switch").
+SWITCH_BOOST = (4.0, 4)
+#: Newest GPT positions a performer keeps through a genre switch (None: the whole window, as before session 7).
+#: The old style lives in the window's *tokens*, which a history rewrite cannot change; so the window restarts
+#: from the last drawn token (a training window's start looks the same: no history, the previous token as input),
+#: while the decoder, foot locking, root and staging go on, so the motion continues without a snap.
+SWITCH_CONTEXT: int | None = 0
+#: The energy label the GPT is given for run-time levels 0 and 1 (levels between map linearly): the training label
+#: was the window's speed percentile within its style (0..1), and guidance amplifies it (``ENERGY_SHARE``).
+ENERGY_RANGE = (0.0, 1.0)
 #: Fewest candidates per steered performer worth decoding and scoring (see ``DanceGenerator.guidance_rows``).
 MIN_GUIDED_CANDIDATES = 4
 #: Tokens a rewind (a re-plan) may go back by default and continue exactly from the last kept token instead of
@@ -165,7 +174,10 @@ class Performer:
         n = min(n, self.n_tokens, len(self.tok_up) - 1)
         if n <= 0:
             return
-        self.state.pos -= n
+        # A window restarted by a genre switch holds no positions before it: a rewind past them (never done by
+        # the runtime, which rewinds only unplayed steps, all made after the switch) leaves the GPT window empty.
+        back = min(n, self.state.pos)
+        self.state.pos -= back
         self.n_tokens -= n
         self.known = max(0, self.known - n)
         self.tok_up[n:] = self.tok_up[:-n].copy()
@@ -178,7 +190,7 @@ class Performer:
         up, down = (int(self.tok_up[-1]), int(self.tok_down[-1])) if self.n_tokens else (bos, bos)
         self.state.feed(up, down)
         if self.uncond is not None:  # the unconditional row saw the same tokens: it rewinds with them
-            self.uncond.pos -= n
+            self.uncond.pos -= back
             self.uncond.feed(up, down)
         self.textless_live = False  # rewritten from the history at its next use
         last = self.n_tokens - 1  # the newest kept token
@@ -252,6 +264,11 @@ class DanceGenerator:
             cost less on the engine thread, the older ones keep the old controls until they leave the window).
         switch_boost: (factor, tokens): after a performer's genre changes, its genre guidance scale is multiplied
             by ``factor`` for ``tokens`` tokens (:data:`SWITCH_BOOST`; (1, 0): off), so the new style shows sooner.
+        switch_context: GPT positions a performer keeps through a genre switch (:data:`SWITCH_CONTEXT`; None: the
+            whole window): the older ones are forgotten (:meth:`restart_window`), so the new genre is not held back
+            by tokens drawn in the old style. Its decoder, foot locking, root and staging go on (no snap).
+        energy_range: (label at level 0, label at level 1): the energy label the GPT is given for a run-time energy
+            level (:data:`ENERGY_RANGE`; linear in between).
         text_share: share of the text the unconditional row carries too (1: the text is not guided, 0: guided with
             the genre; None: 1 for models that read the sentence as it is, 0 for those matched to attributes).
         energy_share: share of the energy input the unconditional row carries too under genre guidance
@@ -266,7 +283,8 @@ class DanceGenerator:
                  rewrite_on_control: bool = True, text_guidance: float | None = None,
                  text_prompts: str = "sentence", energy_share: float = ENERGY_SHARE,
                  switch_boost: tuple[float, int] = SWITCH_BOOST, rewrite_tokens: int | None = REWRITE_TOKENS,
-                 text_share: float | None = None) -> None:
+                 text_share: float | None = None, switch_context: int | None = SWITCH_CONTEXT,
+                 energy_range: tuple[float, float] = ENERGY_RANGE) -> None:
         # A model that reads the sentence as it is (not trained on measured captions) has its text unguided: the
         # shipped GPT's text amplified 8x made its dances unnatural (FID_k 10-30x the uncontrolled's).
         self.text_share = (1.0 if text_prompts == "sentence" else 0.0) if text_share is None else text_share
@@ -278,7 +296,16 @@ class DanceGenerator:
         if not 0.0 <= energy_share <= 1.0:
             raise ValueError(f"energy_share must be in [0, 1], got {energy_share}")
         self.energy_share = energy_share
-        self.switch_boost = switch_boost
+        if not (switch_boost[0] > 0 and math.isfinite(switch_boost[0]) and switch_boost[1] >= 0):
+            raise ValueError(f"switch_boost must be (factor > 0, tokens >= 0), got {switch_boost}")
+        self.switch_boost = (float(switch_boost[0]), int(switch_boost[1]))
+        if switch_context is not None and switch_context < 0:
+            raise ValueError(f"switch_context must be >= 0 or None, got {switch_context}")
+        self.switch_context = switch_context
+        lo, hi = energy_range
+        if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):
+            raise ValueError(f"energy_range must lie in [0, 1], got {energy_range}")
+        self.energy_range = (float(lo), float(hi))
         self.genre_guidance = genre_guidance_scale(genre_guidance)
         if text_guidance is not None and not (math.isfinite(text_guidance) and text_guidance >= 0):
             raise ValueError(f"text guidance must be a finite number >= 0, got {text_guidance!r}")
@@ -428,7 +455,7 @@ class DanceGenerator:
         upper, lower = motion_to_vectors(held)
         with torch.inference_mode():
             iu, idn = self.vqvae.encode(torch.from_numpy(upper[None]), torch.from_numpy(lower[None]))
-        pos = frame // FRAMES_PER_TOKEN
+        pos = frame // FRAMES_PER_TOKEN - (p.n_tokens - p.state.pos)  # the GPT's numbering (see restart_window)
         p.pinned = sorted([k for k in p.pinned if k[0] != pos] + [(pos, int(iu[0, -1]), int(idn[0, -1]))])
         p.keyframe_until = None  # re-pin: the earliest waiting keyframe may have changed
         self._pin_next(p)
@@ -502,17 +529,68 @@ class DanceGenerator:
             self.backend.clear_keyframes(t)
         p.textless_live = True
 
+    def energy_label(self, level: float) -> float:
+        """The energy label the GPT is given for a run-time level 0..1 (:data:`ENERGY_RANGE`)."""
+        lo, hi = self.energy_range
+        return lo + (hi - lo) * min(1.0, max(0.0, float(level)))
+
     def _energy_only(self, p: Performer) -> np.ndarray | None:
         """The global vector of the genre-only row: the energy without the text (None when no energy)."""
         e = p.controls.energy
-        return None if e is None else control_vector(None, e, self.backend.config.text_dim)
+        return None if e is None else control_vector(None, self.energy_label(e), self.backend.config.text_dim)
 
     def _global(self, p: Performer) -> np.ndarray | None:
         """The performer's global control vector (text embedding, energy), None when neither is set."""
         c = p.controls
         if c.text is None and c.energy is None:
             return None
-        return control_vector(c.text, c.energy, self.backend.config.text_dim)
+        e = None if c.energy is None else self.energy_label(c.energy)
+        return control_vector(c.text, e, self.backend.config.text_dim)
+
+    def _uncond_global(self, p: Performer) -> np.ndarray | None:
+        """The unconditional row's global vector: the energy and the text at their shares (None: nothing)."""
+        width = self.backend.config.text_dim
+        e = self._energy_only(p) if self.energy_share > 0 else None
+        out = None if e is None else self.energy_share * e
+        if p.controls.text is not None and self.text_share > 0:
+            t = self.text_share * control_vector(p.controls.text, None, width)
+            out = t if out is None else out + t
+        return out
+
+    def restart_window(self, p: Performer, keep: int) -> None:
+        """Forget all but the newest ``keep`` positions of the performer's GPT rows (a genre switch, see
+        ``switch_context``): they are renumbered from 0 (the GPT is relative in position), the conditional
+        and unconditional rows keep those positions' keys and values (the conditional row's are rewritten under
+        the new controls by the caller, the unconditional row's here), and pinned keyframes move with them. The
+        next step feeds the last drawn token as ever, so with ``keep`` 0 it is a training window's first position.
+        The decoder, foot locking, root and staging are untouched: the frames continue."""
+        cfg = self.backend.config
+        old = p.state.pos
+        k = min(keep, old, cfg.context)
+        if old == k:
+            return
+        idx = np.arange(old - k, old) % cfg.context
+        up, down, cond = p.hist_up[idx].copy(), p.hist_down[idx].copy(), p.hist_cond[idx].copy()
+        p.hist_up[:k], p.hist_down[:k], p.hist_cond[:k] = up, down, cond
+        shift = k - old
+        p.state.pos = k
+        p.pinned = [(pos + shift, u, d) for pos, u, d in p.pinned]
+        kf = None
+        if p.keyframe_until is not None:
+            p.keyframe_until += shift
+            kf = p.pinned[0] if p.pinned else None
+        if p.boost_until >= 0:
+            p.boost_until = max(-1, p.boost_until + shift)
+        if p.uncond is not None:
+            p.uncond.pos = k
+            if k > 0:
+                g = self._uncond_global(p)
+                self.backend.rewrite_history([p.uncond], up[None], down[None], cond[None], [0],
+                                             None if g is None else g[None], [kf])
+        p.textless_live = False  # rewritten from the history at its next use
+        if p.keyframe_until is not None:  # the slots are encoded at their position: pinned again, renumbered
+            p.keyframe_until = None
+            self._pin_next(p)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "backend": self.backend.name, "steps": self.steps,
@@ -639,8 +717,11 @@ class DanceGenerator:
         e = p.encoded
         changed = e is not None and (e[0] != p.controls.genre or (e[1] is None) != (glob is None)
                                      or (glob is not None and e[1] is not None and not np.array_equal(e[1], glob)))
-        if e is not None and e[0] != p.controls.genre and self.switch_boost[1] > 0:
-            p.boost_until = p.state.pos + self.switch_boost[1]
+        if e is not None and e[0] != p.controls.genre:
+            if self.switch_context is not None:
+                self.restart_window(p, self.switch_context)
+            if self.switch_boost[1] > 0:
+                p.boost_until = p.state.pos + self.switch_boost[1]
         if p.textless is not None:
             if p.controls.text is None:
                 p.textless_live = False
@@ -678,13 +759,10 @@ class DanceGenerator:
             text2 = np.zeros((n, text.shape[1]), dtype=np.float32)
             text2[c_idx] = text
             if self.energy_share > 0 or self.text_share > 0:  # the unconditional rows carry those shares (linear)
-                width = text.shape[1]
                 for i, p in enumerate(ps):
-                    e = self._energy_only(p)
-                    if e is not None:
-                        text2[ci[i] + 1] = self.energy_share * e
-                    if p.controls.text is not None and self.text_share > 0:
-                        text2[ci[i] + 1] += self.text_share * control_vector(p.controls.text, None, width)
+                    ug = self._uncond_global(p)
+                    if ug is not None:
+                        text2[ci[i] + 1] = ug
         for i, j in zip(live, ti, strict=True):
             genre2[j] = genre[i]
             cond2[j] = cond_b[i]

@@ -23,7 +23,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     ``sampling.foot_lock`` a boolean, ``sampling.beat_guidance`` an object (or null), ``sampling.max_repeat``
     an integer in [1, 64] (or null: no repetition guard), ``sampling.genre_guidance`` a number in [0, 20] (or
     null; 1: no genre guidance), ``sampling.text_guidance`` a number in [0, 20] (or null: the genre's scale),
-    ``sampling.text_prompts`` "sentence" or "attributes" (or absent).
+    ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.genre_switch`` an object
+    (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null) and
+    ``sampling.energy`` an object (``share`` in [0, 1], ``range`` two numbers in [0, 1]), each optional.
     """
     if not isinstance(card, dict):
         raise ValueError(f"{path}: a model card must be a JSON object, got {type(card).__name__}")
@@ -57,4 +59,28 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     if tg is not None and (not _number(tg) or not 0.0 <= tg <= GENRE_GUIDANCE_LIMIT):
         raise ValueError(f"{path}: sampling.text_guidance must be a number in [0, {GENRE_GUIDANCE_LIMIT:g}] or null, "
                          f"got {tg!r}")
+    sw = sampling.get("genre_switch")
+    if sw is not None:
+        if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context"}:
+            raise ValueError(f"{path}: sampling.genre_switch must be an object with boost, boost_tokens, context; "
+                             f"got {sw!r}")
+        if ("boost" in sw) != ("boost_tokens" in sw):
+            raise ValueError(f"{path}: sampling.genre_switch needs boost and boost_tokens together, got {sw!r}")
+        b, bt, c = sw.get("boost", 1.0), sw.get("boost_tokens", 0), sw.get("context")
+        if not _number(b) or not 0.0 < b <= GENRE_GUIDANCE_LIMIT:
+            raise ValueError(f"{path}: sampling.genre_switch.boost must be a number in (0, {GENRE_GUIDANCE_LIMIT:g}], "
+                             f"got {b!r}")
+        for name, v in (("boost_tokens", bt), ("context", c)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ValueError(f"{path}: sampling.genre_switch.{name} must be an integer >= 0, got {v!r}")
+    en = sampling.get("energy")
+    if en is not None:
+        if not isinstance(en, dict) or set(en) - {"share", "range"}:
+            raise ValueError(f"{path}: sampling.energy must be an object with share, range; got {en!r}")
+        sh = en.get("share", 0.5)
+        if not _number(sh) or not 0.0 <= sh <= 1.0:
+            raise ValueError(f"{path}: sampling.energy.share must be a number in [0, 1], got {sh!r}")
+        rg = en.get("range", [0.0, 1.0])
+        if (not isinstance(rg, list) or len(rg) != 2 or not all(_number(v) and 0.0 <= v <= 1.0 for v in rg)):
+            raise ValueError(f"{path}: sampling.energy.range must be two numbers in [0, 1], got {rg!r}")
     return card

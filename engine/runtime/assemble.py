@@ -197,7 +197,7 @@ def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
         gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock,
                              decoder_runner=create_decoder_runner(spec.decode), guidance=guidance,
                              max_repeat=max_repeat, genre_guidance=genre_guidance, text_guidance=text_guidance,
-                             text_prompts=text_prompts)
+                             text_prompts=text_prompts, **dm.generator_options())
     except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
     return gen, dm, Controls(genre=gid, text=emb, energy=spec.energy, temperature=temp, top_k=k)

@@ -415,9 +415,47 @@ def _keyframes(r: Renderer, clips: list, val: list[Sequence], base: list[Dance],
     return res
 
 
+def _switch_measure(clf: Any, upper: np.ndarray, lower: np.ndarray, sf: int, old: str, new_style: str,
+                    win: int) -> dict[str, float]:
+    """The style measures of one dance around frame ``sf`` (0.5 s windows every 2 frames): ``latency`` from ``sf``
+    to the end of the first window after it in ``new_style`` from which >= 2/3 of the later windows are in it
+    (nan: never), ``first`` to the end of the first window after ``sf`` in ``new_style`` at all, the share of
+    windows in ``old`` before ``sf`` and in ``new_style`` from 1 s after it."""
+    f = windows(upper, lower, hop=2, window=win)  # window k covers frames [2k, 2k + win)
+    if len(upper) <= sf + win:
+        return {"latency": float("nan"), "first": float("nan"), "acc_before": float("nan"), "acc_after": float("nan")}
+    pred = clf.predict_windows(f)
+    ends = np.arange(len(f)) * 2 + win
+    new = pred == clf.styles.index(new_style)
+    after = ends > sf
+    t_new = float("nan")
+    for k in np.flatnonzero(after & new):
+        if np.mean(new[k:]) >= 2 / 3:
+            t_new = float((ends[k] - sf) / MODEL_FPS)
+            break
+    hits = np.flatnonzero(after & new)
+    late = ends >= sf + MODEL_FPS
+    return {"latency": t_new, "first": float((ends[hits[0]] - sf) / MODEL_FPS) if len(hits) else float("nan"),
+            "acc_before": float(np.mean(pred[ends <= sf] == clf.styles.index(old))),
+            "acc_after": float(np.mean(new[late])) if np.any(late) else float("nan")}
+
+
+def _within_beat(latency: np.ndarray, beats: np.ndarray, win: int) -> float:
+    """Share of dances whose new style began within one beat: the first new-style window ends ``latency`` after the
+    switch and spans the window before that, so (a window mostly new) the style began about ``latency - window / 2``
+    after the switch; that must be <= the clip's beat period."""
+    onset = latency - 0.5 * win / MODEL_FPS
+    return float(np.mean(np.isfinite(onset) & (onset <= beats)))
+
+
 def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarray, np.ndarray]],
                   val: list[Sequence], base: list[Dance], say: Callable[[str], None]) -> dict[str, Any]:
-    """8 s in one style, then the next style (salsa -> indian -> modern -> salsa) for the rest."""
+    """8 s in one style, then the next style (salsa -> indian -> modern -> salsa) for the rest.
+
+    Beside the switched dances, the same measure at the same moment of two references: the same clip and seed
+    danced in the new style all along (no switch: how often this GPT's own style noise lets the measure see the new
+    style "within one beat" at all, the measure's ceiling for it), and real held-out motion cut from a take of the
+    old style to one of the new (an instant switch of real dancing: the classifier's and the measure's own delay)."""
     from engine.train.sources import style_of
 
     say("genre switch")
@@ -428,48 +466,63 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
     order = ("salsa", "indian", "modern")
     switch_tok = int(8.0 * MODEL_FPS) // FRAMES_PER_TOKEN
     sf = switch_tok * FRAMES_PER_TOKEN
-    lat, snaps, snaps_base, acc_before, acc_after, beats = [], [], [], [], [], []
+    rows: dict[str, list[dict[str, float]]] = {"switch": [], "new_all_along": [], "real_cut": []}
+    snaps, snaps_base, beats = [], [], []
     for (s, cond, style, seed), b0 in zip(clips, base, strict=True):
         per = np.asarray(s.music.period_s, dtype=np.float64)
         beats.append(float(np.median(per[per > 0])) if np.any(per > 0) else float("nan"))
         a = style if style in order else "salsa"
         b = order[(order.index(a) + 1) % 3]
         d = r.dance(cond, seed, a, switch=(switch_tok, b))
-        f = windows(d.upper, d.lower, hop=2, window=win)  # window k covers frames [2k, 2k + win)
-        pred = clf.predict_windows(f)
-        ends = np.arange(len(f)) * 2 + win
-        new = pred == clf.styles.index(b)
-        after = ends > sf
-        acc_before.append(float(np.mean(pred[ends <= sf] == clf.styles.index(a))))
-        acc_after.append(float(np.mean(new[ends >= sf + MODEL_FPS])) if np.any(ends >= sf + MODEL_FPS)
-                         else float("nan"))
-        t_new = float("nan")
-        for k in np.flatnonzero(after & new):
-            if np.mean(new[k:]) >= 2 / 3:
-                t_new = float((ends[k] - sf) / MODEL_FPS)
-                break
-        lat.append(t_new)
+        rows["switch"].append(_switch_measure(clf, d.upper, d.lower, sf, a, b, win))
+        db = r.dance(cond, seed, b)
+        rows["new_all_along"].append(_switch_measure(clf, db.upper, db.lower, sf, b, b, win))
+        ru, rl = _real_cut(val, a, b, sf, len(d.upper), seed)
+        rows["real_cut"].append(_switch_measure(clf, ru, rl, sf, a, b, win))
         w = slice(sf - 30, sf + 30)
         vm = np.linalg.norm(np.diff(M.root_relative(d.pos[w]), axis=0), axis=-1).mean(-1) * MODEL_FPS
         snaps.append(float(vm.max()))
         vb = np.linalg.norm(np.diff(M.root_relative(b0.pos[w]), axis=0), axis=-1).mean(-1) * MODEL_FPS
         snaps_base.append(float(vb.max()))
-    lat_a = np.array(lat)
-    ok = lat_a[np.isfinite(lat_a)]
-    # The first new-style window ends ``latency`` after the switch and spans the window before that: the new
-    # style began at most ``latency`` and (a window mostly new) about ``latency - window / 2`` after the switch.
-    onset = lat_a - 0.5 * win / MODEL_FPS
     beat_a = np.array(beats)
-    return {"switch_s": 8.0, "classifier_window_s": win / MODEL_FPS,
-            "latency_s_p50": float(np.median(ok)) if len(ok) else float("nan"),
-            "latency_s_p90": float(np.percentile(ok, 90)) if len(ok) else float("nan"),
-            "switched": float(np.mean(np.isfinite(lat_a))),
-            "beat_s_median": float(np.nanmedian(beat_a)),
-            "within_one_beat": float(np.mean(np.isfinite(onset) & (onset <= beat_a))),
-            "style_acc_before": float(np.nanmean(acc_before)), "style_acc_after_1s": float(np.nanmean(acc_after)),
-            "peak_mean_speed_ms": float(np.max(snaps)), "snap_bar_ms": 1.2 * REAL_MEAN_SPEED_P999,
-            "peak_mean_speed_no_switch_ms": float(np.max(snaps_base)),
-            "classifier_acc_real_val": real_acc}
+    out: dict[str, Any] = {"switch_s": 8.0, "classifier_window_s": win / MODEL_FPS,
+                           "beat_s_median": float(np.nanmedian(beat_a))}
+    for name, rs in rows.items():
+        lat_a = np.array([x["latency"] for x in rs])
+        ok = lat_a[np.isfinite(lat_a)]
+        first = np.array([x["first"] for x in rs])
+        m = {"latency_s_p50": float(np.median(ok)) if len(ok) else float("nan"),
+             "latency_s_p90": float(np.percentile(ok, 90)) if len(ok) else float("nan"),
+             "switched": float(np.mean(np.isfinite(lat_a))),
+             "within_one_beat": _within_beat(lat_a, beat_a, win),
+             "first_within_one_beat": _within_beat(first, beat_a, win),
+             "style_acc_before": float(np.nanmean([x["acc_before"] for x in rs])),
+             "style_acc_after_1s": float(np.nanmean([x["acc_after"] for x in rs]))}
+        if name == "switch":
+            out.update(m)
+        else:
+            out[name] = m
+    out.update({"peak_mean_speed_ms": float(np.max(snaps)), "snap_bar_ms": 1.2 * REAL_MEAN_SPEED_P999,
+                "peak_mean_speed_no_switch_ms": float(np.max(snaps_base)), "classifier_acc_real_val": real_acc})
+    return out
+
+
+def _real_cut(val: list[Sequence], a: str, b: str, sf: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real motion cut at frame ``sf`` from a held-out take of style ``a`` to one of style ``b`` (``n`` frames; a
+    take shorter than its part is repeated from its start; which take and where it starts follow ``seed``)."""
+    from engine.train.evaluate import style_of_sequence as sty
+
+    ta = [s for s in val if sty(s) == a]
+    tb = [s for s in val if sty(s) == b]
+    if not ta or not tb:
+        return np.zeros((0, 72)), np.zeros((0, 61))
+    sa, sb = ta[seed % len(ta)], tb[seed % len(tb)]
+    off = (37 * seed) % max(1, sb.n_frames - MODEL_FPS)
+    up = np.concatenate([np.resize(sa.upper, (sf, sa.upper.shape[1])),
+                         np.resize(sb.upper[off:], (n - sf, sb.upper.shape[1]))])
+    lo = np.concatenate([np.resize(sa.lower, (sf, sa.lower.shape[1])),
+                         np.resize(sb.lower[off:], (n - sf, sb.lower.shape[1]))])
+    return up, lo
 
 
 def _f(x: Any, nd: int = 2) -> str:
@@ -586,6 +639,22 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
                   f"The {g['classifier_window_s']:.1f} s classifier on held-out real takes: "
                   + ", ".join(f"{st} {_f(100 * a, 0)} %" for st, a in g.get("classifier_acc_real_val", {}).items())
                   + ".", ""]
+        if "new_all_along" in g:
+            lines += ["The same measure at the same moment of two references: the same clips and seeds danced in the "
+                      "new style all along (no switch: how often this GPT's own style noise lets the measure see its "
+                      "style within one beat at all, the measure's ceiling for it) and real held-out motion cut from "
+                      "a take of the old style to one of the new (an instant switch: the classifier's own delay). "
+                      "\"first window\": the first new-style window after the switch, whether or not the style "
+                      "then holds.", "",
+                      "| dances | switched | p50 s | p90 s | within one beat | first window within one beat | "
+                      "style acc. before | from 1 s after |", "|---|---|---|---|---|---|---|---|"]
+            for name, v in (("switched at 8 s", g), ("new style all along", g["new_all_along"]),
+                            ("real takes cut at 8 s", g["real_cut"])):
+                lines.append(f"| {name} | {_f(100 * v['switched'], 0)} % | {_f(v['latency_s_p50'])} | "
+                             f"{_f(v['latency_s_p90'])} | {_f(100 * v['within_one_beat'], 0)} % | "
+                             f"{_f(100 * v['first_within_one_beat'], 0)} % | {_f(100 * v['style_acc_before'], 0)} % | "
+                             f"{_f(100 * v['style_acc_after_1s'], 0)} % |")
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -86,7 +86,7 @@ def sample_dance(
     gen = DanceGenerator(TorchBackend(model.gpt, capacity=cache_rows(1, gg, tg), device="cpu"), model.vq, seed=seed,
                          foot_lock=model.foot_lock, guidance=model.beat_guidance if guidance is None else guidance,
                          max_repeat=model.max_repeat if max_repeat is None else max_repeat, genre_guidance=gg,
-                         text_guidance=tg)
+                         text_guidance=tg, **model.generator_options())
     gen.keep_rewinds(0)  # nothing rewinds an offline render: keep no state for it
     p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temp, top_k=k or 0)))
     n = len(cond)

@@ -9,7 +9,7 @@ import torch
 from engine.models.conditioning import TEXT_DIM
 from engine.models.gpt_dancer import DanceGenerator, cache_rows
 from engine.models.protocol import Controls
-from engine.models.sampling import guide_text_logits
+from engine.models.sampling import guide_logits, guide_text_logits
 from export.torch_backend import TorchBackend
 from tests.models.test_genre_guidance import _cond, _gpt_vq, _recording
 
@@ -39,7 +39,8 @@ def test_a_switch_rewrites_the_history_under_the_new_control(what: str, rewrite:
     gpt, vq = _gpt_vq()
     cond = _cond(12)
     text = np.random.default_rng(1).normal(size=TEXT_DIM).astype(np.float32)
-    gen = DanceGenerator(TorchBackend(gpt, capacity=3, device="cpu"), vq, seed=2, rewrite_on_control=rewrite)
+    gen = DanceGenerator(TorchBackend(gpt, capacity=3, device="cpu"), vq, seed=2, rewrite_on_control=rewrite,
+                         switch_context=None)  # the whole window kept through a genre switch (see below)
     pids = [gen.add_performer(Controls(genre=g)) for g in (1, 0, 1)]
     for row in cond[:6]:
         gen.step(row)
@@ -166,3 +167,70 @@ def test_a_genre_switch_boosts_the_genre_guidance_for_a_while(monkeypatch: pytes
     assert per_step == [[2.0, 2.0]] * 3 + [[6.0, 2.0]] * 2 + [[2.0, 2.0]] * 3  # only the switched performer
     gen.reset(a)
     assert gen.get(a).boost_until == -1
+
+
+def _forward_window(gen: DanceGenerator, pid: int, cond_next: np.ndarray, genre: int, keep: int) -> torch.Tensor:
+    """Upper logits of the next position from a forward over only the newest ``keep`` fed inputs and the next one
+    (what a window restarted with ``keep`` positions sees), all under ``genre``."""
+    p = gen.get(pid)
+    n = p.state.pos
+    ups = np.append(p.hist_up[n - keep : n], p.state.prev_up)
+    downs = np.append(p.hist_down[n - keep : n], p.state.prev_down)
+    conds = np.concatenate([p.hist_cond[n - keep : n], cond_next[None]])
+    with torch.no_grad():
+        lu, _ = gen.backend.model(torch.from_numpy(ups)[None], torch.from_numpy(downs)[None],
+                                  torch.from_numpy(conds)[None], torch.tensor([genre]), None)
+    return lu[0, -1]
+
+
+@pytest.mark.parametrize("keep", [0, 3])
+def test_a_genre_switch_restarts_the_gpt_window(keep: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``switch_context`` k the switched performer's next draw is the guided forward over its newest k inputs
+    only (conditional row under the new genre, unconditional row under none: the old-style tokens before them are
+    forgotten); the frames go on from the same decoder state; the other performer is untouched; a keyframe pinned
+    before the switch moves with the renumbered positions; a rewind after the switch stays exact."""
+    gpt, vq = _gpt_vq()
+    cond = _cond(14)
+    gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=3,
+                         genre_guidance=2.0, switch_boost=(1.0, 0), switch_context=keep)
+    a, b = gen.add_performer(Controls(genre=1)), gen.add_performer(Controls(genre=1))
+    for row in cond[:8]:
+        gen.step(row)
+    gen.set_keyframe(a, 20, np.zeros(3, np.float32), np.tile([1.0, 0, 0, 0], (gen.n_joints, 1)).astype(np.float32))
+    pinned = gen.get(a).pinned[0][0]
+    decoded = gen.get(a).n_tokens
+    gen.set_genre(a, 2)
+    want_a = guide_logits(_forward_window(gen, a, cond[8], 2, keep), _forward_window(gen, a, cond[8], 0, keep), 2.0)
+    want_b = guide_logits(_forward_window(gen, b, cond[8], 1, 8), _forward_window(gen, b, cond[8], 0, 8), 2.0)
+    seen = _recording(monkeypatch)
+    gen.step(cond[8])
+    pa = gen.get(a)
+    assert pa.state.pos == keep + 1 and pa.uncond is not None and pa.uncond.pos == keep + 1
+    assert pa.n_tokens == decoded + 1  # the dance goes on: 9 tokens decoded, the GPT window holds keep + 1
+    assert pa.pinned[0][0] == pinned - (8 - keep)  # renumbered with the window
+    assert gen.backend._kv_mask[pa.state.row].any()  # and pinned again in the slots
+    assert gen.get(b).state.pos == 9
+    # Keyframes attend from both rows; compare the switched draw without them to the forward over its window.
+    torch.testing.assert_close(seen[0][1], want_b, atol=1e-4, rtol=0)
+    pa.pinned.clear()
+    gen._pin_next(pa)  # keyframe slots cleared
+    gen.rewind(a, 1)  # the first token after the switch, remade: the same logits (its window is the same)
+    seen.clear()
+    gen.step(cond[8], [a])
+    torch.testing.assert_close(seen[0][0], want_a, atol=1e-4, rtol=0)
+    gen.rewind(a, 5)  # deeper than the restarted window: the GPT window empties, the dance goes on
+    assert gen.get(a).state.pos == 0 and gen.get(a).n_tokens == decoded + 1 - 5
+    gen.step(cond[9])
+    assert gen.get(a).state.pos == 1
+
+
+def test_energy_range_maps_the_level_onto_the_label() -> None:
+    """``energy_range`` (lo, hi): level e conditions the GPT as the label lo + (hi - lo) e, in both rows."""
+    gpt, vq = _gpt_vq()
+    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, energy_range=(0.2, 0.6))
+    assert gen.energy_label(0.0) == pytest.approx(0.2) and gen.energy_label(1.0) == pytest.approx(0.6)
+    assert gen.energy_label(0.5) == pytest.approx(0.4) and gen.energy_label(3.0) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="energy_range"):
+        DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, energy_range=(0.0, 1.5))
+    with pytest.raises(ValueError, match="switch_context"):
+        DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, switch_context=-1)

@@ -103,3 +103,46 @@ def test_the_half_split_noise_floor_grows_as_the_segments_get_few() -> None:
     alike = [_walk(0.5, i, frames=120) for i in range(300)]
     assert half_split_fid(alike) * 3 < half_split_fid(alike[:24])  # 69 features: 12 a side is far too few
     assert np.isnan(half_split_fid(alike[:4]))
+
+
+def _styled(style: int, frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model vectors (upper [T, 72], lower [T, 61]) of a made-up style: noise around a mean set by ``style``."""
+    rng = np.random.default_rng(seed)
+    up = rng.normal(scale=0.1, size=(frames, 72)) + (0.5 if style else -0.5)
+    lo = rng.normal(scale=0.1, size=(frames, 61)) + (0.3 if style else -0.3)
+    return up.astype(np.float32), lo.astype(np.float32)
+
+
+def test_the_switch_measure_sees_an_instant_cut_within_a_beat_and_a_late_one_not() -> None:
+    """A real 0.5 s classifier (trained on two made-up styles) on a cut at frame 240: an instant cut is seen within
+    one beat, the first window after it is new; a dance that changes 1.5 s after the switch is not within one beat."""
+    from engine.train.control_eval import SWITCH_WINDOW, _switch_measure, _within_beat
+    from engine.train.style_classifier import train_style_classifier
+
+    clf = train_style_classifier([("indian", *_styled(0, 300, 1)), ("salsa", *_styled(1, 300, 2))],
+                                 window=SWITCH_WINDOW)
+    sf = 240
+
+    def cut(at: int, seed: int) -> dict[str, float]:
+        a, b = _styled(1, at, seed), _styled(0, 360 - at, seed + 1)
+        return _switch_measure(clf, np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]), sf, "salsa",
+                               "indian", SWITCH_WINDOW)
+
+    now, late = cut(sf, 3), cut(sf + 45, 5)
+    assert now["acc_before"] == 1.0 and now["acc_after"] == 1.0 and 0.0 < now["latency"] <= 0.5
+    assert now["first"] == now["latency"] and late["latency"] > 1.5
+    beats = np.array([0.5, 0.5])
+    assert _within_beat(np.array([now["latency"], late["latency"]]), beats, SWITCH_WINDOW) == 0.5
+    assert np.isnan(_switch_measure(clf, *_styled(0, 200, 7), sf, "salsa", "indian", SWITCH_WINDOW)["latency"])
+
+
+def test_the_genre_section_shows_the_reference_rows() -> None:
+    res = _result()
+    g = res["genre_switch"]
+    ref = {"switched": 1.0, "latency_s_p50": 0.43, "latency_s_p90": 0.5, "within_one_beat": 1.0,
+           "first_within_one_beat": 1.0, "style_acc_before": 1.0, "style_acc_after_1s": 1.0}
+    g.update({"within_one_beat": 0.5, "first_within_one_beat": 0.6, "style_acc_after_1s": 0.8,
+              "new_all_along": dict(ref, within_one_beat=0.7), "real_cut": ref})
+    md = controls_markdown(res)
+    assert "| switched at 8 s | 75 % | 0.60 | 1.50 | 50 % | 60 % | 90 % | 80 % |" in md
+    assert "| new style all along | 100 % | 0.43 | 0.50 | 70 % |" in md and "| real takes cut at 8 s |" in md
