@@ -171,11 +171,12 @@ def test_a_genre_switch_boosts_the_genre_guidance_for_a_while(monkeypatch: pytes
 
 def _forward_window(gen: DanceGenerator, pid: int, cond_next: np.ndarray, genre: int, keep: int) -> torch.Tensor:
     """Upper logits of the next position from a forward over only the newest ``keep`` fed inputs and the next one
-    (what a window restarted with ``keep`` positions sees), all under ``genre``."""
+    (what a window restarted with ``keep`` positions sees; BOS when nothing is kept), all under ``genre``."""
     p = gen.get(pid)
     n = p.state.pos
-    ups = np.append(p.hist_up[n - keep : n], p.state.prev_up)
-    downs = np.append(p.hist_down[n - keep : n], p.state.prev_down)
+    bos = gen.backend.config.bos_id  # a window restarted with nothing kept starts from BOS
+    ups = np.append(p.hist_up[n - keep : n], p.state.prev_up if keep else bos)
+    downs = np.append(p.hist_down[n - keep : n], p.state.prev_down if keep else bos)
     conds = np.concatenate([p.hist_cond[n - keep : n], cond_next[None]])
     with torch.no_grad():
         lu, _ = gen.backend.model(torch.from_numpy(ups)[None], torch.from_numpy(downs)[None],
