@@ -565,9 +565,8 @@ class DanceGenerator:
         and unconditional rows keep those positions' keys and values (the conditional row's are rewritten under
         the new controls by the caller, the unconditional row's here), and pinned keyframes move with them. The
         next step feeds the last drawn token as ever (a training window's first positions look the same), except
-        with ``keep`` 0, where the GPT starts over from BOS under the new genre, as a dance starts (fed the last token
-        instead, the old style held on: 44 % against 67 % of 48 switches within one beat, ``docs/models.md``).
-        The decoder, foot locking, root and staging are untouched: the frames continue."""
+        with ``keep`` 0, where the GPT starts over from BOS under the new genre, as a dance starts. The decoder,
+        foot locking, root and staging are untouched: the frames continue."""
         cfg = self.backend.config
         old = p.state.pos
         k = min(keep, old, cfg.context)
