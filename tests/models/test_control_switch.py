@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -235,3 +237,38 @@ def test_energy_range_maps_the_level_onto_the_label() -> None:
         DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, energy_range=(0.0, 1.5))
     with pytest.raises(ValueError, match="switch_context"):
         DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, switch_context=-1)
+
+
+def test_the_cards_switch_and_energy_settings_reach_the_live_and_offline_generator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sampling.genre_switch`` and ``sampling.energy`` of a model card configure the generator ``play``/``live``
+    build (assemble) and the one offline generation builds (``sample_dance``) alike; absent, the defaults."""
+    from engine.models import gpt_dancer as gd
+    from engine.models.dance_model import load_dance_model
+    from engine.runtime.assemble import ModelSpec, build_model
+    from engine.train.generate import sample_dance
+    from tests.models.test_genre_guidance import _model_dir
+
+    sampling = {"genre_guidance": 2.0, "genre_switch": {"boost": 3.0, "boost_tokens": 2, "context": 5},
+                "energy": {"share": 0.25, "range": [0.1, 0.6]}}
+    d = _model_dir(tmp_path / "a", sampling)
+    assert load_dance_model(d).generator_options() == {"switch_boost": (3.0, 2), "switch_context": 5,
+                                                       "energy_share": 0.25, "energy_range": (0.1, 0.6)}
+    gen = build_model(ModelSpec(model=d, backend="torch", decode="torch")).inner  # type: ignore[attr-defined]
+    assert (gen.switch_boost, gen.switch_context, gen.energy_share, gen.energy_range) == ((3.0, 2), 5, 0.25,
+                                                                                          (0.1, 0.6))
+    made: list[DanceGenerator] = []
+    real_init = gd.DanceGenerator.__init__
+
+    def spy(self, *a, **kw):  # type: ignore[no-untyped-def]
+        real_init(self, *a, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(gd.DanceGenerator, "__init__", spy)
+    sample_dance(load_dance_model(d), _cond(2), 1)
+    monkeypatch.undo()
+    assert (made[0].switch_boost, made[0].switch_context, made[0].energy_range) == ((3.0, 2), 5, (0.1, 0.6))
+    plain = build_model(ModelSpec(model=_model_dir(tmp_path / "b", {}), backend="torch", decode="torch"))
+    g2 = plain.inner  # type: ignore[attr-defined]
+    assert (g2.switch_boost, g2.switch_context, g2.energy_share, g2.energy_range) == (
+        gd.SWITCH_BOOST, gd.SWITCH_CONTEXT, gd.ENERGY_SHARE, gd.ENERGY_RANGE)
