@@ -105,6 +105,13 @@ class DanceModel:
         return out
 
     @property
+    def text_baseline(self) -> str | None:
+        """What the unconditional guidance row carries while a performer has a text (``sampling.text_baseline``):
+        "phrases" (the mean caption phrase, :func:`engine.models.text_prompts.phrase_baseline`) or None (no text)."""
+        b = self.card.get("sampling", {}).get("text_baseline")
+        return None if b is None else str(b)
+
+    @property
     def top_k(self) -> int | None:
         k = self.card.get("sampling", {}).get("top_k")
         return None if k is None else int(k)

@@ -38,6 +38,8 @@ class GPTConfig:
         n_keyframe_slots: K prefix slots for keyframe tokens (never evicted).
         dropout: dropout probability during training.
         rope_base: rotary frequency base.
+        text_layers: the text also enters every block after the first (a bias per block from
+            ``text_layer_proj``, no bias term: zero for no text), not only the input; False: input only.
     """
 
     vocab_size: int = 512
@@ -51,6 +53,7 @@ class GPTConfig:
     n_keyframe_slots: int = 8
     dropout: float = 0.1
     rope_base: float = 10000.0
+    text_layers: bool = False
 
     def __post_init__(self) -> None:
         # Types and sizes first, before anything is allocated (a config file is input like any other).
@@ -64,6 +67,8 @@ class GPTConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                 raise ValueError(f"GPTConfig.{name} must be a finite number, got {v!r}")
+        if not isinstance(self.text_layers, bool):
+            raise ValueError(f"GPTConfig.text_layers must be true or false, got {self.text_layers!r}")
         if not 0.0 <= self.dropout < 1.0 or self.rope_base <= 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1) and rope_base > 1 "
                              f"(got {self.dropout}, {self.rope_base})")
@@ -264,6 +269,10 @@ class CrossCondGPT(nn.Module):
         self.genre_emb = nn.Embedding(cfg.n_genres, e)
         # No bias: a zero text vector ("no text") contributes nothing.
         self.text_proj = nn.Linear(cfg.text_dim, e, bias=False)
+        # The text into every later block too (cfg.text_layers); zero at the start, so a model widened to it
+        # computes what it did until training moves it.
+        self.text_layer_proj = (nn.Linear(cfg.text_dim, (cfg.n_layer - 1) * e, bias=False)
+                                if cfg.text_layers and cfg.n_layer > 1 else None)
         # Marks keyframe inputs (they carry no music conditioning).
         self.kf_emb = nn.Parameter(torch.zeros(e))
         self.drop = nn.Dropout(cfg.dropout)
@@ -273,6 +282,8 @@ class CrossCondGPT(nn.Module):
         self.head_down = nn.Linear(e, cfg.vocab_size)
         self.apply(self._init_weights)
         nn.init.normal_(self.kf_emb, std=0.02)
+        if self.text_layer_proj is not None:
+            nn.init.zeros_(self.text_layer_proj.weight)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -294,6 +305,12 @@ class CrossCondGPT(nn.Module):
         if text is not None:
             g = g + self.text_proj(text)
         return g.unsqueeze(1)
+
+    def _layer_text(self, text: Tensor | None) -> Tensor | None:
+        """text [B, text_dim] -> the per-block text biases [B, L - 1, E] (None: no text or no such path)."""
+        if text is None or self.text_layer_proj is None:
+            return None
+        return self.text_layer_proj(text).reshape(text.shape[0], self.cfg.n_layer - 1, self.cfg.n_embd)
 
     def _stream_inputs(self, up_in: Tensor, down_in: Tensor, cond: Tensor, glob: Tensor) -> Tensor:
         """[B, T] x2, cond [B, T, C], glob [B, 1, E] -> [B, T, E]."""
@@ -366,17 +383,21 @@ class CrossCondGPT(nn.Module):
             )  # keyframes see set keyframes and themselves, never the stream
             st_rows = torch.cat([kfm.unsqueeze(1).expand(b, t, n_kf), mask], dim=2)
             mask = torch.cat([kf_rows, st_rows], dim=1)  # [B, K + T, K + T]
-        x = self._trunk(self.drop(x), pos, mask, None)
+        x = self._trunk(self.drop(x), pos, mask, None, self._layer_text(text))
         x = self.ln_f(x[:, n_kf:])
         return self.head_up(x), self.head_down(x)
 
-    def _trunk(self, x: Tensor, pos: Tensor, mask: Tensor, kv: list[tuple[Tensor, Tensor]] | None) -> Tensor:
+    def _trunk(self, x: Tensor, pos: Tensor, mask: Tensor, kv: list[tuple[Tensor, Tensor]] | None,
+               layer_text: Tensor | None = None) -> Tensor:
         """The blocks over inputs x [B, N, E] at positions pos [B, N] under mask [B, N, N]; appends each
-        layer's keys/values [B, H, N, D] to ``kv`` when given."""
+        layer's keys/values [B, H, N, D] to ``kv`` when given; ``layer_text`` [B, L - 1, E] is added before
+        every block after the first."""
         cos, sin = rope_angles(pos, self.cfg.head_dim, self.cfg.rope_base)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # [B, 1, N, D/2]
         m4 = mask.unsqueeze(1)  # [B, 1, N, N]
-        for blk in self._block_list():
+        for i, blk in enumerate(self._block_list()):
+            if layer_text is not None and i > 0:
+                x = x + layer_text[:, i - 1 : i]
             q, k, v = blk.qkv_heads(x, cos, sin)
             if kv is not None:
                 kv.append((k, v))
@@ -426,7 +447,7 @@ class CrossCondGPT(nn.Module):
             kf_rows = torch.cat([kfm.unsqueeze(1) | eye, torch.zeros(b, n_kf, t, dtype=torch.bool, device=dev)], 2)
             mask = torch.cat([kf_rows, torch.cat([kfm.unsqueeze(1).expand(b, t, n_kf), mask], dim=2)], dim=1)
         kv: list[tuple[Tensor, Tensor]] = []
-        self._trunk(x, pos, mask, kv)
+        self._trunk(x, pos, mask, kv, self._layer_text(text))
         return (torch.stack([k[:, :, n_kf:] for k, _ in kv]), torch.stack([v[:, :, n_kf:] for _, v in kv]))
 
     # -- keyframes for the cache ----------------------------------------------------------------------------
@@ -450,7 +471,10 @@ class CrossCondGPT(nn.Module):
         cos, sin = rope_angles(keyframes.pos, self.cfg.head_dim, self.cfg.rope_base)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         ks, vs = [], []
-        for blk in self._block_list():
+        lt = self._layer_text(text)
+        for i, blk in enumerate(self._block_list()):
+            if lt is not None and i > 0:
+                x = x + lt[:, i - 1 : i]
             q, k, v = blk.qkv_heads(x, cos, sin)
             ks.append(k)
             vs.append(v)
@@ -498,7 +522,10 @@ class CrossCondGPT(nn.Module):
         cos, sin = rope_angles(pos.unsqueeze(1), cfg.head_dim, cfg.rope_base)  # [B, 1, D/2]
         mask = history_mask(pos, kv_mask, cfg.context)[:, None, None, :]  # [B, 1, 1, S]
         new_k, new_v = [], []
+        lt = self._layer_text(text)
         for i, blk in enumerate(self._block_list()):
+            if lt is not None and i > 0:
+                x = x + lt[:, i - 1]
             x, k, v = blk.step_cached(x, cos, sin, k_cache[i].to(x.dtype), v_cache[i].to(x.dtype), mask)
             new_k.append(k)
             new_v.append(v)

@@ -11,7 +11,7 @@ The result is joint-local quaternions of the full CMU skeleton, ready for the pl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -277,6 +277,12 @@ class DanceGenerator:
             (:data:`ENERGY_SHARE`; 0: the energy is amplified with the genre, 1: not guided).
         text_prompts: how the model reads a text (its ``capabilities.text_prompts``; the card's, see
             :attr:`engine.models.dance_model.DanceModel.text_prompts`); the embedding is made by the caller.
+        text_baseline: a sentence embedding the unconditional row carries while a performer has a text (None:
+            none), or a function that makes it (called once, when a performer first has a text under guidance).
+            Under genre guidance the text is then amplified as its departure from this baseline (e.g. the mean
+            phrase of :data:`engine.models.text_prompts.PHRASES`, :func:`~engine.models.text_prompts.
+            phrase_baseline`), not as "some text against none": what all texts share is not amplified. A
+            performer without a text is stepped exactly as before.
     """
 
     def __init__(self, backend: DecodeBackend, vqvae: VQVAE, seed: int = 0, foot_lock: bool = True,
@@ -286,7 +292,9 @@ class DanceGenerator:
                  text_prompts: str = "sentence", energy_share: float = ENERGY_SHARE,
                  switch_boost: tuple[float, int] = SWITCH_BOOST, rewrite_tokens: int | None = REWRITE_TOKENS,
                  text_share: float | None = None, switch_context: int | None = SWITCH_CONTEXT,
-                 energy_range: tuple[float, float] = ENERGY_RANGE) -> None:
+                 energy_range: tuple[float, float] = ENERGY_RANGE,
+                 text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None) -> None:
+        self.text_baseline = text_baseline
         # A model that reads the sentence as it is (not trained on measured captions) has its text unguided: the
         # shipped GPT's text amplified 8x made its dances unnatural (FID_k 10-30x the uncontrolled's).
         self.text_share = (1.0 if text_prompts == "sentence" else 0.0) if text_share is None else text_share
@@ -550,12 +558,16 @@ class DanceGenerator:
         return control_vector(c.text, e, self.backend.config.text_dim)
 
     def _uncond_global(self, p: Performer) -> np.ndarray | None:
-        """The unconditional row's global vector: the energy and the text at their shares (None: nothing)."""
+        """The unconditional row's global vector: the energy and the text at their shares, and the text baseline
+        while the performer has a text (None: nothing)."""
         width = self.backend.config.text_dim
         e = self._energy_only(p) if self.energy_share > 0 else None
         out = None if e is None else self.energy_share * e
         if p.controls.text is not None and self.text_share > 0:
             t = self.text_share * control_vector(p.controls.text, None, width)
+            out = t if out is None else out + t
+        if p.controls.text is not None and self.text_baseline is not None and self.text_share < 1:
+            t = (1.0 - self.text_share) * control_vector(self._baseline(), None, width)
             out = t if out is None else out + t
         return out
 
@@ -719,6 +731,14 @@ class DanceGenerator:
         values.update({k: np.stack([d[k] for d in per]) for k in per[0]})
         self.snapshots.save(slots, [p.n_tokens - 1 for p in ps], values)
 
+    def _baseline(self) -> np.ndarray:
+        """The text baseline's embedding (made on first use when given as a function)."""
+        b = self.text_baseline
+        if callable(b):
+            b = self.text_baseline = np.asarray(b(), np.float32).reshape(-1)
+        assert b is not None
+        return np.asarray(b, np.float32)
+
     def _note_controls(self, p: Performer, glob: np.ndarray | None) -> bool:
         """Before a step: whether the controls changed since the last step (then the caller rewrites the history,
         see ``rewrite_on_control``); starts the switch boost and the text-guidance row."""
@@ -766,7 +786,8 @@ class DanceGenerator:
         if text is not None:
             text2 = np.zeros((n, text.shape[1]), dtype=np.float32)
             text2[c_idx] = text
-            if self.energy_share > 0 or self.text_share > 0:  # the unconditional rows carry those shares (linear)
+            if self.energy_share > 0 or self.text_share > 0 or self.text_baseline is not None:
+                # the unconditional rows carry those shares (linear) and the text baseline
                 for i, p in enumerate(ps):
                     ug = self._uncond_global(p)
                     if ug is not None:

@@ -23,7 +23,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     ``sampling.foot_lock`` a boolean, ``sampling.beat_guidance`` an object (or null), ``sampling.max_repeat``
     an integer in [1, 64] (or null: no repetition guard), ``sampling.genre_guidance`` a number in [0, 20] (or
     null; 1: no genre guidance), ``sampling.text_guidance`` a number in [0, 20] (or null: the genre's scale),
-    ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.genre_switch`` an object
+    ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.text_baseline`` "phrases" (or
+    absent / null: none), ``sampling.genre_switch`` an object
     (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null) and
     ``sampling.energy`` an object (``share`` in [0, 1], ``range`` two numbers in [0, 1]), each optional.
     """
@@ -55,6 +56,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     tp = sampling.get("text_prompts")
     if tp is not None and tp not in ("sentence", "attributes"):
         raise ValueError(f"{path}: sampling.text_prompts must be \"sentence\" or \"attributes\", got {tp!r}")
+    tb = sampling.get("text_baseline")
+    if tb is not None and tb != "phrases":
+        raise ValueError(f"{path}: sampling.text_baseline must be \"phrases\" or null, got {tb!r}")
     tg = sampling.get("text_guidance")
     if tg is not None and (not _number(tg) or not 0.0 <= tg <= GENRE_GUIDANCE_LIMIT):
         raise ValueError(f"{path}: sampling.text_guidance must be a number in [0, {GENRE_GUIDANCE_LIMIT:g}] or null, "

@@ -82,20 +82,32 @@ class PromptMatcher:
         self.embed = embed
         self._lock = threading.Lock()
         self._protos: dict[str, tuple[list[str], np.ndarray]] | None = None  # attr -> (classes, [C, D])
+        self._baseline: np.ndarray | None = None  # mean embedding of every phrase of the matched attributes
 
     def _prototypes(self) -> dict[str, tuple[list[str], np.ndarray]]:
         with self._lock:
             if self._protos is None:
                 out: dict[str, tuple[list[str], np.ndarray]] = {}
+                every = []
                 for a in MATCHED:
                     classes = list(PHRASES[a])
                     rows = []
                     for c in classes:
-                        m = np.asarray(self.embed(list(PHRASES[a][c])), np.float64).mean(0)
+                        e = np.asarray(self.embed(list(PHRASES[a][c])), np.float64)
+                        every.append(e)
+                        m = e.mean(0)
                         rows.append(m / max(1e-12, float(np.linalg.norm(m))))
                     out[a] = (classes, np.stack(rows))
+                self._baseline = np.concatenate(every).mean(0).astype(np.float32)
                 self._protos = out
             return self._protos
+
+    def baseline(self) -> np.ndarray:
+        """The mean embedding [D] of every phrasing of the matched attributes' classes: what the caption phrases
+        have in common (embedded once, with the prototypes)."""
+        self._prototypes()
+        assert self._baseline is not None
+        return self._baseline
 
     def classes(self, embedding: np.ndarray) -> dict[str, str]:
         """The attribute classes a sentence embedding [D] names ({} for none), e.g. {"turn": "high"}."""
@@ -120,6 +132,14 @@ class PromptMatcher:
         return np.asarray(self.embed([self.match(t) for t in texts]), np.float32)
 
 
+def phrase_baseline(embed: Embed | None = None) -> np.ndarray:
+    """The mean embedding [D] of every phrasing of the matched attributes' classes (:data:`PHRASES`): what the
+    caption phrases have in common, the text baseline of guidance (the card's ``sampling.text_baseline``
+    "phrases"; see :class:`engine.models.gpt_dancer.DanceGenerator`). ``embed`` defaults to the bundled sentence
+    model, whose matcher has embedded these phrases already once any prompt was matched (then this is free)."""
+    return default_matcher().baseline() if embed is None else PromptMatcher(embed).baseline()
+
+
 _DEFAULT: list[PromptMatcher] = []  # the matcher over the bundled sentence model (its prototypes embedded once)
 
 
@@ -134,6 +154,13 @@ def prompt_embedder(mode: str, embed: Embed | None = None) -> Embed:
 
     if mode == "sentence":
         return embed_texts
+    return default_matcher().embed_matched
+
+
+def default_matcher() -> PromptMatcher:
+    """The matcher over the bundled sentence model (one per process: its phrases are embedded once)."""
     if not _DEFAULT:
+        from engine.models.conditioning import embed_texts
+
         _DEFAULT.append(PromptMatcher(embed_texts))
-    return _DEFAULT[0].embed_matched
+    return _DEFAULT[0]

@@ -168,7 +168,7 @@ def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
     from engine.models.dance_model import load_dance_model
     from engine.models.gpt_dancer import DanceGenerator, cache_rows
     from engine.models.protocol import Controls
-    from engine.models.text_prompts import prompt_embedder
+    from engine.models.text_prompts import phrase_baseline, prompt_embedder
     from export.base import BackendUnavailable
     from export.decoder_backend import create_decoder_runner
     from export.select import create_backend
@@ -197,7 +197,8 @@ def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
         gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock,
                              decoder_runner=create_decoder_runner(spec.decode), guidance=guidance,
                              max_repeat=max_repeat, genre_guidance=genre_guidance, text_guidance=text_guidance,
-                             text_prompts=text_prompts, **dm.generator_options())
+                             text_prompts=text_prompts, **dm.generator_options(),
+                             text_baseline=phrase_baseline if dm.text_baseline == "phrases" else None)
     except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
     return gen, dm, Controls(genre=gid, text=emb, energy=spec.energy, temperature=temp, top_k=k)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from engine.models.conditioning import (
     with_grid_phase,
 )
 from engine.models.gpt import GPT_PRESETS, CrossCondGPT, GPTConfig, Keyframes, load_gpt, save_gpt
+from engine.models.text_prompts import MATCHED, PHRASES
 from engine.models.vqvae import DOWN, VQVAE
 from engine.train import captions as C
 from engine.train.beat_loss import BeatSpeedLoss
@@ -100,6 +101,15 @@ class GPTTrainConfig:
     #: that teaches the text and energy inputs and leaves the rest of ``init_from``'s GPT exactly as it was, so
     #: its dances without those controls are unchanged); empty: train everything.
     train_only: tuple[str, ...] = ()
+    #: Share of batch windows drawn *by attribute class* (an attribute of ``text_prompts.MATCHED`` and one of its
+    #: classes uniformly, then a training window of that class) and captioned with that class's phrase alone
+    #: ("spinning": the canonical short phrase half of the time, else another of its phrasings), never dropped.
+    #: The run-time prompt matcher turns any sentence into such phrases, so the text input learns each one
+    #: against the windows it names, balanced over the attributes' extremes (the rest of the batch as before).
+    attr_share: float = 0.0
+    #: Keep the energy columns of ``text_proj`` (and ``text_layer_proj``) as initialised (restored after every
+    #: step, weight decay included): a text-only fine-tune that leaves the energy control exactly as it was.
+    freeze_energy: bool = False
 
 
 @dataclass
@@ -120,6 +130,11 @@ class TokenSequence:
     chunk_energy: np.ndarray | None = None
     #: ``cond`` with the phase entries of the true beat grid (conditioning.with_grid_phase); None: not known.
     cond_grid: np.ndarray | None = None
+    #: Per chunk: the window's attribute classes (``captions.classes``, e.g. {"speed": "low", "turn": "high"}).
+    chunk_classes: tuple[dict[str, str], ...] = ()
+    #: Embeddings of every phrasing of the matched attribute classes (``text_prompts.PHRASES``), for
+    #: ``attr_share``: {(attribute, class): [P, TEXT_DIM]}, the canonical phrase first. Empty: not embedded.
+    phrase_text: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
 
 
 def motion_energy(seq: Sequence) -> float:
@@ -193,24 +208,31 @@ def tokenize(vq: VQVAE, seqs: list[Sequence], texts: bool = True, thresholds: C.
     th = thresholds or caption_thresholds(seqs, context)
     rng = np.random.default_rng(seed)
     per_seq: list[tuple[list[str], np.ndarray]] = []
+    seq_classes: list[tuple[dict[str, str], ...]] = []
     for s in seqs:
         m = _measures(s)
         style = style_of(s.name)
         seq_caps: list[str] = []
         seq_energy: list[float] = []
+        seq_cls: list[dict[str, str]] = []
         for a, b in _chunk_windows(s.n_frames // DOWN, context):
             at = C.window_attributes(m, a, b)
             cls = C.classes(at, style, th)
+            seq_cls.append(cls)
             tempo = C.tempo_class(_window_bpm(s, a, b))
             seq_caps += [C.caption(cls, style, tempo, C.role_of(s.name), rng) for _ in range(2)]
             seq_energy.append(C.energy_percentile(float(at[0]), style, th))
         per_seq.append((seq_caps, np.asarray(seq_energy, np.float32)))
+        seq_classes.append(tuple(seq_cls))
     emb: dict[str, np.ndarray] = {}
+    phrase_text: dict[tuple[str, str], np.ndarray] = {}
     if texts:
-        uniq = sorted({c for caps, _ in per_seq for c in caps})
+        bank = [(a, c) for a in MATCHED for c in PHRASES[a]]
+        uniq = sorted({c for caps, _ in per_seq for c in caps} | {p for a, c in bank for p in PHRASES[a][c]})
         emb = embed_cached(uniq, embed_cache)
+        phrase_text = {(a, c): np.stack([emb[p] for p in PHRASES[a][c]]) for a, c in bank}
     out = []
-    for s, (caps, energy) in zip(seqs, per_seq, strict=True):
+    for s, (caps, energy), cls_s in zip(seqs, per_seq, seq_classes, strict=True):
         t = (s.n_frames // DOWN) * DOWN
         iu, idn = vq.encode(torch.from_numpy(s.upper[:t])[None], torch.from_numpy(s.lower[:t])[None])
         n = t // DOWN
@@ -222,20 +244,26 @@ def tokenize(vq: VQVAE, seqs: list[Sequence], texts: bool = True, thresholds: C.
             TokenSequence(
                 name=s.name, up=iu[0].numpy(), down=idn[0].numpy(), cond=cond, genre=s.genre or GENRES.index("salsa"),
                 text=np.zeros(TEXT_DIM, np.float32), caption=caps[0], chunk_text=chunk_text,
-                chunk_captions=tuple(caps), chunk_energy=energy, cond_grid=grid,
+                chunk_captions=tuple(caps), chunk_energy=energy, cond_grid=grid, chunk_classes=cls_s,
+                phrase_text=phrase_text,
             )
         )
     return out
 
 
 def _window_controls(d: TokenSequence, s: int, cfg: GPTTrainConfig, width: int,
-                     rng: np.random.Generator) -> np.ndarray:
+                     rng: np.random.Generator, phrase: tuple[str, str] | None = None) -> np.ndarray:
     """The global control vector [width] of a window starting at token ``s``: caption text (dropped for
-    ``text_dropout`` of windows) and, for models with the energy entries, the energy label (dropped for
-    ``energy_dropout``)."""
+    ``text_dropout`` of windows; ``phrase`` = (attribute, class): that class's phrase alone, never dropped) and,
+    for models with the energy entries, the energy label (dropped for ``energy_dropout``)."""
     out = np.zeros(width, np.float32)
     c = min(round(s / CHUNK_TOKENS), len(d.chunk_energy) - 1) if d.chunk_energy is not None else 0
-    if rng.random() >= cfg.text_dropout:
+    if phrase is not None:
+        bank = d.phrase_text[phrase]
+        txt = bank[0] if rng.random() < 0.5 else bank[int(rng.integers(len(bank)))]
+        k = min(TEXT_DIM, width, len(txt))
+        out[:k] = txt[:k]
+    elif rng.random() >= cfg.text_dropout:
         txt = d.chunk_text[c, int(rng.integers(d.chunk_text.shape[1]))] if d.chunk_text is not None else d.text
         k = min(TEXT_DIM, width, len(txt))
         out[:k] = txt[:k]
@@ -244,21 +272,43 @@ def _window_controls(d: TokenSequence, s: int, cfg: GPTTrainConfig, width: int,
     return out
 
 
+def class_windows(data: list[TokenSequence]) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """{(attribute, class): [(sequence index, chunk index)]} of the windows whose caption names that class, for
+    the matched attributes whose phrases are embedded (``attr_share``); classes without a window are left out."""
+    out: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for i, d in enumerate(data):
+        for c, cls in enumerate(d.chunk_classes):
+            for a, v in cls.items():
+                if (a, v) in d.phrase_text:
+                    out.setdefault((a, v), []).append((i, c))
+    return out
+
+
 def sample_batch(
-    data: list[TokenSequence], cfg: GPTTrainConfig, gcfg: GPTConfig, rng: np.random.Generator
+    data: list[TokenSequence], cfg: GPTTrainConfig, gcfg: GPTConfig, rng: np.random.Generator,
+    by_class: dict[tuple[str, str], list[tuple[int, int]]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Random windows of ``context`` tokens. Inputs are the previous tokens (BOS only at a sequence start)."""
+    """Random windows of ``context`` tokens. Inputs are the previous tokens (BOS only at a sequence start).
+    With ``cfg.attr_share`` > 0 that share of the windows is drawn by attribute class (``by_class``, default
+    :func:`class_windows` of ``data``) and captioned with the class's phrase."""
     length = gcfg.context
     lens = np.array([len(d.up) for d in data], dtype=np.float64)
     p = np.asarray(balanced_weights([d.name for d in data], lens))
     bos = gcfg.bos_id
+    if cfg.attr_share > 0 and by_class is None:
+        by_class = class_windows(data)
+    keys = sorted(by_class) if by_class else []
     ups_in, downs_in, ups, downs, conds, genres, texts, pos0 = [], [], [], [], [], [], [], []
     kf_up, kf_down, kf_pos, kf_mask = [], [], [], []
     for i in rng.choice(len(data), size=cfg.batch, p=p):
-        d = data[i]
+        phrase, di, chunk = None, int(i), 0
+        if keys and by_class and rng.random() < cfg.attr_share:
+            phrase = keys[int(rng.integers(len(keys)))]
+            di, chunk = by_class[phrase][int(rng.integers(len(by_class[phrase])))]
+        d = data[di]
         n = len(d.up)
         w = min(length, n)
-        s = int(rng.integers(0, n - w + 1))
+        s = int(rng.integers(0, n - w + 1)) if phrase is None else min(chunk * CHUNK_TOKENS, n - w)
         up_prev = np.concatenate([[bos], d.up])  # up_prev[k] = token before position k
         down_prev = np.concatenate([[bos], d.down])
         pad = length - w  # sequences shorter than the window are right-padded with ignored targets
@@ -270,7 +320,7 @@ def sample_batch(
         src = d.cond_grid if use_grid and d.cond_grid is not None else d.cond
         conds.append(np.pad(src[s : s + w], ((0, pad), (0, 0))))
         genres.append(0 if rng.random() < cfg.genre_dropout else d.genre)
-        texts.append(_window_controls(d, s, cfg, gcfg.text_dim, rng))
+        texts.append(_window_controls(d, s, cfg, gcfg.text_dim, rng, phrase))
         pos0.append(s)
         # A keyframe: the real tokens of a position in the second part of the window (at least 4 tokens in).
         lo_kf = min(w - 1, max(4, w // 3))
@@ -341,7 +391,8 @@ def validation_loss(model: CrossCondGPT, data: list[TokenSequence], cfg: GPTTrai
     for _ in range(4):
         # validation sees what the live engine feeds: the tracker's phase, no text, energy or keyframe
         clean = GPTTrainConfig(**{**asdict(cfg), "text_dropout": 1.0, "genre_dropout": 0.0, "token_noise": 0.0,
-                                  "energy_dropout": 1.0, "keyframe_prob": 0.0, "true_phase": 0.0})
+                                  "energy_dropout": 1.0, "keyframe_prob": 0.0, "true_phase": 0.0,
+                                  "attr_share": 0.0})
         b = sample_batch(data, clean, gcfg, rng)
         parts: dict = {}
         _, au, ad = batch_loss(model, b, beat, 1.0, parts)
@@ -378,17 +429,23 @@ def init_from_gpt(model: CrossCondGPT, source: Path) -> dict:
         raise ValueError(f"init_from: {str(exc).splitlines()[0]}") from None
     old, new = asdict(src.cfg), asdict(model.cfg)
     widen = old["text_dim"] == TEXT_DIM and has_energy(new["text_dim"])
+    layers = not old["text_layers"] and new["text_layers"]
     diff = [f"{k} {old[k]} -> {new[k]}" for k in new
-            if k != "dropout" and old[k] != new[k] and not (k == "text_dim" and widen)]
+            if k != "dropout" and old[k] != new[k] and not (k == "text_dim" and widen)
+            and not (k == "text_layers" and layers)]
     if diff:
         raise ValueError(f"init_from {src_dir}: the GPT's shape differs ({', '.join(diff)}); only text_dim "
-                         f"{TEXT_DIM} -> {TEXT_DIM + ENERGY_DIMS} (adding the energy input) can be widened")
+                         f"{TEXT_DIM} -> {TEXT_DIM + ENERGY_DIMS} (adding the energy input) can be widened and "
+                         f"text_layers switched on")
     state = src.state_dict()
     if widen:
         w = state["text_proj.weight"]
         state["text_proj.weight"] = torch.cat([w, torch.zeros(w.shape[0], ENERGY_DIMS, dtype=w.dtype)], dim=1)
+    if layers and model.text_layer_proj is not None:  # the per-block text path starts at zero: nothing changes
+        state["text_layer_proj.weight"] = torch.zeros_like(model.text_layer_proj.weight)
     model.load_state_dict(state)
-    return {"from": str(src_dir), "widened_text_dim": [old["text_dim"], new["text_dim"]] if widen else None}
+    return {"from": str(src_dir), "widened_text_dim": [old["text_dim"], new["text_dim"]] if widen else None,
+            "text_layers_added": bool(layers)}
 
 
 def make_optimizer(model: CrossCondGPT, cfg: GPTTrainConfig) -> torch.optim.AdamW:
@@ -469,6 +526,15 @@ def train_gpt(
 
     history: list[dict] = []
     val_hist: list[dict] = []
+    by_class = class_windows(train) if cfg.attr_share > 0 else None
+    if cfg.attr_share > 0 and not by_class:
+        raise ValueError("attr_share > 0 needs captioned training data (tokenize(..., texts=True))")
+    energy_cols = None
+    if cfg.freeze_energy:
+        if not has_energy(model_cfg.text_dim):
+            raise ValueError(f"freeze_energy: the GPT has no energy input (text_dim {model_cfg.text_dim})")
+        energy_cols = [(m.weight, m.weight.detach()[:, TEXT_DIM:].clone())
+                       for m in (model.text_proj, model.text_layer_proj) if m is not None]
     t0 = time.perf_counter()
     model.train()
 
@@ -489,13 +555,18 @@ def train_gpt(
         for g in opt.param_groups:
             g["lr"] = float(lr_at(step))
         use_extra = bool(extra) and extra_share > 0 and rng.random() < extra_share
-        b = sample_batch(extra if use_extra and extra else train, cfg, model_cfg, rng)
+        b = sample_batch(extra if use_extra and extra else train, cfg, model_cfg, rng,
+                         None if use_extra else by_class)
         parts: dict = {}
         loss, au, ad = batch_loss(model, b, beat, cfg.beat_loss, parts)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if energy_cols is not None:
+            with torch.no_grad():
+                for w, cols in energy_cols:
+                    w[:, TEXT_DIM:] = cols
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             rec = {"step": done, "loss": float(loss.detach()), "acc_up": au, "acc_down": ad, **parts}

@@ -101,23 +101,26 @@ def _recording(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     return seen
 
 
-@pytest.mark.parametrize(("max_repeat", "text_share"), [(None, 0.0), (2, 0.0), (2, 1.0)])
+@pytest.mark.parametrize(("max_repeat", "text_share", "baseline"),
+                         [(None, 0.0, False), (2, 0.0, False), (2, 1.0, False), (2, 0.0, True)])
 def test_scale_zero_is_the_unconditional_model_through_rewind_reset_and_removal(
-        max_repeat: int | None, text_share: float, monkeypatch: pytest.MonkeyPatch) -> None:
+        max_repeat: int | None, text_share: float, baseline: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """s = 0 draws from the unconditional row alone: exactly a plain generator asked for genre "none" without
-    text (with the text when the unconditional row carries it: ``text_share`` 1). That holds only while the
-    unconditional rows see the same tokens, positions, rewinds, resets and row moves as the conditional ones."""
+    text (with the text when the unconditional row carries it: ``text_share`` 1; with the text baseline when there
+    is one). That holds only while the unconditional rows see the same tokens, positions, rewinds, resets and row
+    moves as the conditional ones."""
     gpt, vq = _gpt_vq()
     cond = _cond(24)
     text = np.random.default_rng(1).normal(size=TEXT_DIM).astype(np.float32)
+    base = np.random.default_rng(2).normal(size=TEXT_DIM).astype(np.float32) if baseline else None
     script = [("step", 7), ("rewind", 3), ("step", 4), ("reset", 0), ("step", 5), ("remove", 0), ("step", 6),
               ("rewind", 2), ("step", 3)]
     guided = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 0.0), device="cpu"), vq, seed=4,
-                            genre_guidance=0.0, max_repeat=max_repeat, text_share=text_share)
+                            genre_guidance=0.0, max_repeat=max_repeat, text_share=text_share, text_baseline=base)
     plain = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=4, max_repeat=max_repeat)
     for _ in range(2):
         guided.add_performer(Controls(genre=3, text=text))
-        plain.add_performer(Controls(genre=0, text=text if text_share == 1.0 else None))
+        plain.add_performer(Controls(genre=0, text=text if text_share == 1.0 else base))
     seen = _recording(monkeypatch)
     a = _run(guided, cond, script)
     seen_guided = list(seen)
@@ -199,3 +202,21 @@ def test_scale_one_and_a_card_without_the_key_sample_as_before(tmp_path: Path) -
         gen.step(row)
         plain.step(row)
         assert (p.state.prev_up, p.state.prev_down) == (q.state.prev_up, q.state.prev_down)
+
+
+def test_a_text_baseline_changes_nothing_without_a_text() -> None:
+    """The baseline rides in the unconditional row only while a performer has a text: textless dances are the
+    same token for token, and a text dances differently with and without it."""
+    gpt, vq = _gpt_vq()
+    cond = _cond(12)
+    base = np.random.default_rng(2).normal(size=TEXT_DIM).astype(np.float32)
+    text = np.random.default_rng(1).normal(size=TEXT_DIM).astype(np.float32)
+
+    def run(baseline: np.ndarray | None, txt: np.ndarray | None) -> list[tuple[int, int, int]]:
+        g = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(1, 3.0), device="cpu"), vq, seed=4,
+                           genre_guidance=3.0, text_share=0.0, text_baseline=baseline)
+        g.add_performer(Controls(genre=3, text=txt))
+        return _run(g, cond, [("step", 12)])
+
+    assert run(base, None) == run(None, None)
+    assert run(base, text) != run(None, text)

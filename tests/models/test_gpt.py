@@ -201,3 +201,47 @@ def test_presets_and_json_roundtrip(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(**inp)[0], model(**inp)[0])
     with pytest.raises(FileNotFoundError, match=r"lacks \['gpt.safetensors'"):
         load_gpt(tmp_path)
+
+
+def _layered(seed: int = 0) -> CrossCondGPT:
+    """A GPT with the per-block text path, its weights made visible (they start at zero)."""
+    cfg = GPTConfig(**{**CFG.to_dict(), "n_layer": 3, "text_layers": True})
+    m = _model(seed, cfg)
+    assert m.text_layer_proj is not None and not m.text_layer_proj.weight.any()
+    with torch.no_grad():
+        m.text_layer_proj.weight.normal_(0.0, 1.0)
+    return m
+
+
+def test_per_block_text_path_step_forward_and_history_agree() -> None:
+    gen = torch.Generator().manual_seed(21)
+    model = _layered(4)
+    cfg = model.cfg
+    b, t = 2, 2 * cfg.context + 1
+    inp = _inputs(gen, b, t, cfg)
+    kf = Keyframes(up=torch.randint(0, cfg.vocab_size, (b, 2), generator=gen),
+                   down=torch.randint(0, cfg.vocab_size, (b, 2), generator=gen),
+                   pos=torch.tensor([[t + 1, t + 3], [4, t + 2]]), mask=torch.tensor([[True, True], [False, True]]))
+    with torch.no_grad():
+        fu, fd = model(**inp, keyframes=kf)
+        su, sd = _decode(model, inp, kf, inplace=True)
+        k, _ = model.encode_history(inp["up_in"][:, :4], inp["down_in"][:, :4], inp["cond"][:, :4], inp["genre"],
+                                    inp["text"], torch.zeros(b, dtype=torch.long))
+        cache = model.new_cache(b)
+        k_c, v_c = cache.k, cache.v
+        for i in range(4):
+            _, _, k_c, v_c = model.step(inp["up_in"][:, i], inp["down_in"][:, i], inp["cond"][:, i], inp["genre"],
+                                        inp["text"], torch.full((b,), i), k_c, v_c, cache.kv_mask)
+    torch.testing.assert_close(su, fu, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sd, fd, atol=1e-5, rtol=0)
+    torch.testing.assert_close(k, k_c[:, :, :, cfg.n_keyframe_slots : cfg.n_keyframe_slots + 4], atol=1e-5, rtol=0)
+    # The path matters with a text and is exactly nothing without one.
+    plain = CrossCondGPT(GPTConfig(**{**cfg.to_dict(), "text_layers": False})).eval()
+    plain.load_state_dict({n: p for n, p in model.state_dict().items() if not n.startswith("text_layer_proj")})
+    with torch.no_grad():
+        pu, _ = plain(**inp)
+        lu, _ = model(**inp)
+        zu, _ = model(**{**inp, "text": torch.zeros(b, cfg.text_dim)})
+        zp, _ = plain(**{**inp, "text": torch.zeros(b, cfg.text_dim)})
+    assert (pu - lu).abs().max() > 1e-3
+    assert torch.equal(zu, zp)

@@ -90,6 +90,7 @@ def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
     {"sampling": {"energy": {"share": 1.5}}},
     {"sampling": {"energy": {"range": [0.0, 2.0]}}},
     {"sampling": {"energy": {"range": 0.5}}},
+    {"sampling": {"text_baseline": "mean"}},
     {"sampling": []},
     [],
 ])
@@ -107,6 +108,7 @@ def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.Capture
     ok = {"sampling": {"genre_switch": {"boost": 4.0, "boost_tokens": 4, "context": None},
                        "energy": {"share": 0.5, "range": [0.1, 0.6]}}}
     assert check_card(ok) == ok
+    assert check_card({"sampling": {"text_baseline": "phrases"}}) == {"sampling": {"text_baseline": "phrases"}}
 
 
 def test_negative_temperature_on_the_command_line(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:

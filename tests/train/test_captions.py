@@ -89,3 +89,18 @@ def test_role_and_tempo() -> None:
     assert C.role_of("take12_x1.00_d61_m") == "follower"
     assert C.role_of("indian07_x1.00_solo") == "solo"
     assert [C.tempo_class(b) for b in (80, 110, 130)] == ["slow", "medium", "fast"]
+
+
+def test_phrase_baseline_is_the_mean_of_every_matched_phrase() -> None:
+    from engine.models.text_prompts import MATCHED, PHRASES, PromptMatcher, phrase_baseline
+
+    def embed(texts: list[str]) -> np.ndarray:  # a deterministic stand-in for the sentence model
+        out = np.zeros((len(texts), 8))
+        for i, t in enumerate(texts):
+            out[i, len(t) % 8] = 1.0
+        return out
+
+    every = [t for a in MATCHED for c in PHRASES[a] for t in PHRASES[a][c]]
+    np.testing.assert_allclose(phrase_baseline(embed), embed(every).mean(0), rtol=1e-6)
+    m = PromptMatcher(embed)
+    np.testing.assert_allclose(m.baseline(), embed(every).mean(0), rtol=1e-6)

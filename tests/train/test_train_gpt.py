@@ -185,3 +185,57 @@ def test_train_only_changes_only_the_named_parameters(tmp_path: Path) -> None:
     assert changed == ["text_proj.weight"]
     with pytest.raises(ValueError, match="names no GPT parameter"):
         train_gpt(seqs, [], tmp_path / "c", replace(cfg, train_only=("no_such",)), TINY, progress=False)
+
+
+def _with_classes(d: TokenSequence) -> TokenSequence:
+    """``d`` with attribute classes per chunk (chunk 0 turns a lot, the others do not) and a phrase bank."""
+    chunks = len(d.chunk_energy) if d.chunk_energy is not None else 1
+    d.chunk_classes = ({"turn": "high", "speed": "mid"}, *({"turn": "low"} for _ in range(chunks - 1)))
+    d.phrase_text = {("turn", "high"): np.full((2, TEXT_DIM), 1.0, np.float32),
+                     ("turn", "low"): np.full((2, TEXT_DIM), -1.0, np.float32),
+                     ("speed", "mid"): np.full((1, TEXT_DIM), 2.0, np.float32)}
+    return d
+
+
+def test_attribute_windows_carry_their_class_phrase_balanced_over_classes() -> None:
+    from engine.train.train_gpt import class_windows
+
+    d = _with_classes(_labelled(80))
+    by = class_windows([d])
+    assert by[("turn", "high")] == [(0, 0)] and len(by[("turn", "low")]) == len(d.chunk_energy) - 1
+    gcfg = replace(GPT_PRESETS["tiny"], vocab_size=16, context=16)
+    cfg = GPTTrainConfig(batch=300, text_dropout=1.0, energy_dropout=1.0, cond_channels="all", attr_share=1.0)
+    b = sample_batch([d], cfg, gcfg, np.random.default_rng(0))
+    first = b["text"][:, 0].numpy()
+    # every window carries a phrase (never dropped), the one of its own class, and the classes come about equally
+    assert set(np.unique(first)) == {1.0, -1.0, 2.0}
+    assert bool((b["pos0"][first == 1.0] == 0).all()) and bool((b["pos0"][first == -1.0] >= CHUNK_TOKENS).all())
+    assert all(abs(float(np.mean(first == v)) - 1 / 3) < 0.1 for v in (1.0, -1.0, 2.0))
+    plain = sample_batch([d], replace(cfg, attr_share=0.0), gcfg, np.random.default_rng(0))
+    assert not plain["text"].any()
+
+
+def test_freeze_energy_keeps_the_energy_columns(tmp_path: Path) -> None:
+    gcfg = replace(GPT_PRESETS["tiny"], vocab_size=16, text_dim=TEXT_DIM + ENERGY_DIMS)
+    cfg = GPTTrainConfig(steps=3, batch=4, warmup=1, threads=1, cond_channels="all", text_dropout=0.0,
+                         energy_dropout=0.0, val_every=3, lr=1e-2)
+    data = [_with_classes(_labelled())]
+    train_gpt(data, [], tmp_path / "a", cfg, gcfg, progress=False)
+    ft = replace(cfg, init_from=str(tmp_path / "a"), train_only=("text_proj",), attr_share=0.5, freeze_energy=True)
+    train_gpt(data, [], tmp_path / "b", ft, gcfg, progress=False)
+    wa, wb = load_gpt(tmp_path / "a").text_proj.weight, load_gpt(tmp_path / "b").text_proj.weight
+    assert torch.equal(wa[:, TEXT_DIM:], wb[:, TEXT_DIM:])
+    assert not torch.equal(wa[:, :TEXT_DIM], wb[:, :TEXT_DIM])
+    with pytest.raises(ValueError, match="no energy input"):
+        train_gpt(data, [], tmp_path / "c", replace(ft, init_from=""), replace(gcfg, text_dim=TEXT_DIM),
+                  progress=False)
+
+
+def test_init_from_adds_the_per_block_text_path_at_zero(tmp_path: Path) -> None:
+    src = CrossCondGPT(TINY)
+    save_gpt(src, tmp_path / "src")
+    new = CrossCondGPT(replace(TINY, text_layers=True))
+    assert init_from_gpt(new, tmp_path / "src")["text_layers_added"]
+    text = np.random.default_rng(0).normal(size=TINY.text_dim).astype(np.float32)
+    for a, b in zip(_logits(src, text), _logits(new, text), strict=True):
+        torch.testing.assert_close(a, b)
