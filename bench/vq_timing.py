@@ -32,25 +32,30 @@ GOAL_SHARE = 0.9
 
 
 @torch.no_grad()
-def reconstruct(vq: VQVAE, upper: np.ndarray, lower: np.ndarray,
-                quantize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def reconstruct(vq: VQVAE, upper: np.ndarray, lower: np.ndarray, quantize: bool = True,
+                beat: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Motion vectors through the VQ-VAE (frames cut to whole tokens; contacts thresholded as generation does).
 
     ``quantize=False`` decodes the encoder's continuous outputs instead of their nearest codes: what the encoder
     and the causal decoder keep at 4 frames per token before the codebook (the decoder was trained on codes, so
-    this is an estimate of the codebook's share of the loss, not a trained continuous model)."""
+    this is an estimate of the codebook's share of the loss, not a trained continuous model). ``beat`` [T, F]: the
+    clip's per-frame decoder beat features (from the tracker's predicted phase), read by a beat-conditioned
+    decoder."""
     from engine.train.generate import decode_tokens
 
     t = (len(upper) // DOWN) * DOWN
     up, low = torch.from_numpy(upper[:t])[None], torch.from_numpy(lower[:t])[None]
+    if vq.cfg.beat_dim and beat is None:
+        raise ValueError("a beat-conditioned decoder needs the clip's beat features")
+    bt = torch.from_numpy(beat[:t])[None] if vq.cfg.beat_dim and beat is not None else None
     if not quantize:
         nu, nd = vq._norm(up, low)
-        ru, rd = vq._denorm(vq.dec_up(vq.enc_up(nu)), vq.dec_down(vq.enc_down(nd)))
+        ru, rd = vq._denorm(vq.dec_up(vq.enc_up(nu), bt), vq.dec_down(vq.enc_down(nd), bt))
         out_low = rd[0].numpy().astype(np.float32)
         out_low[:, -4:] = (out_low[:, -4:] > 0.5).astype(np.float32)
         return ru[0].numpy().astype(np.float32), out_low
     iu, idn = vq.encode(up, low)
-    return decode_tokens(vq, iu[0].numpy(), idn[0].numpy())
+    return decode_tokens(vq, iu[0].numpy(), idn[0].numpy(), None if bt is None else bt[0].numpy())
 
 
 def score_clip(upper: np.ndarray, lower: np.ndarray, beats_s: np.ndarray, shifts: int) -> dict[str, float]:
@@ -73,9 +78,10 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 def run(data: Path, vq_dirs: list[Path], shifts: int = 8, unquantized: bool = False) -> dict:
     from engine.train.dataset import load_packed
     from engine.train.evaluate import style_of_sequence
-    from engine.train.train_vqvae import reconstruction_error_mm
+    from engine.train.train_vqvae import reconstruction_error_mm, sequence_beats
 
     val = load_packed(data / "val.npz")
+    beats = sequence_beats(val)  # what a beat-conditioned decoder reads: the tracker's predicted phase per frame
     rows: dict[str, dict[str, list[dict[str, float]]]] = {"real": {}}
     for s in val:
         rows["real"].setdefault(style_of_sequence(s), []).append(score_clip(s.upper, s.lower, s.music.beats_s, shifts))
@@ -84,15 +90,16 @@ def run(data: Path, vq_dirs: list[Path], shifts: int = 8, unquantized: bool = Fa
         vq = load_vqvae(d).eval()
         name = str(d)
         rows[name] = {}
-        for s in val:
-            up, low = reconstruct(vq, s.upper, s.lower)
+        for s, bt in zip(val, beats, strict=True):
+            up, low = reconstruct(vq, s.upper, s.lower, beat=bt)
             rows[name].setdefault(style_of_sequence(s), []).append(score_clip(up, low, s.music.beats_s, shifts))
-        recon[name] = reconstruction_error_mm(vq, [(s.name, s.upper, s.lower) for s in val])
+        recon[name] = reconstruction_error_mm(vq, [(s.name, s.upper, s.lower) for s in val], None,
+                                              beats if vq.cfg.beat_dim else None)
         if unquantized:
             per: dict[str, list[dict[str, float]]] = {}
             rows[f"{name} (no quantiser)"] = per
-            for s in val:
-                up, low = reconstruct(vq, s.upper, s.lower, quantize=False)
+            for s, bt in zip(val, beats, strict=True):
+                up, low = reconstruct(vq, s.upper, s.lower, quantize=False, beat=bt)
                 per.setdefault(style_of_sequence(s), []).append(score_clip(up, low, s.music.beats_s, shifts))
     out: dict[str, dict] = {}
     for name, per in rows.items():

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from engine.models.vqvae import DOWN
 from engine.models.vqvae_stream import DecoderRunner, DecoderStep
 
 DECODE_ENGINES = ("torch", "onnxruntime")
@@ -23,7 +24,7 @@ DECODE_ENGINES = ("torch", "onnxruntime")
 
 def torch_runner(fn: DecoderStep) -> DecoderRunner:
     """The step run eagerly in torch."""
-    return lambda u, d, hists: list(fn(u, d, *hists))
+    return lambda u, d, inputs: list(fn(u, d, *inputs))
 
 
 def onnxruntime_runner(fn: DecoderStep, threads: int = 1) -> DecoderRunner:
@@ -32,13 +33,17 @@ def onnxruntime_runner(fn: DecoderStep, threads: int = 1) -> DecoderRunner:
 
     shapes = fn.hist_shapes()
     n = len(shapes)
-    names = ["idx_up", "idx_down", *(f"hist_{i}" for i in range(n))]
+    # A beat-conditioned decoder reads the token's per-frame beat features before the histories.
+    beat_names = ["beat_up", "beat_down"] if fn.beat_dim else []
+    names = ["idx_up", "idx_down", *beat_names, *(f"hist_{i}" for i in range(n))]
     outs = ["up", "down", *(f"new_hist_{i}" for i in range(n))]
-    args = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
+    beat_args = [torch.zeros(2, DOWN, fn.beat_dim) for _ in beat_names]
+    args = (torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long), *beat_args,
             *(torch.zeros(2, k, c) for k, c in shapes))
     # The upper and lower decoders may run on different numbers of rows (StreamingDecoder.peek_state).
     n_up = fn.n_up
-    up_side = {"idx_up", "up", *(f"hist_{i}" for i in range(n_up)), *(f"new_hist_{i}" for i in range(n_up))}
+    up_side = {"idx_up", "up", "beat_up", *(f"hist_{i}" for i in range(n_up)),
+               *(f"new_hist_{i}" for i in range(n_up))}
     axes = {k: {0: "batch_up" if k in up_side else "batch_down"} for k in names + outs}
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -51,8 +56,10 @@ def onnxruntime_runner(fn: DecoderStep, threads: int = 1) -> DecoderRunner:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
 
-    def run(idx_up: Tensor, idx_down: Tensor, hists: list[Tensor]) -> list[Tensor]:
+    def run(idx_up: Tensor, idx_down: Tensor, inputs: list[Tensor]) -> list[Tensor]:
         feed = {"idx_up": idx_up.numpy(), "idx_down": idx_down.numpy()}
+        feed.update({nm: np.ascontiguousarray(b.numpy()) for nm, b in zip(beat_names, inputs, strict=False)})
+        hists = inputs[len(beat_names):]
         feed.update({f"hist_{i}": np.ascontiguousarray(h.numpy()) for i, h in enumerate(hists)})
         return [torch.from_numpy(a) for a in session.run(None, feed)]
 

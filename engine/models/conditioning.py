@@ -113,6 +113,49 @@ def sequence_conditions(
     return out
 
 
+#: Per-frame beat features of a beat-conditioned VQ-VAE decoder (``VQVAEConfig.beat_dim``): sin and cos of the
+#: predicted phase, a beat flag (the predicted beat lies within half a frame of the frame) and a proximity bump.
+DECODER_BEAT_DIM = 4
+#: Width (frames) of the proximity bump of :func:`decoder_beat_features`.
+BEAT_BUMP_SIGMA = 1.5
+
+
+def decoder_beat_features(phase_sincos: np.ndarray) -> np.ndarray:
+    """Per-frame beat features for the decoder, from the predicted-phase entries of token conditioning rows.
+
+    Everything comes from the 8 phase entries that the token's conditioning already holds (the tracker's
+    prediction for the token's 4 frames, extrapolated from its belief at frame ``4t - 1``), so the live engine
+    computes them from the row it feeds the GPT, and training from the same rows: one function, identical
+    values. Within a token the phase advances by ``1 / (period * fps)`` per frame, read from frames 0 and 1.
+
+    Args:
+        phase_sincos: [N, 8] float (sin, cos) pairs of frames 0..3 of each token (``cond[:, 160:]``).
+
+    Returns:
+        [N, 4, DECODER_BEAT_DIM] float32: sin, cos, beat flag (0/1), exp(-d^2 / (2 sigma^2)) with d the distance
+        in frames to the nearest predicted beat (0 when there is no tempo belief: all four phases equal).
+    """
+    sc = np.asarray(phase_sincos, dtype=np.float64).reshape(-1, FRAMES_PER_TOKEN, 2)
+    phase = np.mod(np.arctan2(sc[..., 0], sc[..., 1]) / (2.0 * np.pi), 1.0)  # [N, 4] in [0, 1)
+    step = np.mod(phase[:, 1] - phase[:, 0], 1.0)  # [N] phase per frame
+    has = step > 1e-4  # no belief: every frame at phase 0
+    dist = np.minimum(phase, 1.0 - phase) / np.where(has, step, 1.0)[:, None]  # [N, 4] frames to nearest beat
+    flag = has[:, None] & (dist < 0.5)
+    bump = np.where(has[:, None], np.exp(-0.5 * (dist / BEAT_BUMP_SIGMA) ** 2), 0.0)
+    out = np.stack([sc[..., 0], sc[..., 1], flag.astype(np.float64), bump], axis=-1)
+    return out.astype(np.float32)
+
+
+def sequence_beat_features(period_s: np.ndarray, next_beat_s: np.ndarray, n_tokens: int,
+                           fps: float = FPS) -> np.ndarray:
+    """Decoder beat features of every frame of tokens ``0 .. n_tokens-1`` from the tracker's per-frame belief:
+    [4 * n_tokens, DECODER_BEAT_DIM] float32, equal to :func:`decoder_beat_features` of the rows of
+    :func:`sequence_conditions` (it is computed that way)."""
+    feats = np.zeros((0, MUSIC_DIM), dtype=np.float32)
+    rows = sequence_conditions(feats, period_s, next_beat_s, n_tokens, fps)
+    return decoder_beat_features(rows[:, FRAMES_PER_TOKEN * MUSIC_DIM :]).reshape(-1, DECODER_BEAT_DIM)
+
+
 def grid_phase(frame_times_s: np.ndarray, beats_s: np.ndarray) -> np.ndarray:
     """The true beat phase (0 at each beat, rising linearly to 1 at the next) of the given times on a beat grid,
     extrapolated with the first and last beat intervals beyond the grid's ends. What a perfect tracker would

@@ -27,7 +27,14 @@ from engine.models.beat_guidance import (
     candidate_logp,
     pack_candidates,
 )
-from engine.models.conditioning import FRAMES_PER_TOKEN, control_vector, genre_id, has_energy
+from engine.models.conditioning import (
+    COND_DIM,
+    FRAMES_PER_TOKEN,
+    control_vector,
+    decoder_beat_features,
+    genre_id,
+    has_energy,
+)
 from engine.models.dance_model import GPT_KIND
 from engine.models.inbetween import InBetweener, InBetweenState, PoseTarget, joint_mask
 from engine.models.pose_repr import (
@@ -669,9 +676,10 @@ class DanceGenerator:
         # (a re-plan's remade steps, say) never move another's.
         ctl = [(p.controls.temperature, p.controls.top_k or None) for p in ps]
         ups, downs = sample_rows(logits_up, logits_down, ctl, [p.rng for p in ps])
+        beat = self._beat_features(cond_b)  # [b, 4, F] for a beat-conditioned decoder, else None
         peeked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if self.guide is not None:
-            peeked = self._guide(ps, cond_b, logits_up, logits_down, ups, downs)
+            peeked = self._guide(ps, cond_b, logits_up, logits_down, ups, downs, beat)
         for i, p in enumerate(ps):
             p.state.feed(ups[i], downs[i])
             if p.uncond is not None:
@@ -697,14 +705,14 @@ class DanceGenerator:
                 todo = np.array(rest, dtype=np.int64)
                 slots = np.fromiter((ps[i].slot for i in rest), dtype=np.int64, count=len(rest))
                 up, down = self.decoder.step(torch.from_numpy(ups[todo]), torch.from_numpy(downs[todo]),
-                                             torch.from_numpy(slots))
+                                             torch.from_numpy(slots), None if beat is None else beat[todo])
                 up_np[todo] = up.numpy()
                 down_np[todo] = down.numpy()
         else:
             slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=b)
             all_rows = b == self.capacity and bool(np.array_equal(slots, np.arange(b)))
             up, down = self.decoder.step(
-                torch.from_numpy(ups), torch.from_numpy(downs), None if all_rows else torch.from_numpy(slots)
+                torch.from_numpy(ups), torch.from_numpy(downs), None if all_rows else torch.from_numpy(slots), beat
             )
             up_np = up.numpy()
             down_np = down.numpy()
@@ -827,8 +835,19 @@ class DanceGenerator:
             down[i, :missing] = -1
         return torch.from_numpy(up), torch.from_numpy(down)
 
+    def _beat_features(self, cond_b: np.ndarray) -> torch.Tensor | None:
+        """The per-frame beat features a beat-conditioned decoder reads, from the predicted-phase entries of each
+        performer's conditioning row (``conditioning.decoder_beat_features``): [b, 4, F]; None for a plain decoder."""
+        if not self.decoder.beat_dim:
+            return None
+        if cond_b.shape[1] != COND_DIM:
+            raise ValueError(f"a beat-conditioned decoder needs {COND_DIM}-wide conditioning rows, "
+                             f"got {cond_b.shape[1]}")
+        return torch.from_numpy(decoder_beat_features(cond_b[:, COND_DIM - 2 * FRAMES_PER_TOKEN :]))
+
     def _guide(self, ps: list[Performer], cond_b: np.ndarray, logits_up: torch.Tensor, logits_down: torch.Tensor,
-               ups: np.ndarray, downs: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+               ups: np.ndarray, downs: np.ndarray,
+               beat: torch.Tensor | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Beat-guided choice for the performers whose token is near a predicted beat (in place on ups/downs).
 
         Each such performer draws its share of candidate pairs (see ``guidance_rows``) from its own random
@@ -861,8 +880,14 @@ class DanceGenerator:
         slots = [ps[i].slot for i, _, _, _ in todo]
         rows_up = torch.cat([torch.full((len(pk[0]),), sl) for sl, pk in zip(slots, packed, strict=True)])
         rows_down = torch.cat([torch.full((len(pk[1]),), sl) for sl, pk in zip(slots, packed, strict=True)])
+        beat_up = beat_down = None
+        if beat is not None:  # each candidate decodes with its performer's beat features
+            beat_up = torch.cat([beat[i].expand(len(pk[0]), -1, -1)
+                                 for (i, _, _, _), pk in zip(todo, packed, strict=True)])
+            beat_down = torch.cat([beat[i].expand(len(pk[1]), -1, -1)
+                                   for (i, _, _, _), pk in zip(todo, packed, strict=True)])
         peeked = self.decoder.peek_state(torch.cat([pk[0] for pk in packed]), torch.cat([pk[1] for pk in packed]),
-                                         rows_up, rows_down)
+                                         rows_up, rows_down, beat_up, beat_down)
         u_np, d_np = peeked[0].numpy(), peeked[1].numpy()
         starts: list[tuple[int, int]] = []  # first upper / lower entry of each steered performer
         at_u = at_d = 0

@@ -55,6 +55,12 @@ class VQVAEConfig:
     #: mean joint speed curves of reconstruction and input, and between their slopes (``train.losses``), so
     #: the speed minima that Bailando's motion beats are stay in place (issue 10 item 6 diagnostic).
     w_speed: float = 0.0
+    #: Per-frame beat input of the decoder (0 = none, as the shipped ``vq3``; 4 =
+    #: ``conditioning.DECODER_BEAT_DIM``): the predicted beat phase of the frames being decoded, through a small
+    #: MLP whose output layer starts at zero, added to the decoder's frame-rate features (issue 10 item 6).
+    beat_dim: int = 0
+    #: Hidden width of that MLP.
+    beat_hidden: int = 32
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -62,10 +68,12 @@ class VQVAEConfig:
     def __post_init__(self) -> None:
         # Types and sizes first, before anything is allocated (a config file is input like any other).
         for name, hi in (("upper_dim", 4096), ("lower_dim", 4096), ("n_codes", 65536), ("code_dim", 4096),
-                         ("hidden", 4096), ("n_res", 64), ("freq_window", 1024)):
+                         ("hidden", 4096), ("n_res", 64), ("freq_window", 1024), ("beat_hidden", 1024)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
                 raise ValueError(f"VQVAEConfig.{name} must be an integer in 1..{hi}, got {v!r}")
+        if isinstance(self.beat_dim, bool) or not isinstance(self.beat_dim, int) or not 0 <= self.beat_dim <= 64:
+            raise ValueError(f"VQVAEConfig.beat_dim must be an integer in 0..64, got {self.beat_dim!r}")
         if not isinstance(self.lower_contact, list) or not all(
                 isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.lower_dim for i in self.lower_contact):
             raise ValueError(f"VQVAEConfig.lower_contact must list channels of 0..{self.lower_dim - 1}")
@@ -151,8 +159,24 @@ class Encoder(nn.Module):
         return self.fuse(torch.cat([zt, zf], dim=-1))
 
 
+class BeatInput(nn.Module):
+    """Per-frame beat features -> the decoder's hidden width; the output layer starts at zero, so a decoder
+    fine-tuned with it starts out computing exactly what it computed without it."""
+
+    def __init__(self, beat_dim: int, hidden: int, width: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(beat_dim, hidden)
+        self.out = nn.Linear(hidden, width)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, beat: torch.Tensor) -> torch.Tensor:  # beat: [B, T, F] -> [B, T, H]
+        return self.out(F.relu(self.inp(beat)))
+
+
 class Decoder(nn.Module):
-    """Causal decoder: frames of token t depend only on tokens <= t."""
+    """Causal decoder: frames of token t depend only on tokens <= t (and, with ``beat_dim``, on the beat
+    features of frames <= its own, which the tracker predicts before the token is decoded)."""
 
     def __init__(self, dim: int, cfg: VQVAEConfig) -> None:
         super().__init__()
@@ -162,15 +186,31 @@ class Decoder(nn.Module):
         self.up = nn.ModuleList([_CausalConv(h, h, 3) for _ in range(2)])
         self.res1 = nn.ModuleList([_Res(h, 1, causal=True) for _ in range(2)])
         self.out = _CausalConv(h, dim, 3)
+        self.beat = BeatInput(cfg.beat_dim, cfg.beat_hidden, h) if cfg.beat_dim else None
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # z: [B, N, C] -> [B, 4N, D]
+    def forward(self, z: torch.Tensor, beat: torch.Tensor | None = None) -> torch.Tensor:
+        """z: [B, N, C] (, beat: [B, 4N, F]) -> [B, 4N, D]."""
         h = F.relu(self.inp(z.transpose(1, 2)))
         for m in self.res0:
             h = m(h)
-        for up, res in zip(self.up, self.res1, strict=True):
+        last = len(self.up) - 1
+        for i, (up, res) in enumerate(zip(self.up, self.res1, strict=True)):
             h = torch.repeat_interleave(h, 2, dim=2)  # nearest up-sampling keeps causality
-            h = res(F.relu(up(h)))
+            h = F.relu(up(h))
+            if i == last and self.beat is not None:
+                # At frame rate, before the last residual block: the beat shapes the frames' timing.
+                h = h + self.beat(_beat_or_zero(beat, h)).transpose(1, 2)
+            h = res(h)
         return self.out(F.relu(h)).transpose(1, 2)
+
+
+def _beat_or_zero(beat: torch.Tensor | None, h: torch.Tensor) -> torch.Tensor:
+    """The beat features [B, T, F] checked against the frame-rate hidden h: [B, H, T]; a clear error if absent."""
+    if beat is None:
+        raise ValueError("this VQ-VAE's decoder takes per-frame beat features (beat_dim > 0); none were given")
+    if beat.shape[0] != h.shape[0] or beat.shape[1] != h.shape[2]:
+        raise ValueError(f"beat features {tuple(beat.shape)} do not match {h.shape[2]} frames x {h.shape[0]}")
+    return beat.to(h.dtype)
 
 
 class EMAQuantizer(nn.Module):
@@ -279,10 +319,15 @@ class VQVAE(nn.Module):
         nu, nd = self._norm(up, down)
         return self.q_up.indices(self.enc_up(nu)), self.q_down.indices(self.enc_down(nd))
 
-    def decode(self, idx_up: torch.Tensor, idx_down: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids [B, N] x 2 -> raw vectors [B, 4N, Du], [B, 4N, Dl] (contacts as probabilities)."""
-        yu = self.dec_up(self.q_up.lookup(idx_up))
-        yd = self.dec_down(self.q_down.lookup(idx_down))
+    def decode(self, idx_up: torch.Tensor, idx_down: torch.Tensor,
+               beat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids [B, N] x 2 -> raw vectors [B, 4N, Du], [B, 4N, Dl] (contacts as probabilities).
+
+        ``beat`` [B, 4N, beat_dim]: the per-frame beat features (``conditioning.decoder_beat_features``), needed
+        when ``cfg.beat_dim > 0`` and ignored otherwise."""
+        beat = beat if self.cfg.beat_dim else None
+        yu = self.dec_up(self.q_up.lookup(idx_up), beat)
+        yd = self.dec_down(self.q_down.lookup(idx_down), beat)
         return self._denorm(yu, yd)
 
     def _denorm(self, yu: torch.Tensor, yd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -297,14 +342,17 @@ class VQVAE(nn.Module):
         # 8 half-rate samples + 6 frames (< 4 tokens); +1 for the nearest up-sampling offset.
         return 2 + sum(2 * (1 + i) for i in range(self.cfg.n_res)) + 5
 
-    def forward(self, up: torch.Tensor, down: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Training pass on raw vectors; returns losses and the raw reconstructions."""
+    def forward(self, up: torch.Tensor, down: torch.Tensor,
+                beat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Training pass on raw vectors (``beat`` [B, T, beat_dim] for a beat-conditioned decoder); returns
+        losses and the raw reconstructions."""
         cfg = self.cfg
+        beat = beat if cfg.beat_dim else None
         nu, nd = self._norm(up, down)
         qu, iu, cu = self.q_up(self.enc_up(nu))
         qd, idn, cd = self.q_down(self.enc_down(nd))
-        yu = self.dec_up(qu)  # [B, T, Du] normalised
-        yd = self.dec_down(qd)  # [B, T, Dl] normalised (contacts as logits)
+        yu = self.dec_up(qu, beat)  # [B, T, Du] normalised
+        yd = self.dec_down(qd, beat)  # [B, T, Dl] normalised (contacts as logits)
         m = self.contact_mask
         rec = F.smooth_l1_loss(yu, nu) + F.smooth_l1_loss(yd[..., ~m], nd[..., ~m])
         vel = F.smooth_l1_loss(yu[:, 1:] - yu[:, :-1], nu[:, 1:] - nu[:, :-1]) + F.smooth_l1_loss(

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from engine.models.vqvae import VQVAE, Decoder, _CausalConv, _Res
+from engine.models.vqvae import DOWN, VQVAE, BeatInput, Decoder, _CausalConv, _Res
 
 
 class _Conv(nn.Module):
@@ -92,6 +92,7 @@ class _DecoderFn(nn.Module):
         self.res1 = nn.ModuleList([_Conv(r.c1) for r in res1])
         self.res1_pw = nn.ModuleList([_Pointwise(r.c2) for r in res1])
         self.out = _Conv(dec.out.conv)
+        self.beat: BeatInput | None = dec.beat  # applied channels-last, as the offline decoder does
 
     def convs(self) -> list[_Conv]:
         """The history-keeping convolutions, in the order their histories are passed."""
@@ -100,8 +101,9 @@ class _DecoderFn(nn.Module):
             order += [up, res]
         return [*order, self.out]
 
-    def forward(self, z: Tensor, hists: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """z: [b, C_code] -> frames [b, 4, D] (normalised units) and the new histories."""
+    def forward(self, z: Tensor, hists: list[Tensor], beat: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
+        """z: [b, C_code] (, beat: [b, 4, F] the token's per-frame beat features) -> frames [b, 4, D] (normalised
+        units) and the new histories."""
         new: list[Tensor] = []
         it = iter(hists)
 
@@ -117,14 +119,21 @@ class _DecoderFn(nn.Module):
         h = F.relu(conv(self.inp, z.unsqueeze(1)))  # [b, 1, H]
         for layer, pw in zip(self.res0, self.res0_pw, strict=True):
             h = res(cast(_Conv, layer), pw, h)
-        for up, layer, pw in zip(self.up, self.res1, self.res1_pw, strict=True):
+        last = len(self.up) - 1
+        for i, (up, layer, pw) in enumerate(zip(self.up, self.res1, self.res1_pw, strict=True)):
             h = torch.repeat_interleave(h, 2, dim=1)  # nearest up-sampling
-            h = res(cast(_Conv, layer), pw, F.relu(conv(cast(_Conv, up), h)))
+            h = F.relu(conv(cast(_Conv, up), h))
+            if i == last and self.beat is not None:
+                assert beat is not None
+                h = h + self.beat(beat)  # at frame rate, as Decoder.forward
+            h = res(cast(_Conv, layer), pw, h)
         return conv(self.out, F.relu(h)), new
 
 
 class DecoderStep(nn.Module):
-    """Both decoders' one-token step: ``(idx_up [b], idx_down [b], *hists) -> (up, down, *new_hists)``.
+    """Both decoders' one-token step: ``(idx_up [b], idx_down [b], *inputs) -> (up, down, *new_hists)``, the inputs
+    being the histories, preceded for a beat-conditioned decoder (``beat_dim > 0``) by the token's per-frame beat
+    features of the upper and the lower rows, ``beat_up [b, 4, F]``, ``beat_down [b, 4, F]``.
 
     Outputs are raw (de-normalised) pose vectors, upper ``[b, 4, Du]`` and lower ``[b, 4, Dl]`` with foot
     contacts as probabilities, exactly as :meth:`VQVAE.decode`.
@@ -147,21 +156,28 @@ class DecoderStep(nn.Module):
         for name in ("up_mean", "up_std", "down_mean", "down_std", "contact_mask"):
             self.register_buffer(name, getattr(vqvae, name).detach().clone())
         self.n_up = len(self.dec_up.convs())
+        #: Channels of the per-frame beat input (0: none; then no beat inputs precede the histories).
+        self.beat_dim = vqvae.cfg.beat_dim
 
     def hist_shapes(self) -> list[tuple[int, int]]:
         """(length, channels) of every history (channels-last), upper decoder first."""
         return [(c.keep, c.c_in) for c in [*self.dec_up.convs(), *self.dec_down.convs()]]
 
-    def forward(self, idx_up: Tensor, idx_down: Tensor, *hists: Tensor) -> tuple[Tensor, ...]:
-        yu, hu = self.dec_up(F.embedding(idx_up, self.code_up), list(hists[: self.n_up]))
-        yd, hd = self.dec_down(F.embedding(idx_down, self.code_down), list(hists[self.n_up :]))
+    def forward(self, idx_up: Tensor, idx_down: Tensor, *inputs: Tensor) -> tuple[Tensor, ...]:
+        beat_up = beat_down = None
+        hists = inputs
+        if self.beat_dim:
+            beat_up, beat_down, hists = inputs[0], inputs[1], inputs[2:]
+        yu, hu = self.dec_up(F.embedding(idx_up, self.code_up), list(hists[: self.n_up]), beat_up)
+        yd, hd = self.dec_down(F.embedding(idx_down, self.code_down), list(hists[self.n_up :]), beat_down)
         up = yu * self.up_std + self.up_mean
         down = torch.where(self.contact_mask, torch.sigmoid(yd), yd * self.down_std + self.down_mean)
         return (up, down, *hu, *hd)
 
 
-#: Runs the decoder step: ``(idx_up, idx_down, histories) -> [up, down, *new histories]``. The default runs
-#: :class:`DecoderStep` eagerly in torch; ``export.decoder_backend`` provides onnxruntime.
+#: Runs the decoder step: ``(idx_up, idx_down, inputs) -> [up, down, *new histories]``, ``inputs`` being
+#: :class:`DecoderStep`'s (the beat features of a beat-conditioned decoder, then the histories). The default runs
+#: it eagerly in torch; ``export.decoder_backend`` provides onnxruntime.
 DecoderRunner = Callable[[Tensor, Tensor, list[Tensor]], list[Tensor]]
 
 
@@ -181,20 +197,29 @@ class StreamingDecoder:
         self.batch = batch
         self._run_step: DecoderRunner = (lambda u, d, h: list(self.fn(u, d, *h))) if runner is None else runner(self.fn)
 
+    @property
+    def beat_dim(self) -> int:
+        """Channels of the per-frame beat features the decoder reads (0: none; the ``beat`` arguments are ignored)."""
+        return self.fn.beat_dim
+
     @torch.inference_mode()
-    def step(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def step(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor | None = None,
+             beat: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Decode one token per row.
 
         Args:
             idx_up: [b] long upper token ids.
             idx_down: [b] long lower token ids.
             rows: [b] long performer rows (None: rows 0 .. b-1 in order).
+            beat: [b, 4, beat_dim] each row's per-frame beat features for this token
+                (``conditioning.decoder_beat_features`` of its conditioning row); needed when :attr:`beat_dim`
+                > 0, ignored otherwise.
 
         Returns:
             Raw (de-normalised) vectors: upper [b, 4, Du], lower [b, 4, Dl] (contacts as probabilities).
         """
         b = len(idx_up)
-        res = self._run(idx_up, idx_down, rows)
+        res = self._run(idx_up, idx_down, rows, None, beat, beat)
         for h, new in zip(self.hists, res[2:], strict=True):
             if rows is None:
                 h[:b] = new
@@ -203,23 +228,25 @@ class StreamingDecoder:
         return res[0], res[1]
 
     @torch.inference_mode()
-    def peek(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    def peek(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor, beat: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Decode candidate tokens after the given rows' histories without committing them.
 
         ``rows`` may repeat a row (several candidates for one performer); the histories are left as they
-        were. Returns what :meth:`step` would return for each (token, row) pair.
+        were. Returns what :meth:`step` would return for each (token, row) pair (``beat``: as there, per entry).
         """
-        res = self._run(idx_up, idx_down, rows)
+        res = self._run(idx_up, idx_down, rows, None, beat, beat)
         return res[0], res[1]
 
     @torch.inference_mode()
-    def peek_state(self, idx_up: Tensor, idx_down: Tensor, rows_up: Tensor, rows_down: Tensor) -> list[Tensor]:
+    def peek_state(self, idx_up: Tensor, idx_down: Tensor, rows_up: Tensor, rows_down: Tensor,
+                   beat_up: Tensor | None = None, beat_down: Tensor | None = None) -> list[Tensor]:
         """:meth:`peek` with the new histories too, the upper and lower decoders on their own rows:
         ``[up [bu, 4, Du], down [bd, 4, Dl], *new upper histories (bu), *new lower histories (bd)]``, entry ``i``
-        of the upper part decoding ``idx_up[i]`` after row ``rows_up[i]``, likewise the lower part. The two
-        decoders are independent networks, so candidates with few distinct upper tokens decode only those.
-        :meth:`commit_peeked` then commits some entries without decoding them again."""
-        return self._run(idx_up, idx_down, rows_up, rows_down)
+        of the upper part decoding ``idx_up[i]`` after row ``rows_up[i]`` (with beat features ``beat_up[i]``
+        for a beat-conditioned decoder), likewise the lower part. The two decoders are independent networks, so
+        candidates with few distinct upper tokens decode only those. :meth:`commit_peeked` then commits some
+        entries without decoding them again."""
+        return self._run(idx_up, idx_down, rows_up, rows_down, beat_up, beat_down)
 
     @torch.inference_mode()
     def commit_peeked(self, peeked: list[Tensor], rows: Tensor, from_up: Tensor, from_down: Tensor) -> None:
@@ -232,17 +259,27 @@ class StreamingDecoder:
             h[rows] = new[from_up if j < n_up else from_down]
 
     def _run(self, idx_up: Tensor, idx_down: Tensor, rows: Tensor | None,
-             rows_down: Tensor | None = None) -> list[Tensor]:
+             rows_down: Tensor | None = None, beat_up: Tensor | None = None,
+             beat_down: Tensor | None = None) -> list[Tensor]:
         """(up, down, *new histories) for one token per row; the stored histories are not touched.
         ``rows_down``: the lower decoder's rows when they differ from ``rows`` (then ``idx_down`` matches it)."""
         b = len(idx_up)
+        beats: list[Tensor] = []
+        if self.fn.beat_dim:
+            want = (self.fn.beat_dim,)
+            for name, bt, n in (("beat_up", beat_up, b), ("beat_down", beat_down, len(idx_down))):
+                if bt is None or tuple(bt.shape) != (n, DOWN, *want):
+                    got = None if bt is None else tuple(bt.shape)
+                    raise ValueError(f"this decoder reads per-frame beat features: {name} must be "
+                                     f"[{n}, {DOWN}, {want[0]}], got {got}")
+                beats.append(bt.float())
         if rows_down is not None:
             assert rows is not None
             n_up = self.fn.n_up
             hists = [h[rows] for h in self.hists[:n_up]] + [h[rows_down] for h in self.hists[n_up:]]
         else:
             hists = [h[:b] for h in self.hists] if rows is None else [h[rows] for h in self.hists]
-        return self._run_step(idx_up, idx_down, hists)
+        return self._run_step(idx_up, idx_down, beats + hists)
 
     def reset(self, row: int) -> None:
         """Forget one performer's history (its next token decodes as the first of a sequence)."""

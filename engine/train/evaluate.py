@@ -22,7 +22,7 @@ from engine.train.generate import DanceModel, decode_tokens, sample_dance
 from engine.train.losses import VectorFK
 from engine.train.sources import style_of
 from engine.train.style_classifier import train_style_classifier
-from engine.train.train_vqvae import reconstruction_error_mm
+from engine.train.train_vqvae import reconstruction_error_mm, sequence_beats
 
 _FK: list[VectorFK] = []
 _POINT_FK = PointFK()
@@ -90,7 +90,8 @@ def vq_recon_vectors(model: DanceModel, seq: Sequence) -> tuple[np.ndarray, np.n
     """Real motion passed through the VQ-VAE (encode -> decode): the ceiling of what tokens can express."""
     t = (seq.n_frames // DOWN) * DOWN
     iu, idn = model.vq.encode(torch.from_numpy(seq.upper[:t])[None], torch.from_numpy(seq.lower[:t])[None])
-    return decode_tokens(model.vq, iu[0].numpy(), idn[0].numpy())
+    beat = sequence_beats([seq])[0] if model.vq.cfg.beat_dim else None  # a beat-conditioned decoder's input
+    return decode_tokens(model.vq, iu[0].numpy(), idn[0].numpy(), beat)
 
 
 def vq_recon(model: DanceModel, seq: Sequence) -> np.ndarray:
@@ -197,7 +198,8 @@ def evaluate_model(
                 pooled_rows[n].setdefault(key, []).extend(vals)
             pooled_acc[n].extend(acc[st][n])
     summary = _summarise(names, pooled_clips, pooled_rows, ref_all, pooled_acc)
-    vq = reconstruction_error_mm(model.vq, [(s.name, s.upper, s.lower) for s in val])
+    vq = reconstruction_error_mm(model.vq, [(s.name, s.upper, s.lower) for s in val], None,
+                                 sequence_beats(val) if model.vq.cfg.beat_dim else None)
     summary["model"]["vq_mpjpe_mm"] = vq["mpjpe_mm"]
     summary["model"]["vq_contact_acc"] = vq["contact_acc"]
     first = val[0]

@@ -106,9 +106,12 @@ def sample_dance(
 
 
 @torch.no_grad()
-def decode_tokens(vq: VQVAE, ups: np.ndarray, downs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids [N] x 2 -> model vectors [4N, 72], [4N, 61] (contacts thresholded to 0/1)."""
-    u, d = vq.decode(torch.from_numpy(ups)[None].long(), torch.from_numpy(downs)[None].long())
+def decode_tokens(vq: VQVAE, ups: np.ndarray, downs: np.ndarray,
+                  beat: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids [N] x 2 -> model vectors [4N, 72], [4N, 61] (contacts thresholded to 0/1). ``beat`` [4N, F]: the
+    per-frame beat features a beat-conditioned decoder reads (``conditioning.sequence_beat_features``)."""
+    bt = torch.from_numpy(np.ascontiguousarray(beat[: 4 * len(ups)]))[None] if beat is not None else None
+    u, d = vq.decode(torch.from_numpy(ups)[None].long(), torch.from_numpy(downs)[None].long(), bt)
     up = u[0].numpy().astype(np.float32)
     low = d[0].numpy().astype(np.float32)
     low[:, -4:] = (low[:, -4:] > 0.5).astype(np.float32)

@@ -45,39 +45,120 @@ class VQTrainConfig:
     log_every: int = 50
     ckpt_every: int = 500
     val_every: int = 500
+    #: Fine-tuning: a trained VQ-VAE's folder whose weights (and normalisation) the new model starts from, with a
+    #: fresh optimizer and this config's schedule (:func:`init_from_vqvae`); "" = random init. The model config may
+    #: differ from the source's only by the decoder's beat input (``beat_dim``, ``beat_hidden``) and loss weights.
+    init_from: str = ""
+    #: Train only the parameters whose names start with these prefixes (e.g. ``["dec_up", "dec_down"]``: the
+    #: decoders; the encoders and the codebooks stay exactly as ``init_from``'s, so the tokens do not change and
+    #: every GPT trained on them stays valid); empty: train everything. When set, the codebooks' EMA updates
+    #: are off.
+    train_only: tuple[str, ...] = ()
 
 
-def sample_windows(data: MotionSet, n: int, window: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """n random windows (sequences chosen by ``sources.balanced_weights``) -> up [n, W, 72], down [n, W, 61]."""
+def sample_windows(data: MotionSet, n: int, window: int, rng: np.random.Generator,
+                   beats: list[np.ndarray] | None = None) -> tuple[torch.Tensor, ...]:
+    """n random windows (sequences chosen by ``sources.balanced_weights``) -> up [n, W, 72], down [n, W, 61]
+    (and, with ``beats`` (per-frame decoder beat features of each sequence), their beat features [n, W, F]:
+    then windows start on a token boundary of the sequence, as the live engine's tokens do)."""
     lengths = np.array([len(u) for _, u, _ in data], dtype=np.float64)
     ok = lengths >= window
     if not ok.any():
         raise ValueError(f"no sequence is at least {window} frames long")
     p = np.asarray(balanced_weights([nm for nm, _, _ in data], np.where(ok, lengths, 0.0)))
     seq = rng.choice(len(data), size=n, p=p)
-    ups, downs = [], []
+    ups, downs, bts = [], [], []
     for s in seq:
         _, u, d = data[s]
-        start = int(rng.integers(0, len(u) - window + 1))
+        if beats is None:
+            start = int(rng.integers(0, len(u) - window + 1))
+        else:
+            start = DOWN * int(rng.integers(0, (len(u) - window) // DOWN + 1))
+            bts.append(beats[s][start : start + window])
         ups.append(u[start : start + window])
         downs.append(d[start : start + window])
-    return torch.from_numpy(np.stack(ups)), torch.from_numpy(np.stack(downs))
+    out = (torch.from_numpy(np.stack(ups)), torch.from_numpy(np.stack(downs)))
+    return (*out, torch.from_numpy(np.stack(bts))) if beats is not None else out
+
+
+def sequence_beats(seqs: list) -> list[np.ndarray]:
+    """Per-frame decoder beat features [T, DECODER_BEAT_DIM] of training sequences (``dataset.Sequence``), from
+    the tracker's belief that the per-token conditioning reads (``conditioning.sequence_beat_features``)."""
+    from engine.models.conditioning import sequence_beat_features
+
+    out = []
+    for s in seqs:
+        n_tok = -(-s.n_frames // DOWN)
+        out.append(sequence_beat_features(s.music.period_s, s.music.next_beat_s, n_tok)[: s.n_frames])
+    return out
+
+
+def init_from_vqvae(model: VQVAE, source: Path) -> dict:
+    """Copy a trained VQ-VAE's weights and statistics (folder ``source``) into ``model``. The configs may differ
+    only in the decoder's beat input and the loss weights; a decoder beat input the source lacks starts at its
+    own initialisation, whose output layer is zero, so the new model decodes exactly as the source does. Any
+    other difference is a one-line ValueError; returns what was done (for the training report)."""
+    try:
+        src = load_vqvae(Path(source))
+    except (FileNotFoundError, ValueError) as exc:
+        raise ValueError(f"init_from: {str(exc).splitlines()[0]}") from None
+    old, new = asdict(src.cfg), asdict(model.cfg)
+    free = {"beat_dim", "beat_hidden", "beta", "w_rec", "w_vel", "w_contact", "w_fk", "w_fk_vel", "w_speed",
+            "dead_usage", "ema_decay"}
+    diff = [f"{k} {old[k]} -> {new[k]}" for k in new if k not in free and old[k] != new[k]]
+    if src.cfg.beat_dim and src.cfg.beat_dim != model.cfg.beat_dim:
+        diff.append(f"beat_dim {src.cfg.beat_dim} -> {model.cfg.beat_dim}")
+    if diff:
+        raise ValueError(f"init_from {source}: the VQ-VAE's shape differs ({', '.join(diff)}); only the decoder's "
+                         "beat input can be added")
+    missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+    added = [k for k in missing if ".beat." not in k]
+    if added or unexpected:
+        raise ValueError(f"init_from {source}: weights do not fit ({(added + unexpected)[:3]})")
+    return {"from": str(source), "added": sorted({k.rsplit(".", 2)[0] for k in missing})}
+
+
+def make_vq_optimizer(model: VQVAE, cfg: VQTrainConfig) -> torch.optim.AdamW:
+    """AdamW over the parameters ``cfg.train_only`` selects (all when empty); the others are frozen. A prefix
+    naming no parameter is a ValueError listing the model's top-level modules."""
+    named = dict(model.named_parameters())
+    prefixes = tuple(cfg.train_only)
+    if prefixes:
+        unknown = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in named)]
+        if unknown:
+            tops = sorted({n.split(".")[0] for n in named})
+            raise ValueError(f"train_only {unknown} names no VQ-VAE parameter; its modules: {tops}")
+        for n, prm in named.items():
+            prm.requires_grad_(any(n == p or n.startswith(p + ".") for p in prefixes))
+    params = [prm for prm in named.values() if prm.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+
+
+def _train_mode(model: VQVAE, cfg: VQTrainConfig) -> None:
+    """Training mode; with ``train_only`` the codebooks stay fixed (their EMA updates only run in training mode)."""
+    model.train()
+    if cfg.train_only:
+        model.q_up.eval()
+        model.q_down.eval()
 
 
 @torch.no_grad()
-def reconstruction_error_mm(model: VQVAE, data: MotionSet, fk: VectorFK | None = None) -> dict[str, float]:
-    """Mean root-relative joint position error (mm) and contact accuracy of encode -> decode."""
+def reconstruction_error_mm(model: VQVAE, data: MotionSet, fk: VectorFK | None = None,
+                            beats: list[np.ndarray] | None = None) -> dict[str, float]:
+    """Mean root-relative joint position error (mm) and contact accuracy of encode -> decode (``beats``: the
+    per-frame decoder beat features of each sequence, for a beat-conditioned decoder)."""
     fk = fk or VectorFK()
     model.eval()
     errs, acc, n = 0.0, 0.0, 0
-    for _, u, d in data:
+    for i, (_, u, d) in enumerate(data):
         t = (len(u) // DOWN) * DOWN
         if t < DOWN * 4:
             continue
         up = torch.from_numpy(u[:t])[None]
         down = torch.from_numpy(d[:t])[None]
         iu, idn = model.encode(up, down)
-        ru, rd = model.decode(iu, idn)
+        bt = torch.from_numpy(beats[i][:t])[None] if beats is not None else None
+        ru, rd = model.decode(iu, idn, bt)
         p_ref = fk(up, down)
         p_rec = fk(ru, rd)
         errs += float((p_rec - p_ref).norm(dim=-1).mean()) * t
@@ -94,12 +175,24 @@ def train_vqvae(
     model_cfg: VQVAEConfig | None = None,
     resume: bool = True,
     progress: bool = True,
+    train_beats: list[np.ndarray] | None = None,
+    val_beats: list[np.ndarray] | None = None,
 ) -> dict:
-    """Train (or resume) a VQ-VAE into ``out_dir``; returns the training report."""
+    """Train (or resume) a VQ-VAE into ``out_dir``; returns the training report. ``train_beats``/``val_beats``:
+    per-frame decoder beat features of each sequence (:func:`sequence_beats`), needed when
+    ``model_cfg.beat_dim > 0``."""
     cfg = cfg or VQTrainConfig()
     model_cfg = model_cfg or VQVAEConfig()
     if cfg.window % DOWN:
         raise ValueError(f"window must be a multiple of {DOWN}, got {cfg.window}")
+    if model_cfg.beat_dim:
+        if train_beats is None or len(train_beats) != len(train) or (val and (val_beats is None
+                                                                              or len(val_beats) != len(val))):
+            raise ValueError("a beat-conditioned decoder (beat_dim > 0) needs the beat features of every sequence")
+        if any(b.shape[-1] != model_cfg.beat_dim for b in train_beats):
+            raise ValueError(f"beat features must have beat_dim = {model_cfg.beat_dim} channels")
+    else:
+        train_beats = val_beats = None
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,32 +204,41 @@ def train_vqvae(
     model.set_stats(all_up, all_down)
     fk = VectorFK()
     kernel = gauss_kernel(SPEED_SIGMA)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    opt = make_vq_optimizer(model, cfg)
     start = 0
     state_path = out_dir / "vqvae_train_state.pt"
     elapsed_before = 0.0
     if resume and state_path.is_file() and (out_dir / "vqvae.safetensors").is_file():
         model = load_vqvae(out_dir)
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        opt = make_vq_optimizer(model, cfg)
         st = load_training_state(state_path)
         opt.load_state_dict(st["optimizer"])
         restore_rng(rng, st["rng"])
         start = int(st["step"])
         elapsed_before = float(json.loads((out_dir / "vqvae.json").read_text()).get("train_seconds", 0.0))
         log.info("resumed at step %d", start)
+    init = None
+    if cfg.init_from and start == 0:
+        init = init_from_vqvae(model, Path(cfg.init_from))
+        opt = make_vq_optimizer(model, cfg)
+        if val:  # the starting point: equals the source's validation
+            init["val_at_start"] = reconstruction_error_mm(model, val, fk, val_beats)
+        log.info("initialised from %s", json.dumps(init))
+
     def sched(s: int) -> float:
         return warmup_cosine_lr(s, cfg.lr, cfg.lr_final, 0, cfg.steps)
     t0 = time.perf_counter()
     history: list[dict] = []
     val_hist: list[dict] = []
-    model.train()
+    _train_mode(model, cfg)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="vqvae", disable=not progress)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = float(sched(step))
-        up, down = sample_windows(train, cfg.batch, cfg.window, rng)
-        out = model(up, down)
+        batch = sample_windows(train, cfg.batch, cfg.window, rng, train_beats)
+        up, down = batch[0], batch[1]
+        out = model(up, down, batch[2] if train_beats is not None else None)
         pos_ref = fk(up, down)
         pos_rec = fk(out["up"], out["down"])
         fk_loss = (pos_rec - pos_ref).abs().mean() * 10.0  # metres -> decimetres: comparable scale
@@ -150,7 +252,7 @@ def train_vqvae(
             loss = loss + model_cfg.w_speed * speed_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
@@ -168,21 +270,23 @@ def train_vqvae(
             bar.set_postfix(loss=f"{rec['loss']:.3f}", fk_mm=f"{rec['fk_mm']:.0f}")
             log.info("step %d %s", done, json.dumps(rec))
         if (done % cfg.val_every == 0 or done == cfg.steps) and val:
-            v = reconstruction_error_mm(model, val, fk)
+            v = reconstruction_error_mm(model, val, fk, val_beats)
             v["step"] = done
             val_hist.append(v)
             log.info("val %s", json.dumps(v))
-            model.train()
+            _train_mode(model, cfg)
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             secs = elapsed_before + time.perf_counter() - t0
             save_vqvae(model, out_dir, {"train": asdict(cfg), "train_seconds": secs, "step": done})
             save_training_state(state_path, done, opt, rng_state(rng))
     secs = elapsed_before + time.perf_counter() - t0
-    final_val = reconstruction_error_mm(model, val, fk) if val else {}
+    final_val = reconstruction_error_mm(model, val, fk, val_beats) if val else {}
     report = {
         "steps": cfg.steps, "train_seconds": secs, "threads": cfg.threads, "history": history,
         "val_history": val_hist, "val": final_val, "train_frames": len(all_up),
     }
+    if cfg.init_from:
+        report["init_from"] = init if init is not None else {"from": cfg.init_from, "resumed": True}
     save_vqvae(model, out_dir, {"train": asdict(cfg), "train_seconds": secs, "step": cfg.steps, "report": report})
     log.info("done in %.0f s: %s", secs, json.dumps(final_val))
     return report

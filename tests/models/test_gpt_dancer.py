@@ -203,3 +203,45 @@ def test_a_keyframe_pins_the_gpt_slot_and_the_pose_is_reached_at_its_frame() -> 
     assert dots.min() > 1 - 1e-5
     assert p.keyframe_until is None and not p.inbetween.targets  # passed: slot cleared, blend released
     assert p.state.keyframes == 0
+
+
+def test_a_beat_conditioned_decoder_gets_each_performers_predicted_phase_live_and_guided() -> None:
+    """With a beat-conditioned VQ-VAE decoder, every token (plain or steered) is decoded with the beat features of
+    its performer's conditioning row, and the frames equal the offline decode of the tokens with those features."""
+    from engine.models.beat_guidance import GuidanceConfig
+    from engine.models.conditioning import decoder_beat_features
+
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16)).eval()
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16, beat_dim=4, beat_hidden=8)).eval()
+    with torch.no_grad():
+        for dec in (vq.dec_up, vq.dec_down):
+            assert dec.beat is not None
+            dec.beat.out.weight.normal_(0.0, 0.5)  # a trained beat input (a fresh one adds 0)
+    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0, foot_lock=False,
+                         guidance=GuidanceConfig(candidates=8))
+    gen.add_performer()
+    gen.add_performer()
+    seen: list[list[np.ndarray]] = [[], []]
+    frames = gen._frames
+    gen._frames = lambda p, up, low: (seen[p.pid].append(up.copy()), frames(p, up, low))[1]  # type: ignore[method-assign]
+    rng = np.random.default_rng(2)
+    conds = []
+    for t in range(10):
+        cond = rng.normal(size=(2, gen.backend.config.cond_dim)).astype(np.float32)
+        ang = 2 * np.pi * (np.arange(4) / 8 + t * 0.37 + np.array([[0.0], [0.5]]))  # different phases per performer
+        cond[:, -8:] = np.stack([np.sin(ang), np.cos(ang)], -1).reshape(2, -1)
+        conds.append(cond)
+        gen.step(cond)
+    assert gen.guided_tokens > 0
+    for i in range(2):
+        p = gen.get(i)
+        toks_u = torch.tensor(p.tok_up[-10:]).long()[None]
+        toks_d = torch.tensor(p.tok_down[-10:]).long()[None]
+        beat = torch.from_numpy(np.concatenate([decoder_beat_features(c[i : i + 1, -8:])[0] for c in conds]))[None]
+        with torch.no_grad():
+            ref_u, _ = vq.decode(toks_u, toks_d, beat)
+            other_u, _ = vq.decode(toks_u, toks_d, beat.roll(4, dims=1))
+        got = np.concatenate(seen[i])
+        assert np.allclose(got, ref_u[0].numpy(), atol=1e-4)
+        assert not np.allclose(got, other_u[0].numpy(), atol=1e-3)  # the features matter

@@ -103,3 +103,61 @@ def test_committing_peeked_candidates_equals_stepping_them(engine: str) -> None:
     nxt = (torch.tensor([11, 12, 13]), torch.tensor([14, 15, 16]))
     assert all(same(x, y) for x, y in zip(a.step(*nxt), b.step(*nxt), strict=True))
     assert not same(peeked[0][0], peeked[0][1])  # different candidates decode differently
+
+
+def _beat_model(seed: int) -> VQVAE:
+    """A beat-conditioned decoder whose beat input is non-zero (trained ones are; a fresh one adds exactly 0)."""
+    vq = _model(seed)
+    torch.manual_seed(seed)
+    with_beat = VQVAE(VQVAEConfig(hidden=32, code_dim=16, n_res=3, beat_dim=4, beat_hidden=8)).eval()
+    with_beat.load_state_dict(vq.state_dict(), strict=False)
+    with torch.no_grad():
+        for dec in (with_beat.dec_up, with_beat.dec_down):
+            assert dec.beat is not None
+            dec.beat.out.weight.normal_(0.0, 0.5)
+    return with_beat
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_beat_conditioned_streaming_equals_full_decode(engine: str) -> None:
+    vq = _beat_model(7)
+    g = torch.Generator().manual_seed(8)
+    n_tok, batch = 19, 2
+    iu = torch.randint(0, 512, (batch, n_tok), generator=g)
+    idn = torch.randint(0, 512, (batch, n_tok), generator=g)
+    beat = torch.rand(batch, 4 * n_tok, 4, generator=g)
+    with torch.no_grad():
+        full_up, full_down = vq.decode(iu, idn, beat)
+        plain_up, _ = vq.decode(iu, idn, torch.zeros_like(beat))
+    assert not torch.allclose(full_up, plain_up, atol=1e-3)  # the beat input changes the frames
+    sd = StreamingDecoder(vq, batch, runner=create_decoder_runner(engine))
+    assert sd.beat_dim == 4
+    outs = [sd.step(iu[:, t], idn[:, t], beat=beat[:, 4 * t : 4 * t + 4]) for t in range(n_tok)]
+    assert torch.allclose(torch.cat([u for u, _ in outs], 1), full_up, atol=1e-5)
+    assert torch.allclose(torch.cat([d for _, d in outs], 1), full_down, atol=1e-5)
+    # peek_state takes each entry's own beat features, the upper and lower entries apart
+    pk = sd.peek_state(torch.tensor([3, 4]), torch.tensor([5]), torch.tensor([0, 1]), torch.tensor([1]),
+                       beat_up=beat[:, :4], beat_down=beat[1:, 4:8])
+    ref = sd.peek(torch.tensor([4]), torch.tensor([5]), torch.tensor([1]), beat=beat[1:, 4:8])
+    assert torch.allclose(pk[1][0], ref[1][0], atol=1e-5)
+    with pytest.raises(ValueError, match="beat features"):
+        sd.step(iu[:, 0], idn[:, 0])
+
+
+def test_a_zero_initialised_beat_input_decodes_as_the_plain_decoder() -> None:
+    vq = _model(9)
+    torch.manual_seed(0)
+    with_beat = VQVAE(VQVAEConfig(hidden=32, code_dim=16, n_res=3, beat_dim=4)).eval()
+    missing, unexpected = with_beat.load_state_dict(vq.state_dict(), strict=False)
+    assert not unexpected and missing and all(".beat." in k for k in missing)
+    g = torch.Generator().manual_seed(1)
+    iu = torch.randint(0, 512, (1, 9), generator=g)
+    with torch.no_grad():
+        ref = vq.decode(iu, iu)
+        got = with_beat.decode(iu, iu, torch.rand(1, 36, 4, generator=g))
+    assert torch.equal(ref[0], got[0]) and torch.equal(ref[1], got[1])
+    # and a plain decoder ignores beat features
+    sd = StreamingDecoder(vq, 1)
+    assert sd.beat_dim == 0
+    u0, _ = sd.step(iu[:, 0], iu[:, 0], beat=torch.rand(1, 4, 4))
+    assert torch.allclose(u0, ref[0][:, :4], atol=1e-5)

@@ -82,3 +82,24 @@ def test_grid_phase_is_what_a_perfect_tracker_predicts() -> None:
     music = C.FRAMES_PER_TOKEN * C.MUSIC_DIM
     np.testing.assert_array_equal(grid[:, :music], cond[:, :music])
     assert not np.allclose(grid[0], cond[0])
+
+
+def test_decoder_beat_features_come_from_the_token_rows() -> None:
+    feats, period, nxt = _analysis(120)
+    rows = C.sequence_conditions(feats, period, nxt, 30)
+    per_frame = C.sequence_beat_features(period, nxt, 30)  # [120, 4]
+    assert per_frame.shape == (120, C.DECODER_BEAT_DIM)
+    # the live engine's form (one token's conditioning row at a time) gives the same values
+    for t in (0, 1, 7, 29):
+        row = C.token_condition(feats, period, nxt, t)
+        np.testing.assert_array_equal(C.decoder_beat_features(row[None, 160:])[0], per_frame[4 * t : 4 * t + 4])
+    np.testing.assert_array_equal(per_frame[:, :2], rows[:, 160:].reshape(-1, 2))  # sin, cos of the phase
+    # token 0 has no belief: no flag, no bump
+    assert not per_frame[:4, 2:].any()
+    # beats at 0.25 + 0.5 k s = frames 7.5, 22.5, ...: the frames within half a frame of a beat are flagged
+    flagged = np.flatnonzero(per_frame[4:, 2]) + 4
+    times = flagged / 30.0
+    beats_off = np.abs((times - 0.25) / 0.5 - np.round((times - 0.25) / 0.5)) * 0.5  # seconds to the nearest beat
+    assert len(flagged) > 0 and np.all(beats_off <= 0.5 / 30 + 1e-9)
+    # the bump peaks at the flagged frames and falls off away from the beat
+    assert per_frame[flagged, 3].min() > 0.9 and per_frame[4:, 3].min() < 0.01
