@@ -54,13 +54,20 @@ class VQTrainConfig:
     #: every GPT trained on them stays valid); empty: train everything. When set, the codebooks' EMA updates
     #: are off.
     train_only: tuple[str, ...] = ()
+    #: Share of training windows whose decoder beat features come from the true phase of the music's beat grid
+    #: (what a perfect tracker predicts; ``conditioning.with_grid_phase``) instead of the live tracker's prediction,
+    #: so the input means "the beat's phase" whatever the tracker (issue 10 item 7); validation keeps the
+    #: tracker's. Needs the grid features (``train_vqvae(..., grid_beats=...)``).
+    true_phase: float = 0.0
 
 
 def sample_windows(data: MotionSet, n: int, window: int, rng: np.random.Generator,
-                   beats: list[np.ndarray] | None = None) -> tuple[torch.Tensor, ...]:
+                   beats: list[np.ndarray] | None = None, grid_beats: list[np.ndarray] | None = None,
+                   true_phase: float = 0.0) -> tuple[torch.Tensor, ...]:
     """n random windows (sequences chosen by ``sources.balanced_weights``) -> up [n, W, 72], down [n, W, 61]
     (and, with ``beats`` (per-frame decoder beat features of each sequence), their beat features [n, W, F]:
-    then windows start on a token boundary of the sequence, as the live engine's tokens do)."""
+    then windows start on a token boundary of the sequence, as the live engine's tokens do; a share
+    ``true_phase`` of them take ``grid_beats``, the features of the music's true beat grid, instead)."""
     lengths = np.array([len(u) for _, u, _ in data], dtype=np.float64)
     ok = lengths >= window
     if not ok.any():
@@ -74,22 +81,37 @@ def sample_windows(data: MotionSet, n: int, window: int, rng: np.random.Generato
             start = int(rng.integers(0, len(u) - window + 1))
         else:
             start = DOWN * int(rng.integers(0, (len(u) - window) // DOWN + 1))
-            bts.append(beats[s][start : start + window])
+            src = grid_beats if grid_beats is not None and true_phase > 0 and rng.random() < true_phase else beats
+            bts.append(src[s][start : start + window])
         ups.append(u[start : start + window])
         downs.append(d[start : start + window])
     out = (torch.from_numpy(np.stack(ups)), torch.from_numpy(np.stack(downs)))
     return (*out, torch.from_numpy(np.stack(bts))) if beats is not None else out
 
 
-def sequence_beats(seqs: list) -> list[np.ndarray]:
+def sequence_beats(seqs: list, grid: bool = False) -> list[np.ndarray]:
     """Per-frame decoder beat features [T, DECODER_BEAT_DIM] of training sequences (``dataset.Sequence``), from
-    the tracker's belief that the per-token conditioning reads (``conditioning.sequence_beat_features``)."""
-    from engine.models.conditioning import sequence_beat_features
+    the tracker's belief that the per-token conditioning reads (``conditioning.sequence_beat_features``), or with
+    ``grid`` from the true phase of the beat grid the music was rendered on (``conditioning.with_grid_phase``)."""
+    from engine.models.conditioning import (
+        COND_DIM,
+        DECODER_BEAT_DIM,
+        FRAMES_PER_TOKEN,
+        MUSIC_DIM,
+        decoder_beat_features,
+        sequence_beat_features,
+        with_grid_phase,
+    )
 
     out = []
     for s in seqs:
         n_tok = -(-s.n_frames // DOWN)
-        out.append(sequence_beat_features(s.music.period_s, s.music.next_beat_s, n_tok)[: s.n_frames])
+        if grid and len(s.music.beats_s) >= 2:
+            rows = with_grid_phase(np.zeros((n_tok, COND_DIM), np.float32), s.music.beats_s)
+            feats = decoder_beat_features(rows[:, FRAMES_PER_TOKEN * MUSIC_DIM :]).reshape(-1, DECODER_BEAT_DIM)
+        else:
+            feats = sequence_beat_features(s.music.period_s, s.music.next_beat_s, n_tok)
+        out.append(feats[: s.n_frames])
     return out
 
 
@@ -177,6 +199,7 @@ def train_vqvae(
     progress: bool = True,
     train_beats: list[np.ndarray] | None = None,
     val_beats: list[np.ndarray] | None = None,
+    grid_beats: list[np.ndarray] | None = None,
 ) -> dict:
     """Train (or resume) a VQ-VAE into ``out_dir``; returns the training report. ``train_beats``/``val_beats``:
     per-frame decoder beat features of each sequence (:func:`sequence_beats`), needed when
@@ -185,12 +208,16 @@ def train_vqvae(
     model_cfg = model_cfg or VQVAEConfig()
     if cfg.window % DOWN:
         raise ValueError(f"window must be a multiple of {DOWN}, got {cfg.window}")
+    if not 0.0 <= cfg.true_phase <= 1.0:
+        raise ValueError(f"true_phase must be a share in 0..1, got {cfg.true_phase}")
     if model_cfg.beat_dim:
         if train_beats is None or len(train_beats) != len(train) or (val and (val_beats is None
                                                                               or len(val_beats) != len(val))):
             raise ValueError("a beat-conditioned decoder (beat_dim > 0) needs the beat features of every sequence")
         if any(b.shape[-1] != model_cfg.beat_dim for b in train_beats):
             raise ValueError(f"beat features must have beat_dim = {model_cfg.beat_dim} channels")
+        if cfg.true_phase > 0 and (grid_beats is None or len(grid_beats) != len(train)):
+            raise ValueError("true_phase needs the beat-grid features of every training sequence")
     else:
         train_beats = val_beats = None
     set_threads(cfg.threads)
@@ -236,7 +263,7 @@ def train_vqvae(
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = float(sched(step))
-        batch = sample_windows(train, cfg.batch, cfg.window, rng, train_beats)
+        batch = sample_windows(train, cfg.batch, cfg.window, rng, train_beats, grid_beats, cfg.true_phase)
         up, down = batch[0], batch[1]
         out = model(up, down, batch[2] if train_beats is not None else None)
         pos_ref = fk(up, down)

@@ -71,3 +71,19 @@ def test_fine_tune_errors_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="beat features"):
         train_vqvae(data, [], tmp_path / "c", other, VQVAEConfig(**SMALL, beat_dim=DECODER_BEAT_DIM), progress=False)
     assert VQVAEConfig().beat_dim == 0  # off by default: every older VQ-VAE loads as it was
+
+
+def test_grid_beat_features_flag_the_frames_of_the_rendered_beats() -> None:
+    from engine.train.dataset import MusicTrack, Sequence
+    from engine.train.train_vqvae import sequence_beats
+
+    n = 90
+    beats_s = np.arange(0.5, 3.0, 0.5)  # frames 15, 30, 45, ...
+    music = MusicTrack(audio=np.zeros(1, np.float32), features=np.zeros((n, 40), np.float32),
+                       period_s=np.full(n, 0.25), next_beat_s=np.full(n, 0.1), bpm=np.full(n, 240.0), beats_s=beats_s)
+    seq = Sequence("take01_x1.00_d60", np.zeros((n, 72), np.float32), np.zeros((n, 61), np.float32), music)
+    grid = sequence_beats([seq], grid=True)[0]
+    tracker = sequence_beats([seq])[0]
+    assert grid.shape == tracker.shape == (n, DECODER_BEAT_DIM)
+    assert set(np.flatnonzero(grid[:, 2])) == {0, 15, 30, 45, 60, 75}  # the grid (extrapolated back to 0)
+    assert not np.array_equal(grid, tracker)
