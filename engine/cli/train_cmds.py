@@ -238,7 +238,7 @@ def _train(args: argparse.Namespace) -> int:
 def _train_vqvae(args: argparse.Namespace, conf: dict, train: list, val: list, prep_s: float) -> None:
     from engine.models.vqvae import VQVAEConfig
     from engine.train.common import override
-    from engine.train.train_vqvae import VQTrainConfig, sequence_beats, train_vqvae
+    from engine.train.train_vqvae import VQTrainConfig, grid_beat_sets, sequence_beats, train_vqvae
 
     tcfg = override(VQTrainConfig(), conf.get("train", {}), "train")
     if args.steps is not None:
@@ -249,7 +249,7 @@ def _train_vqvae(args: argparse.Namespace, conf: dict, train: list, val: list, p
         [(s.name, s.upper, s.lower) for s in train], [(s.name, s.upper, s.lower) for s in val],
         args.out, tcfg, mcfg, resume=not args.no_resume,
         train_beats=sequence_beats(train) if beats else None, val_beats=sequence_beats(val) if beats else None,
-        grid_beats=sequence_beats(train, grid=True) if beats and tcfg.true_phase > 0 else None,
+        grid_beats=grid_beat_sets(train) if beats and tcfg.true_phase + tcfg.shift_phase > 0 else None,
     )
     print(json.dumps({"vq_val": rep["val"], "train_seconds": rep["train_seconds"], "data_seconds": prep_s}))
 

@@ -61,6 +61,10 @@ class VQVAEConfig:
     beat_dim: int = 0
     #: Hidden width of that MLP.
     beat_hidden: int = 32
+    #: Weight of the beat-dip loss (training only; 0 = off): a beat-conditioned decoder's smoothed speed at each
+    #: frame its beat flag marks should be the local minimum within ``beat_radius`` frames (``train.losses``).
+    w_beat: float = 0.0
+    beat_radius: int = 4
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -68,7 +72,8 @@ class VQVAEConfig:
     def __post_init__(self) -> None:
         # Types and sizes first, before anything is allocated (a config file is input like any other).
         for name, hi in (("upper_dim", 4096), ("lower_dim", 4096), ("n_codes", 65536), ("code_dim", 4096),
-                         ("hidden", 4096), ("n_res", 64), ("freq_window", 1024), ("beat_hidden", 1024)):
+                         ("hidden", 4096), ("n_res", 64), ("freq_window", 1024), ("beat_hidden", 1024),
+                         ("beat_radius", 64)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
                 raise ValueError(f"VQVAEConfig.{name} must be an integer in 1..{hi}, got {v!r}")
@@ -78,7 +83,7 @@ class VQVAEConfig:
                 isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.lower_dim for i in self.lower_contact):
             raise ValueError(f"VQVAEConfig.lower_contact must list channels of 0..{self.lower_dim - 1}")
         for name in ("ema_decay", "dead_usage", "beta", "w_rec", "w_vel", "w_contact", "w_fk", "w_fk_vel",
-                     "w_speed"):
+                     "w_speed", "w_beat"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"VQVAEConfig.{name} must be a finite number >= 0, got {v!r}")

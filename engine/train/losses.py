@@ -52,3 +52,25 @@ def speed_curve_loss(pos_rec: torch.Tensor, lower_rec: torch.Tensor, pos_ref: to
     level = (a - b).abs().mean()
     slope = ((a[:, 1:] - a[:, :-1]) - (b[:, 1:] - b[:, :-1])).abs().mean()
     return level + slope_weight * slope
+
+
+def beat_dip_loss(speed: torch.Tensor, flags: torch.Tensor, radius: int = 4) -> torch.Tensor:
+    """How far the speed at each flagged beat frame lies above the minimum of the speed around it, relative to the
+    local mean speed: 0 when every beat is a local speed minimum (a motion beat of the Beat Align Score).
+
+    Args:
+        speed: smoothed mean joint speed [B, T - 1] (:func:`smoothed_speed`; column i between frames i and i + 1).
+        flags: [B, T] bool, the frames that hold a beat (the decoder's beat flag channel).
+        radius: frames either side searched for the minimum.
+
+    Returns:
+        A scalar: the mean over the flagged frames whose neighbourhood lies inside the window (0 if none).
+    """
+    w = 2 * radius + 2
+    if speed.shape[1] < w:
+        return speed.sum() * 0.0
+    win = speed.unfold(1, w, 1)  # [B, T - 1 - w + 1, w]: window j = columns j .. j + w - 1, beat frame j + 1 + radius
+    at = 0.5 * (win[..., radius] + win[..., radius + 1])  # speed at the beat frame (columns b - 1 and b)
+    dip = F.relu(at - win.amin(dim=-1)) / (win.mean(dim=-1).detach() + 0.1)
+    sel = flags[:, radius + 1 : radius + 1 + win.shape[1]].to(dip.dtype)
+    return (dip * sel).sum() / sel.sum().clamp_min(1.0)

@@ -22,13 +22,17 @@ from engine.train.common import (
     set_threads,
     warmup_cosine_lr,
 )
-from engine.train.losses import VectorFK, gauss_kernel, speed_curve_loss
+from engine.train.losses import VectorFK, beat_dip_loss, gauss_kernel, smoothed_speed, speed_curve_loss
 from engine.train.sources import balanced_weights
 
 #: Smoothing of the speed curve of the ``w_speed`` loss, frames at 30 fps (= Bailando's sigma 5 at 60 fps).
 SPEED_SIGMA = 2.5
 
 MotionSet = list[tuple[str, np.ndarray, np.ndarray]]
+#: Channel of the beat flag in the decoder beat features (``conditioning.decoder_beat_features``).
+BEAT_FLAG = 2
+#: Grid moves of ``shift_phase``: k/SHIFTS of a beat, k = 1 .. SHIFTS-1.
+SHIFTS = 8
 
 
 @dataclass
@@ -59,15 +63,20 @@ class VQTrainConfig:
     #: so the input means "the beat's phase" whatever the tracker (issue 10 item 7); validation keeps the
     #: tracker's. Needs the grid features (``train_vqvae(..., grid_beats=...)``).
     true_phase: float = 0.0
+    #: Share of training windows whose beat features come from the beat grid moved by a random 1/8 .. 7/8 of a
+    #: beat (the motion does not dip there): with the beat-dip loss (``w_beat``) the decoder learns to put the speed
+    #: minima where the features say, whatever the tokens' own timing (as a GPT's freely sampled tokens have).
+    shift_phase: float = 0.0
 
 
 def sample_windows(data: MotionSet, n: int, window: int, rng: np.random.Generator,
                    beats: list[np.ndarray] | None = None, grid_beats: list[np.ndarray] | None = None,
-                   true_phase: float = 0.0) -> tuple[torch.Tensor, ...]:
+                   true_phase: float = 0.0, shift_phase: float = 0.0) -> tuple[torch.Tensor, ...]:
     """n random windows (sequences chosen by ``sources.balanced_weights``) -> up [n, W, 72], down [n, W, 61]
     (and, with ``beats`` (per-frame decoder beat features of each sequence), their beat features [n, W, F]:
     then windows start on a token boundary of the sequence, as the live engine's tokens do; a share
-    ``true_phase`` of them take ``grid_beats``, the features of the music's true beat grid, instead)."""
+    ``true_phase`` of them take ``grid_beats[s][0]``, the features of the music's true beat grid, instead, and a
+    share ``shift_phase`` one of the grid moved by k/K of a beat, ``grid_beats[s][k]``, k = 1 .. K-1)."""
     lengths = np.array([len(u) for _, u, _ in data], dtype=np.float64)
     ok = lengths >= window
     if not ok.any():
@@ -81,18 +90,25 @@ def sample_windows(data: MotionSet, n: int, window: int, rng: np.random.Generato
             start = int(rng.integers(0, len(u) - window + 1))
         else:
             start = DOWN * int(rng.integers(0, (len(u) - window) // DOWN + 1))
-            src = grid_beats if grid_beats is not None and true_phase > 0 and rng.random() < true_phase else beats
-            bts.append(src[s][start : start + window])
+            r = rng.random()
+            if grid_beats is not None and r < true_phase:
+                bts.append(grid_beats[s][0, start : start + window])
+            elif grid_beats is not None and r < true_phase + shift_phase:
+                k = int(rng.integers(1, len(grid_beats[s])))
+                bts.append(grid_beats[s][k, start : start + window])
+            else:
+                bts.append(beats[s][start : start + window])
         ups.append(u[start : start + window])
         downs.append(d[start : start + window])
     out = (torch.from_numpy(np.stack(ups)), torch.from_numpy(np.stack(downs)))
     return (*out, torch.from_numpy(np.stack(bts))) if beats is not None else out
 
 
-def sequence_beats(seqs: list, grid: bool = False) -> list[np.ndarray]:
+def sequence_beats(seqs: list, grid: bool = False, shift: float = 0.0) -> list[np.ndarray]:
     """Per-frame decoder beat features [T, DECODER_BEAT_DIM] of training sequences (``dataset.Sequence``), from
     the tracker's belief that the per-token conditioning reads (``conditioning.sequence_beat_features``), or with
-    ``grid`` from the true phase of the beat grid the music was rendered on (``conditioning.with_grid_phase``)."""
+    ``grid`` from the true phase of the beat grid the music was rendered on (``conditioning.with_grid_phase``),
+    moved later by ``shift`` of a beat."""
     from engine.models.conditioning import (
         COND_DIM,
         DECODER_BEAT_DIM,
@@ -107,12 +123,20 @@ def sequence_beats(seqs: list, grid: bool = False) -> list[np.ndarray]:
     for s in seqs:
         n_tok = -(-s.n_frames // DOWN)
         if grid and len(s.music.beats_s) >= 2:
-            rows = with_grid_phase(np.zeros((n_tok, COND_DIM), np.float32), s.music.beats_s)
+            bs = np.asarray(s.music.beats_s, dtype=np.float64)
+            rows = with_grid_phase(np.zeros((n_tok, COND_DIM), np.float32), bs + shift * np.gradient(bs))
             feats = decoder_beat_features(rows[:, FRAMES_PER_TOKEN * MUSIC_DIM :]).reshape(-1, DECODER_BEAT_DIM)
         else:
             feats = sequence_beat_features(s.music.period_s, s.music.next_beat_s, n_tok)
         out.append(feats[: s.n_frames])
     return out
+
+
+def grid_beat_sets(seqs: list) -> list[np.ndarray]:
+    """For ``true_phase`` / ``shift_phase``: per sequence [SHIFTS, T, F], the beat-grid features moved by k/SHIFTS
+    of a beat (k = 0: the grid itself)."""
+    moved = [sequence_beats(seqs, grid=True, shift=k / SHIFTS) for k in range(SHIFTS)]
+    return [np.stack([m[i] for m in moved]) for i in range(len(seqs))]
 
 
 def init_from_vqvae(model: VQVAE, source: Path) -> dict:
@@ -125,8 +149,8 @@ def init_from_vqvae(model: VQVAE, source: Path) -> dict:
     except (FileNotFoundError, ValueError) as exc:
         raise ValueError(f"init_from: {str(exc).splitlines()[0]}") from None
     old, new = asdict(src.cfg), asdict(model.cfg)
-    free = {"beat_dim", "beat_hidden", "beta", "w_rec", "w_vel", "w_contact", "w_fk", "w_fk_vel", "w_speed",
-            "dead_usage", "ema_decay"}
+    free = {"beat_dim", "beat_hidden", "w_beat", "beat_radius", "beta", "w_rec", "w_vel", "w_contact", "w_fk",
+            "w_fk_vel", "w_speed", "dead_usage", "ema_decay"}
     diff = [f"{k} {old[k]} -> {new[k]}" for k in new if k not in free and old[k] != new[k]]
     if src.cfg.beat_dim and src.cfg.beat_dim != model.cfg.beat_dim:
         diff.append(f"beat_dim {src.cfg.beat_dim} -> {model.cfg.beat_dim}")
@@ -208,16 +232,17 @@ def train_vqvae(
     model_cfg = model_cfg or VQVAEConfig()
     if cfg.window % DOWN:
         raise ValueError(f"window must be a multiple of {DOWN}, got {cfg.window}")
-    if not 0.0 <= cfg.true_phase <= 1.0:
-        raise ValueError(f"true_phase must be a share in 0..1, got {cfg.true_phase}")
+    if not (cfg.true_phase >= 0.0 and cfg.shift_phase >= 0.0 and cfg.true_phase + cfg.shift_phase <= 1.0):
+        raise ValueError(f"true_phase and shift_phase must be shares summing to at most 1, got {cfg.true_phase}, "
+                         f"{cfg.shift_phase}")
     if model_cfg.beat_dim:
         if train_beats is None or len(train_beats) != len(train) or (val and (val_beats is None
                                                                               or len(val_beats) != len(val))):
             raise ValueError("a beat-conditioned decoder (beat_dim > 0) needs the beat features of every sequence")
         if any(b.shape[-1] != model_cfg.beat_dim for b in train_beats):
             raise ValueError(f"beat features must have beat_dim = {model_cfg.beat_dim} channels")
-        if cfg.true_phase > 0 and (grid_beats is None or len(grid_beats) != len(train)):
-            raise ValueError("true_phase needs the beat-grid features of every training sequence")
+        if cfg.true_phase + cfg.shift_phase > 0 and (grid_beats is None or len(grid_beats) != len(train)):
+            raise ValueError("true_phase / shift_phase need the beat-grid features of every training sequence")
     else:
         train_beats = val_beats = None
     set_threads(cfg.threads)
@@ -263,7 +288,8 @@ def train_vqvae(
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = float(sched(step))
-        batch = sample_windows(train, cfg.batch, cfg.window, rng, train_beats, grid_beats, cfg.true_phase)
+        batch = sample_windows(train, cfg.batch, cfg.window, rng, train_beats, grid_beats, cfg.true_phase,
+                               cfg.shift_phase)
         up, down = batch[0], batch[1]
         out = model(up, down, batch[2] if train_beats is not None else None)
         pos_ref = fk(up, down)
@@ -277,6 +303,11 @@ def train_vqvae(
         speed_loss = speed_curve_loss(pos_rec, out["down"], pos_ref, down, kernel) if model_cfg.w_speed > 0 else None
         if speed_loss is not None:
             loss = loss + model_cfg.w_speed * speed_loss
+        dip_loss = None
+        if model_cfg.w_beat > 0 and train_beats is not None:
+            flags = batch[2][..., BEAT_FLAG] > 0.5  # [B, W] the frames the decoder was told hold a beat
+            dip_loss = beat_dip_loss(smoothed_speed(pos_rec, out["down"], kernel), flags, model_cfg.beat_radius)
+            loss = loss + model_cfg.w_beat * dip_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -293,6 +324,8 @@ def train_vqvae(
             }
             if speed_loss is not None:
                 rec["speed"] = float(speed_loss.detach())
+            if dip_loss is not None:
+                rec["beat_dip"] = float(dip_loss.detach())
             history.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", fk_mm=f"{rec['fk_mm']:.0f}")
             log.info("step %d %s", done, json.dumps(rec))

@@ -79,3 +79,21 @@ def test_vqvae_training_logs_the_speed_loss_only_when_asked(tmp_path: Path) -> N
     assert all("speed" not in h for h in off["history"])
     assert all(h["speed"] > 0 for h in on["history"])
     assert on["history"][0]["loss"] > off["history"][0]["loss"]  # same seed and batch: the term is added
+
+
+def test_beat_dip_loss_is_zero_on_minima_and_pulls_a_dip_onto_the_beat() -> None:
+    from engine.train.losses import beat_dip_loss
+
+    t = torch.arange(40, dtype=torch.float32)
+    speed = (1.0 + 0.5 * torch.cos(2 * torch.pi * (t - 9.0) / 15.0))[None]  # minimum midway between columns 16, 17
+    on = torch.zeros(1, 41, dtype=torch.bool)
+    on[0, 17] = True  # the beat frame whose neighbouring columns (16, 17) straddle the minimum
+    off = torch.zeros(1, 41, dtype=torch.bool)
+    off[0, 21] = True  # four frames later
+    assert float(beat_dip_loss(speed, on)) < 1e-6
+    s = speed.clone().requires_grad_(True)
+    loss = beat_dip_loss(s, off)
+    assert float(loss.detach()) > 0.1
+    loss.backward()
+    assert s.grad is not None and float(s.grad[0, 20]) > 0  # lowering the speed at the beat lowers the loss
+    assert float(beat_dip_loss(speed, torch.zeros(1, 41, dtype=torch.bool))) == 0.0  # no beats: nothing
