@@ -47,3 +47,21 @@ def test_table_names_every_style_and_the_errors() -> None:
     lines = table(res)
     assert "salsa BAS" in lines[0]
     assert lines[3].startswith("| vq | 67.2 | 0.836 | 0.300 | 0.200 | +0.100 | 0.80 | 0.300 |")
+
+
+def test_a_beat_conditioned_decoder_reconstructs_with_the_clips_beat_features() -> None:
+    from engine.models.conditioning import sequence_beat_features
+
+    torch.manual_seed(0)
+    up, low = _vectors()
+    vq = VQVAE(VQVAEConfig(n_codes=16, code_dim=8, hidden=16, beat_dim=4)).eval()
+    with torch.no_grad():
+        assert vq.dec_up.beat is not None
+        vq.dec_up.beat.out.weight.normal_()
+    n = len(up)
+    beat = sequence_beat_features(np.full(n, 0.5), 0.5 * np.ceil(np.arange(n) / 15.0 + 1e-9), n // 4)
+    with pytest.raises(ValueError, match="beat features"):
+        reconstruct(vq, up, low)
+    a, _ = reconstruct(vq, up, low, beat=beat)
+    b, _ = reconstruct(vq, up, low, beat=np.roll(beat, 7, axis=0))
+    assert a.shape == (n // 4 * 4, 72) and not np.allclose(a, b)  # the features reach the decoder
