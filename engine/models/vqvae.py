@@ -65,6 +65,10 @@ class VQVAEConfig:
     #: frame its beat flag marks should be the local minimum within ``beat_radius`` frames (``train.losses``).
     w_beat: float = 0.0
     beat_radius: int = 4
+    #: Which speed the beat-dip loss dips: "all" (the joints' speed with the root's horizontal travel, as the Beat
+    #: Align Score measures it; every run before session 7's h36) or "body" (the joints relative to the root,
+    #: without the travel, which the shipped card's foot locking puts back anyway).
+    beat_dip_on: str = "all"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -79,6 +83,8 @@ class VQVAEConfig:
                 raise ValueError(f"VQVAEConfig.{name} must be an integer in 1..{hi}, got {v!r}")
         if isinstance(self.beat_dim, bool) or not isinstance(self.beat_dim, int) or not 0 <= self.beat_dim <= 64:
             raise ValueError(f"VQVAEConfig.beat_dim must be an integer in 0..64, got {self.beat_dim!r}")
+        if self.beat_dip_on not in ("all", "body"):
+            raise ValueError(f"VQVAEConfig.beat_dip_on must be \"all\" or \"body\", got {self.beat_dip_on!r}")
         if not isinstance(self.lower_contact, list) or not all(
                 isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.lower_dim for i in self.lower_contact):
             raise ValueError(f"VQVAEConfig.lower_contact must list channels of 0..{self.lower_dim - 1}")

@@ -25,7 +25,7 @@ def gauss_kernel(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
-def smoothed_speed(pos: torch.Tensor, lower: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+def smoothed_speed(pos: torch.Tensor, lower: torch.Tensor, kernel: torch.Tensor, travel: bool = True) -> torch.Tensor:
     """Gaussian-smoothed mean joint speed (m/s) [B, T - 1]; column i between frames i and i + 1.
 
     Args:
@@ -33,10 +33,14 @@ def smoothed_speed(pos: torch.Tensor, lower: torch.Tensor, kernel: torch.Tensor)
         lower: the raw lower vectors [B, T, D] (root horizontal velocity, m/s, in entries 0 and 2: the root's
             travel is added, as the Beat Align Score and beat guidance measure speed).
         kernel: smoothing kernel [2r + 1] (:func:`gauss_kernel`; sigma 2.5 at 30 fps = Bailando's 5 at 60 fps).
+        travel: add the root's horizontal travel (True, as the metrics); False = the body's own speed, the
+            joints relative to the root (``VQVAEConfig.beat_dip_on`` "body").
     """
     step = pos[:, 1:] - pos[:, :-1]
-    root = torch.stack([lower[:, 1:, 0], torch.zeros_like(lower[:, 1:, 0]), lower[:, 1:, 2]], dim=-1) / FPS
-    s = (step + root[:, :, None, :]).norm(dim=-1).mean(-1) * FPS  # [B, T - 1]
+    if travel:
+        root = torch.stack([lower[:, 1:, 0], torch.zeros_like(lower[:, 1:, 0]), lower[:, 1:, 2]], dim=-1) / FPS
+        step = step + root[:, :, None, :]
+    s = step.norm(dim=-1).mean(-1) * FPS  # [B, T - 1]
     k = kernel.to(s.dtype).reshape(1, 1, -1)
     pad = k.shape[-1] // 2
     return F.conv1d(F.pad(s[:, None], (pad, pad), mode="replicate"), k)[:, 0]

@@ -149,7 +149,7 @@ def init_from_vqvae(model: VQVAE, source: Path) -> dict:
     except (FileNotFoundError, ValueError) as exc:
         raise ValueError(f"init_from: {str(exc).splitlines()[0]}") from None
     old, new = asdict(src.cfg), asdict(model.cfg)
-    free = {"beat_dim", "beat_hidden", "w_beat", "beat_radius", "beta", "w_rec", "w_vel", "w_contact", "w_fk",
+    free = {"beat_dim", "beat_hidden", "w_beat", "beat_radius", "beat_dip_on", "beta", "w_rec", "w_vel", "w_contact", "w_fk",
             "w_fk_vel", "w_speed", "dead_usage", "ema_decay"}
     diff = [f"{k} {old[k]} -> {new[k]}" for k in new if k not in free and old[k] != new[k]]
     if src.cfg.beat_dim and src.cfg.beat_dim != model.cfg.beat_dim:
@@ -306,7 +306,8 @@ def train_vqvae(
         dip_loss = None
         if model_cfg.w_beat > 0 and train_beats is not None:
             flags = batch[2][..., BEAT_FLAG] > 0.5  # [B, W] the frames the decoder was told hold a beat
-            dip_loss = beat_dip_loss(smoothed_speed(pos_rec, out["down"], kernel), flags, model_cfg.beat_radius)
+            speed = smoothed_speed(pos_rec, out["down"], kernel, travel=model_cfg.beat_dip_on == "all")
+            dip_loss = beat_dip_loss(speed, flags, model_cfg.beat_radius)
             loss = loss + model_cfg.w_beat * dip_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -97,3 +97,21 @@ def test_beat_dip_loss_is_zero_on_minima_and_pulls_a_dip_onto_the_beat() -> None
     loss.backward()
     assert s.grad is not None and float(s.grad[0, 20]) > 0  # lowering the speed at the beat lowers the loss
     assert float(beat_dip_loss(speed, torch.zeros(1, 41, dtype=torch.bool))) == 0.0  # no beats: nothing
+
+
+def test_body_speed_leaves_out_the_root_travel_and_the_dip_option_is_checked() -> None:
+    up, low = _stepping(seconds=2.0)
+    u, lo = torch.from_numpy(up)[None], torch.from_numpy(low)[None]
+    pos = VectorFK()(u, lo)
+    k = gauss_kernel(2.5)
+    glide = lo.clone()
+    glide[..., 0] += 1.0  # the same body gliding 1 m/s sideways on top
+    body = smoothed_speed(pos, lo, k, travel=False)
+    torch.testing.assert_close(body, smoothed_speed(pos, glide, k, travel=False))  # the travel is not read
+    assert float((smoothed_speed(pos, glide, k) - smoothed_speed(pos, lo, k)).abs().max()) > 0.1  # default: it is
+    own = (pos[:, 1:] - pos[:, :-1]).norm(dim=-1).mean(-1) * 30.0  # joints relative to the root, unsmoothed
+    assert abs(float(body.mean() - own.mean())) < 0.05 * float(own.mean())
+    assert VQVAEConfig().beat_dip_on == "all"  # every older run: the travel is in the dipped speed
+    assert VQVAEConfig.from_dict({"beat_dip_on": "body"}).beat_dip_on == "body"
+    with pytest.raises(ValueError, match="beat_dip_on"):
+        VQVAEConfig(beat_dip_on="root")

@@ -87,3 +87,18 @@ def test_grid_beat_features_flag_the_frames_of_the_rendered_beats() -> None:
     assert grid.shape == tracker.shape == (n, DECODER_BEAT_DIM)
     assert set(np.flatnonzero(grid[:, 2])) == {0, 15, 30, 45, 60, 75}  # the grid (extrapolated back to 0)
     assert not np.array_equal(grid, tracker)
+
+
+def test_body_beat_dip_is_trained_and_saved(tmp_path: Path) -> None:
+    data, beats = _data()
+    cfg = VQTrainConfig(steps=1, batch=2, window=32, threads=1, ckpt_every=1, val_every=1)
+    train_vqvae(data, [], tmp_path / "src", cfg, VQVAEConfig(**SMALL), progress=False)
+    ft = VQTrainConfig(steps=1, batch=2, window=32, threads=1, log_every=1, ckpt_every=1, val_every=1,
+                       init_from=str(tmp_path / "src"), train_only=("dec_up", "dec_down"))
+    dips = {}
+    for on in ("all", "body"):
+        rep = train_vqvae(data, [], tmp_path / on, ft, VQVAEConfig(**SMALL, beat_dim=DECODER_BEAT_DIM, w_beat=1.0,
+                                                                  beat_dip_on=on), progress=False, train_beats=beats)
+        dips[on] = rep["history"][0]["beat_dip"]
+        assert load_vqvae(tmp_path / on).cfg.beat_dip_on == on
+    assert dips["all"] != pytest.approx(dips["body"], rel=1e-3)  # same seed and batch: a different speed is dipped
