@@ -149,8 +149,8 @@ def init_from_vqvae(model: VQVAE, source: Path) -> dict:
     except (FileNotFoundError, ValueError) as exc:
         raise ValueError(f"init_from: {str(exc).splitlines()[0]}") from None
     old, new = asdict(src.cfg), asdict(model.cfg)
-    free = {"beat_dim", "beat_hidden", "w_beat", "beat_radius", "beat_dip_on", "beta", "w_rec", "w_vel", "w_contact", "w_fk",
-            "w_fk_vel", "w_speed", "dead_usage", "ema_decay"}
+    free = {"beat_dim", "beat_hidden", "w_beat", "beat_radius", "beat_dip_on", "beta", "w_rec", "w_vel", "w_contact",
+            "w_fk", "w_fk_vel", "w_speed", "dead_usage", "ema_decay"}
     diff = [f"{k} {old[k]} -> {new[k]}" for k in new if k not in free and old[k] != new[k]]
     if src.cfg.beat_dim and src.cfg.beat_dim != model.cfg.beat_dim:
         diff.append(f"beat_dim {src.cfg.beat_dim} -> {model.cfg.beat_dim}")
