@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,9 @@ def register(sub: Any) -> None:
     e.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
     e.add_argument("--genre-guidance", type=float, default=None, metavar="S", help=GENRE_GUIDANCE_HELP)
     e.add_argument("--text-guidance", type=float, default=None, metavar="S", help=TEXT_GUIDANCE_HELP)
+    e.add_argument("--text-steer", type=float, default=None, metavar="W",
+                   help="with --controls: weight of beat guidance's text attribute term (0: off; default: the model "
+                        "card's sampling.beat_guidance.text_weight)")
     e.add_argument("--model-only", action="store_true",
                    help="generate only the model card's row (skip model_plain and the untrained GPT)")
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
@@ -379,6 +383,8 @@ def _eval_controls(args: argparse.Namespace) -> int:
 
     check_genre_guidance(args.genre_guidance)
     check_text_guidance(args.text_guidance)
+    if args.text_steer is not None and not (math.isfinite(args.text_steer) and args.text_steer >= 0):
+        raise CliError(f"--text-steer must be a finite number >= 0, got {args.text_steer}")
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     if not parts or set(parts) - set(PARTS):
         raise CliError(f"--parts must name some of {', '.join(PARTS)}, got {args.parts!r}")
@@ -388,7 +394,8 @@ def _eval_controls(args: argparse.Namespace) -> int:
         res = evaluate_controls(args.model, val, [(n, u, lo) for n, (u, lo) in zip(names, ref, strict=True)],
                                 pairs=args.pairs, seconds=args.seconds, beat_guidance=args.beat_guidance,
                                 progress=lambda s: log.info("controls: %s", s), parts=parts,
-                                genre_guidance=args.genre_guidance, text_guidance=args.text_guidance)
+                                genre_guidance=args.genre_guidance, text_guidance=args.text_guidance,
+                                text_steer=args.text_steer)
     except (AssemblyError, ValueError) as exc:
         raise CliError(str(exc)) from None
     if args.report is not None:

@@ -20,6 +20,7 @@ decoder state without committing) and in :mod:`engine.train.generate` (offline r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -46,6 +47,12 @@ class GuidanceConfig:
         sigma: Gaussian smoothing of the speed curve, frames at 30 fps (Bailando's 5 at 60 fps).
         tolerance: width of the hit score, frames at 30 fps (BAS's 3 at 60 fps).
         history: committed frames kept per performer for the speed window.
+        text_weight: weight of the text attribute term (0: off). A performer whose text is matched to caption
+            attributes (:mod:`engine.models.text_prompts`, e.g. turn "high") draws candidates on every token,
+            and each candidate scores ``text_weight * direction * z``: ``z`` the candidate's attribute (the
+            measure of :func:`engine.train.captions.frame_measures` over its four frames, rates from the last
+            committed frame) standardised over the candidates, ``direction`` +1 for a "high" class, -1 for
+            "low" (see :func:`steer_targets`).
     """
 
     candidates: int = 16
@@ -54,10 +61,13 @@ class GuidanceConfig:
     sigma: float = 2.5
     tolerance: float = 1.5
     history: int = 8
+    text_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1:
             raise ValueError(f"invalid beat guidance settings {self}")
+        if not (math.isfinite(self.text_weight) and self.text_weight >= 0):
+            raise ValueError(f"beat guidance text_weight must be a finite number >= 0, got {self.text_weight!r}")
 
     @property
     def enabled(self) -> bool:
@@ -75,7 +85,8 @@ class GuidanceConfig:
         d = cls()
         return cls(candidates=int(block.get("candidates", d.candidates)), weight=float(block.get("weight", d.weight)),
                    back=int(block.get("back", d.back)), sigma=float(block.get("sigma", d.sigma)),
-                   tolerance=float(block.get("tolerance", d.tolerance)), history=int(block.get("history", d.history)))
+                   tolerance=float(block.get("tolerance", d.tolerance)), history=int(block.get("history", d.history)),
+                   text_weight=float(block.get("text_weight", d.text_weight)))
 
     def with_candidates(self, n: int) -> GuidanceConfig:
         """These settings with ``n`` candidates (``n`` <= 1: off; from off: the default settings)."""
@@ -84,9 +95,16 @@ class GuidanceConfig:
         base = self if self.enabled else GuidanceConfig()
         return replace(base, candidates=int(n))
 
+    def with_text_weight(self, w: float) -> GuidanceConfig:
+        """These settings with the text attribute term's weight ``w`` (no effect while guidance is off)."""
+        return replace(self, text_weight=float(w))
+
     def to_card(self) -> dict:
-        return {"candidates": self.candidates, "weight": self.weight, "back": self.back, "sigma": self.sigma,
-                "tolerance": self.tolerance, "history": self.history}
+        out = {"candidates": self.candidates, "weight": self.weight, "back": self.back, "sigma": self.sigma,
+               "tolerance": self.tolerance, "history": self.history}
+        if self.text_weight:
+            out["text_weight"] = self.text_weight
+        return out
 
 
 OFF = GuidanceConfig(candidates=1, weight=0.0)
@@ -221,9 +239,10 @@ class BeatGuide:
             out += np.exp(-(d**2) / tol2)
         return out
 
-    def beat_scores_batch(self, states: list[GuideState], beats: list[list[int]], cand_up: np.ndarray,
-                          cand_down: np.ndarray) -> np.ndarray:
-        """Hit scores [P, C] for P performers' candidates (cand_* [P, C, 4, D] raw decoded frames).
+    def _candidate_positions(self, states: list[GuideState], cand_up: np.ndarray, cand_down: np.ndarray
+                             ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Positions [P, C, 4, K, 3] of P performers' candidates (cand_* [P, C, 4, D]) and of each performer's
+        committed history frames ([H, K, 3] or None).
 
         One forward-kinematics call in all (every candidate frame and every history frame together), whatever
         P is: at batch 1 the call's fixed overhead is most of its cost.
@@ -238,14 +257,70 @@ class BeatGuide:
         flat = self._positions(cu, cd)  # [P*C*4 + sum H, K, 3]
         n_cand = p_ * c_ * cand_up.shape[2]
         pos = flat[:n_cand].reshape(p_, c_, cand_up.shape[2], *flat.shape[1:])  # [P, C, 4, K, 3]
-        hist_all = flat[n_cand:] if sum(lens) else None  # [sum H, K, 3]
-        out = np.zeros((p_, c_))
-        at = 0
+        hists: list[np.ndarray | None] = []
+        at = n_cand
+        for n in lens:
+            hists.append(flat[at : at + n] if n else None)
+            at += n
+        return pos, hists
+
+    def _hit_scores(self, states: list[GuideState], beats: list[list[int]], pos: np.ndarray,
+                    hists: list[np.ndarray | None], cand_down: np.ndarray) -> np.ndarray:
+        out = np.zeros(pos.shape[:2])
         for i, st in enumerate(states):
-            hist = None if hist_all is None else hist_all[at : at + lens[i]]
-            at += lens[i]
-            speed = self._speed(pos[i], cand_down[i][:, :, [0, 2]], hist, st.hist_down[:, [0, 2]])
-            out[i] = self._hits(speed, st.frames - lens[i], beats[i])
+            if not beats[i]:
+                continue
+            h = hists[i]
+            speed = self._speed(pos[i], cand_down[i][:, :, [0, 2]], h, st.hist_down[:, [0, 2]])
+            out[i] = self._hits(speed, st.frames - (0 if h is None else len(h)), beats[i])
+        return out
+
+    def beat_scores_batch(self, states: list[GuideState], beats: list[list[int]], cand_up: np.ndarray,
+                          cand_down: np.ndarray) -> np.ndarray:
+        """Hit scores [P, C] for P performers' candidates (cand_* [P, C, 4, D] raw decoded frames)."""
+        pos, hists = self._candidate_positions(states, cand_up, cand_down)
+        return self._hit_scores(states, beats, pos, hists, cand_down)
+
+    def attribute_values(self, state: GuideState, pos: np.ndarray, hist: np.ndarray | None, cand_down: np.ndarray
+                         ) -> np.ndarray:
+        """The caption attributes [C, 5] (speed, turn, travel, arm, steps; :func:`engine.train.captions.
+        frame_measures`) of one performer's candidates over their four frames: pos [C, 4, K, 3] root-relative,
+        cand_down [C, 4, Dl]; the last committed frame (``hist``'s newest, when there is one) gives the rates
+        of the first candidate frame."""
+        from engine.train.captions import frame_measures
+
+        n = pos.shape[1]
+        if hist is not None and len(hist):
+            pos = np.concatenate([np.broadcast_to(hist[-1:], (len(pos), *hist.shape[1:])), pos], axis=1)
+            cand_down = np.concatenate([np.broadcast_to(state.hist_down[-1:], (len(pos), 1, cand_down.shape[-1])),
+                                        cand_down], axis=1)
+        first = pos.shape[1] - n
+        world = np.array(pos, np.float64)
+        # Root translation: the lower vector's root velocity (x, z, m/s), integrated as in ``_speed``.
+        disp = np.zeros((len(pos), pos.shape[1], 2))
+        disp[:, 1:] = np.cumsum(cand_down[:, 1:, [0, 2]], axis=1) / _FPS
+        world[..., 0] += disp[:, :, None, 0]
+        world[..., 2] += disp[:, :, None, 1]
+        out = np.empty((len(pos), 5))
+        for c in range(len(pos)):
+            m = frame_measures(world[c], np.asarray(cand_down[c], np.float64), _FPS)
+            out[c] = (m.cum[-1] - m.cum[first]) / n
+        return out
+
+    def text_scores_batch(self, states: list[GuideState], targets: list[tuple[tuple[int, float], ...]],
+                          pos: np.ndarray, hists: list[np.ndarray | None], cand_down: np.ndarray) -> np.ndarray:
+        """Attribute scores [P, C]: per target (attribute column, direction +-1), the candidates' attribute
+        standardised over the performer's candidates, times the direction, summed (0 for no targets)."""
+        out = np.zeros(pos.shape[:2])
+        for i, st in enumerate(states):
+            if not targets[i]:
+                continue
+            vals = self.attribute_values(st, pos[i], hists[i], cand_down[i])
+            for col, sign in targets[i]:
+                v = vals[:, col]
+                sd = float(v.std())
+                if sd > 1e-9:
+                    out[i] += sign * (v - v.mean()) / sd
         return out
 
     def beat_scores(
@@ -255,21 +330,42 @@ class BeatGuide:
         return self.beat_scores_batch([state], [beats], cand_up[None], cand_down[None])[0]
 
     def choose_batch(self, states: list[GuideState], beats: list[list[int]], cand_up: np.ndarray,
-                     cand_down: np.ndarray, logp: np.ndarray) -> list[int]:
-        """The winning candidate pair of each performer (cand_* [P, C, 4, D], logp [P, C]).
+                     cand_down: np.ndarray, logp: np.ndarray,
+                     targets: list[tuple[tuple[int, float], ...]] | None = None) -> list[int]:
+        """The winning candidate pair of each performer (cand_* [P, C, 4, D], logp [P, C]); ``targets``: each
+        performer's text attribute targets (:func:`steer_targets`; None or empty: no text term).
 
         Pairs, not all pairings of C upper and C lower draws: the speed curve is dominated by the lower
         body and the root, so C x C pairings score about like C pairs (measured: 8 x 8 pairings gave BAS
         0.30 where 32 pairs gave 0.39) while the decode cost follows the number of rows.
         """
-        score = np.asarray(logp, np.float64) + self.cfg.weight * self.beat_scores_batch(states, beats, cand_up,
-                                                                                       cand_down)
+        pos, hists = self._candidate_positions(states, cand_up, cand_down)
+        score = np.asarray(logp, np.float64) + self.cfg.weight * self._hit_scores(states, beats, pos, hists,
+                                                                                  cand_down)
+        if targets is not None and self.cfg.text_weight > 0 and any(targets):
+            score = score + self.cfg.text_weight * self.text_scores_batch(states, targets, pos, hists, cand_down)
         return [int(k) for k in np.argmax(score, axis=1)]
 
     def choose(self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray,
-               logp: np.ndarray) -> int:
+               logp: np.ndarray, targets: tuple[tuple[int, float], ...] = ()) -> int:
         """:meth:`choose_batch` for one performer (cand_* [C, 4, D], logp [C])."""
-        return self.choose_batch([state], [beats], cand_up[None], cand_down[None], np.asarray(logp)[None])[0]
+        return self.choose_batch([state], [beats], cand_up[None], cand_down[None], np.asarray(logp)[None],
+                                 [targets])[0]
+
+
+#: Column of each matched attribute in :func:`engine.train.captions.frame_measures` (speed, turn, travel, arm,
+#: steps).
+ATTRIBUTE_COLUMNS: dict[str, int] = {"speed": 0, "turn": 1, "travel": 2, "arm": 3, "steps": 4}
+
+
+def steer_targets(classes: Mapping[str, str]) -> tuple[tuple[int, float], ...]:
+    """(attribute column, direction) of the attribute classes a text names (``PromptMatcher.classes``): +1 for
+    "high", -1 for "low"; other classes (speed "mid") and attributes steer nothing."""
+    out = []
+    for attr, cls in classes.items():
+        if attr in ATTRIBUTE_COLUMNS and cls in ("low", "high"):
+            out.append((ATTRIBUTE_COLUMNS[attr], 1.0 if cls == "high" else -1.0))
+    return tuple(out)
 
 
 def pack_candidates(cu: torch.Tensor, cd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:

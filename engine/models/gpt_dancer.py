@@ -11,7 +11,7 @@ The result is joint-local quaternions of the full CMU skeleton, ready for the pl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from engine.models.beat_guidance import (
     GuideState,
     candidate_logp,
     pack_candidates,
+    steer_targets,
 )
 from engine.models.conditioning import (
     COND_DIM,
@@ -90,6 +91,13 @@ MIN_GUIDED_CANDIDATES = 4
 #: histories, 17 KB per token for the shipped VQ-VAE, foot locking, root, guidance memory). Deeper rewinds restart
 #: the decoder (the playout blends over the seam). :meth:`DanceGenerator.keep_rewinds` changes it (0: nothing kept).
 REWIND_TOKENS = REWIND_STEPS
+
+
+def _default_classes(embedding: np.ndarray) -> Mapping[str, str]:
+    """The attribute classes the bundled prompt matcher reads in a text embedding (the text term's default)."""
+    from engine.models.text_prompts import default_matcher
+
+    return default_matcher().classes(embedding)
 
 
 def cache_rows(performers: int, genre_guidance: float | None = None, text_guidance: float | None = None) -> int:
@@ -284,6 +292,10 @@ class DanceGenerator:
             (:data:`ENERGY_SHARE`; 0: the energy is amplified with the genre, 1: not guided).
         text_prompts: how the model reads a text (its ``capabilities.text_prompts``; the card's, see
             :attr:`engine.models.dance_model.DanceModel.text_prompts`); the embedding is made by the caller.
+        text_classes: ``embedding [D] -> {attribute: class}``, the caption attribute classes a performer's text
+            embedding names, for the text term of beat guidance (``guidance.text_weight`` > 0); None: the bundled
+            matcher's (:meth:`engine.models.text_prompts.PromptMatcher.classes`) for models that read prompts as
+            "attributes", nothing for "sentence" models (no text term).
         text_baseline: a sentence embedding the unconditional row carries while a performer has a text (None:
             none), or a function that makes it (called once, when a performer first has a text under guidance).
             Under genre guidance the text is then amplified as its departure from this baseline (e.g. the mean
@@ -300,8 +312,13 @@ class DanceGenerator:
                  switch_boost: tuple[float, int] = SWITCH_BOOST, rewrite_tokens: int | None = REWRITE_TOKENS,
                  text_share: float | None = None, switch_context: int | None = SWITCH_CONTEXT,
                  energy_range: tuple[float, float] = ENERGY_RANGE,
-                 text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None) -> None:
+                 text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None,
+                 text_classes: Callable[[np.ndarray], Mapping[str, str]] | None = None) -> None:
         self.text_baseline = text_baseline
+        if text_classes is None and text_prompts == "attributes" and guidance.enabled and guidance.text_weight > 0:
+            text_classes = _default_classes
+        self.text_classes = text_classes if guidance.enabled and guidance.text_weight > 0 else None
+        self._targets: dict[bytes, tuple[tuple[int, float], ...]] = {}  # text embedding -> steer targets
         # A model that reads the sentence as it is (not trained on measured captions) has its text unguided: the
         # shipped GPT's text amplified 8x made its dances unnatural (FID_k 10-30x the uncontrolled's).
         self.text_share = (1.0 if text_prompts == "sentence" else 0.0) if text_share is None else text_share
@@ -857,10 +874,14 @@ class DanceGenerator:
         """
         assert self.guide is not None
         steered: list[tuple[int, list[int]]] = []
+        targets: dict[int, tuple[tuple[int, float], ...]] = {}
         for i, p in enumerate(ps):
             if p.guide is not None:
                 near = p.guide.observe(cond_b[i])
-                if near:
+                tg = self._steer_targets(p)
+                if tg:
+                    targets[i] = tg
+                if near or tg:  # a text attribute steers every token, the beats only the tokens near one
                     steered.append((i, near))
         if not steered:
             return {}
@@ -904,7 +925,7 @@ class DanceGenerator:
             assert g is not None
             states.append(g)
         best = self.guide.choose_batch(states, [near for _, near, _, _ in todo], np.stack(cand_u), np.stack(cand_d),
-                                       np.stack(logp))
+                                       np.stack(logp), [targets.get(i, ()) for i, _, _, _ in todo])
         won_up = np.empty(len(todo), np.int64)  # peek entry holding each winner's upper / lower decode
         won_down = np.empty(len(todo), np.int64)
         out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -918,6 +939,20 @@ class DanceGenerator:
                                    torch.from_numpy(won_up), torch.from_numpy(won_down))
         self.guided_tokens += len(todo)
         return out
+
+    def _steer_targets(self, p: Performer) -> tuple[tuple[int, float], ...]:
+        """The text attribute targets of a performer's text (:func:`engine.models.beat_guidance.steer_targets`;
+        empty without a text or text term). Cached per embedding: the same text always steers the same way."""
+        text = p.controls.text
+        if self.text_classes is None or text is None:
+            return ()
+        key = np.asarray(text, np.float32).tobytes()
+        got = self._targets.get(key)
+        if got is None:
+            if len(self._targets) >= 256:
+                self._targets.clear()
+            got = self._targets[key] = steer_targets(self.text_classes(np.asarray(text, np.float32)))
+        return got
 
     def _frames(self, p: Performer, upper: np.ndarray, lower: np.ndarray) -> StepFrames:
         """Model vectors of one token (upper [4, 72], lower [4, 61]) -> root + full-skeleton quaternions.

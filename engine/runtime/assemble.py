@@ -48,6 +48,8 @@ class ModelSpec:
         genre, text, energy, temperature, top_k: starting controls (None: the model card's sampling settings;
             energy None: unset).
         beat_guidance: candidates near predicted beats (0: plain sampling; None: the model card's).
+        text_steer: weight of beat guidance's text attribute term (0: off; None: the model card's
+            ``sampling.beat_guidance.text_weight``); needs beat guidance.
         max_repeat: the repetition guard, longest run of one token (0: off; None: the model card's).
         genre_guidance: classifier-free genre guidance scale (1: off; None: the model card's).
         text_guidance: separate text guidance scale (a third GPT row per performer with a text; None: the model
@@ -73,6 +75,7 @@ class ModelSpec:
     temperature: float | None = None
     top_k: int | None = None
     beat_guidance: int | None = None
+    text_steer: float | None = None
     max_repeat: int | None = None
     genre_guidance: float | None = None
     text_guidance: float | None = None
@@ -192,6 +195,11 @@ def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
     temp = dm.temperature if spec.temperature is None else spec.temperature
     k = (dm.top_k or 0) if spec.top_k is None else spec.top_k
     guidance = dm.beat_guidance if spec.beat_guidance is None else dm.beat_guidance.with_candidates(spec.beat_guidance)
+    if spec.text_steer is not None:
+        try:
+            guidance = guidance.with_text_weight(spec.text_steer)
+        except ValueError as exc:
+            raise AssemblyError(str(exc)) from None
     max_repeat = dm.max_repeat if spec.max_repeat is None else spec.max_repeat
     try:
         gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock,

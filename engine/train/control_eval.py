@@ -77,11 +77,13 @@ class Renderer:
     """Renders dances with the live generator of a model folder, one performer, re-seeded per dance."""
 
     def __init__(self, model_dir: Path | None, beat_guidance: int | None = None,
-                 genre_guidance: float | None = None, text_guidance: float | None = None) -> None:
+                 genre_guidance: float | None = None, text_guidance: float | None = None,
+                 text_steer: float | None = None) -> None:
         from engine.runtime.assemble import ModelSpec, build_model
 
         self.model = build_model(ModelSpec(model=model_dir, decode="torch", beat_guidance=beat_guidance,
-                                           genre_guidance=genre_guidance, text_guidance=text_guidance))
+                                           genre_guidance=genre_guidance, text_guidance=text_guidance,
+                                           text_steer=text_steer))
         self.gen: Any = self.model
         self.pid = self.model.performer_ids()[0]
         self.skel = self.model.skeleton
@@ -236,12 +238,13 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
                       pairs: int = 12, seconds: float = 12.0, beat_guidance: int | None = None, held_out: bool = True,
                       progress: Callable[[str], None] | None = None,
                       parts: tuple[str, ...] = PARTS, genre_guidance: float | None = None,
-                      text_guidance: float | None = None) -> dict[str, Any]:
+                      text_guidance: float | None = None, text_steer: float | None = None) -> dict[str, Any]:
     """Every control's measures (see the module doc). ``reference`` = (name, upper, lower) training takes;
     ``parts`` picks some of :data:`PARTS` (the uncontrolled dances are always rendered); ``beat_guidance``,
-    ``genre_guidance`` and ``text_guidance`` override the model card's (None: the card's)."""
+    ``genre_guidance``, ``text_guidance`` and ``text_steer`` (beat guidance's text term weight) override the
+    model card's (None: the card's)."""
     say = progress or (lambda s: None)
-    r = Renderer(model_dir, beat_guidance, genre_guidance, text_guidance)
+    r = Renderer(model_dir, beat_guidance, genre_guidance, text_guidance, text_steer)
     caps = r.model.capabilities
     clips = _clips(val, pairs, seconds)
     ref_pos = [points(u, lo) for _, u, lo in reference]
@@ -249,6 +252,7 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
     ref = (ref_k, ref_k)
     out: dict[str, Any] = {"pairs": pairs, "seconds": seconds, "genre_guidance": getattr(r.gen, "genre_guidance", None),
                            "text_guidance": getattr(r.gen, "text_guidance", None),
+                           "text_steer": getattr(getattr(r.gen, "guidance", None), "text_weight", None),
                            "capabilities": {
         "energy": caps.energy, "text": caps.text, "keyframes": caps.keyframes, "n_genres": caps.n_genres}}
 
