@@ -291,7 +291,7 @@ class BeatGuide:
 
         n = pos.shape[1]
         if hist is not None and len(hist):
-            pos = np.concatenate([np.broadcast_to(hist[-1:], (len(pos), *hist.shape[1:])), pos], axis=1)
+            pos = np.concatenate([np.broadcast_to(hist[-1:][None], (len(pos), 1, *hist.shape[1:])), pos], axis=1)
             cand_down = np.concatenate([np.broadcast_to(state.hist_down[-1:], (len(pos), 1, cand_down.shape[-1])),
                                         cand_down], axis=1)
         first = pos.shape[1] - n

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.models.beat_guidance import OFF, BeatGuide, GuidanceConfig, beat_frames
+from engine.models.beat_guidance import OFF, BeatGuide, GuidanceConfig, beat_frames, steer_targets
 from engine.models.conditioning import sequence_conditions
 from engine.models.pose_repr import LOWER_DIM, UPPER_DIM
 
@@ -101,3 +101,43 @@ def test_packed_rows_cover_every_candidate_with_the_fewest_decodes() -> None:
     # each decoder decodes its own distinct tokens: 2 upper (5, 9), 3 lower (1, 2, 3)
     assert len(ru) == 2 and len(rd) == 3
     assert torch.equal(ru[iu], cu) and torch.equal(rd[idn], cd)
+
+
+def _turning(rate: float, n: int = 4, start: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A standing pose whose hip turns at ``rate`` radians per frame from heading ``start``."""
+    up, low = _frames(np.zeros(n))
+    th = start + rate * np.arange(1, n + 1)
+    low[:, 3:9] = np.stack([np.cos(th), np.zeros(n), -np.sin(th), np.zeros(n), np.ones(n), np.zeros(n)], -1)
+    return up, low
+
+
+def test_steer_targets_name_the_measured_column_and_direction() -> None:
+    assert steer_targets({"turn": "high"}) == ((1, 1.0),)
+    assert steer_targets({"turn": "low", "arm": "high"}) == ((1, -1.0), (3, 1.0))
+    assert steer_targets({"speed": "mid"}) == () and steer_targets({}) == ()
+    cfg = GuidanceConfig.from_card({"candidates": 8, "text_weight": 2})
+    assert cfg.text_weight == 2.0 and GuidanceConfig.from_card(cfg.to_card()) == cfg
+    assert "text_weight" not in GuidanceConfig(candidates=8).to_card()  # cards without the term stay as they were
+    with pytest.raises(ValueError, match="text_weight"):
+        GuidanceConfig(text_weight=-1.0)
+
+
+def test_the_text_term_prefers_the_asked_turn_rate() -> None:
+    """Under "spinning" (turn high) the candidate whose hip yaws fastest wins, under "no turns" the stillest;
+    the rate of the first candidate frame is measured from the last committed frame."""
+    guide = BeatGuide(GuidanceConfig(candidates=3, weight=20.0, text_weight=2.0))
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_turning(0.0))
+    cand = [_turning(r) for r in (0.02, 0.15, 0.05)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    pos, hists = guide._candidate_positions([state], cu[None], cd[None])
+    vals = guide.attribute_values(state, pos[0], hists[0], cd)
+    np.testing.assert_allclose(vals[:, 1], np.degrees([0.02, 0.15, 0.05]) * 30.0, rtol=1e-6)
+    logp = np.array([0.0, -1.0, 0.0])  # the fast turn is the least likely draw
+    assert guide.choose(state, [], cu, cd, logp, targets=steer_targets({"turn": "high"})) == 1
+    assert guide.choose(state, [], cu, cd, logp, targets=steer_targets({"turn": "low"})) == 0
+    # No target, or weight 0: the log-probability alone decides (the first of the likeliest).
+    assert guide.choose(state, [], cu, cd, logp) == 0
+    off = BeatGuide(GuidanceConfig(candidates=3, weight=20.0))
+    assert off.choose(state, [], cu, cd, np.array([-1.0, -2.0, 0.0]), targets=steer_targets({"turn": "high"})) == 2
