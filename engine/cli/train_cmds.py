@@ -22,6 +22,9 @@ from engine.cli.staging_args import add_staging_arguments, staging_config
 
 log = logging.getLogger(__name__)
 
+TEXT_STEER_HELP = ("weight of beat guidance's text attribute term: candidates scored by the attribute a prompt names "
+                   "(0: off; default: the model card's sampling.beat_guidance.text_weight)")
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train the dance models (VQ-VAE, then GPT)")
@@ -76,9 +79,7 @@ def register(sub: Any) -> None:
     e.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
     e.add_argument("--genre-guidance", type=float, default=None, metavar="S", help=GENRE_GUIDANCE_HELP)
     e.add_argument("--text-guidance", type=float, default=None, metavar="S", help=TEXT_GUIDANCE_HELP)
-    e.add_argument("--text-steer", type=float, default=None, metavar="W",
-                   help="with --controls: weight of beat guidance's text attribute term (0: off; default: the model "
-                        "card's sampling.beat_guidance.text_weight)")
+    e.add_argument("--text-steer", type=float, default=None, metavar="W", help=TEXT_STEER_HELP + " (with --controls)")
     e.add_argument("--model-only", action="store_true",
                    help="generate only the model card's row (skip model_plain and the untrained GPT)")
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
@@ -117,6 +118,7 @@ def register(sub: Any) -> None:
     g.add_argument("--max-repeat", type=int, default=None, metavar="N", help=MAX_REPEAT_HELP)
     g.add_argument("--genre-guidance", type=float, default=None, metavar="S", help=GENRE_GUIDANCE_HELP)
     g.add_argument("--text-guidance", type=float, default=None, metavar="S", help=TEXT_GUIDANCE_HELP)
+    g.add_argument("--text-steer", type=float, default=None, metavar="W", help=TEXT_STEER_HELP)
     g.add_argument("--couple", action="store_true",
                    help="a salsa couple: writes OUT with _lead and _follow before the suffix (two BVH files, one "
                         "per dancer, in one world frame); the model folder must hold a follower")
@@ -383,8 +385,7 @@ def _eval_controls(args: argparse.Namespace) -> int:
 
     check_genre_guidance(args.genre_guidance)
     check_text_guidance(args.text_guidance)
-    if args.text_steer is not None and not (math.isfinite(args.text_steer) and args.text_steer >= 0):
-        raise CliError(f"--text-steer must be a finite number >= 0, got {args.text_steer}")
+    _check_text_steer(args.text_steer)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     if not parts or set(parts) - set(PARTS):
         raise CliError(f"--parts must name some of {', '.join(PARTS)}, got {args.parts!r}")
@@ -419,6 +420,20 @@ def _reference(data: Path | None) -> tuple[list[str], list]:
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
     return [n for n, _, _ in rows], [(u, lo) for _, u, lo in rows]
+
+
+def _check_text_steer(w: float | None) -> None:
+    if w is not None and not (math.isfinite(w) and w >= 0):
+        raise CliError(f"--text-steer must be a finite number >= 0, got {w}")
+
+
+def _apply_text_steer(model: Any, w: float | None) -> None:
+    """``--text-steer W`` over the model card's beat guidance (None: keep the card's)."""
+    if w is None:
+        return
+    _check_text_steer(w)
+    cfg = model.beat_guidance.with_text_weight(w)
+    model.card.setdefault("sampling", {})["beat_guidance"] = cfg.to_card() if cfg.enabled else None
 
 
 def _apply_guidance(model: Any, candidates: int | None) -> None:
@@ -470,6 +485,7 @@ def _generate(args: argparse.Namespace) -> int:
         return _generate_controlled(args, audio, sr)
     model = _load_model(Path(args.model) if args.model else None)
     _apply_guidance(model, args.beat_guidance)
+    _apply_text_steer(model, args.text_steer)
     _apply_max_repeat(model, args.max_repeat)
     _apply_genre_guidance(model, args.genre_guidance)
     _apply_text_guidance(model, args.text_guidance)
@@ -501,7 +517,7 @@ def _generate_controlled(args: argparse.Namespace, audio: Any, sr: int) -> int:
                                      text=args.text, energy=args.energy, keyframes=kfs, seconds=args.seconds,
                                      seed=args.seed, temperature=args.temperature, beat_guidance=args.beat_guidance,
                                      max_repeat=args.max_repeat, genre_guidance=args.genre_guidance,
-                                     text_guidance=args.text_guidance)
+                                     text_guidance=args.text_guidance, text_steer=args.text_steer)
     except (AssemblyError, ValueError) as exc:
         raise CliError(str(exc)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)

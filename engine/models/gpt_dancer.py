@@ -100,6 +100,12 @@ def _default_classes(embedding: np.ndarray) -> Mapping[str, str]:
     return default_matcher().classes(embedding)
 
 
+def text_classes_for(text_prompts: str) -> Callable[[np.ndarray], Mapping[str, str]] | None:
+    """The ``text_classes`` of beat guidance's text term for a model reading prompts as ``text_prompts``: the
+    bundled matcher's for "attributes", none (no text term) for "sentence"."""
+    return _default_classes if text_prompts == "attributes" else None
+
+
 def cache_rows(performers: int, genre_guidance: float | None = None, text_guidance: float | None = None) -> int:
     """Backend cache rows ``performers`` need: two each under genre guidance (conditional + unconditional),
     three with a separate text guidance scale (+ the genre-only row)."""
@@ -315,8 +321,8 @@ class DanceGenerator:
                  text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None,
                  text_classes: Callable[[np.ndarray], Mapping[str, str]] | None = None) -> None:
         self.text_baseline = text_baseline
-        if text_classes is None and text_prompts == "attributes" and guidance.enabled and guidance.text_weight > 0:
-            text_classes = _default_classes
+        if text_classes is None:
+            text_classes = text_classes_for(text_prompts)
         self.text_classes = text_classes if guidance.enabled and guidance.text_weight > 0 else None
         self._targets: dict[bytes, tuple[tuple[int, float], ...]] = {}  # text embedding -> steer targets
         # A model that reads the sentence as it is (not trained on measured captions) has its text unguided: the

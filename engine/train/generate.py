@@ -75,7 +75,7 @@ def sample_dance(
     ``max_repeat`` default to the card's (``max_repeat`` 0: no guard), and so does ``genre_guidance`` (1: off;
     on, the generator's unconditional row makes the backend batch 2).
     """
-    from engine.models.gpt_dancer import DanceGenerator, cache_rows
+    from engine.models.gpt_dancer import DanceGenerator, cache_rows, text_classes_for
     from engine.models.protocol import Controls
     from export.torch_backend import TorchBackend
 
@@ -86,7 +86,8 @@ def sample_dance(
     gen = DanceGenerator(TorchBackend(model.gpt, capacity=cache_rows(1, gg, tg), device="cpu"), model.vq, seed=seed,
                          foot_lock=model.foot_lock, guidance=model.beat_guidance if guidance is None else guidance,
                          max_repeat=model.max_repeat if max_repeat is None else max_repeat, genre_guidance=gg,
-                         text_guidance=tg, **model.generator_options())
+                         text_guidance=tg, **model.generator_options(),
+                         text_classes=text_classes_for(model.text_prompts))  # beat guidance's text term, as live
     gen.keep_rewinds(0)  # nothing rewinds an offline render: keep no state for it
     p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temp, top_k=k or 0)))
     n = len(cond)
@@ -237,7 +238,7 @@ def render_controlled(
     model_dir: Path | None, audio: np.ndarray, sr: int, genre: str = "salsa", text: str | None = None,
     energy: float | None = None, keyframes: tuple[KeyframeSpec, ...] = (), seconds: float | None = None,
     seed: int = 0, temperature: float | None = None, beat_guidance: int | None = None, max_repeat: int | None = None,
-    genre_guidance: float | None = None, text_guidance: float | None = None,
+    genre_guidance: float | None = None, text_guidance: float | None = None, text_steer: float | None = None,
 ) -> tuple[Motion, list[float]]:
     """A dance with controls, rendered by the live model at batch 1 (``engine.runtime.offline.render``):
     the same generator, energy input, keyframe slots and in-betweening as ``play``/``live``.
@@ -247,7 +248,8 @@ def render_controlled(
 
     model = build_model(ModelSpec(model=model_dir, genre=genre or "salsa", text=text, energy=energy, seed=seed,
                                   temperature=temperature, beat_guidance=beat_guidance, max_repeat=max_repeat,
-                                  genre_guidance=genre_guidance, text_guidance=text_guidance, decode="torch"))
+                                  genre_guidance=genre_guidance, text_guidance=text_guidance, decode="torch",
+                                  text_steer=text_steer))
     pid = model.performer_ids()[0]
     for kf in keyframes:
         if not model.capabilities.keyframes:

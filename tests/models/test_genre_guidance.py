@@ -220,3 +220,29 @@ def test_a_text_baseline_changes_nothing_without_a_text() -> None:
 
     assert run(base, None) == run(None, None)
     assert run(base, text) != run(None, text)
+
+
+def test_offline_equals_live_with_the_text_term(tmp_path: Path) -> None:
+    """Beat guidance's text term (``text_weight``, a prompt matched to caption attributes) steers the offline
+    render and the live generator alike."""
+    from engine.models.text_prompts import prompt_embedder
+    from engine.runtime.assemble import ModelSpec, build_model
+
+    d = _model_dir(tmp_path, {"text_prompts": "attributes", "beat_guidance": {"candidates": 8, "text_weight": 2.0}})
+    model = load_dance_model(d)
+    cond = _cond(12)
+    text = prompt_embedder("attributes")(["spinning"])[0]
+    offline = sample_dance(model, cond, 1, text, seed=5)
+    staged = build_model(ModelSpec(model=d, backend="torch", decode="torch", seed=5, genre="salsa", text="spinning"))
+    gen = getattr(staged, "inner", staged)
+    assert isinstance(gen, DanceGenerator)
+    p = gen.get(gen.performer_ids()[0])
+    live = []
+    for row in cond:
+        gen.step(row)
+        live.append((int(p.tok_up[-1]), int(p.tok_down[-1])))
+    assert [(int(u), int(w)) for u, w in zip(offline.tokens_up, offline.tokens_down, strict=True)] == live
+    assert gen.guided_tokens == len(cond)  # every token steered by the text
+    off = sample_dance(model, cond, 1, text, seed=5, guidance=model.beat_guidance.with_text_weight(0.0))
+    assert not np.array_equal(off.tokens_up, offline.tokens_up) or not np.array_equal(off.tokens_down,
+                                                                                    offline.tokens_down)

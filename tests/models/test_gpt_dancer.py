@@ -245,3 +245,60 @@ def test_a_beat_conditioned_decoder_gets_each_performers_predicted_phase_live_an
         got = np.concatenate(seen[i])
         assert np.allclose(got, ref_u[0].numpy(), atol=1e-4)
         assert not np.allclose(got, other_u[0].numpy(), atol=1e-3)  # the features matter
+
+
+def _text_gen(text_weight: float, classes: dict[str, str]) -> DanceGenerator:
+    from engine.models.beat_guidance import GuidanceConfig
+    from engine.models.protocol import Controls
+
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, text_dim=16)).eval()
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
+    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0,
+                         guidance=GuidanceConfig(candidates=8, text_weight=text_weight),
+                         text_classes=lambda emb: classes)
+    text = np.linspace(-1.0, 1.0, 16).astype(np.float32)
+    gen.add_performer(Controls(text=text))
+    gen.add_performer()  # no text: never steered by the text term
+    return gen
+
+
+def _tokens(gen: DanceGenerator, n: int) -> list[tuple[int, int, int, int]]:
+    cond = np.zeros((n, gen.backend.config.cond_dim), np.float32)  # no tempo belief: no beat is ever near
+    out = []
+    for t in range(n):
+        gen.step(cond[t])
+        a, b = gen.get(0), gen.get(1)
+        out.append((int(a.tok_up[-1]), int(a.tok_down[-1]), int(b.tok_up[-1]), int(b.tok_down[-1])))
+    return out
+
+
+def test_the_text_term_steers_only_performers_with_a_matched_text_and_weight_0_changes_nothing() -> None:
+    plain = _text_gen(0.0, {"turn": "high"})
+    ref = _tokens(plain, 6)
+    assert plain.guided_tokens == 0  # no beats, no text term: plain sampling
+    assert _tokens(_text_gen(3.0, {}), 6) == ref  # a text that names no attribute steers nothing
+    assert _tokens(_text_gen(3.0, {"speed": "mid"}), 6) == ref
+    steered = _text_gen(3.0, {"turn": "high"})
+    got = _tokens(steered, 6)
+    assert steered.guided_tokens == 6  # every token of performer 0, none of performer 1
+    assert [g[:2] for g in got] != [r[:2] for r in ref]
+
+
+def test_a_rewind_under_the_text_term_continues_exactly() -> None:
+    """Rewound by 3 tokens with the random stream put back, a text-steered performer redraws exactly the tokens
+    of one that never drew the discarded ones."""
+    a, b = _text_gen(3.0, {"turn": "low"}), _text_gen(3.0, {"turn": "low"})
+    cond = np.random.default_rng(0).normal(size=(8, a.backend.config.cond_dim)).astype(np.float32)
+    for t in range(8):
+        a.step(cond[t])
+    for t in range(5):
+        b.step(cond[t])
+    a.rewind(0, 3)
+    a.get(0).rng.set_state(b.get(0).rng.get_state())
+    for t in range(5, 8):
+        fa, fb = a.step(cond[t], [0]), b.step(cond[t], [0])
+        assert (int(a.get(0).tok_up[-1]), int(a.get(0).tok_down[-1])) == (int(b.get(0).tok_up[-1]),
+                                                                          int(b.get(0).tok_down[-1]))
+        np.testing.assert_allclose(fa[0].quat, fb[0].quat, atol=1e-5)
+    assert a.guided_tokens >= 8  # every step of performer 0 was steered
