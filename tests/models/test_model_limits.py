@@ -91,6 +91,8 @@ def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
     {"sampling": {"energy": {"range": [0.0, 2.0]}}},
     {"sampling": {"energy": {"range": 0.5}}},
     {"sampling": {"text_baseline": "mean"}},
+    {"sampling": {"beat_guidance": {"candidates": 8, "text_weight": -1}}},
+    {"sampling": {"beat_guidance": {"candidates": 8, "text_weight": "2"}}},
     {"sampling": []},
     [],
 ])
