@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from engine.models.motion_measures import frame_measures
 from engine.models.vector_fk import VectorFK
 from engine.models.vqvae import DOWN
 
@@ -50,7 +51,7 @@ class GuidanceConfig:
         text_weight: weight of the text attribute term (0: off). A performer whose text is matched to caption
             attributes (:mod:`engine.models.text_prompts`, e.g. turn "high") draws candidates on every token,
             and each candidate scores ``text_weight * direction * z``: ``z`` the candidate's attribute (the
-            measure of :func:`engine.train.captions.frame_measures` over its four frames, rates from the last
+            measure of :func:`engine.models.motion_measures.frame_measures` over its four frames, rates from the last
             committed frame) standardised over the candidates, ``direction`` +1 for a "high" class, -1 for
             "low" (see :func:`steer_targets`).
     """
@@ -283,12 +284,10 @@ class BeatGuide:
 
     def attribute_values(self, state: GuideState, pos: np.ndarray, hist: np.ndarray | None, cand_down: np.ndarray
                          ) -> np.ndarray:
-        """The caption attributes [C, 5] (speed, turn, travel, arm, steps; :func:`engine.train.captions.
+        """The caption attributes [C, 5] (speed, turn, travel, arm, steps; :func:`engine.models.motion_measures.
         frame_measures`) of one performer's candidates over their four frames: pos [C, 4, K, 3] root-relative,
         cand_down [C, 4, Dl]; the last committed frame (``hist``'s newest, when there is one) gives the rates
         of the first candidate frame."""
-        from engine.train.captions import frame_measures
-
         n = pos.shape[1]
         if hist is not None and len(hist):
             pos = np.concatenate([np.broadcast_to(hist[-1:][None], (len(pos), 1, *hist.shape[1:])), pos], axis=1)
@@ -353,7 +352,7 @@ class BeatGuide:
                                  [targets])[0]
 
 
-#: Column of each matched attribute in :func:`engine.train.captions.frame_measures` (speed, turn, travel, arm,
+#: Column of each matched attribute in :func:`engine.models.motion_measures.frame_measures` (speed, turn, travel, arm,
 #: steps).
 ATTRIBUTE_COLUMNS: dict[str, int] = {"speed": 0, "turn": 1, "travel": 2, "arm": 3, "steps": 4}
 
