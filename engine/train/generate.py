@@ -20,7 +20,7 @@ from engine.models.conditioning import genre_id, sequence_conditions
 from engine.models.dance_model import DEFAULT_MODEL_DIR, MODEL_CARD, DanceModel, load_dance_model
 from engine.models.pose_repr import Motion, metric_cmu_skeleton
 from engine.models.staging import DEFAULT_STAGING, REAL_SPEED_P999, StagingConfig, stage_arrays
-from engine.models.text_prompts import prompt_embedder
+from engine.models.text_prompts import phrase_baseline, prompt_embedder
 from engine.models.vqvae import DOWN, VQVAE
 from engine.skeleton import rotations as R
 
@@ -75,7 +75,7 @@ def sample_dance(
     ``max_repeat`` default to the card's (``max_repeat`` 0: no guard), and so does ``genre_guidance`` (1: off;
     on, the generator's unconditional row makes the backend batch 2).
     """
-    from engine.models.gpt_dancer import DanceGenerator, cache_rows, text_classes_for
+    from engine.models.gpt_dancer import DanceGenerator, cache_rows
     from engine.models.protocol import Controls
     from export.torch_backend import TorchBackend
 
@@ -86,8 +86,8 @@ def sample_dance(
     gen = DanceGenerator(TorchBackend(model.gpt, capacity=cache_rows(1, gg, tg), device="cpu"), model.vq, seed=seed,
                          foot_lock=model.foot_lock, guidance=model.beat_guidance if guidance is None else guidance,
                          max_repeat=model.max_repeat if max_repeat is None else max_repeat, genre_guidance=gg,
-                         text_guidance=tg, **model.generator_options(),
-                         text_classes=text_classes_for(model.text_prompts))  # beat guidance's text term, as live
+                         text_guidance=tg, **model.generator_options(), text_prompts=model.text_prompts,
+                         text_baseline=phrase_baseline if model.text_baseline == "phrases" else None)  # as live
     gen.keep_rewinds(0)  # nothing rewinds an offline render: keep no state for it
     p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temp, top_k=k or 0)))
     n = len(cond)

@@ -224,11 +224,13 @@ def test_a_text_baseline_changes_nothing_without_a_text() -> None:
 
 def test_offline_equals_live_with_the_text_term(tmp_path: Path) -> None:
     """Beat guidance's text term (``text_weight``, a prompt matched to caption attributes) steers the offline
-    render and the live generator alike."""
+    render and the live generator alike, and under genre guidance the text enters the guided rows the same way
+    (attribute models: the unconditional row carries the phrase baseline, not the text)."""
     from engine.models.text_prompts import prompt_embedder
     from engine.runtime.assemble import ModelSpec, build_model
 
-    d = _model_dir(tmp_path, {"text_prompts": "attributes", "beat_guidance": {"candidates": 8, "text_weight": 2.0}})
+    d = _model_dir(tmp_path, {"text_prompts": "attributes", "beat_guidance": {"candidates": 8, "text_weight": 2.0},
+                              "genre_guidance": 3.0, "text_baseline": "phrases"})
     model = load_dance_model(d)
     cond = _cond(12)
     text = prompt_embedder("attributes")(["spinning"])[0]
