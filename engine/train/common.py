@@ -61,6 +61,23 @@ def read_config_file(path: Path | None) -> dict[str, Any]:
     return data
 
 
+def trainable_parameters(model: torch.nn.Module, train_only: tuple[str, ...] | list[str],
+                         what: str) -> list[torch.nn.Parameter]:
+    """The parameters to optimise: those whose names start with a ``train_only`` prefix (all when empty); the
+    others are frozen (``requires_grad`` off). A prefix that names no parameter is a ValueError naming ``what``
+    and listing the model's top-level modules."""
+    named = dict(model.named_parameters())
+    prefixes = tuple(train_only)
+    if prefixes:
+        unknown = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in named)]
+        if unknown:
+            tops = sorted({n.split(".")[0] for n in named})
+            raise ValueError(f"train_only {unknown} names no {what} parameter; its modules: {tops}")
+        for n, prm in named.items():
+            prm.requires_grad_(any(n == p or n.startswith(p + ".") for p in prefixes))
+    return [prm for prm in named.values() if prm.requires_grad]
+
+
 def save_training_state(path: Path, step: int, optimizer: torch.optim.Optimizer, rng_state: dict[str, Any]) -> None:
     """Optimizer + step + RNG for resume (a torch file read back with weights_only=True)."""
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": rng_state}, path)

@@ -38,6 +38,7 @@ from engine.train.common import (
     save_training_state,
     seed_everything,
     set_threads,
+    trainable_parameters,
     warmup_cosine_lr,
 )
 from engine.train.dataset import Sequence
@@ -451,16 +452,7 @@ def init_from_gpt(model: CrossCondGPT, source: Path) -> dict:
 def make_optimizer(model: CrossCondGPT, cfg: GPTTrainConfig) -> torch.optim.AdamW:
     """AdamW over the parameters ``cfg.train_only`` selects (all when empty); the others are frozen. A prefix
     that names no parameter is a ValueError listing the model's top-level modules."""
-    named = dict(model.named_parameters())
-    prefixes = tuple(cfg.train_only)
-    if prefixes:
-        unknown = [p for p in prefixes if not any(n == p or n.startswith(p + ".") for n in named)]
-        if unknown:
-            tops = sorted({n.split(".")[0] for n in named})
-            raise ValueError(f"train_only {unknown} names no GPT parameter; the GPT's modules: {tops}")
-        for n, prm in named.items():
-            prm.requires_grad_(any(n == p or n.startswith(p + ".") for p in prefixes))
-    params = [prm for prm in named.values() if prm.requires_grad]
+    params = trainable_parameters(model, cfg.train_only, "GPT")
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.95))
 
 
