@@ -32,13 +32,13 @@ def hip_yaw(lower: np.ndarray) -> np.ndarray:
     The hip's local z axis (its third column, from the 6D's two columns by a cross product) projected on
     the floor gives the facing direction.
     """
-    a = lower[:, 3:6].astype(np.float64)
-    b = lower[:, 6:9].astype(np.float64)
+    a = lower[..., 3:6].astype(np.float64)
+    b = lower[..., 6:9].astype(np.float64)
     a = a / (np.linalg.norm(a, axis=-1, keepdims=True) + 1e-9)
     b = b - (a * b).sum(-1, keepdims=True) * a
     b = b / (np.linalg.norm(b, axis=-1, keepdims=True) + 1e-9)
     z = np.cross(a, b)
-    return np.unwrap(np.arctan2(z[:, 0], z[:, 2]))
+    return np.unwrap(np.arctan2(z[..., 0], z[..., 2]), axis=-1)
 
 
 def frame_measures(pos: np.ndarray, lower: np.ndarray, fps: float) -> FrameMeasures:
@@ -52,21 +52,26 @@ def frame_measures(pos: np.ndarray, lower: np.ndarray, fps: float) -> FrameMeasu
     t = len(pos)
     if t < 2 or len(lower) != t:
         raise ValueError(f"need >= 2 frames of positions and vectors of one length, got {t} and {len(lower)}")
+    return FrameMeasures(cum=np.concatenate([np.zeros((1, 5)), np.cumsum(per_frame_measures(pos, lower, fps), axis=0)]))
+
+
+def per_frame_measures(pos: np.ndarray, lower: np.ndarray, fps: float) -> np.ndarray:
+    """The per-frame measures [..., T, 5] (speed, turn, travel, arm, steps) of clips pos [..., T, 23, 3] and
+    lower [..., T, 61] (leading axes: a batch of clips of T >= 2 frames each); :func:`frame_measures` sums them.
+    A frame's rates come from it and the frame before; the first frame repeats the second's."""
     rel = pos.copy()
-    rel[:, :, [0, 2]] -= pos[:, :1, [0, 2]]
-    speed = np.linalg.norm(np.diff(rel, axis=0), axis=-1).mean(-1) * fps  # [T-1]
-    travel = np.linalg.norm(np.diff(pos[:, 0, [0, 2]], axis=0), axis=-1) * fps
-    turn = np.degrees(np.abs(np.diff(hip_yaw(lower)))) * fps
-    arm = 0.5 * ((pos[:, _RHAND, 1] - pos[:, _RSH, 1]) + (pos[:, _LHAND, 1] - pos[:, _LSH, 1]))  # [T]
-    contacts = lower[:, -4:] > 0.5
-    steps = (contacts[1:] & ~contacts[:-1]).sum(-1).astype(np.float64) * fps / 2.0  # feet landing per second
-    per = np.zeros((t, 5))
-    per[1:, 0] = speed
-    per[1:, 1] = turn
-    per[1:, 2] = travel
-    per[:, 3] = arm
-    per[1:, 4] = steps
-    per[0, [0, 1, 2, 4]] = per[1, [0, 1, 2, 4]]  # the first frame repeats the second's rates
-    cum = np.zeros((t + 1, 5))
-    cum[1:] = np.cumsum(per, axis=0)
-    return FrameMeasures(cum=cum)
+    rel[..., [0, 2]] -= pos[..., :1, [0, 2]]
+    speed = np.linalg.norm(np.diff(rel, axis=-3), axis=-1).mean(-1) * fps  # [..., T-1]
+    travel = np.linalg.norm(np.diff(pos[..., 0, [0, 2]], axis=-2), axis=-1) * fps
+    turn = np.degrees(np.abs(np.diff(hip_yaw(lower), axis=-1))) * fps
+    arm = 0.5 * ((pos[..., _RHAND, 1] - pos[..., _RSH, 1]) + (pos[..., _LHAND, 1] - pos[..., _LSH, 1]))  # [..., T]
+    contacts = lower[..., -4:] > 0.5
+    steps = (contacts[..., 1:, :] & ~contacts[..., :-1, :]).sum(-1).astype(np.float64) * fps / 2.0  # landings/s
+    per = np.zeros((*pos.shape[:-2], 5))
+    per[..., 1:, 0] = speed
+    per[..., 1:, 1] = turn
+    per[..., 1:, 2] = travel
+    per[..., :, 3] = arm
+    per[..., 1:, 4] = steps
+    per[..., 0, [0, 1, 2, 4]] = per[..., 1, [0, 1, 2, 4]]  # the first frame repeats the second's rates
+    return per
