@@ -54,6 +54,14 @@ class GuidanceConfig:
             measure of :func:`engine.models.motion_measures.frame_measures` over its four frames, rates from the last
             committed frame) standardised over the candidates, ``direction`` +1 for a "high" class, -1 for
             "low" (see :func:`steer_targets`).
+        select: how a token steered by the beats alone (no text term for its performer) picks its candidate.
+            ``"argmax"``: the highest ``log p + weight * hits`` (the score above). Among candidates already drawn
+            from the GPT the ``log p`` term favours the likeliest, like a lower temperature: with a decoder that
+            dips on the beat itself (the body-dip decoder) a weight small enough to keep FID makes the dancer
+            slow. ``"sample"``: a draw among the candidates with probability proportional to
+            ``exp(weight * hits)`` (Gumbel-max over the candidates; no ``log p``, since they are draws from p), so
+            weight 0 is plain sampling and a weight tilts the GPT's distribution toward the beat. Tokens of a
+            performer with a text term are chosen by ``"argmax"`` either way.
     """
 
     candidates: int = 16
@@ -63,12 +71,15 @@ class GuidanceConfig:
     tolerance: float = 1.5
     history: int = 8
     text_weight: float = 0.0
+    select: str = "argmax"
 
     def __post_init__(self) -> None:
         if self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1:
             raise ValueError(f"invalid beat guidance settings {self}")
         if not (math.isfinite(self.text_weight) and self.text_weight >= 0):
             raise ValueError(f"beat guidance text_weight must be a finite number >= 0, got {self.text_weight!r}")
+        if self.select not in SELECTS:
+            raise ValueError(f"beat guidance select must be one of {', '.join(SELECTS)}, got {self.select!r}")
 
     @property
     def enabled(self) -> bool:
@@ -87,7 +98,8 @@ class GuidanceConfig:
         return cls(candidates=int(block.get("candidates", d.candidates)), weight=float(block.get("weight", d.weight)),
                    back=int(block.get("back", d.back)), sigma=float(block.get("sigma", d.sigma)),
                    tolerance=float(block.get("tolerance", d.tolerance)), history=int(block.get("history", d.history)),
-                   text_weight=float(block.get("text_weight", d.text_weight)))
+                   text_weight=float(block.get("text_weight", d.text_weight)),
+                   select=str(block.get("select", d.select)))
 
     def with_candidates(self, n: int) -> GuidanceConfig:
         """These settings with ``n`` candidates (``n`` <= 1: off; from off: the default settings)."""
@@ -101,12 +113,17 @@ class GuidanceConfig:
         return replace(self, text_weight=float(w))
 
     def to_card(self) -> dict:
-        out = {"candidates": self.candidates, "weight": self.weight, "back": self.back, "sigma": self.sigma,
-               "tolerance": self.tolerance, "history": self.history}
+        out: dict[str, float | str] = {"candidates": self.candidates, "weight": self.weight, "back": self.back,
+                                       "sigma": self.sigma, "tolerance": self.tolerance, "history": self.history}
         if self.text_weight:
             out["text_weight"] = self.text_weight
+        if self.select != "argmax":
+            out["select"] = self.select
         return out
 
+
+#: Candidate selection modes of :class:`GuidanceConfig` (``select``).
+SELECTS = ("argmax", "sample")
 
 OFF = GuidanceConfig(candidates=1, weight=0.0)
 
@@ -328,26 +345,36 @@ class BeatGuide:
 
     def choose_batch(self, states: list[GuideState], beats: list[list[int]], cand_up: np.ndarray,
                      cand_down: np.ndarray, logp: np.ndarray,
-                     targets: list[tuple[tuple[int, float], ...]] | None = None) -> list[int]:
+                     targets: list[tuple[tuple[int, float], ...]] | None = None,
+                     gumbel: np.ndarray | None = None) -> list[int]:
         """The winning candidate pair of each performer (cand_* [P, C, 4, D], logp [P, C]); ``targets``: each
-        performer's text attribute targets (:func:`steer_targets`; None or empty: no text term).
+        performer's text attribute targets (:func:`steer_targets`; None or empty: no text term); ``gumbel``
+        [P, C]: standard Gumbel noise, needed with ``select`` "sample" (it stands in for ``logp`` for the
+        performers without a text term: see :class:`GuidanceConfig`).
 
         Pairs, not all pairings of C upper and C lower draws: the speed curve is dominated by the lower
         body and the root, so C x C pairings score about like C pairs (measured: 8 x 8 pairings gave BAS
         0.30 where 32 pairs gave 0.39) while the decode cost follows the number of rows.
         """
         pos, hists = self._candidate_positions(states, cand_up, cand_down)
-        score = np.asarray(logp, np.float64) + self.cfg.weight * self._hit_scores(states, beats, pos, hists,
-                                                                                  cand_down)
+        base = np.array(logp, np.float64)
+        if self.cfg.select == "sample":
+            if gumbel is None:
+                raise ValueError('beat guidance select "sample" needs Gumbel noise')
+            for i in range(len(states)):
+                if targets is None or self.cfg.text_weight <= 0 or not targets[i]:
+                    base[i] = gumbel[i]
+        score = base + self.cfg.weight * self._hit_scores(states, beats, pos, hists, cand_down)
         if targets is not None and self.cfg.text_weight > 0 and any(targets):
             score = score + self.cfg.text_weight * self.text_scores_batch(states, targets, pos, hists, cand_down)
         return [int(k) for k in np.argmax(score, axis=1)]
 
     def choose(self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray,
-               logp: np.ndarray, targets: tuple[tuple[int, float], ...] = ()) -> int:
-        """:meth:`choose_batch` for one performer (cand_* [C, 4, D], logp [C])."""
+               logp: np.ndarray, targets: tuple[tuple[int, float], ...] = (), gumbel: np.ndarray | None = None
+               ) -> int:
+        """:meth:`choose_batch` for one performer (cand_* [C, 4, D], logp [C], gumbel [C] or None)."""
         return self.choose_batch([state], [beats], cand_up[None], cand_down[None], np.asarray(logp)[None],
-                                 [targets])[0]
+                                 [targets], None if gumbel is None else np.asarray(gumbel)[None])[0]
 
 
 #: Column of each matched attribute in :func:`engine.models.motion_measures.frame_measures` (speed, turn, travel, arm,
@@ -388,3 +415,12 @@ def candidate_logp(logits_up: torch.Tensor, logits_down: torch.Tensor, cu: torch
     lu = torch.log_softmax(logits_up.float() / t, -1)
     ld = torch.log_softmax(logits_down.float() / t, -1)
     return (lu[cu] + ld[cd]).numpy()
+
+
+def gumbel_noise(n: int, generator: torch.Generator) -> np.ndarray:
+    """``n`` standard Gumbel draws from ``generator`` (a performer's own stream), for ``select`` "sample":
+    argmax of ``weight * hits + noise`` draws candidate k with probability proportional to ``exp(weight * hits_k)``.
+    """
+    u = torch.rand(n, generator=generator, dtype=torch.float64).clamp_(1e-12, 1.0 - 1e-12)
+    return (-torch.log(-torch.log(u))).numpy()
+

@@ -25,6 +25,7 @@ from engine.models.beat_guidance import (
     GuidanceConfig,
     GuideState,
     candidate_logp,
+    gumbel_noise,
     pack_candidates,
     steer_targets,
 )
@@ -919,6 +920,7 @@ class DanceGenerator:
         starts: list[tuple[int, int]] = []  # first upper / lower entry of each steered performer
         at_u = at_d = 0
         cand_u, cand_d, logp = [], [], []
+        gumbel: list[np.ndarray] | None = [] if self.guidance.select == "sample" else None
         states: list[GuideState] = []
         for (i, _, cu, cd), (ru, rd, iu, idn) in zip(todo, packed, strict=True):
             cand_u.append(u_np[at_u + iu])
@@ -927,11 +929,14 @@ class DanceGenerator:
             at_u += len(ru)
             at_d += len(rd)
             logp.append(candidate_logp(logits_up[i], logits_down[i], cu, cd, ps[i].controls.temperature))
+            if gumbel is not None:  # from the performer's own stream, after its candidates
+                gumbel.append(gumbel_noise(len(cu), ps[i].rng))
             g = ps[i].guide
             assert g is not None
             states.append(g)
         best = self.guide.choose_batch(states, [near for _, near, _, _ in todo], np.stack(cand_u), np.stack(cand_d),
-                                       np.stack(logp), [targets.get(i, ()) for i, _, _, _ in todo])
+                                       np.stack(logp), [targets.get(i, ()) for i, _, _, _ in todo],
+                                       None if gumbel is None else np.stack(gumbel))
         won_up = np.empty(len(todo), np.int64)  # peek entry holding each winner's upper / lower decode
         won_down = np.empty(len(todo), np.int64)
         out: dict[int, tuple[np.ndarray, np.ndarray]] = {}

@@ -246,18 +246,17 @@ def train_couple_folder(model_dir: Path, out_dir: Path, data: Path | None = None
 
 def ship_follower(src: Path, model_dir: Path, measures: dict | None = None) -> None:
     """Copy a trained follower (``src``, from :func:`train_couple_folder`) into the model folder ``model_dir``
-    as float16, after checking both use the same VQ-VAE, and write the ``couple`` block of its model card
-    (with ``measures``, e.g. the couple bench summary, when given)."""
-    import hashlib
+    as float16, after checking both use the same tokens (the VQ-VAEs' encoders and codebooks bit-identical: a
+    decoder fine-tune, :mod:`engine.train.swap_decoder`, keeps them), and write the ``couple`` block of its model
+    card (with ``measures``, e.g. the couple bench summary, when given)."""
+    from safetensors.numpy import load_file
 
     from engine.models.dance_model import MODEL_CARD
     from engine.models.follower import load_follower, save_follower
+    from engine.train.swap_decoder import token_differences
 
-    def digest(p: Path) -> str:
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-
-    if digest(src / "vqvae.safetensors") != digest(model_dir / "vqvae.safetensors"):
-        raise ValueError(f"{src} was trained on another VQ-VAE than {model_dir}'s; train it on that one")
+    if token_differences(load_file(str(model_dir / "vqvae.safetensors")), load_file(str(src / "vqvae.safetensors"))):
+        raise ValueError(f"{src} was trained on another VQ-VAE's tokens than {model_dir}'s; train it on that one")
     save_follower(load_follower(src), model_dir, half=True)
     card = json.loads((model_dir / MODEL_CARD).read_text())
     block = json.loads((src / MODEL_CARD).read_text())["couple"]

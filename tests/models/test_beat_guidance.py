@@ -141,3 +141,56 @@ def test_the_text_term_prefers_the_asked_turn_rate() -> None:
     assert guide.choose(state, [], cu, cd, logp) == 0
     off = BeatGuide(GuidanceConfig(candidates=3, weight=20.0))
     assert off.choose(state, [], cu, cd, np.array([-1.0, -2.0, 0.0]), targets=steer_targets({"turn": "high"})) == 2
+
+
+def test_select_sample_tilts_the_draws_by_the_beat_score_not_by_log_p() -> None:
+    """``select`` "sample": a beat-only token draws its candidate with probability ~ exp(weight * hits), the log
+    probability left out (the candidates are draws from the GPT already); a texted performer keeps argmax."""
+    import torch
+
+    from engine.models.beat_guidance import gumbel_noise
+
+    cfg = GuidanceConfig.from_card({"candidates": 3, "weight": 2.0, "sigma": 1.0, "select": "sample"})
+    assert cfg.select == "sample" and GuidanceConfig.from_card(cfg.to_card()) == cfg
+    assert "select" not in GuidanceConfig(candidates=8).to_card()  # cards without it stay as they were
+    with pytest.raises(ValueError, match="select"):
+        GuidanceConfig(select="best")
+    guide = BeatGuide(cfg)
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_frames(np.array([2.0, 2.0, 2.0, 2.0])))
+    state.commit(*_frames(np.array([2.0, 1.8, 1.5, 1.2])))
+    beat = state.frames + 1
+    cand = [_frames(v) for v in (np.array([1.0, 1.2, 1.8, 2.2]), np.array([0.9, 0.2, 0.9, 1.8]),
+                                  np.array([1.1, 1.3, 1.6, 0.4]))]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    hits = guide.beat_scores(state, [beat], cu, cd)
+    logp = np.array([0.0, -8.0, 0.0])  # argmax would never take the dip at this weight
+    assert BeatGuide(replace_select(cfg, "argmax")).choose(state, [beat], cu, cd, logp) != 1
+    with pytest.raises(ValueError, match="Gumbel"):
+        guide.choose(state, [beat], cu, cd, logp)
+    gen = torch.Generator().manual_seed(0)
+    n = 4000
+    picks = np.bincount([guide.choose(state, [beat], cu, cd, logp, gumbel=gumbel_noise(3, gen)) for _ in range(n)],
+                        minlength=3) / n
+    expect = np.exp(cfg.weight * hits) / np.exp(cfg.weight * hits).sum()
+    np.testing.assert_allclose(picks, expect, atol=0.03)
+    # weight 0: every candidate equally likely (plain sampling among draws of the GPT)
+    flat = BeatGuide(GuidanceConfig(candidates=3, weight=0.0, select="sample"))
+    picks0 = np.bincount([flat.choose(state, [beat], cu, cd, logp, gumbel=gumbel_noise(3, gen)) for _ in range(3000)],
+                         minlength=3) / 3000
+    np.testing.assert_allclose(picks0, 1 / 3, atol=0.03)
+    # a performer with a text term: argmax of log p + beat + text, whatever the noise
+    texted = BeatGuide(GuidanceConfig(candidates=3, weight=2.0, sigma=1.0, text_weight=0.5, select="sample"))
+    slow = steer_targets({"speed": "low"})
+    as_argmax = BeatGuide(replace_select(texted.cfg, "argmax")).choose(state, [beat], cu, cd, logp, targets=slow)
+    for k in range(3):
+        noise = np.where(np.arange(3) == k, 50.0, 0.0)
+        assert texted.choose(state, [beat], cu, cd, logp, targets=slow, gumbel=noise) == as_argmax
+        assert texted.choose(state, [beat], cu, cd, logp, gumbel=noise) == k  # no text: the noise decides
+
+
+def replace_select(cfg: GuidanceConfig, select: str) -> GuidanceConfig:
+    from dataclasses import replace
+
+    return replace(cfg, select=select)

@@ -93,6 +93,21 @@ def test_guided_sampling_stays_in_vocab_and_makes_other_choices() -> None:
     assert not np.array_equal(up, plain.tokens_up)  # the guided choices differ somewhere
 
 
+def test_guided_select_sample_is_seeded_and_differs_from_argmax() -> None:
+    """``select`` "sample" draws its choice from the performer's own stream: the same seed gives the same dance,
+    and the choices are not argmax's."""
+    m = _model()
+    cond = _cond(20)
+    cfg = GuidanceConfig(candidates=6, weight=5.0, select="sample")
+    a = sample_dance(m, cond, 1, seed=3, guidance=cfg)
+    b = sample_dance(m, cond, 1, seed=3, guidance=cfg)
+    np.testing.assert_array_equal(a.tokens_up, b.tokens_up)
+    np.testing.assert_array_equal(a.tokens_down, b.tokens_down)
+    assert ((a.tokens_up >= 0) & (a.tokens_up < 16)).all() and ((a.tokens_down >= 0) & (a.tokens_down < 16)).all()
+    g = sample_dance(m, cond, 1, seed=3, guidance=GuidanceConfig(candidates=6, weight=5.0))
+    assert not (np.array_equal(a.tokens_up, g.tokens_up) and np.array_equal(a.tokens_down, g.tokens_down))
+
+
 def _stuck_model_dir(tmp_path: Path, sampling: dict) -> Path:
     """A small model folder whose GPT strongly prefers one upper and one lower token (the freeze of
     docs/models.md: a GPT collapsing onto a repeated token), with ``sampling`` as its card's block."""
