@@ -78,7 +78,11 @@ def test_offline_generation_gives_the_live_engines_tokens_and_frames(candidates:
     root = np.concatenate(live.roots)[: 4 * n]
     quat = np.concatenate(live.quats)[: 4 * n]
     np.testing.assert_allclose(off.motion.root_pos[: 4 * n], root, atol=1e-6)
-    np.testing.assert_allclose(off.motion.rot[: 4 * n], R.quat_to_matrix(quat.astype(np.float64)), atol=1e-6)
+    # The decoders run in float32 at the runtime's batch shape here and at batch 1 offline: the rotations agree to
+    # float32 rounding, except where the pose chain amplifies it (the shipped body-dip decoder's plain dance: median
+    # 0, p99 1.2e-7, at most 2.2e-6 on frames 212-213 of one arm chain). Tokens and roots above are exact.
+    rot_err = np.abs(off.motion.rot[: 4 * n] - R.quat_to_matrix(quat.astype(np.float64)))
+    assert np.quantile(rot_err, 0.99) <= 1e-6 and rot_err.max() <= 1e-5, (np.quantile(rot_err, 0.99), rot_err.max())
 
 
 def test_controlled_offline_render_is_the_live_engine() -> None:
