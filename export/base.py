@@ -228,6 +228,26 @@ class DecodeBackend(abc.ABC):
         for i, st in enumerate(states):
             self._write_ring(st.row, self.slots_for(np.arange(pos0[i], st.pos)), k[:, i], v[:, i])
 
+    # -- ring entries, for exact rewinds ---------------------------------------------------------------
+
+    def ring_slots_of(self, states: Sequence[PerformerState]) -> np.ndarray:
+        """[B] the ring slot each state's next step writes (its position's)."""
+        return self.slots_for(np.fromiter((st.pos for st in states), dtype=np.int64, count=len(states)))
+
+    def read_ring(self, states: Sequence[PerformerState], slots: np.ndarray) -> tuple[ArrayLike, ArrayLike]:
+        """Copies of the keys and values in cache slot ``slots[i]`` of ``states[i]``'s row (a state may appear
+        more than once): [B, L, H, D] each, in the backend's own array type (numpy, or torch on its device).
+        What a step or a history rewrite is about to overwrite, kept so that a rewind can put it back
+        (:meth:`write_ring`)."""
+        rows = np.fromiter((st.row for st in states), dtype=np.int64, count=len(states))
+        return self._read_slots(rows, np.asarray(slots, dtype=np.int64))
+
+    def write_ring(self, states: Sequence[PerformerState], slots: np.ndarray, k: ArrayLike, v: ArrayLike) -> None:
+        """Write [B, L, H, D] keys and values (from :meth:`read_ring`) back into cache slot ``slots[i]`` of
+        ``states[i]``'s row."""
+        rows = np.fromiter((st.row for st in states), dtype=np.int64, count=len(states))
+        self._write_slots(rows, np.asarray(slots, dtype=np.int64), k, v)
+
     # -- the step -------------------------------------------------------------------------------------
 
     def step(
@@ -308,6 +328,14 @@ class DecodeBackend(abc.ABC):
     @abc.abstractmethod
     def _write_ring(self, row: int, slots: np.ndarray, k: Tensor, v: Tensor) -> None:
         """Write [L, H, T, D] keys/values into the ring ``slots`` [T] of ``row``."""
+
+    @abc.abstractmethod
+    def _read_slots(self, rows: np.ndarray, slots: np.ndarray) -> tuple[ArrayLike, ArrayLike]:
+        """Copies of the keys/values at (``rows[i]``, ``slots[i]``) of every layer: [B, L, H, D] each."""
+
+    @abc.abstractmethod
+    def _write_slots(self, rows: np.ndarray, slots: np.ndarray, k: ArrayLike, v: ArrayLike) -> None:
+        """Write [B, L, H, D] keys/values at (``rows[i]``, ``slots[i]``) of every layer."""
 
     def cache_bytes_per_performer(self) -> int:
         """Bytes of keys + values one performer holds in this backend."""

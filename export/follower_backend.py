@@ -12,7 +12,7 @@ from torch import Tensor
 
 from engine.models.follower import PLACE_DIM, TARGET_DIM, FollowerGPT
 from engine.models.kv_cache import ring_slots
-from export.base import DecodeBackend, PerformerState
+from export.base import ArrayLike, DecodeBackend, PerformerState
 
 
 class FollowerBackend(DecodeBackend):
@@ -69,6 +69,15 @@ class FollowerBackend(DecodeBackend):
         self.lead_up[dst], self.lead_down[dst] = self.lead_up[src], self.lead_down[src]
         self.place[dst] = self.place[src]
         self.placement[dst] = self.placement[src]
+
+    def _read_slots(self, rows: np.ndarray, slots: np.ndarray) -> tuple[Tensor, Tensor]:
+        r, s = torch.from_numpy(rows), torch.from_numpy(slots)
+        return self.k[:, r, :, s], self.v[:, r, :, s]  # advanced indices first: [B, L, H, D] (copies)
+
+    def _write_slots(self, rows: np.ndarray, slots: np.ndarray, k: ArrayLike, v: ArrayLike) -> None:
+        r, s = torch.from_numpy(rows), torch.from_numpy(slots)
+        self.k[:, r, :, s] = torch.as_tensor(k).to(self.k)
+        self.v[:, r, :, s] = torch.as_tensor(v).to(self.v)
 
     def _write_keyframes(self, row: int, k: Tensor, v: Tensor) -> None:
         raise ValueError("the follower has no keyframe slots")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from engine.models.gpt import CrossCondGPT
-from export.base import BackendUnavailable, DecodeBackend
+from export.base import ArrayLike, BackendUnavailable, DecodeBackend
 from export.onnx_export import STEP_INPUTS, cache_input_names, model_hash, read_metadata
 
 
@@ -100,6 +100,13 @@ class OnnxRuntimeBackend(DecodeBackend):
         n = k.shape[2]
         self.k[:, row, :, :n] = k.float().numpy()
         self.v[:, row, :, :n] = v.float().numpy()
+
+    def _read_slots(self, rows: np.ndarray, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.k[:, rows, :, slots], self.v[:, rows, :, slots]  # advanced indices first: [B, L, H, D] (copies)
+
+    def _write_slots(self, rows: np.ndarray, slots: np.ndarray, k: ArrayLike, v: ArrayLike) -> None:
+        self.k[:, rows, :, slots] = np.asarray(k, np.float32)
+        self.v[:, rows, :, slots] = np.asarray(v, np.float32)
 
     def _write_ring(self, row: int, slots: np.ndarray, k: Tensor, v: Tensor) -> None:
         self.k[:, row, :, slots] = k.float().cpu().numpy().transpose(2, 0, 1, 3)  # indexed dim first: [T, L, H, D]

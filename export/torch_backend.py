@@ -13,7 +13,7 @@ from torch import Tensor
 
 from engine.models.gpt import CrossCondGPT
 from engine.models.kv_cache import ring_slots
-from export.base import BackendUnavailable, DecodeBackend
+from export.base import ArrayLike, BackendUnavailable, DecodeBackend
 
 
 def _buckets(capacity: int) -> list[int]:
@@ -226,6 +226,17 @@ class TorchBackend(DecodeBackend):
         n = k.shape[2]
         self.k[:, row, :, :n] = k.to(self.k)
         self.v[:, row, :, :n] = v.to(self.v)
+
+    def _read_slots(self, rows: np.ndarray, slots: np.ndarray) -> tuple[Tensor, Tensor]:
+        r = torch.from_numpy(rows).to(self.k.device)
+        s = torch.from_numpy(slots).to(self.k.device)
+        return self.k[:, r, :, s], self.v[:, r, :, s]  # advanced indices first: [B, L, H, D] (copies)
+
+    def _write_slots(self, rows: np.ndarray, slots: np.ndarray, k: ArrayLike, v: ArrayLike) -> None:
+        r = torch.from_numpy(rows).to(self.k.device)
+        s = torch.from_numpy(slots).to(self.k.device)
+        self.k[:, r, :, s] = torch.as_tensor(k).to(self.k)
+        self.v[:, r, :, s] = torch.as_tensor(v).to(self.v)
 
     def _write_ring(self, row: int, slots: np.ndarray, k: Tensor, v: Tensor) -> None:
         idx = torch.as_tensor(slots, device=self.k.device)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.models.gpt import CrossCondGPT
-from export.base import BackendUnavailable, DecodeBackend
+from export.base import ArrayLike, BackendUnavailable, DecodeBackend
 from export.onnx_export import STEP_INPUTS, STEP_OUTPUTS, cache_input_names, model_hash, read_metadata
 
 log = logging.getLogger(__name__)
@@ -290,3 +290,21 @@ class TensorRTBackend(DecodeBackend):
         for i in range(self.config.n_layer):
             self.k[i][row, :, idx] = k[i].to(self.k[i])  # torch: the int is a basic index, [H, T, D]
             self.v[i][row, :, idx] = v[i].to(self.v[i])
+
+    def _read_slots(self, rows: np.ndarray, slots: np.ndarray) -> tuple[Tensor, Tensor]:
+        # On the step's stream, so the read follows its writes. Untested here (no TensorRT on this machine).
+        with torch.cuda.stream(self.stream):
+            r = torch.from_numpy(rows).cuda()
+            s = torch.from_numpy(slots).cuda()
+            k = torch.stack([buf[r, :, s] for buf in self.k], dim=1)  # L x [B, H, D] -> [B, L, H, D]
+            v = torch.stack([buf[r, :, s] for buf in self.v], dim=1)
+        return k, v
+
+    def _write_slots(self, rows: np.ndarray, slots: np.ndarray, k: ArrayLike, v: ArrayLike) -> None:
+        with torch.cuda.stream(self.stream):
+            r = torch.from_numpy(rows).cuda()
+            s = torch.from_numpy(slots).cuda()
+            kt, vt = torch.as_tensor(k).cuda(), torch.as_tensor(v).cuda()
+            for i in range(self.config.n_layer):
+                self.k[i][r, :, s] = kt[:, i].to(self.k[i])
+                self.v[i][r, :, s] = vt[:, i].to(self.v[i])

@@ -120,6 +120,36 @@ def rows_per_performer(genre_guidance: float | None, text_guidance: float | None
     return 2 if text_guidance is None else 3
 
 
+@dataclass(frozen=True)
+class _RingUndo:
+    """What one history rewrite in a step overwrote, so a rewind past that step can put it back: the keys and values
+    of cache slots ``slots`` of the performer's row ``row`` (0 conditional, 1 unconditional, 2 genre-only), or
+    (``row`` -1) its token/conditioning history as it was (``hist``)."""
+
+    row: int
+    slots: np.ndarray | None = None
+    k: Any = None  # [T, L, H, D], the backend's array type
+    v: Any = None
+    hist: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class _Marks:
+    """A performer's scalar and list state after one of its steps (kept in the snapshot ring for exact rewinds)."""
+
+    pos: int
+    prev: tuple[int, int]
+    textless_pos: int
+    textless_live: bool
+    known: int
+    encoded: tuple[int, np.ndarray | None] | None
+    boost_until: int
+    keyframe_until: int | None
+    pinned: tuple[tuple[int, int, int], ...]
+    inbetween: InBetweenState
+    rewrites: tuple[_RingUndo, ...]  # the step's history rewrites (undone after its own write, newest first)
+
+
 @dataclass(eq=False)
 class Performer:
     """Everything one performer owns: its cache row (``state``), decoder row, recent tokens, guidance
@@ -157,6 +187,11 @@ class Performer:
     hist_cond: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [C, cond_dim]
     encoded: tuple[int, np.ndarray | None] | None = None  # (genre, global vector) the cached history carries
     boost_until: int = -1  # genre guidance is boosted before this position (just after a genre switch)
+    # For exact rewinds (only while rewinds are kept): the cache and history entries the step being made rewrote
+    # before its own write, in order (see ``_RingUndo``), and the keyframes added lately (n_tokens then, target,
+    # up, down), replayed after a rewind to before them.
+    undo: list[_RingUndo] = field(default_factory=list)
+    added: list[tuple[int, PoseTarget, int, int]] = field(default_factory=list)
 
     def reset(self) -> None:
         """Start the dance over (position 0, BOS, its random stream from its seed), as if just added; keeps
@@ -180,22 +215,35 @@ class Performer:
             self.guide.reset()
         self.decoder.reset(self.slot)
         self.snapshots.forget(self.slot)
+        self.undo.clear()
+        self.added.clear()
 
-    def rewind(self, n: int, root_xz: np.ndarray | None = None) -> None:
-        """Discard the newest ``n`` tokens: they are regenerated at the next steps.
+    def rows(self) -> list[PerformerState]:
+        """Its backend cache rows, by row index: conditional, unconditional (genre guidance), genre-only (text
+        guidance)."""
+        return [st for st in (self.state, self.uncond, self.textless) if st is not None]
 
-        The decoder's history, foot locking, root and beat-guidance memory go back to what they were after the last
-        kept token (kept for :data:`REWIND_TOKENS` by default, :meth:`DanceGenerator.keep_rewinds`; ``root_xz`` is
-        then not needed), so the regenerated frames continue the kept ones exactly as a step would; a deeper rewind
-        restarts the decoder, foot locking and guidance memory from ``root_xz`` (playout blends over that seam).
-        The cache's ring slots of the discarded tokens are overwritten when regenerated; once the dance is longer
-        than the attention window (``context``), the discarded tokens had overwritten the slots of the window's
-        oldest positions, which the first regenerated tokens then see in their place (an approximation; within the
-        first ``context`` tokens a rewind is exact).
+    def rewind(self, n: int, root_xz: np.ndarray | None = None) -> bool:
+        """Discard the newest ``n`` tokens: they are regenerated at the next steps. Returns whether it was exact.
+
+        Within the kept states (:data:`REWIND_TOKENS` by default, :meth:`DanceGenerator.keep_rewinds`; ``root_xz``
+        is then not needed) everything the discarded steps changed goes back to what it was after the last kept
+        token (:meth:`_rewind_exact`): the GPT's cache rows (the ring slots the discarded steps and their history
+        rewrites overwrote, which past the attention window held the window's oldest positions), positions, recent
+        tokens and history, the decoder's history, foot locking, root, beat-guidance memory, the keyframe blend
+        and pinned keyframes, and the control bookkeeping; so the regenerated frames are exactly those of a
+        performer that never made the discarded steps, given the same random stream and controls. The caller
+        (:meth:`DanceGenerator.rewind`) then replays the keyframes added since and pins the GPT's keyframe slots.
+        A deeper rewind restarts the decoder, foot locking and guidance memory from ``root_xz`` (playout blends over
+        that seam), and the discarded tokens' ring slots stay overwritten: once the dance is longer than the
+        attention window (``context``) the first regenerated tokens see them in place of the window's oldest
+        positions (an approximation).
         """
         n = min(n, self.n_tokens, len(self.tok_up) - 1)
         if n <= 0:
-            return
+            return False
+        if self._rewind_exact(n):
+            return True
         # A window restarted by a genre switch holds no positions before it: a rewind past them (never done by
         # the runtime, which rewinds only unplayed steps, all made after the switch) leaves the GPT window empty.
         back = min(n, self.state.pos)
@@ -217,31 +265,104 @@ class Performer:
             self.uncond.pos -= back
             self.uncond.feed(up, down)
         self.textless_live = False  # rewritten from the history at its next use
-        last = self.n_tokens - 1  # the newest kept token
-        snap = self.snapshots.load(self.slot, last) if last >= 0 else None
-        if snap is not None:
-            self.decoder.set_state(self.slot, snap)
-            self.last_vec = (np.array(snap["last_up"]), np.array(snap["last_down"])) if snap["has_last"] else None
-            self.root_xz = np.array(snap["root_xz"], dtype=np.float64)
-            if self.guide is not None:
-                self.guide.set_state(snap)
-        else:
-            if root_xz is not None:
-                self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
-            self.decoder.reset(self.slot)
-            self.last_vec = None
-            if self.guide is not None:
-                self.guide.reset()
+        if root_xz is not None:
+            self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
+        self.decoder.reset(self.slot)
+        self.last_vec = None
+        if self.guide is not None:
+            self.guide.reset()
         self.inbetween.restart()
+        self.undo.clear()
+        return False
 
-    def kept_state(self) -> dict[str, np.ndarray]:
-        """What :meth:`rewind` puts back besides the decoder's histories: foot locking, root, guidance memory."""
-        out = {"root_xz": np.asarray(self.root_xz, np.float64), "has_last": np.array(self.last_vec is not None)}
+    def _rewind_exact(self, n: int) -> bool:
+        """Undo the newest ``n`` steps from the snapshot ring (see :meth:`rewind`); False (nothing changed) when the
+        state after the last kept token, or what a discarded step overwrote, is not kept."""
+        last = self.n_tokens - 1 - n  # the newest kept token
+        if last < 0 or not self.snapshots.depth:
+            return False
+        snaps = [self.snapshots.load(self.slot, k) for k in range(last, self.n_tokens)]
+        if any(sn is None for sn in snaps):
+            return False
+        rows = self.rows()
+        for sn in reversed(snaps[1:]):  # newest first; within a step, the reverse of what it did
+            assert sn is not None
+            sel = np.flatnonzero(sn["ring_slot"] >= 0)
+            if len(sel):  # the slots the step's own cache write overwrote
+                self.backend.write_ring([rows[r] for r in sel], sn["ring_slot"][sel], _take(sn["ring_k"], sel),
+                                        _take(sn["ring_v"], sel))
+            j = int(sn["hist_at"])  # the history entry it wrote
+            self.hist_up[j] = sn["hist_up"]
+            self.hist_down[j] = sn["hist_down"]
+            self.hist_cond[j] = sn["hist_cond"]
+            for u in reversed(sn["marks"].rewrites):  # its history rewrites (a control switch), newest first
+                if u.hist is not None:
+                    self.hist_up[:], self.hist_down[:], self.hist_cond[:] = u.hist
+                else:
+                    assert u.slots is not None
+                    self.backend.write_ring([rows[u.row]] * len(u.slots), u.slots, u.k, u.v)
+        snap = snaps[0]
+        assert snap is not None
+        m: _Marks = snap["marks"]
+        self.n_tokens = last + 1
+        for st in rows:
+            st.feed(*m.prev)
+        self.state.pos = m.pos
+        if self.uncond is not None:
+            self.uncond.pos = m.pos
+        if self.textless is not None:
+            self.textless.pos = m.textless_pos
+        self.textless_live = m.textless_live
+        self.tok_up[:] = snap["tok_up"]
+        self.tok_down[:] = snap["tok_down"]
+        self.known = m.known
+        self.encoded = m.encoded
+        self.boost_until = m.boost_until
+        self.keyframe_until = m.keyframe_until
+        self.pinned = list(m.pinned)
+        self.inbetween = m.inbetween.copy()
+        self.decoder.set_state(self.slot, snap)
+        self.last_vec = (np.array(snap["last_up"]), np.array(snap["last_down"])) if snap["has_last"] else None
+        self.root_xz = np.array(snap["root_xz"], dtype=np.float64)
+        if self.guide is not None:
+            self.guide.set_state(snap)
+        self.undo.clear()
+        return True
+
+    def kept_state(self) -> dict[str, Any]:
+        """What :meth:`rewind` puts back besides the decoder's histories and the cache entries: foot locking, root,
+        guidance memory, recent tokens and the performer's other state (``marks``; it takes the step's history
+        rewrites, ``undo``)."""
+        out: dict[str, Any] = {"root_xz": np.asarray(self.root_xz, np.float64),
+                               "has_last": np.array(self.last_vec is not None),
+                               "tok_up": self.tok_up.copy(), "tok_down": self.tok_down.copy()}
         if self.last_vec is not None:
             out["last_up"], out["last_down"] = self.last_vec
         if self.guide is not None:
             out.update(self.guide.state())
+        out["marks"] = _Marks(
+            pos=self.state.pos, prev=(self.state.prev_up, self.state.prev_down),
+            textless_pos=-1 if self.textless is None else self.textless.pos, textless_live=self.textless_live,
+            known=self.known, encoded=self.encoded, boost_until=self.boost_until, keyframe_until=self.keyframe_until,
+            pinned=tuple(self.pinned), inbetween=self.inbetween.copy(), rewrites=tuple(self.undo))
+        self.undo.clear()
         return out
+
+
+def _spread(x: Any, at: list[int], n: int) -> Any:
+    """[n, ...] zeros (numpy or torch, as ``x``) with ``x``'s rows at ``at``."""
+    if isinstance(x, torch.Tensor):
+        out = x.new_zeros((n, *x.shape[1:]))
+        out[torch.tensor(at)] = x
+        return out
+    res = np.zeros((n, *x.shape[1:]), x.dtype)
+    res[np.asarray(at)] = x
+    return res
+
+
+def _take(x: Any, sel: np.ndarray) -> Any:
+    """Rows ``sel`` of a numpy array or torch tensor."""
+    return x[torch.from_numpy(sel)] if isinstance(x, torch.Tensor) else x[sel]
 
 
 #: The frames of one committed token (kept for callers of the generator: a token is one step).
@@ -455,7 +576,33 @@ class DanceGenerator:
             p.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
 
     def rewind(self, pid: int, n: int, root_xz: np.ndarray | None = None) -> None:
-        self.get(pid).rewind(n, root_xz)
+        p = self.get(pid)
+        if not p.rewind(n, root_xz):
+            return
+        # Exact: the keyframes added since the kept token are added again (as to a performer that never made the
+        # discarded steps), and the GPT's keyframe slots pinned to what is waiting then.
+        kept = [a for a in p.added if a[0] < p.n_tokens]
+        again = [(p.n_tokens, target, up, down) for at, target, up, down in p.added if at >= p.n_tokens]
+        for _, target, up, down in again:  # added again now (a later rewind to before now replays them again)
+            p.inbetween.add(target)
+            self._pin_entry(p, target.frame, up, down)
+        p.added = kept + again
+        if p.pinned or p.state.keyframes or p.keyframe_until is not None:
+            p.keyframe_until = None
+            self._pin_next(p)
+
+    def _keeping(self) -> bool:
+        """Whether rewinds are kept (then every cache write of a step is kept undoable)."""
+        return self.snapshots.depth > 0
+
+    def _note_rewrite(self, p: Performer, row: int, positions: np.ndarray) -> None:
+        """Keep what a history rewrite of the performer's cache row ``row`` at GPT ``positions`` overwrites (while
+        rewinds are kept), for :meth:`Performer.rewind`."""
+        if self._keeping() and len(positions):
+            slots = self.backend.slots_for(positions)
+            st = p.rows()[row]
+            k, v = self.backend.read_ring([st] * len(slots), slots)
+            p.undo.append(_RingUndo(row=row, slots=slots, k=k, v=v))
 
     def keep_rewinds(self, steps: int) -> None:
         """Keep what a rewind of up to ``steps`` tokens needs to continue exactly (0: keep nothing, and save its
@@ -489,15 +636,23 @@ class DanceGenerator:
             raise ValueError(f"frames_ahead must be >= 1, got {frames_ahead}")
         frame = p.n_tokens * FRAMES_PER_TOKEN - 1 + int(frames_ahead)
         quat = np.asarray(quat, dtype=np.float64)
-        p.inbetween.add(PoseTarget(frame=frame, root_y=float(root[1]), quat=quat, joints=joints))
+        target = PoseTarget(frame=frame, root_y=float(root[1]), quat=quat, joints=joints)
+        p.inbetween.add(target)
         n = 4 * FRAMES_PER_TOKEN  # the pose held still for 4 tokens, encoded like training data
         held = Motion(self.skeleton, np.tile([0.0, float(root[1]), 0.0], (n, 1)),
                       np.broadcast_to(R.quat_to_matrix(quat), (n, *quat.shape[:-1], 3, 3)).copy(), MODEL_FPS)
         upper, lower = motion_to_vectors(held)
         with torch.inference_mode():
             iu, idn = self.vqvae.encode(torch.from_numpy(upper[None]), torch.from_numpy(lower[None]))
+        if self._keeping():  # replayed by a rewind to before it
+            p.added = [a for a in p.added if a[0] >= p.n_tokens - self.snapshots.depth]
+            p.added.append((p.n_tokens, target, int(iu[0, -1]), int(idn[0, -1])))
+        self._pin_entry(p, frame, int(iu[0, -1]), int(idn[0, -1]))
+
+    def _pin_entry(self, p: Performer, frame: int, up: int, down: int) -> None:
+        """Wait for the keyframe tokens (up, down) at ``frame`` in the GPT's slots (re-pinning the earliest)."""
         pos = frame // FRAMES_PER_TOKEN - (p.n_tokens - p.state.pos)  # the GPT's numbering (see restart_window)
-        p.pinned = sorted([k for k in p.pinned if k[0] != pos] + [(pos, int(iu[0, -1]), int(idn[0, -1]))])
+        p.pinned = sorted([k for k in p.pinned if k[0] != pos] + [(pos, up, down)])
         p.keyframe_until = None  # re-pin: the earliest waiting keyframe may have changed
         self._pin_next(p)
 
@@ -530,6 +685,8 @@ class DanceGenerator:
             groups.setdefault(min(p.state.pos, cfg.context, self.rewrite_tokens or cfg.context), []).append((p, g))
         for n, grp in groups.items():
             if n > 0:
+                for p, _ in grp:
+                    self._note_rewrite(p, 0, np.arange(p.state.pos - n, p.state.pos))
                 idx = [np.arange(p.state.pos - n, p.state.pos) % cfg.context for p, _ in grp]
                 globs = [g for _, g in grp]
                 text = None
@@ -560,6 +717,7 @@ class DanceGenerator:
             idx = np.arange(p.state.pos - n, p.state.pos) % cfg.context
             kf = p.pinned[0] if p.keyframe_until is not None and p.pinned else None
             e = self._energy_only(p)
+            self._note_rewrite(p, len(p.rows()) - 1, np.arange(p.state.pos - n, p.state.pos))
             self.backend.rewrite_history([t], p.hist_up[idx][None], p.hist_down[idx][None], p.hist_cond[idx][None],
                                          [p.controls.genre], None if e is None else e[None], [kf])
             self.rewrites += 1
@@ -617,6 +775,8 @@ class DanceGenerator:
             return
         idx = np.arange(old - k, old) % cfg.context
         up, down, cond = p.hist_up[idx].copy(), p.hist_down[idx].copy(), p.hist_cond[idx].copy()
+        if self._keeping() and k > 0:
+            p.undo.append(_RingUndo(row=-1, hist=(p.hist_up.copy(), p.hist_down.copy(), p.hist_cond.copy())))
         p.hist_up[:k], p.hist_down[:k], p.hist_cond[:k] = up, down, cond
         shift = k - old
         p.state.pos = k
@@ -635,6 +795,7 @@ class DanceGenerator:
         if p.uncond is not None:
             p.uncond.pos = k
             if k > 0:
+                self._note_rewrite(p, 1, np.arange(0, k))
                 g = self._uncond_global(p)
                 self.backend.rewrite_history([p.uncond], up[None], down[None], cond[None], [0],
                                              None if g is None else g[None], [kf])
@@ -677,6 +838,12 @@ class DanceGenerator:
         switched = [(p, g) for p, g in zip(ps, globs, strict=True) if self._note_controls(p, g)]
         if switched and self.rewrite_on_control:
             self.rewrite_history(switched)
+        keep = self._keeping()
+        if keep:  # the history entries this step writes, as they were (for exact rewinds)
+            hist_at = np.fromiter((p.state.pos % ctx for p in ps), dtype=np.int64, count=b)
+            hist_old = (np.array([p.hist_up[j] for p, j in zip(ps, hist_at, strict=True)]),
+                        np.array([p.hist_down[j] for p, j in zip(ps, hist_at, strict=True)]),
+                        np.stack([p.hist_cond[j] for p, j in zip(ps, hist_at, strict=True)]))
         for i, p in enumerate(ps):
             j = p.state.pos % ctx
             p.hist_up[j] = p.state.prev_up
@@ -687,6 +854,7 @@ class DanceGenerator:
             for i, g in enumerate(globs):
                 if g is not None:
                     text[i] = g
+        ring = self._ring_before_step(ps) if keep else None
         if self.genre_guidance is None:
             res = self.backend.step([p.state for p in ps], cond_b, genre, text)
             logits_up, logits_down = res.logits_up, res.logits_down
@@ -745,22 +913,52 @@ class DanceGenerator:
                 p.guide.commit(up_np[i], down_np[i])
         self.steps += 1
         out = [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
-        self.save_state(ps)
         for p, sf in zip(ps, out, strict=True):
             if p.inbetween.targets:
                 legs = self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
                 if legs.any():
                     sf.pin_legs = legs.astype(np.float32)
+        if keep:
+            self.save_state(ps, ring, (hist_at, *hist_old))
         return out
 
-    def save_state(self, ps: Sequence[Performer]) -> None:
-        """Keep the performers' state after their newest token, for exact rewinds (nothing when none are kept)."""
+    def _ring_before_step(self, ps: Sequence[Performer]) -> tuple[np.ndarray, Any, Any]:
+        """The cache entries the coming step overwrites, per performer and row (conditional, unconditional,
+        genre-only while it is stepped): slots [b, R] (-1: row not stepped) and keys/values [b, R, L, H, D]."""
+        per = len(ps[0].rows()) if ps else 1
+        states: list[PerformerState] = []
+        flat: list[int] = []  # index into [b * R] of each read row
+        for i, p in enumerate(ps):
+            for r, st in enumerate(p.rows()):
+                if r == 2 and not p.textless_live:  # the genre-only row is stepped only while a text is set
+                    continue
+                states.append(st)
+                flat.append(i * per + r)
+        slots = self.backend.ring_slots_of(states)
+        k, v = self.backend.read_ring(states, slots)
+        b = len(ps)
+        slot_b = np.full(b * per, -1, np.int64)
+        slot_b[flat] = slots
+        if len(flat) != b * per:  # some genre-only rows were not stepped: zeros there
+            k, v = _spread(k, flat, b * per), _spread(v, flat, b * per)
+        return slot_b.reshape(b, per), k.reshape(b, per, *k.shape[1:]), v.reshape(b, per, *v.shape[1:])
+
+    def save_state(self, ps: Sequence[Performer], ring: tuple[np.ndarray, Any, Any] | None = None,
+                   hist: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        """Keep the performers' state after their newest token, for exact rewinds (nothing when none are kept), with
+        what their step overwrote: ``ring`` (:meth:`_ring_before_step`) and ``hist`` (history index, token up, down,
+        conditioning row as they were)."""
         if not self.snapshots.depth or not ps:
             return
         slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=len(ps))
         values: dict[str, Any] = self.decoder.state(torch.from_numpy(slots))
         per = [p.kept_state() for p in ps]
-        values.update({k: np.stack([d[k] for d in per]) for k in per[0]})
+        values.update({k: np.stack([d[k] for d in per]) for k in per[0] if k != "marks"})
+        values["marks"] = [d["marks"] for d in per]
+        if ring is not None:
+            values["ring_slot"], values["ring_k"], values["ring_v"] = ring
+        if hist is not None:
+            values["hist_at"], values["hist_up"], values["hist_down"], values["hist_cond"] = hist
         self.snapshots.save(slots, [p.n_tokens - 1 for p in ps], values)
 
     def _baseline(self) -> np.ndarray:

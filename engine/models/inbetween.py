@@ -28,7 +28,7 @@ its distance gets a shorter, faster blend (counted in ``rushed``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -75,6 +75,10 @@ class InBetweenState:
         self.targets.clear()
         self.start, self.reached, self.release = None, False, 0
         self.arc0 = self.arc1 = None
+
+    def copy(self) -> InBetweenState:
+        """A copy to keep (the targets are never changed in place, so they are shared)."""
+        return replace(self, targets=list(self.targets))
 
     def restart(self) -> None:
         """After a rewind: the blend of the current target is re-planned from the regenerated frames."""

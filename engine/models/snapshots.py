@@ -4,18 +4,22 @@ A re-plan discards a performer's newest steps and makes them again (:meth:`Motio
 the state its step changes as it stood after each of the row's newest ``depth`` steps, keyed by step index, and
 puts it back on a rewind: the GPT's decoder histories and per-performer state, the staging's, the retrieval's, a
 couple's. This is the one class they all use. Values are named arrays (numpy or torch), one row per performer,
-stored in buffers allocated on the first save and reused (nothing is allocated per step). Depth 0 keeps nothing
-and costs nothing (``save`` returns at once): what a model runs with when nothing can rewind it.
+stored in buffers allocated on the first save and reused (nothing is allocated per step), or lists of Python
+objects (one per row, kept by reference: pass objects nobody changes afterwards). Depth 0 keeps nothing and costs
+nothing (``save`` returns at once): what a model runs with when nothing can rewind it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 Array = np.ndarray | torch.Tensor
+#: A saved value: [rows, ...] array, or one object per row (a list).
+Value = np.ndarray | torch.Tensor | list[object]
 
 #: Step key of an empty slot (step -1, "before the first step", is a valid key).
 _EMPTY = np.iinfo(np.int64).min
@@ -40,7 +44,7 @@ class SnapshotRing:
             raise ValueError(f"depth and rows must be >= 0, got {depth}, {rows}")
         self.depth = depth
         self.rows = rows
-        self._store: dict[str, Array] = {}  # name -> [rows, depth, ...]
+        self._store: dict[str, Array] = {}  # name -> [rows, depth, ...] (object arrays for lists of objects)
         self._at = np.full((rows, max(depth, 1)), _EMPTY, np.int64)  # the step each slot holds
 
     @classmethod
@@ -82,9 +86,9 @@ class SnapshotRing:
             s[dst] = s[src]
 
     def save(self, rows: Sequence[int] | np.ndarray, steps: Sequence[int] | np.ndarray,
-             values: Mapping[str, Array]) -> None:
+             values: Mapping[str, Value]) -> None:
         """Keep the state of ``rows`` after their step ``steps``: ``values`` maps names to [len(rows), ...] arrays
-        (the same names on every save). A no-op at depth 0."""
+        or to lists of len(rows) objects (the same names on every save). A no-op at depth 0."""
         if not self.depth:
             return
         r = np.asarray(rows, dtype=np.int64)
@@ -95,7 +99,10 @@ class SnapshotRing:
             s = self._store.get(name)
             if s is None:
                 s = self._store[name] = self._alloc(v)
-            if one:
+            if isinstance(v, list):  # objects, by reference
+                for i, obj in enumerate(v):
+                    s[int(r[i]), int(k[i])] = obj  # type: ignore[assignment]  # an object array
+            elif one:
                 s[int(r[0]), int(k[0])] = v[0]
             elif isinstance(s, torch.Tensor):
                 s[torch.from_numpy(r), torch.from_numpy(k)] = torch.as_tensor(v, dtype=s.dtype)
@@ -103,9 +110,9 @@ class SnapshotRing:
                 s[r, k] = v
         self._at[r, k] = at
 
-    def load(self, row: int, step: int) -> dict[str, Array] | None:
-        """The row's state after its step ``step`` (views into the ring: copy what is kept), or None when that step
-        is not kept (too old, never saved, forgotten, or depth 0)."""
+    def load(self, row: int, step: int) -> dict[str, Any] | None:
+        """The row's state after its step ``step`` (views into the ring: copy what is kept; the objects saved), or
+        None when that step is not kept (too old, never saved, forgotten, or depth 0)."""
         if not self.depth:
             return None
         k = step % self.depth
@@ -113,7 +120,9 @@ class SnapshotRing:
             return None
         return {name: s[row, k] for name, s in self._store.items()}
 
-    def _alloc(self, v: Array) -> Array:
+    def _alloc(self, v: Value) -> Array:
+        if isinstance(v, list):
+            return np.empty((self.rows, self.depth), dtype=object)
         shape = (self.rows, self.depth, *v.shape[1:])
         if isinstance(v, torch.Tensor):
             with torch.inference_mode(False):  # a normal tensor, writable in and out of inference mode

@@ -19,12 +19,13 @@ from export.torch_backend import TorchBackend
 from tests.models.test_follower import tiny_follower
 
 
-def _couples(n: int = 2, min_dist: float = 0.3, staging: StagingConfig | None = None) -> CoupleDancer:
+def _couples(n: int = 2, min_dist: float = 0.3, staging: StagingConfig | None = None, context: int = 16,
+             jit: bool = True) -> CoupleDancer:
     torch.manual_seed(0)
-    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16)).eval()
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=context)).eval()
     vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
     fol = tiny_follower()
-    leader = DanceGenerator(TorchBackend(gpt, capacity=n, device="cpu"), vq, seed=0)
+    leader = DanceGenerator(TorchBackend(gpt, capacity=n, device="cpu", jit=jit), vq, seed=0)
     follower = DanceGenerator(FollowerBackend(fol, capacity=n), vq, seed=100)
     model = CoupleDancer(leader, follower, replace(fol.fcfg, min_root_distance_m=min_dist), staging)
     for _ in range(n):
@@ -202,3 +203,26 @@ def test_a_rewound_couple_continues_exactly_as_if_the_discarded_steps_never_were
             np.testing.assert_allclose(x.root, y.root, atol=1e-5)
             np.testing.assert_allclose(x.quat, y.quat, atol=1e-5)
     assert (a.leader.get(1).state.pos, a.couples[1].steps) == other  # the other couple was not stepped
+
+
+def test_a_couple_rewound_past_both_attention_windows_continues_exactly() -> None:
+    """Past the leader's and the follower's attention windows (8 tokens each) the discarded steps overwrote the
+    ring slots of both windows' oldest positions: the rewind puts them back in both GPTs' caches, so the couple's
+    next frames are bit for bit those of a couple that never made the discarded steps."""
+    a, b = (_couples(1, context=8, jit=False) for _ in range(2))
+    cond = np.random.default_rng(1).normal(size=(16, a.leader.backend.config.cond_dim)).astype(np.float32)
+    for t in range(14):
+        a.step(cond[t])
+    for t in range(11):
+        b.step(cond[t])
+    a.rewind(0, 3)
+    for gen_a, gen_b in ((a.leader, b.leader), (a.follower, b.follower)):
+        gen_a.get(0).rng.set_state(gen_b.get(0).rng.get_state())
+    for t in range(11, 16):
+        fa, fb = a.step(cond[t]), b.step(cond[t])
+        for x, y in zip(fa, fb, strict=True):
+            assert np.array_equal(x.root, y.root) and np.array_equal(x.quat, y.quat), (t, x.pid)
+        for gen_a, gen_b in ((a.leader, b.leader), (a.follower, b.follower)):
+            ra, rb = gen_a.get(0).state.row, gen_b.get(0).state.row
+            assert torch.equal(gen_a.backend.k[:, ra], gen_b.backend.k[:, rb])  # type: ignore[attr-defined]
+            assert torch.equal(gen_a.backend.v[:, ra], gen_b.backend.v[:, rb])  # type: ignore[attr-defined]

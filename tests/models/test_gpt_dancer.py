@@ -12,13 +12,13 @@ from engine.models.vqvae import VQVAE, VQVAEConfig
 from export.torch_backend import TorchBackend
 
 
-def _gen(guided: bool = False) -> DanceGenerator:
+def _gen(guided: bool = False, jit: bool = True) -> DanceGenerator:
     from engine.models.beat_guidance import OFF, GuidanceConfig
 
     torch.manual_seed(0)
     gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16)).eval()
     vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
-    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0,
+    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu", jit=jit), vq, seed=0,
                          guidance=GuidanceConfig(candidates=8) if guided else OFF)
     gen.add_performer()
     gen.add_performer()
@@ -302,3 +302,127 @@ def test_a_rewind_under_the_text_term_continues_exactly() -> None:
                                                                           int(b.get(0).tok_down[-1]))
         np.testing.assert_allclose(fa[0].quat, fb[0].quat, atol=1e-5)
     assert a.guided_tokens >= 8  # every step of performer 0 was steered
+
+
+@pytest.fixture(scope="module")
+def window_gpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[CrossCondGPT, object]:
+    """A GPT with an 8-token attention window and its exported step (for the onnxruntime backend)."""
+    from export.select import ensure_onnx
+
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=32, n_head=2, context=8, n_keyframe_slots=2)).eval()
+    return gpt, ensure_onnx(gpt, tmp_path_factory.mktemp("window_onnx"))
+
+
+def _window_gen(window_gpt: tuple[CrossCondGPT, object], backend: str, rows: int, guided: bool = False
+                ) -> DanceGenerator:
+    """Two performers over the 8-token GPT; ``rows`` cache rows each (1 plain, 2 genre guidance, 3 with a text
+    scale)."""
+    from engine.models.beat_guidance import OFF, GuidanceConfig
+    from export.ort_backend import OnnxRuntimeBackend
+
+    gpt, onnx = window_gpt
+    torch.manual_seed(1)
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
+    be = (TorchBackend(gpt, capacity=2 * rows, device="cpu", jit=False) if backend == "torch"
+          else OnnxRuntimeBackend(gpt, 2 * rows, onnx, threads=1))  # type: ignore[arg-type]
+    gen = DanceGenerator(be, vq, seed=0, guidance=GuidanceConfig(candidates=8) if guided else OFF,
+                         genre_guidance=3.0 if rows > 1 else None, text_guidance=2.0 if rows > 2 else None,
+                         rewrite_tokens=None)
+    gen.add_performer()
+    gen.add_performer()
+    return gen
+
+
+@pytest.mark.parametrize(("backend", "rows", "guided", "control"), [
+    ("torch", 1, False, False), ("torch", 2, True, True), ("torch", 3, False, True),
+    ("onnxruntime", 1, False, False), ("onnxruntime", 3, False, True),
+])
+def test_a_rewind_past_the_attention_window_continues_exactly(window_gpt: tuple[CrossCondGPT, object], backend: str,
+                                                               rows: int, guided: bool, control: bool) -> None:
+    """Past the attention window the discarded steps overwrote the ring slots of the window's oldest positions (and
+    history rewrites of a control among them overwrote the newest): a rewind puts them back, so the rewound
+    performer's next tokens and frames are bit for bit those of a twin that never made the discarded steps (given
+    the same random stream and controls). With ``control``, a text set during the discarded steps (history rewrites
+    of the conditional and genre-only rows) and given to the twin at the rewind point."""
+    a, b = _window_gen(window_gpt, backend, rows, guided), _window_gen(window_gpt, backend, rows, guided)
+    rng = np.random.default_rng(0)
+    cond = rng.normal(size=(24, a.backend.config.cond_dim)).astype(np.float32)
+    ang = np.array([0.0, 0.5, 1.0, 1.5]) * np.pi / 2
+    cond[::2, -8:] = np.stack([np.sin(ang), np.cos(ang)], -1).reshape(-1)
+    text = rng.normal(size=a.backend.config.text_dim).astype(np.float32)
+    b.get(0).controls.text = a.get(0).controls.text = text * 0.1  # a text all along (the genre-only row is live)
+    for t in range(14):
+        if control and t == 12:
+            a.get(0).controls.text = text
+        a.step(cond[t])
+    for t in range(11):  # 11 > 8: the discarded steps 11-13 overwrote the slots of positions 3-5
+        b.step(cond[t])
+    a.rewind(0, 3)
+    if control:
+        b.get(0).controls.text = text
+    pa, pb = a.get(0), b.get(0)
+    assert _same_cache(a, b)  # every cache row of the performer, keys and values, bit for bit
+    pa.rng.set_state(pb.rng.get_state())
+    for t in range(11, 24):
+        fa, fb = a.step(cond[t], [0]), b.step(cond[t], [0])
+        assert (int(pa.tok_up[-1]), int(pa.tok_down[-1])) == (int(pb.tok_up[-1]), int(pb.tok_down[-1])), t
+        assert np.array_equal(fa[0].root, fb[0].root) and np.array_equal(fa[0].quat, fb[0].quat), t
+        assert _same_cache(a, b), t
+    assert pa.state.pos == pb.state.pos == 24
+
+
+def _same_cache(a: DanceGenerator, b: DanceGenerator, pid: int = 0) -> bool:
+    """Whether performer ``pid``'s cache rows (keys and values of every layer and slot, and the GPT positions) are
+    the same in both generators."""
+    pa, pb = a.get(pid), b.get(pid)
+    for sa, sb in zip(pa.rows(), pb.rows(), strict=True):
+        if sa.pos != sb.pos and (sa is not pa.textless or pa.textless_live):
+            return False
+        if sa is pa.textless and not pa.textless_live:  # not stepped now: written afresh when it is
+            continue
+        for buf_a, buf_b in ((a.backend.k, b.backend.k), (a.backend.v, b.backend.v)):  # type: ignore[attr-defined]
+            ra, rb = buf_a[:, sa.row], buf_b[:, sb.row]
+            if not np.array_equal(np.asarray(ra), np.asarray(rb)):
+                return False
+    return True
+
+
+def test_a_rewind_during_a_keyframe_approach_continues_exactly() -> None:
+    """A re-plan while the dance blends towards a pinned pose (and one rewinding from past the pose back into its
+    approach) gives exactly the frames of a twin that never made the discarded steps: the blend's start, weight
+    and release, the pinned GPT slot, and a keyframe added during the discarded steps, all as the twin has them."""
+    from engine.models.inbetween import InBetweener
+    from engine.models.pose_repr import metric_cmu_skeleton
+
+    rng = np.random.default_rng(3)
+    nj = metric_cmu_skeleton().num_joints
+    quat = np.concatenate([np.ones((nj, 1)), rng.uniform(-0.6, 0.6, (nj, 3))], axis=1)
+    quat /= np.linalg.norm(quat, axis=1, keepdims=True)
+    root = np.array([0.0, 0.7, 0.0])
+
+    def build() -> DanceGenerator:
+        gen = _gen(jit=False)
+        gen.inbetweener = InBetweener(gen.skeleton, 30.0, speed_budget_ms=0.5)  # long blends: several tokens
+        return gen
+
+    cond = np.random.default_rng(0).normal(size=(20, 168)).astype(np.float32)
+    for discard, made in ((3, 9), (4, 12)):  # within the approach; from past the target (frame 42) back into it
+        a, b = build(), build()
+        for gen, n in ((a, made), (b, made - discard)):
+            for t in range(n):
+                if t == 2:
+                    gen.set_keyframe(0, 34, root, quat)  # frame 7 + 34 = 41
+                gen.step(cond[t])
+        a.set_keyframe(0, 50, root, quat[::-1].copy(), joints="upper")  # added during the discarded steps ...
+        a.rewind(0, discard)
+        b.set_keyframe(0, 50 + 4 * discard, root, quat[::-1].copy(), joints="upper")  # ... the twin: at the rewind
+        pa, pb = a.get(0), b.get(0)
+        assert pb.inbetween.start is not None  # the approach had begun before the kept token
+        assert (pa.inbetween.start, pa.inbetween.reached) == (pb.inbetween.start, pb.inbetween.reached)
+        pa.rng.set_state(pb.rng.get_state())
+        for t in range(made - discard, 20):
+            fa, fb = a.step(cond[t], [0]), b.step(cond[t], [0])
+            assert np.array_equal(fa[0].root, fb[0].root) and np.array_equal(fa[0].quat, fb[0].quat), (discard, t)
+        assert [t.frame for t in pa.inbetween.targets] == [t.frame for t in pb.inbetween.targets]
+        assert pa.inbetween.rushed == pb.inbetween.rushed

@@ -73,3 +73,15 @@ def test_a_ring_for_rewinds_keeps_one_state_more_than_the_steps_it_rewinds() -> 
     assert ring.load(0, 4 - 2) is not None and ring.load(0, 4 - 3) is None  # newest 4: rewinds of 2, not of 3
     ring.keep_rewinds(0)
     assert ring.depth == 0
+
+
+def test_lists_of_objects_are_kept_by_reference_per_row_and_step() -> None:
+    ring = SnapshotRing(depth=2, rows=2)
+    marks = [("a", 0), ("b", 0)]
+    ring.save([0, 1], [0, 0], {"marks": marks, "xz": np.zeros((2, 2))})
+    ring.save([1], [1], {"marks": [("b", 1)], "xz": np.ones((1, 2))})
+    s0, s1 = ring.load(0, 0), ring.load(1, 1)
+    assert s0 is not None and s0["marks"] is marks[0]
+    assert s1 is not None and s1["marks"] == ("b", 1)
+    ring.resize(3)
+    assert ring.load(1, 0) is not None and ring.load(1, 0)["marks"] == ("b", 0)  # type: ignore[index]
