@@ -191,7 +191,8 @@ def test_a_genre_switch_restarts_the_gpt_window(keep: int, monkeypatch: pytest.M
     """With ``switch_context`` k the switched performer's next draw is the guided forward over its newest k inputs
     only (conditional row under the new genre, unconditional row under none: the old-style tokens before them are
     forgotten); the frames go on from the same decoder state; the other performer is untouched; a keyframe pinned
-    before the switch moves with the renumbered positions; a rewind after the switch stays exact."""
+    before the switch moves with the renumbered positions; a rewind of the switch step, or deeper, goes back to
+    before the switch (window, keyframe, genre bookkeeping), so the remade step switches again exactly."""
     gpt, vq = _gpt_vq()
     cond = _cond(14)
     gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=3,
@@ -213,18 +214,25 @@ def test_a_genre_switch_restarts_the_gpt_window(keep: int, monkeypatch: pytest.M
     assert pa.pinned[0][0] == pinned - (8 - keep)  # renumbered with the window
     assert gen.backend._kv_mask[pa.state.row].any()  # and pinned again in the slots
     assert gen.get(b).state.pos == 9
-    # Keyframes attend from both rows; compare the switched draw without them to the forward over its window.
     torch.testing.assert_close(seen[0][1], want_b, atol=1e-4, rtol=0)
+    first = seen[0][0]
+    gen.rewind(a, 1)  # the switch step remade: back to before the switch (keyframe pinned), switched again
+    assert pa.state.pos == 8 and pa.encoded is not None and pa.encoded[0] == 1 and pa.pinned[0][0] == pinned
+    seen.clear()
+    gen.step(cond[8], [a])
+    assert pa.state.pos == keep + 1 and pa.pinned[0][0] == pinned - (8 - keep)
+    torch.testing.assert_close(seen[0][0], first, atol=1e-5, rtol=0)  # the same logits (stepped alone now)
+    # Keyframes attend from both rows; compare the switched draw without them to the forward over its window.
+    gen.rewind(a, 1)
     pa.pinned.clear()
     gen._pin_next(pa)  # keyframe slots cleared
-    gen.rewind(a, 1)  # the first token after the switch, remade: the same logits (its window is the same)
     seen.clear()
     gen.step(cond[8], [a])
     torch.testing.assert_close(seen[0][0], want_a, atol=1e-4, rtol=0)
-    gen.rewind(a, 5)  # deeper than the restarted window: the GPT window empties, the dance goes on
-    assert gen.get(a).state.pos == 0 and gen.get(a).n_tokens == decoded + 1 - 5
+    gen.rewind(a, 5)  # deeper than the restarted window: back to before the switch, which the next step makes again
+    assert gen.get(a).state.pos == 4 and gen.get(a).n_tokens == decoded + 1 - 5
     gen.step(cond[9])
-    assert gen.get(a).state.pos == 1
+    assert gen.get(a).state.pos == keep + 1
 
 
 def test_energy_range_maps_the_level_onto_the_label() -> None:
