@@ -16,8 +16,12 @@ beat guidance and genre guidance) built three times and stepped alternately over
   at once under the new genre (``step(cond, [0])``, the first rewriting its history), then the step of everyone;
   the whole control step is timed;
 * ``no_keep``: the two-row generator without the per-step state kept for exact rewinds (decoder histories, foot
-  locking, guidance memory, the staging's state; ``keep_rewinds(0)``, what the runtime asks at lookahead 0), to
-  measure what keeping it costs every step.
+  locking, guidance memory, the GPT cache entries each step overwrites, the staging's state; ``keep_rewinds(0)``,
+  what the runtime asks at lookahead 0), to measure what keeping it costs every step;
+* ``no_text``: the two-row generator without a text: beat guidance's text term (card ``text_weight``) steers every
+  token of a performer whose text names an attribute (candidates drawn, decoded and measured by one batched
+  ``motion_measures.per_frame_measures`` call), where without a text only the tokens near a beat are steered; so
+  ``two_rows`` against it is the live cost of a text, per step and per performer.
 
 Medians (and p99) of wall clock and of the stepping thread's CPU time per step, from one run
 (``controls_step.{md,json}``).
@@ -52,6 +56,7 @@ def step_cost(model: Path | None, performers: int, cond: np.ndarray, text_scale:
         "switch": build_model(ModelSpec(model=model, performers=performers, text=prompt)),
         "replan": build_model(ModelSpec(model=model, performers=performers, text=prompt)),
         "no_keep": build_model(ModelSpec(model=model, performers=performers, text=prompt)),
+        "no_text": build_model(ModelSpec(model=model, performers=performers)),
     }
     nk = gens["no_keep"]
     nk.keep_rewinds(0)  # what the runtime asks at lookahead 0: the generator and the staging keep nothing
@@ -94,7 +99,7 @@ def step_cost(model: Path | None, performers: int, cond: np.ndarray, text_scale:
                            "backend": gens["two_rows"].inner.backend.name,
                            "genre_scale": gens["two_rows"].inner.genre_guidance,
                            "rewrites": gens["switch"].inner.rewrites, "switch_steps": len(switch_wall)}
-    for k in ("two_rows", "three_rows", "no_keep"):
+    for k in ("two_rows", "three_rows", "no_keep", "no_text"):
         out[f"{k}_ms_p50"] = float(np.median(wall[k]))
         out[f"{k}_ms_p99"] = float(np.percentile(wall[k], 99))
         out[f"{k}_cpu_ms_p50"] = float(np.median(cpu[k]))
@@ -109,6 +114,12 @@ def step_cost(model: Path | None, performers: int, cond: np.ndarray, text_scale:
     out["ratio_switch_two"] = out["switch_step_ms_p50"] / out["two_rows_ms_p50"]
     out["ratio_replan_two"] = out["replan_step_ms_p50"] / out["two_rows_ms_p50"]
     out["ratio_keep_cpu"] = out["two_rows_cpu_ms_p50"] / out["no_keep_cpu_ms_p50"]
+    out["ratio_text"] = out["two_rows_ms_p50"] / out["no_text_ms_p50"]
+    out["ratio_text_cpu"] = out["two_rows_cpu_ms_p50"] / out["no_text_cpu_ms_p50"]
+    out["text_cpu_ms_per_performer"] = (out["two_rows_cpu_ms_p50"] - out["no_text_cpu_ms_p50"]) / performers
+    for k in ("two_rows", "no_text"):  # share of performer-steps steered among candidates
+        inner = gens[k].inner
+        out[f"{k}_steered_share"] = inner.guided_tokens / max(1, inner.steps * performers)
     return out
 
 
@@ -135,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
              f"load average after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. The runtime's generator "
              f"(backend `{rows[0]['backend']}`, onnxruntime streaming decoder, 1 thread, the card's beat guidance and "
              f"genre guidance {rows[0]['genre_scale']:g}), every performer with a text, {len(cond)} tokens of a "
-             f"synthetic 100 BPM track; the five generators stepped alternately in one run. A token lasts "
+             f"synthetic 100 BPM track; the six generators stepped alternately in one run. A token lasts "
              f"{TOKEN_MS:.0f} ms. Wall p50 / p99 ms, thread CPU p50 ms. Switch: every performer's genre changed "
              f"every {SWITCH_EVERY}th step (its history rewritten before that step). Re-plan: performer 0's genre "
              f"changed every {SWITCH_EVERY}th step under lookahead {args.lookahead}: its {args.lookahead} unplayed "
              f"steps rewound and remade alone, then everyone's step (the runtime's control re-plan; the whole "
              f"control step timed). No keep: the same two-row generator without the state kept per step for exact "
-             f"rewinds.",
+             f"rewinds. No text: the two-row generator without a text (beat guidance's text term steers no token; "
+             f"with the text every token is steered).",
              *([args.note] if args.note else []), "",
              "| performers | two rows: wall p50 / p99 | CPU p50 | three rows (text scale): wall p50 / p99 | CPU p50 | "
              "ratio three / two | switch step: wall p50 / max | ratio switch / two |",
@@ -158,6 +170,15 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['performers']} | {r['replan_step_ms_p50']:.2f} / {r['replan_step_ms_max']:.2f} | "
                      f"{r['replan_step_cpu_ms_p50']:.2f} | {r['ratio_replan_two']:.2f} | "
                      f"{r['no_keep_cpu_ms_p50']:.2f} | {r['ratio_keep_cpu']:.3f} |")
+    lines += ["", "| performers | text set (two rows): wall p50 / p99 | CPU p50 | no text: wall p50 / p99 | CPU p50 | "
+              "ratio text / none (wall, CPU) | text's CPU per performer and token | tokens steered: text / none |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['performers']} | {r['two_rows_ms_p50']:.2f} / {r['two_rows_ms_p99']:.2f} | "
+                     f"{r['two_rows_cpu_ms_p50']:.2f} | {r['no_text_ms_p50']:.2f} / {r['no_text_ms_p99']:.2f} | "
+                     f"{r['no_text_cpu_ms_p50']:.2f} | {r['ratio_text']:.2f}, {r['ratio_text_cpu']:.2f} | "
+                     f"{r['text_cpu_ms_per_performer']:+.2f} ms | "
+                     f"{100 * r['two_rows_steered_share']:.0f} % / {100 * r['no_text_steered_share']:.0f} % |")
     (args.out / "controls_step.md").write_text("\n".join(lines) + "\n")
     return 0
 

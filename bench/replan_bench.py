@@ -15,7 +15,9 @@ of a synthetic 100 BPM track, so all see the same load:
 * ``no_keep``: ``keep_rewinds(0)``, what the runtime asks at lookahead 0: no state kept.
 
 Medians (and p99) of wall clock and of the stepping thread's CPU time per step, from one run (``replan.{md,json}``);
-and the state kept per step timed alone (the saves of one step, repeated: thread CPU per step, microseconds).
+the state kept per step timed alone (the saves of one step, repeated: thread CPU per step, microseconds; for the
+GPT kinds with the cache entries and history entries the step overwrites, read from the backend as a step reads
+them), and the memory it takes per dancer (all kept steps; of which the GPT's cache entries).
 """
 
 from __future__ import annotations
@@ -80,22 +82,57 @@ def replan_cost(kind: str, performers: int, cond: np.ndarray, lookahead: int) ->
     out["ratio_replan_plain"] = out["replan_ms_p50"] / out["plain_ms_p50"]
     out["keep_cpu_ms"] = out["plain_cpu_ms_p50"] - out["no_keep_cpu_ms_p50"]
     out["save_alone_us"] = save_cost(kind, models["plain"])
+    out["read_alone_us"] = read_cost(kind, models["plain"])
+    out["kept_kb_per_dancer"], out["kept_cache_kb_per_dancer"] = kept_memory(kind, models["plain"])
     return out
+
+
+def _generators(kind: str, m: Any) -> list[Any]:
+    """The GPT generators of a model of ``kind`` (none for retrieval)."""
+    if kind == "couple":
+        return [m.leader, m.follower]
+    return [] if kind == "retrieval" else [m.inner]
+
+
+def read_cost(kind: str, m: Any, repeats: int = 500) -> float:
+    """Thread CPU (microseconds) per step of reading, for exact rewinds, the GPT cache entries and history entries a
+    step overwrites (part of :func:`save_cost`; 0 for retrieval)."""
+    gens = _generators(kind, m)
+    c0 = time.thread_time_ns()
+    for _ in range(repeats):
+        for g in gens:
+            g.ring_before_step(g.performers)
+            g.hist_before_step(g.performers)
+    return (time.thread_time_ns() - c0) / repeats / 1e3
+
+
+def kept_memory(kind: str, m: Any) -> tuple[float, float]:
+    """KB per dancer of the generators' snapshot rings as allocated (all kept steps), and of it the GPT cache entries
+    (the ring slots each kept step overwrote, for exact rewinds past the attention window)."""
+    gens = _generators(kind, m)
+    dancers = max(1, len(m.performer_ids()))
+    total = sum(g.snapshots.nbytes() for g in gens)
+    cache = sum(g.snapshots.nbytes(("ring_k", "ring_v")) for g in gens)
+    return total / dancers / 1024, cache / dancers / 1024
 
 
 def save_cost(kind: str, m: Any, repeats: int = 500) -> float:
     """Thread CPU (microseconds) of the saves one step of ``m`` makes for exact rewinds, timed alone (repeated)."""
+    def gpt_save(g: Any) -> None:  # what a step keeps: the entries it overwrites (read first), then the state
+        ps = g.performers
+        g.save_state(ps, g.ring_before_step(ps), g.hist_before_step(ps))
+
     def save() -> None:
         if kind == "couple":
-            m.leader.save_state(m.leader.performers)
-            m.follower.save_state(m.follower.performers)
+            gpt_save(m.leader)
+            gpt_save(m.follower)
             m.save_state(m.couples)
             return
         pids = m.performer_ids()
         if kind == "retrieval":
             m.inner.save_state(np.arange(len(pids)))
         else:
-            m.inner.save_state(m.inner.performers)
+            gpt_save(m.inner)
         m.stager.save(pids, [m._steps[p] for p in pids])
 
     save()
@@ -133,13 +170,17 @@ def main(argv: list[str] | None = None) -> int:
              *([args.note] if args.note else []), "",
              "| kind | re-planned | plain: wall p50 / p99 | CPU p50 | control re-plan step: wall p50 / p99 | CPU p50 | "
              "ratio re-plan / plain | no keep: CPU p50 | kept state: plain - no keep CPU p50 | "
-             "kept state timed alone |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "kept state timed alone (of it reading the overwritten cache entries) | "
+             "GPT snapshot ring per dancer (of it cache entries) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['kind']} | {r['group']} | {r['plain_ms_p50']:.2f} / {r['plain_ms_p99']:.2f} | "
                      f"{r['plain_cpu_ms_p50']:.2f} | {r['replan_ms_p50']:.2f} / {r['replan_ms_p99']:.2f} | "
                      f"{r['replan_cpu_ms_p50']:.2f} | {r['ratio_replan_plain']:.2f} | "
-                     f"{r['no_keep_cpu_ms_p50']:.2f} | {r['keep_cpu_ms']:+.2f} ms | {r['save_alone_us']:.0f} us |")
+                     f"{r['no_keep_cpu_ms_p50']:.2f} | {r['keep_cpu_ms']:+.2f} ms | {r['save_alone_us']:.0f} us "
+                     f"({r['read_alone_us']:.0f} us) | "
+                     + (f"{r['kept_kb_per_dancer']:.0f} KB ({r['kept_cache_kb_per_dancer']:.0f} KB) |"
+                        if r["kind"] != "retrieval" else "- |"))
     (args.out / "replan.md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -89,7 +89,8 @@ ENERGY_RANGE = (0.0, 1.0)
 MIN_GUIDED_CANDIDATES = 4
 #: Tokens a rewind (a re-plan) may go back by default and continue exactly from the last kept token instead of
 #: restarting the decoder: the state after each of the newest ``REWIND_TOKENS + 1`` tokens is kept (decoder
-#: histories, 17 KB per token for the shipped VQ-VAE, foot locking, root, guidance memory). Deeper rewinds restart
+#: histories, 17 KB per token for the shipped VQ-VAE, foot locking, root, guidance memory, the keyframe blend, and
+#: the GPT cache entries the token's step overwrote, 8 KB per cache row for the shipped GPT). Deeper rewinds restart
 #: the decoder (the playout blends over the seam). :meth:`DanceGenerator.keep_rewinds` changes it (0: nothing kept).
 REWIND_TOKENS = REWIND_STEPS
 
@@ -839,11 +840,7 @@ class DanceGenerator:
         if switched and self.rewrite_on_control:
             self.rewrite_history(switched)
         keep = self._keeping()
-        if keep:  # the history entries this step writes, as they were (for exact rewinds)
-            hist_at = np.fromiter((p.state.pos % ctx for p in ps), dtype=np.int64, count=b)
-            hist_old = (np.array([p.hist_up[j] for p, j in zip(ps, hist_at, strict=True)]),
-                        np.array([p.hist_down[j] for p, j in zip(ps, hist_at, strict=True)]),
-                        np.stack([p.hist_cond[j] for p, j in zip(ps, hist_at, strict=True)]))
+        hist_old = self.hist_before_step(ps) if keep else None
         for i, p in enumerate(ps):
             j = p.state.pos % ctx
             p.hist_up[j] = p.state.prev_up
@@ -854,7 +851,7 @@ class DanceGenerator:
             for i, g in enumerate(globs):
                 if g is not None:
                     text[i] = g
-        ring = self._ring_before_step(ps) if keep else None
+        ring = self.ring_before_step(ps) if keep else None
         if self.genre_guidance is None:
             res = self.backend.step([p.state for p in ps], cond_b, genre, text)
             logits_up, logits_down = res.logits_up, res.logits_down
@@ -919,12 +916,21 @@ class DanceGenerator:
                 if legs.any():
                     sf.pin_legs = legs.astype(np.float32)
         if keep:
-            self.save_state(ps, ring, (hist_at, *hist_old))
+            self.save_state(ps, ring, hist_old)
         return out
 
-    def _ring_before_step(self, ps: Sequence[Performer]) -> tuple[np.ndarray, Any, Any]:
-        """The cache entries the coming step overwrites, per performer and row (conditional, unconditional,
-        genre-only while it is stepped): slots [b, R] (-1: row not stepped) and keys/values [b, R, L, H, D]."""
+    def hist_before_step(self, ps: Sequence[Performer]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The history entries the coming step writes, as they are (for exact rewinds): index [b], token up [b],
+        down [b], conditioning row [b, cond_dim]."""
+        at = np.fromiter((p.state.pos % self.backend.config.context for p in ps), dtype=np.int64, count=len(ps))
+        return (at, np.array([p.hist_up[j] for p, j in zip(ps, at, strict=True)]),
+                np.array([p.hist_down[j] for p, j in zip(ps, at, strict=True)]),
+                np.stack([p.hist_cond[j] for p, j in zip(ps, at, strict=True)]))
+
+    def ring_before_step(self, ps: Sequence[Performer]) -> tuple[np.ndarray, Any, Any]:
+        """The cache entries the coming step overwrites (for exact rewinds), per performer and row (conditional,
+        unconditional, genre-only while it is stepped): slots [b, R] (-1: row not stepped) and keys/values
+        [b, R, L, H, D] in the backend's array type."""
         per = len(ps[0].rows()) if ps else 1
         states: list[PerformerState] = []
         flat: list[int] = []  # index into [b * R] of each read row
@@ -946,8 +952,7 @@ class DanceGenerator:
     def save_state(self, ps: Sequence[Performer], ring: tuple[np.ndarray, Any, Any] | None = None,
                    hist: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
         """Keep the performers' state after their newest token, for exact rewinds (nothing when none are kept), with
-        what their step overwrote: ``ring`` (:meth:`_ring_before_step`) and ``hist`` (history index, token up, down,
-        conditioning row as they were)."""
+        what their step overwrote: ``ring`` (:meth:`ring_before_step`) and ``hist`` (:meth:`hist_before_step`)."""
         if not self.snapshots.depth or not ps:
             return
         slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=len(ps))

@@ -64,6 +64,15 @@ class SnapshotRing:
         self._store.clear()
         self._at = np.full((self.rows, max(depth, 1)), _EMPTY, np.int64)
 
+    def nbytes(self, names: Sequence[str] | None = None) -> int:
+        """Bytes of the buffers allocated (of ``names`` only; object values count their references, not the
+        objects)."""
+        total = 0
+        for name, s in self._store.items():
+            if names is None or name in names:
+                total += s.numel() * s.element_size() if isinstance(s, torch.Tensor) else s.nbytes
+        return total
+
     def resize(self, rows: int) -> None:
         """Grow (new rows hold nothing) or shrink to ``rows`` rows."""
         grow = max(0, rows - self.rows)

@@ -426,3 +426,25 @@ def test_a_rewind_during_a_keyframe_approach_continues_exactly() -> None:
             assert np.array_equal(fa[0].root, fb[0].root) and np.array_equal(fa[0].quat, fb[0].quat), (discard, t)
         assert [t.frame for t in pa.inbetween.targets] == [t.frame for t in pb.inbetween.targets]
         assert pa.inbetween.rushed == pb.inbetween.rushed
+
+
+def test_keeping_rewinds_changes_no_frame(window_gpt: tuple[CrossCondGPT, object]) -> None:
+    """What a step keeps for exact rewinds (cache entries read before its writes, history, blend) is only read:
+    with and without it the frames are bit for bit the same, through a text switch and a keyframe."""
+    a, b = _window_gen(window_gpt, "torch", 3, guided=True), _window_gen(window_gpt, "torch", 3, guided=True)
+    b.keep_rewinds(0)
+    rng = np.random.default_rng(2)
+    cond = rng.normal(size=(16, a.backend.config.cond_dim)).astype(np.float32)
+    quat = np.tile([1.0, 0.0, 0.0, 0.0], (a.n_joints, 1))
+    text = rng.normal(size=a.backend.config.text_dim).astype(np.float32)
+    for t in range(16):
+        if t == 3:
+            for g in (a, b):
+                g.set_keyframe(0, 20, np.array([0.0, 0.8, 0.0]), quat)
+        if t == 9:
+            for g in (a, b):
+                g.get(0).controls.text = text
+        for fa, fb in zip(a.step(cond[t]), b.step(cond[t]), strict=True):
+            assert np.array_equal(fa.root, fb.root) and np.array_equal(fa.quat, fb.quat), t
+        assert _same_cache(a, b, 0) and _same_cache(a, b, 1), t
+    assert a.snapshots.nbytes() > 0 and b.snapshots.nbytes() == 0
