@@ -915,7 +915,7 @@ class DanceGenerator:
                 legs = self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
                 if legs.any():
                     sf.pin_legs = legs.astype(np.float32)
-        if keep:
+        if ring is not None and hist_old is not None:
             self.save_state(ps, ring, hist_old)
         return out
 
@@ -949,8 +949,8 @@ class DanceGenerator:
             k, v = _spread(k, flat, b * per), _spread(v, flat, b * per)
         return slot_b.reshape(b, per), k.reshape(b, per, *k.shape[1:]), v.reshape(b, per, *v.shape[1:])
 
-    def save_state(self, ps: Sequence[Performer], ring: tuple[np.ndarray, Any, Any] | None = None,
-                   hist: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+    def save_state(self, ps: Sequence[Performer], ring: tuple[np.ndarray, Any, Any],
+                   hist: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
         """Keep the performers' state after their newest token, for exact rewinds (nothing when none are kept), with
         what their step overwrote: ``ring`` (:meth:`ring_before_step`) and ``hist`` (:meth:`hist_before_step`)."""
         if not self.snapshots.depth or not ps:
@@ -960,10 +960,8 @@ class DanceGenerator:
         per = [p.kept_state() for p in ps]
         values.update({k: np.stack([d[k] for d in per]) for k in per[0] if k != "marks"})
         values["marks"] = [d["marks"] for d in per]
-        if ring is not None:
-            values["ring_slot"], values["ring_k"], values["ring_v"] = ring
-        if hist is not None:
-            values["hist_at"], values["hist_up"], values["hist_down"], values["hist_cond"] = hist
+        values["ring_slot"], values["ring_k"], values["ring_v"] = ring
+        values["hist_at"], values["hist_up"], values["hist_down"], values["hist_cond"] = hist
         self.snapshots.save(slots, [p.n_tokens - 1 for p in ps], values)
 
     def _baseline(self) -> np.ndarray:

@@ -223,3 +223,37 @@ def test_rewrite_history_is_the_window_stepped_under_the_new_controls(make: Fact
     torch.testing.assert_close(after.logits_down[0], after.logits_down[1], atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="history of"):
         be.rewrite_history([a], [ups * 2], [downs * 2], np.stack(conds * 2)[None], [2], t1[None])
+
+
+def test_read_ring_copies_entries_and_write_ring_puts_them_back(make: Factory, model: CrossCondGPT) -> None:
+    """What an exact rewind relies on: ``read_ring`` copies the keys/values at a slot of each state's row ([B, L, H,
+    D], a copy: later steps do not change it), and ``write_ring`` puts exactly those back after steps overwrote them
+    (a state may appear more than once, as a history rewrite's slots do)."""
+    rng = np.random.default_rng(4)
+    gen = torch.Generator().manual_seed(5)
+    be = make(model, 3)
+    sts = [be.new_state() for _ in range(3)]
+    recs = {id(s): Record(int(rng.integers(0, CFG.n_genres)), rng.standard_normal(CFG.text_dim).astype(np.float32))
+            for s in sts}
+    for _ in range(CFG.context + 2):  # past the ring: every slot written
+        _tick(be, sts, recs, rng, gen)
+
+    def cache() -> np.ndarray:
+        return np.stack([np.asarray(be.k), np.asarray(be.v)])  # type: ignore[attr-defined]
+
+    states = [sts[2], sts[0], sts[0]]
+    slots = np.array([be.slots_for(np.array([sts[2].pos]))[0], be.slots_for(np.array([sts[0].pos]))[0],
+                      CFG.n_keyframe_slots])  # the next steps' slots, and another of row 0
+    k, v = be.read_ring(states, slots)
+    assert tuple(k.shape) == (3, CFG.n_layer, CFG.n_head, CFG.n_embd // CFG.n_head) == tuple(v.shape)
+    before = cache()
+    for i, (st, sl) in enumerate(zip(states, slots, strict=True)):
+        assert np.array_equal(np.asarray(k[i]), before[0][:, st.row, :, sl])
+        assert np.array_equal(np.asarray(v[i]), before[1][:, st.row, :, sl])
+    for _ in range(3):
+        _tick(be, sts, recs, rng, gen)  # overwrites those slots (and others)
+    assert not np.array_equal(np.asarray(k[0]), cache()[0][:, sts[2].row, :, slots[0]])  # k is a copy, not a view
+    be.write_ring(states, slots, k, v)
+    after = cache()
+    for st, sl in zip(states, slots, strict=True):
+        assert np.array_equal(after[:, :, st.row, :, sl], before[:, :, st.row, :, sl])
