@@ -9,11 +9,13 @@ beat guidance and genre guidance) built three times and stepped alternately over
 * ``two rows``: genre guidance, the text sharing its scale (the card without ``text_guidance``);
 * ``three rows``: the same with a separate text scale (``--text-guidance``; a genre-only row per performer with
   a text, stepped in the same batch);
-* ``switch``: the two-row generator whose performers all switch genre every 8th step: that step rewrites every
-  performer's cached history (one batched forward over the window per performer) before stepping;
+* ``switch``: the two-row generator whose performers all switch genre every 8th step: before stepping, that step
+  rewrites every performer's cached history (one batched forward over the newest positions per performer), or,
+  with the card's ``genre_switch.context`` 0 (the shipped card since session 7), restarts its GPT window under the
+  new genre (nothing to rewrite; the report counts the rewrites);
 * ``replan``: the two-row generator where performer 0 alone switches genre every 8th step under a lookahead of
   ``--lookahead`` steps, as the runtime re-plans it: its ``L`` generated-but-unplayed steps are rewound and remade
-  at once under the new genre (``step(cond, [0])``, the first rewriting its history), then the step of everyone;
+  at once under the new genre (``step(cond, [0])``, the first switching), then the step of everyone;
   the whole control step is timed;
 * ``no_keep``: the two-row generator without the per-step state kept for exact rewinds (decoder histories, foot
   locking, guidance memory, the GPT cache entries each step overwrites, the staging's state; ``keep_rewinds(0)``,
@@ -148,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
              f"genre guidance {rows[0]['genre_scale']:g}), every performer with a text, {len(cond)} tokens of a "
              f"synthetic 100 BPM track; the six generators stepped alternately in one run. A token lasts "
              f"{TOKEN_MS:.0f} ms. Wall p50 / p99 ms, thread CPU p50 ms. Switch: every performer's genre changed "
-             f"every {SWITCH_EVERY}th step (its history rewritten before that step). Re-plan: performer 0's genre "
+             f"every {SWITCH_EVERY}th step ({', '.join(str(r['rewrites']) for r in rows)} history rewrites: with "
+             f"the card's `genre_switch.context` 0 a switch restarts the GPT window under the new genre instead of "
+             f"rewriting it, since session 7). Re-plan: performer 0's genre "
              f"changed every {SWITCH_EVERY}th step under lookahead {args.lookahead}: its {args.lookahead} unplayed "
              f"steps rewound and remade alone, then everyone's step (the runtime's control re-plan; the whole "
              f"control step timed). No keep: the same two-row generator without the state kept per step for exact "
