@@ -18,6 +18,11 @@ Medians (and p99) of wall clock and of the stepping thread's CPU time per step, 
 the state kept per step timed alone (the saves of one step, repeated: thread CPU per step, microseconds; for the
 GPT kinds with the cache entries and history entries the step overwrites, read from the backend as a step reads
 them), and the memory it takes per dancer (all kept steps; of which the GPT's cache entries).
+
+Exactness past the attention window (GPT kinds): two more copies, one stepped ``EXACT_MADE`` tokens (past the GPT's
+window) plus ``--lookahead``, then rewound by ``--lookahead`` as a re-plan does; the other stepped ``EXACT_MADE``
+tokens only (a twin that never made the discarded steps); with the twin's random streams, both make ``EXACT_AFTER``
+more steps of performer 0's group, and the frames that differ at all are counted (0: exact).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from bench.latency_args import REPORT_DIR
 
 SWITCH_EVERY = 8
 GENRES = (1, 11, 12)  # salsa, indian, modern
+EXACT_MADE = 100  # tokens before the rewind of the exactness check (past the shipped GPT's 60-token window)
+EXACT_AFTER = 40  # steps compared after it
 
 
 def _spec(kind: str, performers: int) -> Any:
@@ -84,7 +91,37 @@ def replan_cost(kind: str, performers: int, cond: np.ndarray, lookahead: int) ->
     out["save_alone_us"] = save_cost(kind, models["plain"])
     out["read_alone_us"] = read_cost(kind, models["plain"])
     out["kept_kb_per_dancer"], out["kept_cache_kb_per_dancer"] = kept_memory(kind, models["plain"])
+    if kind != "retrieval":
+        out["exact_frames_differing"], out["exact_frames"] = exact_check(kind, performers, cond, lookahead)
     return out
+
+
+def exact_check(kind: str, performers: int, cond: np.ndarray, lookahead: int) -> tuple[int, int]:
+    """Frames of a model rewound by ``lookahead`` past the GPT's window that differ from those of a twin that never
+    made the discarded steps (see the module doc): (differing, compared)."""
+    from engine.runtime.assemble import build_model
+
+    made = min(EXACT_MADE, len(cond) - lookahead - EXACT_AFTER)
+    a, b = (build_model(_spec(kind, performers)) for _ in range(2))
+    for m in (a, b):
+        m.keep_rewinds(lookahead)
+    for t in range(made + lookahead):
+        a.step(cond[t])
+    for t in range(made):
+        b.step(cond[t])
+    group = a.step_group([0])
+    for pid in group:
+        a.rewind(pid, lookahead)
+    for ga, gb in zip(_generators(kind, a), _generators(kind, b), strict=True):
+        for pa, pb in zip(ga.performers, gb.performers, strict=True):
+            pa.rng.set_state(pb.rng.get_state())
+    differing = compared = 0
+    for t in range(made, made + EXACT_AFTER):
+        for x, y in zip(a.step(cond[t], group), b.step(cond[t], group), strict=True):
+            same = np.all(x.quat == y.quat, axis=(1, 2)) & np.all(x.root == y.root, axis=1)
+            differing += int((~same).sum())
+            compared += len(same)
+    return differing, compared
 
 
 def _generators(kind: str, m: Any) -> list[Any]:
@@ -166,21 +203,27 @@ def main(argv: list[str] | None = None) -> int:
              f"state kept for exact rewinds of {args.lookahead} steps; re-plan: every {SWITCH_EVERY}th step "
              f"performer 0's genre changes and its step group (a couple: both partners) is rewound by "
              f"{args.lookahead} steps and remade alone, then everyone's step (the whole control step timed); no "
-             f"keep: nothing kept (lookahead 0). Wall p50 / p99 ms, thread CPU p50 ms.",
+             f"keep: nothing kept (lookahead 0). Wall p50 / p99 ms, thread CPU p50 ms. Last column: a copy rewound "
+             f"by {args.lookahead} after {EXACT_MADE} tokens (past the GPT's attention window) against a twin that "
+             f"never made the discarded steps, with the twin's random streams: frames of the next {EXACT_AFTER} "
+             f"steps of performer 0's group that differ at all (0: exact; before session 8 the discarded steps' "
+             f"ring slots were not put back).",
              *([args.note] if args.note else []), "",
              "| kind | re-planned | plain: wall p50 / p99 | CPU p50 | control re-plan step: wall p50 / p99 | CPU p50 | "
              "ratio re-plan / plain | no keep: CPU p50 | kept state: plain - no keep CPU p50 | "
              "kept state timed alone (of it reading the overwritten cache entries) | "
-             "GPT snapshot ring per dancer (of it cache entries) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "GPT snapshot ring per dancer (of it cache entries) | rewound past the window: frames differing "
+             "from a twin |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['kind']} | {r['group']} | {r['plain_ms_p50']:.2f} / {r['plain_ms_p99']:.2f} | "
                      f"{r['plain_cpu_ms_p50']:.2f} | {r['replan_ms_p50']:.2f} / {r['replan_ms_p99']:.2f} | "
                      f"{r['replan_cpu_ms_p50']:.2f} | {r['ratio_replan_plain']:.2f} | "
                      f"{r['no_keep_cpu_ms_p50']:.2f} | {r['keep_cpu_ms']:+.2f} ms | {r['save_alone_us']:.0f} us "
                      f"({r['read_alone_us']:.0f} us) | "
-                     + (f"{r['kept_kb_per_dancer']:.0f} KB ({r['kept_cache_kb_per_dancer']:.0f} KB) |"
-                        if r["kind"] != "retrieval" else "- |"))
+                     + (f"{r['kept_kb_per_dancer']:.0f} KB ({r['kept_cache_kb_per_dancer']:.0f} KB) | "
+                        f"{r['exact_frames_differing']} of {r['exact_frames']} |"
+                        if r["kind"] != "retrieval" else "- | - |"))
     (args.out / "replan.md").write_text("\n".join(lines) + "\n")
     return 0
 
