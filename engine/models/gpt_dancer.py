@@ -958,7 +958,10 @@ class DanceGenerator:
         slots = np.fromiter((p.slot for p in ps), dtype=np.int64, count=len(ps))
         values: dict[str, Any] = self.decoder.state(torch.from_numpy(slots))
         per = [p.kept_state() for p in ps]
-        values.update({k: np.stack([d[k] for d in per]) for k in per[0] if k != "marks"})
+        if len(per) == 1:  # one performer (a re-plan's steps): a view with a leading axis, no stacking
+            values.update({k: np.asarray(x)[None] for k, x in per[0].items() if k != "marks"})
+        else:
+            values.update({k: np.stack([d[k] for d in per]) for k in per[0] if k != "marks"})
         values["marks"] = [d["marks"] for d in per]
         values["ring_slot"], values["ring_k"], values["ring_v"] = ring
         values["hist_at"], values["hist_up"], values["hist_down"], values["hist_cond"] = hist
