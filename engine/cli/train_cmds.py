@@ -80,6 +80,9 @@ def register(sub: Any) -> None:
     e.add_argument("--genre-guidance", type=float, default=None, metavar="S", help=GENRE_GUIDANCE_HELP)
     e.add_argument("--text-guidance", type=float, default=None, metavar="S", help=TEXT_GUIDANCE_HELP)
     e.add_argument("--text-steer", type=float, default=None, metavar="W", help=TEXT_STEER_HELP + " (with --controls)")
+    e.add_argument("--seed-offset", type=int, default=0, metavar="N",
+                   help="--controls: pair i dances with seed i + N (default 0; another N: other dances on the same "
+                        "music, to check a setting tuned on the first)")
     e.add_argument("--model-only", action="store_true",
                    help="generate only the model card's row (skip model_plain and the untrained GPT)")
     e.add_argument("--no-foot-lock", action="store_true", help="evaluate without root-velocity foot locking")
@@ -386,6 +389,8 @@ def _eval_controls(args: argparse.Namespace) -> int:
     check_genre_guidance(args.genre_guidance)
     check_text_guidance(args.text_guidance)
     _check_text_steer(args.text_steer)
+    if args.seed_offset < 0:
+        raise CliError(f"--seed-offset must be >= 0, got {args.seed_offset}")
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     if not parts or set(parts) - set(PARTS):
         raise CliError(f"--parts must name some of {', '.join(PARTS)}, got {args.parts!r}")
@@ -396,7 +401,7 @@ def _eval_controls(args: argparse.Namespace) -> int:
                                 pairs=args.pairs, seconds=args.seconds, beat_guidance=args.beat_guidance,
                                 progress=lambda s: log.info("controls: %s", s), parts=parts,
                                 genre_guidance=args.genre_guidance, text_guidance=args.text_guidance,
-                                text_steer=args.text_steer)
+                                text_steer=args.text_steer, seed_offset=args.seed_offset)
     except (AssemblyError, ValueError) as exc:
         raise CliError(str(exc)) from None
     if args.report is not None:

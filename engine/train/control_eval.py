@@ -44,6 +44,7 @@ from engine.frames import MODEL_FPS
 from engine.models.conditioning import FRAMES_PER_TOKEN, genre_id, sequence_conditions
 from engine.models.inbetween import REAL_JOINT_SPEED_P999, REAL_MEAN_SPEED_P999, PoseTarget, joint_mask
 from engine.models.pose_repr import Motion, motion_to_vectors, vectors_to_motion
+from engine.models.staging import StagingConfig
 from engine.models.text_prompts import prompt_embedder
 from engine.skeleton import rotations as R
 from engine.train import captions as C
@@ -78,12 +79,13 @@ class Renderer:
 
     def __init__(self, model_dir: Path | None, beat_guidance: int | None = None,
                  genre_guidance: float | None = None, text_guidance: float | None = None,
-                 text_steer: float | None = None) -> None:
+                 text_steer: float | None = None, staging: StagingConfig | None = None) -> None:
         from engine.runtime.assemble import ModelSpec, build_model
 
         self.model = build_model(ModelSpec(model=model_dir, decode="torch", beat_guidance=beat_guidance,
                                            genre_guidance=genre_guidance, text_guidance=text_guidance,
-                                           text_steer=text_steer))
+                                           text_steer=text_steer, staging=staging or StagingConfig()))
+        self.args = (model_dir, beat_guidance, genre_guidance, text_guidance, text_steer)
         self.gen: Any = self.model
         self.pid = self.model.performer_ids()[0]
         self.skel = self.model.skeleton
@@ -200,8 +202,10 @@ def _reference(pieces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None
     return (k, k) if len(k) >= 2 else None
 
 
-def _clips(val: list[Sequence], pairs: int, seconds: float) -> list[tuple[Sequence, np.ndarray, str, int]]:
-    """(clip, conditioning rows, its style, seed) for each pair: the validation clips in turn, seed = pair.
+def _clips(val: list[Sequence], pairs: int, seconds: float, seed_offset: int = 0
+           ) -> list[tuple[Sequence, np.ndarray, str, int]]:
+    """(clip, conditioning rows, its style, seed) for each pair: the validation clips in turn, seed = pair +
+    ``seed_offset`` (another offset: other dances on the same music, to check a setting tuned on the first).
 
     A clip shorter than ``seconds`` has its conditioning rows repeated from its start (three modern clips
     last 7-11 s; a keyframe at 6 s and a genre switch at 8 s need the dance to go on)."""
@@ -212,7 +216,7 @@ def _clips(val: list[Sequence], pairs: int, seconds: float) -> list[tuple[Sequen
         m = s.music
         k = min(n_tok, s.n_frames // FRAMES_PER_TOKEN)
         cond = sequence_conditions(m.features, m.period_s, m.next_beat_s, k)
-        out.append((s, np.resize(cond, (n_tok, cond.shape[1])), style_of_sequence(s), i))
+        out.append((s, np.resize(cond, (n_tok, cond.shape[1])), style_of_sequence(s), i + seed_offset))
     return out
 
 
@@ -238,21 +242,23 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
                       pairs: int = 12, seconds: float = 12.0, beat_guidance: int | None = None, held_out: bool = True,
                       progress: Callable[[str], None] | None = None,
                       parts: tuple[str, ...] = PARTS, genre_guidance: float | None = None,
-                      text_guidance: float | None = None, text_steer: float | None = None) -> dict[str, Any]:
+                      text_guidance: float | None = None, text_steer: float | None = None,
+                      seed_offset: int = 0) -> dict[str, Any]:
     """Every control's measures (see the module doc). ``reference`` = (name, upper, lower) training takes;
     ``parts`` picks some of :data:`PARTS` (the uncontrolled dances are always rendered); ``beat_guidance``,
     ``genre_guidance``, ``text_guidance`` and ``text_steer`` (beat guidance's text term weight) override the
-    model card's (None: the card's)."""
+    model card's (None: the card's); pair ``i`` dances with seed ``i + seed_offset``."""
     say = progress or (lambda s: None)
     r = Renderer(model_dir, beat_guidance, genre_guidance, text_guidance, text_steer)
     caps = r.model.capabilities
-    clips = _clips(val, pairs, seconds)
+    clips = _clips(val, pairs, seconds, seed_offset)
     ref_pos = [points(u, lo) for _, u, lo in reference]
     ref_k, _ = M.segment_features(ref_pos, MODEL_FPS)
     ref = (ref_k, ref_k)
     out: dict[str, Any] = {"pairs": pairs, "seconds": seconds, "genre_guidance": getattr(r.gen, "genre_guidance", None),
                            "text_guidance": getattr(r.gen, "text_guidance", None),
                            "text_steer": getattr(getattr(r.gen, "guidance", None), "text_weight", None),
+                           "seed_offset": seed_offset,
                            "capabilities": {
         "energy": caps.energy, "text": caps.text, "keyframes": caps.keyframes, "n_genres": caps.n_genres}}
 
@@ -419,6 +425,28 @@ def _keyframes(r: Renderer, clips: list, val: list[Sequence], base: list[Dance],
     return res
 
 
+def _style_check(clf4: Any, after: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+                 ref_by_style: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Independent checks that the style changed, on the 4 s after the switch of each dance (new style, upper,
+    lower, points): the 4 s style classifier of ``groovecast eval`` (one window each: the share read as the new
+    style, per style), and FID_k of those 4 s against the real training segments of the new style and of the other
+    styles (per new style; lower against its own style than the others = it looks like that style)."""
+    out: dict[str, Any] = {"style_acc_4s": {}, "fid_k_own_style": {}, "fid_k_other_styles": {}}
+    for st in sorted({a[0] for a in after}):
+        mine = [a for a in after if a[0] == st]
+        f = np.concatenate([windows(u, lo) for _, u, lo, _ in mine])
+        out["style_acc_4s"][st] = float(np.mean(clf4.predict_windows(f) == clf4.styles.index(st)))
+        pts = [p for _, _, _, p in mine]
+        own = ref_by_style.get(st)
+        others = [k for s2, k in ref_by_style.items() if s2 != st]
+        out["fid_k_own_style"][st] = fid_k(pts, (own, own)) if own is not None else float("nan")
+        oth = np.concatenate(others) if others else None
+        out["fid_k_other_styles"][st] = fid_k(pts, (oth, oth)) if oth is not None else float("nan")
+    for key in ("style_acc_4s", "fid_k_own_style", "fid_k_other_styles"):
+        out[key + "_mean"] = float(np.nanmean(list(out[key].values()))) if out[key] else float("nan")
+    return out
+
+
 def _switch_measure(clf: Any, upper: np.ndarray, lower: np.ndarray, sf: int, old: str, new_style: str,
                     win: int) -> dict[str, float]:
     """The style measures of one dance around frame ``sf`` (0.5 s windows every 2 frames): ``latency`` from ``sf``
@@ -459,19 +487,35 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
     Beside the switched dances, the same measure at the same moment of two references: the same clip and seed
     danced in the new style all along (no switch: how often this GPT's own style noise lets the measure see the new
     style "within one beat" at all, the measure's ceiling for it), and real held-out motion cut from a take of the
-    old style to one of the new (an instant switch of real dancing: the classifier's and the measure's own delay)."""
+    old style to one of the new (an instant switch of real dancing: the classifier's and the measure's own delay);
+    and, as a diagnostic, the same switches staged without the stage pull (``StagingConfig.pull_ms`` 0: its leg IK
+    changes the legs' rotations, which the classifier reads). Independent of the 0.5 s classifier: the 4 s after the
+    switch read by ``eval``'s 4 s classifier and their FID_k against real segments of the new style and of the others
+    (:func:`_style_check`); and the uncontrolled dances' 4 s style accuracy per style (issue 10 item 3)."""
     from engine.train.sources import style_of
 
     say("genre switch")
     win = SWITCH_WINDOW
     clf = train_style_classifier([(style_of(n), u, lo) for n, u, lo in reference], window=win)
+    clf4 = train_style_classifier([(style_of(n), u, lo) for n, u, lo in reference])  # the 4 s one of ``eval``
+    pts_by_style: dict[str, list[np.ndarray]] = {}
+    for n, u, lo in reference:
+        pts_by_style.setdefault(style_of(n), []).append(points(u, lo))
+    ref_by_style = {st: M.segment_features(ps, MODEL_FPS)[0] for st, ps in pts_by_style.items()}
     real_acc = {st: clf.accuracy_windows([(s.upper, s.lower) for s in val if style_of_sequence(s) == st], st, win)
                 for st in sorted({style_of_sequence(s) for s in val})}
     order = ("salsa", "indian", "modern")
     switch_tok = int(8.0 * MODEL_FPS) // FRAMES_PER_TOKEN
     sf = switch_tok * FRAMES_PER_TOKEN
-    rows: dict[str, list[dict[str, float]]] = {"switch": [], "new_all_along": [], "real_cut": []}
+    rows: dict[str, list[dict[str, float]]] = {"switch": [], "new_all_along": [], "real_cut": [],
+                                               "switch_no_stage_pull": []}
+    # Diagnostic: the same switches staged without the stage pull (its leg IK re-solves the planted legs, which the
+    # style classifier reads; facing and the speed limit stay on).
+    r_free = Renderer(*r.args, staging=StagingConfig(pull_ms=0.0))
     snaps, snaps_base, beats = [], [], []
+    after: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {"switch": [], "new_all_along": [],
+                                                                              "switch_no_stage_pull": []}
+    seg = 4 * MODEL_FPS
     for (s, cond, style, seed), b0 in zip(clips, base, strict=True):
         per = np.asarray(s.music.period_s, dtype=np.float64)
         beats.append(float(np.median(per[per > 0])) if np.any(per > 0) else float("nan"))
@@ -481,6 +525,11 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
         rows["switch"].append(_switch_measure(clf, d.upper, d.lower, sf, a, b, win))
         db = r.dance(cond, seed, b)
         rows["new_all_along"].append(_switch_measure(clf, db.upper, db.lower, sf, b, b, win))
+        df = r_free.dance(cond, seed, a, switch=(switch_tok, b))
+        rows["switch_no_stage_pull"].append(_switch_measure(clf, df.upper, df.lower, sf, a, b, win))
+        for key, dd in (("switch", d), ("new_all_along", db), ("switch_no_stage_pull", df)):
+            if len(dd.upper) >= sf + seg:
+                after[key].append((b, dd.upper[sf : sf + seg], dd.lower[sf : sf + seg], dd.pos[sf : sf + seg]))
         ru, rl = _real_cut(val, a, b, sf, len(d.upper), seed)
         rows["real_cut"].append(_switch_measure(clf, ru, rl, sf, a, b, win))
         w = slice(sf - 30, sf + 30)
@@ -502,10 +551,18 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
              "first_within_one_beat": _within_beat(first, beat_a, win),
              "style_acc_before": float(np.nanmean([x["acc_before"] for x in rs])),
              "style_acc_after_1s": float(np.nanmean([x["acc_after"] for x in rs]))}
+        if after.get(name):
+            m.update(_style_check(clf4, after[name], ref_by_style))
         if name == "switch":
             out.update(m)
         else:
             out[name] = m
+    base_acc: dict[str, list[float]] = {}
+    for (_, _, style, _), b0 in zip(clips, base, strict=True):
+        f4 = windows(b0.upper, b0.lower)
+        if len(f4) and style in clf4.styles:
+            base_acc.setdefault(style, []).extend((clf4.predict_windows(f4) == clf4.styles.index(style)).tolist())
+    out["uncontrolled_style_acc_4s"] = {st: float(np.mean(v)) for st, v in sorted(base_acc.items())}
     out.update({"peak_mean_speed_ms": float(np.max(snaps)), "snap_bar_ms": 1.2 * REAL_MEAN_SPEED_P999,
                 "peak_mean_speed_no_switch_ms": float(np.max(snaps_base)), "classifier_acc_real_val": real_acc})
     return out
@@ -652,13 +709,37 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
                       "then holds.", "",
                       "| dances | switched | p50 s | p90 s | within one beat | first window within one beat | "
                       "style acc. before | from 1 s after |", "|---|---|---|---|---|---|---|---|"]
-            for name, v in (("switched at 8 s", g), ("new style all along", g["new_all_along"]),
-                            ("real takes cut at 8 s", g["real_cut"])):
+            named = [("switched at 8 s", g), ("new style all along", g["new_all_along"]),
+                     ("real takes cut at 8 s", g["real_cut"])]
+            if "switch_no_stage_pull" in g:
+                named.append(("switched at 8 s, stage pull off (diagnostic)", g["switch_no_stage_pull"]))
+            for name, v in named:
                 lines.append(f"| {name} | {_f(100 * v['switched'], 0)} % | {_f(v['latency_s_p50'])} | "
                              f"{_f(v['latency_s_p90'])} | {_f(100 * v['within_one_beat'], 0)} % | "
                              f"{_f(100 * v['first_within_one_beat'], 0)} % | {_f(100 * v['style_acc_before'], 0)} % | "
                              f"{_f(100 * v['style_acc_after_1s'], 0)} % |")
             lines.append("")
+            checked = [(name, v) for name, v in named if "style_acc_4s" in v]
+            if checked:
+                lines += ["Independent of the 0.5 s classifier, the 4 s right after the switch: the share read as the "
+                          "new style by `eval`'s 4 s style classifier, and FID_k against the real training segments "
+                          "of the new style and of the other two (per new style; lower against its own style: it looks "
+                          "like that style):", "",
+                          "| dances | 4 s classifier: new style (indian / modern / salsa) | FID_k vs own style | "
+                          "FID_k vs other styles |", "|---|---|---|---|"]
+                for name, v in checked:
+                    lines.append(f"| {name} | " + " / ".join(f"{_f(100 * v['style_acc_4s'].get(st, float('nan')), 0)} %"
+                                                          for st in ("indian", "modern", "salsa"))
+                                 + " | " + " / ".join(_f(v["fid_k_own_style"].get(st, float("nan")), 1)
+                                                      for st in ("indian", "modern", "salsa"))
+                                 + " | " + " / ".join(_f(v["fid_k_other_styles"].get(st, float("nan")), 1)
+                                                      for st in ("indian", "modern", "salsa")) + " |")
+                lines.append("")
+        if "uncontrolled_style_acc_4s" in g:
+            lines += ["Uncontrolled dances (each in its clip's style from the start): share of 4 s windows read as "
+                      "that style by `eval`'s 4 s classifier: "
+                      + ", ".join(f"{st} {_f(100 * a, 0)} %" for st, a in g["uncontrolled_style_acc_4s"].items())
+                      + ".", ""]
     return "\n".join(lines)
 
 

@@ -146,3 +146,62 @@ def test_the_genre_section_shows_the_reference_rows() -> None:
     md = controls_markdown(res)
     assert "| switched at 8 s | 75 % | 0.60 | 1.50 | 50 % | 60 % | 90 % | 80 % |" in md
     assert "| new style all along | 100 % | 0.43 | 0.50 | 70 % |" in md and "| real takes cut at 8 s |" in md
+
+
+def test_the_independent_style_check_reads_the_new_style_and_is_nearer_its_own_segments() -> None:
+    """The 4 s after a switch of a made-up style: read as it by a 4 s classifier (trained on the two styles) and
+    nearer (FID_k) the real segments of its own style than of the other."""
+    from engine.train import metrics as M
+    from engine.train.control_eval import _style_check
+    from engine.train.evaluate import points
+    from engine.train.style_classifier import train_style_classifier
+
+    clf4 = train_style_classifier([("indian", *_styled(0, 600, 1)), ("salsa", *_styled(1, 600, 2))])
+    ref = {st: M.segment_features([points(*_styled(k, 900, 10 + k))], 30.0)[0] for k, st in enumerate(("indian",
+                                                                                                       "salsa"))}
+    after = []
+    for seed in range(6):
+        up, lo = _styled(0, 120, 20 + seed)
+        after.append(("indian", up, lo, points(up, lo)))
+    chk = _style_check(clf4, after, ref)
+    assert chk["style_acc_4s"] == {"indian": 1.0} and chk["style_acc_4s_mean"] == 1.0
+    assert chk["fid_k_own_style"]["indian"] < chk["fid_k_other_styles"]["indian"]
+
+
+def test_seed_offset_gives_other_dances_on_the_same_music() -> None:
+    """``eval --controls --seed-offset N``: pair i dances on the same clip with seed i + N."""
+    from types import SimpleNamespace
+
+    from engine.train.control_eval import _clips
+
+    n = 400
+    music = SimpleNamespace(features=np.zeros((n, 40), np.float32), period_s=np.full(n, 0.5),
+                            next_beat_s=np.full(n, 0.1) + 0.5 * np.ceil(np.arange(n) / 15.0))
+    val = [SimpleNamespace(music=music, n_frames=n, genre=g, name=f"take{g}") for g in (1, 11)]
+    a, b = _clips(val, 3, 12.0), _clips(val, 3, 12.0, seed_offset=48)  # type: ignore[arg-type]
+    assert [c[3] for c in a] == [0, 1, 2] and [c[3] for c in b] == [48, 49, 50]
+    assert [c[2] for c in a] == [c[2] for c in b] == ["salsa", "indian", "salsa"]
+    assert all(np.array_equal(x[1], y[1]) for x, y in zip(a, b, strict=True))
+
+
+def test_the_genre_section_shows_the_diagnostic_and_the_independent_checks() -> None:
+    res = _result()
+    g = res["genre_switch"]
+    ref = {"switched": 1.0, "latency_s_p50": 0.43, "latency_s_p90": 0.5, "within_one_beat": 1.0,
+           "first_within_one_beat": 1.0, "style_acc_before": 1.0, "style_acc_after_1s": 1.0}
+    chk = {"style_acc_4s": {"indian": 0.5, "modern": 1.0, "salsa": 0.25}, "fid_k_own_style": {"indian": 40.0},
+           "fid_k_other_styles": {"indian": 60.0}}
+    g.update({"within_one_beat": 0.5, "first_within_one_beat": 0.6, "style_acc_after_1s": 0.8,
+              "new_all_along": dict(ref, within_one_beat=0.7), "real_cut": ref,
+              "switch_no_stage_pull": dict(ref, **chk), "uncontrolled_style_acc_4s": {"salsa": 0.86}})
+    md = controls_markdown(res)
+    assert "| switched at 8 s, stage pull off (diagnostic) | 100 % |" in md
+    assert "| switched at 8 s, stage pull off (diagnostic) | 50 % / 100 % / 25 % | 40.0 / nan / nan | 60.0 /" in md
+    assert "salsa 86 %" in md
+
+
+def test_a_negative_seed_offset_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.cli import main
+
+    assert main(["eval", "--controls", "--seed-offset", "-1"]) == 2
+    assert "--seed-offset must be >= 0, got -1" in capsys.readouterr().err
