@@ -46,6 +46,17 @@ class DanceModel:
         return GuidanceConfig.from_card(self.card.get("sampling", {}).get("beat_guidance"))
 
     @property
+    def couple_beat_guidance(self) -> GuidanceConfig:
+        """Beat-guided sampling of a couple's leader: ``sampling.beat_guidance`` with the keys of
+        ``couple.beat_guidance`` in place of its own (absent or null: the solo's settings). Session 8: the body-dip
+        decoder with the solo's 16 candidates at weight 10 drove the partners apart (bench/reports/couple.md)."""
+        over = (self.card.get("couple") or {}).get("beat_guidance")
+        base = self.card.get("sampling", {}).get("beat_guidance")
+        if not over:
+            return GuidanceConfig.from_card(base)
+        return GuidanceConfig.from_card({**(base or {}), **over})
+
+    @property
     def max_repeat(self) -> int | None:
         """The repetition guard of the model card (``sampling.max_repeat``; absent or null: off)."""
         m = self.card.get("sampling", {}).get("max_repeat")

@@ -27,7 +27,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.text_baseline`` "phrases" (or
     absent / null: none), ``sampling.genre_switch`` an object
     (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null) and
-    ``sampling.energy`` an object (``share`` in [0, 1], ``range`` two numbers in [0, 1]), each optional.
+    ``sampling.energy`` an object (``share`` in [0, 1], ``range`` two numbers in [0, 1]), each optional;
+    ``couple.beat_guidance`` an object (or null) of ``sampling.beat_guidance`` keys that a couple's leader uses
+    instead (``candidates`` an integer >= 0, ``weight`` a number >= 0; the keys it leaves out are the solo's).
     """
     if not isinstance(card, dict):
         raise ValueError(f"{path}: a model card must be a JSON object, got {type(card).__name__}")
@@ -91,4 +93,15 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
         rg = en.get("range", [0.0, 1.0])
         if (not isinstance(rg, list) or len(rg) != 2 or not all(_number(v) and 0.0 <= v <= 1.0 for v in rg)):
             raise ValueError(f"{path}: sampling.energy.range must be two numbers in [0, 1], got {rg!r}")
+    couple = card.get("couple", {})
+    cbg = couple.get("beat_guidance") if isinstance(couple, dict) else None
+    if cbg is not None:
+        if not isinstance(cbg, dict):
+            raise ValueError(f"{path}: couple.beat_guidance must be an object, got {cbg!r}")
+        n = cbg.get("candidates", 0)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"{path}: couple.beat_guidance.candidates must be an integer >= 0, got {n!r}")
+        w = cbg.get("weight", 0.0)
+        if not _number(w) or w < 0:
+            raise ValueError(f"{path}: couple.beat_guidance.weight must be a number >= 0, got {w!r}")
     return card

@@ -162,9 +162,10 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
     return gen
 
 
-def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
+def gpt_generator(spec: ModelSpec, capacity: int, couple: bool = False) -> tuple[Any, Any, Any]:
     """The VQ-VAE + GPT generator of ``spec`` for ``capacity`` performers (no performers yet; two cache rows each
-    under genre guidance), its loaded model and the starting controls."""
+    under genre guidance), its loaded model and the starting controls. ``couple``: the generator leads couples, so
+    its beat guidance is the card's couple setting (``couple.beat_guidance`` over ``sampling.beat_guidance``)."""
     import torch
 
     from engine.models.conditioning import genre_id
@@ -194,7 +195,8 @@ def gpt_generator(spec: ModelSpec, capacity: int) -> tuple[Any, Any, Any]:
         raise AssemblyError(str(exc)) from None
     temp = dm.temperature if spec.temperature is None else spec.temperature
     k = (dm.top_k or 0) if spec.top_k is None else spec.top_k
-    guidance = dm.beat_guidance if spec.beat_guidance is None else dm.beat_guidance.with_candidates(spec.beat_guidance)
+    card_guidance = dm.couple_beat_guidance if couple else dm.beat_guidance
+    guidance = card_guidance if spec.beat_guidance is None else card_guidance.with_candidates(spec.beat_guidance)
     if spec.text_steer is not None:
         try:
             guidance = guidance.with_text_weight(spec.text_steer)
@@ -218,9 +220,10 @@ def _build_couple(spec: ModelSpec) -> MotionModel:
 
 def build_couple(spec: ModelSpec, follower: Any = None, config: Any = None) -> Any:
     """Salsa couples: the folder's GPT leads (built as a solo GPT is: the card's sampling, genre guidance
-    included), its follower (``follower.*``) follows; two performers per couple. The one construction of the
-    couple kind: ``play``/``live``/``generate --couple`` and the couple measures (``engine/train/couple_eval.py``)
-    all build it here. ``follower`` (a :class:`~engine.models.follower.FollowerGPT`) and ``config`` (its
+    included; its beat guidance the card's ``couple.beat_guidance`` where set), its follower (``follower.*``)
+    follows; two performers per couple. The one construction of the couple kind: ``play``/``live``/``generate
+    --couple`` and the couple measures (``engine/train/couple_eval.py``) all build it here. ``follower`` (a
+    :class:`~engine.models.follower.FollowerGPT`) and ``config`` (its
     :class:`~engine.models.follower.FollowerConfig`) replace the folder's, for the measures' comparison rows."""
     from engine.models.couple import CoupleDancer
     from engine.models.follower import load_follower
@@ -237,7 +240,7 @@ def build_couple(spec: ModelSpec, follower: Any = None, config: Any = None) -> A
         raise AssemblyError(f"couples need a VQ-VAE + GPT model folder with a follower, not {spec.model!r}")
     n = spec.performers // 2
     model_dir = Path(spec.model) if spec.model is not None else default_model_dir()
-    leader, dm, controls = gpt_generator(spec, n)
+    leader, dm, controls = gpt_generator(spec, n, couple=True)
     if follower is None:
         try:
             follower = load_follower(model_dir)

@@ -111,6 +111,11 @@ def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.Capture
                        "energy": {"share": 0.5, "range": [0.1, 0.6]}}}
     assert check_card(ok) == ok
     assert check_card({"sampling": {"text_baseline": "phrases"}}) == {"sampling": {"text_baseline": "phrases"}}
+    couple = {"couple": {"beat_guidance": {"candidates": 32, "weight": 20}}}
+    assert check_card(couple) == couple
+    for bad, field in (({"candidates": 3.5}, "candidates"), ({"weight": -1}, "weight"), ([32, 20], "beat_guidance")):
+        with pytest.raises(ValueError, match=rf"couple\.{field}|couple\.beat_guidance\.{field}"):
+            check_card({"couple": {"beat_guidance": bad}})
 
 
 def test_negative_temperature_on_the_command_line(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -64,3 +64,31 @@ def test_a_starting_energy_reaches_every_performer_of_a_model_trained_with_it() 
     assert m.capabilities.energy
     assert [m.controls(p).energy for p in m.performer_ids()] == [0.3, 0.3]
     assert build_model(ModelSpec()).controls(0).energy is None  # unset unless asked for
+
+
+def test_a_couple_leads_with_the_cards_couple_beat_guidance(small_model: Path) -> None:
+    """Session 8: ``couple.beat_guidance`` replaces the solo's candidates and weight for every couple's leader (the
+    one construction, ``build_couple``: generate/play/live --couple, eval --couple, couple_bench); solos keep
+    ``sampling.beat_guidance``; ``--beat-guidance N`` still sets the candidates."""
+    import json
+
+    from engine.models.follower import save_follower
+    from engine.runtime.assemble import build_couple
+    from tests.models.test_follower import tiny_follower
+
+    save_follower(tiny_follower(), small_model)
+    card = {"sampling": {"beat_guidance": {"candidates": 16, "weight": 10.0, "sigma": 2.0, "text_weight": 0.5}},
+            "couple": {"beat_guidance": {"candidates": 32, "weight": 20}}}
+    (small_model / "model.json").write_text(json.dumps(card))
+    solo = build_model(ModelSpec(model=small_model, backend="torch"))
+    assert (solo.guidance.candidates, solo.guidance.weight) == (16, 10.0)  # type: ignore[attr-defined]
+    lead = build_couple(ModelSpec(model=small_model, backend="torch", couple=True, performers=2)).leader
+    g = lead.guidance
+    assert (g.candidates, g.weight, g.sigma, g.text_weight) == (32, 20.0, 2.0, 0.5)  # the rest: the solo's
+    lead = build_couple(ModelSpec(model=small_model, backend="torch", couple=True, performers=2,
+                                  beat_guidance=8)).leader
+    assert (lead.guidance.candidates, lead.guidance.weight) == (8, 20.0)
+    del card["couple"]
+    (small_model / "model.json").write_text(json.dumps(card))
+    lead = build_couple(ModelSpec(model=small_model, backend="torch", couple=True, performers=2)).leader
+    assert (lead.guidance.candidates, lead.guidance.weight) == (16, 10.0)  # no couple setting: the solo's
