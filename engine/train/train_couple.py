@@ -248,7 +248,8 @@ def ship_follower(src: Path, model_dir: Path, measures: dict | None = None) -> N
     """Copy a trained follower (``src``, from :func:`train_couple_folder`) into the model folder ``model_dir``
     as float16, after checking both use the same tokens (the VQ-VAEs' encoders and codebooks bit-identical: a
     decoder fine-tune, :mod:`engine.train.swap_decoder`, keeps them), and write the ``couple`` block of its model
-    card (with ``measures``, e.g. the couple bench summary, when given)."""
+    card (with ``measures``, e.g. the couple bench summary, when given; the card's ``couple.beat_guidance``, the
+    leader's setting in couples, is kept unless the run's block sets one)."""
     from safetensors.numpy import load_file
 
     from engine.models.dance_model import MODEL_CARD
@@ -261,6 +262,9 @@ def ship_follower(src: Path, model_dir: Path, measures: dict | None = None) -> N
     card = json.loads((model_dir / MODEL_CARD).read_text())
     block = json.loads((src / MODEL_CARD).read_text())["couple"]
     block["weights"] = "float16 on disk"
+    for key in ("beat_guidance", "beat_guidance_why"):  # the leader's setting in couples: the card's, not the run's
+        if key in card.get("couple", {}) and key not in block:
+            block[key] = card["couple"][key]
     if measures:
         block["measures"] = measures
     card["couple"] = block

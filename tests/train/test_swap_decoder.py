@@ -70,10 +70,12 @@ def test_a_follower_ships_onto_a_fine_tuned_decoder_but_not_onto_other_tokens(tm
     save_follower(tiny_follower(), src)
     (src / "model.json").write_text(json.dumps({"couple": {"follower": "tiny"}}))
     _vq(model, dict(old, **{"dec_down.w": old["dec_down.w"] * 2}), "fine-tuned decoder")
-    (model / "model.json").write_text(json.dumps({"name": "m"}))
+    (model / "model.json").write_text(json.dumps({"name": "m", "couple": {"beat_guidance": {"candidates": 32}}}))
     ship_follower(src, model)
     assert load_follower(model).fcfg == tiny_follower().fcfg
-    assert json.loads((model / "model.json").read_text())["couple"]["weights"] == "float16 on disk"
+    couple = json.loads((model / "model.json").read_text())["couple"]
+    assert couple["weights"] == "float16 on disk" and couple["follower"] == "tiny"
+    assert couple["beat_guidance"] == {"candidates": 32}  # the leader's couple setting survives a new follower
     _vq(model, dict(old, **{"enc_up.w": old["enc_up.w"] * 2}), "other tokens")
     with pytest.raises(ValueError, match="another VQ-VAE's tokens"):
         ship_follower(src, model)
