@@ -30,6 +30,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from engine.models.motion_measures import per_frame_measures
+from engine.models.pose_repr import CONTACT_SLICE, locked_root_velocity
 from engine.models.vector_fk import VectorFK
 from engine.models.vqvae import DOWN
 
@@ -53,7 +54,14 @@ class GuidanceConfig:
             and each candidate scores ``text_weight * direction * z``: ``z`` the candidate's attribute (the
             measure of :func:`engine.models.motion_measures.frame_measures` over its four frames, rates from the last
             committed frame) standardised over the candidates, ``direction`` +1 for a "high" class, -1 for
-            "low" (see :func:`steer_targets`).
+            "low" (see :func:`steer_targets`). On a token no beat steers, the texted performer's candidate is
+            drawn with odds ``p ** text_logp * exp(text_weight * direction * z)`` (see :meth:`BeatGuide.choose_batch`).
+        text_logp: on those tokens, the weight of the candidates' log-probability (0: the GPT's own draws resampled
+            by the text term alone; 1: each draw's odds also scaled by its probability, as at temperature 1/2).
+        text_attributes: per attribute (``ATTRIBUTE_COLUMNS`` name), ``(name, scale, resample)``: that attribute's
+            weight is ``text_weight * scale``, and with ``resample`` False its candidates are picked by
+            ``logp + weight * direction * z`` on every token (the arg-max, no resampling: session 7's rule). The card
+            writes it ``{"turn": {"scale": 0.75, "resample": false}}``; attributes not named: scale 1, resampled.
         select: how a token steered by the beats alone (no text term for its performer) picks its candidate.
             ``"argmax"``: the highest ``log p + weight * hits`` (the score above). Among candidates already drawn
             from the GPT the ``log p`` term favours the likeliest, like a lower temperature: with a decoder that
@@ -72,6 +80,8 @@ class GuidanceConfig:
     history: int = 8
     text_weight: float = 0.0
     select: str = "argmax"
+    text_logp: float = 0.0
+    text_attributes: tuple[tuple[str, float, bool], ...] = ()
 
     def __post_init__(self) -> None:
         if self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1:
@@ -80,6 +90,26 @@ class GuidanceConfig:
             raise ValueError(f"beat guidance text_weight must be a finite number >= 0, got {self.text_weight!r}")
         if self.select not in SELECTS:
             raise ValueError(f"beat guidance select must be one of {', '.join(SELECTS)}, got {self.select!r}")
+        if not (math.isfinite(self.text_logp) and self.text_logp >= 0):
+            raise ValueError(f"beat guidance text_logp must be a finite number >= 0, got {self.text_logp!r}")
+        for name, scale, resample in self.text_attributes:
+            if name not in ATTRIBUTE_COLUMNS or not (math.isfinite(scale) and scale >= 0) or not isinstance(resample,
+                                                                                                           bool):
+                raise ValueError(f"beat guidance text_attributes: {name!r} must name one of "
+                                 f"{sorted(ATTRIBUTE_COLUMNS)} with a scale >= 0 and resample true/false, "
+                                 f"got scale {scale!r}, resample {resample!r}")
+
+    def text_scale(self, column: int) -> tuple[float, bool]:
+        """(weight, resample) of the text term for an attribute column (``ATTRIBUTE_COLUMNS``)."""
+        for name, scale, resample in self.text_attributes:
+            if ATTRIBUTE_COLUMNS[name] == column:
+                return self.text_weight * scale, resample
+        return self.text_weight, True
+
+    @property
+    def text_on(self) -> bool:
+        """Whether the text term steers at all (some attribute's weight > 0)."""
+        return any(self.text_scale(c)[0] > 0 for c in ATTRIBUTE_COLUMNS.values())
 
     @property
     def enabled(self) -> bool:
@@ -99,7 +129,9 @@ class GuidanceConfig:
                    back=int(block.get("back", d.back)), sigma=float(block.get("sigma", d.sigma)),
                    tolerance=float(block.get("tolerance", d.tolerance)), history=int(block.get("history", d.history)),
                    text_weight=float(block.get("text_weight", d.text_weight)),
-                   select=str(block.get("select", d.select)))
+                   select=str(block.get("select", d.select)),
+                   text_logp=float(block.get("text_logp", d.text_logp)),
+                   text_attributes=_text_attributes(block.get("text_attributes")))
 
     def with_candidates(self, n: int) -> GuidanceConfig:
         """These settings with ``n`` candidates (``n`` <= 1: off; from off: the default settings)."""
@@ -113,13 +145,34 @@ class GuidanceConfig:
         return replace(self, text_weight=float(w))
 
     def to_card(self) -> dict:
-        out: dict[str, float | str] = {"candidates": self.candidates, "weight": self.weight, "back": self.back,
+        out: dict[str, Any] = {"candidates": self.candidates, "weight": self.weight, "back": self.back,
                                        "sigma": self.sigma, "tolerance": self.tolerance, "history": self.history}
         if self.text_weight:
             out["text_weight"] = self.text_weight
         if self.select != "argmax":
             out["select"] = self.select
+        if self.text_logp:
+            out["text_logp"] = self.text_logp
+        if self.text_attributes:
+            out["text_attributes"] = {n: {"scale": sc, "resample": rs} for n, sc, rs in self.text_attributes}
         return out
+
+
+def _text_attributes(block: Any) -> tuple[tuple[str, float, bool], ...]:
+    """The card's ``text_attributes`` object ({name: {"scale": s, "resample": b}}) as ``GuidanceConfig`` holds it."""
+    if block is None:
+        return ()
+    if not isinstance(block, dict) or not all(isinstance(v, dict) and set(v) <= {"scale", "resample"}
+                                              for v in block.values()):
+        raise ValueError(f"beat guidance text_attributes must map attribute names to {{\"scale\": number, "
+                         f"\"resample\": true/false}}, got {block!r}")
+    out = []
+    for name, v in block.items():
+        scale = v.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, int | float):
+            raise ValueError(f"beat guidance text_attributes.{name}.scale must be a number, got {scale!r}")
+        out.append((str(name), float(scale), v.get("resample", True)))
+    return tuple(out)
 
 
 #: Candidate selection modes of :class:`GuidanceConfig` (``select``).
@@ -203,11 +256,21 @@ class GuideState:
         self.frames += len(upper)
 
 
-class BeatGuide:
-    """Scores candidate tokens of guided performers (see the module doc)."""
+#: Indices of the contact points (right ankle, right toe, left ankle, left toe; ``pose_repr.CONTACT_POINTS``) in
+#: :class:`VectorFK`'s positions.
+_FOOT_POINTS = (4, 21, 8, 22)
 
-    def __init__(self, cfg: GuidanceConfig) -> None:
+
+class BeatGuide:
+    """Scores candidate tokens of guided performers (see the module doc).
+
+    ``foot_lock``: the generator locks the feet of the frames it outputs (``pose_repr.lock_feet``), so the text
+    term measures its candidates' travel on their foot-locked root velocity, the travel that will be output.
+    """
+
+    def __init__(self, cfg: GuidanceConfig, foot_lock: bool = False) -> None:
         self.cfg = cfg
+        self.foot_lock = foot_lock
         self.fk = VectorFK()
 
     def new_state(self, dim_up: int, dim_down: int) -> GuideState:
@@ -312,9 +375,14 @@ class BeatGuide:
                                         cand_down], axis=1)
         first = pos.shape[1] - n
         world = np.array(pos, np.float64)
-        # Root translation: the lower vector's root velocity (x, z, m/s), integrated as in ``_speed``.
+        # Root translation: the lower vector's root velocity (x, z, m/s), integrated as in ``_speed``; foot-locked
+        # as the generator will lock it (with the last committed frame before the first, as ``_frames`` does).
+        root_v = np.asarray(cand_down[:, :, [0, 2]], np.float64)
+        if self.foot_lock:
+            root_v = locked_root_velocity(world[:, :, _FOOT_POINTS][..., [0, 2]], cand_down[:, :, CONTACT_SLICE],
+                                          root_v, _FPS)
         disp = np.zeros((len(pos), pos.shape[1], 2))
-        disp[:, 1:] = np.cumsum(cand_down[:, 1:, [0, 2]], axis=1) / _FPS
+        disp[:, 1:] = np.cumsum(root_v[:, 1:], axis=1) / _FPS
         world[..., 0] += disp[:, :, None, 0]
         world[..., 2] += disp[:, :, None, 1]
         # All candidates in one call; the sums taken as frame_measures' running sums are (bit for bit).
@@ -324,18 +392,25 @@ class BeatGuide:
     def text_scores_batch(self, states: list[GuideState], targets: list[tuple[tuple[int, float], ...]],
                           pos: np.ndarray, hists: list[np.ndarray | None], cand_down: np.ndarray) -> np.ndarray:
         """Attribute scores [P, C]: per target (attribute column, direction +-1), the candidates' attribute
-        standardised over the performer's candidates, times the direction, summed (0 for no targets)."""
+        standardised over the performer's candidates, times the direction and the attribute's weight
+        (:meth:`GuidanceConfig.text_scale`), summed (0 for no targets)."""
         out = np.zeros(pos.shape[:2])
         for i, st in enumerate(states):
             if not targets[i]:
                 continue
             vals = self.attribute_values(st, pos[i], hists[i], cand_down[i])
             for col, sign in targets[i]:
+                w = self.cfg.text_scale(col)[0]
                 v = vals[:, col]
                 sd = float(v.std())
-                if sd > 1e-9:
-                    out[i] += sign * (v - v.mean()) / sd
+                if sd > 1e-9 and w > 0:
+                    out[i] += w * sign * (v - v.mean()) / sd
         return out
+
+    def resamples(self, targets: tuple[tuple[int, float], ...]) -> bool:
+        """Whether a performer with these text targets resamples its draws on tokens no beat steers (some named
+        attribute resamples with a weight > 0; see :meth:`choose_batch`)."""
+        return any(w > 0 and rs for w, rs in (self.cfg.text_scale(col) for col, _ in targets))
 
     def beat_scores(
         self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray
@@ -346,11 +421,20 @@ class BeatGuide:
     def choose_batch(self, states: list[GuideState], beats: list[list[int]], cand_up: np.ndarray,
                      cand_down: np.ndarray, logp: np.ndarray,
                      targets: list[tuple[tuple[int, float], ...]] | None = None,
-                     gumbel: np.ndarray | None = None) -> list[int]:
+                     gumbel: np.ndarray | None = None, noise: list[np.ndarray | None] | None = None) -> list[int]:
         """The winning candidate pair of each performer (cand_* [P, C, 4, D], logp [P, C]); ``targets``: each
         performer's text attribute targets (:func:`steer_targets`; None or empty: no text term); ``gumbel``
         [P, C]: standard Gumbel noise, needed with ``select`` "sample" (it stands in for ``logp`` for the
-        performers without a text term: see :class:`GuidanceConfig`).
+        performers without a text term: see :class:`GuidanceConfig`); ``noise``: per performer None or [C]
+        standard Gumbel draws (:func:`gumbel_noise`) for a texted performer on a token no beat steers.
+
+        A texted performer with beats to steer takes the candidate maximising ``logp + weight * hits + text``
+        (``text``: :meth:`text_scores_batch`, weighted). A texted performer with noise (no beat) takes the one
+        maximising ``text_logp * logp + text + noise``: a draw from its candidates with odds
+        ``p ** text_logp * exp(text_weight * z)``, i.e. the GPT's own draws resampled towards the asked attribute
+        (importance resampling: the candidates are already draws from the GPT's distribution, so the arg-max of
+        their log-probability, as before session 8, favours its most likely tokens and flattens the dance, which
+        pulled every "high" prompt down; text_logp 0 and text_weight 0 is plain sampling).
 
         Pairs, not all pairings of C upper and C lower draws: the speed curve is dominated by the lower
         body and the root, so C x C pairings score about like C pairs (measured: 8 x 8 pairings gave BAS
@@ -362,19 +446,24 @@ class BeatGuide:
             if gumbel is None:
                 raise ValueError('beat guidance select "sample" needs Gumbel noise')
             for i in range(len(states)):
-                if targets is None or self.cfg.text_weight <= 0 or not targets[i]:
+                if targets is None or not self.cfg.text_on or not targets[i]:
                     base[i] = gumbel[i]
         score = base + self.cfg.weight * self._hit_scores(states, beats, pos, hists, cand_down)
-        if targets is not None and self.cfg.text_weight > 0 and any(targets):
-            score = score + self.cfg.text_weight * self.text_scores_batch(states, targets, pos, hists, cand_down)
+        if targets is not None and self.cfg.text_on and any(targets):
+            text = self.text_scores_batch(states, targets, pos, hists, cand_down)
+            score = score + text
+            for i, g in enumerate(noise or ()):
+                if g is not None:
+                    score[i] = self.cfg.text_logp * np.asarray(logp[i], np.float64) + text[i] + g
         return [int(k) for k in np.argmax(score, axis=1)]
 
     def choose(self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray,
-               logp: np.ndarray, targets: tuple[tuple[int, float], ...] = (), gumbel: np.ndarray | None = None
-               ) -> int:
-        """:meth:`choose_batch` for one performer (cand_* [C, 4, D], logp [C], gumbel [C] or None)."""
+               logp: np.ndarray, targets: tuple[tuple[int, float], ...] = (), gumbel: np.ndarray | None = None,
+               noise: np.ndarray | None = None) -> int:
+        """:meth:`choose_batch` for one performer (cand_* [C, 4, D], logp [C], gumbel [C] or None, noise [C] or
+        None)."""
         return self.choose_batch([state], [beats], cand_up[None], cand_down[None], np.asarray(logp)[None],
-                                 [targets], None if gumbel is None else np.asarray(gumbel)[None])[0]
+                                 [targets], None if gumbel is None else np.asarray(gumbel)[None], [noise])[0]
 
 
 #: Column of each matched attribute in :func:`engine.models.motion_measures.frame_measures` (speed, turn, travel, arm,
@@ -419,7 +508,8 @@ def candidate_logp(logits_up: torch.Tensor, logits_down: torch.Tensor, cu: torch
 
 def gumbel_noise(n: int, generator: torch.Generator) -> np.ndarray:
     """``n`` standard Gumbel draws from ``generator`` (a performer's own stream), for ``select`` "sample":
-    argmax of ``weight * hits + noise`` draws candidate k with probability proportional to ``exp(weight * hits_k)``.
+    argmax of ``weight * hits + noise`` draws candidate k with probability proportional to ``exp(weight * hits_k)``;
+    and for the text term's resampling (:meth:`BeatGuide.choose_batch`).
     """
     u = torch.rand(n, generator=generator, dtype=torch.float64).clamp_(1e-12, 1.0 - 1e-12)
     return (-torch.log(-torch.log(u))).numpy()

@@ -446,7 +446,7 @@ class DanceGenerator:
         self.text_baseline = text_baseline
         if text_classes is None:
             text_classes = text_classes_for(text_prompts)
-        self.text_classes = text_classes if guidance.enabled and guidance.text_weight > 0 else None
+        self.text_classes = text_classes if guidance.enabled and guidance.text_on else None
         self._targets: dict[bytes, tuple[tuple[int, float], ...]] = {}  # text embedding -> steer targets
         # A model that reads the sentence as it is (not trained on measured captions) has its text unguided: the
         # shipped GPT's text amplified 8x made its dances unnatural (FID_k 10-30x the uncontrolled's).
@@ -482,7 +482,7 @@ class DanceGenerator:
         self.guidance = guidance
         self.guidance_rows = guidance_rows
         self.guidance_skipped = 0  # steered tokens sampled plainly because the row budget was spent
-        self.guide = BeatGuide(guidance) if guidance.enabled else None
+        self.guide = BeatGuide(guidance, foot_lock) if guidance.enabled else None
         self.guided_tokens = 0  # tokens chosen among candidates (statistics)
         self.foot_lock = foot_lock
         self.vqvae = vqvae.eval()
@@ -1138,9 +1138,12 @@ class DanceGenerator:
             g = ps[i].guide
             assert g is not None
             states.append(g)
+        # a texted performer on a token no beat steers resamples its draws by the text term (BeatGuide.choose_batch)
+        noise = [gumbel_noise(n_cand, ps[i].rng) if i in targets and not near and self.guide.resamples(targets[i])
+                 else None for i, near, _, _ in todo]
         best = self.guide.choose_batch(states, [near for _, near, _, _ in todo], np.stack(cand_u), np.stack(cand_d),
                                        np.stack(logp), [targets.get(i, ()) for i, _, _, _ in todo],
-                                       None if gumbel is None else np.stack(gumbel))
+                                       None if gumbel is None else np.stack(gumbel), noise)
         won_up = np.empty(len(todo), np.int64)  # peek entry holding each winner's upper / lower decode
         won_down = np.empty(len(todo), np.int64)
         out: dict[int, tuple[np.ndarray, np.ndarray]] = {}

@@ -21,7 +21,7 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
 
     ``sampling.temperature`` must be a number in (0, 10], ``sampling.top_k`` an integer >= 0 (or null),
     ``sampling.foot_lock`` a boolean, ``sampling.beat_guidance`` an object (or null; its
-    ``text_weight`` a number >= 0), ``sampling.max_repeat``
+    ``text_weight`` and ``text_logp`` numbers >= 0), ``sampling.max_repeat``
     an integer in [1, 64] (or null: no repetition guard), ``sampling.genre_guidance`` a number in [0, 20] (or
     null; 1: no genre guidance), ``sampling.text_guidance`` a number in [0, 20] (or null: the genre's scale),
     ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.text_baseline`` "phrases" (or
@@ -48,9 +48,10 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     bg = sampling.get("beat_guidance")
     if bg is not None and not isinstance(bg, dict):
         raise ValueError(f"{path}: sampling.beat_guidance must be an object, got {bg!r}")
-    tw = (bg or {}).get("text_weight", 0.0)
-    if not _number(tw) or tw < 0:
-        raise ValueError(f"{path}: sampling.beat_guidance.text_weight must be a number >= 0, got {tw!r}")
+    for key in ("text_weight", "text_logp"):
+        tw = (bg or {}).get(key, 0.0)
+        if not _number(tw) or tw < 0:
+            raise ValueError(f"{path}: sampling.beat_guidance.{key} must be a number >= 0, got {tw!r}")
     m = sampling.get("max_repeat")
     if m is not None and (isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= MAX_REPEAT_LIMIT):
         raise ValueError(f"{path}: sampling.max_repeat must be an integer in [1, {MAX_REPEAT_LIMIT}] or null, "

@@ -302,13 +302,21 @@ def lock_feet(upper: np.ndarray, lower: np.ndarray, fps: float = MODEL_FPS, skel
     root = np.zeros((t, 3))
     root[:, 1] = lower[:, 1]
     rel = foot_points(skel, root, motion.rot)  # [T, 4, 3] root-relative horizontally
-    d_rel = np.diff(rel[..., [0, 2]], axis=0, prepend=rel[:1][..., [0, 2]]) * fps  # [T, 4, 2]
-    contact = lower[:, CONTACT_SLICE] > 0.5  # [T, 4]
     out = lower.copy()
-    any_c: np.ndarray = np.asarray(contact.any(axis=1))
-    any_c[0] = False  # the first frame has no previous frame to hold still against
-    n = np.maximum(contact.sum(axis=1, keepdims=True), 1)
-    planted = -(d_rel * contact[..., None]).sum(axis=1) / n  # [T, 2]
-    out[any_c, 0] = planted[any_c, 0]
-    out[any_c, 2] = planted[any_c, 1]
+    out[:, [0, 2]] = locked_root_velocity(rel[..., [0, 2]], lower[:, CONTACT_SLICE], lower[:, [0, 2]], fps)
     return out
+
+
+def locked_root_velocity(feet_xz: np.ndarray, contacts: np.ndarray, root_v: np.ndarray, fps: float = MODEL_FPS
+                         ) -> np.ndarray:
+    """The root x/z velocity :func:`lock_feet` gives, from the contact points' root-relative horizontal positions
+    ``feet_xz`` [..., T, 4, 2], the contact entries [..., T, 4] (> 0.5: planted) and the drawn root velocity
+    ``root_v`` [..., T, 2] (kept on frames with no contact and on the first frame); leading axes: a batch of
+    clips (beat guidance's text term locks its candidates' frames with it, as they will be output)."""
+    d_rel = np.diff(feet_xz, axis=-3, prepend=feet_xz[..., :1, :, :]) * fps  # [..., T, 4, 2]
+    contact = np.asarray(contacts) > 0.5
+    any_c: np.ndarray = np.asarray(contact.any(axis=-1))
+    any_c[..., 0] = False  # the first frame has no previous frame to hold still against
+    n = np.maximum(contact.sum(axis=-1, keepdims=True), 1)
+    planted = -(d_rel * contact[..., None]).sum(axis=-2) / n  # [..., T, 2]
+    return np.where(any_c[..., None], planted, root_v)

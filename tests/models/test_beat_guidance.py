@@ -194,3 +194,96 @@ def replace_select(cfg: GuidanceConfig, select: str) -> GuidanceConfig:
     from dataclasses import replace
 
     return replace(cfg, select=select)
+
+
+def _stepping(vx: float, planted: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The rigid pose drawn gliding at ``vx`` m/s, its feet marked planted (or in the air) on every frame."""
+    up, low = _frames(np.full(4, vx))
+    low[:, -4:] = 1.0 if planted else 0.0
+    return up, low
+
+
+def test_the_text_term_measures_travel_as_the_feet_will_be_locked() -> None:
+    """A candidate drawn gliding with its feet planted does not travel once the generator locks its feet (the
+    root follows the planted feet, which do not move), so under foot locking the candidate whose feet are in
+    the air travels more; the travel of the first frame is locked against the last committed frame too."""
+    cand = [_stepping(1.0, True), _stepping(0.5, False)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    travel = {}
+    for lock in (False, True):
+        guide = BeatGuide(GuidanceConfig(candidates=2, text_weight=5.0), foot_lock=lock)
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*_stepping(0.0, True))
+        pos, hists = guide._candidate_positions([state], cu[None], cd[None])
+        travel[lock] = guide.attribute_values(state, pos[0], hists[0], cd)[:, 2]
+        want = 1 if lock else 0
+        assert guide.choose(state, [], cu, cd, np.zeros(2), targets=steer_targets({"travel": "high"})) == want
+    np.testing.assert_allclose(travel[False], [1.0, 0.5], atol=1e-6)
+    np.testing.assert_allclose(travel[True], [0.0, 0.5], atol=1e-6)
+
+
+def test_a_texted_token_without_a_beat_resamples_the_draws_by_the_text_term() -> None:
+    """With resampling noise (a texted performer on a token no beat steers) the pick maximises
+    ``text_logp * logp + text_weight * z + noise``: weight 0 is the noise's (uniform) pick whatever the draws'
+    probabilities; a strong weight the asked extreme; ``text_logp`` brings the probabilities back in."""
+    import torch
+
+    from engine.models.beat_guidance import gumbel_noise as gumbel
+
+    cand = [_turning(r) for r in (0.02, 0.15, 0.05)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([0.0, -30.0, -30.0])
+    high = steer_targets({"turn": "high"})
+    noise = np.array([0.0, 0.0, 0.5])
+
+    def pick(w: float, lp: float = 0.0, nz: np.ndarray | None = noise) -> int:
+        guide = BeatGuide(GuidanceConfig(candidates=3, text_weight=w, text_logp=lp))
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*_turning(0.0))
+        return guide.choose(state, [], cu, cd, logp, targets=high, noise=nz)
+
+    assert pick(1e-6) == 2  # the noise's pick: the likeliest draw (0) does not win by its probability
+    assert pick(5.0) == 1  # the fastest turn
+    assert pick(5.0, lp=1.0) == 0  # its probability counts again
+    assert pick(5.0, nz=None) == 0  # without noise (a beat token): log p + text, as before
+    # Gumbel noise makes the arg-max a draw with odds exp(score): frequencies follow the softmax.
+    g = torch.Generator().manual_seed(0)
+    a = np.array([0.0, 1.0, -0.5])
+    wins = np.bincount([int(np.argmax(a + gumbel(3, g))) for _ in range(20000)], minlength=3) / 20000
+    np.testing.assert_allclose(wins, np.exp(a) / np.exp(a).sum(), atol=0.015)
+    assert np.array_equal(gumbel(5, torch.Generator().manual_seed(3)), gumbel(5, torch.Generator().manual_seed(3)))
+
+
+def test_per_attribute_text_settings_from_the_card() -> None:
+    """``text_attributes`` scales one attribute's weight (of ``text_weight``, so ``--text-steer 0`` still turns
+    every attribute off) and may keep session 7's arg-max rule for it (no resampling)."""
+    card = {"candidates": 8, "text_weight": 2.0, "text_logp": 1.0,
+            "text_attributes": {"turn": {"scale": 0.25, "resample": False}}}
+    cfg = GuidanceConfig.from_card(card)
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and cfg.to_card()["text_attributes"] == card[
+        "text_attributes"]
+    assert cfg.text_scale(1) == (0.5, False) and cfg.text_scale(3) == (2.0, True)
+    assert not cfg.with_text_weight(0.0).text_on and cfg.text_on
+    for bad in ({"spin": {"scale": 1.0}}, {"turn": {"scale": -1.0}}, {"turn": {"resample": "no"}},
+                {"turn": {"weight": 1.0}}, {"turn": 0.5}):
+        with pytest.raises(ValueError, match="text_attributes"):
+            GuidanceConfig.from_card({"candidates": 8, "text_weight": 1.0, "text_attributes": bad})
+    guide = BeatGuide(cfg)
+    turn, arm = steer_targets({"turn": "high"}), steer_targets({"arm": "high"})
+    assert not guide.resamples(turn) and guide.resamples(arm) and guide.resamples(turn + arm)
+    # The turn term is weighted by its own weight (0.5): the fast turn (z = +1.38) beats a likelier draw by 0.6 nats
+    # but not by 0.8.
+    cand = [_turning(r) for r in (0.02, 0.15, 0.05)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_turning(0.0))
+    pos, hists = guide._candidate_positions([state], cu[None], cd[None])
+    z = guide.attribute_values(state, pos[0], hists[0], cd)[:, 1]
+    z = (z - z.mean()) / z.std()
+    np.testing.assert_allclose(guide.text_scores_batch([state], [turn], pos, hists, cd[None])[0], 0.5 * z)
+    gap = 0.5 * (z[1] - z[0])
+    assert guide.choose(state, [], cu, cd, np.array([0.0, -(gap - 0.1), -9.0]), targets=turn) == 1
+    assert guide.choose(state, [], cu, cd, np.array([0.0, -(gap + 0.1), -9.0]), targets=turn) == 0

@@ -283,6 +283,7 @@ def test_the_text_term_steers_only_performers_with_a_matched_text_and_weight_0_c
     got = _tokens(steered, 6)
     assert steered.guided_tokens == 6  # every token of performer 0, none of performer 1
     assert [g[:2] for g in got] != [r[:2] for r in ref]
+    assert [g[2:] for g in got] == [r[2:] for r in ref]  # its draws (candidates, resampling) are its own
 
 
 def test_a_rewind_under_the_text_term_continues_exactly() -> None:

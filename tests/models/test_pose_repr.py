@@ -147,3 +147,27 @@ def test_foot_points_equal_the_full_skeleton_fk() -> None:
         j = skel.index(name)
         expect.append(pos[:, j] + (wrot[:, j] @ skel.end_sites[j] if end else 0.0))
     assert np.array_equal(P.foot_points(skel, root, rot), np.stack(expect, axis=1))
+
+
+def test_locked_root_velocity_is_lock_feet_batched() -> None:
+    """The batched rule (beat guidance's text term locks its candidates with it) gives what ``lock_feet`` gives,
+    clip by clip, from the contact points' root-relative positions."""
+    skel = P.metric_cmu_skeleton()
+    clips = []
+    for seed in range(3):
+        up, low = P.motion_to_vectors(stepping_motion(0.5, 30.0, 100.0, seed=seed))
+        low = low[:5].copy()
+        low[:, 0] += 0.6
+        low[:, P.CONTACT_SLICE] = (np.random.default_rng(seed).random((5, 4)) > 0.5).astype(np.float32)
+        clips.append((up[:5], low))
+    feet = []
+    for up, low in clips:
+        root = np.zeros((5, 3))
+        root[:, 1] = low[:, 1]
+        feet.append(P.foot_points(skel, root, P.vectors_to_motion(up, low, skel).rot)[..., [0, 2]])
+    got = P.locked_root_velocity(np.stack(feet), np.stack([lo[:, P.CONTACT_SLICE] for _, lo in clips]),
+                                 np.stack([lo[:, [0, 2]] for _, lo in clips]))
+    for (up, low), g in zip(clips, got, strict=True):
+        want = P.lock_feet(up, low)[:, [0, 2]]
+        np.testing.assert_allclose(g, want, atol=1e-6)
+        assert np.array_equal(g[0], low[0, [0, 2]])  # the first frame has nothing to hold still against
