@@ -30,7 +30,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from engine.models.motion_measures import per_frame_measures
-from engine.models.pose_repr import CONTACT_SLICE, locked_root_velocity
+from engine.models.pose_repr import CONTACT_POINTS, CONTACT_SLICE, locked_root_velocity
 from engine.models.vector_fk import VectorFK
 from engine.models.vqvae import DOWN
 
@@ -256,9 +256,6 @@ class GuideState:
         self.frames += len(upper)
 
 
-#: Indices of the contact points (right ankle, right toe, left ankle, left toe; ``pose_repr.CONTACT_POINTS``) in
-#: :class:`VectorFK`'s positions.
-_FOOT_POINTS = (4, 21, 8, 22)
 
 
 class BeatGuide:
@@ -272,6 +269,8 @@ class BeatGuide:
         self.cfg = cfg
         self.foot_lock = foot_lock
         self.fk = VectorFK()
+        # the contact points (``pose_repr.CONTACT_POINTS``: a foot joint, or its toe end site) in the FK's positions
+        self.foot_points = [self.fk.names.index(name + "_toe" if toe else name) for name, toe in CONTACT_POINTS]
 
     def new_state(self, dim_up: int, dim_down: int) -> GuideState:
         return GuideState(self.cfg, dim_up, dim_down)
@@ -379,7 +378,7 @@ class BeatGuide:
         # as the generator will lock it (with the last committed frame before the first, as ``_frames`` does).
         root_v = np.asarray(cand_down[:, :, [0, 2]], np.float64)
         if self.foot_lock:
-            root_v = locked_root_velocity(world[:, :, _FOOT_POINTS][..., [0, 2]], cand_down[:, :, CONTACT_SLICE],
+            root_v = locked_root_velocity(world[:, :, self.foot_points][..., [0, 2]], cand_down[:, :, CONTACT_SLICE],
                                           root_v, _FPS)
         disp = np.zeros((len(pos), pos.shape[1], 2))
         disp[:, 1:] = np.cumsum(root_v[:, 1:], axis=1) / _FPS
