@@ -19,13 +19,19 @@ def _model(seed: int) -> VQVAE:
     return vq
 
 
+def _tokens(seed: int, batch: int, n_tok: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+    """Random upper and lower token ids [batch, n_tok] and the generator that drew them (for further draws)."""
+    g = torch.Generator().manual_seed(seed)
+    iu = torch.randint(0, 512, (batch, n_tok), generator=g)
+    idn = torch.randint(0, 512, (batch, n_tok), generator=g)
+    return iu, idn, g
+
+
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
 def test_streaming_equals_full_decode(engine: str) -> None:
     vq = _model(1)
-    g = torch.Generator().manual_seed(2)
     n_tok, batch = 23, 3
-    iu = torch.randint(0, 512, (batch, n_tok), generator=g)
-    idn = torch.randint(0, 512, (batch, n_tok), generator=g)
+    iu, idn, _ = _tokens(2, batch, n_tok)
     with torch.no_grad():
         full_up, full_down = vq.decode(iu, idn)  # [B, 4N, D]
     sd = StreamingDecoder(vq, batch, runner=create_decoder_runner(engine))
@@ -121,10 +127,8 @@ def _beat_model(seed: int) -> VQVAE:
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
 def test_beat_conditioned_streaming_equals_full_decode(engine: str) -> None:
     vq = _beat_model(7)
-    g = torch.Generator().manual_seed(8)
     n_tok, batch = 19, 2
-    iu = torch.randint(0, 512, (batch, n_tok), generator=g)
-    idn = torch.randint(0, 512, (batch, n_tok), generator=g)
+    iu, idn, g = _tokens(8, batch, n_tok)
     beat = torch.rand(batch, 4 * n_tok, 4, generator=g)
     with torch.no_grad():
         full_up, full_down = vq.decode(iu, idn, beat)
