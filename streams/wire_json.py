@@ -67,8 +67,13 @@ def skeleton_dict(skel: Skeleton) -> dict[str, Any]:
     }
 
 
-def hello_message(server_ns: int, performers: list[int] | None = None) -> str:
-    """The first message a client receives: versions, the skeletons it may see, the server clock."""
+def hello_message(server_ns: int, performers: list[int] | None = None,
+                  groups: list[list[int]] | None = None) -> str:
+    """The first message a client receives: versions, the skeletons it may see, the server clock.
+
+    ``groups``: performers that share one world frame (a couple: ``[[0, 1], [2, 3]]``), so a viewer keeps their
+    placement; a performer in no group is a unit of its own.
+    """
     return json.dumps(
         {
             "type": "hello",
@@ -76,6 +81,7 @@ def hello_message(server_ns: int, performers: list[int] | None = None) -> str:
             "server_ns": server_ns,
             "skeletons": {n: skeleton_dict(get_skeleton(n)) for n in skeleton_names()},
             "performers": performers or [],
+            "groups": [sorted(int(p) for p in g) for g in groups or []],
             "formats": ["json", "binary"],
         },
         separators=(",", ":"),

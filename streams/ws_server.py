@@ -151,6 +151,7 @@ class PoseServer:
         client_rate: float = 60.0,
         control_rate: float = 300.0,
         queue_frames: int = 4,
+        groups: list[list[int]] | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -170,6 +171,7 @@ class PoseServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_sample_index = 0
         self._performers: set[int] = set()
+        self.groups = [list(g) for g in groups or []]  # performers sharing one world frame (the hello's "groups")
         self.published = 0
         self.bad_frames = 0
         self.controls = 0
@@ -350,7 +352,7 @@ class PoseServer:
             client.performer = -1
         fmt = query.get("format", ["json"])[0]
         client.fmt = fmt if fmt in FORMATS else "json"
-        await ws.send(hello_message(self.clock.monotonic_ns(), sorted(self._performers)))
+        await ws.send(hello_message(self.clock.monotonic_ns(), sorted(self._performers), self.groups))
         self._clients.add(client)
         writer = asyncio.create_task(self._writer(client))
         try:

@@ -246,7 +246,9 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
 
     from engine.cli.stream_cmds import _make_server, serve_while
 
-    server = _make_server(args, skel, runtime.submit_control)
+    # a couple's two bodies share one world frame: the viewer keeps their placement (the hello's "groups")
+    groups = [[k, k + 1] for k in range(0, args.performers - 1, 2)] if getattr(args, "couple", False) else None
+    server = _make_server(args, skel, runtime.submit_control, groups)
     runtime.sinks.append(server.publish_threadsafe)
 
     def stop() -> None:

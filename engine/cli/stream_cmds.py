@@ -64,7 +64,8 @@ def _server_args(p: argparse.ArgumentParser) -> None:
                    help="browser Origin allowed to connect (repeatable; '*' for any). Default: this server's own page")
 
 
-def _make_server(args: argparse.Namespace, skeleton: Any = None, on_control: Any = None) -> Any:
+def _make_server(args: argparse.Namespace, skeleton: Any = None, on_control: Any = None,
+                 groups: list[list[int]] | None = None) -> Any:
     from streams.address import parse_address
     from streams.ws_server import PoseServer
 
@@ -80,7 +81,7 @@ def _make_server(args: argparse.Namespace, skeleton: Any = None, on_control: Any
 
     on_control = on_control or log_control
     return PoseServer(host, port, token=args.token, allowed_origins=args.allow_origin, on_control=on_control,
-                      skeleton=skeleton)
+                      skeleton=skeleton, groups=groups)
 
 
 def _announce(server: Any) -> None:

@@ -42,6 +42,12 @@ def test_hello_lists_skeletons() -> None:
     assert len(d["skeletons"]["smpl"]["joints"]) == 24
 
 
+def test_hello_names_the_groups_that_share_a_world_frame() -> None:
+    """A couple's two bodies are one unit (the viewer keeps their placement); no groups: every performer alone."""
+    assert json.loads(hello_message(1, [0, 1, 2, 3], [[1, 0], [2, 3]]))["groups"] == [[0, 1], [2, 3]]
+    assert json.loads(hello_message(1, [0, 1]))["groups"] == []
+
+
 def test_hello_carries_the_tpose_corrections() -> None:
     """Clients (the viewer's avatars) turn rest-relative world rotations into T-pose-relative ones with these."""
     from engine.skeleton import rotations as R

@@ -91,32 +91,51 @@ function median(a) {
 }
 
 // ----------------------------------------------------------------------------------- layout
-// Performers stand side by side 1.2 m apart. Each keeps its steps but not its long-term travel: its anchor
-// follows its root with a 3 s time constant, so dancers generated independently (all starting at the
-// origin) never walk into each other. A couple is turned towards each other by 50 degrees each, open to
-// the camera (the stage "cheat out").
+// The engine stages its dancers for an audience on +Z (this camera's side): each solo dancer faces the front and
+// stays on a stage around the origin, and a couple is placed and staged as a pair in one world frame. So one unit (a
+// solo dancer or a couple: the hello's "groups") is drawn exactly where the engine put it, facing where it faces.
+// Several units would all share the one stage (independent dancers are each staged around the origin), so they
+// stand side by side 1.2 m apart instead: each unit keeps its steps and its members' placement, not its long-term
+// travel (its anchor follows the unit's mean root with a 3 s time constant), so they never walk into each other.
 const SPACING = 1.2;
 const ANCHOR_TAU_S = 3.0;
 const anchors = {};
-function layout(performer, order, msg, dt) {
-  const n = order.length;
-  const i = order.indexOf(performer);
-  const yaw = n === 2 ? (i === 0 ? 1 : -1) * (50 * Math.PI) / 180 : 0;
-  const a = anchors[performer] ?? (anchors[performer] = [msg.root[0], msg.root[2]]);
-  if (!state.freeze) {
-    const k = 1 - Math.exp(-Math.min(dt, 0.5) / ANCHOR_TAU_S);
-    a[0] += (msg.root[0] - a[0]) * k;
-    a[1] += (msg.root[2] - a[1]) * k;
+let groups = []; // from the hello: lists of performers that share one world frame (a couple)
+const IDENTITY = { yaw: 0, toWorld: (p) => p };
+
+function unitOf(performer) {
+  const g = groups.find((members) => members.includes(performer));
+  return g ? g.join(",") : String(performer);
+}
+
+// performer -> { yaw, toWorld } for every performer drawn this tick
+function layoutAll(order, dt) {
+  const units = [];
+  for (const p of order) {
+    const u = unitOf(p);
+    if (!units.includes(u)) units.push(u);
   }
-  const [ax, az] = a;
-  const slot = (i - (n - 1) / 2) * SPACING;
-  const c = Math.cos(yaw), s = Math.sin(yaw);
-  // world = slot + Ry(yaw) (p - anchor)
-  const toWorld = (p) => {
-    const x = p[0] - ax, z = p[2] - az;
-    return [slot + c * x + s * z, p[1], -s * x + c * z];
-  };
-  return { yaw, toWorld };
+  const out = {};
+  if (units.length <= 1) {
+    for (const p of order) out[p] = IDENTITY;
+    return out;
+  }
+  units.forEach((u, i) => {
+    const members = order.filter((p) => unitOf(p) === u);
+    const cx = members.reduce((a, p) => a + latest[p].root[0], 0) / members.length;
+    const cz = members.reduce((a, p) => a + latest[p].root[2], 0) / members.length;
+    const a = anchors[u] ?? (anchors[u] = [cx, cz]);
+    if (!state.freeze) {
+      const k = 1 - Math.exp(-Math.min(dt, 0.5) / ANCHOR_TAU_S);
+      a[0] += (cx - a[0]) * k;
+      a[1] += (cz - a[1]) * k;
+    }
+    const slot = (i - (units.length - 1) / 2) * SPACING * members.length;
+    const [ax, az] = a;
+    const place = { yaw: 0, toWorld: (p) => [slot + p[0] - ax, p[1], p[2] - az] };
+    for (const p of members) out[p] = place;
+  });
+  return out;
 }
 
 // ----------------------------------------------------------------------------------- rendering
@@ -349,7 +368,10 @@ function connect() {
     // Chrome stamps message events when they are queued, on the performance.now() clock
     const now = ev.timeStamp > 0 ? ev.timeStamp : performance.now();
     const msg = JSON.parse(ev.data);
-    if (msg.type === "hello") skeletons = msg.skeletons;
+    if (msg.type === "hello") {
+      skeletons = msg.skeletons;
+      groups = Array.isArray(msg.groups) ? msg.groups : [];
+    }
     else if (msg.type === "pong") onPong(msg, now);
     else if (msg.type === "pose") {
       state.frames++;
@@ -381,10 +403,11 @@ function tick() {
   const order = Object.keys(latest).map(Number).sort((a, b) => a - b).filter((p) => skeletons[latest[p].skeleton]);
   if (!order.length && drawer) drawer.drawEmpty();
   if (order.length && drawer) {
+    const places = layoutAll(order, dt);
     bodies = order.map((p) => {
       const msg = latest[p];
       const sk = skeletons[msg.skeleton];
-      const { yaw, toWorld } = layout(p, order, msg, dt);
+      const { yaw, toWorld } = places[p];
       return { performer: p, msg, sk, yaw, toWorld, parents: sk.parents, pos: msg.positions.map(toWorld) };
     });
     drawer.draw(bodies, now < beatUntil, !framed);
