@@ -127,3 +127,40 @@ def test_viewer_keeps_a_couple_in_its_world_frame(tmp_path: Path) -> None:
                 np.testing.assert_allclose(hips[k], frames[k]["positions"][0], atol=1e-4)
     solo = seen["solos"]
     assert solo[1][0] - solo[0][0] == pytest.approx(1.2, abs=1e-3)  # side by side, their own travel removed
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_avatar_faces_where_the_dancer_faces() -> None:
+    """The robot's face (its goggles) looks where the pose's pelvis faces: the audience sees a face, not the back of
+    the head (its glTF stores the head turned half a turn from the body)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (Debian package chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) not installed")
+    from engine.skeleton.motion import Motion as Clip
+    from streams.player import MotionPlayer
+    from streams.wire_json import encode_json, hello_message
+
+    skel = metric_cmu_skeleton()
+    for yaw_deg in (0.0, 90.0, 180.0):
+        q = np.zeros((1, skel.num_joints, 4))
+        q[..., 0] = 1.0
+        q[0, 0] = [np.cos(np.radians(yaw_deg) / 2), 0.0, np.sin(np.radians(yaw_deg) / 2), 0.0]
+        pl = MotionPlayer(Clip(skel, 30.0, np.array([[0.0, 0.9, 0.0]]), q), 30, performer=0, height_m=0)
+        sockets: list = []
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=watch.CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 320, "height": 240})
+            page.route("http://watch.invalid/**", watch.serve_static)
+            page.route_web_socket("**/ws*", lambda ws, into=sockets: into.append(ws))
+            page.goto("http://watch.invalid/index.html")
+            page.wait_for_function("window.groovecast && window.groovecast.connected", timeout=30_000)
+            sockets[0].send(hello_message(time.monotonic_ns(), [0]))
+            page.wait_for_function("window.groovecast.avatarReady", timeout=60_000)
+            sockets[0].send(encode_json(pl.frame_at(0, 0), 0, skel))
+            page.wait_for_function("window.groovecast.drawnFrames > 3", timeout=30_000)
+            face = np.asarray(page.evaluate("window.groovecast.inspect()")["0"]["face"])
+            browser.close()
+        want = np.array([np.sin(np.radians(yaw_deg)), 0.0, np.cos(np.radians(yaw_deg))])
+        cos = float(face @ want / np.linalg.norm(face))
+        assert cos > np.cos(np.radians(25)), f"pose yaw {yaw_deg}: the face looks {face}"

@@ -52,6 +52,21 @@ function aim(bone, target, dir) {
   bone.updateWorldMatrix(false, true);
 }
 
+// The robot's head is stored turned half a turn from its body (its face, the black goggles "Head_4", looks
+// towards -Z while its toes point to +Z; its own animations turn it round). Turn the head about the vertical so
+// the face looks the way the body faces (+Z): otherwise a dancer facing the audience shows it the back of its head.
+function faceForward(head, face) {
+  head.updateWorldMatrix(true, true);
+  const d = new Box3().setFromObject(face).getCenter(new Vector3()).sub(head.getWorldPosition(new Vector3()));
+  d.y = 0;
+  if (d.lengthSq() < 1e-12) return;
+  const turn = new Quaternion().setFromUnitVectors(d.normalize(), new Vector3(0, 0, 1)); // world-space turn
+  const world = head.getWorldQuaternion(new Quaternion());
+  const parentInv = head.parent.getWorldQuaternion(new Quaternion()).invert();
+  head.quaternion.copy(parentInv.multiply(turn).multiply(world));
+  head.updateWorldMatrix(false, true);
+}
+
 /** Load the robot once: returns its parsed glTF (cloned per performer by makeAvatar). */
 export async function loadRobot(url) {
   const gltf = await new GLTFLoader().loadAsync(url);
@@ -66,7 +81,10 @@ export function makeAvatar(template, { tpose = true } = {}) {
   // the feet hang from the armature root (a Blender IK rig); make them follow the shins
   byName.LowerLegL.attach(byName.FootL);
   byName.LowerLegR.attach(byName.FootR);
-  if (tpose) for (const [bone, target, dir] of ROBOT_TPOSE) aim(byName[bone], byName[target], dir);
+  if (tpose) {
+    for (const [bone, target, dir] of ROBOT_TPOSE) aim(byName[bone], byName[target], dir);
+    if (byName.Head_4) faceForward(byName.Head, byName.Head_4);
+  }
   scene.updateMatrixWorld(true);
   const humanBones = {};
   for (const [vrmName, node] of Object.entries(ROBOT_BONES)) humanBones[vrmName] = { node: byName[node] };

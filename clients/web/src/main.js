@@ -164,6 +164,7 @@ function makeScene() {
     const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
     for (const p of points) for (let k = 0; k < 3; k++) { lo[k] = Math.min(lo[k], p[k]); hi[k] = Math.max(hi[k], p[k]); }
     lo[1] = Math.min(lo[1], 0);
+    state.frameBox = { lo, hi }; // tests and bench.watch: what the camera frames
     const center = new Vector3((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, (lo[2] + hi[2]) / 2);
     const halfH = (hi[1] - lo[1]) / 2 + 0.15, halfW = (hi[0] - lo[0]) / 2 + 0.35;
     const t = Math.tan((camera.fov * Math.PI) / 360);
@@ -267,8 +268,10 @@ function makeWebGL(view) {
           if (!params.get("debug")) poseAvatar(av, b.msg, b.sk);
           av.group.visible = !state.hideAvatars;
           av.group.updateMatrixWorld(true);
+          // the robot's big head rises above the dancer's joints: frame its top too. Not the whole box, whose
+          // width comes from the skinned mesh's bind pose (about 2 m for one dancer) and pushed the camera far away.
           const box = new Box3().setFromObject(av.group);
-          extra.push(box.min.toArray(), box.max.toArray());
+          extra.push([x, box.max.y, z]);
           rings[b.performer].position.set(x, 0.002, z);
           rings[b.performer].material.color.setHex(beatGlow ? 0xff4477 : 0x332244);
         }
@@ -461,6 +464,10 @@ state.inspect = () => {
         };
       }
       entry.head = screen(world("Head").lerp(world("Head_end"), 0.4));
+      if (av.byName.Head_4) { // where the robot's face (its goggles) looks, horizontally (world space)
+        const d = new Box3().setFromObject(av.byName.Head_4).getCenter(new Vector3()).sub(world("Head"));
+        entry.face = [d.x, 0, d.z];
+      }
     }
     out[b.performer] = entry;
   }
