@@ -20,14 +20,15 @@ independent ways:
 Cases (``--cases``, default all): ``salsa``, ``indian``, ``modern`` (solo dances to the real recordings of
 ``../shared/data/music_cc`` by ``groovecast generate``), ``couple`` (``--couple``), ``switch`` (salsa, then modern
 from 6 s: the live generator with a genre change between tokens, as ``eval --controls`` switches),
-``arms_high`` / ``arms_low`` / ``spinning`` (``--text``), ``keyframe`` (``--keyframe`` of a held-out real Indian
+``salsa_vibe`` (salsa to the text cases' music, no text), ``arms_high`` / ``arms_low`` / ``spinning``
+(``--text``), ``keyframe`` (``--keyframe`` of a held-out real Indian
 pose at 6 s), and real capture as the reference a viewer compares with: ``real_salsa`` (the held-out couple take
 12), ``real_indian`` (take 07), ``real_modern`` (take 17), each as captured (``raw``, the original file read by this
 module's reader, scaled to the engine's 1.7 m from its bone lengths, floor at the 5th percentile of its lowest foot
 point), as the engine sees it (``engine``: retargeted, metric, 30 fps) and, solo takes, staged by the engine's stager
 (``staged``; a couple is staged as a pair by the couple model, which real capture does not pass through).
 
-    python3 -m bench.watch [--cases salsa,couple] [--seconds 12] [--out bench/reports/watch] [--no-browser]
+    python3 -m bench.watch [--cases salsa,couple] [--seconds 12] [--seed 0] [--out DIR] [--no-browser]
 
 Writes PNGs to ``--out`` (default ``.cache/watch/out``) and the BVH files to ``.cache/watch/bvh``; the findings of
 a person looking at them are in ``bench/reports/watch.md``.
@@ -429,7 +430,7 @@ def _write_real(work: Path, style: str, take: str, stem: str, seconds: float, st
     return out
 
 
-def _write_switch(out: Path, song: str, seconds: float, at_s: float, first: str, then: str) -> None:
+def _write_switch(out: Path, song: str, seconds: float, at_s: float, first: str, then: str, seed: int = 0) -> None:
     """A solo dance that changes genre at ``at_s`` (the live generator, as ``eval --controls``' switch)."""
     from engine.analysis.analyze import dance_analysis
     from engine.audio.source import read_wav
@@ -445,7 +446,7 @@ def _write_switch(out: Path, song: str, seconds: float, at_s: float, first: str,
     r = Renderer(None)
     steps = int(seconds * MODEL_FPS) // r.model.frames_per_step
     cond = sequence_conditions(feats, period, nxt, steps)
-    d = r.dance(cond, seed=0, genre=first, switch=(int(at_s * MODEL_FPS) // r.model.frames_per_step, then))
+    d = r.dance(cond, seed=seed, genre=first, switch=(int(at_s * MODEL_FPS) // r.model.frames_per_step, then))
     write_motion_bvh(Motion(metric_cmu_skeleton(), d.root, R.quat_to_matrix(d.quat), float(MODEL_FPS)), out)
 
 
@@ -461,8 +462,10 @@ def _write_keyframe_pose(out: Path) -> Path:
     return out
 
 
-def build_cases(names: list[str], work: Path, seconds: float) -> list[Case]:
-    """Render (or reuse) the BVH files of the named cases into ``work``."""
+def build_cases(names: list[str], work: Path, seconds: float, seed: int = 0) -> list[Case]:
+    """Render (or reuse) the BVH files of the named cases into ``work`` (another ``seed``: into ``work/seedN``)."""
+    if seed:
+        work = work / f"seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = []
     s = str(seconds)
@@ -471,7 +474,7 @@ def build_cases(names: list[str], work: Path, seconds: float) -> list[Case]:
         out = work / f"{name}.bvh"
         files = [work / f"{name}_lead.bvh", work / f"{name}_follow.bvh"] if couple else [out]
         if not all(f.exists() for f in files):
-            _generate(out, song, seconds, *extra)
+            _generate(out, song, seconds, *extra, "--seed", str(seed))
         cases.append(Case(name, title, files))
 
     for name in names:
@@ -485,6 +488,8 @@ def build_cases(names: list[str], work: Path, seconds: float) -> list[Case]:
         elif name == "couple":
             gen(name, f"salsa couple, 'Lets Go Fishin', {s} s (--couple): lead dark, follower pale", "fishin",
                 "--couple", couple=True)
+        elif name == "salsa_vibe":  # the text cases' music without a text: what they are compared with
+            gen(name, f"salsa solo, 'Vibe Ace', {s} s (no text: the text cases' baseline)", "vibe", "--genre", "salsa")
         elif name in ("arms_high", "arms_low", "spinning"):
             text = name.replace("_", " ")
             gen(name, f"salsa solo with --text '{text}', 'Vibe Ace', {s} s", "vibe", "--genre", "salsa",
@@ -497,7 +502,7 @@ def build_cases(names: list[str], work: Path, seconds: float) -> list[Case]:
             out = work / "switch.bvh"
             if not out.exists():
                 print("switch: salsa -> modern at 6 s (live generator)", flush=True)
-                _write_switch(out, "fishin", seconds, 6.0, "salsa", "modern")
+                _write_switch(out, "fishin", seconds, 6.0, "salsa", "modern", seed)
             cases.append(Case(name, f"genre switch salsa -> modern at 6 s, 'Lets Go Fishin', {s} s", [out]))
         elif name.startswith("real_"):
             style = name[5:]
@@ -626,7 +631,7 @@ def viewer_strip(case: Case, out: Path, shots: int = 6, size: tuple[int, int] = 
     return out
 
 
-ALL = ["salsa", "indian", "modern", "couple", "switch", "arms_high", "arms_low", "spinning", "keyframe",
+ALL = ["salsa", "indian", "modern", "couple", "switch", "salsa_vibe", "arms_high", "arms_low", "spinning", "keyframe",
        "real_salsa", "real_indian", "real_modern"]
 
 
@@ -636,20 +641,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=12.0, help="length of each dance (default 12)")
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "watch" / "bvh", help="where the BVH files go")
     ap.add_argument("--out", type=Path, default=ROOT / ".cache" / "watch" / "out", help="where the PNGs go")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed of the generated dances (default 0)")
     ap.add_argument("--no-browser", action="store_true", help="stick sheets only (no headless Chromium)")
     ap.add_argument("--viewer-cases", default="salsa,couple,real_salsa_engine",
                     help="cases also shown in the web viewer (default salsa,couple,real_salsa_engine)")
     args = ap.parse_args(argv)
     names = [c for c in args.cases.split(",") if c]
-    cases = build_cases(names, args.work, args.seconds)
+    cases = build_cases(names, args.work, args.seconds, args.seed)
+    out = args.out / f"seed{args.seed}" if args.seed else args.out
     for c in cases:
-        path = sheet(case_bodies(c, args.seconds), c.title, args.out / f"{c.name}_sheet.png")
+        title = c.title if not args.seed or c.name.startswith("real_") else f"{c.title}, seed {args.seed}"
+        path = sheet(case_bodies(c, args.seconds), title, out / f"{c.name}_sheet.png")
         print(json.dumps({"sheet": str(path)}), flush=True)
     if not args.no_browser:
         wanted = set(args.viewer_cases.split(","))
         for c in cases:
             if c.name in wanted and not c.normalise:
-                viewer_strip(c, args.out / f"{c.name}_viewer.png")
+                viewer_strip(c, out / f"{c.name}_viewer.png")
     return 0
 
 
