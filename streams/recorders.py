@@ -319,11 +319,13 @@ def load_recording(path: str | Path) -> dict[str, Any]:
         return {k: d[k] for k in d.files}
 
 
-def recorder_for(path: str | Path, skeleton: Skeleton | None = None) -> _Recorder:
-    """A BVH or NPZ recorder chosen by the file suffix; the file is created now (errors: RecorderError)."""
+def recorder_for(path: str | Path, skeleton: Skeleton | None = None, performer: int | None = None) -> _Recorder:
+    """A BVH or NPZ recorder chosen by the file suffix; the file is created now (errors: RecorderError).
+
+    ``performer``: the one it records (default: the first it sees; the others are skipped)."""
     p = Path(path)
     if p.suffix.lower() == ".bvh":
-        return BvhRecorder(p, skeleton)
+        return BvhRecorder(p, skeleton, performer)
     if p.suffix.lower() == ".npz":
-        return NpzRecorder(p, skeleton)
+        return NpzRecorder(p, skeleton, performer)
     raise ValueError(f"cannot record to {p.name!r}: use a .bvh or .npz file name")

@@ -168,6 +168,12 @@ def engine_spec(args: argparse.Namespace, realtime: bool) -> Any:
     return EngineSpec(model=model, runtime=cfg)
 
 
+def world_groups(performers: int, couple: bool) -> list[list[int]] | None:
+    """Performers that share one world frame, for the WebSocket hello's ``groups``: each couple (``2k`` leads,
+    ``2k + 1`` follows) is placed as a pair, so a viewer must keep their placement; solo dancers are None."""
+    return [[k, k + 1] for k in range(0, performers - 1, 2)] if couple else None
+
+
 def resolve_performers(args: argparse.Namespace) -> bool:
     """Fill in the default ``--performers`` (1; 2 = one couple with ``--couple``); returns whether couples."""
     couple = bool(getattr(args, "couple", False))
@@ -206,7 +212,7 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     if link is not None:
         sinks.append(link)
         closers.append(link.close)
-    recorders = open_recorders(args.record, skel)
+    recorders = open_recorders(args.record, skel, args.performers, bool(getattr(args, "couple", False)))
     sinks.extend(recorders)
     runtime = build_runtime(args, sinks, realtime)
     if sender is not None and sender.profile == "vj" and realtime and args.beat_pulse == "beat":
@@ -246,9 +252,8 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
 
     from engine.cli.stream_cmds import _make_server, serve_while
 
-    # a couple's two bodies share one world frame: the viewer keeps their placement (the hello's "groups")
-    groups = [[k, k + 1] for k in range(0, args.performers - 1, 2)] if getattr(args, "couple", False) else None
-    server = _make_server(args, skel, runtime.submit_control, groups)
+    server = _make_server(args, skel, runtime.submit_control, world_groups(args.performers,
+                                                                         bool(getattr(args, "couple", False))))
     runtime.sinks.append(server.publish_threadsafe)
 
     def stop() -> None:

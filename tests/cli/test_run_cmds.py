@@ -23,10 +23,16 @@ def test_play_fast_records_every_frame(small_model: Path, tmp_path: Path) -> Non
              "--performers", "2", "--record", str(out), "--record", str(bvh))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "done:" in r.stdout
-    rec = np.load(out)
+    # one file per performer and target (a BVH holds one body): dance_p0.npz, dance_p1.npz, ...
+    assert not out.exists() and not bvh.exists()
+    rec = np.load(tmp_path / "dance_p0.npz")
     assert len(rec["frame_index"]) == 180  # 6 s at 30 fps, performer 0
-    assert rec["fps"] == 30.0
-    assert bvh.read_text().startswith("HIERARCHY")
+    assert rec["fps"] == 30.0 and int(rec["performer"]) == 0
+    other = np.load(tmp_path / "dance_p1.npz")
+    assert len(other["frame_index"]) == 180 and int(other["performer"]) == 1
+    assert not np.allclose(rec["rotations"], other["rotations"])  # two dancers, not one twice
+    for name in ("dance_p0.bvh", "dance_p1.bvh"):
+        assert (tmp_path / name).read_text().startswith("HIERARCHY")
     # the demo clip is music from its start: the tracker has a tempo by the end
     assert 100 < float(np.median(rec["bpm"][-30:])) < 140
 
@@ -114,3 +120,23 @@ def test_the_play_summary_counts_control_replans(capsys: pytest.CaptureFixture[s
     quiet, _, _, _ = _show(0, seconds=3.0)
     _report(quiet.stats)
     assert "re-plan" not in capsys.readouterr().out
+
+
+def test_couples_are_one_world_frame_for_the_viewer() -> None:
+    """The hello's groups: every couple (2k leads, 2k+1 follows) as one unit; solo dancers in none."""
+    from engine.cli.run_cmds import world_groups
+
+    assert world_groups(4, couple=True) == [[0, 1], [2, 3]]
+    assert world_groups(2, couple=True) == [[0, 1]]
+    assert world_groups(3, couple=False) is None
+
+
+def test_record_paths_name_every_performer() -> None:
+    """A BVH holds one body: several performers are recorded to one file each, a couple as ``generate --couple``."""
+    from engine.cli.record_args import performer_paths
+
+    assert performer_paths("a/out.bvh", 1, couple=False) == [("a/out.bvh", 0)]
+    assert performer_paths("out.bvh", 2, couple=True) == [("out_lead.bvh", 0), ("out_follow.bvh", 1)]
+    assert [p for p, _ in performer_paths("out.npz", 4, couple=True)] == [
+        "out_lead.npz", "out_follow.npz", "out_lead1.npz", "out_follow1.npz"]
+    assert performer_paths("out.npz", 2, couple=False) == [("out_p0.npz", 0), ("out_p1.npz", 1)]
