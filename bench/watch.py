@@ -20,6 +20,7 @@ independent ways:
 Cases (``--cases``, default all): ``salsa``, ``indian``, ``modern`` (solo dances to the real recordings of
 ``../shared/data/music_cc`` by ``groovecast generate``), ``couple`` (``--couple``), ``switch`` (salsa, then modern
 from 6 s: the live generator with a genre change between tokens, as ``eval --controls`` switches),
+``live_salsa`` / ``live_couple`` (the same through ``play --fast --record``: the runtime and playout),
 ``salsa_vibe`` (salsa to the text cases' music, no text), ``arms_high`` / ``arms_low`` / ``spinning``
 (``--text``), ``keyframe`` (``--keyframe`` of a held-out real Indian
 pose at 6 s), and real capture as the reference a viewer compares with: ``real_salsa`` (the held-out couple take
@@ -283,8 +284,10 @@ def _stage(ax: Any, view: str) -> None:
 
 
 def _window(bodies: list[Body], f: int, axis: int, half: float) -> tuple[float, float]:
+    """Centred on the bodies of frame ``f``, ``half`` wide each side, or wider so that every body is in it."""
     c = float(np.mean([b.pos[f, :, axis].mean() for b in bodies]))
-    return c - half, c + half
+    reach = max(float(np.abs(b.pos[f, :, axis] - c).max()) for b in bodies) + 0.2
+    return c - max(half, reach), c + max(half, reach)
 
 
 def sheet(bodies: list[Body], title: str, out: Path, shots: int = 6, dpi: int = 80) -> Path:
@@ -404,6 +407,14 @@ def _generate(out: Path, song: str, seconds: float, *extra: str) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
+def _play(out: Path, song: str, seconds: float, *extra: str) -> None:
+    """The live path (``groovecast play --fast``: runtime, playout, recorders) recorded to BVH."""
+    cmd = [sys.executable, "-m", "engine", "play", str(SONGS[song]), "--fast", "--seconds", str(seconds),
+           "--backend", "torch", "--record", str(out), *extra]
+    print(" ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
 def _write_real(work: Path, style: str, take: str, stem: str, seconds: float, start_s: float) -> list[Path]:
     """The engine's view of a real take (retargeted, metric, 30 fps) and the same staged, as BVH files."""
     from engine.frames import MODEL_FPS
@@ -488,6 +499,14 @@ def build_cases(names: list[str], work: Path, seconds: float, seed: int = 0) -> 
         elif name == "couple":
             gen(name, f"salsa couple, 'Lets Go Fishin', {s} s (--couple): lead dark, follower pale", "fishin",
                 "--couple", couple=True)
+        elif name in ("live_salsa", "live_couple"):  # the same dances through play's live path
+            couple = name == "live_couple"
+            out = work / f"{name}.bvh"
+            files = [work / f"{name}_lead.bvh", work / f"{name}_follow.bvh"] if couple else [out]
+            if not all(f.exists() for f in files):
+                _play(out, "fishin", seconds, *(["--couple"] if couple else ["--genre", "salsa"]), "--seed", str(seed))
+            cases.append(Case(name, f"{'salsa couple' if couple else 'salsa solo'}, 'Lets Go Fishin', {s} s, through "
+                              "the live path (groovecast play --fast --record)", files))
         elif name == "salsa_vibe":  # the text cases' music without a text: what they are compared with
             gen(name, f"salsa solo, 'Vibe Ace', {s} s (no text: the text cases' baseline)", "vibe", "--genre", "salsa")
         elif name in ("arms_high", "arms_low", "spinning"):
@@ -631,8 +650,8 @@ def viewer_strip(case: Case, out: Path, shots: int = 6, size: tuple[int, int] = 
     return out
 
 
-ALL = ["salsa", "indian", "modern", "couple", "switch", "salsa_vibe", "arms_high", "arms_low", "spinning", "keyframe",
-       "real_salsa", "real_indian", "real_modern"]
+ALL = ["salsa", "indian", "modern", "couple", "live_salsa", "live_couple", "switch", "salsa_vibe", "arms_high",
+       "arms_low", "spinning", "keyframe", "real_salsa", "real_indian", "real_modern"]
 
 
 def main(argv: list[str] | None = None) -> int:
