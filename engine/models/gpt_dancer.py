@@ -41,10 +41,11 @@ from engine.models.dance_model import GPT_KIND
 from engine.models.inbetween import InBetweener, InBetweenState, PoseTarget, joint_mask
 from engine.models.pose_repr import (
     Motion,
-    lock_feet,
+    lock_feet_rot,
     metric_cmu_skeleton,
     model_joint_indices,
     motion_to_vectors,
+    root_track,
     vectors_to_motion,
 )
 from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, StepFrames
@@ -1178,20 +1179,31 @@ class DanceGenerator:
         Foot locking (when on) sees the performer's previous frame too, so it is exactly the offline
         ``lock_feet`` over the whole sequence, computed one token at a time.
         """
+        rot = None  # the joint rotations, when foot locking computed them (locking leaves them as they are)
         if self.foot_lock:
             if p.last_vec is not None:
                 lu, ll = p.last_vec
-                locked = lock_feet(np.concatenate([lu[None], upper]), np.concatenate([ll[None], lower]),
-                                   skel=self.skeleton)[1:]
+                locked, rot = lock_feet_rot(np.concatenate([lu[None], upper]), np.concatenate([ll[None], lower]),
+                                            skel=self.skeleton)
+                locked = locked[1:]
+                rot = None if rot is None else rot[1:]
             else:
-                locked = lock_feet(upper, lower, skel=self.skeleton)
+                locked, rot = lock_feet_rot(upper, lower, skel=self.skeleton)
             p.last_vec = (upper[-1].copy(), lower[-1].copy())
             lower = locked
         p.vectors = (upper, lower)
-        motion = vectors_to_motion(upper, lower, self.skeleton, start_xz=(float(p.root_xz[0]), float(p.root_xz[1])))
-        root = motion.root_pos.astype(np.float32)
+        start = (float(p.root_xz[0]), float(p.root_xz[1]))
+        if rot is None:
+            motion = vectors_to_motion(upper, lower, self.skeleton, start_xz=start)
+            rot, root64 = motion.rot, motion.root_pos
+        else:
+            root64 = root_track(lower, MODEL_FPS, start)
+        root = root64.astype(np.float32)
         p.root_xz = np.array([root[-1, 0], root[-1, 2]])
-        quat = R.matrix_to_quat(motion.rot).astype(np.float32)
+        # the joints the model leaves out are at rest: their quaternion is the identity, as converted
+        quat = np.zeros((*rot.shape[:2], 4), np.float32)
+        quat[..., 0] = 1.0
+        quat[:, self.model_idx] = R.matrix_to_quat(rot[:, self.model_idx])
         return StepFrames(pid=p.pid, step=p.n_tokens - 1, root=root, quat=quat)
 
     def idle_pose(self) -> tuple[np.ndarray, np.ndarray]:

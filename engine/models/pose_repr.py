@@ -164,11 +164,17 @@ def vectors_to_motion(
     d6 = np.concatenate([lower[:, 3 : 3 + 6 * nl].reshape(t, nl, 6), upper.reshape(t, -1, 6)], axis=1)
     rot = np.broadcast_to(np.eye(3), (t, skel.num_joints, 3, 3)).copy()
     rot[:, model_joint_indices(skel)] = R.rot6d_to_matrix(d6)
-    root = np.zeros((t, 3))
+    return Motion(skeleton=skel, root_pos=root_track(lower, fps, start_xz), rot=rot, fps=fps)
+
+
+def root_track(lower: np.ndarray, fps: float = MODEL_FPS, start_xz: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The root positions [T, 3] of model vectors' lower half [T, 61] (:func:`vectors_to_motion`'s): x and z
+    integrate the velocity channels from ``start_xz``, y is the height channel."""
+    root = np.zeros((len(lower), 3))
     root[:, 0] = start_xz[0] + np.cumsum(lower[:, 0]) / fps
     root[:, 2] = start_xz[1] + np.cumsum(lower[:, 2]) / fps
     root[:, 1] = lower[:, 1]
-    return Motion(skeleton=skel, root_pos=root, rot=rot, fps=fps)
+    return root
 
 
 def motion_positions(motion: Motion) -> np.ndarray:
@@ -294,17 +300,25 @@ def lock_feet(upper: np.ndarray, lower: np.ndarray, fps: float = MODEL_FPS, skel
     minus the mean horizontal velocity of those points relative to the root, so they do not slide on
     the floor (the body moves by pushing off its planted foot). Frame-local and causal: usable live.
     """
+    return lock_feet_rot(upper, lower, fps, skel)[0]
+
+
+def lock_feet_rot(upper: np.ndarray, lower: np.ndarray, fps: float = MODEL_FPS, skel: Skeleton | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`lock_feet`, and the joint-local rotations [T, J, 3, 3] it computed on the way (those of
+    :func:`vectors_to_motion`, which locking does not change: only the root velocity channels move), so the live
+    step need not compute them again; None for fewer than 2 frames (nothing to lock)."""
     skel = skel or metric_cmu_skeleton()
     t = len(upper)
     if t < 2:
-        return lower.copy()
+        return lower.copy(), None
     motion = vectors_to_motion(upper, lower, skel, fps)
     root = np.zeros((t, 3))
     root[:, 1] = lower[:, 1]
     rel = foot_points(skel, root, motion.rot)  # [T, 4, 3] root-relative horizontally
     out = lower.copy()
     out[:, [0, 2]] = locked_root_velocity(rel[..., [0, 2]], lower[:, CONTACT_SLICE], lower[:, [0, 2]], fps)
-    return out
+    return out, motion.rot
 
 
 def locked_root_velocity(feet_xz: np.ndarray, contacts: np.ndarray, root_v: np.ndarray, fps: float = MODEL_FPS

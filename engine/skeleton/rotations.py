@@ -20,7 +20,24 @@ _EPS = 1e-8
 
 def _as_float(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
-    return a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+def _norm(x: np.ndarray) -> np.ndarray:
+    """``np.linalg.norm(x, axis=-1, keepdims=True)`` for real arrays: the same operations (the square root of the
+    sum of squares along the last axis), without the general function's dispatch (these run many times a step)."""
+    return np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True))
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.cross(a, b)`` of 3-vectors ``[..., 3]`` (same products and differences, so the same values)."""
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    out = np.empty((*np.broadcast_shapes(a0.shape, b0.shape), 3), np.result_type(a, b))
+    out[..., 0] = a1 * b2 - a2 * b1
+    out[..., 1] = a2 * b0 - a0 * b2
+    out[..., 2] = a0 * b1 - a1 * b0
+    return out
 
 
 # ----------------------------------------------------------------------------------------- quaternions
@@ -29,10 +46,14 @@ def _as_float(a: np.ndarray) -> np.ndarray:
 def quat_normalize(q: np.ndarray) -> np.ndarray:
     """Unit quaternions ``[..., 4]``; a zero quaternion becomes identity rather than NaN."""
     q = _as_float(q)
-    n = np.linalg.norm(q, axis=-1, keepdims=True)
-    ident = np.zeros_like(q)
-    ident[..., 0] = 1.0
-    return np.where(n > _EPS, q / np.maximum(n, _EPS), ident)
+    n = _norm(q)
+    out = q / np.maximum(n, _EPS)
+    bad = ~(n > _EPS)
+    if bad.any():
+        ident = np.zeros_like(q)
+        ident[..., 0] = 1.0
+        out = np.where(bad, ident, out)
+    return out
 
 
 def quat_conjugate(q: np.ndarray) -> np.ndarray:
@@ -72,16 +93,27 @@ def quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
     """``[..., 4]`` (w, x, y, z) -> ``[..., 3, 3]``; the input is normalised first."""
     q = quat_normalize(q)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    m = np.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        axis=-1,
-    )
-    return m.reshape(*q.shape[:-1], 3, 3)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz = x * y, x * z, y * z
+    wx, wy, wz = w * x, w * y, w * z
+    m = np.empty((*q.shape[:-1], 3, 3), q.dtype)
+    m[..., 0, 0] = 1 - 2 * (yy + zz)
+    m[..., 0, 1] = 2 * (xy - wz)
+    m[..., 0, 2] = 2 * (xz + wy)
+    m[..., 1, 0] = 2 * (xy + wz)
+    m[..., 1, 1] = 1 - 2 * (xx + zz)
+    m[..., 1, 2] = 2 * (yz - wx)
+    m[..., 2, 0] = 2 * (xz - wy)
+    m[..., 2, 1] = 2 * (yz + wx)
+    m[..., 2, 2] = 1 - 2 * (xx + yy)
+    return m
+
+
+#: Shepperd's four candidate quaternions as entries of (1 + trace, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22,
+#: 1 - m00 - m11 + m22, m21 - m12, m02 - m20, m10 - m01, m01 + m10, m02 + m20, m12 + m21): candidate ``k`` is
+#: ``entries[_SHEPPERD[k]]``.
+_SHEPPERD = np.array([[0, 4, 5, 6], [4, 1, 7, 8], [5, 7, 2, 9], [6, 8, 9, 3]])
 
 
 def matrix_to_quat(m: np.ndarray) -> np.ndarray:
@@ -89,23 +121,21 @@ def matrix_to_quat(m: np.ndarray) -> np.ndarray:
     m = _as_float(m)
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
     trace = m00 + m11 + m22
-    # Four candidate solutions; pick the one whose divisor is largest for numerical stability.
-    cands = np.stack(
-        [
-            np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                      m[..., 1, 0] - m[..., 0, 1]], -1),
-            np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m00 - m11 - m22, m[..., 0, 1] + m[..., 1, 0],
-                      m[..., 0, 2] + m[..., 2, 0]], -1),
-            np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m00 + m11 - m22,
-                      m[..., 1, 2] + m[..., 2, 1]], -1),
-            np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
-                      1 - m00 - m11 + m22], -1),
-        ],
-        axis=-2,
-    )  # [..., 4 candidates, 4]
-    diag = np.stack([1 + trace, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
-    best = np.argmax(diag, axis=-1)
-    q = np.take_along_axis(cands, best[..., None, None], axis=-2)[..., 0, :]
+    # The four candidate solutions share their entries; pick the one whose divisor is largest (numerical stability).
+    e = np.empty((*trace.shape, 10), np.result_type(trace, 1))
+    e[..., 0] = 1 + trace
+    e[..., 1] = 1 + m00 - m11 - m22
+    e[..., 2] = 1 - m00 + m11 - m22
+    e[..., 3] = 1 - m00 - m11 + m22
+    e[..., 4] = m[..., 2, 1] - m[..., 1, 2]
+    e[..., 5] = m[..., 0, 2] - m[..., 2, 0]
+    e[..., 6] = m[..., 1, 0] - m[..., 0, 1]
+    e[..., 7] = m[..., 0, 1] + m[..., 1, 0]
+    e[..., 8] = m[..., 0, 2] + m[..., 2, 0]
+    e[..., 9] = m[..., 1, 2] + m[..., 2, 1]
+    best = np.argmax(e[..., :4], axis=-1)
+    flat = e.reshape(-1, 10)
+    q = flat[np.arange(len(flat))[:, None], _SHEPPERD[best.reshape(-1)]].reshape(*trace.shape, 4)
     q = quat_normalize(q)
     return np.where(q[..., :1] < 0, -q, q)
 
@@ -178,10 +208,10 @@ def rot6d_to_matrix(d6: np.ndarray) -> np.ndarray:
     d6 = _as_float(d6)
     a1 = d6[..., :3]
     a2 = d6[..., 3:]
-    b1 = a1 / np.maximum(np.linalg.norm(a1, axis=-1, keepdims=True), _EPS)
-    a2 = a2 - np.sum(b1 * a2, axis=-1, keepdims=True) * b1
-    b2 = a2 / np.maximum(np.linalg.norm(a2, axis=-1, keepdims=True), _EPS)
-    b3 = np.cross(b1, b2)
+    b1 = a1 / np.maximum(_norm(a1), _EPS)
+    a2 = a2 - np.add.reduce(b1 * a2, axis=-1, keepdims=True) * b1
+    b2 = a2 / np.maximum(_norm(a2), _EPS)
+    b3 = _cross(b1, b2)
     return np.stack([b1, b2, b3], axis=-1)
 
 
