@@ -163,8 +163,9 @@ def rotate_xz(xz: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     """Rotate horizontal vectors [..., 2] (x, z) about +Y by ``yaw`` [...] (broadcast)."""
     c, s = np.cos(yaw), np.sin(yaw)
     x, z = xz[..., 0], xz[..., 1]
-    out = np.empty((*np.broadcast_shapes(x.shape, np.shape(c)), 2))
-    out[..., 0] = c * x + s * z
+    ox = c * x + s * z
+    out = np.empty((*np.shape(ox), 2))
+    out[..., 0] = ox
     out[..., 1] = c * z - s * x
     return out
 
@@ -228,9 +229,9 @@ def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, ve
 
 def _arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Shortest-arc rotation matrices [..., 3, 3] turning directions ``a`` onto ``b`` ([..., 3], any length)."""
-    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
-    v = np.cross(a, b)
+    a = a / np.maximum(R.norm(a), 1e-12)
+    b = b / np.maximum(R.norm(b), 1e-12)
+    v = R.cross(a, b)
     c = np.sum(a * b, axis=-1)[..., None, None]
     k = np.zeros((*v.shape[:-1], 3, 3))
     k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -v[..., 2], v[..., 1], -v[..., 0]
@@ -299,17 +300,17 @@ def limb_ik(quat: np.ndarray, points: np.ndarray, move: np.ndarray, chain: tuple
     end_w = low_w @ m[:, 2]
     ph, pk, pa = (points[sel, i] for i in chain_points)
     target = pa + move[sel]
-    l1 = np.linalg.norm(pk - ph, axis=-1)
-    l2 = np.linalg.norm(pa - pk, axis=-1)
+    l1 = R.norm(pk - ph)[:, 0]
+    l2 = R.norm(pa - pk)[:, 0]
     to = target - ph
-    dist = np.linalg.norm(to, axis=-1)
+    dist = R.norm(to)[:, 0]
     u = to / np.maximum(dist, 1e-9)[:, None]
     d = np.clip(dist, np.abs(l1 - l2) + 1e-4, 0.999 * (l1 + l2))
     perp = (pk - ph) - np.sum((pk - ph) * u, axis=-1, keepdims=True) * u
     fwd = hint[sel] - np.sum(hint[sel] * u, axis=-1, keepdims=True) * u
-    bent = np.linalg.norm(perp, axis=-1, keepdims=True) > 1e-4
+    bent = R.norm(perp) > 1e-4
     v = np.where(bent, perp, fwd)
-    v = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    v = v / np.maximum(R.norm(v), 1e-12)
     a = (l1**2 - l2**2 + d**2) / (2 * d)
     h = np.sqrt(np.maximum(l1**2 - a**2, 0.0))
     mid = ph + u * a[:, None] + v * h[:, None]
@@ -318,9 +319,9 @@ def limb_ik(quat: np.ndarray, points: np.ndarray, move: np.ndarray, chain: tuple
     up_n = r1 @ up_w
     r2 = _arc(np.einsum("nij,nj->ni", r1, pa - pk), end - mid)
     low_n = r2 @ r1 @ low_w
-    quat[sel, jt] = R.matrix_to_quat(np.swapaxes(base, -1, -2) @ up_n)
-    quat[sel, js] = R.matrix_to_quat(np.swapaxes(up_n, -1, -2) @ low_n)
-    quat[sel, jf] = R.matrix_to_quat(np.swapaxes(low_n, -1, -2) @ end_w)
+    local = np.stack([np.swapaxes(base, -1, -2) @ up_n, np.swapaxes(up_n, -1, -2) @ low_n,
+                      np.swapaxes(low_n, -1, -2) @ end_w], axis=1)  # the three new locals, converted in one call
+    quat[sel[:, None], [jt, js, jf]] = R.matrix_to_quat(local)
     return quat
 
 

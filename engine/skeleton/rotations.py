@@ -23,13 +23,14 @@ def _as_float(a: np.ndarray) -> np.ndarray:
     return a if a.dtype.kind == "f" else a.astype(np.float64)
 
 
-def _norm(x: np.ndarray) -> np.ndarray:
-    """``np.linalg.norm(x, axis=-1, keepdims=True)`` for real arrays: the same operations (the square root of the
-    sum of squares along the last axis), without the general function's dispatch (these run many times a step)."""
+def norm(x: np.ndarray) -> np.ndarray:
+    """``np.linalg.norm(x, axis=-1, keepdims=True)`` of real vectors ``[..., n]``: the same operations (the square
+    root of the sum of squares along the last axis, so the same values) without the general function's dispatch,
+    which costs more than the arithmetic on the few vectors of a live step."""
     return np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True))
 
 
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``np.cross(a, b)`` of 3-vectors ``[..., 3]`` (same products and differences, so the same values)."""
     a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
     b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
@@ -46,7 +47,7 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def quat_normalize(q: np.ndarray) -> np.ndarray:
     """Unit quaternions ``[..., 4]``; a zero quaternion becomes identity rather than NaN."""
     q = _as_float(q)
-    n = _norm(q)
+    n = norm(q)
     out = q / np.maximum(n, _EPS)
     bad = ~(n > _EPS)
     if bad.any():
@@ -208,10 +209,10 @@ def rot6d_to_matrix(d6: np.ndarray) -> np.ndarray:
     d6 = _as_float(d6)
     a1 = d6[..., :3]
     a2 = d6[..., 3:]
-    b1 = a1 / np.maximum(_norm(a1), _EPS)
+    b1 = a1 / np.maximum(norm(a1), _EPS)
     a2 = a2 - np.add.reduce(b1 * a2, axis=-1, keepdims=True) * b1
-    b2 = a2 / np.maximum(_norm(a2), _EPS)
-    b3 = _cross(b1, b2)
+    b2 = a2 / np.maximum(norm(a2), _EPS)
+    b3 = cross(b1, b2)
     return np.stack([b1, b2, b3], axis=-1)
 
 
