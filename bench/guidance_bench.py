@@ -1,9 +1,12 @@
 """Cost of beat-guided sampling in the live generator: step time of steered vs plain tokens, per batch size.
 
-``python -m bench.guidance_bench [--performers 1,8,32] [--seconds 30] [--out bench/reports]`` writes
-``guidance.{md,json,png}``. The generator is the runtime's (shipped model, onnxruntime GPT step and
+``python -m bench.guidance_bench [--performers 1,8,32] [--seconds 30] [--keep-rewinds N] [--out bench/reports]``
+writes ``guidance.{md,json,png}``. The generator is the runtime's (shipped model, staged, onnxruntime GPT step and
 streaming decoder, one thread), stepped over the conditioning of a synthetic rhythm track at 100 BPM
-exactly as the runtime steps it, once with the model card's beat guidance and once with plain sampling.
+exactly as the runtime steps it, once with the model card's beat guidance and once with plain sampling. It keeps
+what the runtime asks it to keep for exact rewinds: nothing at the runtime's default lookahead 0 (before session 9
+the bench kept the model's default, 8 steps, which the runtime at lookahead 0 does not: about 0.4-0.6 ms a step);
+``--keep-rewinds N`` measures the step at lookahead N.
 A step in which any performer is steered is a "steered step". Medians and p99 of each kind, and the ratio
 of medians measured in the same run; wall-clock time and the stepping thread's CPU time (``thread_time``:
 on a machine shared with other work the CPU time is what the step itself costs, the wall time adds the
@@ -41,10 +44,13 @@ def _conditions(seconds: float) -> np.ndarray:
     return sequence_conditions(a.features, a.period_s, a.next_beat_s, len(a.features) // 4)
 
 
-def measure(performers: int, cond: np.ndarray, guided: bool, backend: str = "onnxruntime") -> dict:
+def measure(performers: int, cond: np.ndarray, guided: bool, backend: str = "onnxruntime", keep: int = 0) -> dict:
     from engine.runtime.assemble import ModelSpec, build_model
 
     gen: Any = build_model(ModelSpec(backend=backend, performers=performers, beat_guidance=None if guided else 0))
+    # the runtime asks the model to keep what rewinds of its lookahead need (runtime.py: keep_rewinds(min(lookahead,
+    # REWIND_STEPS))): nothing at its default lookahead 0; --keep-rewinds N measures a lookahead of N
+    gen.keep_rewinds(keep)
     warm = 8  # the first steps include lazy initialisation: left out of every figure
     times: list[tuple[bool, float, float]] = []
     for row in cond:
@@ -57,7 +63,7 @@ def measure(performers: int, cond: np.ndarray, guided: bool, backend: str = "onn
     times = times[warm:]
     allv = np.array([ms for _, ms, _ in times])
     allc = np.array([c for _, _, c in times])
-    out: dict = {"performers": performers, "guided": guided, "steps": len(times),
+    out: dict = {"performers": performers, "guided": guided, "steps": len(times), "keep_rewinds": keep,
                  "step_ms_p50": float(np.median(allv)), "step_ms_p99": float(np.percentile(allv, 99)),
                  "step_cpu_ms_p50": float(np.median(allc)), "step_cpu_ms_p99": float(np.percentile(allc, 99))}
     for name, want in (("steered", True), ("plain", False)):
@@ -86,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="music per run")
     ap.add_argument("--out", type=Path, default=REPORT_DIR, help="report directory ('-' writes nothing)")
     ap.add_argument("--note", default="", help="a line on the conditions (what else ran), written in the report")
+    ap.add_argument("--keep-rewinds", type=int, default=0, metavar="N",
+                    help="steps of exact rewinds kept every step, as the runtime keeps them at lookahead N "
+                         "(default 0: the runtime's default lookahead keeps none)")
     args = ap.parse_args(argv)
     import torch
 
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in (int(x) for x in args.performers.split(",")):
         for guided in (False, True):
-            r = measure(n, cond, guided)
+            r = measure(n, cond, guided, keep=args.keep_rewinds)
             rows.append(r)
             print(json.dumps(r), flush=True)
     load = os.getloadavg()
@@ -106,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "guidance.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Beat-guided sampling: live generator step cost", "",
              f"Machine: {report['machine']}; load average after the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. "
-             "Shipped model, onnxruntime GPT step + onnxruntime streaming decoder, 1 thread; "
+             "Shipped model (staged), onnxruntime GPT step + onnxruntime streaming decoder, 1 thread, "
+             f"rewinds kept: {args.keep_rewinds} steps (the runtime's lookahead; 0 is its default); "
              f"{len(cond)} tokens of a synthetic 100 BPM rhythm track per run. A token lasts {TOKEN_MS:.0f} ms. "
              "Each cell: wall-clock p50 / p99 ms, then in brackets the stepping thread's CPU time p50 / p99 ms "
              "(what the step costs without the waits for a core).", *([args.note] if args.note else []), "",
