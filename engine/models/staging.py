@@ -200,15 +200,15 @@ def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, ve
         centre: [B, 2] per-unit goal position (default ``cfg.centre_xz``; :meth:`Stager.set_goal`).
         front: [B] per-unit goal facing (default ``cfg.front``).
     """
-    conf = np.linalg.norm(facing_avg, axis=-1)
+    conf = R.norm(facing_avg)[..., 0]
     if spin is not None:
         conf = conf * np.clip(1.0 - np.abs(spin) / np.deg2rad(cfg.spin_gate_dps), 0.0, 1.0)
     yaw = np.arctan2(facing_avg[:, 0], facing_avg[:, 1])
     rel = pos_xz - (np.asarray(cfg.centre_xz) if centre is None else centre)
     fr = np.full(len(pos_xz), cfg.front) if front is None else front
-    dist = np.linalg.norm(rel, axis=-1)
+    dist = R.norm(rel)[..., 0]
     r_in = cfg.inner_frac * cfg.radius_m
-    speed = np.linalg.norm(vel_avg, axis=-1)
+    speed = R.norm(vel_avg)[..., 0]
     moving = np.clip((speed - 0.03) / 0.12, 0.0, 1.0)  # a drift worth steering
     home = np.arctan2(-rel[:, 0], -rel[:, 1])
     drift_body = wrap(np.arctan2(vel_avg[:, 0], vel_avg[:, 1]) - yaw)  # drift direction relative to the facing
@@ -300,10 +300,10 @@ def limb_ik(quat: np.ndarray, points: np.ndarray, move: np.ndarray, chain: tuple
     end_w = low_w @ m[:, 2]
     ph, pk, pa = (points[sel, i] for i in chain_points)
     target = pa + move[sel]
-    l1 = R.norm(pk - ph)[:, 0]
-    l2 = R.norm(pa - pk)[:, 0]
+    l1 = R.norm(pk - ph)[..., 0]
+    l2 = R.norm(pa - pk)[..., 0]
     to = target - ph
-    dist = R.norm(to)[:, 0]
+    dist = R.norm(to)[..., 0]
     u = to / np.maximum(dist, 1e-9)[:, None]
     d = np.clip(dist, np.abs(l1 - l2) + 1e-4, 0.999 * (l1 + l2))
     perp = (pk - ph) - np.sum((pk - ph) * u, axis=-1, keepdims=True) * u

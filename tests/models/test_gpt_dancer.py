@@ -449,3 +449,21 @@ def test_keeping_rewinds_changes_no_frame(window_gpt: tuple[CrossCondGPT, object
             assert np.array_equal(fa.root, fb.root) and np.array_equal(fa.quat, fb.quat), t
         assert _same_cache(a, b, 0) and _same_cache(a, b, 1), t
     assert a.snapshots.nbytes() > 0 and b.snapshots.nbytes() == 0
+
+
+def test_the_step_frames_are_the_vectors_conversion_to_the_bit() -> None:
+    """The live step reuses foot locking's joint rotations and converts only the model joints: its frames are still
+    exactly what converting the step's (locked) vectors gives, every joint, first step and later ones."""
+    from engine.models.pose_repr import vectors_to_motion
+    from engine.skeleton import rotations as R
+
+    gen = _gen()
+    assert gen.foot_lock
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        starts = {p.pid: (float(p.root_xz[0]), float(p.root_xz[1])) for p in gen.performers}
+        for sf in gen.step(rng.normal(size=gen.backend.config.cond_dim).astype(np.float32)):
+            upper, lower = gen.get(sf.pid).vectors
+            motion = vectors_to_motion(upper, lower, gen.skeleton, start_xz=starts[sf.pid])
+            assert np.array_equal(sf.root, motion.root_pos.astype(np.float32))
+            assert np.array_equal(sf.quat, R.matrix_to_quat(motion.rot).astype(np.float32))

@@ -108,3 +108,58 @@ def test_leading_dims_preserved() -> None:
     q = _rand_quats(24).reshape(2, 3, 4, 4)
     assert R.quat_to_matrix(q).shape == (2, 3, 4, 3, 3)
     assert R.matrix_to_euler(R.quat_to_matrix(q), "YXZ").shape == (2, 3, 4, 3)
+
+
+def _bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_norm_and_cross_are_numpys_to_the_bit(dtype: type) -> None:
+    """The live step's own norm and cross (no dispatch) compute what np.linalg.norm / np.cross compute."""
+    rng = np.random.default_rng(3)
+    a, b = (rng.normal(size=(5, 7, 3)).astype(dtype) for _ in range(2))
+    a[0, 0] = 0.0
+    assert _bits(R.norm(a), np.linalg.norm(a, axis=-1, keepdims=True))
+    assert _bits(R.cross(a, b), np.cross(a, b))
+    assert _bits(R.cross(a[:, :1], b), np.cross(a[:, :1], b))  # broadcast
+
+
+def _shepperd_reference(m: np.ndarray) -> np.ndarray:
+    """matrix_to_quat written out plainly: all four candidates, the one with the largest divisor, normalised, w >= 0."""
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    trace = m00 + m11 + m22
+    cands = np.stack([
+        np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
+                  m[..., 1, 0] - m[..., 0, 1]], -1),
+        np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m00 - m11 - m22, m[..., 0, 1] + m[..., 1, 0],
+                  m[..., 0, 2] + m[..., 2, 0]], -1),
+        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m00 + m11 - m22,
+                  m[..., 1, 2] + m[..., 2, 1]], -1),
+        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
+                  1 - m00 - m11 + m22], -1)], axis=-2)
+    diag = np.stack([1 + trace, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
+    q = np.take_along_axis(cands, np.argmax(diag, axis=-1)[..., None, None], axis=-2)[..., 0, :]
+    q = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-8)
+    return np.where(q[..., :1] < 0, -q, q)
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (4, 21), (0,)])
+def test_quaternion_conversions_compute_the_plain_formulas_to_the_bit(shape: tuple[int, ...]) -> None:
+    """The conversions a live step runs many times (written for few calls) give exactly the plain formulas' values:
+    the dance's frames do not depend on how they are computed."""
+    rng = np.random.default_rng(4)
+    q = rng.normal(size=(*shape, 4))
+    m = R.quat_to_matrix(q)
+    special = np.array([np.eye(3), np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])])
+    for mats in (m, special):
+        assert _bits(R.matrix_to_quat(mats), _shepperd_reference(mats))
+    n = q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-8)
+    w, x, y, z = np.moveaxis(n, -1, 0)
+    plain = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                      2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                      2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(*shape, 3, 3)
+    assert _bits(m, plain)
+    assert _bits(R.quat_normalize(q), n)
+    assert np.array_equal(R.quat_normalize(np.zeros(4)), [1.0, 0.0, 0.0, 0.0])
+    assert R.quat_to_matrix(q.astype(np.float32)).dtype == np.float32
