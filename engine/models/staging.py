@@ -837,6 +837,7 @@ class StagedModel:
         self.frames_per_step: int = inner.frames_per_step
         self.capabilities: Capabilities = inner.capabilities
         self._steps: dict[int, int] = {}  # each performer's newest step index (as the inner model numbers them)
+        self._genres: dict[int, int] = {}  # the genre each performer's speed limits were set for
         for pid in inner.performer_ids():
             self._admit(pid)
 
@@ -847,7 +848,9 @@ class StagedModel:
 
     def _admit(self, pid: int) -> None:
         self.stager.reset(pid)
-        self.stager.set_style(pid, style_of_genre(self.inner.controls(pid).genre))
+        genre = self.inner.controls(pid).genre
+        self.stager.set_style(pid, style_of_genre(genre))
+        self._genres[pid] = genre
 
     def performer_ids(self) -> list[int]:
         return self.inner.performer_ids()
@@ -861,6 +864,7 @@ class StagedModel:
         self.inner.remove_performer(pid)
         self.stager.remove(pid)
         self._steps.pop(pid, None)
+        self._genres.pop(pid, None)
 
     def controls(self, pid: int) -> Controls:
         return self.inner.controls(pid)
@@ -870,8 +874,11 @@ class StagedModel:
         if not out:
             return out
         stepped = [sf.pid for sf in out]
-        for pid in stepped:  # the genre may have changed since the last step
-            self.stager.set_style(pid, style_of_genre(self.inner.controls(pid).genre))
+        for pid in stepped:  # the genre may have changed since the last step (the limits are set when it has)
+            genre = self.inner.controls(pid).genre
+            if self._genres.get(pid) != genre:
+                self.stager.set_style(pid, style_of_genre(genre))
+                self._genres[pid] = genre
         pin = None
         if any(sf.pin_legs is not None for sf in out):
             pin = np.stack([np.zeros(len(sf.root)) if sf.pin_legs is None else sf.pin_legs for sf in out])

@@ -225,6 +225,9 @@ def test_a_staged_model_blends_a_reset_and_maps_positions_back() -> None:
     assert np.allclose(model.speed_limits(pid), speed_limits("indian"))
     model.remove_performer(0)
     assert len(model.step(np.zeros(168, np.float32))) == 1
+    model.controls(pid).genre = 1  # a genre switch: the next step limits the performer to the new style's speeds
+    model.step(np.zeros(168, np.float32))
+    assert np.allclose(model.speed_limits(pid), speed_limits("salsa"))
     assert model.describe()["staging"].startswith("front 0")
 
 
