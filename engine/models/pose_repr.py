@@ -17,6 +17,7 @@ person of about 1.72 m).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,10 +68,17 @@ class Motion:
 
 def model_joint_indices(skel: Skeleton) -> np.ndarray:
     """Indices of :data:`MODEL_JOINTS` in ``skel`` (raises KeyError naming a missing joint)."""
-    return np.array([skel.index(n) for n in MODEL_JOINTS], dtype=np.int64)
+    return np.array(_model_joints(skel), dtype=np.int64)
 
 
-def _foot_chain(skel: Skeleton) -> list[int]:
+@functools.lru_cache(maxsize=16)
+def _model_joints(skel: Skeleton) -> tuple[int, ...]:
+    # skeletons are immutable and hash by identity: looked up once per skeleton (every live step converts)
+    return tuple(skel.index(n) for n in MODEL_JOINTS)
+
+
+@functools.lru_cache(maxsize=16)
+def _foot_chain(skel: Skeleton) -> tuple[int, ...]:
     """The contact joints and their ancestors, parents first (what :func:`foot_points` needs of the FK)."""
     need: set[int] = set()
     for name, _ in CONTACT_POINTS:
@@ -78,7 +86,7 @@ def _foot_chain(skel: Skeleton) -> list[int]:
         while j >= 0 and j not in need:
             need.add(j)
             j = skel.parents[j]
-    return sorted(need)
+    return tuple(sorted(need))
 
 
 def foot_points(skel: Skeleton, root_pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
