@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     cond = _conditions(args.seconds)
     gens: dict[str, Any] = {}
     for name, (spec, keep, inner) in variants(args.guided).items():
-        g = build_model(spec)
+        g: Any = build_model(spec)
         g.keep_rewinds(keep)
         gens[name] = g.inner if inner else g
     cpu: dict[str, list[float]] = {k: [] for k in gens}
