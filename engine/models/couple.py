@@ -65,6 +65,9 @@ HOLD_GRIP_M = 0.18
 #: The follower's placement pull reaches its nominal speed at this gap (metres; proportional below, up to twice
 #: the speed beyond twice the gap).
 PLACE_GAP_M = 0.3
+#: The pair's stage pull at the pair's radius (m/s; the solo staging's session-8 value, kept for couples: the solo
+#: default's turns about the planted foot and moves in the air would turn and move a leader away from its follower).
+PAIR_PULL_MS = 1.2
 
 
 def follower_placer_config(cfg: FollowerConfig, limit_speed: bool = True, fps: float = MODEL_FPS,
@@ -75,7 +78,7 @@ def follower_placer_config(cfg: FollowerConfig, limit_speed: bool = True, fps: f
     return StagingConfig(steer=cfg.pull > 0.0 or cfg.yaw_pull > 0.0, radius_m=PLACE_GAP_M,
                          pull_ms=cfg.pull * per_s * PLACE_GAP_M, facing_gain=cfg.yaw_pull * per_s,
                          max_turn_dps=float(np.rad2deg(MAX_TURN_RAD * per_s)), edge_frac=1e6, hold_low_feet=True,
-                         limit_speed=limit_speed)
+                         limit_speed=limit_speed, inner_frac=0.0, walk_ms=0.0, air_ms=0.0)
 
 
 def hold_moves(lead_points: np.ndarray, follow_points: np.ndarray, reach: float = HOLD_REACH_M,
@@ -104,7 +107,7 @@ def pair_stage_config(staging: StagingConfig) -> StagingConfig:
     follower can only follow by stepping: tried, towards the front, side-on to the audience, or only to turn a drift
     home, each cost more partner distance, holds and skating than it won)."""
     return replace(staging, radius_m=staging.radius_m * PAIR_RADIUS_SHARE, inner_frac=PAIR_INNER_SHARE,
-                   facing_gain=0.0)
+                   facing_gain=0.0, pull_ms=PAIR_PULL_MS, walk_ms=0.0, air_ms=0.0)
 
 
 @dataclass

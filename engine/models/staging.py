@@ -108,14 +108,20 @@ class StagingConfig:
     facing_gain: float = 12.0  # turn rate per radian of facing error (1/s)
     travel_tau_s: float = 2.0  # time constant of the averaged travel velocity (the drift)
     cone_deg: float = 0.0  # within this of the front, the facing is turned to steer the drift home
-    inner_frac: float = 0.0  # from this fraction of the radius on, the stride is pulled towards the centre
+    inner_frac: float = 0.7  # from this fraction of the radius on, the stride is pulled (leg IK) towards the centre
     edge_frac: float = 0.5  # beyond the radius, the drift home overrides the facing over this fraction of it
     flat_support: float = 1.0  # turn rate factor on one flat foot (ball and heel down: turns about their middle)
     double_support: float = 1.0  # turn rate factor with both feet planted (pivot between them: slides them)
-    pull_ms: float = 1.2  # stride correction towards the centre at the stage edge (m/s; in proportion inside)
+    pull_ms: float = 1.5  # stride correction towards the centre at the stage edge (m/s; in proportion inside)
     max_shift_m: float = 0.35  # most a planted foot is held away from where the leg would put it (leg IK)
     recover_ms: float = 2.5  # a foot in the air returns to its own leg's reach at this speed
     hold_low_feet: bool = False  # the stride correction also holds a foot that is on the floor but moving
+    walk_ms: float = 3.0  # stage correction by turns about the one planted foot: root speed asked at the radius
+    walk_from_frac: float = 0.0  # ... from this fraction of the radius on (in proportion beyond it)
+    walk_max_dps: float = 540.0  # most turn rate the stage correction asks for
+    walk_lever_m: float = 0.05  # a root this near its pivot asks for less turn (no lever to move it with)
+    walk_sweep_ms: float = 1.0  # the walk's turn moves no other foot point near the floor faster than this
+    air_ms: float = 3.0  # rigid move towards the centre while no foot is near the floor, at the radius (m/s)
     limit_speed: bool = True  # the snap guard (on even when steering is off)
     speed_factor: float = SPEED_FACTOR
     # the generated frames keep this much under the limit, so that playback stays within it: the playout's
@@ -732,6 +738,23 @@ class Stager:
         n_near = near.sum(axis=1)
         one_foot = near[:, :2].any(axis=1) ^ near[:, 2:].any(axis=1)
         allow = np.where(n_near <= 1, 1.0, np.where(one_foot, cfg.flat_support, cfg.double_support)) * seen
+        rel = xz - goal
+        dist = np.linalg.norm(rel, axis=-1)
+        inward = -rel / np.maximum(dist, 1e-9)[:, None]
+        if cfg.walk_ms > 0.0:
+            # stage walk: a turn about the one planted foot moves the root sideways of its lever (root - pivot);
+            # turned the way that carries the root inwards, undone (by the facing law) about the next foot, the
+            # pair of turns moves the whole dancer by the turn times the step between the feet: no leg re-bent
+            lever = xz - pivot_s
+            perp = np.stack([lever[:, 1], -lever[:, 0]], axis=1)  # root velocity per rad/s of turn
+            w_in = cfg.walk_from_frac * cfg.radius_m
+            need = cfg.walk_ms * np.clip((dist - w_in) / max(cfg.radius_m - w_in, 1e-6), 0.0, 2.0)
+            w_s = need * np.sum(perp * inward, axis=-1) / (np.sum(perp * perp, axis=-1) + cfg.walk_lever_m**2)
+            lim_w = np.deg2rad(cfg.walk_max_dps)
+            if np.isfinite(cfg.walk_sweep_ms):  # the other foot points near the floor sweep at most this fast
+                reach_f = np.where(near, np.linalg.norm(drawn - pivot_s[:, None], axis=-1), 0.0).max(axis=1)
+                lim_w = np.minimum(lim_w, cfg.walk_sweep_ms / np.maximum(reach_f, 1e-3))
+            rate = rate + np.clip(w_s, -lim_w, lim_w) * single
         d = rate * dt * allow
         # the averages turn with the transform: the controller sees its own correction at once (no loop delay)
         face = rotate_xz(face, d)
@@ -742,8 +765,9 @@ class Stager:
         shift = rotate_xz(shift, d[:, None])  # keeps the planted foot where it is drawn
         # stride: pull the body towards the centre on top of the drawn feet; a planted leg is re-solved to keep
         # its foot where it is (its shift grows), a leg in the air lets its shift go back to zero
-        rel = xz - goal
-        dist = np.linalg.norm(rel, axis=-1)
+        if cfg.air_ms > 0.0:  # no foot near the floor: the body moves as one (nothing to slide, no leg re-bent)
+            air = cfg.air_ms * np.clip(dist / cfg.radius_m, 0.0, 2.0) * (n_near == 0) * seen
+            off = off + inward * (air * dt)[:, None]
         r_in = cfg.inner_frac * cfg.radius_m
         pull = cfg.pull_ms * np.clip((dist - r_in) / (cfg.radius_m - r_in), 0.0, 2.0) * seen
         if pin is not None:  # a keyframe pins the legs: no stride pull (it would need leg IK, which gives way)

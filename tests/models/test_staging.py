@@ -68,6 +68,51 @@ def test_a_dancer_walking_away_is_pulled_back_without_sliding_feet() -> None:
     assert planted_speed(staged) <= planted_speed(raw) + 0.03, (planted_speed(raw), planted_speed(staged))
 
 
+LEG_JOINTS = [SKEL.index(side + n) for side in "rl" for n in ("Thigh", "Shin", "Foot")]
+
+
+def leg_change_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per frame, the largest angle (deg) between two poses' joint-local leg rotations (thigh, shin, foot)."""
+    d = np.abs(np.sum(a[:, LEG_JOINTS] * b[:, LEG_JOINTS], axis=-1)).clip(0.0, 1.0)
+    return np.degrees(2.0 * np.arccos(d)).max(axis=-1)
+
+
+def test_the_stage_correction_keeps_the_legs_as_drawn_inside_the_ik_radius() -> None:
+    """The style classifier reads joint-local leg rotations: the stage correction inside ``inner_frac`` of the
+    radius (turns about the one planted foot, rigid moves in the air) leaves every leg joint exactly as the model
+    drew it, and still keeps a dancer drifting towards the audience on stage. The session-8 pull (leg IK from the
+    centre out) re-bent the planted legs on the same dance."""
+    root, quat = dancer(20.0, velocity=(0.0, 0.12), start=(0.0, 0.3))  # stepping, drifting towards the audience
+    bend = np.deg2rad(25.0)  # knees bent: the leg IK has reach (a straight leg has none)
+    for side in "lr":
+        for name, k in (("Thigh", -1.0), ("Shin", 2.0), ("Foot", -1.0)):
+            j = SKEL.index(side + name)
+            quat[:, j] = R.quat_multiply(R.axis_angle_to_quat(np.array([k * bend, 0.0, 0.0])), quat[:, j])
+    raw = points(root, quat)
+    assert M.stage_distance(raw)[0] > 2.5
+    no_ik = StagingConfig(limit_speed=False, pull_ms=0.0)  # the turns about the planted foot and the air moves alone
+    sr, sq = stage_arrays(root, quat, no_ik)
+    assert leg_change_deg(quat, sq).max() < 1e-3
+    turned = points(*stage_arrays(root, quat, StagingConfig(limit_speed=False, pull_ms=0.0, walk_ms=0.0,
+                                                             air_ms=0.0)))  # facing alone
+    walked = points(sr, sq)
+    far_turned, far = M.stage_distance(turned)[0], M.stage_distance(walked)[0]
+    assert far_turned > 1.5 and far < 0.5 * far_turned, (far, far_turned)
+    # turning about the planted foot moves the other points of a flat foot: a little more than the raw motion's own
+    # sliding (here +0.04 m/s), less than turning to the front alone leaves when the dancer drifts off
+    assert planted_speed(walked) <= min(planted_speed(raw) + 0.05, planted_speed(turned)), (
+        planted_speed(raw), planted_speed(walked), planted_speed(turned))
+    # the defaults: this dancer never leaves inner_frac of the radius, so no leg is re-bent
+    d_sr, d_sq = stage_arrays(root, quat, StagingConfig(limit_speed=False))
+    cfg = StagingConfig()
+    assert np.linalg.norm(d_sr[:, [0, 2]], axis=-1).max() < cfg.inner_frac * cfg.radius_m
+    assert leg_change_deg(quat, d_sq).max() < 1e-3
+    # the session-8 pull: leg IK from the centre out re-bends the planted legs
+    _, old_q = stage_arrays(root, quat, StagingConfig(limit_speed=False, walk_ms=0.0, air_ms=0.0, inner_frac=0.0,
+                                                      pull_ms=1.2))
+    assert leg_change_deg(quat, old_q).max() > 5.0
+
+
 def test_steering_adds_no_sliding_to_a_dancer_whose_feet_stay_planted() -> None:
     """Stepping in place facing away: the raw feet do not slide; turned back to the front they still do not."""
     cfg = StagingConfig(limit_speed=False)
