@@ -488,8 +488,8 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
     danced in the new style all along (no switch: how often this GPT's own style noise lets the measure see the new
     style "within one beat" at all, the measure's ceiling for it), and real held-out motion cut from a take of the
     old style to one of the new (an instant switch of real dancing: the classifier's and the measure's own delay);
-    and, as a diagnostic, the same switches staged without the stage pull (``StagingConfig.pull_ms`` 0: its leg IK
-    changes the legs' rotations, which the classifier reads). Independent of the 0.5 s classifier: the 4 s after the
+    and, as a diagnostic, the same switches staged without the stage correction (``StagingConfig`` ``pull_ms``,
+    ``walk_ms``, ``air_ms`` 0: its leg IK changes the legs' rotations, which the classifier reads). Independent of the 0.5 s classifier: the 4 s after the
     switch read by ``eval``'s 4 s classifier and their FID_k against real segments of the new style and of the others
     (:func:`_style_check`); and the uncontrolled dances' 4 s style accuracy per style (issue 10 item 3)."""
     from engine.train.sources import style_of
@@ -509,9 +509,9 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
     sf = switch_tok * FRAMES_PER_TOKEN
     rows: dict[str, list[dict[str, float]]] = {"switch": [], "new_all_along": [], "real_cut": [],
                                                "switch_no_stage_pull": []}
-    # Diagnostic: the same switches staged without the stage pull (its leg IK re-solves the planted legs, which the
-    # style classifier reads; facing and the speed limit stay on).
-    r_free = Renderer(*r.args, staging=StagingConfig(pull_ms=0.0))
+    # Diagnostic: the same switches staged without any stage correction (no leg IK, which re-solves planted legs the
+    # style classifier reads, no turns about the planted foot, no moves in the air; facing and the speed limit on).
+    r_free = Renderer(*r.args, staging=StagingConfig(pull_ms=0.0, walk_ms=0.0, air_ms=0.0))
     snaps, snaps_base, beats = [], [], []
     after: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {"switch": [], "new_all_along": [],
                                                                               "switch_no_stage_pull": []}
@@ -712,7 +712,7 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
             named = [("switched at 8 s", g), ("new style all along", g["new_all_along"]),
                      ("real takes cut at 8 s", g["real_cut"])]
             if "switch_no_stage_pull" in g:
-                named.append(("switched at 8 s, stage pull off (diagnostic)", g["switch_no_stage_pull"]))
+                named.append(("switched at 8 s, stage correction off (diagnostic)", g["switch_no_stage_pull"]))
             for name, v in named:
                 lines.append(f"| {name} | {_f(100 * v['switched'], 0)} % | {_f(v['latency_s_p50'])} | "
                              f"{_f(v['latency_s_p90'])} | {_f(100 * v['within_one_beat'], 0)} % | "
