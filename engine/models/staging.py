@@ -15,12 +15,25 @@ state, vectorised over performers). It does two things:
     itself turns faster than ``spin_gate_dps``, so spins and turns of the dance are not resisted; at most
     ``max_turn_dps``. The averages turn with the transform, so the controller sees its correction at once.
     Beyond the radius the target turns the averaged drift back towards the centre (``edge_frac``).
-  - *stage*: the body is pulled towards the centre, ``pull_ms`` at the radius and in proportion inside it, on
-    top of its feet: the offset moves, and each leg with a planted foot is re-solved by two-bone IK
-    (:func:`leg_ik`: hip, knee, ankle; the foot keeps its world orientation) so that foot stays where it was
-    drawn. The correction is bounded by ``max_shift_m`` and by the leg's reach; a leg in the air lets it go back
-    at ``recover_ms``. A keyframe that pins the legs is left as pinned: the model passes the blend's weight per
-    frame (``StepFrames.pin_legs``), the leg IK is applied by one minus it and no new pull is taken while it is on.
+  - *stage*: three corrections towards the centre (or :meth:`Stager.set_goal`), in the order of what they cost
+    the dance. None of the first two changes a joint angle, so the legs stay as the model drew them (the style
+    classifier reads the legs' joint-local rotations; session 8's pull re-bent every planted leg):
+
+    1. *walk* (``walk_ms``): while one foot is planted, the transform also turns about that foot in the
+       direction that carries the root inwards (the root moves sideways of its lever from the pivot). The
+       facing law turns the dancer back about the next planted foot, and the pair of turns moves the whole
+       dancer by the turn times the step between the feet: a waddle no foot slides for. The turn asked is
+       ``walk_ms`` (in proportion to the distance from the centre, up to twice it beyond the radius) over the
+       lever, at most ``walk_max_dps`` and at most ``walk_sweep_ms`` for any other foot point near the floor.
+    2. *air* (``air_ms``): while no foot point is near the floor the whole body moves towards the centre
+       (rigidly: nothing is on the floor to slide).
+    3. *leg IK*, only from ``inner_frac`` (0.7) of the radius on: the offset moves ``pull_ms`` at the radius (in
+       proportion from ``inner_frac``, up to twice it) on top of the feet, and each leg with a planted foot is
+       re-solved by two-bone IK (:func:`leg_ik`: hip, knee, ankle; the foot keeps its world orientation) so that
+       foot stays where it was drawn. The correction is bounded by ``max_shift_m`` and by the leg's reach; a leg
+       in the air lets it go back at ``recover_ms``. A keyframe that pins the legs is left as pinned: the model
+       passes the blend's weight per frame (``StepFrames.pin_legs``), the leg IK is applied by one minus it and
+       no new pull is taken while it is on (the walk and air moves are rigid: they change no joint angle).
 
 * **Speed limit** (``StagingConfig.limit_speed``, on even with steering off). No joint may move faster than
   ``speed_factor`` (1.2) times the real data's 99.9th percentile of that joint's speed, per style

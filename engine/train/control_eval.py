@@ -489,9 +489,10 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
     style "within one beat" at all, the measure's ceiling for it), and real held-out motion cut from a take of the
     old style to one of the new (an instant switch of real dancing: the classifier's and the measure's own delay);
     and, as a diagnostic, the same switches staged without the stage correction (``StagingConfig`` ``pull_ms``,
-    ``walk_ms``, ``air_ms`` 0: its leg IK changes the legs' rotations, which the classifier reads). Independent of the 0.5 s classifier: the 4 s after the
-    switch read by ``eval``'s 4 s classifier and their FID_k against real segments of the new style and of the others
-    (:func:`_style_check`); and the uncontrolled dances' 4 s style accuracy per style (issue 10 item 3)."""
+    ``walk_ms``, ``air_ms`` 0: its leg IK changes the legs' rotations, which the classifier reads). Independent of
+    the 0.5 s classifier: the 4 s after the switch read by ``eval``'s 4 s classifier and their FID_k against real
+    segments of the new style and of the others (:func:`_style_check`); and the uncontrolled dances' 4 s style
+    accuracy per style (issue 10 item 3)."""
     from engine.train.sources import style_of
 
     say("genre switch")

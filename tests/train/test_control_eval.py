@@ -196,7 +196,8 @@ def test_the_genre_section_shows_the_diagnostic_and_the_independent_checks() -> 
               "switch_no_stage_pull": dict(ref, **chk), "uncontrolled_style_acc_4s": {"salsa": 0.86}})
     md = controls_markdown(res)
     assert "| switched at 8 s, stage correction off (diagnostic) | 100 % |" in md
-    assert "| switched at 8 s, stage correction off (diagnostic) | 50 % / 100 % / 25 % | 40.0 / nan / nan | 60.0 /" in md
+    assert ("| switched at 8 s, stage correction off (diagnostic) | 50 % / 100 % / 25 % | 40.0 / nan / nan | 60.0 /"
+            in md)
     assert "salsa 86 %" in md
 
 
