@@ -131,8 +131,9 @@ class StagingConfig:
     hold_low_feet: bool = False  # the stride correction also holds a foot that is on the floor but moving
     walk_ms: float = 3.0  # stage correction by turns about the one planted foot: root speed asked at the radius
     walk_from_frac: float = 0.0  # ... from this fraction of the radius on (in proportion beyond it)
-    walk_max_dps: float = 540.0  # most turn rate the stage correction asks for
+    walk_max_dps: float = 180.0  # most turn rate the stage correction asks for
     walk_lever_m: float = 0.05  # a root this near its pivot asks for less turn (no lever to move it with)
+    walk_cone_deg: float = 30.0  # the walk turns the averaged facing no further from the front than this
     walk_sweep_ms: float = 1.0  # the walk's turn moves no other foot point near the floor faster than this
     air_ms: float = 3.0  # rigid move towards the centre while no foot is near the floor, at the radius (m/s)
     limit_speed: bool = True  # the snap guard (on even when steering is off)
@@ -767,7 +768,11 @@ class Stager:
             if np.isfinite(cfg.walk_sweep_ms):  # the other foot points near the floor sweep at most this fast
                 reach_f = np.where(near, np.linalg.norm(drawn - pivot_s[:, None], axis=-1), 0.0).max(axis=1)
                 lim_w = np.minimum(lim_w, cfg.walk_sweep_ms / np.maximum(reach_f, 1e-3))
-            rate = rate + np.clip(w_s, -lim_w, lim_w) * single
+            w_s = np.clip(w_s, -lim_w, lim_w) * single
+            # not further from the front than the cone (the facing is the audience's first measure)
+            f_err = wrap(np.arctan2(face[:, 0], face[:, 1]) - self.goal_yaw[rows])
+            w_s = np.where((np.sign(w_s) == np.sign(f_err)) & (np.abs(f_err) > np.deg2rad(cfg.walk_cone_deg)), 0.0, w_s)
+            rate = rate + w_s
         d = rate * dt * allow
         # the averages turn with the transform: the controller sees its own correction at once (no loop delay)
         face = rotate_xz(face, d)
