@@ -131,7 +131,7 @@ class StagingConfig:
     hold_low_feet: bool = False  # the stride correction also holds a foot that is on the floor but moving
     walk_ms: float = 3.0  # stage correction by turns about the one planted foot: root speed asked at the radius
     walk_from_frac: float = 0.0  # ... from this fraction of the radius on (in proportion beyond it)
-    walk_max_dps: float = 180.0  # most turn rate the stage correction asks for
+    walk_max_dps: float = 60.0  # most turn rate the stage correction asks for
     walk_lever_m: float = 0.05  # a root this near its pivot asks for less turn (no lever to move it with)
     walk_cone_deg: float = 30.0  # the walk turns the averaged facing no further from the front than this
     walk_sweep_ms: float = 1.0  # the walk's turn moves no other foot point near the floor faster than this
