@@ -753,9 +753,9 @@ class Stager:
         one_foot = near[:, :2].any(axis=1) ^ near[:, 2:].any(axis=1)
         allow = np.where(n_near <= 1, 1.0, np.where(one_foot, cfg.flat_support, cfg.double_support)) * seen
         rel = xz - goal
-        dist = np.linalg.norm(rel, axis=-1)
+        dist = R.norm(rel)[..., 0]
         inward = -rel / np.maximum(dist, 1e-9)[:, None]
-        if cfg.walk_ms > 0.0:
+        if cfg.walk_ms > 0.0 and single.any():
             # stage walk: a turn about the one planted foot moves the root sideways of its lever (root - pivot);
             # turned the way that carries the root inwards, undone (by the facing law) about the next foot, the
             # pair of turns moves the whole dancer by the turn times the step between the feet: no leg re-bent
@@ -766,7 +766,7 @@ class Stager:
             w_s = need * np.sum(perp * inward, axis=-1) / (np.sum(perp * perp, axis=-1) + cfg.walk_lever_m**2)
             lim_w = np.deg2rad(cfg.walk_max_dps)
             if np.isfinite(cfg.walk_sweep_ms):  # the other foot points near the floor sweep at most this fast
-                reach_f = np.where(near, np.linalg.norm(drawn - pivot_s[:, None], axis=-1), 0.0).max(axis=1)
+                reach_f = np.where(near, R.norm(drawn - pivot_s[:, None])[..., 0], 0.0).max(axis=1)
                 lim_w = np.minimum(lim_w, cfg.walk_sweep_ms / np.maximum(reach_f, 1e-3))
             w_s = np.clip(w_s, -lim_w, lim_w) * single
             # not further from the front than the cone (the facing is the audience's first measure)
@@ -783,7 +783,8 @@ class Stager:
         shift = rotate_xz(shift, d[:, None])  # keeps the planted foot where it is drawn
         # stride: pull the body towards the centre on top of the drawn feet; a planted leg is re-solved to keep
         # its foot where it is (its shift grows), a leg in the air lets its shift go back to zero
-        if cfg.air_ms > 0.0:  # no foot near the floor: the body moves as one (nothing to slide, no leg re-bent)
+        if cfg.air_ms > 0.0 and not n_near.all():
+            # no foot near the floor: the body moves as one (nothing to slide, no leg re-bent)
             air = cfg.air_ms * np.clip(dist / cfg.radius_m, 0.0, 2.0) * (n_near == 0) * seen
             off = off + inward * (air * dt)[:, None]
         r_in = cfg.inner_frac * cfg.radius_m
