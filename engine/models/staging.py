@@ -24,7 +24,8 @@ state, vectorised over performers). It does two things:
        facing law turns the dancer back about the next planted foot, and the pair of turns moves the whole
        dancer by the turn times the step between the feet: a waddle no foot slides for. The turn asked is
        ``walk_ms`` (in proportion to the distance from the centre, up to twice it beyond the radius) over the
-       lever, at most ``walk_max_dps`` and at most ``walk_sweep_ms`` for any other foot point near the floor.
+       lever, at most ``walk_max_dps``, at most ``walk_sweep_ms`` for any other foot point near the floor, and
+       never turning the averaged facing further than ``walk_cone_deg`` from the front.
     2. *air* (``air_ms``): while no foot point is near the floor the whole body moves towards the centre
        (rigidly: nothing is on the floor to slide).
     3. *leg IK*, only from ``inner_frac`` (0.7) of the radius on: the offset moves ``pull_ms`` at the radius (in
