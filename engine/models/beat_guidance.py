@@ -222,6 +222,10 @@ class GuideState:
         self._filled = 0
         self.frames = 0
 
+    def forget_frames(self) -> None:
+        """Forget the committed frames (a decoder restart: the next frames do not continue them); beats stay."""
+        self._filled = 0
+
     def state(self) -> dict[str, np.ndarray]:
         """This memory as arrays of fixed shapes (to snapshot for exact rewinds; :meth:`set_state` puts it back).
         The kept beats lie within ``back + DOWN`` frames, so they fit a fixed array."""

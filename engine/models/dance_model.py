@@ -90,8 +90,10 @@ class DanceModel:
     @property
     def genre_switch(self) -> dict[str, Any]:
         """What a live genre switch does (``sampling.genre_switch``, checked by :func:`check_card`): ``boost`` (the
-        genre guidance factor), ``boost_tokens`` (for how many tokens) and ``context`` (GPT positions kept through
-        the switch; null: the whole window); absent entries keep the generator's defaults."""
+        genre guidance factor), ``boost_tokens`` (for how many tokens), ``context`` (GPT positions kept through
+        the switch; null: the whole window), ``decoder`` ("restart": the streaming decoder restarts too; "keep") and
+        ``ease`` (frames the output eases over after a decoder restart); absent entries keep the generator's
+        defaults."""
         return dict(self.card.get("sampling", {}).get("genre_switch") or {})
 
     @property
@@ -109,6 +111,10 @@ class DanceModel:
             out["switch_boost"] = (float(sw["boost"]), int(sw["boost_tokens"]))
         if "context" in sw:
             out["switch_context"] = None if sw["context"] is None else int(sw["context"])
+        if "decoder" in sw:
+            out["switch_decoder"] = sw["decoder"] == "restart"
+        if "ease" in sw:
+            out["switch_ease"] = int(sw["ease"])
         if "share" in en:
             out["energy_share"] = float(en["share"])
         if "range" in en:

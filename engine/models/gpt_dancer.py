@@ -83,6 +83,14 @@ SWITCH_BOOST = (4.0, 4)
 #: rewrite cannot change; so the window restarts, while the decoder, foot locking, root and staging go on, so the
 #: motion continues without a snap (see ``DanceGenerator.restart_window``).
 SWITCH_CONTEXT: int | None = 0
+#: Whether a genre switch restarts the performer's streaming decoder too (its history of old-style tokens, with foot
+#: locking's previous frame and beat guidance's frame memory), as the GPT window restarts: the decoder otherwise blends
+#: the first new tokens' frames with the old style's for up to its receptive field (13 tokens). Off by default (the
+#: frames then continue exactly); the shipped card turns it on (session 9, ``docs/models.md``, "Genre switch").
+SWITCH_DECODER_RESTART = False
+#: Frames over which the output eases from the last frame before a decoder restart to the restarted decoder's frames
+#: (model vectors blended linearly, weight ramping to 1; 0: no ease, the staging's speed limit alone bounds the seam).
+SWITCH_EASE_FRAMES = 0
 #: The energy label the GPT is given for run-time levels 0 and 1 (levels between map linearly): the training label
 #: was the window's speed percentile within its style (0..1), and guidance amplifies it (``ENERGY_SHARE``).
 ENERGY_RANGE = (0.0, 1.0)
@@ -149,6 +157,7 @@ class _Marks:
     keyframe_until: int | None
     pinned: tuple[tuple[int, int, int], ...]
     inbetween: InBetweenState
+    seam: tuple[np.ndarray, np.ndarray, int, int] | None
     rewrites: tuple[_RingUndo, ...]  # the step's history rewrites (undone after its own write, newest first)
 
 
@@ -170,7 +179,10 @@ class Performer:
     n_tokens: int = 0
     root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
     rng: torch.Generator = field(default_factory=torch.Generator)  # its own: every draw of its tokens
-    last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame's (upper, lower) for foot locking
+    last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame's (upper, lower) as decoded, for foot locking
+    # After a genre switch restarted the decoder: (upper, lower) of the last frame before it, frames eased so far and
+    # frames to ease (see ``DanceGenerator.switch_ease``); None: no ease under way.
+    seam: tuple[np.ndarray, np.ndarray, int, int] | None = None
     vectors: tuple[np.ndarray, np.ndarray] | None = None  # the newest step's model vectors (upper, lower) [4, D]
     seed: int = 0  # its random stream's seed (a reset starts the stream over too)
     guide: GuideState | None = None  # beat-guidance memory (None: guidance off)
@@ -207,6 +219,7 @@ class Performer:
         self.n_tokens = 0
         self.known = 0
         self.last_vec = None
+        self.seam = None
         self.keyframe_until = None
         self.inbetween.clear()
         self.pinned.clear()
@@ -271,6 +284,7 @@ class Performer:
             self.root_xz = np.asarray(root_xz, dtype=np.float64)[:2].copy()
         self.decoder.reset(self.slot)
         self.last_vec = None
+        self.seam = None
         if self.guide is not None:
             self.guide.reset()
         self.inbetween.restart()
@@ -323,6 +337,7 @@ class Performer:
         self.keyframe_until = m.keyframe_until
         self.pinned = list(m.pinned)
         self.inbetween = m.inbetween.copy()
+        self.seam = m.seam
         self.decoder.set_state(self.slot, snap)
         self.last_vec = (np.array(snap["last_up"]), np.array(snap["last_down"])) if snap["has_last"] else None
         self.root_xz = np.array(snap["root_xz"], dtype=np.float64)
@@ -346,7 +361,7 @@ class Performer:
             pos=self.state.pos, prev=(self.state.prev_up, self.state.prev_down),
             textless_pos=-1 if self.textless is None else self.textless.pos, textless_live=self.textless_live,
             known=self.known, encoded=self.encoded, boost_until=self.boost_until, keyframe_until=self.keyframe_until,
-            pinned=tuple(self.pinned), inbetween=self.inbetween.copy(), rewrites=tuple(self.undo))
+            pinned=tuple(self.pinned), inbetween=self.inbetween.copy(), seam=self.seam, rewrites=tuple(self.undo))
         self.undo.clear()
         return out
 
@@ -414,6 +429,12 @@ class DanceGenerator:
         switch_context: GPT positions a performer keeps through a genre switch (:data:`SWITCH_CONTEXT`; None: the
             whole window): the older ones are forgotten (:meth:`restart_window`), so the new genre is not held back
             by tokens drawn in the old style. Its decoder, foot locking, root and staging go on (no snap).
+        switch_decoder: whether a genre switch restarts the performer's streaming decoder too
+            (:data:`SWITCH_DECODER_RESTART`): its history of old-style tokens is forgotten, with foot locking's
+            previous frame and beat guidance's frame memory, so the first new tokens decode as the new style instead
+            of blended with the old; the root and staging go on, and the staging's speed limit bounds the seam.
+        switch_ease: frames over which the output eases from the last frame before such a decoder restart to the new
+            frames (:data:`SWITCH_EASE_FRAMES`; 0: none).
         energy_range: (label at level 0, label at level 1): the energy label the GPT is given for a run-time energy
             level (:data:`ENERGY_RANGE`; linear in between).
         text_share: share of the text the unconditional row carries too (1: the text is not guided, 0: guided with
@@ -441,7 +462,8 @@ class DanceGenerator:
                  text_prompts: str = "sentence", energy_share: float = ENERGY_SHARE,
                  switch_boost: tuple[float, int] = SWITCH_BOOST, rewrite_tokens: int | None = REWRITE_TOKENS,
                  text_share: float | None = None, switch_context: int | None = SWITCH_CONTEXT,
-                 energy_range: tuple[float, float] = ENERGY_RANGE,
+                 energy_range: tuple[float, float] = ENERGY_RANGE, switch_decoder: bool = SWITCH_DECODER_RESTART,
+                 switch_ease: int = SWITCH_EASE_FRAMES,
                  text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None,
                  text_classes: Callable[[np.ndarray], Mapping[str, str]] | None = None) -> None:
         self.text_baseline = text_baseline
@@ -466,6 +488,10 @@ class DanceGenerator:
         if switch_context is not None and switch_context < 0:
             raise ValueError(f"switch_context must be >= 0 or None, got {switch_context}")
         self.switch_context = switch_context
+        if switch_ease < 0:
+            raise ValueError(f"switch_ease must be >= 0 frames, got {switch_ease}")
+        self.switch_decoder = bool(switch_decoder)
+        self.switch_ease = int(switch_ease)
         lo, hi = energy_range
         if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):
             raise ValueError(f"energy_range must lie in [0, 1], got {energy_range}")
@@ -806,6 +832,19 @@ class DanceGenerator:
             p.keyframe_until = None
             self._pin_next(p)
 
+    def restart_decoder(self, p: Performer) -> None:
+        """Forget the performer's decoder history (its next token decodes as the first of a sequence) and beat
+        guidance's frame memory (a genre switch, see ``switch_decoder``); the output eases from its last frame over
+        ``switch_ease`` frames (foot locking then goes on through the eased frames; without an ease it starts over).
+        Its root, GPT rows and staging go on."""
+        if self.switch_ease > 0 and p.last_vec is not None:  # the last frame as decoded (kept by exact rewinds)
+            p.seam = (p.last_vec[0].copy(), p.last_vec[1].copy(), 0, self.switch_ease)
+        else:  # foot locking starts over: its previous frame does not lead into the restarted decoder's first one
+            p.last_vec = None
+        self.decoder.reset(p.slot)
+        if p.guide is not None:
+            p.guide.forget_frames()
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "backend": self.backend.name, "steps": self.steps,
                 "guided_tokens": self.guided_tokens, "guidance_skipped": self.guidance_skipped,
@@ -987,6 +1026,8 @@ class DanceGenerator:
                 self.restart_window(p, self.switch_context)
             if self.switch_boost[1] > 0:
                 p.boost_until = p.state.pos + self.switch_boost[1]
+            if self.switch_decoder:
+                self.restart_decoder(p)
         if p.textless is not None:
             if p.controls.text is None:
                 p.textless_live = False
@@ -1179,17 +1220,25 @@ class DanceGenerator:
         Foot locking (when on) sees the performer's previous frame too, so it is exactly the offline
         ``lock_feet`` over the whole sequence, computed one token at a time.
         """
+        if p.seam is not None:  # easing out of a decoder restart (``restart_decoder``)
+            su, sd, done, total = p.seam
+            w = np.minimum(np.arange(done + 1, done + 1 + len(upper)) / (total + 1.0), 1.0)[:, None]
+            upper = ((1.0 - w) * su + w * upper).astype(upper.dtype)
+            lower = ((1.0 - w) * sd + w * lower).astype(lower.dtype)
+            done += len(upper)
+            p.seam = None if done >= total else (su, sd, done, total)
         rot = None  # the joint rotations, when foot locking computed them (locking leaves them as they are)
+        last = p.last_vec
+        p.last_vec = (upper[-1].copy(), lower[-1].copy())  # (kept without foot locking too: a switch's ease reads it)
         if self.foot_lock:
-            if p.last_vec is not None:
-                lu, ll = p.last_vec
+            if last is not None:
+                lu, ll = last
                 locked, rot = lock_feet_rot(np.concatenate([lu[None], upper]), np.concatenate([ll[None], lower]),
                                             skel=self.skeleton)
                 locked = locked[1:]
                 rot = None if rot is None else rot[1:]
             else:
                 locked, rot = lock_feet_rot(upper, lower, skel=self.skeleton)
-            p.last_vec = (upper[-1].copy(), lower[-1].copy())
             lower = locked
         p.vectors = (upper, lower)
         start = (float(p.root_xz[0]), float(p.root_xz[1]))

@@ -26,7 +26,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     null; 1: no genre guidance), ``sampling.text_guidance`` a number in [0, 20] (or null: the genre's scale),
     ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.text_baseline`` "phrases" (or
     absent / null: none), ``sampling.genre_switch`` an object
-    (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null) and
+    (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null,
+    ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames) and
     ``sampling.energy`` an object (``share`` in [0, 1], ``range`` two numbers in [0, 1]), each optional;
     ``couple.beat_guidance`` an object (or null) of ``sampling.beat_guidance`` keys that a couple's leader uses
     instead (``candidates`` an integer >= 0, ``weight`` a number >= 0; the keys it leaves out are the solo's).
@@ -72,9 +73,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
                          f"got {tg!r}")
     sw = sampling.get("genre_switch")
     if sw is not None:
-        if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context"}:
-            raise ValueError(f"{path}: sampling.genre_switch must be an object with boost, boost_tokens, context; "
-                             f"got {sw!r}")
+        if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context", "decoder", "ease"}:
+            raise ValueError(f"{path}: sampling.genre_switch must be an object with boost, boost_tokens, context, "
+                             f"decoder, ease; got {sw!r}")
         if ("boost" in sw) != ("boost_tokens" in sw):
             raise ValueError(f"{path}: sampling.genre_switch needs boost and boost_tokens together, got {sw!r}")
         b, bt, c = sw.get("boost", 1.0), sw.get("boost_tokens", 0), sw.get("context")
@@ -84,6 +85,12 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
         for name, v in (("boost_tokens", bt), ("context", c)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise ValueError(f"{path}: sampling.genre_switch.{name} must be an integer >= 0, got {v!r}")
+        if sw.get("decoder", "keep") not in ("keep", "restart"):
+            raise ValueError(f"{path}: sampling.genre_switch.decoder must be \"keep\" or \"restart\", "
+                             f"got {sw.get('decoder')!r}")
+        ease = sw.get("ease", 0)
+        if isinstance(ease, bool) or not isinstance(ease, int) or not 0 <= ease <= 60:
+            raise ValueError(f"{path}: sampling.genre_switch.ease must be an integer in [0, 60] frames, got {ease!r}")
     en = sampling.get("energy")
     if en is not None:
         if not isinstance(en, dict) or set(en) - {"share", "range"}:

@@ -280,3 +280,91 @@ def test_the_cards_switch_and_energy_settings_reach_the_live_and_offline_generat
     g2 = plain.inner  # type: ignore[attr-defined]
     assert (g2.switch_boost, g2.switch_context, g2.energy_share, g2.energy_range) == (
         gd.SWITCH_BOOST, gd.SWITCH_CONTEXT, gd.ENERGY_SHARE, gd.ENERGY_RANGE)
+
+
+def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: int = 9,
+                     rewinds: tuple[tuple[int, int], ...] = ()) -> tuple[DanceGenerator, list[list[np.ndarray]]]:
+    """Two performers stepped ``n`` tokens; performer 0 switches genre before token ``switch_at`` (None: never).
+    ``rewinds``: (after token, n) rewinds of performer 0, remade at once. Returns the generator and each
+    performer's (root, quat) frames and model vectors per token, as finally kept."""
+    gpt, vq = _gpt_vq()
+    cond = _cond(n)
+    gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=4,
+                         genre_guidance=2.0, switch_decoder=switch_decoder, switch_ease=ease)
+    a, b = gen.add_performer(Controls(genre=1)), gen.add_performer(Controls(genre=1))
+    out: list[list[np.ndarray]] = [[], []]
+    todo = dict(rewinds)
+    rng: dict[int, torch.Tensor] = {}  # performer 0's random stream before each of its tokens
+    t = 0
+    while t < n:
+        rng[t] = gen.get(a).rng.get_state()
+        if t == switch_at:
+            gen.set_genre(a, 2)
+        frames = {sf.pid: sf for sf in gen.step(cond[t])}
+        for k, pid in enumerate((a, b)):
+            sf = frames[pid]
+            vec = gen.get(pid).vectors
+            assert vec is not None
+            out[k][sf.step * 3 : sf.step * 3 + 3] = [np.concatenate([sf.root.ravel(), sf.quat.ravel()]),
+                                                   vec[0].copy(), vec[1].copy()]
+        t += 1
+        if t in todo:
+            back = todo.pop(t)
+            if switch_at is not None and t - back <= switch_at < t:
+                gen.set_genre(a, 1)  # the rewound steps are remade as they were first made: the switch again
+            gen.rewind(a, back)
+            gen.get(a).rng.set_state(rng[t - back])  # the same random stream: the same draws
+            for _ in range(back):  # performer 0 alone remakes its steps
+                tt = t - back + _
+                if tt == switch_at:
+                    gen.set_genre(a, 2)
+                sf = gen.step(cond[tt], [a])[0]
+                vec = gen.get(a).vectors
+                assert vec is not None
+                out[0][sf.step * 3 : sf.step * 3 + 3] = [np.concatenate([sf.root.ravel(), sf.quat.ravel()]),
+                                                       vec[0].copy(), vec[1].copy()]
+    return gen, out
+
+
+def test_a_genre_switch_can_restart_the_decoder_and_ease_the_output() -> None:
+    """``switch_decoder``: the switched performer's first token after the switch decodes from an empty decoder
+    history (as the first token of a dance); the other performer and every frame before the switch are untouched;
+    without a switch nothing changes at all (byte for byte). ``switch_ease`` k: the first k frames after it are the
+    last frame before blended into the restarted decoder's frames with weights 1/(k+1) ... k/(k+1)."""
+    _, plain = _switched_frames(False, 0, 5)
+    gen, restarted = _switched_frames(True, 0, 5)
+    for j in range(15):  # tokens 0-4 (3 entries each): the same before the switch
+        np.testing.assert_array_equal(restarted[0][j], plain[0][j])
+    for j in range(27):
+        np.testing.assert_array_equal(restarted[1][j], plain[1][j])  # the other performer: untouched
+    assert not np.allclose(restarted[0][15], plain[0][15], atol=1e-3)  # the switch token decodes otherwise ...
+    p = gen.get(0)
+    up_tok, down_tok = int(p.tok_up[-4]), int(p.tok_down[-4])  # ... as the first token of a sequence would
+    first_up, first_down = gen.vqvae.decode(torch.tensor([[up_tok]]), torch.tensor([[down_tok]]))
+    np.testing.assert_allclose(restarted[0][16], first_up[0].detach().numpy(), atol=1e-4)
+    np.testing.assert_allclose(restarted[0][17][:, 3:57], first_down[0].detach().numpy()[:, 3:57], atol=1e-4)
+    for ease in (0, 6):  # no switch: the options change nothing
+        _, same = _switched_frames(True, ease, None)
+        _, base = _switched_frames(False, 0, None)
+        for x, y in zip(same[0] + same[1], base[0] + base[1], strict=True):
+            np.testing.assert_array_equal(x, y)
+    gen6, eased = _switched_frames(True, 6, 5)
+    last_up, last_down = restarted[0][13][-1], restarted[0][14][-1]  # the last frame before the switch
+    for f in range(8):  # frames 0-7 after the switch (tokens 5 and 6)
+        w = min((f + 1) / 7.0, 1.0)
+        tok, row = 5 + f // 4, f % 4
+        np.testing.assert_allclose(eased[0][3 * tok + 1][row], (1 - w) * last_up + w * restarted[0][3 * tok + 1][row],
+                                   atol=1e-5)
+        np.testing.assert_allclose(eased[0][3 * tok + 2][row, 3:57],
+                                   (1 - w) * last_down[3:57] + w * restarted[0][3 * tok + 2][row, 3:57], atol=1e-5)
+    assert gen6.get(0).seam is None  # eased out
+
+
+@pytest.mark.parametrize("ease", [0, 6])
+def test_rewinds_across_a_decoder_restart_stay_exact(ease: int) -> None:
+    """A rewind of the switch step, of a step in its ease, or from after it to before the switch, remakes exactly
+    the frames of a performer that never rewound (the decoder restart and the ease are kept with each step)."""
+    _, straight = _switched_frames(True, ease, 5)
+    _, again = _switched_frames(True, ease, 5, rewinds=((6, 1), (7, 1), (9, 4)))
+    for x, y in zip(again[0] + again[1], straight[0] + straight[1], strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)

@@ -87,6 +87,9 @@ def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
     {"sampling": {"genre_switch": {"boost": 0, "boost_tokens": 4}}},
     {"sampling": {"genre_switch": {"context": -1}}},
     {"sampling": {"genre_switch": {"window": 4}}},
+    {"sampling": {"genre_switch": {"decoder": "reset"}}},
+    {"sampling": {"genre_switch": {"ease": -1}}},
+    {"sampling": {"genre_switch": {"ease": 4.5}}},
     {"sampling": {"energy": {"share": 1.5}}},
     {"sampling": {"energy": {"range": [0.0, 2.0]}}},
     {"sampling": {"energy": {"range": 0.5}}},
@@ -107,7 +110,8 @@ def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.Capture
     assert check_card({"sampling": {"max_repeat": None}}) == {"sampling": {"max_repeat": None}}
     assert check_card({"sampling": {"genre_guidance": 3}}) == {"sampling": {"genre_guidance": 3}}
     assert check_card({"sampling": {"genre_guidance": None}}) == {"sampling": {"genre_guidance": None}}
-    ok = {"sampling": {"genre_switch": {"boost": 4.0, "boost_tokens": 4, "context": None},
+    ok = {"sampling": {"genre_switch": {"boost": 4.0, "boost_tokens": 4, "context": None, "decoder": "restart",
+                                        "ease": 8},
                        "energy": {"share": 0.5, "range": [0.1, 0.6]}}}
     assert check_card(ok) == ok
     assert check_card({"sampling": {"text_baseline": "phrases"}}) == {"sampling": {"text_baseline": "phrases"}}
