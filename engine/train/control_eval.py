@@ -430,8 +430,11 @@ def _style_check(clf4: Any, after: list[tuple[str, np.ndarray, np.ndarray, np.nd
     """Independent checks that the style changed, on the 4 s after the switch of each dance (new style, upper,
     lower, points): the 4 s style classifier of ``groovecast eval`` (one window each: the share read as the new
     style, per style), and FID_k of those 4 s against the real training segments of the new style and of the other
-    styles (per new style; lower against its own style than the others = it looks like that style)."""
+    styles (per new style; lower against its own style than the others = it looks like that style); and FID_k of all
+    of them against all the real segments (``fid_k_all``: the cost in naturalness, against the FID bar)."""
     out: dict[str, Any] = {"style_acc_4s": {}, "fid_k_own_style": {}, "fid_k_other_styles": {}}
+    every = np.concatenate(list(ref_by_style.values())) if ref_by_style else None
+    out["fid_k_all"] = fid_k([a[3] for a in after], (every, every)) if every is not None else float("nan")
     for st in sorted({a[0] for a in after}):
         mine = [a for a in after if a[0] == st]
         f = np.concatenate([windows(u, lo) for _, u, lo, _ in mine])
@@ -564,6 +567,8 @@ def _genre_switch(r: Renderer, clips: list, reference: list[tuple[str, np.ndarra
         if len(f4) and style in clf4.styles:
             base_acc.setdefault(style, []).extend((clf4.predict_windows(f4) == clf4.styles.index(style)).tolist())
     out["uncontrolled_style_acc_4s"] = {st: float(np.mean(v)) for st, v in sorted(base_acc.items())}
+    every = np.concatenate(list(ref_by_style.values()))
+    out["fid_bar_4s"] = FID_BAR * fid_k([d.pos for d in base], (every, every))  # as the other controls' bar
     out.update({"peak_mean_speed_ms": float(np.max(snaps)), "snap_bar_ms": 1.2 * REAL_MEAN_SPEED_P999,
                 "peak_mean_speed_no_switch_ms": float(np.max(snaps_base)), "classifier_acc_real_val": real_acc})
     return out
@@ -725,16 +730,19 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
                 lines += ["Independent of the 0.5 s classifier, the 4 s right after the switch: the share read as the "
                           "new style by `eval`'s 4 s style classifier, and FID_k against the real training segments "
                           "of the new style and of the other two (per new style; lower against its own style: it looks "
-                          "like that style):", "",
+                          "like that style), and FID_k of all those 4 s against all real segments (the cost in "
+                          f"naturalness; bar {_f(g.get('fid_bar_4s', float('nan')), 1)} = {FID_BAR} x the "
+                          "uncontrolled dances'):", "",
                           "| dances | 4 s classifier: new style (indian / modern / salsa) | FID_k vs own style | "
-                          "FID_k vs other styles |", "|---|---|---|---|"]
+                          "FID_k vs other styles | FID_k vs all |", "|---|---|---|---|---|"]
                 for name, v in checked:
                     lines.append(f"| {name} | " + " / ".join(f"{_f(100 * v['style_acc_4s'].get(st, float('nan')), 0)} %"
                                                           for st in ("indian", "modern", "salsa"))
                                  + " | " + " / ".join(_f(v["fid_k_own_style"].get(st, float("nan")), 1)
                                                       for st in ("indian", "modern", "salsa"))
                                  + " | " + " / ".join(_f(v["fid_k_other_styles"].get(st, float("nan")), 1)
-                                                      for st in ("indian", "modern", "salsa")) + " |")
+                                                      for st in ("indian", "modern", "salsa"))
+                                 + f" | {_f(v.get('fid_k_all', float('nan')), 1)} |")
                 lines.append("")
         if "uncontrolled_style_acc_4s" in g:
             lines += ["Uncontrolled dances (each in its clip's style from the start): share of 4 s windows read as "

@@ -283,10 +283,13 @@ def test_the_cards_switch_and_energy_settings_reach_the_live_and_offline_generat
 
 
 def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: int = 9,
-                     rewinds: tuple[tuple[int, int], ...] = ()) -> tuple[DanceGenerator, list[list[np.ndarray]]]:
+                     rewinds: tuple[tuple[int, int], ...] = (), late: bool = False
+                     ) -> tuple[DanceGenerator, list[list[np.ndarray]]]:
     """Two performers stepped ``n`` tokens; performer 0 switches genre before token ``switch_at`` (None: never).
-    ``rewinds``: (after token, n) rewinds of performer 0, remade at once. Returns the generator and each
-    performer's (root, quat) frames and model vectors per token, as finally kept."""
+    ``rewinds``: (after token, n) rewinds of performer 0, remade at once; ``late``: the switch is made only when the
+    steps from ``switch_at`` on are remade (a live re-plan: made ahead under the old genre, rewound, remade under
+    the new). Returns the generator and each performer's (root, quat) frames and model vectors per token, as
+    finally kept."""
     gpt, vq = _gpt_vq()
     cond = _cond(n)
     gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=4,
@@ -298,7 +301,7 @@ def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: 
     t = 0
     while t < n:
         rng[t] = gen.get(a).rng.get_state()
-        if t == switch_at:
+        if t == switch_at and not late:
             gen.set_genre(a, 2)
         frames = {sf.pid: sf for sf in gen.step(cond[t])}
         for k, pid in enumerate((a, b)):
@@ -310,7 +313,7 @@ def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: 
         t += 1
         if t in todo:
             back = todo.pop(t)
-            if switch_at is not None and t - back <= switch_at < t:
+            if switch_at is not None and t - back <= switch_at < t and not late:
                 gen.set_genre(a, 1)  # the rewound steps are remade as they were first made: the switch again
             gen.rewind(a, back)
             gen.get(a).rng.set_state(rng[t - back])  # the same random stream: the same draws
@@ -363,8 +366,11 @@ def test_a_genre_switch_can_restart_the_decoder_and_ease_the_output() -> None:
 @pytest.mark.parametrize("ease", [0, 6])
 def test_rewinds_across_a_decoder_restart_stay_exact(ease: int) -> None:
     """A rewind of the switch step, of a step in its ease, or from after it to before the switch, remakes exactly
-    the frames of a performer that never rewound (the decoder restart and the ease are kept with each step)."""
+    the frames of a performer that never rewound (the decoder restart and the ease are kept with each step); so
+    does a live re-plan (steps made ahead under the old genre, rewound, remade under the new: the offline dance)."""
     _, straight = _switched_frames(True, ease, 5)
-    _, again = _switched_frames(True, ease, 5, rewinds=((6, 1), (7, 1), (9, 4)))
-    for x, y in zip(again[0] + again[1], straight[0] + straight[1], strict=True):
-        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+    for rewinds, late in ((((6, 1),), False), (((7, 1),), False), (((9, 4),), False),
+                          (((8, 3),), True)):  # the last as live: made ahead under the old genre, re-planned
+        _, again = _switched_frames(True, ease, 5, rewinds=rewinds, late=late)
+        for x, y in zip(again[0] + again[1], straight[0] + straight[1], strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
