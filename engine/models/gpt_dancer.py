@@ -179,7 +179,7 @@ class Performer:
     n_tokens: int = 0
     root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
     rng: torch.Generator = field(default_factory=torch.Generator)  # its own: every draw of its tokens
-    last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame's (upper, lower) as decoded, for foot locking
+    last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame (upper, lower) as decoded: foot locking
     # After a genre switch restarted the decoder: (upper, lower) of the last frame before it, frames eased so far and
     # frames to ease (see ``DanceGenerator.switch_ease``); None: no ease under way.
     seam: tuple[np.ndarray, np.ndarray, int, int] | None = None
