@@ -83,10 +83,11 @@ SWITCH_BOOST = (4.0, 4)
 #: rewrite cannot change; so the window restarts, while the decoder, foot locking, root and staging go on, so the
 #: motion continues without a snap (see ``DanceGenerator.restart_window``).
 SWITCH_CONTEXT: int | None = 0
-#: Whether a genre switch restarts the performer's streaming decoder too (its history of old-style tokens, with foot
-#: locking's previous frame and beat guidance's frame memory), as the GPT window restarts: the decoder otherwise blends
-#: the first new tokens' frames with the old style's for up to its receptive field (13 tokens). Off by default (the
-#: frames then continue exactly); the shipped card turns it on (session 9, ``docs/models.md``, "Genre switch").
+#: Whether a genre switch restarts the performer's streaming decoder too (its history of old-style tokens and beat
+#: guidance's frame memory; see ``DanceGenerator.restart_decoder``), as the GPT window restarts: the decoder otherwise
+#: blends the first new tokens' frames with the old style's for up to its receptive field (13 tokens). Off by default
+#: (the frames then continue exactly); the shipped card turns it on (``docs/models.md``, "Session 9: the decoder
+#: restarts with the GPT window").
 SWITCH_DECODER_RESTART = False
 #: Frames over which the output eases from the last frame before a decoder restart to the restarted decoder's frames
 #: (model vectors blended linearly, weight ramping to 1; 0: no ease, the staging's speed limit alone bounds the seam).
@@ -430,9 +431,9 @@ class DanceGenerator:
             whole window): the older ones are forgotten (:meth:`restart_window`), so the new genre is not held back
             by tokens drawn in the old style. Its decoder, foot locking, root and staging go on (no snap).
         switch_decoder: whether a genre switch restarts the performer's streaming decoder too
-            (:data:`SWITCH_DECODER_RESTART`): its history of old-style tokens is forgotten, with foot locking's
-            previous frame and beat guidance's frame memory, so the first new tokens decode as the new style instead
-            of blended with the old; the root and staging go on, and the staging's speed limit bounds the seam.
+            (:data:`SWITCH_DECODER_RESTART`, :meth:`restart_decoder`): its history of old-style tokens is forgotten,
+            with beat guidance's frame memory, so the first new tokens decode as the new style instead of blended
+            with the old; the root and staging go on, and the staging's speed limit bounds the seam.
         switch_ease: frames over which the output eases from the last frame before such a decoder restart to the new
             frames (:data:`SWITCH_EASE_FRAMES`; 0: none).
         energy_range: (label at level 0, label at level 1): the energy label the GPT is given for a run-time energy
