@@ -4,7 +4,7 @@ On the held-out salsa takes (12, 13) and their music: the couple model, the same
 run-time pull and floor, an untrained follower and two independent solo dancers, beside the real couples.
 Writes ``OUT/couple.{json,md,png}``.
 
-    python -m bench.couple_bench [--model DIR] [--seeds 2] [--first-seed 0] [--rows couple,...] [--seconds S]
+    python -m bench.couple_bench [--model DIR] [--seeds 2] [--first-seed 0] [--rows couple,unstaged,...] [--seconds S]
                                  [--out bench/reports]
 """
 
@@ -19,6 +19,9 @@ from pathlib import Path
 from engine.models.dance_model import DEFAULT_MODEL_DIR
 from engine.train.couple_eval import ROWS, evaluate_couples, write_couple_report
 
+#: ``--rows`` names of the generated rows (the rows' own names hold commas).
+ROW_KEYS = dict(zip(("couple", "unstaged", "no-pull", "untrained", "solos"), ROWS, strict=True))
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=2, help="generated couples per take and row (default 2)")
     ap.add_argument("--first-seed", type=int, default=0,
                     help="seeds first-seed .. first-seed + seeds - 1 (default 0: tune on some, check on others)")
-    ap.add_argument("--rows", default=",".join(ROWS),
-                    help=f"comma-separated generated rows (default all: {', '.join(ROWS)})")
+    ap.add_argument("--rows", default=",".join(ROW_KEYS),
+                    help=f"comma-separated generated rows (default all: {','.join(ROW_KEYS)})")
     ap.add_argument("--seconds", type=float, default=None, help="only the first S seconds of each take")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--out", type=Path, default=Path("bench/reports"), help="report folder (default bench/reports)")
@@ -38,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--seeds must be >= 1")
     if a.first_seed < 0:
         ap.error("--first-seed must be >= 0")
-    rows = tuple(r.strip() for r in a.rows.split(",") if r.strip())
-    bad = [r for r in rows if r not in ROWS]
-    if bad or not rows:
-        ap.error(f"--rows: unknown {bad or 'none given'}; known: {', '.join(ROWS)}")
+    keys = [r.strip() for r in a.rows.split(",") if r.strip()]
+    bad = [r for r in keys if r not in ROW_KEYS]
+    if bad or not keys:
+        ap.error(f"--rows: unknown {bad or 'none given'}; known: {','.join(ROW_KEYS)}")
+    rows = tuple(ROW_KEYS[r] for r in keys)
     t0 = time.perf_counter()
     res = evaluate_couples(a.model, a.data, seeds=a.seeds, seconds=a.seconds, threads=a.threads, rows=rows,
                            first_seed=a.first_seed)

@@ -436,7 +436,7 @@ class CoupleDancer:
             if len(idx):
                 self.placer.cfg = cfg
                 try:
-                    fr[idx], fq[idx] = self.placer.process([sel[i].follow for i in idx], root[idx], quat[idx])
+                    fr[idx], fq[idx] = self.placer.process([sel[int(i)].follow for i in idx], root[idx], quat[idx])
                 finally:
                     self.placer.cfg = base
         return fr, fq
