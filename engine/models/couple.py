@@ -59,8 +59,9 @@ PAIR_RADIUS_SHARE = 0.5
 PAIR_INNER_SHARE = 0.5
 #: Hands: a follower's wrist nearer than ``HOLD_REACH_M`` to one of its leader's reaches for it (arm IK), to
 #: ``HOLD_GRIP_M`` at most (the real couples' median wrist distance in a hold, takes 12/13: 0.20 m), fully from
-#: ``HOLD_GRIP_M`` on and fading out towards ``HOLD_REACH_M``.
-HOLD_REACH_M = 0.6
+#: ``HOLD_GRIP_M`` on and fading out towards ``HOLD_REACH_M`` (0.6 m until session 9; 0.9 fitted to the body-dip
+#: decoder, whose partners' hands come about 2-3 cm less far forward, on couple_bench seeds 0-3: docs/models.md).
+HOLD_REACH_M = 0.9
 HOLD_GRIP_M = 0.18
 #: The follower's placement pull reaches its nominal speed at this gap (metres; proportional below, up to twice
 #: the speed beyond twice the gap).
@@ -68,6 +69,25 @@ PLACE_GAP_M = 0.3
 #: The pair's stage pull at the pair's radius (m/s; the solo staging's session-8 value, kept for couples: the solo
 #: default's turns about the planted foot and moves in the air would turn and move a leader away from its follower).
 PAIR_PULL_MS = 1.2
+#: A follower farther than this from its goal (metres) catches up: its feet that are on the floor but moving are not
+#: held by the placement (it steps through them; near its goal they are held, so it does not skate more).
+CATCH_UP_M = 1.0
+#: The follower goes round its leader to a goal across him: its goal's bearing from the leader is turned at most
+#: this far from its own per step (see :func:`around_leader`).
+AROUND_RAD = float(np.deg2rad(45.0))
+
+
+def around_leader(lead_xz: np.ndarray, fol_xz: np.ndarray, goal_xz: np.ndarray, max_rad: float) -> np.ndarray:
+    """The follower's way to its goal around its leader, not through him: where the goal's bearing from the leader is
+    more than ``max_rad`` from the follower's, the point at the goal's distance on the follower's bearing turned
+    ``max_rad`` towards the goal's (else the goal itself)."""
+    rf = np.asarray(fol_xz, np.float64) - lead_xz
+    rg = np.asarray(goal_xz, np.float64) - lead_xz
+    a = float(np.arctan2(rf[0] * rg[1] - rf[1] * rg[0], rf @ rg))
+    if abs(a) <= max_rad or np.linalg.norm(rf) < 1e-6:
+        return np.asarray(goal_xz, np.float64)
+    b = float(np.arctan2(rf[1], rf[0])) + np.sign(a) * max_rad
+    return np.asarray(lead_xz, np.float64) + float(np.linalg.norm(rg)) * np.array([np.cos(b), np.sin(b)])
 
 
 def follower_placer_config(cfg: FollowerConfig, limit_speed: bool = True, fps: float = MODEL_FPS,
@@ -372,10 +392,12 @@ class CoupleDancer:
                                   c.follow_xz, c.follow_yaw)
             end_xz, end_yaw = lead_end[c.lead]
             pred = self.fbackend.predicted_placement(self.follower.get(c.follow_in).state)
-            self.placer.set_goal(c.follow, follower_xz(end_xz, end_yaw, pred),
-                                 end_yaw + float(np.arctan2(pred[4], pred[3])))
-        fr, fq = self.placer.process([c.follow for c in sel], np.stack([follow_raw[c.follow_in].root for c in sel]),
-                                     np.stack([follow_raw[c.follow_in].quat for c in sel]))
+            goal = follower_xz(end_xz, end_yaw, pred)
+            if c.steps > 0:
+                goal = around_leader(end_xz, c.follow_xz, goal, AROUND_RAD)
+            self.placer.set_goal(c.follow, goal, end_yaw + float(np.arctan2(pred[4], pred[3])))
+        fr, fq = self._place(sel, np.stack([follow_raw[c.follow_in].root for c in sel]),
+                             np.stack([follow_raw[c.follow_in].quat for c in sel]))
         fq = self._hold_hands(lr, lq, fr, fq)
         if self.staging.limit_speed:
             rows = np.array([self._limit_row(c.follow) for c in sel])
@@ -399,6 +421,25 @@ class CoupleDancer:
         self.save_state(sel)
         self.steps += 1
         return out
+
+    def _place(self, sel: Sequence[Couple], root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The followers' frames placed towards their goals (the placer). A follower farther than ``CATCH_UP_M``
+        from its goal catches up: its feet that are on the floor but moving are not held (stepping through them)."""
+        gap = np.array([np.linalg.norm(self.placer.goal_xz[self.placer.row(c.follow)] - c.follow_xz) for c in sel])
+        far = (gap > CATCH_UP_M) & np.array([c.steps > 0 for c in sel])
+        if not far.any():
+            return self.placer.process([c.follow for c in sel], root, quat)
+        fr, fq = np.empty(root.shape), np.empty(quat.shape)
+        base = self.placer.cfg
+        for group, cfg in ((~far, base), (far, replace(base, hold_low_feet=False))):
+            idx = np.nonzero(group)[0]
+            if len(idx):
+                self.placer.cfg = cfg
+                try:
+                    fr[idx], fq[idx] = self.placer.process([sel[int(i)].follow for i in idx], root[idx], quat[idx])
+                finally:
+                    self.placer.cfg = base
+        return fr, fq
 
     def save_state(self, sel: Sequence[Couple]) -> None:
         """Keep the couples' own and their stagings' state after their newest step, for exact rewinds (the

@@ -165,20 +165,43 @@ def independent_solos(model_dir: Path | None, follower: FollowerGPT, cond: np.nd
     return lead, Motion(other.skeleton, root, other.rot, other.fps)
 
 
+#: The generated rows of the couple measures, in order (``real`` is always measured).
+ROWS = ("couple", "couple, unstaged", "couple, no pull/floor", "untrained follower", "independent solos")
+
+
+def _row_model(row: str, model_dir: Path, seed: int, trained: FollowerGPT, untrained: FollowerGPT
+               ) -> MotionModel | None:
+    """The couple model of one generated row (None: ``independent solos``, made by :func:`independent_solos`)."""
+    if row == "couple":
+        return couple_model(model_dir, seed, trained)
+    if row == "couple, unstaged":
+        return couple_model(model_dir, seed, trained, staged=False)
+    if row == "couple, no pull/floor":
+        return couple_model(model_dir, seed, trained, pull=False)
+    if row == "untrained follower":
+        return couple_model(model_dir, seed, untrained)
+    return None
+
+
 def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, seconds: float | None = None,
-                     threads: int = 1, progress: bool = True) -> dict[str, Any]:
-    """All rows of the couple measures on the validation takes (see the module doc)."""
+                     threads: int = 1, progress: bool = True, rows: tuple[str, ...] = ROWS,
+                     first_seed: int = 0) -> dict[str, Any]:
+    """The rows of the couple measures (``rows``, default all; see the module doc) on the validation takes, for the
+    generation seeds ``first_seed`` .. ``first_seed + seeds - 1`` (tune on some seeds, check on others)."""
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise ValueError(f"unknown couple rows {unknown}; known: {', '.join(ROWS)}")
     torch.set_num_threads(max(1, threads))
     trained = load_follower(model_dir)
     torch.manual_seed(0)
     untrained = FollowerGPT(trained.fcfg).eval()
     takes = load_split(data, "val", styles=("salsa",))
     train_min = float(trained.fcfg.min_root_distance_m)
-    rows: dict[str, dict[str, list[np.ndarray]]] = {}
-    step_ms: dict[str, list[float]] = {"couple": [], "couple, unstaged": [], "independent solos": []}
+    found: dict[str, dict[str, list[np.ndarray]]] = {}
+    step_ms: dict[str, list[float]] = {r: [] for r in ("couple", "couple, unstaged", "independent solos") if r in rows}
 
     def add(row: str, d: dict[str, np.ndarray]) -> None:
-        r = rows.setdefault(row, {})
+        r = found.setdefault(row, {})
         for k, v in d.items():
             r.setdefault(k, []).append(v)
 
@@ -192,15 +215,9 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
         n_frames = take.n_frames if seconds is None else min(take.n_frames, int(seconds * MODEL_FPS))
         n = n_frames // 4
         cond = sequence_conditions(mus.features[:n_frames], mus.period_s[:n_frames], mus.next_beat_s[:n_frames], n)
-        for s in range(seeds):
-            variants: list[tuple[str, MotionModel | None]] = [
-                ("couple", couple_model(model_dir, s, trained)),
-                ("couple, unstaged", couple_model(model_dir, s, trained, staged=False)),
-                ("couple, no pull/floor", couple_model(model_dir, s, trained, pull=False)),
-                ("untrained follower", couple_model(model_dir, s, untrained)),
-                ("independent solos", None),
-            ]
-            for name, model in variants:
+        for s in range(first_seed, first_seed + seeds):
+            for name in (r for r in ROWS if r in rows):
+                model = _row_model(name, model_dir, s, trained, untrained)
                 if model is None:
                     lead, follow = independent_solos(model_dir, trained, cond, s, step_ms["independent solos"])
                 else:
@@ -211,10 +228,11 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
                            "lead_skate": np.array([follower_skating(lead)])})
                 if progress:
                     print(f"take {take.take} seed {s}: {name}", flush=True)
-    cat = {row: {k: np.concatenate(v) for k, v in r.items()} for row, r in rows.items()}
+    cat = {row: {k: np.concatenate(v) for k, v in r.items()} for row, r in found.items()}
     real_min = float(cat["real"]["root"].min())
     summary = {row: summarise(d, None if row == "real" else cat["real"], real_min, train_min) for row, d in cat.items()}
-    return {"model": str(model_dir), "takes": [t.take for t in takes], "seeds": seeds, "hold_m": HOLD_M,
+    return {"model": str(model_dir), "takes": [t.take for t in takes], "seeds": seeds, "first_seed": first_seed,
+            "hold_m": HOLD_M,
             "real_min_root_m": real_min, "train_min_root_m": train_min, "summary": summary,
             "step_ms_p50": {k: float(np.median(v)) for k, v in step_ms.items() if v},
             "step_ms_p99": {k: float(np.percentile(v, 99)) for k, v in step_ms.items() if v},
@@ -232,7 +250,8 @@ def couple_table(res: dict[str, Any]) -> list[str]:
     """Markdown lines: what was measured, then one row per measure and one column per row of the couple measures
     (``couple.md`` and the couple section of ``eval.md``)."""
     rows = list(res["summary"])
-    lines = [f"Model `{res['model']}`; takes {', '.join(res['takes'])}; {res['seeds']} couple(s) per take and row; "
+    lines = [f"Model `{res['model']}`; takes {', '.join(res['takes'])}; {res['seeds']} couple(s) per take and row "
+             f"(seeds {res.get('first_seed', 0)}-{res.get('first_seed', 0) + res['seeds'] - 1}); "
              f"hold = wrists within {res['hold_m']} m; real minimum root distance {res['real_min_root_m']:.3f} m "
              f"(held-out takes), {res['train_min_root_m']:.3f} m (training couples: the run-time floor). W1 = 1-D "
              "Wasserstein distance to the real couples' distribution; facing = cosine of the heading difference; "

@@ -126,6 +126,27 @@ def test_the_follower_is_placed_through_its_planted_feet() -> None:
     assert np.abs(feet - feet[0]).max() < 1e-6  # the planted feet stayed where they were
 
 
+def test_a_goal_across_the_leader_is_reached_around_him() -> None:
+    """A follower whose goal lies across its leader is led round him at the goal's distance (never through him);
+    a goal on the follower's side is kept as it is."""
+    from engine.models.couple import AROUND_RAD, around_leader
+
+    lead = np.array([1.0, 2.0])
+    fol = lead + np.array([0.8, 0.0])
+    near = lead + np.array([0.7, 0.3])
+    assert np.array_equal(around_leader(lead, fol, near, AROUND_RAD), near)
+    across = lead + np.array([-0.6, 0.01])
+    way = around_leader(lead, fol, across, AROUND_RAD)
+    assert np.isclose(np.linalg.norm(way - lead), np.linalg.norm(across - lead))  # at the goal's distance
+    bearing = np.arctan2(way[1] - lead[1], way[0] - lead[0])
+    assert np.isclose(bearing, AROUND_RAD)  # turned the most allowed, the short way round (towards +z here)
+    # the straight way from the follower to that point passes the leader at a partner's distance, not through him
+    t = np.linspace(0.0, 1.0, 101)[:, None]
+    path = fol + t * (way - fol)
+    assert np.linalg.norm(path - lead, axis=1).min() > 0.4
+    assert np.array_equal(around_leader(lead, lead, across, AROUND_RAD), across)  # on the leader: no bearing
+
+
 def test_hold_moves_reach_for_the_nearest_wrist_and_fade_out() -> None:
     from engine.models.couple import HOLD_GRIP_M, HOLD_REACH_M, hold_moves
 

@@ -45,6 +45,21 @@ def test_couple_measures_end_to_end_on_a_small_model(small_model: Path) -> None:
     assert all(f"| {m} |" in md for m in MEASURES)
 
 
+def test_couple_measures_of_some_rows_and_seeds(small_model: Path) -> None:
+    """``rows`` and ``first_seed`` (``couple_bench --rows couple --first-seed 4``: tune on some seeds, check on
+    others): only the rows asked for, from the seeds asked for (a couple of seed 1 alone is the second of seeds 0-1)."""
+    save_follower(tiny_follower(), small_model)
+    one = evaluate_couples(small_model, seeds=1, seconds=2.0, progress=False, rows=("couple",), first_seed=1)
+    assert list(one["summary"]) == ["real", "couple"] and one["first_seed"] == 1
+    two = evaluate_couples(small_model, seeds=2, seconds=2.0, progress=False, rows=("couple",))
+    a, b = np.asarray(one["samples"]["couple"]["root"]), np.asarray(two["samples"]["couple"]["root"])
+    k = len(a) // len(one["takes"])  # frames per take (2 s each); takes in order, each take's seeds in order
+    assert len(b) == 2 * len(a) and np.array_equal(b[k : 2 * k], a[:k]) and np.array_equal(b[3 * k :], a[k:])
+    assert "(seeds 1-1)" in couple_table(one)[0]
+    with pytest.raises(ValueError, match="unknown couple rows"):
+        evaluate_couples(small_model, seeds=1, seconds=2.0, progress=False, rows=("couples",))
+
+
 def test_eval_couple_needs_a_follower(small_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--couple", "--model", str(small_model)]) == 2
     assert "no follower" in capsys.readouterr().err
