@@ -62,6 +62,11 @@ class GuidanceConfig:
             weight is ``text_weight * scale``, and with ``resample`` False its candidates are picked by
             ``logp + weight * direction * z`` on every token (the arg-max, no resampling: session 7's rule). The card
             writes it ``{"turn": {"scale": 0.75, "resample": false}}``; attributes not named: scale 1, resampled.
+        energy_weight: weight of the energy term (0: off). A performer with an energy level ``e`` (0..1) scores its
+            candidates ``energy_weight * (2 e - 1) * z``, ``z`` their mean joint speed standardised as the text
+            term's speed (the target :data:`ENERGY_COLUMN`), and is steered and resampled as a texted performer
+            (every token; ``text_logp`` on tokens no beat steers): level 0.5 is not steered, 0 toward the calmer
+            draws, 1 toward the livelier ones, continuously in between.
         select: how a token steered by the beats alone (no text term for its performer) picks its candidate.
             ``"argmax"``: the highest ``log p + weight * hits`` (the score above). Among candidates already drawn
             from the GPT the ``log p`` term favours the likeliest, like a lower temperature: with a decoder that
@@ -82,6 +87,7 @@ class GuidanceConfig:
     select: str = "argmax"
     text_logp: float = 0.0
     text_attributes: tuple[tuple[str, float, bool], ...] = ()
+    energy_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1:
@@ -92,6 +98,8 @@ class GuidanceConfig:
             raise ValueError(f"beat guidance select must be one of {', '.join(SELECTS)}, got {self.select!r}")
         if not (math.isfinite(self.text_logp) and self.text_logp >= 0):
             raise ValueError(f"beat guidance text_logp must be a finite number >= 0, got {self.text_logp!r}")
+        if not (math.isfinite(self.energy_weight) and self.energy_weight >= 0):
+            raise ValueError(f"beat guidance energy_weight must be a finite number >= 0, got {self.energy_weight!r}")
         for name, scale, resample in self.text_attributes:
             if name not in ATTRIBUTE_COLUMNS or not (math.isfinite(scale) and scale >= 0) or not isinstance(resample,
                                                                                                            bool):
@@ -100,7 +108,10 @@ class GuidanceConfig:
                                  f"got scale {scale!r}, resample {resample!r}")
 
     def text_scale(self, column: int) -> tuple[float, bool]:
-        """(weight, resample) of the text term for an attribute column (``ATTRIBUTE_COLUMNS``)."""
+        """(weight, resample) of the text term for an attribute column (``ATTRIBUTE_COLUMNS``; the energy term's
+        for :data:`ENERGY_COLUMN`)."""
+        if column == ENERGY_COLUMN:
+            return self.energy_weight, True
         for name, scale, resample in self.text_attributes:
             if ATTRIBUTE_COLUMNS[name] == column:
                 return self.text_weight * scale, resample
@@ -110,6 +121,11 @@ class GuidanceConfig:
     def text_on(self) -> bool:
         """Whether the text term steers at all (some attribute's weight > 0)."""
         return any(self.text_scale(c)[0] > 0 for c in ATTRIBUTE_COLUMNS.values())
+
+    @property
+    def steer_on(self) -> bool:
+        """Whether the text or the energy term steers at all."""
+        return self.text_on or self.energy_weight > 0
 
     @property
     def enabled(self) -> bool:
@@ -131,7 +147,8 @@ class GuidanceConfig:
                    text_weight=float(block.get("text_weight", d.text_weight)),
                    select=str(block.get("select", d.select)),
                    text_logp=float(block.get("text_logp", d.text_logp)),
-                   text_attributes=_text_attributes(block.get("text_attributes")))
+                   text_attributes=_text_attributes(block.get("text_attributes")),
+                   energy_weight=float(block.get("energy_weight", d.energy_weight)))
 
     def with_candidates(self, n: int) -> GuidanceConfig:
         """These settings with ``n`` candidates (``n`` <= 1: off; from off: the default settings)."""
@@ -155,6 +172,8 @@ class GuidanceConfig:
             out["text_logp"] = self.text_logp
         if self.text_attributes:
             out["text_attributes"] = {n: {"scale": sc, "resample": rs} for n, sc, rs in self.text_attributes}
+        if self.energy_weight:
+            out["energy_weight"] = self.energy_weight
         return out
 
 
@@ -404,7 +423,7 @@ class BeatGuide:
             vals = self.attribute_values(st, pos[i], hists[i], cand_down[i])
             for col, sign in targets[i]:
                 w = self.cfg.text_scale(col)[0]
-                v = vals[:, col]
+                v = vals[:, ATTRIBUTE_COLUMNS["speed"] if col == ENERGY_COLUMN else col]
                 sd = float(v.std())
                 if sd > 1e-9 and w > 0:
                     out[i] += w * sign * (v - v.mean()) / sd
@@ -449,10 +468,10 @@ class BeatGuide:
             if gumbel is None:
                 raise ValueError('beat guidance select "sample" needs Gumbel noise')
             for i in range(len(states)):
-                if targets is None or not self.cfg.text_on or not targets[i]:
+                if targets is None or not self.cfg.steer_on or not targets[i]:
                     base[i] = gumbel[i]
         score = base + self.cfg.weight * self._hit_scores(states, beats, pos, hists, cand_down)
-        if targets is not None and self.cfg.text_on and any(targets):
+        if targets is not None and self.cfg.steer_on and any(targets):
             text = self.text_scores_batch(states, targets, pos, hists, cand_down)
             score = score + text
             for i, g in enumerate(noise or ()):
@@ -472,6 +491,8 @@ class BeatGuide:
 #: Column of each matched attribute in :func:`engine.models.motion_measures.frame_measures` (speed, turn, travel, arm,
 #: steps).
 ATTRIBUTE_COLUMNS: dict[str, int] = {"speed": 0, "turn": 1, "travel": 2, "arm": 3, "steps": 4}
+#: The energy term's target column (:func:`energy_target`): the speed measure, weighted by ``energy_weight``.
+ENERGY_COLUMN = len(ATTRIBUTE_COLUMNS)
 
 
 def steer_targets(classes: Mapping[str, str]) -> tuple[tuple[int, float], ...]:
@@ -482,6 +503,16 @@ def steer_targets(classes: Mapping[str, str]) -> tuple[tuple[int, float], ...]:
         if attr in ATTRIBUTE_COLUMNS and cls in ("low", "high"):
             out.append((ATTRIBUTE_COLUMNS[attr], 1.0 if cls == "high" else -1.0))
     return tuple(out)
+
+
+def energy_target(level: float | None, cfg: GuidanceConfig) -> tuple[tuple[int, float], ...]:
+    """The energy term's target of a performer at energy ``level`` (None: unset): ``(ENERGY_COLUMN, 2 level - 1)``,
+    nothing when the term is off or the level is 0.5 (the direction's sign and size: calmer below, livelier
+    above, in proportion)."""
+    if level is None or cfg.energy_weight <= 0:
+        return ()
+    d = 2.0 * float(level) - 1.0
+    return ((ENERGY_COLUMN, d),) if d != 0.0 else ()
 
 
 def pack_candidates(cu: torch.Tensor, cd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from engine.models.beat_guidance import (
     GuidanceConfig,
     GuideState,
     candidate_logp,
+    energy_target,
     gumbel_noise,
     pack_candidates,
     steer_targets,
@@ -1132,7 +1133,7 @@ class DanceGenerator:
         for i, p in enumerate(ps):
             if p.guide is not None:
                 near = p.guide.observe(cond_b[i])
-                tg = self._steer_targets(p)
+                tg = self._steer_targets(p) + energy_target(p.controls.energy, self.guidance)
                 if tg:
                     targets[i] = tg
                 if near or tg:  # a text attribute steers every token, the beats only the tokens near one

@@ -287,3 +287,35 @@ def test_per_attribute_text_settings_from_the_card() -> None:
     gap = 0.5 * (z[1] - z[0])
     assert guide.choose(state, [], cu, cd, np.array([0.0, -(gap - 0.1), -9.0]), targets=turn) == 1
     assert guide.choose(state, [], cu, cd, np.array([0.0, -(gap + 0.1), -9.0]), targets=turn) == 0
+
+
+def test_the_energy_term_steers_the_speed_in_proportion_to_the_level() -> None:
+    """``energy_weight`` scores the candidates' standardised speed by ``2 level - 1``: level 0 picks the calmest
+    draw, 1 the liveliest, 0.5 (and an unset level, or the term off) steers nothing; the card round-trips it and
+    refuses a negative weight; it steers without any text term."""
+    from engine.models.beat_guidance import ENERGY_COLUMN, energy_target
+
+    cfg = GuidanceConfig.from_card({"candidates": 8, "weight": 10.0, "energy_weight": 1.5})
+    assert cfg.energy_weight == 1.5 and GuidanceConfig.from_card(cfg.to_card()) == cfg
+    assert cfg.steer_on and not cfg.text_on and cfg.text_scale(ENERGY_COLUMN) == (1.5, True)
+    with pytest.raises(ValueError, match="energy_weight"):
+        GuidanceConfig(energy_weight=-1.0)
+    assert energy_target(0.0, cfg) == ((ENERGY_COLUMN, -1.0),) and energy_target(1.0, cfg) == ((ENERGY_COLUMN, 1.0),)
+    assert energy_target(0.75, cfg) == ((ENERGY_COLUMN, 0.5),)
+    assert energy_target(0.5, cfg) == () and energy_target(None, cfg) == ()
+    assert energy_target(0.0, GuidanceConfig(candidates=8)) == ()
+    guide = BeatGuide(cfg)
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_turning(0.0))
+    cand = [_turning(r) for r in (0.05, 0.01, 0.15)]  # the joints move with the hip's turn: middling, calm, lively
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.zeros(3)
+    assert guide.choose(state, [], cu, cd, logp, targets=energy_target(0.0, cfg)) == 1
+    assert guide.choose(state, [], cu, cd, logp, targets=energy_target(1.0, cfg)) == 2
+    assert guide.choose(state, [], cu, cd, np.array([0.0, -0.1, -0.1]), targets=energy_target(0.5, cfg)) == 0
+    pos, hists = guide._candidate_positions([state], cu[None], cd[None])
+    lo = guide.text_scores_batch([state], [energy_target(0.25, cfg)], pos, hists, cd[None])[0]
+    hi = guide.text_scores_batch([state], [energy_target(1.0, cfg)], pos, hists, cd[None])[0]
+    np.testing.assert_allclose(lo, -0.5 * hi)  # in proportion to 2 level - 1
+    assert hi[2] > hi[0] > hi[1]

@@ -286,6 +286,32 @@ def test_the_text_term_steers_only_performers_with_a_matched_text_and_weight_0_c
     assert [g[2:] for g in got] == [r[2:] for r in ref]  # its draws (candidates, resampling) are its own
 
 
+def _energy_gen(energy_weight: float, energy: float | None) -> DanceGenerator:
+    from engine.models.beat_guidance import GuidanceConfig
+    from engine.models.protocol import Controls
+
+    torch.manual_seed(0)
+    gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, text_dim=16)).eval()
+    vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
+    gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0,
+                         guidance=GuidanceConfig(candidates=8, energy_weight=energy_weight))
+    gen.add_performer(Controls(energy=energy))
+    gen.add_performer()  # no energy: never steered by the energy term
+    return gen
+
+
+def test_the_energy_term_steers_only_performers_with_an_energy_off_the_middle() -> None:
+    ref = _tokens(_energy_gen(0.0, None), 6)
+    assert _tokens(_energy_gen(2.0, None), 6) == ref  # no energy set: sampled as without the term
+    mid = _energy_gen(2.0, 0.5)
+    assert _tokens(mid, 6) == _tokens(_energy_gen(0.0, 0.5), 6) and mid.guided_tokens == 0  # level 0.5: no pull
+    calm, lively = _energy_gen(2.0, 0.0), _energy_gen(2.0, 1.0)
+    got_calm, got_lively = _tokens(calm, 6), _tokens(lively, 6)
+    assert calm.guided_tokens == lively.guided_tokens == 6  # every token of performer 0, none of performer 1
+    assert [g[:2] for g in got_calm] != [g[:2] for g in got_lively]
+    assert [g[2:] for g in got_calm] == [g[2:] for g in got_lively] == [r[2:] for r in ref]
+
+
 def test_a_rewind_under_the_text_term_continues_exactly() -> None:
     """Rewound by 3 tokens with the random stream put back, a text-steered performer redraws exactly the tokens
     of one that never drew the discarded ones."""
