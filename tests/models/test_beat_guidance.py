@@ -319,3 +319,23 @@ def test_the_energy_term_steers_the_speed_in_proportion_to_the_level() -> None:
     hi = guide.text_scores_batch([state], [energy_target(1.0, cfg)], pos, hists, cd[None])[0]
     np.testing.assert_allclose(lo, -0.5 * hi)  # in proportion to 2 level - 1
     assert hi[2] > hi[0] > hi[1]
+
+
+def test_an_energy_only_performer_resamples_without_the_log_probability() -> None:
+    """Away from a beat, an energy-only performer's draws are resampled by the energy term alone (odds
+    ``exp(w (2 e - 1) z)``, no ``text_logp``): with the term at a vanishing weight the noise picks, whatever the
+    draws' probabilities (plain sampling, as without an energy); a performer with a text keeps ``text_logp``."""
+    from engine.models.beat_guidance import energy_target
+
+    cfg = GuidanceConfig(candidates=3, text_weight=1.0, text_logp=1.0, energy_weight=1e-6)
+    guide = BeatGuide(cfg)
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_turning(0.0))
+    cand = [_turning(r) for r in (0.05, 0.01, 0.15)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([0.0, -5.0, -5.0])
+    noise = np.array([0.0, 0.0, 0.5])
+    assert guide.choose(state, [], cu, cd, logp, targets=energy_target(1.0, cfg), noise=noise) == 2
+    texted = energy_target(1.0, cfg) + steer_targets({"arm": "low"})
+    assert guide.choose(state, [], cu, cd, logp, targets=texted, noise=noise) == 0  # text_logp 1 counts again
