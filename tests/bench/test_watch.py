@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,6 +84,18 @@ def test_facing_of_a_body_facing_plus_z_is_zero(tmp_path: Path) -> None:
 CHROMIUM = "/usr/bin/chromium"
 
 
+def _connected_viewer(p: Any, query: str, sockets: list) -> tuple[Any, Any]:
+    """Headless Chromium on the viewer page (served by the watch tool's router, its WebSocket captured into
+    ``sockets``), once the page says it is connected."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=watch.CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 320, "height": 240})
+    page.route("http://watch.invalid/**", watch.serve_static)
+    page.route_web_socket("**/ws*", lambda ws: sockets.append(ws))
+    page.goto(f"http://watch.invalid/index.html{query}")
+    page.wait_for_function("window.groovecast && window.groovecast.connected", timeout=30_000)
+    return browser, page
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 def test_viewer_keeps_a_couple_in_its_world_frame(tmp_path: Path) -> None:
@@ -105,12 +118,7 @@ def test_viewer_keeps_a_couple_in_its_world_frame(tmp_path: Path) -> None:
     for name, groups in (("couple", [[0, 1]]), ("solos", None)):
         sockets: list = []
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=watch.CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 320, "height": 240})
-            page.route("http://watch.invalid/**", watch.serve_static)
-            page.route_web_socket("**/ws*", lambda ws, into=sockets: into.append(ws))
-            page.goto("http://watch.invalid/index.html?view=stick")
-            page.wait_for_function("window.groovecast && window.groovecast.connected", timeout=30_000)
+            browser, page = _connected_viewer(p, "?view=stick", sockets)
             sockets[0].send(hello_message(time.monotonic_ns(), [0, 1], groups))
             frames = {}
             for pl in (lead, follow):
@@ -149,12 +157,7 @@ def test_the_avatar_faces_where_the_dancer_faces() -> None:
         pl = MotionPlayer(Clip(skel, 30.0, np.array([[0.0, 0.9, 0.0]]), q), 30, performer=0, height_m=0)
         sockets: list = []
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=watch.CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 320, "height": 240})
-            page.route("http://watch.invalid/**", watch.serve_static)
-            page.route_web_socket("**/ws*", lambda ws, into=sockets: into.append(ws))
-            page.goto("http://watch.invalid/index.html")
-            page.wait_for_function("window.groovecast && window.groovecast.connected", timeout=30_000)
+            browser, page = _connected_viewer(p, "", sockets)
             sockets[0].send(hello_message(time.monotonic_ns(), [0]))
             page.wait_for_function("window.groovecast.avatarReady", timeout=60_000)
             sockets[0].send(encode_json(pl.frame_at(0, 0), 0, skel))
