@@ -1,7 +1,9 @@
 """Staging for an audience: face the front, stay on the stage, never snap. One filter, offline and live.
 
 Every performer's frames pass through a :class:`Stager` as they leave the model (sans-I/O, causal, per-performer
-state, vectorised over performers). It does two things:
+state, vectorised over performers; the steering's controller runs frame by frame, since each frame's turn depends on
+the last, and whatever depends on the raw frames alone is computed for all of a step's frames at once). It does two
+things:
 
 * **Steering** (``StagingConfig.steer``). The staged pose is the model's pose under a horizontal rigid
   transform (a yaw ``theta`` about +Y and an offset) plus, per leg, a stride correction solved by leg IK:
@@ -55,6 +57,7 @@ shared by its members. The runtime and ``generate`` stage every performer as its
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +194,27 @@ def rotate_xz(xz: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     return out
 
 
+#: (sin, -sin) factors of :func:`_turn`.
+_SIGNS = np.array([1.0, -1.0])
+
+
+def _cos_sin(yaw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The factors of a turn by ``yaw`` [...] for :func:`_turn`: cos [..., 1] and (sin, -sin) [..., 2]."""
+    return np.cos(yaw)[..., None], np.sin(yaw)[..., None] * _SIGNS
+
+
+def _turn(xz: np.ndarray, cs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """:func:`rotate_xz` with the factors of :func:`_cos_sin` (computed once per angle): the same products and
+    sums (``x c + z s``, ``z c + x (-s)`` = ``c z - s x``), so the same values."""
+    return xz * cs[0] + xz[..., ::-1] * cs[1]
+
+
+def _clip(x: np.ndarray, lo: Any, hi: Any) -> np.ndarray:
+    """``np.clip`` (the same ``min(max(x, lo), hi)``) without its dispatch, which costs more than the arithmetic on
+    the few values of a live step."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 def unit_pose(roots_xz: np.ndarray, facings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A group staged as one unit: its centre (mean root, [2]) and facing (mean unit facing vector, [2]).
 
@@ -223,29 +247,29 @@ def turn_rate(cfg: StagingConfig, facing_avg: np.ndarray, pos_xz: np.ndarray, ve
     """
     conf = R.norm(facing_avg)[..., 0]
     if spin is not None:
-        conf = conf * np.clip(1.0 - np.abs(spin) / np.deg2rad(cfg.spin_gate_dps), 0.0, 1.0)
+        conf = conf * _clip(1.0 - np.abs(spin) / math.radians(cfg.spin_gate_dps), 0.0, 1.0)
     yaw = np.arctan2(facing_avg[:, 0], facing_avg[:, 1])
     rel = pos_xz - (np.asarray(cfg.centre_xz) if centre is None else centre)
     fr = np.full(len(pos_xz), cfg.front) if front is None else front
     dist = R.norm(rel)[..., 0]
     r_in = cfg.inner_frac * cfg.radius_m
     speed = R.norm(vel_avg)[..., 0]
-    moving = np.clip((speed - 0.03) / 0.12, 0.0, 1.0)  # a drift worth steering
+    moving = _clip((speed - 0.03) / 0.12, 0.0, 1.0)  # a drift worth steering
     home = np.arctan2(-rel[:, 0], -rel[:, 1])
     drift_body = wrap(np.arctan2(vel_avg[:, 0], vel_avg[:, 1]) - yaw)  # drift direction relative to the facing
     want = wrap(home - drift_body)  # the facing that sends the drift home
     # inside the cone: steer the drift as well as the cone allows, more so the further out; at the edge: leave it
-    out = np.clip((dist - cfg.radius_m) / (cfg.edge_frac * cfg.radius_m), 0.0, 1.0) * moving
-    cone = np.deg2rad(cfg.cone_deg)
-    lean = np.clip(dist / max(r_in, 1e-6), 0.0, 1.0) * moving  # how far into the cone to lean
-    in_cone = fr + np.clip(wrap(want - fr), -cone, cone) * lean
+    out = _clip((dist - cfg.radius_m) / (cfg.edge_frac * cfg.radius_m), 0.0, 1.0) * moving
+    cone = math.radians(cfg.cone_deg)
+    lean = _clip(dist / max(r_in, 1e-6), 0.0, 1.0) * moving  # how far into the cone to lean
+    in_cone = fr + _clip(wrap(want - fr), -cone, cone) * lean
     target = in_cone + out * wrap(want - in_cone)
     err = wrap(target - yaw)
-    dead = np.deg2rad(cfg.dead_deg)
+    dead = math.radians(cfg.dead_deg)
     err = np.sign(err) * np.maximum(np.abs(err) - dead, 0.0)  # the hips' own swing is left alone
     rate = cfg.facing_gain * conf * err * (1.0 + out)
-    lim = np.deg2rad(cfg.max_turn_dps) * (1.0 + out)
-    return np.clip(rate, -lim, lim)
+    lim = math.radians(cfg.max_turn_dps) * (1.0 + out)
+    return _clip(rate, -lim, lim)
 
 
 def _arc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -658,18 +682,16 @@ class Stager:
         quat = np.asarray(quat, dtype=np.float64)
         if not self.cfg.steer and not self.cfg.limit_speed:
             return root.copy(), quat.copy()
-        pts, hip = self.fk(root, quat)  # [B, n, 23, 3], [B, n, 3, 3] in the model's frame
+        pts, _ = self.fk(root, quat)  # [B, n, 23, 3] in the model's frame
         b, n = root.shape[:2]
         pin = np.zeros((b, n)) if pin_legs is None else np.clip(np.asarray(pin_legs, dtype=np.float64), 0.0, 1.0)
-        th = np.zeros((b, n))
-        off = np.zeros((b, n, 2))
-        shift = np.zeros((b, n, 2, 2))
-        for k in range(n):  # the steering state is sequential; everything else is done for all frames at once
-            if self.cfg.steer:
-                self._steer(rows, root[:, k], pts[:, k], hip[:, k], pin[:, k])
-            th[:, k] = self.theta[rows]
-            off[:, k] = self.offset[rows]
-            shift[:, k] = self.shift[rows] * (1.0 - pin[:, k])[:, None, None]
+        if self.cfg.steer:  # the transform after each frame
+            th, off, shift = self._steer(rows, root, pts, pin)
+        else:
+            th = np.repeat(self.theta[rows][:, None], n, axis=1)
+            off = np.repeat(self.offset[rows][:, None], n, axis=1)
+            shift = np.repeat(self.shift[rows][:, None], n, axis=1)
+        shift = shift * (1.0 - pin)[..., None, None]
         r = root.copy()
         r[..., [0, 2]] = rotate_xz(r[..., [0, 2]], th) + off
         q = quat.copy()
@@ -703,136 +725,195 @@ class Stager:
                                                                       self.dt)
         return out_root, out_quat
 
-    def _steer(self, rows: np.ndarray, root: np.ndarray, pts: np.ndarray, hip: np.ndarray,
-               pin: np.ndarray | None = None) -> None:
-        """Update the transform of ``rows`` for one raw frame (root [B, 3], points [B, 23, 3], hip [B, 3, 3]);
-        ``pin`` [B]: the legs' keyframe pin weight (no new stride pull while it is on)."""
+    def _steer(self, rows: np.ndarray, root: np.ndarray, pts: np.ndarray,
+               pin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Update the transform of ``rows`` over ``n`` consecutive raw frames (root [B, n, 3], points [B, n, 23, 3]);
+        ``pin`` [B, n]: the legs' keyframe pin weight (no new stride pull while it is on). Returns the transform
+        after each frame: theta [B, n], offset [B, n, 2] and the legs' stride shift [B, n, 2, 2].
+
+        The controller is sequential (each frame's turn depends on the transform the last one left), so only its
+        own arithmetic runs frame by frame, on state held in locals; whatever depends on the raw frames alone
+        (floor, contacts, supports, raw facings, leg lengths) is computed for all frames at once, with the same
+        operations frame by frame would do, so the result is the same to the bit."""
         cfg, dt = self.cfg, self.dt
-        th = self.theta[rows]
-        off = self.offset[rows]
-        seen = self.seen[rows]
-        feet = pts[:, FOOT_POINTS]  # [B, 4, 3] raw
+        b, n = root.shape[:2]
+        seen0 = self.seen[rows]
+        # -- the raw frames alone, all n frames at once -------------------------------------------------------
+        feet = pts[:, :, FOOT_POINTS]  # [B, n, 4, 3] raw
+        feet_xz = feet[..., [0, 2]]
         # the floor: one level for the body (its lowest foot point less that point's rest height: some foot is
         # nearly always down), following it down at once and up at 0.2 m/s (a new take, a retrieval cut, a step up)
+        lowest = (feet[..., 1] - FOOT_REST_HEIGHT).min(axis=-1)  # [B, n]
+        fls = np.empty((b, n, 4))
         fl = self.floor[rows]
-        body = np.minimum(fl[:, 0] - FOOT_REST_HEIGHT[0] + 0.2 * dt, (feet[..., 1] - FOOT_REST_HEIGHT).min(axis=1))
-        fl = body[:, None] + FOOT_REST_HEIGHT
+        for k in range(n):
+            fl = np.minimum(fl[:, 0] - FOOT_REST_HEIGHT[0] + 0.2 * dt, lowest[:, k])[:, None] + FOOT_REST_HEIGHT
+            fls[:, k] = fl
         self.floor[rows] = fl
-        fspeed = np.where(seen[:, None], np.linalg.norm(feet[..., [0, 2]] - self.last_feet[rows], axis=-1) / dt, 0.0)
-        low = ((feet[..., 1] - fl) < CONTACT_HEIGHT_M) & (fspeed < CONTACT_SPEED_MS)  # [B, 4]
-        right, left = low[:, :2].any(axis=1), low[:, 2:].any(axis=1)
+        seen = np.ones((b, n), dtype=bool)  # a frame has a previous one: the row's first frame only if it was seen
+        seen[:, 0] = seen0
+        prev_xz = np.concatenate([self.last_feet[rows][:, None], feet_xz[:, :-1]], axis=1)
+        fspeed = np.where(seen[..., None], np.linalg.norm(feet_xz - prev_xz, axis=-1) / dt, 0.0)
+        height = feet[..., 1] - fls
+        near = height < CONTACT_HEIGHT_M  # [B, n, 4]
+        low = near & (fspeed < CONTACT_SPEED_MS)  # planted
+        right = np.logical_or.reduce(low[..., :2], axis=-1)  # a foot with a planted point
+        left = np.logical_or.reduce(low[..., 2:], axis=-1)
         single = right ^ left
         flight = ~(right | left)
-        # pivot: the planted points as drawn (mapped, less their leg's stride shift), of the one foot on the
-        # floor (or of both feet, with double_support), their mean; the root in flight
+        # pivot: the planted points as drawn (mapped, less their leg's stride shift), of the one foot on the floor
+        # (or of both feet, with double_support), their mean; the root in flight
+        use = low & ~(left[..., None] & np.array([True, True, False, False]) & single[..., None])
+        use = use & ~(right[..., None] & np.array([False, False, True, True]) & single[..., None])
+        n_use = np.maximum(use.sum(-1, keepdims=True), 1)  # [B, n, 1]
+        root_xz = root[..., [0, 2]]
+        raw_face = facing_of(pts)  # [B, n]
+        # turning slides every planted point but the pivot: full rate on one point (a heel or a ball) or in flight,
+        # less on a flat foot, least on both feet
+        # (counted by height alone: a foot sliding on the floor would slide faster still when turned about another)
+        n_near = near.sum(axis=-1)
+        one_foot = near[..., :2].any(axis=-1) ^ near[..., 2:].any(axis=-1)
+        allow = np.where(n_near <= 1, 1.0, np.where(one_foot, cfg.flat_support, cfg.double_support)) * seen
+        walk = cfg.walk_ms > 0.0 and bool(single.any())
+        air_on = cfg.air_ms > 0.0 and not bool(n_near.all())
+        air_w = cfg.air_ms * (n_near == 0) * seen if air_on else None  # no foot near the floor
+        planted = np.stack([right, left], axis=-1)  # [B, n, 2]
+        if cfg.hold_low_feet:  # a foot on the floor that the model slides is held too (not slid further)
+            planted = planted | np.stack([near[..., :2].any(axis=-1), near[..., 2:].any(axis=-1)], axis=-1)
+        high = height >= CONTACT_HEIGHT_M
+        lifted = np.stack([high[..., :2].all(axis=-1), high[..., 2:].all(axis=-1)], axis=-1)
+        pinned = pin > 0.0  # a keyframe pins the legs: no stride pull (it would need leg IK, which gives way)
+        # the legs: hip to ankle (the drawn vector) and their lengths, for how far each planted leg can still reach
+        hip_p, knee_p, ankle_p = (pts[:, :, list(ix)] for ix in zip(*self.fk.leg_points, strict=True))  # [B, n, 2, 3]
+        length = R.norm(knee_p - hip_p)[..., 0] + R.norm(ankle_p - knee_p)[..., 0]
+        leg_w = ankle_p - hip_p
+        leg_reach2 = (0.97 * length) ** 2
+        # -- the controller, frame by frame ------------------------------------------------------------------
+        th = self.theta[rows]
+        off = self.offset[rows]
+        face = self.face[rows]
+        spin = self.spin[rows]
+        last_yaw = self.last_yaw[rows]
+        vel = self.vel[rows]
+        last_xz = self.last_xz[rows]
         shift = self.shift[rows]  # [B, 2 legs, 2]
-        drawn = rotate_xz(feet[..., [0, 2]], th[:, None]) + off[:, None] - shift[:, [0, 0, 1, 1]]  # [B, 4, 2]
-        use = low & ~(left[:, None] & np.array([True, True, False, False])[None] & single[:, None])
-        use = use & ~(right[:, None] & np.array([False, False, True, True])[None] & single[:, None])
-        pivot_s = (drawn * use[..., None]).sum(1) / np.maximum(use.sum(1, keepdims=True), 1)
-        pivot = rotate_xz(pivot_s - off, -th)  # the raw point drawn there
-        pivot = np.where(flight[:, None], root[:, [0, 2]], pivot)
-        # averages in staged space (before this frame's turn)
-        xz = rotate_xz(root[:, [0, 2]], th) + off
-        yaw = facing_of(pts) + th
+        goal = self.goal_xz[rows]
+        goal_yaw = self.goal_yaw[rows]
         a_f = dt / cfg.facing_tau_s
         a_v = dt / cfg.travel_tau_s
-        fvec = np.stack([np.sin(yaw), np.cos(yaw)], axis=1)
-        face = np.where(seen[:, None], self.face[rows] * (1 - a_f) + fvec * a_f, fvec)
-        v = np.where(seen[:, None], (xz - self.last_xz[rows]) / dt, 0.0)
-        vel = self.vel[rows] * (1 - a_v) + v * a_v
-        raw_yaw = yaw - th
         a_s = dt / cfg.spin_tau_s
-        spin = np.where(seen, self.spin[rows] * (1 - a_s) + wrap(raw_yaw - self.last_yaw[rows]) / dt * a_s, 0.0)
-        goal = self.goal_xz[rows]
-        rate = turn_rate(cfg, face, xz, vel, spin, goal, self.goal_yaw[rows])
-        # turning slides every planted point but the pivot: full rate on one point (a heel or a ball) or in
-        # flight, less on a flat foot, least on both feet
-        # (counted by height alone: a foot sliding on the floor would slide faster still when turned about another)
-        near = (feet[..., 1] - fl) < CONTACT_HEIGHT_M
-        n_near = near.sum(axis=1)
-        one_foot = near[:, :2].any(axis=1) ^ near[:, 2:].any(axis=1)
-        allow = np.where(n_near <= 1, 1.0, np.where(one_foot, cfg.flat_support, cfg.double_support)) * seen
-        rel = xz - goal
-        dist = R.norm(rel)[..., 0]
-        inward = -rel / np.maximum(dist, 1e-9)[:, None]
-        if cfg.walk_ms > 0.0 and single.any():
-            # stage walk: a turn about the one planted foot moves the root sideways of its lever (root - pivot);
-            # turned the way that carries the root inwards, undone (by the facing law) about the next foot, the
-            # pair of turns moves the whole dancer by the turn times the step between the feet: no leg re-bent
-            lever = xz - pivot_s
-            perp = np.stack([lever[:, 1], -lever[:, 0]], axis=1)  # root velocity per rad/s of turn
-            w_in = cfg.walk_from_frac * cfg.radius_m
-            need = cfg.walk_ms * np.clip((dist - w_in) / max(cfg.radius_m - w_in, 1e-6), 0.0, 2.0)
-            w_s = need * np.sum(perp * inward, axis=-1) / (np.sum(perp * perp, axis=-1) + cfg.walk_lever_m**2)
-            lim_w = np.deg2rad(cfg.walk_max_dps)
-            if np.isfinite(cfg.walk_sweep_ms):  # the other foot points near the floor sweep at most this fast
-                reach_f = np.where(near, R.norm(drawn - pivot_s[:, None])[..., 0], 0.0).max(axis=1)
-                lim_w = np.minimum(lim_w, cfg.walk_sweep_ms / np.maximum(reach_f, 1e-3))
-            w_s = np.clip(w_s, -lim_w, lim_w) * single
-            # not further from the front than the cone (the facing is the audience's first measure)
-            f_err = wrap(np.arctan2(face[:, 0], face[:, 1]) - self.goal_yaw[rows])
-            w_s = np.where((np.sign(w_s) == np.sign(f_err)) & (np.abs(f_err) > np.deg2rad(cfg.walk_cone_deg)), 0.0, w_s)
-            rate = rate + w_s
-        d = rate * dt * allow
-        # the averages turn with the transform: the controller sees its own correction at once (no loop delay)
-        face = rotate_xz(face, d)
-        vel = rotate_xz(vel, d)
-        # pivot: the pivot's staged position is the same under the old and the new transform
-        new_th = th + d
-        off = off + rotate_xz(pivot, th) - rotate_xz(pivot, new_th)
-        shift = rotate_xz(shift, d[:, None])  # keeps the planted foot where it is drawn
-        # stride: pull the body towards the centre on top of the drawn feet; a planted leg is re-solved to keep
-        # its foot where it is (its shift grows), a leg in the air lets its shift go back to zero
-        if cfg.air_ms > 0.0 and not n_near.all():
-            # no foot near the floor: the body moves as one (nothing to slide, no leg re-bent)
-            air = cfg.air_ms * np.clip(dist / cfg.radius_m, 0.0, 2.0) * (n_near == 0) * seen
-            off = off + inward * (air * dt)[:, None]
         r_in = cfg.inner_frac * cfg.radius_m
-        pull = cfg.pull_ms * np.clip((dist - r_in) / (cfg.radius_m - r_in), 0.0, 2.0) * seen
-        if pin is not None:  # a keyframe pins the legs: no stride pull (it would need leg IK, which gives way)
-            pull = np.where(pin > 0.0, 0.0, pull)
-        delta = -rel / np.maximum(dist, 1e-9)[:, None] * (pull * dt)[:, None]  # [B, 2]
-        planted = np.stack([right, left], axis=1)  # [B, 2]
-        if cfg.hold_low_feet:  # a foot on the floor that the model slides is held too (not slid further)
-            near_f = (feet[..., 1] - fl) < CONTACT_HEIGHT_M
-            planted = planted | np.stack([near_f[:, :2].any(axis=1), near_f[:, 2:].any(axis=1)], axis=1)
-        room = (cfg.max_shift_m - np.linalg.norm(shift, axis=-1)) / np.maximum(np.linalg.norm(delta, axis=-1), 1e-9
-                                                                               )[:, None]
-        # and only as far as each planted leg can still reach its foot (hip to drawn ankle within 97 % of its length)
-        for leg, (h, k, a) in enumerate(self.fk.leg_points):
-            length = np.linalg.norm(pts[:, k] - pts[:, h], axis=-1) + np.linalg.norm(pts[:, a] - pts[:, k], axis=-1)
-            w = pts[:, a] - pts[:, h]
-            w[:, [0, 2]] = rotate_xz(w[:, [0, 2]], new_th) - shift[:, leg]
-            dl = np.zeros_like(w)
+        w_in = cfg.walk_from_frac * cfg.radius_m
+        walk_max = math.radians(cfg.walk_max_dps)
+        walk_cone = math.radians(cfg.walk_cone_deg)
+        sweep = math.isfinite(cfg.walk_sweep_ms)
+        out_th = np.empty((b, n))
+        out_off = np.empty((b, n, 2))
+        out_shift = np.empty((b, n, 2, 2))
+        turns = np.empty((n, b))
+        for k in range(n):
+            c, s = cs = _cos_sin(th)  # the turn of the transform (by theta), and back (by -theta)
+            drawn = _turn(feet_xz[:, k], (c[:, None], s[:, None])) + off[:, None] - shift[:, [0, 0, 1, 1]]  # [B, 4, 2]
+            pivot_s = np.add.reduce(drawn * use[:, k, :, None], axis=1) / n_use[:, k]
+            pivot = _turn(pivot_s - off, (c, -s))  # the raw point drawn there
+            pivot = np.where(flight[:, k, None], root_xz[:, k], pivot)
+            # averages in staged space (before this frame's turn)
+            xz = _turn(root_xz[:, k], cs) + off
+            yaw = raw_face[:, k] + th
+            fvec = np.empty((b, 2))
+            fvec[:, 0] = np.sin(yaw)
+            fvec[:, 1] = np.cos(yaw)
+            raw_yaw = yaw - th
+            v = (xz - last_xz) / dt
+            if k == 0:  # a row's first frame ever starts its averages
+                face = np.where(seen0[:, None], face * (1 - a_f) + fvec * a_f, fvec)
+                v = np.where(seen0[:, None], v, 0.0)
+                spin = np.where(seen0, spin * (1 - a_s) + wrap(raw_yaw - last_yaw) / dt * a_s, 0.0)
+            else:
+                face = face * (1 - a_f) + fvec * a_f
+                spin = spin * (1 - a_s) + wrap(raw_yaw - last_yaw) / dt * a_s
+            vel = vel * (1 - a_v) + v * a_v
+            rate = turn_rate(cfg, face, xz, vel, spin, goal, goal_yaw)
+            rel = xz - goal
+            dist = R.norm(rel)[..., 0]
+            inward = -rel / np.maximum(dist, 1e-9)[:, None]
+            if walk and single[:, k].any():
+                # stage walk: a turn about the one planted foot moves the root sideways of its lever (root - pivot);
+                # turned the way that carries the root inwards, undone (by the facing law) about the next foot, the
+                # pair of turns moves the whole dancer by the turn times the step between the feet: no leg re-bent
+                lever = xz - pivot_s
+                perp = lever[:, ::-1] * _SIGNS  # (lever z, -lever x): root velocity per rad/s of turn
+                need = cfg.walk_ms * _clip((dist - w_in) / max(cfg.radius_m - w_in, 1e-6), 0.0, 2.0)
+                w_s = need * np.add.reduce(perp * inward, axis=-1) / (np.add.reduce(perp * perp, axis=-1)
+                                                                      + cfg.walk_lever_m**2)
+                lim_w = walk_max
+                if sweep:  # the other foot points near the floor sweep at most this fast
+                    reach_f = np.where(near[:, k], R.norm(drawn - pivot_s[:, None])[..., 0], 0.0).max(axis=1)
+                    lim_w = np.minimum(lim_w, cfg.walk_sweep_ms / np.maximum(reach_f, 1e-3))
+                w_s = _clip(w_s, -lim_w, lim_w) * single[:, k]
+                # not further from the front than the cone (the facing is the audience's first measure)
+                f_err = wrap(np.arctan2(face[:, 0], face[:, 1]) - goal_yaw)
+                w_s = np.where((np.sign(w_s) == np.sign(f_err)) & (np.abs(f_err) > walk_cone), 0.0, w_s)
+                rate = rate + w_s
+            d = rate * dt * allow[:, k]
+            # the averages turn with the transform: the controller sees its own correction at once (no loop delay)
+            cd = _cos_sin(d)
+            face = _turn(face, cd)
+            vel = _turn(vel, cd)
+            # pivot: the pivot's staged position is the same under the old and the new transform
+            new_th = th + d
+            cn = _cos_sin(new_th)
+            off = off + _turn(pivot, cs) - _turn(pivot, cn)
+            shift = _turn(shift, (cd[0][:, None], cd[1][:, None]))  # keeps the planted foot where it is drawn
+            # stride: pull the body towards the centre on top of the drawn feet; a planted leg is re-solved to keep
+            # its foot where it is (its shift grows), a leg in the air lets its shift go back to zero
+            if air_w is not None:  # no foot near the floor: the body moves as one (nothing to slide, no leg re-bent)
+                air = air_w[:, k] * _clip(dist / cfg.radius_m, 0.0, 2.0)
+                off = off + inward * (air * dt)[:, None]
+            pull = cfg.pull_ms * _clip((dist - r_in) / (cfg.radius_m - r_in), 0.0, 2.0) * seen[:, k]
+            pull = np.where(pinned[:, k], 0.0, pull)
+            delta = inward * (pull * dt)[:, None]  # [B, 2]
+            back = R.norm(shift)[..., 0]  # [B, 2 legs]
+            room = (cfg.max_shift_m - back) / np.maximum(R.norm(delta), 1e-9)
+            # and only as far as each planted leg can still reach its foot (hip to drawn ankle within 97 % of its
+            # length)
+            dl = np.zeros((b, 3))
             dl[:, [0, 2]] = delta
-            aa = np.sum(dl * dl, axis=-1)
-            bb = np.sum(w * dl, axis=-1)
-            cc = np.sum(w * w, axis=-1) - (0.97 * length) ** 2
+            aa = np.add.reduce(dl * dl, axis=-1)[:, None]
+            w = leg_w[:, k].copy()  # [B, 2 legs, 3]
+            w[..., [0, 2]] = _turn(w[..., [0, 2]], (cn[0][:, None], cn[1][:, None])) - shift
+            bb = np.add.reduce(w * dl[:, None], axis=-1)
+            cc = np.add.reduce(w * w, axis=-1) - leg_reach2[:, k]
             disc = bb**2 - aa * cc
             reach = np.where(disc > 0, (-bb + np.sqrt(np.maximum(disc, 0.0))) / np.maximum(aa, 1e-18), 0.0)
-            room[:, leg] = np.minimum(room[:, leg], reach)
-        frac = np.clip(np.where(planted, room, 1.0), 0.0, 1.0).min(axis=1)
-        delta = delta * frac[:, None]
-        off = off + delta
-        back = np.linalg.norm(shift, axis=-1)
-        keep = np.maximum(0.0, back - cfg.recover_ms * dt) / np.maximum(back, 1e-12)
-        high = (feet[..., 1] - fl) >= CONTACT_HEIGHT_M
-        lifted = np.stack([high[:, :2].all(axis=1), high[:, 2:].all(axis=1)], axis=1)
-        shift = np.where(planted[..., None], shift + delta[:, None],
-                         np.where(lifted[..., None], shift * keep[..., None], shift))
+            room = np.minimum(room, reach)
+            frac = _clip(np.where(planted[:, k], room, 1.0), 0.0, 1.0).min(axis=1)
+            delta = delta * frac[:, None]
+            off = off + delta
+            keep = np.maximum(0.0, back - cfg.recover_ms * dt) / np.maximum(back, 1e-12)
+            shift = np.where(planted[:, k, :, None], shift + delta[:, None],
+                             np.where(lifted[:, k, :, None], shift * keep[..., None], shift))
+            th = wrap(new_th)
+            last_yaw = raw_yaw
+            last_xz = _turn(root_xz[:, k], cn) + off
+            out_th[:, k] = th
+            out_off[:, k] = off
+            out_shift[:, k] = shift
+            turns[k] = d
         self.shift[rows] = shift
-        self.theta[rows] = wrap(new_th)
+        self.theta[rows] = th
         self.offset[rows] = off
         self.face[rows] = face
         self.spin[rows] = spin
         self.last_yaw[rows] = raw_yaw
         self.vel[rows] = vel
-        self.last_xz[rows] = rotate_xz(root[:, [0, 2]], new_th) + off
-        self.last_feet[rows] = feet[..., [0, 2]]
+        self.last_xz[rows] = last_xz
+        self.last_feet[rows] = feet_xz[:, -1]
         self.seen[rows] = True
-        self.turned += float(np.abs(d).sum())
-        self.pivot_frames += int(np.count_nonzero(d))
+        for d in turns:
+            self.turned += float(np.abs(d).sum())
+        self.pivot_frames += int(np.count_nonzero(turns))
+        return out_th, out_off, out_shift
 
 
 def stage_arrays(root: np.ndarray, quat: np.ndarray, config: StagingConfig | None = None, style: str | None = None,
