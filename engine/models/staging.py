@@ -379,12 +379,18 @@ def leg_ik(fk: PointFK, quat: np.ndarray, points: np.ndarray, shift: np.ndarray)
     quats.
     """
     quat = np.array(quat, dtype=np.float64)
+    b = len(quat)
     hip_w = R.quat_to_matrix(quat[:, 0])
-    for leg, chain in enumerate(fk.legs):
-        move = np.zeros((len(quat), 3))
-        move[:, [0, 2]] = -shift[:, leg]
-        base_w = hip_w @ R.quat_to_matrix(quat[:, chain[0]])
-        quat = limb_ik(quat, points, move, chain, fk.leg_points[leg], base_w, hip_w[:, :, 2])
+    # both legs solved in one call: each (leg, row) is a row of its own, its chain's joints and points first
+    chains = np.array(fk.legs)  # [2 legs, 4]
+    limbs = quat[:, chains].swapaxes(0, 1).reshape(2 * b, 4, 4)
+    limb_pts = points[:, np.array(fk.leg_points)].swapaxes(0, 1).reshape(2 * b, 3, 3)
+    move = np.zeros((2, b, 3))
+    move[..., [0, 2]] = -shift.swapaxes(0, 1)
+    base_w = (hip_w[:, None] @ R.quat_to_matrix(quat[:, chains[:, 0]])).swapaxes(0, 1).reshape(2 * b, 3, 3)
+    hint = np.concatenate([hip_w[:, :, 2], hip_w[:, :, 2]])
+    limbs = limb_ik(limbs, limb_pts, move.reshape(2 * b, 3), (0, 1, 2, 3), (0, 1, 2), base_w, hint)
+    quat[:, chains[:, 1:]] = limbs[:, 1:].reshape(2, b, 3, 4).swapaxes(0, 1)
     return quat
 
 
