@@ -550,7 +550,7 @@ def markdown(r: dict[str, Any]) -> str:
         "else ran on the 2 cores while this was measured.",
         f"Beat-guided sampling: {r.get('beat_guidance', 'off (plain sampling)')} "
         "(`--beat-guidance N` to change; step cost of guidance alone: `guidance.md`).",
-        "Produced by `groovecast bench latency`. ![plots](latency.png)",
+        f"Produced by `{r.get('command', 'groovecast bench latency')}`. ![plots](latency.png)",
         f"Audio blocks of {r.get('blocksize', 512)} samples; the playout thread "
         + (f"asked for real-time priority {r['rt_priority']} (SCHED_FIFO)" if r.get("rt_priority") else
            "at normal scheduling") + (f"; the bench process at nice {r['machine']['nice']}"
@@ -631,11 +631,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(p)
     args = p.parse_args(argv)
-    return cli(args)
+    return cli(args, " ".join(["python3 -m bench.latency_bench", *(sys.argv[1:] if argv is None else argv)]))
 
 
-def cli(args: argparse.Namespace) -> int:
+def cli(args: argparse.Namespace, command: str | None = None) -> int:
     report = run(args)
+    # the command that made it, with its sizes (reports are made at other sizes than the defaults)
+    report["command"] = command or " ".join(["groovecast", *sys.argv[1:]])
     if str(args.out) != "-":
         write_report(dict(report), Path(args.out))
         _progress(f"wrote {Path(args.out) / 'latency.md'}")

@@ -1,7 +1,7 @@
 """Before/after of the live step's CPU cost: two source trees' generators stepped alternately, one step each.
 
 ``python -m bench.step_ab BEFORE_TREE AFTER_TREE [--guided] [--keep-rewinds N] [--performers 1] [--seconds 30]
-[--out FILE.json]``
+[--repeats 1] [--out FILE.json]``
 
 Each tree (a checkout of groovecast, e.g. ``git worktree add /tmp/before COMMIT`` or ``git archive COMMIT | tar -x``)
 runs its own generator in its own process (``build_model`` with the shipped card: staged, onnxruntime GPT step and
@@ -11,6 +11,8 @@ swapped every step), so both see the same load at the same moments: on a machine
 way to compare two versions, where two runs one after the other see different loads. Each step's CPU time is the
 stepping thread's (``thread_time``). Prints and writes the medians and p99 of each tree and their ratio, over all
 steps and, guided, over the steered steps and the others. The first 8 steps (lazy initialisation) are left out.
+``--repeats N`` steps the same two generators over the music N times in turn (the dance goes on) and reports each
+repeat's figures and their medians over the repeats (``median``; the ratio is of those medians).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +62,16 @@ def _start(tree: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[str],
     raise RuntimeError(f"{tree}: the generator did not start (exit {p.wait()})")
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def summary(steps: list[tuple[float, bool]]) -> dict[str, float]:
     """p50 / p99 CPU ms over all steps, and over the steered steps and the others when some were steered."""
     cpu = np.array([c for c, _ in steps])
@@ -82,34 +95,45 @@ def main(argv: list[str] | None = None) -> int:
                     help="steps of exact rewinds kept (the runtime's lookahead; default 0, its default)")
     ap.add_argument("--performers", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=30.0, help="music per run")
+    ap.add_argument("--repeats", type=int, default=1, help="runs over the music, each summarised (default 1)")
     ap.add_argument("--out", type=Path, default=None, help="JSON file to write (default: print only)")
     args = ap.parse_args(argv)
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     for t in trees.values():
         if not (t / "engine").is_dir():
             ap.error(f"{t}: not a groovecast source tree (no engine/)")
+    load_start = os.getloadavg()
     procs = {k: _start(t, args) for k, t in trees.items()}
     n = min(steps for _, steps in procs.values())
-    res: dict[str, list[tuple[float, bool]]] = {k: [] for k in procs}
+    runs: list[dict[str, list[tuple[float, bool]]]] = []
     order = list(procs)
     try:
-        for i in range(n):
-            for k in order if i % 2 == 0 else order[::-1]:
-                p = procs[k][0]
-                assert p.stdin is not None and p.stdout is not None
-                p.stdin.write(f"{i}\n")
-                p.stdin.flush()
-                c, s = json.loads(p.stdout.readline())
-                res[k].append((float(c), bool(s)))
+        for _ in range(max(1, args.repeats)):
+            res: dict[str, list[tuple[float, bool]]] = {k: [] for k in procs}
+            for i in range(n):
+                for k in order if i % 2 == 0 else order[::-1]:
+                    p = procs[k][0]
+                    assert p.stdin is not None and p.stdout is not None
+                    p.stdin.write(f"{i}\n")
+                    p.stdin.flush()
+                    c, s = json.loads(p.stdout.readline())
+                    res[k].append((float(c), bool(s)))
+            runs.append(res)
     finally:
         for p, _ in procs.values():
             if p.stdin is not None:
                 p.stdin.close()
             p.wait()
-    rows = {k: summary(v[WARM:]) for k, v in res.items()}
+    reps = [{k: summary(v[WARM:]) for k, v in res.items()} for res in runs]
+    rows = {k: {key: float(np.median([r[k][key] for r in reps if key in r[k]])) for key in reps[0][k]}
+            for k in reps[0]}
     report: dict[str, Any] = {"trees": {k: str(t) for k, t in trees.items()}, "guided": args.guided,
                               "keep_rewinds": args.keep_rewinds, "performers": args.performers,
-                              "load_average_after": os.getloadavg(), **rows,
+                              "repeats": len(reps),
+                              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                          "processor": _cpu_name()},
+                              "load_average_start": load_start, "load_average_after": os.getloadavg(),
+                              **rows, "runs": reps,
                               "ratio": {key: rows["after"][key] / rows["before"][key] for key in rows["before"]
                                         if key.endswith(("p50", "p99")) and key in rows["after"]}}
     print(json.dumps(report, indent=1))
