@@ -6,7 +6,9 @@ retrieval model) and the four real recordings of ``../shared/data/music_cc`` (fi
 under every genre its card trained, and retrieval). Each dance is generated once without staging (the model's own
 motion: "raw") and then staged exactly as the live engine stages it step by step (``stage_arrays``; the chunking
 test in ``tests/models/test_staging.py`` shows it is the same filter), with the default settings (front +Z, radius
-1.5 m). The real data's per-joint 99.9th percentile speeds and spin rates are measured on the training takes of
+1.5 m). Since session 10 the GPT dances as the live engine has it dance: the staging tells the generator where the
+dancer stands after each step (beat guidance's stage term steers the dance home while it is out), so its "raw" is
+the GPT's own frames danced under the staging (before the staging's corrections), not the GPT unstaged. The real data's per-joint 99.9th percentile speeds and spin rates are measured on the training takes of
 each style. Writes ``bench/reports/staging.{json,md,png}``.
 
     python -m bench.staging_bench [--data /work/runs/data3] [--seconds 30] [--model DIR]
@@ -66,11 +68,15 @@ def measure(root: np.ndarray, quat: np.ndarray, style: str) -> dict[str, Any]:
             "_spin": spin.round(3).tolist()}
 
 
-def gpt_vectors_motion(model: Any, cond: np.ndarray, genre: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The GPT's own frames (the live generator at batch 1, before staging) for conditioning rows."""
+def gpt_vectors_motion(model: Any, cond: np.ndarray, genre: str, seed: int, cfg: StagingConfig | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The GPT's own frames (the live generator at batch 1, before staging) for conditioning rows; with ``cfg``
+    danced as the live engine dances them, staged by ``cfg`` step by step (the staging tells the generator where the
+    dancer stands: beat guidance's stage term), the frames before staging returned (staging them again with ``cfg``
+    gives the staged dance exactly: the staging is a causal filter of these frames)."""
     from engine.train.generate import sample_dance
 
-    d = sample_dance(model, cond, GENRES.index(genre), None, seed=seed)
+    d = sample_dance(model, cond, GENRES.index(genre), None, seed=seed, staging=cfg)
     return d.root.astype(np.float64), d.quat.astype(np.float64)
 
 
@@ -229,14 +235,14 @@ def main(argv: list[str] | None = None) -> int:
         n = seq.n_frames // 4
         cond = sequence_conditions(seq.music.features, seq.music.period_s, seq.music.next_beat_s, n)
         g = style if style in genres else "salsa"
-        rows.append(row("held-out", "gpt", seq.name, g, *gpt_vectors_motion(model, cond, g, seed=i), cfg))
+        rows.append(row("held-out", "gpt", seq.name, g, *gpt_vectors_motion(model, cond, g, i, cfg), cfg))
         rows.append(row("held-out", "retrieval", seq.name, "salsa", *retrieval_motion(cond, seed=i), cfg))
     for f in sorted(MUSIC.glob("*.ogg")):
         audio = read_audio(f, args.seconds)
         feats, period, nxt, _ = dance_analysis(audio, ENGINE_SAMPLE_RATE, None)
         cond = sequence_conditions(feats, period, nxt, len(feats) // 4)
         for g in genres:
-            rows.append(row("music_cc", "gpt", f.stem, g, *gpt_vectors_motion(model, cond, g, seed=0), cfg))
+            rows.append(row("music_cc", "gpt", f.stem, g, *gpt_vectors_motion(model, cond, g, 0, cfg), cfg))
         rows.append(row("music_cc", "retrieval", f.stem, "salsa", *retrieval_motion(cond, seed=0), cfg))
     meta = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "python": platform.python_version(),

@@ -78,6 +78,15 @@ class GuidanceConfig:
             ``exp(weight * hits)`` (Gumbel-max over the candidates; no ``log p``, since they are draws from p), so
             weight 0 is plain sampling and a weight tilts the GPT's distribution toward the beat. Tokens of a
             performer with a text term are chosen by ``"argmax"`` either way.
+        stage_weight: weight of the stage term (0: off). A solo performer the staging reports far from the stage
+            centre (:meth:`GuideState.set_stage`, beyond ``stage_from`` of the radius) scores its candidates
+            ``stage_weight * s * z``, ``z`` their travel towards the centre (mean foot-locked root velocity over the
+            four frames, turned into the stage's frame) standardised over the candidates and ``s`` how far out it is
+            (0 at ``stage_from`` of the radius, 1 at the radius, at most 2); while it is out it is steered on every
+            token, and on a token no beat steers its draws are resampled with odds ``exp(stage_weight * s * z)``
+            (the GPT's own draws tilted toward the way home; 0 is plain sampling). So the dance itself turns back
+            and the staging's corrections have less to do.
+        stage_from: the fraction of the stage radius from which the stage term acts.
     """
 
     candidates: int = 16
@@ -91,6 +100,8 @@ class GuidanceConfig:
     text_logp: float = 0.0
     text_attributes: tuple[tuple[str, float, bool], ...] = ()
     energy_weight: float = 0.0
+    stage_weight: float = 0.0
+    stage_from: float = 0.5
 
     def __post_init__(self) -> None:
         if self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1:
@@ -103,6 +114,9 @@ class GuidanceConfig:
             raise ValueError(f"beat guidance text_logp must be a finite number >= 0, got {self.text_logp!r}")
         if not (math.isfinite(self.energy_weight) and self.energy_weight >= 0):
             raise ValueError(f"beat guidance energy_weight must be a finite number >= 0, got {self.energy_weight!r}")
+        if not (math.isfinite(self.stage_weight) and self.stage_weight >= 0 and 0 <= self.stage_from < 1):
+            raise ValueError(f"beat guidance stage_weight must be a finite number >= 0 and stage_from within [0, 1), "
+                             f"got {self.stage_weight!r}, {self.stage_from!r}")
         for name, scale, resample in self.text_attributes:
             if name not in ATTRIBUTE_COLUMNS or not (math.isfinite(scale) and scale >= 0) or not isinstance(resample,
                                                                                                            bool):
@@ -151,7 +165,9 @@ class GuidanceConfig:
                    select=str(block.get("select", d.select)),
                    text_logp=float(block.get("text_logp", d.text_logp)),
                    text_attributes=_text_attributes(block.get("text_attributes")),
-                   energy_weight=float(block.get("energy_weight", d.energy_weight)))
+                   energy_weight=float(block.get("energy_weight", d.energy_weight)),
+                   stage_weight=float(block.get("stage_weight", d.stage_weight)),
+                   stage_from=float(block.get("stage_from", d.stage_from)))
 
     def with_candidates(self, n: int) -> GuidanceConfig:
         """These settings with ``n`` candidates (``n`` <= 1: off; from off: the default settings)."""
@@ -177,6 +193,9 @@ class GuidanceConfig:
             out["text_attributes"] = {n: {"scale": sc, "resample": rs} for n, sc, rs in self.text_attributes}
         if self.energy_weight:
             out["energy_weight"] = self.energy_weight
+        if self.stage_weight:
+            out["stage_weight"] = self.stage_weight
+            out["stage_from"] = self.stage_from
         return out
 
 
@@ -228,6 +247,26 @@ class GuideState:
         self._down = np.zeros((cfg.history, dim_down), np.float32)
         self._filled = 0
         self.frames = 0  # frames committed so far (the next token starts here)
+        # the way to the stage centre in the model's own frame (unit [2]) and how far out (0: the term is off);
+        # set by the staging after each step (:meth:`set_stage`), not part of :meth:`state` (it sets it again)
+        self.stage_dir = np.zeros(2)
+        self.stage_strength = 0.0
+
+    def set_stage(self, rel_xz: np.ndarray | None, theta: float = 0.0, radius: float = 1.0) -> None:
+        """Where the staging has the performer: ``rel_xz`` its root less the stage centre in staged coordinates,
+        ``theta`` the staging's yaw of the model's frame (staged = the model's turned by ``theta``, plus an offset),
+        ``radius`` the stage radius; None: not staged (the stage term is off)."""
+        self.stage_strength = 0.0
+        if rel_xz is None or self.cfg.stage_weight <= 0:
+            return
+        rel = np.asarray(rel_xz, np.float64)[:2]
+        dist = float(np.hypot(rel[0], rel[1]))
+        r0 = self.cfg.stage_from * radius
+        self.stage_strength = float(np.clip((dist - r0) / max(radius - r0, 1e-6), 0.0, 2.0))
+        if self.stage_strength > 0:  # the way home, turned back into the model's frame (raw = staged turned -theta)
+            c, s_ = math.cos(-theta), math.sin(-theta)
+            u = -rel / dist
+            self.stage_dir = np.array([c * u[0] + s_ * u[1], c * u[1] - s_ * u[0]])
 
     @property
     def hist_up(self) -> np.ndarray:
@@ -432,6 +471,29 @@ class BeatGuide:
                     out[i] += w * sign * (v - v.mean()) / sd
         return out
 
+    def stage_scores(self, states: list[GuideState], pos: np.ndarray, hists: list[np.ndarray | None],
+                     cand_down: np.ndarray) -> np.ndarray:
+        """Stage scores [P, C]: per performer out on the stage (:meth:`GuideState.set_stage`), its candidates'
+        travel towards the centre standardised over them, times ``stage_weight`` and how far out it is (0 for the
+        others). Travel = the mean root velocity of the four frames, foot-locked as the generator will lock it
+        (the last committed frame before the first, as :meth:`attribute_values`)."""
+        out = np.zeros(pos.shape[:2])
+        for i, st in enumerate(states):
+            if st.stage_strength <= 0:
+                continue
+            p_i, d_i, h = pos[i], np.asarray(cand_down[i], np.float64), hists[i]
+            if h is not None and len(h):
+                p_i = np.concatenate([np.broadcast_to(h[-1:][None], (len(p_i), 1, *h.shape[1:])), p_i], axis=1)
+                d_i = np.concatenate([np.broadcast_to(st.hist_down[-1:], (len(d_i), 1, d_i.shape[-1])), d_i], axis=1)
+            v = d_i[:, :, [0, 2]]
+            if self.foot_lock:
+                v = locked_root_velocity(p_i[:, :, self.foot_points][..., [0, 2]], d_i[:, :, CONTACT_SLICE], v, _FPS)
+            home = (v[:, -pos.shape[2]:] @ st.stage_dir).mean(axis=1)  # [C] m/s towards the centre
+            sd = float(home.std())
+            if sd > 1e-9:
+                out[i] = self.cfg.stage_weight * st.stage_strength * (home - home.mean()) / sd
+        return out
+
     def resamples(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether a performer with these text targets resamples its draws on tokens no beat steers (some named
         attribute resamples with a weight > 0; see :meth:`choose_batch`)."""
@@ -451,7 +513,9 @@ class BeatGuide:
         performer's text attribute targets (:func:`steer_targets`; None or empty: no text term); ``gumbel``
         [P, C]: standard Gumbel noise, needed with ``select`` "sample" (it stands in for ``logp`` for the
         performers without a text term: see :class:`GuidanceConfig`); ``noise``: per performer None or [C]
-        standard Gumbel draws (:func:`gumbel_noise`) for a texted performer on a token no beat steers.
+        standard Gumbel draws (:func:`gumbel_noise`) for a texted performer on a token no beat steers, or for one
+        the stage term alone steers (then it takes the candidate maximising ``stage + noise``). Every performer out on
+        the stage adds its :meth:`stage_scores` (``stage_weight`` 0: nothing changes).
 
         A texted performer with beats to steer takes the candidate maximising ``logp + weight * hits + text``
         (``text``: :meth:`text_scores_batch`, weighted). A texted performer with noise (no beat) takes the one
@@ -482,6 +546,12 @@ class BeatGuide:
                 if g is not None:  # an energy-only performer: exp(energy term) alone (0.5 -> plain sampling)
                     lw = self.cfg.text_logp if any(c != ENERGY_COLUMN for c, _ in targets[i]) else 0.0
                     score[i] = lw * np.asarray(logp[i], np.float64) + text[i] + g
+        if self.cfg.stage_weight > 0 and any(st.stage_strength > 0 for st in states):
+            stage = self.stage_scores(states, pos, hists, cand_down)
+            for i, g in enumerate(noise or ()):  # steered by the stage alone: its draws resampled, exp(stage term)
+                if g is not None and not (targets and targets[i]):
+                    score[i] = g
+            score = score + stage
         return [int(k) for k in np.argmax(score, axis=1)]
 
     def choose(self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray,

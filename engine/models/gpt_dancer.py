@@ -621,6 +621,14 @@ class DanceGenerator:
             p.keyframe_until = None
             self._pin_next(p)
 
+    def set_stage(self, pid: int, rel_xz: np.ndarray | None, theta: float = 0.0, radius: float = 1.0) -> None:
+        """Where the staging has a performer after its newest step (:class:`engine.models.staging.StagedModel`
+        tells it): beat guidance's stage term steers its next tokens home while it is out on the stage
+        (:meth:`engine.models.beat_guidance.GuideState.set_stage`; no effect with guidance or the term off)."""
+        p = self.get(pid)
+        if p.guide is not None:
+            p.guide.set_stage(rel_xz, theta, radius)
+
     def _keeping(self) -> bool:
         """Whether rewinds are kept (then every cache write of a step is kept undoable)."""
         return self.snapshots.depth > 0
@@ -1136,7 +1144,9 @@ class DanceGenerator:
                 tg = self._steer_targets(p) + energy_target(p.controls.energy, self.guidance)
                 if tg:
                     targets[i] = tg
-                if near or tg:  # a text attribute steers every token, the beats only the tokens near one
+                # a text attribute (or the stage term, while the performer is out on the stage) steers every token,
+                # the beats only the tokens near one
+                if near or tg or p.guide.stage_strength > 0:
                     steered.append((i, near))
         if not steered:
             return {}
@@ -1183,8 +1193,10 @@ class DanceGenerator:
             assert g is not None
             states.append(g)
         # a texted performer on a token no beat steers resamples its draws by the text term (BeatGuide.choose_batch)
-        noise = [gumbel_noise(n_cand, ps[i].rng) if i in targets and not near and self.guide.resamples(targets[i])
-                 else None for i, near, _, _ in todo]
+        # and so does one steered by the stage term alone
+        noise = [gumbel_noise(n_cand, ps[i].rng) if not near and (
+            self.guide.resamples(targets[i]) if i in targets else states[j].stage_strength > 0)
+                 else None for j, (i, near, _, _) in enumerate(todo)]
         best = self.guide.choose_batch(states, [near for _, near, _, _ in todo], np.stack(cand_u), np.stack(cand_d),
                                        np.stack(logp), [targets.get(i, ()) for i, _, _, _ in todo],
                                        None if gumbel is None else np.stack(gumbel), noise)

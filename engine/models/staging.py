@@ -664,6 +664,15 @@ class Stager:
         r = self.row(pid)
         return rotate_xz(np.asarray(xz, dtype=np.float64)[:2] - self.offset[r], -self.theta[r])
 
+    def where(self, pid: int) -> tuple[np.ndarray, float] | None:
+        """Where the performer stands after its newest staged frame: (its root less its goal [2] in staged
+        coordinates, the transform's yaw); None before its first frame (what beat guidance's stage term reads:
+        :meth:`StagedModel.tell_stage`)."""
+        r = self.row(pid)
+        if not self.seen[r]:
+            return None
+        return self.last_xz[r] - self.goal_xz[r], float(self.theta[r])
+
     def to_raw(self, pid: int, root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A staged pose (root [3], quat [J, 4]) -> the model's own frame (for keyframes)."""
         r = self.row(pid)
@@ -1001,7 +1010,11 @@ class StagedModel:
         return self.inner.controls(pid)
 
     def step(self, cond: np.ndarray, pids: Sequence[int] | None = None) -> list[StepFrames]:
-        out = self.inner.step(cond) if pids is None else self.inner.step(cond, pids)
+        return self.stage_frames(self.inner.step(cond) if pids is None else self.inner.step(cond, pids))
+
+    def stage_frames(self, out: list[StepFrames]) -> list[StepFrames]:
+        """The inner model's newest step (its frames, in its order) staged; the inner model is told where each
+        performer now stands (:meth:`tell_stage`). :meth:`step` is the inner step and this."""
         if not out:
             return out
         stepped = [sf.pid for sf in out]
@@ -1017,17 +1030,33 @@ class StagedModel:
                                          pin)
         self.stager.save(stepped, [sf.step for sf in out])
         self._steps.update((sf.pid, sf.step) for sf in out)
+        for pid in stepped:
+            self.tell_stage(pid)
         return [StepFrames(pid=sf.pid, step=sf.step, root=root[i].astype(np.float32),
                            quat=quat[i].astype(np.float32)) for i, sf in enumerate(out)]
+
+    def tell_stage(self, pid: int) -> None:
+        """Tell the inner model where the staging has the performer (a model that steers its own dance home,
+        :meth:`engine.models.gpt_dancer.DanceGenerator.set_stage`; others have no ``set_stage``). Called after
+        every step, reset and rewind, so what the model reads always follows the staging's state."""
+        tell = getattr(self.inner, "set_stage", None)
+        if tell is None or not self.config.steer:
+            return
+        at = self.stager.where(pid)
+        if at is None:
+            tell(pid, None)
+        else:
+            tell(pid, at[0], at[1], self.config.radius_m)
 
     def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
         self._steps.pop(pid, None)  # the model numbers its steps from 0 again: the kept states are not its
         self.stager.drop_saved(pid)
         if root_xz is None:
             self.inner.reset(pid)
-            return
-        self.stager.reset(pid)
-        self.inner.reset(pid, np.asarray(root_xz, dtype=np.float64)[:2])
+        else:
+            self.stager.reset(pid)
+            self.inner.reset(pid, np.asarray(root_xz, dtype=np.float64)[:2])
+        self.tell_stage(pid)
 
     def keep_rewinds(self, steps: int) -> None:
         self.stager.keep_rewinds(steps)
@@ -1046,6 +1075,7 @@ class StagedModel:
             self.stager.restore(pid, keep)
             self._steps[pid] = keep
         self.inner.rewind(pid, n, None if root_xz is None else self.stager.to_raw_xz(pid, root_xz))
+        self.tell_stage(pid)
 
     def set_keyframe(self, pid: int, frames_ahead: int, root: np.ndarray, quat: np.ndarray,
                      joints: str = "all") -> None:

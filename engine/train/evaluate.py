@@ -81,7 +81,9 @@ def generate_for(
     m = seq.music
     cond = sequence_conditions(m.features, m.period_s, m.next_beat_s, n)
     gid = GENRES.index(genre) if GENRES.index(genre) < gpt.cfg.n_genres else GENRES.index("salsa")
-    d = sample_dance(replace(model, gpt=gpt), cond, gid, None, seed=seed)  # the live generator at batch 1
+    # the live generator at batch 1, staged step by step as ``generate`` stages it (the staging tells the generator
+    # where the dancer stands: beat guidance's stage term); the vectors are the model's own (unstaged) frames
+    d = sample_dance(replace(model, gpt=gpt), cond, gid, None, seed=seed, staging=DEFAULT_STAGING)
     return d.upper, d.lower  # foot-locked by the generator when the card asks
 
 

@@ -19,7 +19,7 @@ from engine.models.beat_guidance import GuidanceConfig
 from engine.models.conditioning import genre_id, sequence_conditions
 from engine.models.dance_model import DEFAULT_MODEL_DIR, MODEL_CARD, DanceModel, load_dance_model
 from engine.models.pose_repr import Motion, metric_cmu_skeleton
-from engine.models.staging import DEFAULT_STAGING, REAL_SPEED_P999, StagingConfig, stage_arrays
+from engine.models.staging import DEFAULT_STAGING, StagedModel, StagingConfig
 from engine.models.text_prompts import phrase_baseline, prompt_embedder
 from engine.models.vqvae import DOWN, VQVAE
 from engine.skeleton import rotations as R
@@ -47,8 +47,11 @@ class Sampled:
     tokens_down: np.ndarray  # [N]
     upper: np.ndarray  # [4N, 72] model vectors the streaming decoder gave (after foot locking, when on)
     lower: np.ndarray  # [4N, 61]
-    root: np.ndarray  # [4N, 3] float32: the frames the live engine would play
+    root: np.ndarray  # [4N, 3] float32: the model's frames (unstaged)
     quat: np.ndarray  # [4N, J, 4] float32
+    # with ``staging``: the frames the live engine would play (staged as it stages them), float64
+    staged_root: np.ndarray | None = None  # [4N, 3]
+    staged_quat: np.ndarray | None = None  # [4N, J, 4]
 
 
 @torch.no_grad()
@@ -63,6 +66,7 @@ def sample_dance(
     guidance: GuidanceConfig | None = None,
     max_repeat: int | None = None,
     genre_guidance: float | None = None,
+    staging: StagingConfig | None = None,
 ) -> Sampled:
     """Dance to conditioning rows ``cond`` [N, COND_DIM] with the live generator at batch 1.
 
@@ -73,7 +77,10 @@ def sample_dance(
     card asks). The live engine built with ``backend="torch", decode="torch"`` produces the same tokens and
     frames (``tests/runtime/test_offline_is_live.py``). ``temperature``, ``top_k``, ``guidance`` and
     ``max_repeat`` default to the card's (``max_repeat`` 0: no guard), and so does ``genre_guidance`` (1: off;
-    on, the generator's unconditional row makes the backend batch 2).
+    on, the generator's unconditional row makes the backend batch 2). ``staging``: each step's frames staged as the
+    live engine stages them (:class:`engine.models.staging.StagedModel`: the same :class:`Stager`, which tells the
+    generator where the dancer stands after each step, for beat guidance's stage term), in ``staged_root`` /
+    ``staged_quat``; None: not staged (the generator is told nothing).
     """
     from engine.models.gpt_dancer import DanceGenerator, cache_rows
     from engine.models.protocol import Controls
@@ -94,8 +101,16 @@ def sample_dance(
     ups = np.zeros(n, dtype=np.int64)
     downs = np.zeros(n, dtype=np.int64)
     upper, lower, roots, quats = [], [], [], []
+    staged = None if staging is None else StagedModel(gen, staging)
+    s_roots, s_quats = [], []
     for t in range(n):
-        (sf,) = gen.step(cond[t])
+        if staged is None:
+            (sf,) = gen.step(cond[t])
+        else:  # the staging wraps the generator as the live engine's does: the raw frames are the model's output
+            (sf,) = staged.inner.step(cond[t])
+            staged_sf = staged.stage_frames([sf])[0]
+            s_roots.append(staged_sf.root)
+            s_quats.append(staged_sf.quat)
         ups[t], downs[t] = int(p.tok_up[-1]), int(p.tok_down[-1])
         assert p.vectors is not None
         upper.append(p.vectors[0])
@@ -103,7 +118,9 @@ def sample_dance(
         roots.append(sf.root)
         quats.append(sf.quat)
     return Sampled(tokens_up=ups, tokens_down=downs, upper=np.concatenate(upper), lower=np.concatenate(lower),
-                   root=np.concatenate(roots), quat=np.concatenate(quats))
+                   root=np.concatenate(roots), quat=np.concatenate(quats),
+                   staged_root=np.concatenate(s_roots) if s_roots else None,
+                   staged_quat=np.concatenate(s_quats) if s_quats else None)
 
 
 @torch.no_grad()
@@ -160,10 +177,10 @@ def generate_dance(
         raise ValueError(f"genre {genre!r} is row {gid}, but this model has only {model.gpt.cfg.n_genres} genre rows "
                          f"(trained: {', '.join(model.card.get('trained_genres', [])) or 'unknown'})")
     d = sample_dance(model, cond, gid, emb, temperature, top_k, seed, max_repeat=max_repeat,
-                     genre_guidance=genre_guidance)
+                     genre_guidance=genre_guidance, staging=staging)  # staged one step at a time, as live
     root, quat = d.root.astype(np.float64), d.quat.astype(np.float64)
-    if staging is not None:  # the live engine's staging filter, one step at a time
-        root, quat = stage_arrays(root, quat, staging, genre if genre in REAL_SPEED_P999 else None)
+    if d.staged_root is not None and d.staged_quat is not None:
+        root, quat = d.staged_root.astype(np.float64), d.staged_quat.astype(np.float64)
     motion = Motion(metric_cmu_skeleton(), root, R.quat_to_matrix(quat), float(MODEL_FPS))
     return Generated(upper=d.upper, lower=d.lower, motion=motion, tokens_up=d.tokens_up, tokens_down=d.tokens_down,
                      features=feats, beats_s=[b for b in beats if b < n_tokens * DOWN / MODEL_FPS])

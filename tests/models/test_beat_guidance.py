@@ -339,3 +339,47 @@ def test_an_energy_only_performer_resamples_without_the_log_probability() -> Non
     assert guide.choose(state, [], cu, cd, logp, targets=energy_target(1.0, cfg), noise=noise) == 2
     texted = energy_target(1.0, cfg) + steer_targets({"arm": "low"})
     assert guide.choose(state, [], cu, cd, logp, targets=texted, noise=noise) == 0  # text_logp 1 counts again
+
+
+def _gliding(vx: float, vz: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rigid pose drawn gliding at (vx, vz) m/s with its feet in the air."""
+    up, low = _frames(np.full(4, vx))
+    low[:, 2] = vz
+    return up, low
+
+
+def test_the_stage_term_picks_the_way_home_in_the_models_frame() -> None:
+    """A performer the staging reports out on the stage takes the candidate travelling towards the centre, in the
+    model's own frame (the staging's yaw undone); inside ``stage_from`` of the radius, or with the term off, the
+    pick is as before (the log-probability's)."""
+    cand = [_gliding(0.6, 0.0), _gliding(0.0, 0.6), _gliding(-0.6, 0.0), _gliding(0.0, -0.6)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([0.0, -0.5, -0.5, -0.5])
+    cfg = GuidanceConfig(candidates=4, stage_weight=3.0, stage_from=0.5)
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and "stage_weight" not in GuidanceConfig().to_card()
+    with pytest.raises(ValueError, match="stage_weight"):
+        GuidanceConfig(stage_weight=1.0, stage_from=1.0)
+
+    def pick(c: GuidanceConfig, rel: tuple[float, float] | None, theta: float = 0.0) -> int:
+        guide = BeatGuide(c)
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*_gliding(0.0, 0.0))
+        state.set_stage(None if rel is None else np.array(rel), theta, 1.5)
+        return guide.choose(state, [], cu, cd, logp)
+
+    assert pick(cfg, (1.4, 0.0)) == 2  # out at +x: home is -x
+    assert pick(cfg, (0.0, -1.6)) == 1  # out at -z: home is +z
+    # the staging turned the model's frame by +90 deg (from +Z towards +X: raw +z is staged +x), so home (staged
+    # -x) is raw -z
+    assert pick(cfg, (1.4, 0.0), np.pi / 2) == 3
+    assert pick(cfg, (0.5, 0.0)) == 0  # inside half the radius: not steered
+    assert pick(cfg, None) == 0
+    assert pick(GuidanceConfig(candidates=4), (1.4, 0.0)) == 0  # the term off
+    # steered by the stage alone on a token no beat steers: the draws resampled, exp(stage term) + noise
+    guide = BeatGuide(cfg)
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_gliding(0.0, 0.0))
+    state.set_stage(np.array([1.4, 0.0]), 0.0, 1.5)
+    assert guide.choose(state, [], cu, cd, logp, noise=np.array([0.0, 0.0, 0.0, 50.0])) == 3  # the noise's
+    assert guide.choose(state, [], cu, cd, np.array([0.0, -50.0, -50.0, -50.0]), noise=np.zeros(4)) == 2  # not log p

@@ -359,3 +359,50 @@ def test_a_pinned_keyframe_is_reached_through_the_staging(joints: str) -> None:
     p = FK(at, np.stack([got[frame], pinned]))[0]
     err = np.linalg.norm(p[0] - p[1], axis=-1).max()
     assert err < 0.001, err
+
+
+class ListeningWalker(Walker):
+    """The walker, told where the staging has it (a model that steers its own dance home reads this)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root, self.quat = dancer(30.0, velocity=(0.4, 0.1), yaw0=1.2)  # facing sideways: the staging turns it
+        self.told: list[tuple[int, np.ndarray | None, float, float]] = []
+
+    def set_stage(self, pid: int, rel_xz: np.ndarray | None, theta: float = 0.0, radius: float = 1.0) -> None:
+        self.told.append((pid, None if rel_xz is None else np.array(rel_xz), theta, radius))
+
+
+def test_a_staged_model_tells_its_model_where_the_dancer_stands() -> None:
+    """After every step the inner model hears the performer's staged root less the stage centre and the staging's
+    yaw, so the model's own frame maps onto the stage (staged = raw turned by the yaw, plus the offset); after a
+    rewind it hears the state the staging went back to; nothing before the first frame or with steering off."""
+    inner = ListeningWalker()
+    inner.add_performer(Controls(genre=1))
+    model = StagedModel(inner, StagingConfig(radius_m=1.2, centre_xz=(0.5, 0.0)))
+    model.reset(0, np.zeros(2))
+    assert inner.told[-1][:2] == (0, None)
+    told = []
+    for _ in range(30):
+        (sf,) = model.step(np.zeros(168, np.float32))
+        pid, rel, theta, radius = inner.told[-1]
+        assert pid == 0 and radius == 1.2 and rel is not None
+        st = model.stager
+        raw_last = inner.root[inner.pos[0] - 1, [0, 2]] + inner.offset[0]
+        staged = np.array([np.cos(theta) * raw_last[0] + np.sin(theta) * raw_last[1],
+                           np.cos(theta) * raw_last[1] - np.sin(theta) * raw_last[0]]) + st.offset[0]
+        np.testing.assert_allclose(rel, staged - np.array([0.5, 0.0]), atol=1e-6)  # float32 frames
+        told.append((rel, theta))
+    assert told[-1][1] < -0.5  # the walker is turned to the front
+    model.stager.keep_rewinds(4)  # (the walker keeps nothing itself)
+    for _ in range(3):
+        model.step(np.zeros(168, np.float32))
+    kept = inner.told[-3]  # after the step a rewind of 2 goes back to
+    model.rewind(0, 2)
+    np.testing.assert_allclose(inner.told[-1][1], kept[1])
+    assert inner.told[-1][2] == kept[2]
+    quiet = ListeningWalker()
+    quiet.add_performer(Controls(genre=1))
+    off = StagedModel(quiet, StagingConfig(steer=False))
+    off.step(np.zeros(168, np.float32))
+    assert quiet.told == []
