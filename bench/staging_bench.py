@@ -8,8 +8,9 @@ motion: "raw") and then staged exactly as the live engine stages it step by step
 test in ``tests/models/test_staging.py`` shows it is the same filter), with the default settings (front +Z, radius
 1.5 m). Since session 10 the GPT dances as the live engine has it dance: the staging tells the generator where the
 dancer stands after each step (beat guidance's stage term steers the dance home while it is out), so its "raw" is
-the GPT's own frames danced under the staging (before the staging's corrections), not the GPT unstaged. The real data's per-joint 99.9th percentile speeds and spin rates are measured on the training takes of
-each style. Writes ``bench/reports/staging.{json,md,png}``.
+the GPT's own frames danced under the staging (before the staging's corrections), not the GPT unstaged. The real
+data's per-joint 99.9th percentile speeds and spin rates are measured on the training takes of each style. Writes
+``bench/reports/staging.{json,md,png}``.
 
     python -m bench.staging_bench [--data /work/runs/data3] [--seconds 30] [--model DIR]
 """

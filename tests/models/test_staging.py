@@ -384,7 +384,7 @@ def test_a_staged_model_tells_its_model_where_the_dancer_stands() -> None:
     assert inner.told[-1][:2] == (0, None)
     told = []
     for _ in range(30):
-        (sf,) = model.step(np.zeros(168, np.float32))
+        model.step(np.zeros(168, np.float32))
         pid, rel, theta, radius = inner.told[-1]
         assert pid == 0 and radius == 1.2 and rel is not None
         st = model.stager
