@@ -383,3 +383,10 @@ def test_the_stage_term_picks_the_way_home_in_the_models_frame() -> None:
     state.set_stage(np.array([1.4, 0.0]), 0.0, 1.5)
     assert guide.choose(state, [], cu, cd, logp, noise=np.array([0.0, 0.0, 0.0, 50.0])) == 3  # the noise's
     assert guide.choose(state, [], cu, cd, np.array([0.0, -50.0, -50.0, -50.0]), noise=np.zeros(4)) == 2  # not log p
+    # a draw standing still is no better than one moving across the way home (STAGE_MOTION): out at +x, home is -x;
+    # gliding along z wins over standing still, and the still draw over one walking straight out
+    across = [_gliding(0.0, 0.0), _gliding(0.0, 0.6), _gliding(0.6, 0.0)]
+    cu2 = np.stack([c[0] for c in across])
+    cd2 = np.stack([c[1] for c in across])
+    assert guide.choose(state, [], cu2, cd2, np.zeros(3)) == 1
+    assert guide.choose(state, [], cu2[[0, 2]], cd2[[0, 2]], np.zeros(2)) == 0
