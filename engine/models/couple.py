@@ -40,7 +40,18 @@ from engine.frames import MODEL_FPS
 from engine.models.follower import MAX_TURN_RAD, FollowerConfig, follower_xz, from_leader_frame, hip_yaw, place_features
 from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, StepFrames
 from engine.models.snapshots import SnapshotRing
-from engine.models.staging import SpeedLimiter, Stager, StagingConfig, arm_ik, speed_limits, wrap
+from engine.models.staging import (
+    CONTACT_HEIGHT_M,
+    FOOT_POINTS,
+    SpeedLimiter,
+    Stager,
+    StagingConfig,
+    arm_ik,
+    leg_ik,
+    rotate_xz,
+    speed_limits,
+    wrap,
+)
 from engine.skeleton import rotations as R
 
 if TYPE_CHECKING:  # the generators and the follower backend are passed in (built by engine.runtime.assemble)
@@ -75,6 +86,39 @@ CATCH_UP_M = 1.0
 #: The follower goes round its leader to a goal across him: its goal's bearing from the leader is turned at most
 #: this far from its own per step (see :func:`around_leader`).
 AROUND_RAD = float(np.deg2rad(45.0))
+#: The hard floor between the partners' roots, by where the follower stands in her leader's frame (her bearing from
+#: his heading): ``FLOOR_FRONT_M`` in front of him (bearing within ``FLOOR_TURN_DEG[0]``), rising smoothly to
+#: ``FLOOR_SIDE_M`` at his sides and behind him (from ``FLOOR_TURN_DEG[1]`` on). The real couples come as near as
+#: 0.225 m (training takes) / 0.254 m (held-out takes) only in front; at his sides and behind, never nearer than
+#: 0.345 m (training takes, bearing 45 deg or more): two bodies side by side are wider than face to face. The front
+#: value is above both real minima (the issue's measure: never below the real minimum).
+FLOOR_FRONT_M = 0.26
+FLOOR_SIDE_M = 0.34
+FLOOR_TURN_DEG = (40.0, 65.0)
+
+
+def body_floor(bearing: np.ndarray, front_m: float = FLOOR_FRONT_M, side_m: float = FLOOR_SIDE_M) -> np.ndarray:
+    """The least root distance [...] allowed for a follower at ``bearing`` [...] (radians from her leader's heading;
+    see :data:`FLOOR_FRONT_M`)."""
+    lo, hi = np.deg2rad(FLOOR_TURN_DEG)
+    x = np.clip((np.abs(wrap(np.asarray(bearing, np.float64))) - lo) / (hi - lo), 0.0, 1.0)
+    return front_m + (side_m - front_m) * x * x * (3.0 - 2.0 * x)
+
+
+def floor_push(lead_xz: np.ndarray, lead_yaw: np.ndarray, fol_xz: np.ndarray, away: np.ndarray,
+               front_m: float = FLOOR_FRONT_M, side_m: float = FLOOR_SIDE_M) -> np.ndarray:
+    """How far each follower [B, 2] must move out from her leader to keep :func:`body_floor`: [B, 2] (zero where she
+    is far enough), straight out along the line between the roots (``away`` [B, 2], the way out where the roots
+    coincide: the side she came from)."""
+    d = np.asarray(fol_xz, np.float64) - lead_xz
+    dist = np.linalg.norm(d, axis=-1)
+    unit = np.where(dist[:, None] > 1e-6, d / np.maximum(dist, 1e-9)[:, None],
+                    away / np.maximum(np.linalg.norm(away, axis=-1), 1e-9)[:, None])
+    fwd = np.stack([np.sin(lead_yaw), np.cos(lead_yaw)], axis=-1)
+    lat = np.stack([np.cos(lead_yaw), -np.sin(lead_yaw)], axis=-1)
+    bearing = np.arctan2((unit * lat).sum(-1), (unit * fwd).sum(-1))
+    need = np.maximum(body_floor(bearing, front_m, side_m) - dist, 0.0)
+    return unit * need[:, None]
 
 
 def around_leader(lead_xz: np.ndarray, fol_xz: np.ndarray, goal_xz: np.ndarray, max_rad: float) -> np.ndarray:
@@ -90,12 +134,44 @@ def around_leader(lead_xz: np.ndarray, fol_xz: np.ndarray, goal_xz: np.ndarray, 
     return np.asarray(lead_xz, np.float64) + float(np.linalg.norm(rg)) * np.array([np.cos(b), np.sin(b)])
 
 
+#: The pair is turned side-on to the audience (the line between the partners at least ``SIDE_ON_DEG`` from the line of
+#: sight) by turning the leader, ``SIDE_GAIN`` (1/s) of the missing angle, at most ``SIDE_MAX_DPS``, only about one
+#: planted point of a foot or in the air (never sliding a flat foot or both feet); 0: off (the pair's facing is the
+#: dance's).
+SIDE_GAIN = 0.0
+#: A fresh pair starts side-on to the audience (its leader turned to face across the stage, its follower in front of
+#: him): the line between the partners moves little afterwards (she stays on the side of him where she started).
+START_SIDE_ON = True
+SIDE_MAX_DPS = 60.0
+SIDE_ON_DEG = 50.0
+
+
+def side_on_turn(lead_xz: np.ndarray, goal_xz: np.ndarray, front: float, max_rad: float,
+                 min_deg: float = SIDE_ON_DEG) -> float:
+    """The turn (radians, about the leader) that brings the follower's goal towards side-on to the audience: the line
+    from the leader to the goal at least ``min_deg`` from the line of sight (``front``, the audience's direction),
+    turned the short way, at most ``max_rad``; 0 where it already is."""
+    d = np.asarray(goal_xz, np.float64) - lead_xz
+    if np.linalg.norm(d) < 1e-6:
+        return 0.0
+    a = float(wrap(np.asarray(np.arctan2(d[0], d[1]) - front)))  # 0: the goal straight towards the audience
+    off = abs(float(wrap(np.asarray(2.0 * a)))) / 2.0  # angle from the line of sight (either way along it), [0, pi/2]
+    need = np.deg2rad(min_deg) - off
+    if need <= 0.0:
+        return 0.0
+    # away from the line of sight: a bearing a near 0 (or pi) turns towards +-pi/2, the way it leans
+    lean = np.sign(np.sin(2.0 * a)) or 1.0
+    return float(lean * min(need, max_rad))
+
+
 def follower_placer_config(cfg: FollowerConfig, limit_speed: bool = True, fps: float = MODEL_FPS,
                            frames_per_step: int = 4) -> StagingConfig:
     """The stage steering that places a follower at its goal: ``pull`` of the gap per step as a rate, the heading
-    ``yaw_pull`` of its gap per step (at most ``MAX_TURN_RAD`` per step), through planted-foot pivots and leg IK."""
+    ``yaw_pull`` of its gap per step (at most ``MAX_TURN_RAD`` per step), through planted-foot pivots and leg IK (on,
+    with no gain, when only the distance floor is: it moves the placement too)."""
     per_s = fps / frames_per_step
-    return StagingConfig(steer=cfg.pull > 0.0 or cfg.yaw_pull > 0.0, radius_m=PLACE_GAP_M,
+    steer = cfg.pull > 0.0 or cfg.yaw_pull > 0.0 or cfg.min_root_distance_m > 0.0
+    return StagingConfig(steer=steer, radius_m=PLACE_GAP_M,
                          pull_ms=cfg.pull * per_s * PLACE_GAP_M, facing_gain=cfg.yaw_pull * per_s,
                          max_turn_dps=float(np.rad2deg(MAX_TURN_RAD * per_s)), edge_frac=1e6, hold_low_feet=True,
                          limit_speed=limit_speed, inner_frac=0.0, walk_ms=0.0, air_ms=0.0)
@@ -127,7 +203,8 @@ def pair_stage_config(staging: StagingConfig) -> StagingConfig:
     follower can only follow by stepping: tried, towards the front, side-on to the audience, or only to turn a drift
     home, each cost more partner distance, holds and skating than it won)."""
     return replace(staging, radius_m=staging.radius_m * PAIR_RADIUS_SHARE, inner_frac=PAIR_INNER_SHARE,
-                   facing_gain=0.0, pull_ms=PAIR_PULL_MS, walk_ms=0.0, air_ms=0.0)
+                   facing_gain=SIDE_GAIN, max_turn_dps=SIDE_MAX_DPS, dead_deg=0.0, flat_support=1.0,
+                   double_support=0.0, edge_frac=1e6, pull_ms=PAIR_PULL_MS, walk_ms=0.0, air_ms=0.0)
 
 
 @dataclass
@@ -140,6 +217,7 @@ class Couple:
     follow_in: int
     steps: int = 0
     follow_yaw: float = 0.0  # the follower's heading at the end of its last step (as output)
+    lead_yaw: float = 0.0  # the leader's (his facing as the stage reads it)
     follow_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))  # its floor position there (as output)
     lead_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))  # the leader's, at the end of its last step
     rewound: bool = False  # a rewind was applied since the last step (the partner's call is then a no-op)
@@ -187,7 +265,9 @@ class CoupleDancer:
         self.couples: list[Couple] = []
         self._next = 0
         self.steps = 0
-        self.floor_frames = 0  # follower frames pushed back to the minimum root distance
+        self.floor_frames = 0  # follower frames moved out to the floor by the placement (_keep_out)
+        self.late_floor_frames = 0  # ... after the speed limit (the output frame alone)
+        self.floor_slips = 0  # planted feet a push could not keep in place (the leg could not reach: slid)
         self.pull_m: list[float] = []  # follower's distance from its goal after each step (metres), for reports
 
     # -- performers ------------------------------------------------------------------------------------
@@ -294,6 +374,7 @@ class CoupleDancer:
         r = self._limit_row(c.follow)
         lim = self.fol_limit
         return {"follow_yaw": np.array([c.follow_yaw]), "follow_xz": c.follow_xz[None], "lead_xz": c.lead_xz[None],
+                "lead_yaw": np.array([c.lead_yaw]),
                 **{f"limit.{f}": getattr(lim, f)[r : r + 1] for f in ("root", "quat", "points", "valid", "lagging")}}
 
     def _restore(self, c: Couple, step: int) -> bool:
@@ -303,6 +384,7 @@ class CoupleDancer:
         if snap is None or not (self.lead_stage.restore(c.lead, step) and self.placer.restore(c.follow, step)):
             return False
         c.follow_yaw = float(snap["follow_yaw"])
+        c.lead_yaw = float(snap["lead_yaw"])
         c.follow_xz = np.array(snap["follow_xz"], np.float64)
         c.lead_xz = np.array(snap["lead_xz"], np.float64)
         r = self._limit_row(c.follow)
@@ -343,6 +425,7 @@ class CoupleDancer:
         return {"kind": self.kind, "couples": len(self.couples), "steps": self.steps,
                 "leader": self.leader.describe(), "follower": self.follower.describe(),
                 "pull": self.cfg.pull, "floor_frames": self.floor_frames,
+                "late_floor_frames": self.late_floor_frames, "floor_slips": self.floor_slips,
                 "goal_gap_m_p50": float(np.median(gaps)) if len(gaps) else 0.0,
                 "staging": f"pair: front {s.front_deg:g} deg, radius {s.radius_m:g} m" if s.steer else "off",
                 "hold_frames": self.hold_frames,
@@ -367,10 +450,22 @@ class CoupleDancer:
             for c in sel:  # leader is pulled as if it stood at the pair's midpoint
                 if c.steps > 0:
                     mid_off = 0.5 * (c.lead_xz - c.follow_xz)
-                    self.lead_stage.set_goal(c.lead, np.asarray(self.staging.centre_xz) + mid_off)
+                    turn = side_on_turn(c.lead_xz, c.follow_xz, self.staging.front, np.pi)
+                    self.lead_stage.set_goal(c.lead, np.asarray(self.staging.centre_xz) + mid_off, c.lead_yaw + turn)
+        if self.staging.steer and START_SIDE_ON:  # a fresh pair starts side-on to the audience: the leader is turned
+            for c in sel:  # about his root to face across the stage (the side nearer his own facing)
+                r = self.lead_stage.row(c.lead)
+                if c.steps == 0 and not self.lead_stage.seen[r]:
+                    raw = lead_raw[c.lead_in]
+                    raw_xz, raw_yaw = raw.root[0, [0, 2]].astype(np.float64), self._yaw(raw.quat[0])
+                    th = float(self.lead_stage.theta[r])
+                    xz = rotate_xz(raw_xz, np.asarray(th)) + self.lead_stage.offset[r]
+                    side = np.sign(float(wrap(np.asarray(raw_yaw + th - self.staging.front)))) or 1.0
+                    self.lead_stage.place(c.lead, raw_xz, raw_yaw, xz, self.staging.front + side * np.pi / 2)
         lr, lq = self.lead_stage.process([c.lead for c in sel], np.stack([lead_raw[c.lead_in].root for c in sel]),
                                          np.stack([lead_raw[c.lead_in].quat for c in sel]))
         lead_end: dict[int, tuple[np.ndarray, float]] = {}
+        floor = self._floor_m()
         for i, c in enumerate(sel):
             end_xz, end_yaw = lr[i, -1, [0, 2]].copy(), self._yaw(lq[i, -1])
             lead_end[c.lead] = (end_xz, end_yaw)
@@ -393,18 +488,25 @@ class CoupleDancer:
             end_xz, end_yaw = lead_end[c.lead]
             pred = self.fbackend.predicted_placement(self.follower.get(c.follow_in).state)
             goal = follower_xz(end_xz, end_yaw, pred)
+            goal_yaw = end_yaw + float(np.arctan2(pred[4], pred[3]))
             if c.steps > 0:
                 goal = around_leader(end_xz, c.follow_xz, goal, AROUND_RAD)
-            self.placer.set_goal(c.follow, goal, end_yaw + float(np.arctan2(pred[4], pred[3])))
+            if self.cfg.min_root_distance_m > 0.0:  # never a goal inside the floor (the pull would press her on it)
+                goal = goal + floor_push(end_xz[None], np.array([end_yaw]), goal[None], goal[None] - end_xz, *floor)[0]
+            self.placer.set_goal(c.follow, goal, goal_yaw)
         fr, fq = self._place(sel, np.stack([follow_raw[c.follow_in].root for c in sel]),
-                             np.stack([follow_raw[c.follow_in].quat for c in sel]))
+                             np.stack([follow_raw[c.follow_in].quat for c in sel]), lr, lq)
         fq = self._hold_hands(lr, lq, fr, fq)
         if self.staging.limit_speed:
             rows = np.array([self._limit_row(c.follow) for c in sel])
             for k in range(fr.shape[1]):
                 fr[:, k], fq[:, k] = self.fol_limit.frame(rows, fr[:, k], fq[:, k])
-        # last, the hard floor (it may outrun the speed limit on the frames it acts on: rare, see describe())
-        fr = np.stack([self._keep_apart(lr[i], fr[i]) for i in range(len(sel))])
+        if self.cfg.min_root_distance_m > 0.0:  # the speed limit held a follower back into her leader
+            lead_yaw = hip_yaw(R.quat_to_matrix(np.asarray(lq[:, :, self.hip], np.float64)))
+            for k in range(fr.shape[1]):
+                away = fr[:, k, [0, 2]] - lr[:, k, [0, 2]]
+                fr[:, k], fq[:, k] = self._keep_out(sel, lr[:, k, [0, 2]].astype(np.float64), lead_yaw[:, k], fr[:, k],
+                                                    fq[:, k], away, *floor, late=True)
         out: list[StepFrames] = []
         for i, c in enumerate(sel):
             root = fr[i]
@@ -412,6 +514,8 @@ class CoupleDancer:
             c.follow_xz = root[-1, [0, 2]].copy()
             c.follow_yaw = self._yaw(fq[i, -1])
             c.lead_xz = lr[i, -1, [0, 2]].copy()
+            face = self.lead_stage.face[self.lead_stage.row(c.lead)]
+            c.lead_yaw = float(np.arctan2(face[0], face[1]))
             c.steps += 1
             c.rewound = False
             out.append(StepFrames(pid=c.lead, step=lead_raw[c.lead_in].step, root=lr[i].astype(np.float32),
@@ -422,24 +526,86 @@ class CoupleDancer:
         self.steps += 1
         return out
 
-    def _place(self, sel: Sequence[Couple], root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The followers' frames placed towards their goals (the placer). A follower farther than ``CATCH_UP_M``
-        from its goal catches up: its feet that are on the floor but moving are not held (stepping through them)."""
+    def _place(self, sel: Sequence[Couple], root: np.ndarray, quat: np.ndarray, lead_root: np.ndarray,
+               lead_quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The followers' frames placed towards their goals (the placer), frame by frame, each kept out of its leader
+        by the placement itself (:meth:`_keep_out`). A follower farther than ``CATCH_UP_M`` from its goal catches
+        up: its feet that are on the floor but moving are not held (stepping through them)."""
         gap = np.array([np.linalg.norm(self.placer.goal_xz[self.placer.row(c.follow)] - c.follow_xz) for c in sel])
         far = (gap > CATCH_UP_M) & np.array([c.steps > 0 for c in sel])
-        if not far.any():
-            return self.placer.process([c.follow for c in sel], root, quat)
+        groups = [(np.arange(len(sel)), self.placer.cfg)] if not far.any() else [
+            (np.nonzero(g)[0], cfg) for g, cfg in ((~far, self.placer.cfg),
+                                                   (far, replace(self.placer.cfg, hold_low_feet=False))) if g.any()]
+        floor_on = self.cfg.min_root_distance_m > 0.0
+        front, side = self._floor_m()
+        lead_yaw = hip_yaw(R.quat_to_matrix(np.asarray(lead_quat[:, :, self.hip], np.float64)))  # [B, n]
+        away = np.stack([c.follow_xz - c.lead_xz for c in sel])  # the side each follower is on
         fr, fq = np.empty(root.shape), np.empty(quat.shape)
         base = self.placer.cfg
-        for group, cfg in ((~far, base), (far, replace(base, hold_low_feet=False))):
-            idx = np.nonzero(group)[0]
-            if len(idx):
+        for k in range(root.shape[1]):  # frame by frame: a push carries into the placement of the next frame
+            for idx, cfg in groups:
                 self.placer.cfg = cfg
                 try:
-                    fr[idx], fq[idx] = self.placer.process([sel[int(i)].follow for i in idx], root[idx], quat[idx])
+                    r, q = self.placer.process([sel[int(i)].follow for i in idx], root[idx, k : k + 1],
+                                               quat[idx, k : k + 1])
                 finally:
                     self.placer.cfg = base
+                fr[idx, k], fq[idx, k] = r[:, 0], q[:, 0]
+            if floor_on:
+                lead_xz = lead_root[:, k, [0, 2]].astype(np.float64)
+                fr[:, k], fq[:, k] = self._keep_out(sel, lead_xz, lead_yaw[:, k], fr[:, k], fq[:, k], away, front,
+                                                    side)
+                away = fr[:, k, [0, 2]] - lead_xz
         return fr, fq
+
+    def _floor_m(self) -> tuple[float, float]:
+        """The body floor in front of the leader and beside him (:func:`body_floor`; never under the config's)."""
+        front = max(FLOOR_FRONT_M, self.cfg.min_root_distance_m)
+        return front, max(FLOOR_SIDE_M, front)
+
+    def _keep_out(self, sel: Sequence[Couple], lead_xz: np.ndarray, lead_yaw: np.ndarray, root: np.ndarray,
+                  quat: np.ndarray, away: np.ndarray, front: float, side: float, late: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """One placed frame of each follower (root [B, 3], quat [B, J, 4]) moved out to :func:`body_floor` from its
+        leader by the placement: the staging transform moves (so the next frames start from there), and each leg
+        with a foot on the floor is re-solved (leg IK) so that foot stays where it is, as the stage pull does; a
+        foot in the air comes along and is given back as the leg steps. ``late``: a frame after the speed limit (the
+        placement had it out; the limit held it back): the output frame alone is moved (the same leg IK), and the
+        limit's last pose with it."""
+        push = floor_push(lead_xz, lead_yaw, root[:, [0, 2]], away, front, side)
+        hit = np.nonzero(np.abs(push).sum(-1) > 0.0)[0]
+        if len(hit) == 0:
+            return root, quat
+        rows = np.array([self.placer.row(sel[int(i)].follow) for i in hit])
+        if late:
+            self.late_floor_frames += len(hit)
+        else:
+            self.floor_frames += len(hit)
+        p = push[hit]
+        fk = self.placer.fk
+        pts, _ = fk(root[hit], quat[hit])
+        near = (pts[:, list(FOOT_POINTS), 1] - self.placer.floor[rows]) < CONTACT_HEIGHT_M  # [h, 4]
+        held = np.stack([near[:, :2].any(axis=1), near[:, 2:].any(axis=1)], axis=1)  # [h, 2 legs]
+        if not late:
+            self.placer.offset[rows] += p
+            self.placer.last_xz[rows] += p
+            self.placer.shift[rows] += held[..., None] * p[:, None]
+        root, quat = root.copy(), quat.copy()
+        root[hit, 0] += p[:, 0]
+        root[hit, 2] += p[:, 1]
+        pts[..., 0] += p[:, None, 0]
+        pts[..., 2] += p[:, None, 1]
+        quat[hit] = leg_ik(fk, quat[hit], pts, held[..., None] * p[:, None])
+        if held.any():  # a planted foot the leg cannot reach any more comes off its place: counted (should not)
+            after, _ = fk(root[hit], quat[hit])
+            moved = np.stack([np.linalg.norm((after[:, leg[2]] - pts[:, leg[2]])[:, [0, 2]] + p, axis=-1)
+                              for leg in fk.leg_points], 1)
+            self.floor_slips += int(np.count_nonzero(held & (moved > 0.01)))
+        if late and self.staging.limit_speed:
+            lim = np.array([self._limit_row(sel[int(i)].follow) for i in hit])
+            self.fol_limit.root[lim], self.fol_limit.quat[lim] = root[hit], quat[hit]
+            self.fol_limit.points[lim], _ = fk(root[hit], quat[hit])
+        return root, quat
 
     def save_state(self, sel: Sequence[Couple]) -> None:
         """Keep the couples' own and their stagings' state after their newest step, for exact rewinds (the
@@ -462,20 +628,6 @@ class CoupleDancer:
         self.hold_frames += int(np.count_nonzero(np.abs(move).sum(axis=(1, 2)) > 1e-6))
         q = arm_ik(fk, fq.reshape(b * n, *fq.shape[2:]), fp.reshape(b * n, *fp.shape[2:]), move)
         return q.reshape(fq.shape)
-
-    def _keep_apart(self, lead: np.ndarray, follow: np.ndarray) -> np.ndarray:
-        """Follower roots [n, 3] moved out to ``min_root_distance_m`` from the leader's on frames closer than it."""
-        d = follow[:, [0, 2]] - lead[:, [0, 2]]
-        dist = np.linalg.norm(d, axis=1)
-        low = dist < self.cfg.min_root_distance_m
-        if low.any():
-            self.floor_frames += int(low.sum())
-            unit = np.where(dist[:, None] > 1e-6, d / np.maximum(dist, 1e-6)[:, None], np.array([[0.0, 1.0]]))
-            follow = follow.copy()
-            fixed = lead[:, [0, 2]] + unit * self.cfg.min_root_distance_m
-            follow[low, 0] = fixed[low, 0]
-            follow[low, 2] = fixed[low, 1]
-        return follow
 
 
 def couple_controls(controls: Controls) -> Controls:

@@ -23,8 +23,9 @@ import torch
 
 from engine.frames import MODEL_FPS
 from engine.models.conditioning import sequence_conditions
+from engine.models.couple import FLOOR_FRONT_M, FLOOR_SIDE_M, FLOOR_TURN_DEG
 from engine.models.dance_model import DEFAULT_MODEL_DIR
-from engine.models.follower import FollowerGPT, from_leader_frame, hip_yaw, load_follower
+from engine.models.follower import FollowerGPT, from_leader_frame, hip_yaw, load_follower, relative_position
 from engine.models.pose_repr import Motion, motion_positions
 from engine.models.protocol import MotionModel
 from engine.models.staging import DEFAULT_STAGING, StagingConfig
@@ -44,16 +45,19 @@ VISIBLE_DEG = 45.0
 
 
 def couple_distances(lead: Motion, follow: Motion) -> dict[str, np.ndarray]:
-    """Per frame: ``root`` floor distance of the roots, ``hands`` nearest hand-to-hand distance (metres) and
-    ``facing`` the cosine of the angle between the two hip headings (-1: face to face)."""
+    """Per frame: ``root`` floor distance of the roots, ``hands`` nearest hand-to-hand distance (metres),
+    ``facing`` the cosine of the angle between the two hip headings (-1: face to face) and ``bearing`` where the
+    follower stands from her leader's heading (radians; 0: in front of him)."""
     n = min(lead.n_frames, follow.n_frames)
     pl, pf = motion_positions(lead)[:n], motion_positions(follow)[:n]
     idx = [lead.skeleton.index(h) for h in HANDS]
     hands = np.min(np.stack([np.linalg.norm(pl[:, i] - pf[:, j], axis=-1) for i in idx for j in idx]), axis=0)
     root = np.linalg.norm(lead.root_pos[:n, [0, 2]] - follow.root_pos[:n, [0, 2]], axis=1)
     hip = lead.skeleton.index("hip")
-    facing = np.cos(hip_yaw(lead.rot[:n, hip]) - hip_yaw(follow.rot[:n, hip]))
-    return {"root": root, "hands": hands, "facing": facing}
+    lead_yaw = hip_yaw(lead.rot[:n, hip])
+    facing = np.cos(lead_yaw - hip_yaw(follow.rot[:n, hip]))
+    rel = relative_position(lead.root_pos[:n, [0, 2]], lead_yaw, follow.root_pos[:n, [0, 2]])
+    return {"root": root, "hands": hands, "facing": facing, "bearing": np.arctan2(rel[:, 1], rel[:, 0])}
 
 
 def pair_on_stage(lead: Motion, follow: Motion, staging: StagingConfig = DEFAULT_STAGING) -> dict[str, np.ndarray]:
@@ -98,10 +102,16 @@ def summarise(d: dict[str, np.ndarray], real: dict[str, np.ndarray] | None, real
            "hands_median_m": float(np.median(hands)),
            "hands_in_hold_median_m": float(np.median(hands[hold])) if hold.any() else float("nan"),
            "face_to_face_share": float(np.mean(d["facing"] < 0.0))}
+    if "bearing" in d:  # beside or behind the leader, nearer than the real couples ever come there: through him
+        beside = np.abs(d["bearing"]) >= np.deg2rad(FLOOR_TURN_DEG[1])
+        out["close_beside_share"] = float(np.mean(beside & (root < FLOOR_SIDE_M - 1e-3)))  # 1 mm: the floor's own
     if "follow_skate" in d:
         out["follower_skate_ms"] = float(np.mean(d["follow_skate"]))
     if "lead_skate" in d:
         out["leader_skate_ms"] = float(np.mean(d["lead_skate"]))
+    if "floor_frames" in d:  # frames the placement moved out to the floor; after the speed limit; planted feet slid
+        frames = float(np.sum(d["frames"]))
+        out.update({f"{k}_share": float(np.sum(d[k])) / frames for k in FLOOR_COUNTS})
     if "visible" in d:
         out["visible_share"] = float(np.mean(d["visible"]))
         out["stage_max_m"] = float(np.max(d["far"]))
@@ -165,6 +175,10 @@ def independent_solos(model_dir: Path | None, follower: FollowerGPT, cond: np.nd
     return lead, Motion(other.skeleton, root, other.rot, other.fps)
 
 
+#: The couple kind's floor counters (``CoupleDancer.describe``), reported per generated frame of the follower.
+FLOOR_COUNTS = ("floor_frames", "late_floor_frames", "floor_slips")
+
+
 #: The generated rows of the couple measures, in order (``real`` is always measured).
 ROWS = ("couple", "couple, unstaged", "couple, no pull/floor", "untrained follower", "independent solos")
 
@@ -223,9 +237,12 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
                 else:
                     m = _step_all(model, cond, step_ms.get(name))
                     lead, follow = (m[p] for p in model.performer_ids())
+                    desc = model.describe()  # how often the floor moved the follower, and planted feet it slid
+                    add(name, {k: np.array([float(desc.get(k, 0))]) for k in FLOOR_COUNTS})
                 add(name, {**couple_distances(lead, follow), **pair_on_stage(lead, follow),
                            "follow_skate": np.array([follower_skating(follow)]),
-                           "lead_skate": np.array([follower_skating(lead)])})
+                           "lead_skate": np.array([follower_skating(lead)]),
+                           "frames": np.array([float(follow.n_frames)])})
                 if progress:
                     print(f"take {take.take} seed {s}: {name}", flush=True)
     cat = {row: {k: np.concatenate(v) for k, v in r.items()} for row, r in found.items()}
@@ -241,8 +258,9 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
 
 #: The rows of the couple table, in order.
 MEASURES = ("w1_root_m", "w1_hands_m", "w1_facing", "root_p5_m", "root_median_m", "root_p95_m", "root_min_m",
-            "below_real_min_share", "below_train_min_share", "hold_share", "hands_median_m", "hands_in_hold_median_m",
-            "face_to_face_share", "follower_skate_ms", "leader_skate_ms", "visible_share", "stage_max_m",
+            "below_real_min_share", "below_train_min_share", "close_beside_share", "hold_share", "hands_median_m",
+            "hands_in_hold_median_m", "face_to_face_share", "follower_skate_ms", "leader_skate_ms",
+            "floor_frames_share", "late_floor_frames_share", "floor_slips_share", "visible_share", "stage_max_m",
             "stage_p95_m", "mid_max_m")
 
 
@@ -253,11 +271,15 @@ def couple_table(res: dict[str, Any]) -> list[str]:
     lines = [f"Model `{res['model']}`; takes {', '.join(res['takes'])}; {res['seeds']} couple(s) per take and row "
              f"(seeds {res.get('first_seed', 0)}-{res.get('first_seed', 0) + res['seeds'] - 1}); "
              f"hold = wrists within {res['hold_m']} m; real minimum root distance {res['real_min_root_m']:.3f} m "
-             f"(held-out takes), {res['train_min_root_m']:.3f} m (training couples: the run-time floor). W1 = 1-D "
+             f"(held-out takes), {res['train_min_root_m']:.3f} m (training couples); the run-time floor "
+             f"{FLOOR_FRONT_M:g} m in front of the leader, {FLOOR_SIDE_M:g} m beside or behind him. W1 = 1-D "
              "Wasserstein distance to the real couples' distribution; facing = cosine of the heading difference; "
              f"visible = the line between the partners within {VISIBLE_DEG:g} deg of the stage's lateral axis (seen "
              "from the front, neither hides the other); stage_* = the farther partner's root from the stage centre, "
-             "mid = the pair's midpoint. Rows: `couple` is the live couple kind as `play --couple` runs it (staged), "
+             "mid = the pair's midpoint; close_beside = the follower beside or behind her leader (bearing from his "
+             f"heading {FLOOR_TURN_DEG[1]:g} deg or more) nearer than {FLOOR_SIDE_M:g} m (less 1 mm), where no real "
+             "couple comes (two bodies side by side: through him). Rows: `couple` is the live couple kind as `play "
+             "--couple` runs it (staged), "
              "`couple, unstaged` the same with `--no-staging`.", "",
              "| measure | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
     for m in MEASURES:

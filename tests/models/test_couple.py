@@ -247,3 +247,96 @@ def test_a_couple_rewound_past_both_attention_windows_continues_exactly() -> Non
             ra, rb = gen_a.get(0).state.row, gen_b.get(0).state.row
             assert torch.equal(gen_a.backend.k[:, ra], gen_b.backend.k[:, rb])  # type: ignore[attr-defined]
             assert torch.equal(gen_a.backend.v[:, ra], gen_b.backend.v[:, rb])  # type: ignore[attr-defined]
+
+
+def _standing(model: CoupleDancer, n: int, yaw: float, xz: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` frames of one dancer standing still, knees bent (room for leg IK), feet on the floor: root [1, n, 3],
+    quat [1, n, J, 4], facing ``yaw`` at ``xz``."""
+    from engine.models.staging import PointFK, yaw_quat
+
+    quat = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (1, n, model.n_joints, 1))
+    for side in "rl":
+        for name, a in (("Thigh", 0.4), ("Shin", -0.8)):
+            quat[..., model.skeleton.index(side + name), :] = [np.cos(a / 2), np.sin(a / 2), 0.0, 0.0]
+    quat[..., 0, :] = yaw_quat(np.asarray(yaw))
+    pts, _ = PointFK(model.skeleton)(np.zeros(3), quat[0, 0])
+    root = np.tile(np.array([xz[0], -pts[:, 1].min(), xz[1]]), (1, n, 1))
+    return root, quat
+
+
+def test_the_floor_moves_the_follower_over_her_planted_feet() -> None:
+    """A follower standing too close in front of her leader is moved out to the floor by the placement: her body
+    moves, her planted feet stay where they were (leg IK), and she stays out on the next frames (the placement
+    itself moved: no frame-by-frame projection of the root alone, which slid the whole body, feet included)."""
+    from engine.models.couple import FLOOR_FRONT_M
+    from engine.models.staging import FOOT_POINTS
+
+    model = _couples(1, min_dist=0.2)  # the body floor applies: FLOOR_FRONT_M in front of him
+    c = model.couples[0]
+    c.steps, c.lead_xz, c.follow_xz = 1, np.zeros(2), np.array([0.0, 0.15])
+    lead_root, lead_quat = _standing(model, 8, 0.0, (0.0, 0.0))  # facing +z
+    root, quat = _standing(model, 8, np.pi, (0.0, 0.15))  # facing him, 0.15 m in front of him
+    model.placer.set_goal(c.follow, np.array([0.0, FLOOR_FRONT_M]), np.pi)  # her goal: at the floor
+    feet_raw, _ = model.placer.fk(root[0], quat[0])
+    fr, fq = model._place([c], root, quat, lead_root, lead_quat)
+    dist = np.linalg.norm(fr[0][:, [0, 2]] - lead_root[0][:, [0, 2]], axis=-1)
+    assert dist.min() >= FLOOR_FRONT_M - 1e-9 and dist.max() < FLOOR_FRONT_M + 0.01  # out to the floor, no further
+    assert np.all(fr[0, :, 2] > 0.0)  # on her side of him
+    pts, _ = model.placer.fk(fr[0], fq[0])
+    feet = pts[:, list(FOOT_POINTS)][:, :, [0, 2]]
+    assert np.abs(feet - feet_raw[:, list(FOOT_POINTS)][:, :, [0, 2]]).max() < 1e-6  # planted feet did not move
+    assert model.floor_frames == 1 and model.floor_slips == 0  # pushed once: the placement kept her out after
+    r = model.placer.row(c.follow)
+    assert np.isclose(model.placer.offset[r][1], FLOOR_FRONT_M - 0.15)  # the placement moved, not the frame
+
+
+def test_a_follower_walking_into_her_leader_never_passes_through_him() -> None:
+    """Her own motion walks straight through her leader: she is held at the floor on her own side of him (the
+    placement keeps her out; the root-alone projection let her reappear behind him once her root passed his)."""
+    from engine.models.couple import body_floor
+
+    model = _couples(1, min_dist=0.2)
+    c = model.couples[0]
+    c.steps, c.lead_xz, c.follow_xz = 1, np.zeros(2), np.array([0.0, 0.6])
+    n = 4
+    for step in range(12):  # 1.2 m at 1 m/s towards -z, through him at the origin
+        lead_root, lead_quat = _standing(model, n, 0.0, (0.0, 0.0))
+        root, quat = _standing(model, n, np.pi, (0.0, 0.0))
+        root[0, :, 2] = 0.6 - (step * n + np.arange(n)) / 30.0
+        model.placer.set_goal(c.follow, c.follow_xz, np.pi)  # no pull: her own motion alone
+        fr, _ = model._place([c], root, quat, lead_root, lead_quat)
+        rel = fr[0][:, [0, 2]] - lead_root[0][:, [0, 2]]
+        assert np.all(rel[:, 1] > 0.0)  # always in front of him (he faces +z): never behind, never through
+        bearing = np.arctan2(rel[:, 0], rel[:, 1])
+        assert np.all(np.linalg.norm(rel, axis=1) >= body_floor(bearing) - 1e-9)
+        c.follow_xz = fr[0, -1, [0, 2]].copy()
+    assert model.floor_frames > 0
+
+
+def test_the_body_floor_is_wider_beside_and_behind_the_leader() -> None:
+    from engine.models.couple import FLOOR_FRONT_M, FLOOR_SIDE_M, body_floor, floor_push
+
+    deg = np.deg2rad(np.array([0.0, 30.0, -40.0, 65.0, -90.0, 180.0]))
+    assert np.allclose(body_floor(deg), [FLOOR_FRONT_M] * 3 + [FLOOR_SIDE_M] * 3)
+    assert np.all(np.diff(body_floor(np.deg2rad(np.linspace(0.0, 180.0, 50)))) >= 0.0)  # rises smoothly
+    # a follower 0.2 m to her leader's right (he faces +z: right is -x) is moved straight out to the side floor
+    push = floor_push(np.zeros((1, 2)), np.zeros(1), np.array([[-0.2, 0.0]]), np.array([[-1.0, 0.0]]))
+    assert np.allclose(push, [[-(FLOOR_SIDE_M - 0.2), 0.0]])
+    assert np.allclose(floor_push(np.zeros((1, 2)), np.zeros(1), np.array([[0.0, 0.5]]), np.zeros((1, 2))), 0.0)
+    # on top of him: out the way she came from
+    assert np.allclose(floor_push(np.zeros((1, 2)), np.zeros(1), np.zeros((1, 2)), np.array([[0.0, 2.0]])),
+                       [[0.0, FLOOR_FRONT_M]])
+
+
+def test_a_fresh_pair_starts_side_on_to_the_audience() -> None:
+    from engine.models.couple import side_on_turn
+
+    # the turn that brings a pair's line at least 50 deg from the line of sight, the short way, capped
+    assert np.isclose(side_on_turn(np.zeros(2), np.array([0.0, 1.0]), 0.0, 1.0), np.deg2rad(50.0))  # leans +
+    assert np.isclose(side_on_turn(np.zeros(2), np.array([-0.1, -1.0]), 0.0, 0.2), 0.2)  # the short way, capped
+    assert side_on_turn(np.zeros(2), np.array([1.0, 0.2]), 0.0, 1.0) == 0.0  # already across the stage
+    model = _couples(1, staging=StagingConfig(front_deg=30.0))
+    out = model.step(_cond(model))
+    d = out[1].root[0, [0, 2]] - out[0].root[0, [0, 2]]
+    axis = np.arctan2(d[0], d[1]) - np.deg2rad(30.0)
+    assert abs(np.sin(axis)) > np.sin(np.deg2rad(60.0))  # the audience sees the partners side by side
