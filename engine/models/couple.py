@@ -10,12 +10,15 @@ transform that turns only about a planted foot and moves the body over its plant
 sliding a planted foot), each with its own goal:
 
 * the follower's goal is where the placement head says it stands relative to its leader (position and heading),
-  pulled with ``pull`` of the gap per step (a foot that is down stays down; the body follows as it steps); it is
-  never closer to the leader than the smallest root distance of the training couples (the one correction that
-  moves the root alone, on the frames that need it);
+  pulled with ``pull`` of the gap per step (a foot that is down stays down; the body follows as it steps); she is
+  never closer to her leader than the body floor (:func:`body_floor`: ``FLOOR_FRONT_M`` in front of him, wider
+  beside and behind him, where real partners never come as close), kept frame by frame by the placement itself
+  (:meth:`CoupleDancer._keep_out`: the body moves out over its planted feet, re-solved by leg IK, and the next frames
+  start from there, so she stays on her side of him and never passes through him);
 * with staging on (``StagingConfig.steer``), the leader's goal stages the *pair*: the pair's midpoint is pulled
   towards the stage centre (within ``PAIR_RADIUS_SHARE`` of the stage radius), which the follower, placed
-  relative to its leader, follows. The pair's facing is left to the dance (see ``pair_stage_config``).
+  relative to its leader, follows; a fresh pair starts side-on to the audience (``START_SIDE_ON``). The pair's
+  facing is then left to the dance (see ``pair_stage_config``).
 
 Both partners' joint speeds are limited as every solo dancer's (``StagingConfig.limit_speed``).
 
@@ -134,34 +137,9 @@ def around_leader(lead_xz: np.ndarray, fol_xz: np.ndarray, goal_xz: np.ndarray, 
     return np.asarray(lead_xz, np.float64) + float(np.linalg.norm(rg)) * np.array([np.cos(b), np.sin(b)])
 
 
-#: The pair is turned side-on to the audience (the line between the partners at least ``SIDE_ON_DEG`` from the line of
-#: sight) by turning the leader, ``SIDE_GAIN`` (1/s) of the missing angle, at most ``SIDE_MAX_DPS``, only about one
-#: planted point of a foot or in the air (never sliding a flat foot or both feet); 0: off (the pair's facing is the
-#: dance's).
-SIDE_GAIN = 0.0
 #: A fresh pair starts side-on to the audience (its leader turned to face across the stage, its follower in front of
 #: him): the line between the partners moves little afterwards (she stays on the side of him where she started).
 START_SIDE_ON = True
-SIDE_MAX_DPS = 60.0
-SIDE_ON_DEG = 50.0
-
-
-def side_on_turn(lead_xz: np.ndarray, goal_xz: np.ndarray, front: float, max_rad: float,
-                 min_deg: float = SIDE_ON_DEG) -> float:
-    """The turn (radians, about the leader) that brings the follower's goal towards side-on to the audience: the line
-    from the leader to the goal at least ``min_deg`` from the line of sight (``front``, the audience's direction),
-    turned the short way, at most ``max_rad``; 0 where it already is."""
-    d = np.asarray(goal_xz, np.float64) - lead_xz
-    if np.linalg.norm(d) < 1e-6:
-        return 0.0
-    a = float(wrap(np.asarray(np.arctan2(d[0], d[1]) - front)))  # 0: the goal straight towards the audience
-    off = abs(float(wrap(np.asarray(2.0 * a)))) / 2.0  # angle from the line of sight (either way along it), [0, pi/2]
-    need = np.deg2rad(min_deg) - off
-    if need <= 0.0:
-        return 0.0
-    # away from the line of sight: a bearing a near 0 (or pi) turns towards +-pi/2, the way it leans
-    lean = np.sign(np.sin(2.0 * a)) or 1.0
-    return float(lean * min(need, max_rad))
 
 
 def follower_placer_config(cfg: FollowerConfig, limit_speed: bool = True, fps: float = MODEL_FPS,
@@ -203,8 +181,7 @@ def pair_stage_config(staging: StagingConfig) -> StagingConfig:
     follower can only follow by stepping: tried, towards the front, side-on to the audience, or only to turn a drift
     home, each cost more partner distance, holds and skating than it won)."""
     return replace(staging, radius_m=staging.radius_m * PAIR_RADIUS_SHARE, inner_frac=PAIR_INNER_SHARE,
-                   facing_gain=SIDE_GAIN, max_turn_dps=SIDE_MAX_DPS, dead_deg=0.0, flat_support=1.0,
-                   double_support=0.0, edge_frac=1e6, pull_ms=PAIR_PULL_MS, walk_ms=0.0, air_ms=0.0)
+                   facing_gain=0.0, pull_ms=PAIR_PULL_MS, walk_ms=0.0, air_ms=0.0)
 
 
 @dataclass
@@ -217,7 +194,6 @@ class Couple:
     follow_in: int
     steps: int = 0
     follow_yaw: float = 0.0  # the follower's heading at the end of its last step (as output)
-    lead_yaw: float = 0.0  # the leader's (his facing as the stage reads it)
     follow_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))  # its floor position there (as output)
     lead_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))  # the leader's, at the end of its last step
     rewound: bool = False  # a rewind was applied since the last step (the partner's call is then a no-op)
@@ -374,7 +350,6 @@ class CoupleDancer:
         r = self._limit_row(c.follow)
         lim = self.fol_limit
         return {"follow_yaw": np.array([c.follow_yaw]), "follow_xz": c.follow_xz[None], "lead_xz": c.lead_xz[None],
-                "lead_yaw": np.array([c.lead_yaw]),
                 **{f"limit.{f}": getattr(lim, f)[r : r + 1] for f in ("root", "quat", "points", "valid", "lagging")}}
 
     def _restore(self, c: Couple, step: int) -> bool:
@@ -384,7 +359,6 @@ class CoupleDancer:
         if snap is None or not (self.lead_stage.restore(c.lead, step) and self.placer.restore(c.follow, step)):
             return False
         c.follow_yaw = float(snap["follow_yaw"])
-        c.lead_yaw = float(snap["lead_yaw"])
         c.follow_xz = np.array(snap["follow_xz"], np.float64)
         c.lead_xz = np.array(snap["lead_xz"], np.float64)
         r = self._limit_row(c.follow)
@@ -450,8 +424,7 @@ class CoupleDancer:
             for c in sel:  # leader is pulled as if it stood at the pair's midpoint
                 if c.steps > 0:
                     mid_off = 0.5 * (c.lead_xz - c.follow_xz)
-                    turn = side_on_turn(c.lead_xz, c.follow_xz, self.staging.front, np.pi)
-                    self.lead_stage.set_goal(c.lead, np.asarray(self.staging.centre_xz) + mid_off, c.lead_yaw + turn)
+                    self.lead_stage.set_goal(c.lead, np.asarray(self.staging.centre_xz) + mid_off)
         if self.staging.steer and START_SIDE_ON:  # a fresh pair starts side-on to the audience: the leader is turned
             for c in sel:  # about his root to face across the stage (the side nearer his own facing)
                 r = self.lead_stage.row(c.lead)
@@ -514,8 +487,6 @@ class CoupleDancer:
             c.follow_xz = root[-1, [0, 2]].copy()
             c.follow_yaw = self._yaw(fq[i, -1])
             c.lead_xz = lr[i, -1, [0, 2]].copy()
-            face = self.lead_stage.face[self.lead_stage.row(c.lead)]
-            c.lead_yaw = float(np.arctan2(face[0], face[1]))
             c.steps += 1
             c.rewound = False
             out.append(StepFrames(pid=c.lead, step=lead_raw[c.lead_in].step, root=lr[i].astype(np.float32),

@@ -329,12 +329,6 @@ def test_the_body_floor_is_wider_beside_and_behind_the_leader() -> None:
 
 
 def test_a_fresh_pair_starts_side_on_to_the_audience() -> None:
-    from engine.models.couple import side_on_turn
-
-    # the turn that brings a pair's line at least 50 deg from the line of sight, the short way, capped
-    assert np.isclose(side_on_turn(np.zeros(2), np.array([0.0, 1.0]), 0.0, 1.0), np.deg2rad(50.0))  # leans +
-    assert np.isclose(side_on_turn(np.zeros(2), np.array([-0.1, -1.0]), 0.0, 0.2), 0.2)  # the short way, capped
-    assert side_on_turn(np.zeros(2), np.array([1.0, 0.2]), 0.0, 1.0) == 0.0  # already across the stage
     model = _couples(1, staging=StagingConfig(front_deg=30.0))
     out = model.step(_cond(model))
     d = out[1].root[0, [0, 2]] - out[0].root[0, [0, 2]]
