@@ -10,6 +10,7 @@ from typing import Any
 from engine.models.beat_guidance import GuidanceConfig
 from engine.models.conditioning import COND_DIM
 from engine.models.gpt import CrossCondGPT, load_gpt
+from engine.models.switch_primer import PRIMER_BANK_FILE, PrimerBank
 from engine.models.vqvae import VQVAE, load_vqvae
 
 #: The model shipped with the package.
@@ -26,6 +27,7 @@ class DanceModel:
     vq: VQVAE
     gpt: CrossCondGPT
     card: dict = field(default_factory=dict)
+    primer_bank: PrimerBank | None = None  # the genre switch's bank of real dance (card ``genre_switch.primer``)
 
     @property
     def kind(self) -> str:
@@ -92,8 +94,9 @@ class DanceModel:
         """What a live genre switch does (``sampling.genre_switch``, checked by :func:`check_card`): ``boost`` (the
         genre guidance factor), ``boost_tokens`` (for how many tokens), ``context`` (GPT positions kept through
         the switch; null: the whole window), ``decoder`` ("restart": the streaming decoder restarts too; "keep") and
-        ``ease`` (frames the output eases over after a decoder restart); absent entries keep the generator's
-        defaults."""
+        ``ease`` (frames the output eases over after a decoder restart) and ``primer`` (tokens of real dance of the
+        new style the restarted GPT window holds, from the folder's primer bank; 0: none); absent entries keep the
+        generator's defaults."""
         return dict(self.card.get("sampling", {}).get("genre_switch") or {})
 
     @property
@@ -115,6 +118,8 @@ class DanceModel:
             out["switch_decoder"] = sw["decoder"] == "restart"
         if "ease" in sw:
             out["switch_ease"] = int(sw["ease"])
+        if sw.get("primer"):
+            out["switch_primer"] = (int(sw["primer"]), self.primer_bank)
         if "share" in en:
             out["energy_share"] = float(en["share"])
         if "range" in en:
@@ -153,4 +158,10 @@ def load_dance_model(model_dir: Path | None = None) -> DanceModel:
     gpt.eval()
     if gpt.cfg.cond_dim != COND_DIM:
         raise ValueError(f"{d}: GPT cond_dim {gpt.cfg.cond_dim} != {COND_DIM} of engine.models.conditioning")
-    return DanceModel(vq=load_vqvae(d), gpt=gpt, card=card)
+    bank = None
+    if (card.get("sampling", {}).get("genre_switch") or {}).get("primer"):
+        if not (d / PRIMER_BANK_FILE).is_file():
+            raise FileNotFoundError(f"{card_path}: sampling.genre_switch.primer needs {d / PRIMER_BANK_FILE}, which is "
+                                    "missing (python3 -m engine.train.primer_bank builds it)")
+        bank = PrimerBank.load(d / PRIMER_BANK_FILE)
+    return DanceModel(vq=load_vqvae(d), gpt=gpt, card=card, primer_bank=bank)

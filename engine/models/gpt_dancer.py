@@ -33,6 +33,7 @@ from engine.models.beat_guidance import (
 from engine.models.conditioning import (
     COND_DIM,
     FRAMES_PER_TOKEN,
+    GENRES,
     control_vector,
     decoder_beat_features,
     genre_id,
@@ -59,6 +60,7 @@ from engine.models.sampling import (
     sample_tokens,
 )
 from engine.models.snapshots import SnapshotRing
+from engine.models.switch_primer import MAX_PRIMER_TOKENS, PrimerBank
 from engine.models.vqvae import VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
@@ -437,6 +439,11 @@ class DanceGenerator:
             with the old; the root and staging go on, and the staging's speed limit bounds the seam.
         switch_ease: frames over which the output eases from the last frame before such a decoder restart to the new
             frames (:data:`SWITCH_EASE_FRAMES`; 0: none).
+        switch_primer: (tokens, bank): at a genre switch the GPT window restarts primed with ``tokens`` tokens of real
+            dance of the new style from ``bank`` (:class:`engine.models.switch_primer.PrimerBank`), the snippet whose
+            last pose is nearest the performer's last decoded frame, instead of BOS (:meth:`prime_switch`); with
+            ``switch_decoder`` the restarted decoder decodes them first, so it goes on from that pose. (0, None):
+            off. A style the bank lacks, or a performer with no frame yet, restarts as without it.
         energy_range: (label at level 0, label at level 1): the energy label the GPT is given for a run-time energy
             level (:data:`ENERGY_RANGE`; linear in between).
         text_share: share of the text the unconditional row carries too (1: the text is not guided, 0: guided with
@@ -466,6 +473,7 @@ class DanceGenerator:
                  text_share: float | None = None, switch_context: int | None = SWITCH_CONTEXT,
                  energy_range: tuple[float, float] = ENERGY_RANGE, switch_decoder: bool = SWITCH_DECODER_RESTART,
                  switch_ease: int = SWITCH_EASE_FRAMES,
+                 switch_primer: tuple[int, PrimerBank | None] = (0, None),
                  text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None,
                  text_classes: Callable[[np.ndarray], Mapping[str, str]] | None = None) -> None:
         self.text_baseline = text_baseline
@@ -494,6 +502,14 @@ class DanceGenerator:
             raise ValueError(f"switch_ease must be >= 0 frames, got {switch_ease}")
         self.switch_decoder = bool(switch_decoder)
         self.switch_ease = int(switch_ease)
+        if not 0 <= int(switch_primer[0]) <= MAX_PRIMER_TOKENS or (switch_primer[0] and switch_primer[1] is None):
+            raise ValueError(f"switch_primer must be (tokens in [0, {MAX_PRIMER_TOKENS}], a bank when tokens > 0), "
+                             f"got {switch_primer}")
+        self.switch_primer = (int(switch_primer[0]), switch_primer[1])
+        if self.switch_primer[0] > 1 and not (rewrite_on_control and (rewrite_tokens is None
+                                                                     or rewrite_tokens >= self.switch_primer[0] - 1)):
+            raise ValueError("a switch primer needs the history rewritten on a control switch, over at least its "
+                             f"tokens ({self.switch_primer[0] - 1}); rewrite_tokens is {rewrite_tokens}")
         lo, hi = energy_range
         if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):
             raise ValueError(f"energy_range must lie in [0, 1], got {energy_range}")
@@ -798,27 +814,40 @@ class DanceGenerator:
             out = t if out is None else out + t
         return out
 
-    def restart_window(self, p: Performer, keep: int) -> None:
+    def restart_window(self, p: Performer, keep: int,
+                       primer: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Forget all but the newest ``keep`` positions of the performer's GPT rows (a genre switch, see
         ``switch_context``): they are renumbered from 0 (the GPT is relative in position), the conditional
         and unconditional rows keep those positions' keys and values (the conditional row's are rewritten under
         the new controls by the caller, the unconditional row's here), and pinned keyframes move with them. The
         next step feeds the last drawn token as ever (a training window's first positions look the same), except
         with ``keep`` 0, where the GPT starts over from BOS under the new genre, as a dance starts. The decoder,
-        foot locking, root and staging are untouched: the frames continue."""
+        foot locking, root and staging are untouched: the frames continue.
+
+        ``primer`` (up, down) [keep + 1] token ids replace the kept positions' tokens (their music rows stay) and the
+        next input: the window then holds real dance that leads into the next step (:meth:`prime_switch`)."""
         cfg = self.backend.config
         old = p.state.pos
         k = min(keep, old, cfg.context)
-        if old == k:
+        if old == k and primer is None:
             return
         idx = np.arange(old - k, old) % cfg.context
         up, down, cond = p.hist_up[idx].copy(), p.hist_down[idx].copy(), p.hist_cond[idx].copy()
+        if primer is not None:
+            if len(primer[0]) != k + 1 or len(primer[1]) != k + 1:
+                raise ValueError(f"a primer of {k + 1} tokens is needed here, got {len(primer[0])}")
+            up, down = np.asarray(primer[0][:k], np.int64), np.asarray(primer[1][:k], np.int64)
         if self._keeping() and k > 0:
             p.undo.append(_RingUndo(row=-1, hist=(p.hist_up.copy(), p.hist_down.copy(), p.hist_cond.copy())))
         p.hist_up[:k], p.hist_down[:k], p.hist_cond[:k] = up, down, cond
         shift = k - old
         p.state.pos = k
-        if k == 0:  # the GPT starts over under the new genre, as at the start of a dance
+        if primer is not None:  # the next input is the primer's last token
+            nu, nd = int(primer[0][k]), int(primer[1][k])
+            p.state.feed(nu, nd)
+            if p.uncond is not None:
+                p.uncond.feed(nu, nd)
+        elif k == 0:  # the GPT starts over under the new genre, as at the start of a dance
             bos = cfg.bos_id
             p.state.feed(bos, bos)
             if p.uncond is not None:
@@ -842,18 +871,49 @@ class DanceGenerator:
             p.keyframe_until = None
             self._pin_next(p)
 
-    def restart_decoder(self, p: Performer) -> None:
+    def restart_decoder(self, p: Performer, primer: tuple[np.ndarray, np.ndarray] | None = None,
+                        music: np.ndarray | None = None) -> None:
         """Forget the performer's decoder history (its next token decodes as the first of a sequence) and beat
         guidance's frame memory (a genre switch, see ``switch_decoder``); the output eases from its last frame over
         ``switch_ease`` frames (foot locking then goes on through the eased frames; without an ease it starts over).
-        Its root, GPT rows and staging go on."""
+        Its root, GPT rows and staging go on. ``primer`` (up, down) [n]: tokens the restarted decoder decodes first
+        (their frames are not output), with ``music`` [n, cond_dim] their conditioning rows (a beat-conditioned
+        decoder reads the beat phase from them)."""
         if self.switch_ease > 0 and p.last_vec is not None:  # the last frame as decoded (kept by exact rewinds)
             p.seam = (p.last_vec[0].copy(), p.last_vec[1].copy(), 0, self.switch_ease)
         else:  # foot locking starts over: its previous frame does not lead into the restarted decoder's first one
             p.last_vec = None
         self.decoder.reset(p.slot)
+        if primer is not None:
+            slot = torch.tensor([p.slot])
+            for j in range(len(primer[0])):
+                beat = None if music is None else self._beat_features(music[j : j + 1])
+                self.decoder.step(torch.tensor([int(primer[0][j])]), torch.tensor([int(primer[1][j])]), slot, beat)
         if p.guide is not None:
             p.guide.forget_frames()
+
+    def prime_switch(self, p: Performer) -> bool:
+        """At a genre switch, with a primer (``switch_primer``): restart the GPT window holding the real snippet of the
+        new style whose last pose is nearest the performer's last decoded frame (its tokens as the inputs of the
+        window's positions, their music the rows the performer danced to; rewritten under the new genre by the
+        caller, the unconditional row here), and, with ``switch_decoder``, restart the decoder with the snippet
+        decoded first. Returns False (nothing done) without a primer, a frame, or the style in the bank."""
+        n, bank = self.switch_primer
+        if n <= 0 or bank is None or p.last_vec is None:
+            return False
+        genre = GENRES[p.controls.genre] if 0 <= p.controls.genre < len(GENRES) else ""
+        got = bank.choose(genre, p.last_vec[0], p.last_vec[1], n)
+        if got is None:
+            return False
+        k, old, ctx = n - 1, p.state.pos, self.backend.config.context
+        # The music the snippet's tokens are decoded under: token j stands for the one drawn k - j steps before the
+        # last, under that step's row (the steps before the history's oldest use its oldest row).
+        steps = np.clip(old - 1 - k + np.arange(n), max(0, old - min(old, ctx)), max(0, old - 1))
+        music = p.hist_cond[steps % ctx].copy() if self.decoder.beat_dim and len(p.hist_cond) else None
+        self.restart_window(p, k, primer=got)
+        if self.switch_decoder:
+            self.restart_decoder(p, got, music)
+        return True
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "backend": self.backend.name, "steps": self.steps,
@@ -1032,12 +1092,13 @@ class DanceGenerator:
         changed = e is not None and (e[0] != p.controls.genre or (e[1] is None) != (glob is None)
                                      or (glob is not None and e[1] is not None and not np.array_equal(e[1], glob)))
         if e is not None and e[0] != p.controls.genre:
-            if self.switch_context is not None:
-                self.restart_window(p, self.switch_context)
+            if not self.prime_switch(p):
+                if self.switch_context is not None:
+                    self.restart_window(p, self.switch_context)
+                if self.switch_decoder:
+                    self.restart_decoder(p)
             if self.switch_boost[1] > 0:
                 p.boost_until = p.state.pos + self.switch_boost[1]
-            if self.switch_decoder:
-                self.restart_decoder(p)
         if p.textless is not None:
             if p.controls.text is None:
                 p.textless_live = False

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from engine.models.switch_primer import MAX_PRIMER_TOKENS
+
 #: Largest ``sampling.max_repeat`` (64 tokens = 8.5 s of one token: a longer run is no guard at all).
 MAX_REPEAT_LIMIT = 64
 #: Largest ``sampling.genre_guidance`` (past it the draw is the genre difference alone, far off the model).
@@ -27,7 +29,7 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.text_baseline`` "phrases" (or
     absent / null: none), ``sampling.genre_switch`` an object
     (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null,
-    ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames) and
+    ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``primer`` an integer in [0, 32] tokens) and
     ``sampling.energy`` an object (``share`` in [0, 1], ``range`` two numbers in [0, 1]), each optional;
     ``couple.beat_guidance`` an object (or null) of ``sampling.beat_guidance`` keys that a couple's leader uses
     instead (``candidates`` an integer >= 0, ``weight`` a number >= 0; the keys it leaves out are the solo's).
@@ -73,9 +75,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
                          f"got {tg!r}")
     sw = sampling.get("genre_switch")
     if sw is not None:
-        if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context", "decoder", "ease"}:
+        if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context", "decoder", "ease", "primer"}:
             raise ValueError(f"{path}: sampling.genre_switch must be an object with boost, boost_tokens, context, "
-                             f"decoder, ease; got {sw!r}")
+                             f"decoder, ease, primer; got {sw!r}")
         if ("boost" in sw) != ("boost_tokens" in sw):
             raise ValueError(f"{path}: sampling.genre_switch needs boost and boost_tokens together, got {sw!r}")
         b, bt, c = sw.get("boost", 1.0), sw.get("boost_tokens", 0), sw.get("context")
@@ -91,6 +93,10 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
         ease = sw.get("ease", 0)
         if isinstance(ease, bool) or not isinstance(ease, int) or not 0 <= ease <= 60:
             raise ValueError(f"{path}: sampling.genre_switch.ease must be an integer in [0, 60] frames, got {ease!r}")
+        pr = sw.get("primer", 0)
+        if isinstance(pr, bool) or not isinstance(pr, int) or not 0 <= pr <= MAX_PRIMER_TOKENS:
+            raise ValueError(f"{path}: sampling.genre_switch.primer must be an integer in [0, {MAX_PRIMER_TOKENS}] "
+                             f"tokens, got {pr!r}")
     en = sampling.get("energy")
     if en is not None:
         if not isinstance(en, dict) or set(en) - {"share", "range"}:

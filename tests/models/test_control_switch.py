@@ -12,6 +12,7 @@ from engine.models.conditioning import TEXT_DIM
 from engine.models.gpt_dancer import DanceGenerator, cache_rows
 from engine.models.protocol import Controls
 from engine.models.sampling import guide_logits, guide_text_logits
+from engine.models.switch_primer import PrimerBank, build_bank, pose_feature
 from export.torch_backend import TorchBackend
 from tests.models.test_genre_guidance import _cond, _gpt_vq, _recording
 
@@ -282,8 +283,16 @@ def test_the_cards_switch_and_energy_settings_reach_the_live_and_offline_generat
         gd.SWITCH_BOOST, gd.SWITCH_CONTEXT, gd.ENERGY_SHARE, gd.ENERGY_RANGE)
 
 
+def _bank(tokens: int = 40, styles: tuple[str, ...] = ("pop",)) -> PrimerBank:
+    """A small primer bank of random "takes" (token ids of the test VQ-VAE's 512 codes, random pose features)."""
+    rng = np.random.default_rng(7)
+    return build_bank({st: [(rng.integers(0, 512, tokens), rng.integers(0, 512, tokens),
+                             rng.normal(size=(tokens, 127)).astype(np.float32)) for _ in range(2)] for st in styles},
+                      hip_weight=3.0, components=8)
+
+
 def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: int = 9,
-                     rewinds: tuple[tuple[int, int], ...] = (), late: bool = False
+                     rewinds: tuple[tuple[int, int], ...] = (), late: bool = False, primer: int = 0,
                      ) -> tuple[DanceGenerator, list[list[np.ndarray]]]:
     """Two performers stepped ``n`` tokens; performer 0 switches genre before token ``switch_at`` (None: never).
     ``rewinds``: (after token, n) rewinds of performer 0, remade at once; ``late``: the switch is made only when the
@@ -293,7 +302,8 @@ def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: 
     gpt, vq = _gpt_vq()
     cond = _cond(n)
     gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=4,
-                         genre_guidance=2.0, switch_decoder=switch_decoder, switch_ease=ease)
+                         genre_guidance=2.0, switch_decoder=switch_decoder, switch_ease=ease,
+                         switch_primer=(primer, _bank() if primer else None))
     a, b = gen.add_performer(Controls(genre=1)), gen.add_performer(Controls(genre=1))
     out: list[list[np.ndarray]] = [[], []]
     todo = dict(rewinds)
@@ -363,14 +373,109 @@ def test_a_genre_switch_can_restart_the_decoder_and_ease_the_output() -> None:
     assert gen6.get(0).seam is None  # eased out
 
 
-@pytest.mark.parametrize("ease", [0, 6])
-def test_rewinds_across_a_decoder_restart_stay_exact(ease: int) -> None:
+@pytest.mark.parametrize(("ease", "primer"), [(0, 0), (6, 0), (4, 4)])
+def test_rewinds_across_a_decoder_restart_stay_exact(ease: int, primer: int) -> None:
     """A rewind of the switch step, of a step in its ease, or from after it to before the switch, remakes exactly
-    the frames of a performer that never rewound (the decoder restart and the ease are kept with each step); so
-    does a live re-plan (steps made ahead under the old genre, rewound, remade under the new: the offline dance)."""
-    _, straight = _switched_frames(True, ease, 5)
+    the frames of a performer that never rewound (the decoder restart, the primer and the ease are kept with each
+    step); so does a live re-plan (steps made ahead under the old genre, rewound, remade under the new: the offline
+    dance)."""
+    _, straight = _switched_frames(True, ease, 5, primer=primer)
     for rewinds, late in ((((6, 1),), False), (((7, 1),), False), (((9, 4),), False),
                           (((8, 3),), True)):  # the last as live: made ahead under the old genre, re-planned
-        _, again = _switched_frames(True, ease, 5, rewinds=rewinds, late=late)
+        _, again = _switched_frames(True, ease, 5, rewinds=rewinds, late=late, primer=primer)
         for x, y in zip(again[0] + again[1], straight[0] + straight[1], strict=True):
             np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+
+
+def test_a_genre_switch_primes_the_gpt_and_the_decoder_with_the_nearest_real_snippet() -> None:
+    """``switch_primer`` (L, bank): at the switch the GPT window holds the bank's snippet of the new style whose last
+    real pose is nearest the performer's last decoded frame (brute force over the stored features): its L tokens are
+    the inputs of positions 0 .. L-1, so the switch token is drawn from the GPT's logits for that window under the
+    new genre; the restarted decoder decodes the snippet first (the switch token's frames are those of the snippet
+    and the token decoded as one sequence); the other performer, every frame before the switch, and a dance without a
+    switch are untouched."""
+    L = 4
+    _, plain = _switched_frames(True, 0, 5)
+    _, primed = _switched_frames(True, 0, 5, primer=L)
+    for j in range(15):
+        np.testing.assert_array_equal(primed[0][j], plain[0][j])
+    for j in range(27):
+        np.testing.assert_array_equal(primed[1][j], plain[1][j])
+    _, none = _switched_frames(True, 0, None, primer=L)
+    _, base = _switched_frames(True, 0, None)
+    for x, y in zip(none[0] + none[1], base[0] + base[1], strict=True):
+        np.testing.assert_array_equal(x, y)
+    # Which snippet: replay the dance to just before the switch and compare with brute force.
+    gpt, vq = _gpt_vq()
+    cond = _cond(9)
+    bank = _bank()
+    g2 = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(1, 2.0), device="cpu"), vq, seed=4,
+                        genre_guidance=2.0, switch_decoder=True, switch_ease=0, switch_primer=(L, bank))
+    pid = g2.add_performer(Controls(genre=1))
+    for t in range(5):
+        g2.step(cond[t])
+    p = g2.get(pid)
+    assert p.last_vec is not None
+    q = pose_feature(*p.last_vec, hip_weight=3.0)
+    sb = bank.styles["pop"]
+    real = (sb.proj.astype(np.float32) @ bank.components) + bank.mean  # the stored features, back from the projection
+    d = np.linalg.norm(real - q, axis=1)
+    d[sb.pos[sb.ends] < L - 1] = np.inf
+    t_end = int(sb.ends[int(np.argmin(d))])
+    want_up, want_down = sb.up[t_end - L + 1 : t_end + 1], sb.down[t_end - L + 1 : t_end + 1]
+    g2.set_genre(pid, 2)
+    g2.step(cond[5])
+    np.testing.assert_array_equal(p.hist_up[: L - 1], want_up[: L - 1])
+    np.testing.assert_array_equal(p.hist_down[: L - 1], want_down[: L - 1])
+    np.testing.assert_array_equal(p.hist_up[L - 1], want_up[L - 1])  # the switch step's input: the last one
+    assert p.state.pos == L
+    # the decoder decoded the snippet, then the switch token, as one sequence
+    toks_up = np.append(want_up, p.tok_up[-1])[None]
+    toks_down = np.append(want_down, p.tok_down[-1])[None]
+    with torch.no_grad():
+        dec_up, _ = vq.decode(torch.from_numpy(toks_up), torch.from_numpy(toks_down))
+    vec = p.vectors
+    assert vec is not None
+    np.testing.assert_allclose(vec[0], dec_up[0, -4:].numpy(), atol=1e-4)
+
+
+def test_the_primer_bank_round_trips_and_rejects_other_files(tmp_path: Path) -> None:
+    bank = _bank(styles=("pop", "salsa"))
+    bank.save(tmp_path / "b.safetensors")
+    back = PrimerBank.load(tmp_path / "b.safetensors")
+    assert sorted(back.styles) == ["pop", "salsa"] and back.hip_weight == 3.0
+    rng = np.random.default_rng(3)
+    up, low = rng.normal(size=72), rng.normal(size=61)
+    a, b = bank.choose("salsa", up, low, 5), back.choose("salsa", up, low, 5)
+    assert a is not None and b is not None
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert bank.choose("modern", up, low, 5) is None  # a style the bank lacks: no primer
+    assert bank.choose("salsa", up, low, 41) is None  # longer than any take
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a bank")
+    with pytest.raises(ValueError, match="not a primer bank"):
+        PrimerBank.load(bad)
+
+
+def test_the_cards_primer_loads_the_folders_bank_and_says_when_it_is_missing(tmp_path: Path) -> None:
+    """``sampling.genre_switch.primer`` N: the model folder's ``primer_bank.safetensors`` reaches the generator
+    ``play``/``live`` build with N; without the file, loading the folder fails with a one-line error naming it;
+    a primer outside [0, 32] tokens is refused by the card check."""
+    from engine.models.dance_model import load_dance_model
+    from engine.models.switch_primer import PRIMER_BANK_FILE
+    from engine.runtime.assemble import ModelSpec, build_model
+    from tests.models.test_genre_guidance import _model_dir
+
+    sampling = {"genre_guidance": 2.0, "genre_switch": {"decoder": "restart", "primer": 4}}
+    d = _model_dir(tmp_path / "a", sampling)
+    with pytest.raises(FileNotFoundError, match=PRIMER_BANK_FILE):
+        load_dance_model(d)
+    _bank().save(d / PRIMER_BANK_FILE)
+    gen = build_model(ModelSpec(model=d, backend="torch", decode="torch")).inner  # type: ignore[attr-defined]
+    assert gen.switch_primer[0] == 4 and sorted(gen.switch_primer[1].styles) == ["pop"]
+    for bad in (33, -1, True, 2.5):
+        with pytest.raises(ValueError, match=r"genre_switch\.primer"):
+            load_dance_model(_model_dir(tmp_path / f"b{bad}", {"genre_switch": {"primer": bad}}))
+    with pytest.raises(ValueError, match="switch_primer"):
+        DanceGenerator(TorchBackend(_gpt_vq()[0], capacity=2, device="cpu"), _gpt_vq()[1], switch_primer=(4, None))
