@@ -104,8 +104,8 @@ class PrimerBank:
             styles = json.loads(meta["styles"])
             hip = float(json.loads(meta["hip_weight"]))
             banks = {st: StyleBank(up=t[f"{st}.up"].astype(np.int64), down=t[f"{st}.down"].astype(np.int64),
-                                   pos=np.concatenate([np.arange(n) for n in t[f"{st}.lengths"]] or [[]]).astype(
-                                       np.int64), ends=t[f"{st}.ends"].astype(np.int64), proj=t[f"{st}.proj"])
+                                   pos=_positions(t[f"{st}.lengths"]),
+                                   ends=t[f"{st}.ends"].astype(np.int64), proj=t[f"{st}.proj"])
                      for st in styles}
             mean, comp = t["mean"].astype(np.float32), t["components"].astype(np.float32)
         except (KeyError, ValueError, OSError, SafetensorError) as exc:
@@ -118,6 +118,11 @@ class PrimerBank:
                     and sb.proj.shape[1:] == (comp.shape[0],) and ends_ok):
                 raise ValueError(f"{path}: not a primer bank (style {st}: inconsistent shapes)")
         return PrimerBank(styles=banks, mean=mean, components=comp, hip_weight=hip)
+
+
+def _positions(lengths: np.ndarray) -> np.ndarray:
+    """Each token's index within its take, from the takes' lengths."""
+    return np.concatenate([np.zeros(0, np.int64), *(np.arange(int(n), dtype=np.int64) for n in lengths)])
 
 
 def build_bank(takes: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]], hip_weight: float = 3.0,
