@@ -884,11 +884,10 @@ class DanceGenerator:
         else:  # foot locking starts over: its previous frame does not lead into the restarted decoder's first one
             p.last_vec = None
         self.decoder.reset(p.slot)
-        if primer is not None:
-            slot = torch.tensor([p.slot])
-            for j in range(len(primer[0])):
-                beat = None if music is None else self._beat_features(music[j : j + 1])
-                self.decoder.step(torch.tensor([int(primer[0][j])]), torch.tensor([int(primer[1][j])]), slot, beat)
+        if primer is not None:  # all at once (as that many steps)
+            self.decoder.feed(p.slot, torch.as_tensor(np.asarray(primer[0], np.int64)),
+                              torch.as_tensor(np.asarray(primer[1], np.int64)),
+                              None if music is None else self._beat_features(music))
         if p.guide is not None:
             p.guide.forget_frames()
 

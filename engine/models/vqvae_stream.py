@@ -103,7 +103,8 @@ class _DecoderFn(nn.Module):
 
     def forward(self, z: Tensor, hists: list[Tensor], beat: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
         """z: [b, C_code] (, beat: [b, 4, F] the token's per-frame beat features) -> frames [b, 4, D] (normalised
-        units) and the new histories."""
+        units) and the new histories; or n tokens in a row, z: [b, n, C_code] (, beat [b, 4n, F]) -> [b, 4n, D]
+        (every layer runs over its history and the n tokens' inputs at once: the same as n steps)."""
         new: list[Tensor] = []
         it = iter(hists)
 
@@ -116,7 +117,7 @@ class _DecoderFn(nn.Module):
             # _Res with causal padding: relu before the dilated conv, whose history therefore holds relu(x)
             return x + pw(F.relu(conv(layer, F.relu(x))))
 
-        h = F.relu(conv(self.inp, z.unsqueeze(1)))  # [b, 1, H]
+        h = F.relu(conv(self.inp, z if z.dim() == 3 else z.unsqueeze(1)))  # [b, n, H]
         for layer, pw in zip(self.res0, self.res0_pw, strict=True):
             h = res(cast(_Conv, layer), pw, h)
         last = len(self.up) - 1
@@ -285,6 +286,28 @@ class StreamingDecoder:
         """Forget one performer's history (its next token decodes as the first of a sequence)."""
         for h in self.hists:
             h[row].zero_()
+
+    @torch.inference_mode()
+    def feed(self, row: int, idx_up: Tensor, idx_down: Tensor, beat: Tensor | None = None) -> None:
+        """Commit n tokens ``idx_up``, ``idx_down`` [n] to one row's histories at once, their frames unused (as n
+        :meth:`step` calls, in one pass of every layer, eagerly in torch whatever the runner): a genre switch's
+        primer. ``beat`` [n, 4, beat_dim] their per-frame beat features (needed when :attr:`beat_dim` > 0)."""
+        n = len(idx_up)
+        if n == 0:
+            return
+        bt = None
+        if self.fn.beat_dim:
+            if beat is None or tuple(beat.shape) != (n, DOWN, self.fn.beat_dim):
+                got = None if beat is None else tuple(beat.shape)
+                raise ValueError(f"this decoder reads per-frame beat features: beat must be "
+                                 f"[{n}, {DOWN}, {self.fn.beat_dim}], got {got}")
+            bt = beat.float().reshape(1, n * DOWN, -1)
+        n_up = self.fn.n_up
+        hists = [h[row : row + 1] for h in self.hists]
+        _, hu = self.fn.dec_up(F.embedding(idx_up, self.fn.code_up)[None], hists[:n_up], bt)
+        _, hd = self.fn.dec_down(F.embedding(idx_down, self.fn.code_down)[None], hists[n_up:], bt)
+        for h, new in zip(self.hists, [*hu, *hd], strict=True):
+            h[row] = new[0]
 
     def state(self, rows: Tensor) -> dict[str, Tensor]:
         """The histories of ``rows`` [b] as one tensor ``{"hists": [b, sum(keep * C)]}``, to snapshot

@@ -165,3 +165,34 @@ def test_a_zero_initialised_beat_input_decodes_as_the_plain_decoder() -> None:
     assert sd.beat_dim == 0
     u0, _ = sd.step(iu[:, 0], iu[:, 0], beat=torch.rand(1, 4, 4))
     assert torch.allclose(u0, ref[0][:, :4], atol=1e-5)
+
+
+@pytest.mark.parametrize("beat_dim", [0, 4])
+def test_feeding_tokens_at_once_equals_stepping_them(beat_dim: int) -> None:
+    """``feed`` commits n tokens to one row in one pass (a genre switch's primer): the row decodes on exactly as
+    after n steps (here: after some tokens already, then 7 fed, then 3 stepped); other rows are untouched."""
+    vq = _beat_model(9) if beat_dim else _model(9)
+    iu, idn, g = _tokens(10, 2, 14)
+    beat = torch.rand(2, 4 * 14, 4, generator=g) if beat_dim else None
+
+    def bt(t0: int, t1: int, row: int) -> torch.Tensor | None:
+        return None if beat is None else beat[row, 4 * t0 : 4 * t1].reshape(t1 - t0, 4, 4)
+
+    a, b = StreamingDecoder(vq, 2), StreamingDecoder(vq, 2)
+    for t in range(4):
+        for sd in (a, b):
+            sd.step(iu[:, t], idn[:, t], beat=None if beat is None else beat[:, 4 * t : 4 * t + 4])
+    for t in range(4, 11):
+        bb = bt(t, t + 1, 0)
+        a.step(iu[:1, t], idn[:1, t], torch.tensor([0]), None if bb is None else bb)
+    b.feed(0, iu[0, 4:11], idn[0, 4:11], bt(4, 11, 0))
+    for t in range(11, 14):
+        bb = bt(t, t + 1, 0)
+        ua, da = a.step(iu[:1, t], idn[:1, t], torch.tensor([0]), bb)
+        ub, db = b.step(iu[:1, t], idn[:1, t], torch.tensor([0]), bb)
+        assert torch.allclose(ua, ub, atol=1e-5) and torch.allclose(da, db, atol=1e-5)
+    for ha, hb in zip(a.hists, b.hists, strict=True):
+        assert torch.equal(ha[1], hb[1])  # row 1 was never fed
+    if beat_dim:
+        with pytest.raises(ValueError, match="beat features"):
+            b.feed(0, iu[0, :2], idn[0, :2])
