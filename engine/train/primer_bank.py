@@ -42,8 +42,8 @@ def bank_from_sequences(sequences: list, vq: VQVAE, hip_weight: float = 3.0, com
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from engine.cli.train_cmds import load_data
     from engine.models.vqvae import load_vqvae
+    from engine.train.dataset import build_sequences, load_packed
 
     ap = argparse.ArgumentParser(prog="python -m engine.train.primer_bank", description=__doc__.split("\n")[0])
     ap.add_argument("model_dir", type=Path, help="the model folder (its VQ-VAE encodes the takes; the bank goes there)")
@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         torch.set_num_threads(1)
-        bank = bank_from_sequences(load_data(args.data, "train", None), load_vqvae(args.model_dir),
+        packed = args.data / "train.npz"
+        seqs = load_packed(packed) if packed.is_file() else build_sequences(args.data, "train")
+        bank = bank_from_sequences(seqs, load_vqvae(args.model_dir),
                                    args.hip_weight, args.components, args.max_ends)
         bank.save(args.model_dir / PRIMER_BANK_FILE)
     except (OSError, ValueError) as e:
