@@ -100,16 +100,24 @@ class DanceModel:
         return dict(self.card.get("sampling", {}).get("genre_switch") or {})
 
     @property
+    def genre_start(self) -> dict[str, Any]:
+        """The genre guidance boost at a dance's start (``sampling.genre_start``, checked by :func:`check_card`):
+        ``boost`` (the factor) for ``boost_tokens`` tokens from BOS; absent: none."""
+        return dict(self.card.get("sampling", {}).get("genre_start") or {})
+
+    @property
     def energy(self) -> dict[str, Any]:
         """How the energy control is read (``sampling.energy``): ``share`` (of the energy the unconditional row
         carries under genre guidance) and ``range`` (the labels of levels 0 and 1); absent: the defaults."""
         return dict(self.card.get("sampling", {}).get("energy") or {})
 
     def generator_options(self) -> dict[str, Any]:
-        """The card's genre-switch and energy settings as :class:`engine.models.gpt_dancer.DanceGenerator`
+        """The card's genre-start, genre-switch and energy settings as :class:`engine.models.gpt_dancer.DanceGenerator`
         keyword arguments (only those the card sets)."""
-        sw, en = self.genre_switch, self.energy
+        sw, en, st = self.genre_switch, self.energy, self.genre_start
         out: dict[str, Any] = {}
+        if st:  # boost and boost_tokens together (check_card)
+            out["start_boost"] = (float(st["boost"]), int(st["boost_tokens"]))
         if "boost" in sw:  # with boost_tokens (check_card)
             out["switch_boost"] = (float(sw["boost"]), int(sw["boost_tokens"]))
         if "context" in sw:

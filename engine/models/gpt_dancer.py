@@ -81,6 +81,12 @@ REWRITE_TOKENS = 16
 #: better). With the window restarted (:data:`SWITCH_CONTEXT`) a short, strong pull works best (session 7,
 #: ``docs/models.md``, "Genre switch").
 SWITCH_BOOST = (4.0, 4)
+#: At the start of a dance (the first steps from BOS after a performer is added or reset) the genre guidance scale is
+#: multiplied by the first for the first (second) tokens; (1, 0): off (the default; the shipped card sets it, session
+#: 10). Why: a GPT starting from BOS draws what the training takes' first seconds look like, and most sequence starts
+#: in the training data are the short modern takes' (collars held as in their first frames), so without a pull the
+#: first 2-4 s of salsa and Indian dances read as modern (``docs/models.md``, "Session 10").
+START_BOOST = (1.0, 0)
 #: Newest GPT positions a performer keeps through a genre switch (None: the whole window, as before session 7; 0: the
 #: GPT starts over from BOS under the new genre). The old style lives in the window's *tokens*, which a history
 #: rewrite cannot change; so the window restarts, while the decoder, foot locking, root and staging go on, so the
@@ -158,6 +164,7 @@ class _Marks:
     known: int
     encoded: tuple[int, np.ndarray | None] | None
     boost_until: int
+    boost_factor: float
     keyframe_until: int | None
     pinned: tuple[tuple[int, int, int], ...]
     inbetween: InBetweenState
@@ -204,7 +211,8 @@ class Performer:
     hist_down: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [C]
     hist_cond: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [C, cond_dim]
     encoded: tuple[int, np.ndarray | None] | None = None  # (genre, global vector) the cached history carries
-    boost_until: int = -1  # genre guidance is boosted before this position (just after a genre switch)
+    boost_until: int = -1  # genre guidance is boosted before this position (a dance's start, a genre switch)
+    boost_factor: float = 1.0  # by this factor
     # For exact rewinds (only while rewinds are kept): the cache and history entries the step being made rewrote
     # before its own write, in order (see ``_RingUndo``), and the keyframes added lately (n_tokens then, target,
     # up, down), replayed after a rewind to before them.
@@ -230,6 +238,7 @@ class Performer:
         self.encoded = None
         self.textless_live = False
         self.boost_until = -1
+        self.boost_factor = 1.0
         if self.guide is not None:
             self.guide.reset()
         self.decoder.reset(self.slot)
@@ -338,6 +347,7 @@ class Performer:
         self.known = m.known
         self.encoded = m.encoded
         self.boost_until = m.boost_until
+        self.boost_factor = m.boost_factor
         self.keyframe_until = m.keyframe_until
         self.pinned = list(m.pinned)
         self.inbetween = m.inbetween.copy()
@@ -364,7 +374,8 @@ class Performer:
         out["marks"] = _Marks(
             pos=self.state.pos, prev=(self.state.prev_up, self.state.prev_down),
             textless_pos=-1 if self.textless is None else self.textless.pos, textless_live=self.textless_live,
-            known=self.known, encoded=self.encoded, boost_until=self.boost_until, keyframe_until=self.keyframe_until,
+            known=self.known, encoded=self.encoded, boost_until=self.boost_until, boost_factor=self.boost_factor,
+            keyframe_until=self.keyframe_until,
             pinned=tuple(self.pinned), inbetween=self.inbetween.copy(), seam=self.seam, rewrites=tuple(self.undo))
         self.undo.clear()
         return out
@@ -430,6 +441,9 @@ class DanceGenerator:
             cost less on the engine thread, the older ones keep the old controls until they leave the window).
         switch_boost: (factor, tokens): after a performer's genre changes, its genre guidance scale is multiplied
             by ``factor`` for ``tokens`` tokens (:data:`SWITCH_BOOST`; (1, 0): off), so the new style shows sooner.
+        start_boost: (factor, tokens): the genre guidance scale is multiplied by ``factor`` for a dance's first
+            ``tokens`` tokens (from BOS after the performer is added or reset; :data:`START_BOOST`; (1, 0): off), so
+            the dance starts in its style instead of as the training takes' starts look (mostly modern's).
         switch_context: GPT positions a performer keeps through a genre switch (:data:`SWITCH_CONTEXT`; None: the
             whole window): the older ones are forgotten (:meth:`restart_window`), so the new genre is not held back
             by tokens drawn in the old style. Its decoder, foot locking, root and staging go on (no snap).
@@ -470,6 +484,7 @@ class DanceGenerator:
                  rewrite_on_control: bool = True, text_guidance: float | None = None,
                  text_prompts: str = "sentence", energy_share: float = ENERGY_SHARE,
                  switch_boost: tuple[float, int] = SWITCH_BOOST, rewrite_tokens: int | None = REWRITE_TOKENS,
+                 start_boost: tuple[float, int] = START_BOOST,
                  text_share: float | None = None, switch_context: int | None = SWITCH_CONTEXT,
                  energy_range: tuple[float, float] = ENERGY_RANGE, switch_decoder: bool = SWITCH_DECODER_RESTART,
                  switch_ease: int = SWITCH_EASE_FRAMES,
@@ -495,6 +510,9 @@ class DanceGenerator:
         if not (switch_boost[0] > 0 and math.isfinite(switch_boost[0]) and switch_boost[1] >= 0):
             raise ValueError(f"switch_boost must be (factor > 0, tokens >= 0), got {switch_boost}")
         self.switch_boost = (float(switch_boost[0]), int(switch_boost[1]))
+        if not (start_boost[0] > 0 and math.isfinite(start_boost[0]) and start_boost[1] >= 0):
+            raise ValueError(f"start_boost must be (factor > 0, tokens >= 0), got {start_boost}")
+        self.start_boost = (float(start_boost[0]), int(start_boost[1]))
         if switch_context is not None and switch_context < 0:
             raise ValueError(f"switch_context must be >= 0 or None, got {switch_context}")
         self.switch_context = switch_context
@@ -1086,10 +1104,13 @@ class DanceGenerator:
 
     def _note_controls(self, p: Performer, glob: np.ndarray | None) -> bool:
         """Before a step: whether the controls changed since the last step (then the caller rewrites the history,
-        see ``rewrite_on_control``); starts the switch boost and the text-guidance row."""
+        see ``rewrite_on_control``); starts the start or switch boost and the text-guidance row."""
         e = p.encoded
         changed = e is not None and (e[0] != p.controls.genre or (e[1] is None) != (glob is None)
                                      or (glob is not None and e[1] is not None and not np.array_equal(e[1], glob)))
+        if e is None and self.start_boost[1] > 0 and p.n_tokens == 0:  # the dance's first step, from BOS
+            p.boost_until = p.state.pos + self.start_boost[1]
+            p.boost_factor = self.start_boost[0]
         if e is not None and e[0] != p.controls.genre:
             if not self.prime_switch(p):
                 if self.switch_context is not None:
@@ -1098,6 +1119,7 @@ class DanceGenerator:
                     self.restart_decoder(p)
             if self.switch_boost[1] > 0:
                 p.boost_until = p.state.pos + self.switch_boost[1]
+                p.boost_factor = self.switch_boost[0]
         if p.textless is not None:
             if p.controls.text is None:
                 p.textless_live = False
@@ -1147,9 +1169,8 @@ class DanceGenerator:
             if e is not None and text2 is not None:
                 text2[j] = e
         scale_t: float | torch.Tensor = scale
-        if any(p.state.pos < p.boost_until for p in ps):  # just after a genre switch: a stronger pull for a while
-            scale_t = torch.tensor([[scale * (self.switch_boost[0] if p.state.pos < p.boost_until else 1.0)]
-                                    for p in ps])
+        if any(p.state.pos < p.boost_until for p in ps):  # a dance's start, a genre switch: a stronger pull a while
+            scale_t = torch.tensor([[scale * (p.boost_factor if p.state.pos < p.boost_until else 1.0)] for p in ps])
         res = self.backend.step(states, cond2, genre2, text2)
         c_t = torch.from_numpy(c_idx)
         out = []

@@ -29,7 +29,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.text_baseline`` "phrases" (or
     absent / null: none), ``sampling.genre_switch`` an object
     (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null,
-    ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``primer`` an integer in [0, 32] tokens) and
+    ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``primer`` an integer in [0, 32] tokens),
+    ``sampling.genre_start`` an object
+    (``boost`` a number in (0, 20] and ``boost_tokens`` an integer in [0, 64], both) and
     ``sampling.energy`` an object (``share`` in [0, 1], ``range`` two numbers in [0, 1]), each optional;
     ``couple.beat_guidance`` an object (or null) of ``sampling.beat_guidance`` keys that a couple's leader uses
     instead (``candidates`` an integer >= 0, ``weight`` a number >= 0; the keys it leaves out are the solo's).
@@ -97,6 +99,17 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
         if isinstance(pr, bool) or not isinstance(pr, int) or not 0 <= pr <= MAX_PRIMER_TOKENS:
             raise ValueError(f"{path}: sampling.genre_switch.primer must be an integer in [0, {MAX_PRIMER_TOKENS}] "
                              f"tokens, got {pr!r}")
+    gs = sampling.get("genre_start")
+    if gs is not None:
+        if not isinstance(gs, dict) or set(gs) != {"boost", "boost_tokens"}:
+            raise ValueError(f"{path}: sampling.genre_start must be an object with boost and boost_tokens, got {gs!r}")
+        b, bt = gs["boost"], gs["boost_tokens"]
+        if not _number(b) or not 0.0 < b <= GENRE_GUIDANCE_LIMIT:
+            raise ValueError(f"{path}: sampling.genre_start.boost must be a number in (0, {GENRE_GUIDANCE_LIMIT:g}], "
+                             f"got {b!r}")
+        if isinstance(bt, bool) or not isinstance(bt, int) or not 0 <= bt <= MAX_REPEAT_LIMIT:
+            raise ValueError(f"{path}: sampling.genre_start.boost_tokens must be an integer in "
+                             f"[0, {MAX_REPEAT_LIMIT}], got {bt!r}")
     en = sampling.get("energy")
     if en is not None:
         if not isinstance(en, dict) or set(en) - {"share", "range"}:

@@ -248,3 +248,86 @@ def test_offline_equals_live_with_the_text_term(tmp_path: Path) -> None:
     off = sample_dance(model, cond, 1, text, seed=5, guidance=model.beat_guidance.with_text_weight(0.0))
     assert not np.array_equal(off.tokens_up, offline.tokens_up) or not np.array_equal(off.tokens_down,
                                                                                     offline.tokens_down)
+
+
+def test_a_dance_start_boosts_the_genre_guidance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``start_boost`` (f, n): a performer's first n tokens from BOS (added, or reset) are drawn at f x the scale, its
+    own rows only; a genre switch boosts by the switch's factor; a rewind into the boosted steps remakes them boosted
+    with the same draws; off by default (the first steps at the plain scale)."""
+    import engine.models.gpt_dancer as gd
+
+    gpt, vq = _gpt_vq()
+    cond = _cond(16)
+    scales: list[list[float]] = []
+    real = gd.guide_logits
+
+    def spy(c: torch.Tensor, u: torch.Tensor, s: float | torch.Tensor) -> torch.Tensor:
+        scales.append([float(s)] * len(c) if isinstance(s, float) else s.reshape(-1).tolist())
+        return real(c, u, s)
+
+    monkeypatch.setattr(gd, "guide_logits", spy)
+    gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=0,
+                         genre_guidance=2.0, start_boost=(3.0, 2), switch_boost=(4.0, 1))
+    a = gen.add_performer(Controls(genre=1))
+    for row in cond[:3]:
+        gen.step(row)
+    b = gen.add_performer(Controls(genre=1))
+    for t, row in enumerate(cond[3:7]):
+        if t == 3:
+            gen.set_genre(a, 2)
+        gen.step(row)
+    gen.reset(b)
+    gen.step(cond[7])
+    assert scales[0::2] == ([[6.0]] * 2 + [[2.0]] + [[2.0, 6.0]] * 2 + [[2.0, 2.0]] + [[8.0, 2.0]]
+                            + [[2.0, 6.0]])
+    # a rewind into the boosted start remakes it boosted, with the same draws
+    scales.clear()
+    gen.reset(b)
+    states, made = [], []
+    for t in range(3):
+        states.append(gen.get(b).rng.get_state())
+        gen.step(cond[8 + t], [b])
+        made.append((int(gen.get(b).tok_up[-1]), int(gen.get(b).tok_down[-1])))
+    gen.rewind(b, 2)
+    gen.get(b).rng.set_state(states[1])
+    again = made[:1]
+    for t in (1, 2):
+        gen.step(cond[8 + t], [b])
+        again.append((int(gen.get(b).tok_up[-1]), int(gen.get(b).tok_down[-1])))
+    assert again == made
+    assert scales[0::2] == [[6.0], [6.0], [2.0], [6.0], [2.0]]
+    # off by default: the first steps at the card's scale
+    scales.clear()
+    plain = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(1, 2.0), device="cpu"), vq, seed=0,
+                           genre_guidance=2.0)
+    plain.add_performer(Controls(genre=1))
+    for row in cond[:3]:
+        plain.step(row)
+    assert scales[0::2] == [[2.0]] * 3
+    with pytest.raises(ValueError, match="start_boost"):
+        DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, start_boost=(0.0, 2))
+
+
+def test_the_cards_genre_start_reaches_the_live_and_offline_generator(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sampling.genre_start`` configures the generator ``play``/``live`` build and the offline one alike; absent,
+    the default (off)."""
+    import engine.models.gpt_dancer as gd
+    from engine.runtime.assemble import ModelSpec, build_model
+
+    d = _model_dir(tmp_path / "a", {"genre_guidance": 2.0, "genre_start": {"boost": 3.0, "boost_tokens": 5}})
+    assert load_dance_model(d).generator_options() == {"start_boost": (3.0, 5)}
+    assert build_model(ModelSpec(model=d, backend="torch", decode="torch")).inner.start_boost == (3.0, 5)  # type: ignore[attr-defined]
+    made: list[DanceGenerator] = []
+    real_init = gd.DanceGenerator.__init__
+
+    def spy(self, *a, **kw):  # type: ignore[no-untyped-def]
+        real_init(self, *a, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(gd.DanceGenerator, "__init__", spy)
+    sample_dance(load_dance_model(d), _cond(2), 1)
+    monkeypatch.undo()
+    assert made[0].start_boost == (3.0, 5)
+    plain = build_model(ModelSpec(model=_model_dir(tmp_path / "b", {}), backend="torch", decode="torch"))
+    assert plain.inner.start_boost == gd.START_BOOST == (1.0, 0)  # type: ignore[attr-defined]
