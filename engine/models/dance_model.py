@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.beat_guidance import GuidanceConfig
-from engine.models.conditioning import COND_DIM
+from engine.models.conditioning import COND_DIM, genre_id
 from engine.models.gpt import CrossCondGPT, load_gpt
 from engine.models.switch_primer import PRIMER_BANK_FILE, PrimerBank
 from engine.models.vqvae import VQVAE, load_vqvae
@@ -102,7 +102,8 @@ class DanceModel:
     @property
     def genre_start(self) -> dict[str, Any]:
         """The genre guidance boost at a dance's start (``sampling.genre_start``, checked by :func:`check_card`):
-        ``boost`` (the factor) for ``boost_tokens`` tokens from BOS; absent: none."""
+        ``boost`` (the factor) for ``boost_tokens`` tokens from BOS, for the dances of ``genres`` (absent: every
+        genre); absent: none."""
         return dict(self.card.get("sampling", {}).get("genre_start") or {})
 
     @property
@@ -118,6 +119,8 @@ class DanceModel:
         out: dict[str, Any] = {}
         if st:  # boost and boost_tokens together (check_card)
             out["start_boost"] = (float(st["boost"]), int(st["boost_tokens"]))
+            if "genres" in st:
+                out["start_genres"] = [genre_id(g) for g in st["genres"]]
         if "boost" in sw:  # with boost_tokens (check_card)
             out["switch_boost"] = (float(sw["boost"]), int(sw["boost_tokens"]))
         if "context" in sw:

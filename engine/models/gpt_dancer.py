@@ -444,6 +444,7 @@ class DanceGenerator:
         start_boost: (factor, tokens): the genre guidance scale is multiplied by ``factor`` for a dance's first
             ``tokens`` tokens (from BOS after the performer is added or reset; :data:`START_BOOST`; (1, 0): off), so
             the dance starts in its style instead of as the training takes' starts look (mostly modern's).
+        start_genres: the genre ids whose dances get ``start_boost`` (None: every genre).
         switch_context: GPT positions a performer keeps through a genre switch (:data:`SWITCH_CONTEXT`; None: the
             whole window): the older ones are forgotten (:meth:`restart_window`), so the new genre is not held back
             by tokens drawn in the old style. Its decoder, foot locking, root and staging go on (no snap).
@@ -484,7 +485,7 @@ class DanceGenerator:
                  rewrite_on_control: bool = True, text_guidance: float | None = None,
                  text_prompts: str = "sentence", energy_share: float = ENERGY_SHARE,
                  switch_boost: tuple[float, int] = SWITCH_BOOST, rewrite_tokens: int | None = REWRITE_TOKENS,
-                 start_boost: tuple[float, int] = START_BOOST,
+                 start_boost: tuple[float, int] = START_BOOST, start_genres: Sequence[int] | None = None,
                  text_share: float | None = None, switch_context: int | None = SWITCH_CONTEXT,
                  energy_range: tuple[float, float] = ENERGY_RANGE, switch_decoder: bool = SWITCH_DECODER_RESTART,
                  switch_ease: int = SWITCH_EASE_FRAMES,
@@ -513,6 +514,7 @@ class DanceGenerator:
         if not (start_boost[0] > 0 and math.isfinite(start_boost[0]) and start_boost[1] >= 0):
             raise ValueError(f"start_boost must be (factor > 0, tokens >= 0), got {start_boost}")
         self.start_boost = (float(start_boost[0]), int(start_boost[1]))
+        self.start_genres = None if start_genres is None else frozenset(int(g) for g in start_genres)
         if switch_context is not None and switch_context < 0:
             raise ValueError(f"switch_context must be >= 0 or None, got {switch_context}")
         self.switch_context = switch_context
@@ -1108,7 +1110,8 @@ class DanceGenerator:
         e = p.encoded
         changed = e is not None and (e[0] != p.controls.genre or (e[1] is None) != (glob is None)
                                      or (glob is not None and e[1] is not None and not np.array_equal(e[1], glob)))
-        if e is None and self.start_boost[1] > 0 and p.n_tokens == 0:  # the dance's first step, from BOS
+        if (e is None and self.start_boost[1] > 0 and p.n_tokens == 0  # the dance's first step, from BOS
+                and (self.start_genres is None or p.controls.genre in self.start_genres)):
             p.boost_until = p.state.pos + self.start_boost[1]
             p.boost_factor = self.start_boost[0]
         if e is not None and e[0] != p.controls.genre:

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from engine.models.conditioning import GENRES
 from engine.models.switch_primer import MAX_PRIMER_TOKENS
 
 #: Largest ``sampling.max_repeat`` (64 tokens = 8.5 s of one token: a longer run is no guard at all).
@@ -31,7 +32,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null,
     ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``primer`` an integer in [0, 32] tokens),
     ``sampling.genre_start`` an object
-    (``boost`` a number in (0, 20] and ``boost_tokens`` an integer in [0, 64], both) and
+    (``boost`` a number in (0, 20] and ``boost_tokens`` an integer in [0, 64], both; ``genres`` a list of genre
+    names, optional: only those) and
     ``sampling.energy`` an object (``share`` in [0, 1], ``range`` two numbers in [0, 1]), each optional;
     ``couple.beat_guidance`` an object (or null) of ``sampling.beat_guidance`` keys that a couple's leader uses
     instead (``candidates`` an integer >= 0, ``weight`` a number >= 0; the keys it leaves out are the solo's).
@@ -101,8 +103,13 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
                              f"tokens, got {pr!r}")
     gs = sampling.get("genre_start")
     if gs is not None:
-        if not isinstance(gs, dict) or set(gs) != {"boost", "boost_tokens"}:
-            raise ValueError(f"{path}: sampling.genre_start must be an object with boost and boost_tokens, got {gs!r}")
+        if not isinstance(gs, dict) or not {"boost", "boost_tokens"} <= set(gs) <= {"boost", "boost_tokens", "genres"}:
+            raise ValueError(f"{path}: sampling.genre_start must be an object with boost, boost_tokens (and genres), "
+                             f"got {gs!r}")
+        gn = gs.get("genres", [])
+        if not isinstance(gn, list) or not all(isinstance(g, str) and g in GENRES for g in gn):
+            raise ValueError(f"{path}: sampling.genre_start.genres must be a list of genre names "
+                             f"({', '.join(GENRES)}), got {gn!r}")
         b, bt = gs["boost"], gs["boost_tokens"]
         if not _number(b) or not 0.0 < b <= GENRE_GUIDANCE_LIMIT:
             raise ValueError(f"{path}: sampling.genre_start.boost must be a number in (0, {GENRE_GUIDANCE_LIMIT:g}], "

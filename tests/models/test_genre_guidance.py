@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.models.conditioning import TEXT_DIM, sequence_conditions
+from engine.models.conditioning import TEXT_DIM, genre_id, sequence_conditions
 from engine.models.gpt import CrossCondGPT, GPTConfig, save_gpt
 from engine.models.gpt_dancer import DanceGenerator, cache_rows
 from engine.models.protocol import Controls
@@ -304,6 +304,15 @@ def test_a_dance_start_boosts_the_genre_guidance(monkeypatch: pytest.MonkeyPatch
     for row in cond[:3]:
         plain.step(row)
     assert scales[0::2] == [[2.0]] * 3
+    # only the genres named: a performer of another genre starts at the plain scale
+    scales.clear()
+    some = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=0,
+                          genre_guidance=2.0, start_boost=(3.0, 2), start_genres=[2])
+    some.add_performer(Controls(genre=1))
+    some.add_performer(Controls(genre=2))
+    for row in cond[:3]:
+        some.step(row)
+    assert scales[0::2] == [[2.0, 6.0]] * 2 + [[2.0, 2.0]]
     with pytest.raises(ValueError, match="start_boost"):
         DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, start_boost=(0.0, 2))
 
@@ -317,6 +326,12 @@ def test_the_cards_genre_start_reaches_the_live_and_offline_generator(tmp_path: 
 
     d = _model_dir(tmp_path / "a", {"genre_guidance": 2.0, "genre_start": {"boost": 3.0, "boost_tokens": 5}})
     assert load_dance_model(d).generator_options() == {"start_boost": (3.0, 5)}
+    some = _model_dir(tmp_path / "c", {"genre_guidance": 2.0,
+                                       "genre_start": {"boost": 3.0, "boost_tokens": 5, "genres": ["indian", "salsa"]}})
+    assert load_dance_model(some).generator_options() == {"start_boost": (3.0, 5),
+                                                          "start_genres": [genre_id("indian"), genre_id("salsa")]}
+    g = build_model(ModelSpec(model=some, backend="torch", decode="torch")).inner  # type: ignore[attr-defined]
+    assert g.start_genres == {genre_id("indian"), genre_id("salsa")}
     assert build_model(ModelSpec(model=d, backend="torch", decode="torch")).inner.start_boost == (3.0, 5)  # type: ignore[attr-defined]
     made: list[DanceGenerator] = []
     real_init = gd.DanceGenerator.__init__

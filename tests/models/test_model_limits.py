@@ -95,6 +95,8 @@ def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
     {"sampling": {"genre_start": {"boost": 4.0, "boost_tokens": 2.5}}},
     {"sampling": {"genre_start": {"boost": 4.0, "boost_tokens": 1000}}},
     {"sampling": {"genre_start": 4}},
+    {"sampling": {"genre_start": {"boost": 4.0, "boost_tokens": 4, "genres": ["tango"]}}},
+    {"sampling": {"genre_start": {"boost": 4.0, "boost_tokens": 4, "genres": "salsa"}}},
     {"sampling": {"energy": {"share": 1.5}}},
     {"sampling": {"energy": {"range": [0.0, 2.0]}}},
     {"sampling": {"energy": {"range": 0.5}}},
