@@ -70,6 +70,19 @@ class GuidanceConfig:
             ``exp(energy_weight * (2 e - 1) * z)`` without ``text_logp`` (unless it also has a text), so a level
             near 0.5 samples as plainly as no energy: with ``p ** text_logp`` every level would calm the dance
             (measured: level 0.75 moved 0.30 m/s where 0.5 moved 0.45).
+        text_floor: the text term's speed floor (m/s; 0: off). A texted performer whose text asks for no calm (no
+            speed "low", no energy below 0.5) and whose last ``text_floor_frames`` committed frames moved slower than
+            this on average (mean root-relative joint speed: the dancer is stalling) scores each candidate
+            ``- text_floor_weight * max(0, 1 - v / text_floor)``, ``v`` the candidate's own speed over its four
+            frames: the livelier draws win until the dance moves again; a dancer moving faster than the floor is not
+            steered by it. Without it a non-speed attribute's pick (the arg-max of ``log p + W z``, or ``p **
+            text_logp`` odds) keeps taking the GPT's likeliest draws, which once the dancer stands still are still
+            ones: "spinning" at seed 0 stood still for 6 s (session 10, ``docs/models.md``).
+        text_floor_weight: the floor term's weight (log-odds against a standing candidate; 0: off).
+        text_floor_frames: the committed frames whose mean speed opens the floor (30: 1 s).
+        text_floor_attributes: the attributes (``ATTRIBUTE_COLUMNS`` names) whose texts the floor steers (empty: every
+            one). The shipped card floors turning alone: floored, the resampled arm and travel attributes left the
+            FID bar on 24 tuning pairs (session 10).
         select: how a token steered by the beats alone (no text term for its performer) picks its candidate.
             ``"argmax"``: the highest ``log p + weight * hits`` (the score above). Among candidates already drawn
             from the GPT the ``log p`` term favours the likeliest, like a lower temperature: with a decoder that
@@ -103,9 +116,14 @@ class GuidanceConfig:
     energy_weight: float = 0.0
     stage_weight: float = 0.0
     stage_from: float = 0.5
+    text_floor: float = 0.0
+    text_floor_weight: float = 0.0
+    text_floor_frames: int = 30
+    text_floor_attributes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1:
+        if (self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1
+                or self.text_floor_frames < 2):
             raise ValueError(f"invalid beat guidance settings {self}")
         if not (math.isfinite(self.text_weight) and self.text_weight >= 0):
             raise ValueError(f"beat guidance text_weight must be a finite number >= 0, got {self.text_weight!r}")
@@ -118,6 +136,13 @@ class GuidanceConfig:
         if not (math.isfinite(self.stage_weight) and self.stage_weight >= 0 and 0 <= self.stage_from < 1):
             raise ValueError(f"beat guidance stage_weight must be a finite number >= 0 and stage_from within [0, 1), "
                              f"got {self.stage_weight!r}, {self.stage_from!r}")
+        for name in ("text_floor", "text_floor_weight"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"beat guidance {name} must be a finite number >= 0, got {v!r}")
+        if self.text_floor_attributes and not set(self.text_floor_attributes) <= set(ATTRIBUTE_COLUMNS):
+            raise ValueError(f"beat guidance text_floor_attributes must name some of {sorted(ATTRIBUTE_COLUMNS)}, "
+                             f"got {list(self.text_floor_attributes)!r}")
         for name, scale, resample in self.text_attributes:
             if name not in ATTRIBUTE_COLUMNS or not (math.isfinite(scale) and scale >= 0) or not isinstance(resample,
                                                                                                            bool):
@@ -168,7 +193,11 @@ class GuidanceConfig:
                    text_attributes=_text_attributes(block.get("text_attributes")),
                    energy_weight=float(block.get("energy_weight", d.energy_weight)),
                    stage_weight=float(block.get("stage_weight", d.stage_weight)),
-                   stage_from=float(block.get("stage_from", d.stage_from)))
+                   stage_from=float(block.get("stage_from", d.stage_from)),
+                   text_floor=float(block.get("text_floor", d.text_floor)),
+                   text_floor_weight=float(block.get("text_floor_weight", d.text_floor_weight)),
+                   text_floor_frames=int(block.get("text_floor_frames", d.text_floor_frames)),
+                   text_floor_attributes=_names(block.get("text_floor_attributes", [])))
 
     def with_candidates(self, n: int) -> GuidanceConfig:
         """These settings with ``n`` candidates (``n`` <= 1: off; from off: the default settings)."""
@@ -197,7 +226,31 @@ class GuidanceConfig:
         if self.stage_weight:
             out["stage_weight"] = self.stage_weight
             out["stage_from"] = self.stage_from
+        if self.text_floor:
+            out["text_floor"] = self.text_floor
+        if self.text_floor_weight:
+            out["text_floor_weight"] = self.text_floor_weight
+        if self.text_floor_frames != GuidanceConfig.text_floor_frames:
+            out["text_floor_frames"] = self.text_floor_frames
+        if self.text_floor_attributes:
+            out["text_floor_attributes"] = list(self.text_floor_attributes)
         return out
+
+    def floor_on(self, targets: tuple[tuple[int, float], ...]) -> bool:
+        """Whether the speed floor (``text_floor``) steers a performer with these targets: the text term and the
+        floor are on, the performer has a text target, and nothing it asks for is calm (speed "low", energy < 0.5)."""
+        if not (self.text_on and self.text_floor > 0 and self.text_floor_weight > 0):
+            return False
+        calm = any(c in (ATTRIBUTE_COLUMNS["speed"], ENERGY_COLUMN) and d < 0 for c, d in targets)
+        named = {ATTRIBUTE_COLUMNS[n] for n in self.text_floor_attributes} or set(ATTRIBUTE_COLUMNS.values())
+        return not calm and any(c in named for c, _ in targets)
+
+
+def _names(block: Any) -> tuple[str, ...]:
+    """The card's ``text_floor_attributes`` list as ``GuidanceConfig`` holds it."""
+    if not isinstance(block, list) or not all(isinstance(n, str) for n in block):
+        raise ValueError(f"beat guidance text_floor_attributes must be a list of attribute names, got {block!r}")
+    return tuple(block)
 
 
 def _text_attributes(block: Any) -> tuple[tuple[str, float, bool], ...]:
@@ -249,8 +302,10 @@ class GuideState:
     def __init__(self, cfg: GuidanceConfig, dim_up: int, dim_down: int) -> None:
         self.cfg = cfg
         self.beats: list[int] = []
-        self._up = np.zeros((cfg.history, dim_up), np.float32)
-        self._down = np.zeros((cfg.history, dim_down), np.float32)
+        # ``history`` frames, or the speed floor's window when that is longer (its frames: :attr:`floor_frames`)
+        keep = max(cfg.history, cfg.text_floor_frames if cfg.text_floor > 0 and cfg.text_floor_weight > 0 else 0)
+        self._up = np.zeros((keep, dim_up), np.float32)
+        self._down = np.zeros((keep, dim_down), np.float32)
         self._filled = 0
         self.frames = 0  # frames committed so far (the next token starts here)
         # the way to the stage centre in the model's own frame (unit [2]) and how far out (0: the term is off);
@@ -277,12 +332,18 @@ class GuideState:
     @property
     def hist_up(self) -> np.ndarray:
         """[H, Du] the last committed upper frames (H <= history), oldest first."""
-        return self._up[len(self._up) - self._filled :]
+        return self._up[len(self._up) - min(self._filled, self.cfg.history) :]
 
     @property
     def hist_down(self) -> np.ndarray:
         """[H, Dl] the last committed lower frames, oldest first."""
-        return self._down[len(self._down) - self._filled :]
+        return self._down[len(self._down) - min(self._filled, self.cfg.history) :]
+
+    @property
+    def floor_frames(self) -> tuple[np.ndarray, np.ndarray]:
+        """(upper, lower) of the last committed frames the speed floor reads (<= ``text_floor_frames``)."""
+        n = min(self._filled, self.cfg.text_floor_frames, len(self._up))
+        return self._up[len(self._up) - n :], self._down[len(self._down) - n :]
 
     def reset(self) -> None:
         self.beats.clear()
@@ -475,6 +536,8 @@ class BeatGuide:
                 sd = float(v.std())
                 if sd > 1e-9 and w > 0:
                     out[i] += w * sign * (v - v.mean()) / sd
+            if self.cfg.floor_on(targets[i]):
+                out[i] -= self.floor_penalty(st, vals[:, ATTRIBUTE_COLUMNS["speed"]])
         return out
 
     def stage_scores(self, states: list[GuideState], pos: np.ndarray, hists: list[np.ndarray | None],
@@ -502,6 +565,25 @@ class BeatGuide:
             if sd > 1e-9:
                 out[i] = self.cfg.stage_weight * st.stage_strength * (home - home.mean()) / sd
         return out
+
+    def committed_speed(self, state: GuideState) -> float | None:
+        """Mean root-relative joint speed (m/s) of the frames the speed floor reads (None: fewer than 2)."""
+        up, down = state.floor_frames
+        if len(up) < 2:
+            return None
+        pos = np.asarray(self._positions(up, down), np.float64)
+        pos[..., [0, 2]] -= pos[:, :1, [0, 2]]
+        return float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean() * _FPS)
+
+    def floor_penalty(self, state: GuideState, cand_speed: np.ndarray) -> np.ndarray:
+        """The speed floor's penalty [C] (``GuidanceConfig.text_floor``) of candidates moving at ``cand_speed`` [C]
+        (the speed column of :meth:`attribute_values`): 0 unless the performer's committed frames move slower than
+        the floor."""
+        moving = self.committed_speed(state)
+        if moving is not None and moving >= self.cfg.text_floor:
+            return np.zeros(len(cand_speed))
+        return self.cfg.text_floor_weight * np.clip(1.0 - np.asarray(cand_speed, np.float64) / self.cfg.text_floor,
+                                                    0.0, None)
 
     def resamples(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether a performer with these text targets resamples its draws on tokens no beat steers (some named

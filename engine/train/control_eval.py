@@ -14,7 +14,11 @@ difference between its two dances is the control's doing. Per control:
 * **text**, per attribute, opposite prompts (``captions.EVAL_PROMPTS``, trained phrasings, and
   ``captions.HELD_OUT_PROMPTS``, paraphrases no caption contains): the attribute the prompt names, measured
   as captions were made (``captions.clip_attributes``); a success when the asked-for-high dance measures higher
-  (goal: >= 80 % of pairs).
+  (goal: >= 80 % of pairs). Beside it, per prompt, whether it stops the dance (:func:`stall_measures`): the
+  dance's speed, its slowest 2 s window and its share of frozen 2 s windows (below :data:`FREEZE_MS`) against the
+  uncontrolled dance on the same music and seed; a prompt other than a calm one must not freeze more windows than
+  the uncontrolled dances by more than :data:`STALL_MARGIN` (the paired success alone passed while "spinning"
+  stood still for 6 s).
 * **keyframes**: a real pose (a frame of another held-out take) pinned 6 s ahead, for all joints, the upper
   and the lower body: mean joint position error at the target frame (the pinned joints, root-relative, in
   the dancer's heading) with the full mechanism, with the GPT's keyframe slots only (blend off), and with no
@@ -61,6 +65,17 @@ PARTS = ("energy", "text", "keyframes", "genre")
 SWITCH_WINDOW = 15
 #: The FID cost bar: a controlled row's FID_k within this factor of the uncontrolled row's.
 FID_BAR = 1.5
+#: Window of the stall measure (s): as watched (``bench/reports/watch.md`` quotes the speed per 2 s).
+STALL_WINDOW_S = 2.0
+#: A 2 s window whose mean root-relative joint speed is below this (m/s) counts as frozen. About the 5th percentile of
+#: the real training takes' 2 s windows (0.131 m/s; 6.6 % of them are slower than 0.15, mostly the standing starts
+#: and ends of takes and modern's held poses; real salsa's 5th percentile 0.144), and above the watched stall (0.10-0.15
+#: m/s in the "spinning" dance at seed 0). Uncontrolled dances of the shipped model: 1-2 % of windows.
+FREEZE_MS = 0.15
+#: A prompt stalls the dance when the share of its dances' 2 s windows that are frozen exceeds the uncontrolled
+#: dances' share (same music and seeds) by more than this: more than one window in 20 beyond what the dance does
+#: anyway (the real takes' own share of such windows, 6.6 %, is of that size).
+STALL_MARGIN = 0.05
 
 
 @dataclass
@@ -136,6 +151,34 @@ def paired_d(diff: np.ndarray) -> float:
 
 def mean_speed(pos: np.ndarray) -> float:
     return float(np.linalg.norm(np.diff(M.root_relative(pos), axis=0), axis=-1).mean() * MODEL_FPS)
+
+
+def window_speeds(pos: np.ndarray, seconds: float = STALL_WINDOW_S) -> np.ndarray:
+    """Mean root-relative joint speed (m/s) of each whole ``seconds`` window of a dance pos [T, J, 3], back to back."""
+    n = round(seconds * MODEL_FPS)
+    return np.array([mean_speed(pos[a : a + n]) for a in range(0, len(pos) - n + 1, n)])
+
+
+def stall_measures(dances: list[np.ndarray], base: list[np.ndarray], calm: bool = False) -> dict[str, Any]:
+    """Does a prompt stop the dance? ``dances`` [T, J, 3] under the prompt, ``base`` the uncontrolled dances on the
+    same music and seeds (pair by pair): the mean speed and its ratio to the uncontrolled dance's (median over
+    pairs), the slowest 2 s window and its ratio, the share of frozen 2 s windows (< :data:`FREEZE_MS`) and of
+    dances with one, beside the uncontrolled dances'. ``stalls``: the frozen share exceeds the uncontrolled one by
+    more than :data:`STALL_MARGIN` (None for a ``calm`` prompt, which may ask for stillness)."""
+    w = [window_speeds(p) for p in dances]
+    bw = [window_speeds(p) for p in base]
+    frozen = float(np.mean(np.concatenate(w) < FREEZE_MS))
+    base_frozen = float(np.mean(np.concatenate(bw) < FREEZE_MS))
+    return {"speed_ms": float(np.mean([mean_speed(p) for p in dances])),
+            "speed_ratio": float(np.median([mean_speed(p) / max(mean_speed(b), 1e-9)
+                                            for p, b in zip(dances, base, strict=True)])),
+            "slowest_window_ms": float(np.mean([x.min() for x in w])),
+            "slowest_window_ratio": float(np.median([x.min() / max(y.min(), 1e-9)
+                                                     for x, y in zip(w, bw, strict=True)])),
+            "frozen_windows": frozen, "frozen_dances": float(np.mean([(x < FREEZE_MS).any() for x in w])),
+            "uncontrolled_frozen_windows": base_frozen,
+            "uncontrolled_slowest_window_ms": float(np.mean([y.min() for y in bw])),
+            "stalls": None if calm else bool(frozen > base_frozen + STALL_MARGIN)}
 
 
 def fid_k(dances: list[np.ndarray], ref: tuple[np.ndarray, np.ndarray]) -> float:
@@ -301,7 +344,10 @@ def evaluate_controls(model_dir: Path | None, val: list[Sequence], reference: li
                 a_hi = np.array([C.clip_attributes(d.pos, d.lower, MODEL_FPS)[i] for d in hi])
                 res[attr] = {"prompts": [lo_p, hi_p], "low": float(a_lo.mean()), "high": float(a_hi.mean()),
                              "success": float(np.mean(a_hi > a_lo)), "effect_d": paired_d(a_hi - a_lo),
-                             "fid_k": fid_k([d.pos for d in lo + hi], ref)}
+                             "fid_k": fid_k([d.pos for d in lo + hi], ref),
+                             "stall": {lo_p: stall_measures([d.pos for d in lo], [d.pos for d in base],
+                                                            calm=attr == "speed"),
+                                       hi_p: stall_measures([d.pos for d in hi], [d.pos for d in base])}}
             out[name] = res
     if caps.keyframes and "keyframes" in parts:
         out["keyframes"] = _keyframes(r, clips, val, base, ref, say)
@@ -658,6 +704,23 @@ def controls_markdown(res: dict[str, Any], header: str = "") -> str:
                          f"{_f(v['high'], 3)} | {_f(100 * v['success'], 0)} % | {_f(v['effect_d'])} | "
                          f"{_f(v['fid_k'], 1)} | {_f(bool(v['fid_k'] <= FID_BAR * base))} |")
         lines.append("")
+        stalls = [(p, m) for v in res[name].values() for p, m in v.get("stall", {}).items()]
+        if stalls:
+            lines += [f"Does a prompt stop the dance? Per prompt against the uncontrolled dance on the same music and "
+                      f"seed: mean joint speed (median ratio), the slowest {STALL_WINDOW_S:.0f} s window (mean; median "
+                      f"ratio), the share of {STALL_WINDOW_S:.0f} s windows below {FREEZE_MS} m/s (frozen) and of "
+                      f"dances with one; a prompt stalls the dance when it freezes more than {100 * STALL_MARGIN:.0f} "
+                      "points more windows than the uncontrolled dances (a calm prompt is not judged).", "",
+                      "| prompt | speed m/s (x uncontrolled) | slowest 2 s m/s (x uncontrolled) | frozen windows "
+                      "(uncontrolled) | dances with a frozen window | stalls |", "|---|---|---|---|---|---|"]
+            for p, m in stalls:
+                verdict = "(calm: not judged)" if m["stalls"] is None else ("**yes**" if m["stalls"] else "no")
+                lines.append(f"| \"{p}\" | {_f(m['speed_ms'], 3)} (x{_f(m['speed_ratio'])}) | "
+                             f"{_f(m['slowest_window_ms'], 3)} (x{_f(m['slowest_window_ratio'])}) | "
+                             f"{_f(100 * m['frozen_windows'], 1)} % "
+                             f"({_f(100 * m['uncontrolled_frozen_windows'], 1)} %) | "
+                             f"{_f(100 * m['frozen_dances'], 0)} % | {verdict} |")
+            lines.append("")
     if "keyframes" in res:
         k = res["keyframes"]
         lines += [f"## Keyframes (a real pose pinned {k['target_s']:.0f} s ahead)", "",

@@ -390,3 +390,105 @@ def test_the_stage_term_picks_the_way_home_in_the_models_frame() -> None:
     cd2 = np.stack([c[1] for c in across])
     assert guide.choose(state, [], cu2, cd2, np.zeros(3)) == 1
     assert guide.choose(state, [], cu2[[0, 2]], cd2[[0, 2]], np.zeros(2)) == 0
+
+def _twisting(rate: float, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A standing pose whose upper body twists about the vertical at ``rate`` radians per frame: it moves (root-
+    relative joint speed) but neither turns its hips, travels nor raises its hands."""
+    up, low = _frames(np.zeros(n))
+    th = rate * np.arange(1, n + 1)
+    up[:, 0:6] = np.stack([np.cos(th), np.zeros(n), -np.sin(th), np.zeros(n), np.ones(n), np.zeros(n)], -1)
+    return up, low
+
+
+def test_the_speed_floor_takes_a_moving_draw_once_the_dancer_stands_still() -> None:
+    """The stall (session 10): once a texted dancer stands still, the GPT's likeliest draws are still ones and the
+    text pick (arg-max of ``log p + W z``, or odds ``p x exp(W z)``) kept taking them. With the floor a moving draw
+    3 nats less likely wins under every non-calm prompt, on beat tokens (no noise) and resampled ones alike; without
+    the floor (or under "calm", which may ask for stillness) a still draw wins; a dancer that moves is not steered."""
+    from dataclasses import replace
+
+    cfg = GuidanceConfig(candidates=4, text_weight=1.0, text_logp=1.0, text_attributes=(("turn", 0.75, False),),
+                         text_floor=0.25, text_floor_weight=5.0)
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and cfg.to_card()["text_floor"] == 0.25
+    assert GuidanceConfig.from_card({**cfg.to_card(), "text_floor_frames": 12}).text_floor_frames == 12
+    only_turn = GuidanceConfig.from_card({**cfg.to_card(), "text_floor_attributes": ["turn"]})
+    assert only_turn.floor_on(steer_targets({"turn": "low"})) and not only_turn.floor_on(steer_targets({"arm": "low"}))
+    assert GuidanceConfig.from_card(only_turn.to_card()) == only_turn
+    for bad in ({"text_floor": -0.1}, {"text_floor_weight": float("nan")}, {"text_floor_frames": 1},
+                {"text_floor_attributes": ["spin"]}, {"text_floor_attributes": "turn"}):
+        with pytest.raises(ValueError, match="text_floor"):
+            GuidanceConfig.from_card({"candidates": 8, **bad})
+    cand = [_twisting(0.0)] * 3 + [_twisting(0.25)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([0.0, 0.0, 0.0, -3.0])  # the still draws are the likeliest
+    prompts = [steer_targets({a: c}) for a in ("turn", "arm", "travel") for c in ("low", "high")]
+    prompts.append(steer_targets({"speed": "high"}))
+
+    def pick(c: GuidanceConfig, targets: tuple, history_rate: float, noise: np.ndarray | None = None) -> int:
+        guide = BeatGuide(c)
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*_twisting(history_rate, 8))
+        return guide.choose(state, [], cu, cd, logp, targets=targets, noise=noise)
+
+    zero = np.zeros(4)
+    for t in prompts:
+        assert cfg.floor_on(t)
+        assert pick(cfg, t, 0.0) == 3 and pick(cfg, t, 0.0, zero) == 3, t  # stood still: the moving draw
+        assert pick(cfg, t, 0.25) == pick(replace(cfg, text_floor_weight=0.0), t, 0.25)  # moving: not steered
+    off = replace(cfg, text_floor_weight=0.0)
+    for t in prompts[:-1]:  # without the floor the still draw wins (the stall)
+        assert pick(off, t, 0.0) != 3 and pick(off, t, 0.0, zero) != 3, t
+    calm = steer_targets({"speed": "low", "turn": "high"})
+    assert not cfg.floor_on(calm) and pick(cfg, calm, 0.0) != 3
+    assert not cfg.with_text_weight(0.0).floor_on(prompts[0])  # --text-steer 0 turns the floor off with the term
+    # the penalty: weight x (1 - v / floor) of each candidate's speed v, while the committed frames (the last
+    # text_floor_frames: 1 s) move slower than the floor; nothing once they move faster
+    guide = BeatGuide(cfg)
+    v = np.array([0.0, 0.125, 0.25, 1.0])
+    for rate, want in ((0.0, [5.0, 2.5, 0.0, 0.0]), (0.25, [0.0] * 4)):
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        for _ in range(10):  # 40 frames: the window holds the last 30
+            state.commit(*_twisting(rate))
+        assert len(state.floor_frames[0]) == 30 and len(state.hist_up) == cfg.history
+        np.testing.assert_allclose(guide.floor_penalty(state, v), want)
+    state.commit(*_twisting(0.0, 32))  # the dancer stops: the floor opens again
+    assert guide.committed_speed(state) == 0.0 and guide.floor_penalty(state, v)[0] == 5.0
+
+
+def test_the_shipped_card_keeps_a_turning_prompt_moving() -> None:
+    """The shipped card floors the turn attribute (the arg-max pick the watched "spinning" stall came from), for the
+    evaluated turning prompts, trained phrasings and paraphrases, as matched; with its settings a stalled dancer
+    takes a moving draw over still ones 3 nats likelier, where the session-9 card took a still one. Arms, travel and
+    speed are not floored (floored, arms and travel left the FID bar on 24 tuning pairs; docs/models.md)."""
+    import json
+
+    from engine.models.text_prompts import default_matcher
+    from engine.train.captions import EVAL_PROMPTS, HELD_OUT_PROMPTS
+    from engine.train.generate import DEFAULT_MODEL_DIR
+
+    card = DEFAULT_MODEL_DIR / "model.json"
+    if not card.is_file():
+        pytest.skip("no shipped model")
+    cfg = GuidanceConfig.from_card(json.loads(card.read_text())["sampling"]["beat_guidance"])
+    matcher = default_matcher()
+    cand = [_twisting(0.0)] * (cfg.candidates - 1) + [_twisting(0.25)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.zeros(cfg.candidates)
+    logp[-1] = -3.0
+    guide = BeatGuide(cfg)
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_twisting(0.0, cfg.text_floor_frames))
+    session9 = BeatGuide(GuidanceConfig.from_card({k: v for k, v in cfg.to_card().items() if "floor" not in k}))
+    for attr, pair in (*EVAL_PROMPTS.items(), *HELD_OUT_PROMPTS.items()):
+        for text in pair:
+            targets = steer_targets(matcher.classes(matcher.embed([text])[0]))
+            turning = any(c == 1 for c, _ in targets)
+            assert targets and cfg.floor_on(targets) == turning, text
+            assert turning == (attr == "turn"), text
+            if not turning:
+                continue
+            for noise in (None, np.zeros(cfg.candidates)):
+                assert guide.choose(state, [], cu, cd, logp, targets=targets, noise=noise) == cfg.candidates - 1, text
+                assert session9.choose(state, [], cu, cd, logp, targets=targets, noise=noise) != cfg.candidates - 1

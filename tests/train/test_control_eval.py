@@ -206,3 +206,48 @@ def test_a_negative_seed_offset_is_one_line(capsys: pytest.CaptureFixture[str]) 
 
     assert main(["eval", "--controls", "--seed-offset", "-1"]) == 2
     assert "--seed-offset must be >= 0, got -1" in capsys.readouterr().err
+
+
+def _dancing(speeds: list[float], seed: int = 0) -> np.ndarray:
+    """A dance [60 x len(speeds), 23, 3] whose 2 s windows move at these mean joint speeds (m/s): each point steps
+    a random direction every frame, the root at the origin."""
+    rng = np.random.default_rng(seed)
+    steps = []
+    for v in speeds:
+        d = rng.normal(size=(60, 23, 3))
+        d /= np.linalg.norm(d, axis=-1, keepdims=True)
+        steps.append(d * v / 30.0 * 23 / 22)  # the root (point 0) does not move
+    step = np.concatenate(steps)
+    step[:, 0] = 0.0
+    return np.concatenate([np.zeros((1, 23, 3)), np.cumsum(step, axis=0)])[:-1]
+
+
+def test_the_stall_measure_catches_a_prompt_that_stops_the_dance() -> None:
+    """The watched stall ("spinning", seed 0: 0.15 / 0.14 / 0.11 m/s in the first three 2 s windows where the dance
+    without text moved 0.7-1.4 m/s; the first window here 0.16) stalls; the same dance slower but moving does not;
+    a calm prompt is not judged."""
+    from engine.train.control_eval import FREEZE_MS, stall_measures, window_speeds
+
+    base = [_dancing([0.76, 1.39, 1.04, 0.70, 0.47, 0.75], s) for s in range(4)]
+    np.testing.assert_allclose(window_speeds(base[0]), [0.76, 1.39, 1.04, 0.70, 0.47, 0.75], rtol=0.05)
+    stalled = [_dancing([0.16, 0.14, 0.11, 1.13, 0.44, 0.35], 10), *base[1:]]
+    m = stall_measures(stalled, base)
+    assert m["stalls"] is True and m["frozen_windows"] == pytest.approx(2 / 24)  # 0.14, 0.11 < 0.15
+    assert m["frozen_dances"] == 0.25 and m["uncontrolled_frozen_windows"] == 0.0
+    assert m["slowest_window_ms"] < m["uncontrolled_slowest_window_ms"]
+    slower = [_dancing([0.5, 0.6, 0.4, 0.7, 0.3, 0.5], 20 + s) for s in range(4)]  # half the speed, never frozen
+    m2 = stall_measures(slower, base)
+    assert m2["stalls"] is False and m2["frozen_windows"] == 0.0 and m2["speed_ratio"] < 0.7
+    assert stall_measures(stalled, base, calm=True)["stalls"] is None
+    assert FREEZE_MS == 0.15
+
+
+def test_the_text_section_says_which_prompt_stalls_the_dance() -> None:
+    res = _result()
+    stall = {"speed_ms": 0.2, "speed_ratio": 0.4, "slowest_window_ms": 0.11, "slowest_window_ratio": 0.3,
+             "frozen_windows": 0.25, "frozen_dances": 0.5, "uncontrolled_frozen_windows": 0.02,
+             "uncontrolled_slowest_window_ms": 0.3, "stalls": True}
+    res["text"]["arm"]["stall"] = {"arms low": stall, "arms high": dict(stall, frozen_windows=0.0, stalls=False)}
+    md = controls_markdown(res)
+    assert '| "arms low" | 0.200 (x0.40) | 0.110 (x0.30) | 25.0 % (2.0 %) | 50 % | **yes** |' in md
+    assert '| "arms high" | 0.200 (x0.40) | 0.110 (x0.30) | 0.0 % (2.0 %) | 50 % | no |' in md
