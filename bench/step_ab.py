@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.decode_bench import _cpu_name
+
 WARM = 8
 
 # The worker runs inside a tree with only what every version since session 7 has (build_model, keep_rewinds, the
@@ -60,16 +62,6 @@ def _start(tree: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[str],
         if line.startswith("ready"):
             return p, int(line.split()[1])
     raise RuntimeError(f"{tree}: the generator did not start (exit {p.wait()})")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def summary(steps: list[tuple[float, bool]]) -> dict[str, float]:
