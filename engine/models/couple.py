@@ -40,7 +40,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.frames import MODEL_FPS
-from engine.models.follower import MAX_TURN_RAD, FollowerConfig, follower_xz, from_leader_frame, hip_yaw, place_features
+from engine.models.follower import (
+    MAX_TURN_RAD,
+    TARGET_DIM,
+    FollowerConfig,
+    follower_xz,
+    from_leader_frame,
+    hip_yaw,
+    place_features,
+)
 from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, StepFrames
 from engine.models.snapshots import SnapshotRing
 from engine.models.staging import (
@@ -196,6 +204,7 @@ class Couple:
     follow_yaw: float = 0.0  # the follower's heading at the end of its last step (as output)
     follow_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))  # its floor position there (as output)
     lead_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))  # the leader's, at the end of its last step
+    pred: np.ndarray = field(default_factory=lambda: np.zeros(TARGET_DIM))  # the placement head's last output
     rewound: bool = False  # a rewind was applied since the last step (the partner's call is then a no-op)
     exact: bool = False  # that rewind went back to a kept state (positions handed with it are then not needed)
     # its own state after each of its newest steps (placement, the follower's speed limiter row)
@@ -212,18 +221,23 @@ class CoupleDancer:
         staging: how the couple is staged (``engine/models/staging.py``): with ``steer`` the pair is kept on stage
             and visible; ``limit_speed`` limits both partners' joint speeds. None: neither (the model's own motion,
             placed; for tests).
+        steer_radius_m: > 0: the follower's own tokens are steered towards her place (the follower generator's
+            beat guidance stage term, :meth:`_steer_follower`), fully from this gap (metres) on; 0: off.
     """
 
     kind = COUPLE_KIND
 
     def __init__(self, leader: DanceGenerator, follower: DanceGenerator, cfg: FollowerConfig,
-                 staging: StagingConfig | None = None) -> None:
+                 staging: StagingConfig | None = None, steer_radius_m: float = 0.0) -> None:
         if leader.frames_per_step != follower.frames_per_step:
             raise ValueError("leader and follower must step the same number of frames")
         self.leader = leader
         self.follower = follower
         self.fbackend: FollowerBackend = follower.backend  # type: ignore[assignment]
         self.cfg = cfg
+        if not (np.isfinite(steer_radius_m) and steer_radius_m >= 0.0):
+            raise ValueError(f"steer_radius_m must be a finite number >= 0, got {steer_radius_m!r}")
+        self.steer_radius_m = float(steer_radius_m)
         self.staging = staging if staging is not None else StagingConfig(steer=False, limit_speed=False)
         self.skeleton = leader.skeleton
         self.n_joints = leader.n_joints
@@ -350,6 +364,7 @@ class CoupleDancer:
         r = self._limit_row(c.follow)
         lim = self.fol_limit
         return {"follow_yaw": np.array([c.follow_yaw]), "follow_xz": c.follow_xz[None], "lead_xz": c.lead_xz[None],
+                "pred": c.pred[None],
                 **{f"limit.{f}": getattr(lim, f)[r : r + 1] for f in ("root", "quat", "points", "valid", "lagging")}}
 
     def _restore(self, c: Couple, step: int) -> bool:
@@ -361,6 +376,7 @@ class CoupleDancer:
         c.follow_yaw = float(snap["follow_yaw"])
         c.follow_xz = np.array(snap["follow_xz"], np.float64)
         c.lead_xz = np.array(snap["lead_xz"], np.float64)
+        c.pred = np.array(snap["pred"], np.float64).reshape(TARGET_DIM)
         r = self._limit_row(c.follow)
         for f in ("root", "quat", "points", "valid", "lagging"):
             getattr(self.fol_limit, f)[r] = snap[f"limit.{f}"]
@@ -452,6 +468,8 @@ class CoupleDancer:
             lp = self.leader.get(c.lead_in)
             feats = place_features(end_xz, end_yaw, c.follow_xz, c.follow_yaw)
             self.fbackend.set_leader(fp.state, int(lp.tok_up[-1]), int(lp.tok_down[-1]), feats)
+            if self.steer_radius_m > 0.0:
+                self._steer_follower(c, end_xz, end_yaw, floor)
         follow_raw = {sf.pid: sf for sf in self.follower.step(cond, [c.follow_in for c in sel] if some else None)}
         for c in sel:
             ff = follow_raw[c.follow_in]
@@ -460,6 +478,7 @@ class CoupleDancer:
                                   c.follow_xz, c.follow_yaw)
             end_xz, end_yaw = lead_end[c.lead]
             pred = self.fbackend.predicted_placement(self.follower.get(c.follow_in).state)
+            c.pred = np.asarray(pred, np.float64).copy()
             goal = follower_xz(end_xz, end_yaw, pred)
             goal_yaw = end_yaw + float(np.arctan2(pred[4], pred[3]))
             if c.steps > 0:
@@ -496,6 +515,21 @@ class CoupleDancer:
         self.save_state(sel)
         self.steps += 1
         return out
+
+    def _steer_follower(self, c: Couple, lead_xz: np.ndarray, lead_yaw: float, floor: tuple[float, float]) -> None:
+        """Before the follower's step: tell its generator where her place is (beat guidance's stage term steers
+        her draws towards it, so her own steps bring her there and the placement has less to pull): the placement
+        head's last output put next to the leader's new end, round him (:func:`around_leader`) and outside the body
+        floor, as the placement's goal is made. A fresh couple is not steered (she starts at her place)."""
+        if c.steps == 0:
+            self.follower.set_stage(c.follow_in, None)
+            return
+        target = around_leader(lead_xz, c.follow_xz, follower_xz(lead_xz, lead_yaw, c.pred), AROUND_RAD)
+        if self.cfg.min_root_distance_m > 0.0:
+            target = target + floor_push(lead_xz[None], np.array([lead_yaw]), target[None], target[None] - lead_xz,
+                                         *floor)[0]
+        theta = float(self.placer.theta[self.placer.row(c.follow)])
+        self.follower.set_stage(c.follow_in, c.follow_xz - target, theta, self.steer_radius_m)
 
     def _place(self, sel: Sequence[Couple], root: np.ndarray, quat: np.ndarray, lead_root: np.ndarray,
                lead_quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

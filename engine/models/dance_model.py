@@ -59,6 +59,16 @@ class DanceModel:
         return GuidanceConfig.from_card({**(base or {}), **over})
 
     @property
+    def couple_follower_steer(self) -> tuple[GuidanceConfig, float]:
+        """How a couple's follower steers its own tokens towards its place (``couple.follower_guidance``): the
+        follower generator's guided sampling (:class:`GuidanceConfig` keys; its stage term steers the follower's
+        draws towards where the placement head puts her) and ``radius_m``, the gap from her place at which the
+        term acts fully (from ``stage_from`` of it on). Absent or null: off (plain sampling, radius 0)."""
+        block = dict((self.card.get("couple") or {}).get("follower_guidance") or {})
+        radius = float(block.pop("radius_m", 0.0))
+        return GuidanceConfig.from_card(block), radius
+
+    @property
     def max_repeat(self) -> int | None:
         """The repetition guard of the model card (``sampling.max_repeat``; absent or null: off)."""
         m = self.card.get("sampling", {}).get("max_repeat")
@@ -107,15 +117,27 @@ class DanceModel:
         return dict(self.card.get("sampling", {}).get("genre_start") or {})
 
     @property
+    def couple_genre_start(self) -> dict[str, Any]:
+        """The start boost of a couple's leader: ``couple.genre_start`` where the card sets it (an object of
+        ``sampling.genre_start`` keys; ``boost_tokens`` 0: no boost), else the solo's :attr:`genre_start` (session
+        11; ``docs/models.md``, "Couples")."""
+        couple = self.card.get("couple") or {}
+        if "genre_start" in couple and couple["genre_start"] is not None:
+            return dict(couple["genre_start"])
+        return self.genre_start
+
+    @property
     def energy(self) -> dict[str, Any]:
         """How the energy control is read (``sampling.energy``): ``share`` (of the energy the unconditional row
         carries under genre guidance) and ``range`` (the labels of levels 0 and 1); absent: the defaults."""
         return dict(self.card.get("sampling", {}).get("energy") or {})
 
-    def generator_options(self) -> dict[str, Any]:
+    def generator_options(self, couple: bool = False) -> dict[str, Any]:
         """The card's genre-start, genre-switch and energy settings as :class:`engine.models.gpt_dancer.DanceGenerator`
-        keyword arguments (only those the card sets)."""
-        sw, en, st = self.genre_switch, self.energy, self.genre_start
+        keyword arguments (only those the card sets). ``couple``: for a couple's leader (its start boost is
+        :attr:`couple_genre_start`)."""
+        sw, en = self.genre_switch, self.energy
+        st = self.couple_genre_start if couple else self.genre_start
         out: dict[str, Any] = {}
         if st:  # boost and boost_tokens together (check_card)
             out["start_boost"] = (float(st["boost"]), int(st["boost_tokens"]))

@@ -36,7 +36,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     names, optional: only those) and
     ``sampling.energy`` an object (``share`` in [0, 1], ``range`` two numbers in [0, 1]), each optional;
     ``couple.beat_guidance`` an object (or null) of ``sampling.beat_guidance`` keys that a couple's leader uses
-    instead (``candidates`` an integer >= 0, ``weight`` a number >= 0; the keys it leaves out are the solo's).
+    instead (``candidates`` an integer >= 0, ``weight`` a number >= 0; the keys it leaves out are the solo's) and
+    ``couple.genre_start`` an object (or null) as ``sampling.genre_start`` that a couple's leader uses instead;
+    ``couple.follower_guidance`` an object (or null) of beat guidance keys plus ``radius_m`` (in (0, 5] metres).
     """
     if not isinstance(card, dict):
         raise ValueError(f"{path}: a model card must be a JSON object, got {type(card).__name__}")
@@ -101,22 +103,7 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
         if isinstance(pr, bool) or not isinstance(pr, int) or not 0 <= pr <= MAX_PRIMER_TOKENS:
             raise ValueError(f"{path}: sampling.genre_switch.primer must be an integer in [0, {MAX_PRIMER_TOKENS}] "
                              f"tokens, got {pr!r}")
-    gs = sampling.get("genre_start")
-    if gs is not None:
-        if not isinstance(gs, dict) or not {"boost", "boost_tokens"} <= set(gs) <= {"boost", "boost_tokens", "genres"}:
-            raise ValueError(f"{path}: sampling.genre_start must be an object with boost, boost_tokens (and genres), "
-                             f"got {gs!r}")
-        gn = gs.get("genres", [])
-        if not isinstance(gn, list) or not all(isinstance(g, str) and g in GENRES for g in gn):
-            raise ValueError(f"{path}: sampling.genre_start.genres must be a list of genre names "
-                             f"({', '.join(GENRES)}), got {gn!r}")
-        b, bt = gs["boost"], gs["boost_tokens"]
-        if not _number(b) or not 0.0 < b <= GENRE_GUIDANCE_LIMIT:
-            raise ValueError(f"{path}: sampling.genre_start.boost must be a number in (0, {GENRE_GUIDANCE_LIMIT:g}], "
-                             f"got {b!r}")
-        if isinstance(bt, bool) or not isinstance(bt, int) or not 0 <= bt <= MAX_REPEAT_LIMIT:
-            raise ValueError(f"{path}: sampling.genre_start.boost_tokens must be an integer in "
-                             f"[0, {MAX_REPEAT_LIMIT}], got {bt!r}")
+    _check_genre_start(path, "sampling.genre_start", sampling.get("genre_start"))
     en = sampling.get("energy")
     if en is not None:
         if not isinstance(en, dict) or set(en) - {"share", "range"}:
@@ -138,4 +125,41 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
         w = cbg.get("weight", 0.0)
         if not _number(w) or w < 0:
             raise ValueError(f"{path}: couple.beat_guidance.weight must be a number >= 0, got {w!r}")
+    if isinstance(couple, dict):
+        _check_genre_start(path, "couple.genre_start", couple.get("genre_start"))
+        _check_follower_guidance(path, couple.get("follower_guidance"))
     return card
+
+
+def _check_follower_guidance(path: object, fg: object) -> None:
+    """``couple.follower_guidance`` (beat guidance keys plus ``radius_m``; None: absent) or ValueError."""
+    if fg is None:
+        return
+    from engine.models.beat_guidance import GuidanceConfig
+
+    if not isinstance(fg, dict):
+        raise ValueError(f"{path}: couple.follower_guidance must be an object, got {fg!r}")
+    block = dict(fg)
+    r = block.pop("radius_m", None)
+    if not _number(r) or not 0.0 < r <= 5.0:
+        raise ValueError(f"{path}: couple.follower_guidance.radius_m must be a number in (0, 5] metres, got {r!r}")
+    try:
+        GuidanceConfig.from_card(block)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: couple.follower_guidance: {exc}") from None
+
+
+def _check_genre_start(path: object, name: str, gs: object) -> None:
+    """A ``genre_start`` object (``sampling.genre_start`` or ``couple.genre_start``; None: absent) or ValueError."""
+    if gs is None:
+        return
+    if not isinstance(gs, dict) or not {"boost", "boost_tokens"} <= set(gs) <= {"boost", "boost_tokens", "genres"}:
+        raise ValueError(f"{path}: {name} must be an object with boost, boost_tokens (and genres), got {gs!r}")
+    gn = gs.get("genres", [])
+    if not isinstance(gn, list) or not all(isinstance(g, str) and g in GENRES for g in gn):
+        raise ValueError(f"{path}: {name}.genres must be a list of genre names ({', '.join(GENRES)}), got {gn!r}")
+    b, bt = gs["boost"], gs["boost_tokens"]
+    if not _number(b) or not 0.0 < b <= GENRE_GUIDANCE_LIMIT:
+        raise ValueError(f"{path}: {name}.boost must be a number in (0, {GENRE_GUIDANCE_LIMIT:g}], got {b!r}")
+    if isinstance(bt, bool) or not isinstance(bt, int) or not 0 <= bt <= MAX_REPEAT_LIMIT:
+        raise ValueError(f"{path}: {name}.boost_tokens must be an integer in [0, {MAX_REPEAT_LIMIT}], got {bt!r}")

@@ -165,7 +165,8 @@ def _build_gpt(spec: ModelSpec) -> MotionModel:
 def gpt_generator(spec: ModelSpec, capacity: int, couple: bool = False) -> tuple[Any, Any, Any]:
     """The VQ-VAE + GPT generator of ``spec`` for ``capacity`` performers (no performers yet; two cache rows each
     under genre guidance), its loaded model and the starting controls. ``couple``: the generator leads couples, so
-    its beat guidance is the card's couple setting (``couple.beat_guidance`` over ``sampling.beat_guidance``)."""
+    its beat guidance and start boost are the card's couple settings (``couple.beat_guidance`` over
+    ``sampling.beat_guidance``, ``couple.genre_start`` in place of ``sampling.genre_start``)."""
     import torch
 
     from engine.models.conditioning import genre_id
@@ -207,7 +208,7 @@ def gpt_generator(spec: ModelSpec, capacity: int, couple: bool = False) -> tuple
         gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock,
                              decoder_runner=create_decoder_runner(spec.decode), guidance=guidance,
                              max_repeat=max_repeat, genre_guidance=genre_guidance, text_guidance=text_guidance,
-                             text_prompts=text_prompts, **dm.generator_options(),
+                             text_prompts=text_prompts, **dm.generator_options(couple),
                              text_baseline=phrase_baseline if dm.text_baseline == "phrases" else None)
     except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None
@@ -250,10 +251,14 @@ def build_couple(spec: ModelSpec, follower: Any = None, config: Any = None) -> A
     if fol.cfg.vocab_size != dm.gpt.cfg.vocab_size or fol.cfg.cond_dim != dm.gpt.cfg.cond_dim:
         raise AssemblyError(f"{model_dir}: the follower (vocab {fol.cfg.vocab_size}) does not fit the VQ-VAE + GPT "
                             f"(vocab {dm.gpt.cfg.vocab_size})")
+    steer, steer_radius = dm.couple_follower_steer
+    if not steer.enabled:
+        steer_radius = 0.0
     gen = DanceGenerator(FollowerBackend(fol, capacity=n), dm.vq, seed=spec.seed + 10_000, foot_lock=dm.foot_lock,
-                         decoder_runner=create_decoder_runner(spec.decode), max_repeat=leader.max_repeat)
+                         decoder_runner=create_decoder_runner(spec.decode), max_repeat=leader.max_repeat,
+                         guidance=steer)
     cfg = config if config is not None else fol.fcfg
-    model = CoupleDancer(leader, gen, cfg, spec.staging)
+    model = CoupleDancer(leader, gen, cfg, spec.staging, steer_radius_m=steer_radius)
     for _ in range(n):
         model.add_performer(replace(controls))
     log.info("couples from %s: %d couple(s) (%d performers), leader backend %s, genre guidance %s, follower pull "

@@ -44,6 +44,15 @@ HANDS = ("rHand", "lHand")
 VISIBLE_DEG = 45.0
 
 
+def dance_window(hands: np.ndarray) -> slice:
+    """The frames of a real take from its first hold to its last (hands within :data:`HOLD_M`; all frames when
+    there is none): the couple dance proper. The held-out takes also hold the partners walking into and out of the
+    dance (take 12's last 3 s, take 13's first 2 s, 1.2-2.1 m apart): 10 % of their frames and every real frame
+    above 1.2 m (session 11; ``docs/models.md``, "Couples")."""
+    idx = np.nonzero(np.asarray(hands) < HOLD_M)[0]
+    return slice(0, len(hands)) if len(idx) == 0 else slice(int(idx[0]), int(idx[-1]) + 1)
+
+
 def couple_distances(lead: Motion, follow: Motion) -> dict[str, np.ndarray]:
     """Per frame: ``root`` floor distance of the roots, ``hands`` nearest hand-to-hand distance (metres),
     ``facing`` the cosine of the angle between the two hip headings (-1: face to face) and ``bearing`` where the
@@ -121,7 +130,18 @@ def summarise(d: dict[str, np.ndarray], real: dict[str, np.ndarray] | None, real
         out["w1_root_m"] = wasserstein_1d(root, real["root"])
         out["w1_hands_m"] = wasserstein_1d(hands, real["hands"])
         out["w1_facing"] = wasserstein_1d(d["facing"], real["facing"])
+        if "root_dance" in real:  # against the real dance proper (:func:`dance_window`)
+            out["w1_root_dance_m"] = wasserstein_1d(root, real["root_dance"])
+            out["w1_hands_dance_m"] = wasserstein_1d(hands, real["hands_dance"])
+    elif "root_dance" in d:
+        out["root_dance_p95_m"] = float(np.percentile(d["root_dance"], 95))
+        out["root_dance_median_m"] = float(np.median(d["root_dance"]))
     return out
+
+
+#: The measures of each seed's couples (both takes) in ``per_seed`` (the seed-to-seed spread).
+PER_SEED = ("w1_root_m", "w1_hands_m", "w1_root_dance_m", "w1_hands_dance_m", "hold_share", "root_median_m",
+            "root_p95_m", "visible_share", "face_to_face_share")
 
 
 def _step_all(model: MotionModel, cond: np.ndarray, times_ms: list[float] | None = None) -> dict[int, Motion]:
@@ -212,15 +232,18 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
     takes = load_split(data, "val", styles=("salsa",))
     train_min = float(trained.fcfg.min_root_distance_m)
     found: dict[str, dict[str, list[np.ndarray]]] = {}
+    by_seed: dict[tuple[str, int], dict[str, list[np.ndarray]]] = {}
     step_ms: dict[str, list[float]] = {r: [] for r in ("couple", "couple, unstaged", "independent solos") if r in rows}
 
-    def add(row: str, d: dict[str, np.ndarray]) -> None:
-        r = found.setdefault(row, {})
-        for k, v in d.items():
-            r.setdefault(k, []).append(v)
+    def add(row: str, d: dict[str, np.ndarray], seed: int | None = None) -> None:
+        for r in (found.setdefault(row, {}), *(() if seed is None else (by_seed.setdefault((row, seed), {}),))):
+            for k, v in d.items():
+                r.setdefault(k, []).append(v)
 
     for take in takes:
-        add("real", {**couple_distances(take.dancers[0], take.dancers[1]),
+        real_d = couple_distances(take.dancers[0], take.dancers[1])
+        win = dance_window(real_d["hands"])
+        add("real", {**real_d, "root_dance": real_d["root"][win], "hands_dance": real_d["hands"][win],
                      **pair_on_stage(take.dancers[0], take.dancers[1]),
                      "follow_skate": np.array([follower_skating(take.dancers[1])]),
                      "lead_skate": np.array([follower_skating(take.dancers[0])])})
@@ -242,22 +265,27 @@ def evaluate_couples(model_dir: Path, data: Path | None = None, seeds: int = 2, 
                 add(name, {**couple_distances(lead, follow), **pair_on_stage(lead, follow),
                            "follow_skate": np.array([follower_skating(follow)]),
                            "lead_skate": np.array([follower_skating(lead)]),
-                           "frames": np.array([float(follow.n_frames)])})
+                           "frames": np.array([float(follow.n_frames)])}, seed=s)
                 if progress:
                     print(f"take {take.take} seed {s}: {name}", flush=True)
     cat = {row: {k: np.concatenate(v) for k, v in r.items()} for row, r in found.items()}
     real_min = float(cat["real"]["root"].min())
     summary = {row: summarise(d, None if row == "real" else cat["real"], real_min, train_min) for row, d in cat.items()}
+    per_seed: dict[str, dict[str, dict[str, float]]] = {}
+    for (row, s), r in sorted(by_seed.items(), key=lambda kv: kv[0][1]):
+        sm = summarise({k: np.concatenate(v) for k, v in r.items()}, cat["real"], real_min, train_min)
+        per_seed.setdefault(row, {})[str(s)] = {k: sm[k] for k in PER_SEED}
     return {"model": str(model_dir), "takes": [t.take for t in takes], "seeds": seeds, "first_seed": first_seed,
             "hold_m": HOLD_M,
-            "real_min_root_m": real_min, "train_min_root_m": train_min, "summary": summary,
+            "real_min_root_m": real_min, "train_min_root_m": train_min, "summary": summary, "per_seed": per_seed,
             "step_ms_p50": {k: float(np.median(v)) for k, v in step_ms.items() if v},
             "step_ms_p99": {k: float(np.percentile(v, 99)) for k, v in step_ms.items() if v},
             "samples": {row: {k: v.tolist() for k, v in d.items()} for row, d in cat.items()}}
 
 
 #: The rows of the couple table, in order.
-MEASURES = ("w1_root_m", "w1_hands_m", "w1_facing", "root_p5_m", "root_median_m", "root_p95_m", "root_min_m",
+MEASURES = ("w1_root_m", "w1_hands_m", "w1_root_dance_m", "w1_hands_dance_m", "w1_facing", "root_dance_median_m",
+            "root_dance_p95_m", "root_p5_m", "root_median_m", "root_p95_m", "root_min_m",
             "below_real_min_share", "below_train_min_share", "close_beside_share", "hold_share", "hands_median_m",
             "hands_in_hold_median_m", "face_to_face_share", "follower_skate_ms", "leader_skate_ms",
             "floor_frames_share", "late_floor_frames_share", "floor_slips_share", "visible_share", "stage_max_m",
@@ -278,7 +306,9 @@ def couple_table(res: dict[str, Any]) -> list[str]:
              "from the front, neither hides the other); stage_* = the farther partner's root from the stage centre, "
              "mid = the pair's midpoint; close_beside = the follower beside or behind her leader (bearing from his "
              f"heading {FLOOR_TURN_DEG[1]:g} deg or more) nearer than {FLOOR_SIDE_M:g} m (less 1 mm), where no real "
-             "couple comes (two bodies side by side: through him). Rows: `couple` is the live couple kind as `play "
+             "couple comes (two bodies side by side: through him). *_dance = against the real takes from their "
+             "first hold to their last (without the partners walking into and out of the dance). Rows: `couple` is "
+             "the live couple kind as `play "
              "--couple` runs it (staged), "
              "`couple, unstaged` the same with `--no-staging`.", "",
              "| measure | " + " | ".join(rows) + " |", "|---" * (len(rows) + 1) + "|"]
@@ -304,6 +334,9 @@ def write_couple_report(res: dict[str, Any], out_dir: Path, note: str = "") -> N
             if row in res["samples"]:
                 ax.hist(np.clip(res["samples"][row][key], 0, bins[-1]), bins=bins, density=True, histtype="step",
                         lw=2 if row in ("real", "couple") else 1.2, label=row)
+        if key == "root" and "root_dance" in res["samples"].get("real", {}):
+            ax.hist(np.clip(res["samples"]["real"]["root_dance"], 0, bins[-1]), bins=bins, density=True,
+                    histtype="step", lw=1.2, ls="--", label="real, first to last hold")
         top = max(np.histogram(np.clip(res["samples"][r][key], 0, bins[-1]), bins=bins, density=True)[0].max()
                   for r in ("real", "couple") if r in res["samples"])
         ax.set_ylim(0, 1.6 * top)  # an untrained follower parked on the floor would dwarf the rest
@@ -319,5 +352,9 @@ def write_couple_report(res: dict[str, Any], out_dir: Path, note: str = "") -> N
         lines += ["", "Step time (one couple = leader + follower, torch on CPU, 1 thread, beside two solo dancers "
                   "stepped in one batch): " + ", ".join(f"{k} p50 {v:.1f} ms / p99 {res['step_ms_p99'][k]:.1f} ms"
                                                         for k, v in ms.items()) + "."]
+    for row, seeds in res.get("per_seed", {}).items():
+        lines += ["", f"Per seed (`{row}`, both takes):", "", "| seed | " + " | ".join(PER_SEED) + " |",
+                  "|---" * (len(PER_SEED) + 1) + "|"]
+        lines += [f"| {s} | " + " | ".join(f"{v[k]:.3f}" for k in PER_SEED) + " |" for s, v in seeds.items()]
     lines += ["", "![distance histograms](couple.png)", ""]
     (out_dir / "couple.md").write_text("\n".join(lines))

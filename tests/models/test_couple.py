@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.models.beat_guidance import OFF, GuidanceConfig
 from engine.models.couple import COUPLE_KIND, CoupleDancer
 from engine.models.gpt import CrossCondGPT, GPTConfig
 from engine.models.gpt_dancer import DanceGenerator
@@ -18,16 +19,20 @@ from export.follower_backend import FollowerBackend
 from export.torch_backend import TorchBackend
 from tests.models.test_follower import tiny_follower
 
+#: The follower's own steering towards its place in the tests that turn it on (couple.follower_guidance).
+STEER = GuidanceConfig(candidates=8, weight=1.0, select="sample", stage_weight=3.0, stage_from=0.25)
+
 
 def _couples(n: int = 2, min_dist: float = 0.3, staging: StagingConfig | None = None, context: int = 16,
-             jit: bool = True) -> CoupleDancer:
+             jit: bool = True, steer_m: float = 0.0) -> CoupleDancer:
     torch.manual_seed(0)
     gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=context)).eval()
     vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
     fol = tiny_follower()
     leader = DanceGenerator(TorchBackend(gpt, capacity=n, device="cpu", jit=jit), vq, seed=0)
-    follower = DanceGenerator(FollowerBackend(fol, capacity=n), vq, seed=100)
-    model = CoupleDancer(leader, follower, replace(fol.fcfg, min_root_distance_m=min_dist), staging)
+    follower = DanceGenerator(FollowerBackend(fol, capacity=n), vq, seed=100, guidance=STEER if steer_m else OFF)
+    model = CoupleDancer(leader, follower, replace(fol.fcfg, min_root_distance_m=min_dist), staging,
+                         steer_radius_m=steer_m)
     for _ in range(n):
         model.add_performer(Controls())
     return model
@@ -197,12 +202,14 @@ def test_a_staged_couple_is_brought_back_on_stage() -> None:
     assert mids[True] < mids[False] - 1.0, mids
 
 
-def test_a_rewound_couple_continues_exactly_as_if_the_discarded_steps_never_were() -> None:
+@pytest.mark.parametrize("steer_m", [0.0, 0.5])
+def test_a_rewound_couple_continues_exactly_as_if_the_discarded_steps_never_were(steer_m: float) -> None:
     """Rewound by 3 steps and given the same random streams, a couple's next frames (both partners, staged as a pair)
     are exactly those of a couple that never made the discarded steps: both generators, both stagings, the
-    placement and the follower's speed limit go back. A step of one couple (a re-plan) leaves the other alone."""
+    placement and the follower's speed limit go back (and, with the follower steering itself to its place, the
+    placement head's last output it steers by). A step of one couple (a re-plan) leaves the other alone."""
     def build() -> CoupleDancer:
-        return _couples(2, staging=StagingConfig())
+        return _couples(2, staging=StagingConfig(), steer_m=steer_m)
 
     a, b = build(), build()
     rng = np.random.default_rng(0)
@@ -334,3 +341,40 @@ def test_a_fresh_pair_starts_side_on_to_the_audience() -> None:
     d = out[1].root[0, [0, 2]] - out[0].root[0, [0, 2]]
     axis = np.arctan2(d[0], d[1]) - np.deg2rad(30.0)
     assert abs(np.sin(axis)) > np.sin(np.deg2rad(60.0))  # the audience sees the partners side by side
+
+
+def test_the_follower_steers_its_own_draws_towards_its_place() -> None:
+    """With ``steer_radius_m`` the follower generator's stage term is told, before each follower step, the way to
+    her place (the placement head's last output next to the leader's new end), in the follower model's own frame
+    (the placement's yaw undone), and how far she is from it; a fresh couple is not steered."""
+    from engine.models.couple import FLOOR_FRONT_M, FLOOR_SIDE_M
+    from engine.models.follower import place_targets
+    from engine.models.staging import rotate_xz
+
+    model = _couples(1, steer_m=0.5)
+    c = model.couples[0]
+    guide = model.follower.get(c.follow_in).guide
+    assert guide is not None and guide.cfg.stage_weight > 0
+    lead_xz, lead_yaw = np.array([0.5, -0.2]), 0.3
+    model._steer_follower(c, lead_xz, lead_yaw, (FLOOR_FRONT_M, FLOOR_SIDE_M))
+    assert guide.stage_strength == 0.0  # fresh: not steered
+    c.steps, c.follow_xz = 5, np.array([0.5, 1.0])
+    model.placer.theta[model.placer.row(c.follow)] = 0.7
+    # her place: 0.8 m in front of him, facing him (near her: no way round him needed)
+    place = lead_xz + 0.8 * np.array([np.sin(lead_yaw), np.cos(lead_yaw)])
+    c.pred = place_targets(lead_xz, lead_yaw, place, lead_yaw + np.pi).astype(np.float64)
+    model._steer_follower(c, lead_xz, lead_yaw, (FLOOR_FRONT_M, FLOOR_SIDE_M))
+    gap = float(np.linalg.norm(place - c.follow_xz))
+    r0 = STEER.stage_from * 0.5
+    assert np.isclose(guide.stage_strength, np.clip((gap - r0) / (0.5 - r0), 0.0, 2.0))
+    way = rotate_xz((place - c.follow_xz) / gap, np.asarray(-0.7))
+    np.testing.assert_allclose(guide.stage_dir, way, atol=1e-9)
+    c.follow_xz = place + 0.05  # at her place: not steered
+    model._steer_follower(c, lead_xz, lead_yaw, (FLOOR_FRONT_M, FLOOR_SIDE_M))
+    assert guide.stage_strength == 0.0
+    c.follow_xz = place + np.array([2.0, 0.0])  # far from her place: the step's follower draw is steered
+    before = model.follower.guided_tokens
+    out = model.step(_cond(model))
+    assert [f.pid for f in out] == [0, 1] and model.follower.guided_tokens == before + 1
+    with pytest.raises(ValueError, match="steer_radius_m"):
+        CoupleDancer(model.leader, model.follower, model.cfg, steer_radius_m=-1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -346,3 +347,23 @@ def test_the_cards_genre_start_reaches_the_live_and_offline_generator(tmp_path: 
     assert made[0].start_boost == (3.0, 5)
     plain = build_model(ModelSpec(model=_model_dir(tmp_path / "b", {}), backend="torch", decode="torch"))
     assert plain.inner.start_boost == gd.START_BOOST == (1.0, 0)  # type: ignore[attr-defined]
+
+
+def test_a_couples_leader_takes_the_cards_couple_genre_start(tmp_path: Path) -> None:
+    """``couple.genre_start`` replaces ``sampling.genre_start`` for a couple's leader only: the solo dance keeps the
+    solo boost; a card without it gives the leader the solo's."""
+    from engine.runtime.assemble import ModelSpec, build_model, gpt_generator
+
+    sampling = {"genre_guidance": 2.0, "genre_start": {"boost": 3.0, "boost_tokens": 5, "genres": ["salsa"]}}
+    d = _model_dir(tmp_path / "a", sampling)
+    card = json.loads((d / "model.json").read_text())
+    card["couple"] = {"genre_start": {"boost": 1.0, "boost_tokens": 0}}
+    (d / "model.json").write_text(json.dumps(card))
+    dm = load_dance_model(d)
+    assert dm.generator_options(couple=True) == {"start_boost": (1.0, 0)}
+    assert dm.generator_options() == {"start_boost": (3.0, 5), "start_genres": [genre_id("salsa")]}
+    spec = ModelSpec(model=d, backend="torch", decode="torch")
+    assert gpt_generator(spec, 1, couple=True)[0].start_boost == (1.0, 0)
+    assert build_model(spec).inner.start_boost == (3.0, 5)  # type: ignore[attr-defined]
+    same = _model_dir(tmp_path / "b", sampling)
+    assert gpt_generator(replace(spec, model=same), 1, couple=True)[0].start_boost == (3.0, 5)

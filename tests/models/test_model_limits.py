@@ -97,6 +97,13 @@ def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
     {"sampling": {"genre_start": 4}},
     {"sampling": {"genre_start": {"boost": 4.0, "boost_tokens": 4, "genres": ["tango"]}}},
     {"sampling": {"genre_start": {"boost": 4.0, "boost_tokens": 4, "genres": "salsa"}}},
+    {"couple": {"genre_start": {"boost": 4.0}}},
+    {"couple": {"genre_start": {"boost": 0.0, "boost_tokens": 0}}},
+    {"couple": {"genre_start": {"boost": 1.0, "boost_tokens": -1}}},
+    {"couple": {"follower_guidance": {"candidates": 16, "weight": 1.0}}},
+    {"couple": {"follower_guidance": {"candidates": 16, "weight": 1.0, "radius_m": -0.5}}},
+    {"couple": {"follower_guidance": {"candidates": 16, "weight": 1.0, "radius_m": 0.6, "pull": 2}}},
+    {"couple": {"follower_guidance": [16, 1.0]}},
     {"sampling": {"energy": {"share": 1.5}}},
     {"sampling": {"energy": {"range": [0.0, 2.0]}}},
     {"sampling": {"energy": {"range": 0.5}}},
@@ -122,7 +129,10 @@ def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.Capture
                        "energy": {"share": 0.5, "range": [0.1, 0.6]}}}
     assert check_card(ok) == ok
     assert check_card({"sampling": {"text_baseline": "phrases"}}) == {"sampling": {"text_baseline": "phrases"}}
-    couple = {"couple": {"beat_guidance": {"candidates": 32, "weight": 20}}}
+    couple = {"couple": {"beat_guidance": {"candidates": 32, "weight": 20},
+                         "genre_start": {"boost": 1.0, "boost_tokens": 0},
+                         "follower_guidance": {"candidates": 16, "weight": 1.0, "select": "sample",
+                                               "stage_weight": 3.0, "stage_from": 0.25, "radius_m": 0.6}}}
     assert check_card(couple) == couple
     for bad, field in (({"candidates": 3.5}, "candidates"), ({"weight": -1}, "weight"), ([32, 20], "beat_guidance")):
         with pytest.raises(ValueError, match=rf"couple\.{field}|couple\.beat_guidance\.{field}"):

@@ -11,7 +11,7 @@ import pytest
 from engine.cli import main
 from engine.models.follower import save_follower
 from engine.models.pose_repr import Motion, metric_cmu_skeleton
-from engine.train.couple_eval import MEASURES, couple_table, evaluate_couples, pair_on_stage
+from engine.train.couple_eval import MEASURES, PER_SEED, couple_table, dance_window, evaluate_couples, pair_on_stage
 from tests.models.test_follower import tiny_follower
 
 
@@ -31,6 +31,14 @@ def test_pair_on_stage_sees_the_pair_from_the_front() -> None:
     assert np.allclose(d["mid"], [0.35, 0.35, np.hypot(1.25, 2.25)])
 
 
+def test_the_real_dance_runs_from_the_first_hold_to_the_last() -> None:
+    """The partners walking into and out of the dance (apart, no hold) are left out of the real reference's dance
+    window; a take with no hold at all keeps every frame."""
+    hands = np.array([1.9, 1.5, 0.2, 0.6, 0.1, 0.9, 2.0])
+    assert dance_window(hands) == slice(2, 5)
+    assert dance_window(np.full(4, 1.0)) == slice(0, 4)
+
+
 def test_couple_measures_end_to_end_on_a_small_model(small_model: Path) -> None:
     save_follower(tiny_follower(), small_model)
     res = evaluate_couples(small_model, seeds=1, seconds=2.0, progress=False)
@@ -40,7 +48,12 @@ def test_couple_measures_end_to_end_on_a_small_model(small_model: Path) -> None:
     assert "w1_root_m" not in s["real"] and s["real"]["below_real_min_share"] == 0.0
     for row in ("couple", "couple, unstaged"):
         assert s[row]["root_min_m"] >= res["train_min_root_m"] - 1e-6  # the floor holds, staged or not
-        assert {"w1_root_m", "visible_share", "stage_max_m", "leader_skate_ms", "follower_skate_ms"} <= set(s[row])
+        assert {"w1_root_m", "w1_root_dance_m", "w1_hands_dance_m", "visible_share", "stage_max_m", "leader_skate_ms",
+                "follower_skate_ms"} <= set(s[row])
+    assert "root_dance_p95_m" in s["real"] and s["real"]["root_dance_p95_m"] <= s["real"]["root_p95_m"] + 1e-9
+    assert list(res["per_seed"]["couple"]) == ["0"] and set(res["per_seed"]["couple"]["0"]) == set(PER_SEED)
+    # one seed: its couples are the row's
+    assert np.isclose(res["per_seed"]["couple"]["0"]["w1_root_m"], s["couple"]["w1_root_m"])
     md = "\n".join(couple_table(res))
     assert all(f"| {m} |" in md for m in MEASURES)
 
