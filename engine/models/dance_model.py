@@ -104,7 +104,8 @@ class DanceModel:
         """What a live genre switch does (``sampling.genre_switch``, checked by :func:`check_card`): ``boost`` (the
         genre guidance factor), ``boost_tokens`` (for how many tokens), ``context`` (GPT positions kept through
         the switch; null: the whole window), ``decoder`` ("restart": the streaming decoder restarts too; "keep") and
-        ``ease`` (frames the output eases over after a decoder restart) and ``primer`` (tokens of real dance of the
+        ``ease`` (frames the output eases over after a decoder restart), ``ease_shape`` (how: "blend" or "offset")
+        and ``primer`` (tokens of real dance of the
         new style the restarted GPT window holds, from the folder's primer bank; 0: none); absent entries keep the
         generator's defaults."""
         return dict(self.card.get("sampling", {}).get("genre_switch") or {})
@@ -151,6 +152,8 @@ class DanceModel:
             out["switch_decoder"] = sw["decoder"] == "restart"
         if "ease" in sw:
             out["switch_ease"] = int(sw["ease"])
+        if "ease_shape" in sw:
+            out["switch_ease_shape"] = str(sw["ease_shape"])
         if sw.get("primer"):
             out["switch_primer"] = (int(sw["primer"]), self.primer_bank)
         if "share" in en:

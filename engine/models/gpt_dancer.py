@@ -60,7 +60,7 @@ from engine.models.sampling import (
     sample_tokens,
 )
 from engine.models.snapshots import SnapshotRing
-from engine.models.switch_primer import MAX_PRIMER_TOKENS, PrimerBank
+from engine.models.switch_primer import EASE_SHAPES, MAX_PRIMER_TOKENS, PrimerBank
 from engine.models.vqvae import VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
@@ -454,6 +454,9 @@ class DanceGenerator:
             with the old; the root and staging go on, and the staging's speed limit bounds the seam.
         switch_ease: frames over which the output eases from the last frame before such a decoder restart to the new
             frames (:data:`SWITCH_EASE_FRAMES`; 0: none).
+        switch_ease_shape: how (:data:`engine.models.switch_primer.EASE_SHAPES`): "blend" cross-fades from that
+            frame held still; "offset" adds the seam's offset (that frame minus the restarted decoder's first) to the
+            new frames, fading linearly over the ease, so the new motion shows from the first frame.
         switch_primer: (tokens, bank): at a genre switch the GPT window restarts primed with ``tokens`` tokens of real
             dance of the new style from ``bank`` (:class:`engine.models.switch_primer.PrimerBank`), the snippet whose
             last pose is nearest the performer's last decoded frame, instead of BOS (:meth:`prime_switch`); with
@@ -488,7 +491,7 @@ class DanceGenerator:
                  start_boost: tuple[float, int] = START_BOOST, start_genres: Sequence[int] | None = None,
                  text_share: float | None = None, switch_context: int | None = SWITCH_CONTEXT,
                  energy_range: tuple[float, float] = ENERGY_RANGE, switch_decoder: bool = SWITCH_DECODER_RESTART,
-                 switch_ease: int = SWITCH_EASE_FRAMES,
+                 switch_ease: int = SWITCH_EASE_FRAMES, switch_ease_shape: str = "blend",
                  switch_primer: tuple[int, PrimerBank | None] = (0, None),
                  text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None,
                  text_classes: Callable[[np.ndarray], Mapping[str, str]] | None = None) -> None:
@@ -522,6 +525,9 @@ class DanceGenerator:
             raise ValueError(f"switch_ease must be >= 0 frames, got {switch_ease}")
         self.switch_decoder = bool(switch_decoder)
         self.switch_ease = int(switch_ease)
+        if switch_ease_shape not in EASE_SHAPES:
+            raise ValueError(f"switch_ease_shape must be one of {EASE_SHAPES}, got {switch_ease_shape!r}")
+        self.switch_ease_offset = switch_ease_shape == "offset"
         if not 0 <= int(switch_primer[0]) <= MAX_PRIMER_TOKENS or (switch_primer[0] and switch_primer[1] is None):
             raise ValueError(f"switch_primer must be (tokens in [0, {MAX_PRIMER_TOKENS}], a bank when tokens > 0), "
                              f"got {switch_primer}")
@@ -540,6 +546,10 @@ class DanceGenerator:
         self.text_guidance = None if self.genre_guidance is None else text_guidance
         self.rewrite_on_control = rewrite_on_control
         self.rewrites = 0  # histories rewritten after a control switch (statistics)
+        # Unconditional-row history rewrites a window restart left for the step's one forward (performer, up [T],
+        # down [T], cond [T, C], global vector or None, keyframe or None); empty between steps.
+        self._uncond_todo: list[tuple[Performer, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
+                                      tuple[int, int, int] | None]] = []
         if max_repeat is not None and max_repeat < 0:
             raise ValueError(f"max_repeat must be >= 0 or None, got {max_repeat}")
         self.max_repeat = max_repeat or 0
@@ -752,7 +762,9 @@ class DanceGenerator:
         """Rewrite the conditional cache rows' newest positions (``rewrite_tokens``, at most the window) of the
         given performers under their current genre and global vector (one batched forward per history length;
         the unconditional rows carry no controls and stay). Keyframe slots, encoded with the controls too, are
-        pinned again."""
+        pinned again. The unconditional rows a genre switch's window restart left to rewrite (:meth:`restart_window`)
+        join the forward of their length (so a primed switch costs one forward, not two; :meth:`flush_uncond`
+        makes the rest)."""
         cfg = self.backend.config
         groups: dict[int, list[tuple[Performer, np.ndarray | None]]] = {}
         for p, g in todo:
@@ -762,21 +774,44 @@ class DanceGenerator:
                 for p, _ in grp:
                     self._note_rewrite(p, 0, np.arange(p.state.pos - n, p.state.pos))
                 idx = [np.arange(p.state.pos - n, p.state.pos) % cfg.context for p, _ in grp]
-                globs = [g for _, g in grp]
-                text = None
-                if any(g is not None for g in globs):
-                    text = np.stack([g if g is not None else np.zeros(cfg.text_dim, np.float32) for g in globs])
-                self.backend.rewrite_history(
-                    [p.state for p, _ in grp], np.stack([p.hist_up[i] for (p, _), i in zip(grp, idx, strict=True)]),
-                    np.stack([p.hist_down[i] for (p, _), i in zip(grp, idx, strict=True)]),
-                    np.stack([p.hist_cond[i] for (p, _), i in zip(grp, idx, strict=True)]),
-                    [p.controls.genre for p, _ in grp], text,
-                    [p.pinned[0] if p.keyframe_until is not None and p.pinned else None for p, _ in grp])
+                rows = [(p.state, p.hist_up[i], p.hist_down[i], p.hist_cond[i], p.controls.genre, g,
+                         p.pinned[0] if p.keyframe_until is not None and p.pinned else None)
+                        for (p, g), i in zip(grp, idx, strict=True)]
+                self._rewrite_rows(rows + self._take_uncond(n))
                 self.rewrites += len(grp)
             for p, _ in grp:
                 if p.keyframe_until is not None:
                     p.keyframe_until = None
                     self._pin_next(p)
+        self.flush_uncond()
+
+    def _take_uncond(self, n: int) -> list[tuple[Any, ...]]:
+        """The waiting unconditional-row rewrites of ``n`` positions as rows of :meth:`_rewrite_rows` (their
+        overwritten cache entries kept first for exact rewinds); they leave the waiting list."""
+        mine = [u for u in self._uncond_todo if len(u[1]) == n]
+        self._uncond_todo = [u for u in self._uncond_todo if len(u[1]) != n]
+        for p, *_ in mine:
+            self._note_rewrite(p, 1, np.arange(0, n))
+        return [(p.uncond, up, down, cond, 0, g, kf) for p, up, down, cond, g, kf in mine]
+
+    def flush_uncond(self) -> None:
+        """Make the waiting unconditional-row rewrites of :meth:`restart_window` (one forward per length)."""
+        while self._uncond_todo:
+            self._rewrite_rows(self._take_uncond(len(self._uncond_todo[0][1])))
+
+    def _rewrite_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """One batched history rewrite of cache rows (state, up [T], down [T], cond [T, C], genre, global vector or
+        None, keyframe or None), all of the same length ``T`` > 0."""
+        if not rows:
+            return
+        globs = [r[5] for r in rows]
+        text = None
+        if any(g is not None for g in globs):  # a zero vector adds nothing (the text projections have no bias)
+            width = self.backend.config.text_dim
+            text = np.stack([g if g is not None else np.zeros(width, np.float32) for g in globs])
+        self.backend.rewrite_history([r[0] for r in rows], np.stack([r[1] for r in rows]),
+                                     np.stack([r[2] for r in rows]), np.stack([r[3] for r in rows]),
+                                     [r[4] for r in rows], text, [r[6] for r in rows])
 
     def _sync_textless(self, p: Performer) -> None:
         """Bring the genre-only row to the performer's position with its history written under the genre and
@@ -881,11 +916,8 @@ class DanceGenerator:
             p.boost_until = max(-1, p.boost_until + shift)
         if p.uncond is not None:
             p.uncond.pos = k
-            if k > 0:
-                self._note_rewrite(p, 1, np.arange(0, k))
-                g = self._uncond_global(p)
-                self.backend.rewrite_history([p.uncond], up[None], down[None], cond[None], [0],
-                                             None if g is None else g[None], [kf])
+            if k > 0:  # rewritten with the conditional row's history in the switch step's one forward
+                self._uncond_todo.append((p, up, down, cond, self._uncond_global(p), kf))
         p.textless_live = False  # rewritten from the history at its next use
         if p.keyframe_until is not None:  # the slots are encoded at their position: pinned again, renumbered
             p.keyframe_until = None
@@ -968,6 +1000,7 @@ class DanceGenerator:
         switched = [(p, g) for p, g in zip(ps, globs, strict=True) if self._note_controls(p, g)]
         if switched and self.rewrite_on_control:
             self.rewrite_history(switched)
+        self.flush_uncond()
         keep = self._keeping()
         hist_old = self.hist_before_step(ps) if keep else None
         for i, p in enumerate(ps):
@@ -1321,8 +1354,14 @@ class DanceGenerator:
         if p.seam is not None:  # easing out of a decoder restart (``restart_decoder``)
             su, sd, done, total = p.seam
             w = np.minimum(np.arange(done + 1, done + 1 + len(upper)) / (total + 1.0), 1.0)[:, None]
-            upper = ((1.0 - w) * su + w * upper).astype(upper.dtype)
-            lower = ((1.0 - w) * sd + w * lower).astype(lower.dtype)
+            if self.switch_ease_offset:  # the new frames moved by the seam's offset, fading (their motion kept)
+                if done == 0:  # the offset from the restarted decoder's first frame to the last one before it
+                    su, sd = su - upper[0], sd - lower[0]
+                upper = (upper + (1.0 - w) * su).astype(upper.dtype)
+                lower = (lower + (1.0 - w) * sd).astype(lower.dtype)
+            else:  # a cross-fade from the last frame before it, held
+                upper = ((1.0 - w) * su + w * upper).astype(upper.dtype)
+                lower = ((1.0 - w) * sd + w * lower).astype(lower.dtype)
             done += len(upper)
             p.seam = None if done >= total else (su, sd, done, total)
         rot = None  # the joint rotations, when foot locking computed them (locking leaves them as they are)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.conditioning import GENRES
-from engine.models.switch_primer import MAX_PRIMER_TOKENS
+from engine.models.switch_primer import EASE_SHAPES, MAX_PRIMER_TOKENS
 
 #: Largest ``sampling.max_repeat`` (64 tokens = 8.5 s of one token: a longer run is no guard at all).
 MAX_REPEAT_LIMIT = 64
@@ -30,7 +30,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.text_baseline`` "phrases" (or
     absent / null: none), ``sampling.genre_switch`` an object
     (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null,
-    ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``primer`` an integer in [0, 32] tokens),
+    ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``ease_shape`` "blend" or "offset",
+    ``primer`` an integer in [0, 32] tokens),
     ``sampling.genre_start`` an object
     (``boost`` a number in (0, 20] and ``boost_tokens`` an integer in [0, 64], both; ``genres`` a list of genre
     names, optional: only those) and
@@ -81,9 +82,10 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
                          f"got {tg!r}")
     sw = sampling.get("genre_switch")
     if sw is not None:
-        if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context", "decoder", "ease", "primer"}:
+        if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context", "decoder", "ease", "ease_shape",
+                                                    "primer"}:
             raise ValueError(f"{path}: sampling.genre_switch must be an object with boost, boost_tokens, context, "
-                             f"decoder, ease, primer; got {sw!r}")
+                             f"decoder, ease, ease_shape, primer; got {sw!r}")
         if ("boost" in sw) != ("boost_tokens" in sw):
             raise ValueError(f"{path}: sampling.genre_switch needs boost and boost_tokens together, got {sw!r}")
         b, bt, c = sw.get("boost", 1.0), sw.get("boost_tokens", 0), sw.get("context")
@@ -99,6 +101,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
         ease = sw.get("ease", 0)
         if isinstance(ease, bool) or not isinstance(ease, int) or not 0 <= ease <= 60:
             raise ValueError(f"{path}: sampling.genre_switch.ease must be an integer in [0, 60] frames, got {ease!r}")
+        if sw.get("ease_shape", "blend") not in EASE_SHAPES:
+            raise ValueError(f"{path}: sampling.genre_switch.ease_shape must be one of {', '.join(EASE_SHAPES)}, "
+                             f"got {sw.get('ease_shape')!r}")
         pr = sw.get("primer", 0)
         if isinstance(pr, bool) or not isinstance(pr, int) or not 0 <= pr <= MAX_PRIMER_TOKENS:
             raise ValueError(f"{path}: sampling.genre_switch.primer must be an integer in [0, {MAX_PRIMER_TOKENS}] "

@@ -33,6 +33,10 @@ LOWER_FEATURE = np.r_[1, 3:57]
 HIP_FEATURE = slice(73, 79)
 #: Most tokens a primer may have (the card's ``primer`` is checked against it).
 MAX_PRIMER_TOKENS = 32
+#: How the output eases out of a switch's decoder restart (card ``genre_switch.ease_shape``): "blend" cross-fades
+#: from the last frame before the switch, held still (session 9); "offset" moves the new frames by the seam's offset
+#: (last frame before minus the restarted decoder's first), fading to 0, so their own motion shows at once (session 11).
+EASE_SHAPES = ("blend", "offset")
 
 
 def pose_feature(upper: np.ndarray, lower: np.ndarray, hip_weight: float = 1.0) -> np.ndarray:

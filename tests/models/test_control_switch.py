@@ -258,14 +258,17 @@ def test_the_cards_switch_and_energy_settings_reach_the_live_and_offline_generat
     from engine.train.generate import sample_dance
     from tests.models.test_genre_guidance import _model_dir
 
-    sampling = {"genre_guidance": 2.0, "genre_switch": {"boost": 3.0, "boost_tokens": 2, "context": 5},
+    sampling = {"genre_guidance": 2.0, "genre_switch": {"boost": 3.0, "boost_tokens": 2, "context": 5,
+                                                        "ease_shape": "offset"},
                 "energy": {"share": 0.25, "range": [0.1, 0.6]}}
     d = _model_dir(tmp_path / "a", sampling)
     assert load_dance_model(d).generator_options() == {"switch_boost": (3.0, 2), "switch_context": 5,
+                                                       "switch_ease_shape": "offset",
                                                        "energy_share": 0.25, "energy_range": (0.1, 0.6)}
     gen = build_model(ModelSpec(model=d, backend="torch", decode="torch")).inner  # type: ignore[attr-defined]
     assert (gen.switch_boost, gen.switch_context, gen.energy_share, gen.energy_range) == ((3.0, 2), 5, 0.25,
                                                                                           (0.1, 0.6))
+    assert gen.switch_ease_offset
     made: list[DanceGenerator] = []
     real_init = gd.DanceGenerator.__init__
 
@@ -279,8 +282,8 @@ def test_the_cards_switch_and_energy_settings_reach_the_live_and_offline_generat
     assert (made[0].switch_boost, made[0].switch_context, made[0].energy_range) == ((3.0, 2), 5, (0.1, 0.6))
     plain = build_model(ModelSpec(model=_model_dir(tmp_path / "b", {}), backend="torch", decode="torch"))
     g2 = plain.inner  # type: ignore[attr-defined]
-    assert (g2.switch_boost, g2.switch_context, g2.energy_share, g2.energy_range) == (
-        gd.SWITCH_BOOST, gd.SWITCH_CONTEXT, gd.ENERGY_SHARE, gd.ENERGY_RANGE)
+    assert (g2.switch_boost, g2.switch_context, g2.energy_share, g2.energy_range, g2.switch_ease_offset) == (
+        gd.SWITCH_BOOST, gd.SWITCH_CONTEXT, gd.ENERGY_SHARE, gd.ENERGY_RANGE, False)
 
 
 def _bank(tokens: int = 40, styles: tuple[str, ...] = ("pop",)) -> PrimerBank:
@@ -293,7 +296,7 @@ def _bank(tokens: int = 40, styles: tuple[str, ...] = ("pop",)) -> PrimerBank:
 
 def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: int = 9,
                      rewinds: tuple[tuple[int, int], ...] = (), late: bool = False, primer: int = 0,
-                     ) -> tuple[DanceGenerator, list[list[np.ndarray]]]:
+                     shape: str = "blend") -> tuple[DanceGenerator, list[list[np.ndarray]]]:
     """Two performers stepped ``n`` tokens; performer 0 switches genre before token ``switch_at`` (None: never).
     ``rewinds``: (after token, n) rewinds of performer 0, remade at once; ``late``: the switch is made only when the
     steps from ``switch_at`` on are remade (a live re-plan: made ahead under the old genre, rewound, remade under
@@ -302,7 +305,7 @@ def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: 
     gpt, vq = _gpt_vq()
     cond = _cond(n)
     gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=4,
-                         genre_guidance=2.0, switch_decoder=switch_decoder, switch_ease=ease,
+                         genre_guidance=2.0, switch_decoder=switch_decoder, switch_ease=ease, switch_ease_shape=shape,
                          switch_primer=(primer, _bank() if primer else None))
     a, b = gen.add_performer(Controls(genre=1)), gen.add_performer(Controls(genre=1))
     out: list[list[np.ndarray]] = [[], []]
@@ -373,6 +376,34 @@ def test_a_genre_switch_can_restart_the_decoder_and_ease_the_output() -> None:
     assert gen6.get(0).seam is None  # eased out
 
 
+def test_the_offset_ease_moves_the_new_frames_by_the_fading_seam_offset() -> None:
+    """``switch_ease_shape`` "offset": the k frames after the switch are the restarted decoder's frames plus
+    (last frame before - first new frame) weighted k/(k+1) ... 1/(k+1), so the first one is near the last frame
+    before and the new frames' own motion shows throughout (the blend holds the old frame instead); the draws are
+    the same; without a switch nothing changes; rewinds across it stay exact."""
+    _, restarted = _switched_frames(True, 0, 5)
+    gen, eased = _switched_frames(True, 6, 5, shape="offset")
+    last_up, last_down = restarted[0][13][-1], restarted[0][14][-1]
+    off_up, off_down = last_up - restarted[0][16][0], last_down - restarted[0][17][0]
+    for f in range(10):  # frames 0-9 after the switch (tokens 5-7): eased for 6, then the decoder's own
+        w = min((f + 1) / 7.0, 1.0)
+        tok, row = 5 + f // 4, f % 4
+        np.testing.assert_allclose(eased[0][3 * tok + 1][row], restarted[0][3 * tok + 1][row] + (1 - w) * off_up,
+                                   atol=1e-5)
+        np.testing.assert_allclose(eased[0][3 * tok + 2][row, 3:57],
+                                   restarted[0][3 * tok + 2][row, 3:57] + (1 - w) * off_down[3:57], atol=1e-5)
+    assert gen.get(0).seam is None
+    _, same = _switched_frames(True, 6, None, shape="offset")
+    _, base = _switched_frames(False, 0, None)
+    for x, y in zip(same[0] + same[1], base[0] + base[1], strict=True):
+        np.testing.assert_array_equal(x, y)
+    _, again = _switched_frames(True, 6, 5, rewinds=((7, 1), (9, 4)), shape="offset")
+    for x, y in zip(again[0] + again[1], eased[0] + eased[1], strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="switch_ease_shape"):
+        _switched_frames(True, 6, 5, shape="snap")
+
+
 @pytest.mark.parametrize(("ease", "primer"), [(0, 0), (6, 0), (4, 4)])
 def test_rewinds_across_a_decoder_restart_stay_exact(ease: int, primer: int) -> None:
     """A rewind of the switch step, of a step in its ease, or from after it to before the switch, remakes exactly
@@ -437,6 +468,44 @@ def test_a_genre_switch_primes_the_gpt_and_the_decoder_with_the_nearest_real_sni
     vec = p.vectors
     assert vec is not None
     np.testing.assert_allclose(vec[0], dec_up[0, -4:].numpy(), atol=1e-4)
+
+
+class _TwoForwards(DanceGenerator):
+    """The switch as before session 11: the unconditional row's history rewritten by its own forward at once."""
+
+    def restart_window(self, p, keep, primer=None):  # type: ignore[no-untyped-def]
+        super().restart_window(p, keep, primer)
+        self.flush_uncond()
+
+
+def test_a_primed_switch_rewrites_both_guidance_rows_in_one_forward() -> None:
+    """The switch step of a primed genre switch rewrites the conditional row (new genre) and the unconditional row
+    (no genre) in one batched history forward, not two; its frames are those of the two separate forwards."""
+    gpt, vq = _gpt_vq()
+    cond = _cond(8)
+    frames: dict[str, list[np.ndarray]] = {}
+    calls: dict[str, list[int]] = {}
+    for name, cls in (("one", DanceGenerator), ("two", _TwoForwards)):
+        gen = cls(TorchBackend(gpt, capacity=cache_rows(1, 2.0), device="cpu"), vq, seed=4, genre_guidance=2.0,
+                  switch_decoder=True, switch_ease=0, switch_primer=(4, _bank()))
+        pid = gen.add_performer(Controls(genre=1))
+        seen: list[int] = []
+        real = gen.backend.rewrite_history
+
+        def spy(states, *a, _real=real, _seen=seen, **k):  # type: ignore[no-untyped-def]
+            _seen.append(len(states))
+            return _real(states, *a, **k)
+
+        gen.backend.rewrite_history = spy  # type: ignore[method-assign]
+        out = []
+        for t in range(8):
+            if t == 5:
+                gen.set_genre(pid, 2)
+            out += [np.concatenate([sf.root.ravel(), sf.quat.ravel()]) for sf in gen.step(cond[t])]
+        frames[name], calls[name] = out, seen
+    assert calls == {"one": [2], "two": [1, 1]}
+    for x, y in zip(frames["one"], frames["two"], strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
 
 
 def test_the_primer_bank_round_trips_and_rejects_other_files(tmp_path: Path) -> None:
