@@ -19,8 +19,11 @@ from engine.models.vqvae import VQVAE
 
 
 def bank_from_sequences(sequences: list, vq: VQVAE, hip_weight: float = 3.0, components: int = 16,
-                        max_ends: int = 12288) -> PrimerBank:
-    """The bank of the sequences' styles (:func:`engine.train.evaluate.style_of_sequence`), tokens by ``vq``."""
+                        max_ends: int = 12288, decoded: bool = False) -> PrimerBank:
+    """The bank of the sequences' styles (:func:`engine.train.evaluate.style_of_sequence`), tokens by ``vq``.
+    ``decoded``: each end's feature is that of the frame ``vq`` decodes from the take's tokens (what a primed
+    switch shows, under the take's own beat features for a beat-conditioned decoder) instead of the real frame."""
+    from engine.models.conditioning import COND_DIM, decoder_beat_features, sequence_conditions
     from engine.train.evaluate import style_of_sequence
 
     takes: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
@@ -32,7 +35,18 @@ def bank_from_sequences(sequences: list, vq: VQVAE, hip_weight: float = 3.0, com
             iu, idn = vq.encode(torch.from_numpy(np.ascontiguousarray(s.upper[None, :n], np.float32)),
                                 torch.from_numpy(np.ascontiguousarray(s.lower[None, :n], np.float32)))
         last = slice(FRAMES_PER_TOKEN - 1, n, FRAMES_PER_TOKEN)
-        feat = pose_feature(s.upper[last], s.lower[last], hip_weight)
+        if decoded:
+            beat = None
+            if vq.cfg.beat_dim:
+                m = s.music
+                cond = sequence_conditions(m.features, m.period_s, m.next_beat_s, n // FRAMES_PER_TOKEN)
+                beat = torch.from_numpy(decoder_beat_features(cond[:, COND_DIM - 2 * FRAMES_PER_TOKEN :]))
+                beat = beat.reshape(1, n, -1)
+            with torch.inference_mode():
+                du, dd = vq.decode(iu, idn, beat)
+            feat = pose_feature(du[0].numpy()[last], dd[0].numpy()[last], hip_weight)
+        else:
+            feat = pose_feature(s.upper[last], s.lower[last], hip_weight)
         takes.setdefault(style_of_sequence(s), []).append((iu[0].numpy(), idn[0].numpy(), feat))
     if not takes:
         raise ValueError("no sequences to build a primer bank from")
@@ -51,13 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hip-weight", type=float, default=3.0, help="weight of the hips' orientation in the match")
     ap.add_argument("--components", type=int, default=16, help="main components the features are stored on")
     ap.add_argument("--max-ends", type=int, default=12288, help="most primer ends per style (evenly spaced)")
+    ap.add_argument("--decoded", action="store_true",
+                    help="match on the frames the VQ-VAE decodes from the tokens (what a switch shows), not the real ones")
     args = ap.parse_args(argv)
     try:
         torch.set_num_threads(1)
         packed = args.data / "train.npz"
         seqs = load_packed(packed) if packed.is_file() else build_sequences(args.data, "train")
         bank = bank_from_sequences(seqs, load_vqvae(args.model_dir),
-                                   args.hip_weight, args.components, args.max_ends)
+                                   args.hip_weight, args.components, args.max_ends, args.decoded)
         bank.save(args.model_dir / PRIMER_BANK_FILE)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
