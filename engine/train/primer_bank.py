@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--components", type=int, default=16, help="main components the features are stored on")
     ap.add_argument("--max-ends", type=int, default=12288, help="most primer ends per style (evenly spaced)")
     ap.add_argument("--decoded", action="store_true",
-                    help="match on the frames the VQ-VAE decodes from the tokens (what a switch shows), not the real ones")
+                    help="match on the frames the VQ-VAE decodes from the tokens (what a switch shows), not real ones")
     args = ap.parse_args(argv)
     try:
         torch.set_num_threads(1)
