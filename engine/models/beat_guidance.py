@@ -101,6 +101,15 @@ class GuidanceConfig:
             (the GPT's own draws tilted toward the way home; 0 is plain sampling). So the dance itself turns back
             and the staging's corrections have less to do.
         stage_from: the fraction of the stage radius from which the stage term acts.
+        energy_stage: the energy term's share of the stage term's weight while the stage term steers (0: the energy
+            term keeps ``energy_weight`` alone). A performer with an energy level out on the stage scores its
+            candidates ``(energy_weight + energy_stage * stage_weight * s) * (2 e - 1) * z`` (``s`` the stage strength
+            above): the stage term picks among the candidates with a weight of ``stage_weight * s`` (4 x 0.2 .. 2 in the
+            shipped card), which left the energy term's 0.2 no say in how fast the dancer goes home, and a third to a
+            half of the tokens of a dance are chosen out there (session 11: the calm levels walked home as fast as the
+            lively ones, level 0.25 moved as fast as 0.5). With a share the two terms trade travel home against the
+            asked speed at a fixed ratio however hard the stage pulls; an uncontrolled performer and level 0.5 are
+            not changed.
     """
 
     candidates: int = 16
@@ -120,6 +129,7 @@ class GuidanceConfig:
     text_floor_weight: float = 0.0
     text_floor_frames: int = 30
     text_floor_attributes: tuple[str, ...] = ()
+    energy_stage: float = 0.0
 
     def __post_init__(self) -> None:
         if (self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1
@@ -133,6 +143,8 @@ class GuidanceConfig:
             raise ValueError(f"beat guidance text_logp must be a finite number >= 0, got {self.text_logp!r}")
         if not (math.isfinite(self.energy_weight) and self.energy_weight >= 0):
             raise ValueError(f"beat guidance energy_weight must be a finite number >= 0, got {self.energy_weight!r}")
+        if not (math.isfinite(self.energy_stage) and self.energy_stage >= 0):
+            raise ValueError(f"beat guidance energy_stage must be a finite number >= 0, got {self.energy_stage!r}")
         if not (math.isfinite(self.stage_weight) and self.stage_weight >= 0 and 0 <= self.stage_from < 1):
             raise ValueError(f"beat guidance stage_weight must be a finite number >= 0 and stage_from within [0, 1), "
                              f"got {self.stage_weight!r}, {self.stage_from!r}")
@@ -197,7 +209,8 @@ class GuidanceConfig:
                    text_floor=float(block.get("text_floor", d.text_floor)),
                    text_floor_weight=float(block.get("text_floor_weight", d.text_floor_weight)),
                    text_floor_frames=int(block.get("text_floor_frames", d.text_floor_frames)),
-                   text_floor_attributes=_names(block.get("text_floor_attributes", [])))
+                   text_floor_attributes=_names(block.get("text_floor_attributes", [])),
+                   energy_stage=float(block.get("energy_stage", d.energy_stage)))
 
     def with_candidates(self, n: int) -> GuidanceConfig:
         """These settings with ``n`` candidates (``n`` <= 1: off; from off: the default settings)."""
@@ -223,6 +236,8 @@ class GuidanceConfig:
             out["text_attributes"] = {n: {"scale": sc, "resample": rs} for n, sc, rs in self.text_attributes}
         if self.energy_weight:
             out["energy_weight"] = self.energy_weight
+        if self.energy_stage:
+            out["energy_stage"] = self.energy_stage
         if self.stage_weight:
             out["stage_weight"] = self.stage_weight
             out["stage_from"] = self.stage_from
@@ -235,6 +250,13 @@ class GuidanceConfig:
         if self.text_floor_attributes:
             out["text_floor_attributes"] = list(self.text_floor_attributes)
         return out
+
+    def energy_weight_at(self, stage_strength: float) -> float:
+        """The energy term's weight for a performer the stage term steers with strength ``stage_strength`` (0: not
+        out on the stage): ``energy_weight`` plus ``energy_stage`` of the stage term's weight (see ``energy_stage``)."""
+        if self.energy_weight <= 0:
+            return 0.0
+        return self.energy_weight + self.energy_stage * self.stage_weight * max(0.0, float(stage_strength))
 
     def floor_on(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether the speed floor (``text_floor``) steers a performer with these targets: the text term and the
@@ -531,7 +553,9 @@ class BeatGuide:
                 continue
             vals = self.attribute_values(st, pos[i], hists[i], cand_down[i])
             for col, sign in targets[i]:
-                w = self.cfg.text_scale(col)[0]
+                # the energy term keeps its share of the stage term's weight while that steers (``energy_stage``)
+                w = (self.cfg.energy_weight_at(st.stage_strength) if col == ENERGY_COLUMN
+                     else self.cfg.text_scale(col)[0])
                 v = vals[:, ATTRIBUTE_COLUMNS["speed"] if col == ENERGY_COLUMN else col]
                 sd = float(v.std())
                 if sd > 1e-9 and w > 0:

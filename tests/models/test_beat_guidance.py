@@ -492,3 +492,45 @@ def test_the_shipped_card_keeps_a_turning_prompt_moving() -> None:
             for noise in (None, np.zeros(cfg.candidates)):
                 assert guide.choose(state, [], cu, cd, logp, targets=targets, noise=noise) == cfg.candidates - 1, text
                 assert session9.choose(state, [], cu, cd, logp, targets=targets, noise=noise) != cfg.candidates - 1
+
+
+def test_a_stage_pull_does_not_override_the_energy_level() -> None:
+    """Out on the stage, the stage term (weight ``stage_weight * s``) and the energy term both score the draws. With
+    ``energy_weight`` alone the stage pull overrides the level: energy 0 and energy 1 take the same lively draw that
+    goes home fastest. With ``energy_stage`` the energy term keeps its share of the stage's weight: energy 0 takes
+    the calm draw that still goes home, energy 1 the lively one, and the draw walking away is never taken; a
+    performer with no energy (and level 0.5) picks as before."""
+    from engine.models.beat_guidance import energy_target
+
+    def moving(rate: float, vx: float) -> tuple[np.ndarray, np.ndarray]:  # joints turning at ``rate``, gliding at vx
+        up, low = _turning(rate)
+        low[:, 0] = vx
+        return up, low
+
+    # out at +x, so home is -x: lively going home, calm going home a little slower, calm walking away, standing
+    cand = [moving(0.15, -0.6), moving(0.01, -0.5), moving(0.01, 0.6), moving(0.05, 0.0)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    base = GuidanceConfig(candidates=4, weight=10.0, energy_weight=0.2, stage_weight=4.0, stage_from=0.3)
+    shared = GuidanceConfig(candidates=4, weight=10.0, energy_weight=0.2, stage_weight=4.0, stage_from=0.3,
+                            energy_stage=0.25)
+    assert GuidanceConfig.from_card(shared.to_card()) == shared and "energy_stage" not in base.to_card()
+    with pytest.raises(ValueError, match="energy_stage"):
+        GuidanceConfig(energy_stage=-0.1)
+
+    def pick(cfg: GuidanceConfig, level: float | None, noise: np.ndarray | None = None) -> int:
+        guide = BeatGuide(cfg)
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*moving(0.0, 0.0))
+        state.set_stage(np.array([1.05, 0.0]), 0.0, 1.5)  # 1.05 m out of 1.5: strength 0.57
+        assert state.stage_strength > 0.5
+        return guide.choose(state, [], cu, cd, np.zeros(4), targets=energy_target(level, cfg), noise=noise)
+
+    assert pick(base, 0.0) == pick(base, 1.0) == 0  # the stage term decides alone: the override
+    for noise in (None, np.zeros(4)):  # arg-max, and a token no beat steers (resampled draws)
+        assert pick(shared, 0.0, noise) == 1 and pick(shared, 1.0, noise) == 0
+        assert pick(shared, None, noise) == pick(base, None, noise) == 0
+        assert pick(shared, 0.5, noise) == pick(base, 0.5, noise)
+    # the energy term's weight grows with the stage pull only while the stage steers, and only with an energy
+    assert shared.energy_weight_at(0.0) == 0.2 and shared.energy_weight_at(1.0) == pytest.approx(0.2 + 0.25 * 4.0)
+    assert GuidanceConfig(energy_stage=0.25, stage_weight=4.0).energy_weight_at(1.0) == 0.0
