@@ -531,6 +531,18 @@ def test_a_stage_pull_does_not_override_the_energy_level() -> None:
         assert pick(shared, 0.0, noise) == 1 and pick(shared, 1.0, noise) == 0
         assert pick(shared, None, noise) == pick(base, None, noise) == 0
         assert pick(shared, 0.5, noise) == pick(base, 0.5, noise)
+    # the shipped card's settings (its share, 0.1) keep the two levels apart here too
+    import json
+    from dataclasses import replace
+
+    from engine.train.generate import DEFAULT_MODEL_DIR
+
+    card = DEFAULT_MODEL_DIR / "model.json"
+    if card.is_file():
+        shipped = replace(GuidanceConfig.from_card(json.loads(card.read_text())["sampling"]["beat_guidance"]),
+                          candidates=4)
+        assert shipped.energy_stage > 0
+        assert pick(shipped, 0.0) == 1 and pick(shipped, 1.0) == 0 and pick(shipped, None) == 0
     # the energy term's weight grows with the stage pull only while the stage steers, and only with an energy
     assert shared.energy_weight_at(0.0) == 0.2 and shared.energy_weight_at(1.0) == pytest.approx(0.2 + 0.25 * 4.0)
     assert GuidanceConfig(energy_stage=0.25, stage_weight=4.0).energy_weight_at(1.0) == 0.0
