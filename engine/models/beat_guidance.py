@@ -104,12 +104,12 @@ class GuidanceConfig:
         energy_stage: the energy term's share of the stage term's weight while the stage term steers (0: the energy
             term keeps ``energy_weight`` alone). A performer with an energy level out on the stage scores its
             candidates ``(energy_weight + energy_stage * stage_weight * s) * (2 e - 1) * z`` (``s`` the stage strength
-            above): the stage term picks among the candidates with a weight of ``stage_weight * s`` (4 x 0.2 .. 2 in the
-            shipped card), which left the energy term's 0.2 no say in how fast the dancer goes home, and a third to a
-            half of the tokens of a dance are chosen out there (session 11: the calm levels walked home as fast as the
-            lively ones, level 0.25 moved as fast as 0.5). With a share the two terms trade travel home against the
-            asked speed at a fixed ratio however hard the stage pulls; an uncontrolled performer and level 0.5 are
-            not changed.
+            above). The stage term picks among the candidates with a weight of ``stage_weight * s`` (4 x s in the
+            shipped card, s about 0.2 on average and up to 2), which left the energy term's 0.2 no say in how fast the
+            dancer goes home, and a third to a half of the tokens of a dance are chosen out there (session 11: the
+            calm levels walked home as fast as the lively ones, level 0.25 moved as fast as 0.5). With a share the two
+            terms trade travel home against the asked speed at a fixed ratio however hard the stage pulls; an
+            uncontrolled performer and level 0.5 are not changed.
     """
 
     candidates: int = 16
