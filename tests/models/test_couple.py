@@ -378,3 +378,45 @@ def test_the_follower_steers_its_own_draws_towards_its_place() -> None:
     assert [f.pid for f in out] == [0, 1] and model.follower.guided_tokens == before + 1
     with pytest.raises(ValueError, match="steer_radius_m"):
         CoupleDancer(model.leader, model.follower, model.cfg, steer_radius_m=-1.0)
+
+
+def _swing(model: CoupleDancer, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """One frame of the follower with both legs straight, swung ``angle`` (rad) forward at the hip, feet on the floor:
+    root [1, 1, 3], quat [1, 1, J, 4] (between +a and -a a leg passes the vertical: a pendulum)."""
+    from engine.models.staging import PointFK
+
+    quat = np.tile(np.array([1.0, 0.0, 0.0, 0.0]), (1, 1, model.n_joints, 1))
+    for side in "rl":
+        quat[..., model.skeleton.index(side + "Thigh"), :] = [np.cos(angle / 2), np.sin(angle / 2), 0.0, 0.0]
+    pts, _ = PointFK(model.skeleton)(np.zeros(3), quat[0, 0])
+    return np.array([[[0.0, -pts[:, 1].min(), 1.0]]]), quat
+
+
+def test_the_speed_limit_never_puts_the_followers_feet_under_the_floor() -> None:
+    """A follower whose legs swing from forward to back in one frame is speed-limited: the limit's blend (root lerp,
+    rotation slerp) swings the straight legs through the vertical at a lerped hip height, under the floor (the bare
+    limiter does: the bug of issue 10 item 4, single-frame dips of 4-8 cm). The couple's last stages keep every
+    foot point on the ground, and no point moves faster than the limit allows."""
+    from engine.models.staging import FOOT_POINTS, FOOT_REST_HEIGHT, SpeedLimiter
+
+    model = _couples(1, min_dist=0.0, staging=StagingConfig(steer=False))
+    c = model.couples[0]
+    c.steps = 1
+    lead_root, lead_quat = _standing(model, 4, 0.0, (0.0, -1.0))
+    frames = [_swing(model, a) for a in (0.45, 0.45, -0.45, -0.45)]
+    root, quat = np.concatenate([f[0] for f in frames], 1), np.concatenate([f[1] for f in frames], 1)
+    row = model._limit_row(c.follow)
+    fk = model.placer.fk
+    bare = SpeedLimiter(fk, model.n_joints, 1)
+    bare.limits[0] = model.fol_limit.limits[row]
+    low = [float((fk(*bare.frame(np.array([0]), root[:, k], quat[:, k]))[0][0, list(FOOT_POINTS), 1]
+                  - FOOT_REST_HEIGHT).min()) for k in range(4)]
+    assert min(low) < -0.02  # the bare limit's blend sinks a foot 2 cm or more under the floor
+    fr, fq = model._late_frames([c], lead_root, lead_quat, root.copy(), quat.copy(), model._floor_m())
+    pts, _ = fk(fr[0], fq[0])
+    assert (pts[:, list(FOOT_POINTS), 1] - FOOT_REST_HEIGHT).min() > -0.01  # the couple's: on the ground
+    assert model.ground_holds + model.feet_lifted > 0
+    step = np.linalg.norm(np.diff(pts, axis=0), axis=-1)
+    assert np.all(step <= model.fol_limit.limits[row] / 30.0 * 1.2 + 1e-9)  # no new snap (the limit, + 20 %)
+    raw, _ = fk(root[0], quat[0])
+    assert np.allclose(pts[:, list(FOOT_POINTS)][:2, :, [0, 2]], raw[:, list(FOOT_POINTS)][:2, :, [0, 2]])
