@@ -549,8 +549,8 @@ class CoupleDancer:
         """The followers' placed, hand-held frames [B, n] frame by frame through the last stages: the speed limit,
         the late floor push (:meth:`_keep_out`, the limit held her back into her leader) and the ground: no foot
         point ends more than ``SINK_TOL_M`` under her floor level and lower than it was before these stages (the
-        limit's blend dipped feet under the floor: :meth:`_limit_to_ground`, then :func:`lift_feet`). The limit's last pose is each frame's final one (the next frame is limited
-        from there)."""
+        limit's blend dipped feet under the floor: :meth:`_limit_to_ground`, then :func:`lift_feet`). The limit's
+        last pose is each frame's final one (the next frame is limited from there)."""
         fk = self.placer.fk
         rows = np.array([self._limit_row(c.follow) for c in sel])
         place_rows = np.array([self.placer.row(c.follow) for c in sel])
