@@ -81,8 +81,17 @@ class GuidanceConfig:
         text_floor_weight: the floor term's weight (log-odds against a standing candidate; 0: off).
         text_floor_frames: the committed frames whose mean speed opens the floor (30: 1 s).
         text_floor_attributes: the attributes (``ATTRIBUTE_COLUMNS`` names) whose texts the floor steers (empty: every
-            one). The shipped card floors turning alone: floored, the resampled arm and travel attributes left the
-            FID bar on 24 tuning pairs (session 10).
+            one); a name ending in ``:low`` (``:high``) floors only texts asking for less (more) of it. The shipped
+            card floors turning and the "low" side of arms and travel (``["turn", "arm:low", "travel:low"]``): "arms
+            low" and "stay in place" stalled the dance without it (session 11), and floored "high" sides cost FID
+            (session 10).
+        text_side_scales: per side of an attribute ("arm:high", "travel:low"), the scale of the text term's weight
+            for texts asking for that side, in place of the attribute's ``text_attributes`` scale (the resampling
+            rule stays the attribute's).
+        text_speed_neutral: the attributes (``ATTRIBUTE_COLUMNS`` names, not speed) whose text term ranks the
+            candidates by the part of the attribute their speed does not explain (:func:`speed_residual`), so asking
+            for less of it does not pick the stiller draws, nor asking for more the livelier ones. The shipped card
+            names arms and travel (session 11; turning not: "no turns" then danced 1.3x faster and left the bar).
         select: how a token steered by the beats alone (no text term for its performer) picks its candidate.
             ``"argmax"``: the highest ``log p + weight * hits`` (the score above). Among candidates already drawn
             from the GPT the ``log p`` term favours the likeliest, like a lower temperature: with a decoder that
@@ -130,6 +139,8 @@ class GuidanceConfig:
     text_floor_frames: int = 30
     text_floor_attributes: tuple[str, ...] = ()
     energy_stage: float = 0.0
+    text_speed_neutral: tuple[str, ...] = ()
+    text_side_scales: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1
@@ -152,9 +163,20 @@ class GuidanceConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"beat guidance {name} must be a finite number >= 0, got {v!r}")
-        if self.text_floor_attributes and not set(self.text_floor_attributes) <= set(ATTRIBUTE_COLUMNS):
-            raise ValueError(f"beat guidance text_floor_attributes must name some of {sorted(ATTRIBUTE_COLUMNS)}, "
-                             f"got {list(self.text_floor_attributes)!r}")
+        for key in ("text_floor_attributes", "text_speed_neutral"):
+            names = [n.split(":")[0] if n.count(":") == 1 and n.split(":")[1] in ("low", "high") else n
+                     for n in getattr(self, key)]
+            if names and not set(names) <= set(ATTRIBUTE_COLUMNS):
+                raise ValueError(f"beat guidance {key} must name some of {sorted(ATTRIBUTE_COLUMNS)} (a name may end "
+                                 f"in :low or :high), got {list(getattr(self, key))!r}")
+        for key, scale in self.text_side_scales:
+            name, _, side = key.partition(":")
+            if (name not in ATTRIBUTE_COLUMNS or side not in ("low", "high")
+                    or not (math.isfinite(scale) and scale >= 0)):
+                raise ValueError(f"beat guidance text_side_scales must map NAME:low or NAME:high (NAME one of "
+                                 f"{sorted(ATTRIBUTE_COLUMNS)}) to a scale >= 0, got {key!r}: {scale!r}")
+        if any(n.split(":")[0] == "speed" for n in self.text_speed_neutral):
+            raise ValueError("beat guidance text_speed_neutral cannot name speed (the attribute it is neutral to)")
         for name, scale, resample in self.text_attributes:
             if name not in ATTRIBUTE_COLUMNS or not (math.isfinite(scale) and scale >= 0) or not isinstance(resample,
                                                                                                            bool):
@@ -171,6 +193,16 @@ class GuidanceConfig:
             if ATTRIBUTE_COLUMNS[name] == column:
                 return self.text_weight * scale, resample
         return self.text_weight, True
+
+    def text_side_weight(self, column: int, direction: float) -> float:
+        """The text term's weight for a target (attribute column, direction): ``text_weight`` times the side's
+        scale in ``text_side_scales`` when it names the side ("arm:high"), else the attribute's (:meth:`text_scale`)."""
+        side = "high" if direction > 0 else "low"
+        for key, scale in self.text_side_scales:
+            name, _, s = key.partition(":")
+            if s == side and column != ENERGY_COLUMN and ATTRIBUTE_COLUMNS[name] == column:
+                return self.text_weight * scale
+        return self.text_scale(column)[0]
 
     @property
     def text_on(self) -> bool:
@@ -209,7 +241,9 @@ class GuidanceConfig:
                    text_floor=float(block.get("text_floor", d.text_floor)),
                    text_floor_weight=float(block.get("text_floor_weight", d.text_floor_weight)),
                    text_floor_frames=int(block.get("text_floor_frames", d.text_floor_frames)),
-                   text_floor_attributes=_names(block.get("text_floor_attributes", [])),
+                   text_floor_attributes=_names(block.get("text_floor_attributes", []), "text_floor_attributes"),
+                   text_speed_neutral=_names(block.get("text_speed_neutral", []), "text_speed_neutral"),
+                   text_side_scales=_side_scales(block.get("text_side_scales", {})),
                    energy_stage=float(block.get("energy_stage", d.energy_stage)))
 
     def with_candidates(self, n: int) -> GuidanceConfig:
@@ -249,6 +283,10 @@ class GuidanceConfig:
             out["text_floor_frames"] = self.text_floor_frames
         if self.text_floor_attributes:
             out["text_floor_attributes"] = list(self.text_floor_attributes)
+        if self.text_speed_neutral:
+            out["text_speed_neutral"] = list(self.text_speed_neutral)
+        if self.text_side_scales:
+            out["text_side_scales"] = dict(self.text_side_scales)
         return out
 
     def energy_weight_at(self, stage_strength: float) -> float:
@@ -264,15 +302,43 @@ class GuidanceConfig:
         if not (self.text_on and self.text_floor > 0 and self.text_floor_weight > 0):
             return False
         calm = any(c in (ATTRIBUTE_COLUMNS["speed"], ENERGY_COLUMN) and d < 0 for c, d in targets)
-        named = {ATTRIBUTE_COLUMNS[n] for n in self.text_floor_attributes} or set(ATTRIBUTE_COLUMNS.values())
-        return not calm and any(c in named for c, _ in targets)
+        if calm:
+            return False
+        if not self.text_floor_attributes:
+            return True
+        named = _sides(self.text_floor_attributes)
+        return any((c, 1.0 if d > 0 else -1.0) in named for c, d in targets)
+
+    def speed_neutral(self, column: int, direction: float) -> bool:
+        """Whether the text term ranks this target (attribute column, direction) speed-neutrally
+        (``text_speed_neutral``)."""
+        return (column, 1.0 if direction > 0 else -1.0) in _sides(self.text_speed_neutral)
 
 
-def _names(block: Any) -> tuple[str, ...]:
-    """The card's ``text_floor_attributes`` list as ``GuidanceConfig`` holds it."""
+def _sides(names: tuple[str, ...]) -> set[tuple[int, float]]:
+    """(attribute column, direction) pairs of names "arm" (both directions), "arm:low" (-1) or "arm:high" (+1)."""
+    out: set[tuple[int, float]] = set()
+    for n in names:
+        name, _, side = n.partition(":")
+        out |= {(ATTRIBUTE_COLUMNS[name], d) for d in ((-1.0,) if side == "low" else (1.0,) if side == "high"
+                                                         else (-1.0, 1.0))}
+    return out
+
+
+def _names(block: Any, key: str) -> tuple[str, ...]:
+    """The card's list of attribute names ``key`` (``text_floor_attributes``, ``text_speed_neutral``) as
+    ``GuidanceConfig`` holds it."""
     if not isinstance(block, list) or not all(isinstance(n, str) for n in block):
-        raise ValueError(f"beat guidance text_floor_attributes must be a list of attribute names, got {block!r}")
+        raise ValueError(f"beat guidance {key} must be a list of attribute names, got {block!r}")
     return tuple(block)
+
+
+def _side_scales(block: Any) -> tuple[tuple[str, float], ...]:
+    """The card's ``text_side_scales`` object ({"arm:high": scale}) as ``GuidanceConfig`` holds it."""
+    if not isinstance(block, dict) or not all(isinstance(k, str) and isinstance(v, int | float)
+                                              and not isinstance(v, bool) for k, v in block.items()):
+        raise ValueError(f"beat guidance text_side_scales must map NAME:low / NAME:high to numbers, got {block!r}")
+    return tuple((k, float(v)) for k, v in block.items())
 
 
 def _text_attributes(block: Any) -> tuple[tuple[str, float, bool], ...]:
@@ -546,7 +612,8 @@ class BeatGuide:
                           pos: np.ndarray, hists: list[np.ndarray | None], cand_down: np.ndarray) -> np.ndarray:
         """Attribute scores [P, C]: per target (attribute column, direction +-1), the candidates' attribute
         standardised over the performer's candidates, times the direction and the attribute's weight
-        (:meth:`GuidanceConfig.text_scale`), summed (0 for no targets)."""
+        (:meth:`GuidanceConfig.text_scale`), summed (0 for no targets). An attribute named in ``text_speed_neutral``
+        is first made neutral to the candidates' speed (:func:`speed_residual`)."""
         out = np.zeros(pos.shape[:2])
         for i, st in enumerate(states):
             if not targets[i]:
@@ -555,8 +622,10 @@ class BeatGuide:
             for col, sign in targets[i]:
                 # the energy term keeps its share of the stage term's weight while that steers (``energy_stage``)
                 w = (self.cfg.energy_weight_at(st.stage_strength) if col == ENERGY_COLUMN
-                     else self.cfg.text_scale(col)[0])
+                     else self.cfg.text_side_weight(col, sign))
                 v = vals[:, ATTRIBUTE_COLUMNS["speed"] if col == ENERGY_COLUMN else col]
+                if col != ENERGY_COLUMN and self.cfg.speed_neutral(col, sign):
+                    v = speed_residual(v, vals[:, ATTRIBUTE_COLUMNS["speed"]])
                 sd = float(v.std())
                 if sd > 1e-9 and w > 0:
                     out[i] += w * sign * (v - v.mean()) / sd
@@ -683,6 +752,20 @@ class BeatGuide:
 ATTRIBUTE_COLUMNS: dict[str, int] = {"speed": 0, "turn": 1, "travel": 2, "arm": 3, "steps": 4}
 #: The energy term's target column (:func:`energy_target`): the speed measure, weighted by ``energy_weight``.
 ENERGY_COLUMN = len(ATTRIBUTE_COLUMNS)
+
+
+def speed_residual(values: np.ndarray, speed: np.ndarray) -> np.ndarray:
+    """``values`` [C] of candidates less their least-squares line in the candidates' ``speed`` [C]: the part of the
+    attribute that speed does not explain, so that ranking by it neither favours the stiller draws (for a "low"
+    target: "arms low", "stay in place" picked standing draws, which stalled the dance) nor the livelier ones (for a
+    "high" target: "travel across the floor" danced 1.4x faster than the same dance without text). Unchanged when the
+    candidates all move at one speed."""
+    v = np.asarray(values, np.float64)
+    ds = np.asarray(speed, np.float64) - float(np.mean(speed))
+    var = float(ds @ ds)
+    if var <= 1e-12:
+        return v
+    return v - float((v - v.mean()) @ ds) / var * ds
 
 
 def steer_targets(classes: Mapping[str, str]) -> tuple[tuple[int, float], ...]:

@@ -546,3 +546,103 @@ def test_a_stage_pull_does_not_override_the_energy_level() -> None:
     # the energy term's weight grows with the stage pull only while the stage steers, and only with an energy
     assert shared.energy_weight_at(0.0) == 0.2 and shared.energy_weight_at(1.0) == pytest.approx(0.2 + 0.25 * 4.0)
     assert GuidanceConfig(energy_stage=0.25, stage_weight=4.0).energy_weight_at(1.0) == 0.0
+
+
+def test_speed_residual_takes_out_the_part_of_an_attribute_that_speed_explains() -> None:
+    from engine.models.beat_guidance import speed_residual
+
+    rng = np.random.default_rng(0)
+    speed = rng.uniform(0.0, 1.0, 16)
+    other = rng.normal(size=16)
+    values = 3.0 * speed + other
+    res = speed_residual(values, speed)
+    assert abs(np.corrcoef(res, speed)[0, 1]) < 1e-9  # nothing left that speed explains
+    assert res.mean() == pytest.approx(values.mean())
+    np.testing.assert_allclose(res - res.mean(), other - other.mean() - np.polyfit(speed, other, 1)[0]
+                               * (speed - speed.mean()), atol=1e-12)
+    np.testing.assert_array_equal(speed_residual(values, np.full(16, 0.3)), values)  # one speed: unchanged
+
+
+def test_a_speed_neutral_attribute_no_longer_picks_the_still_draw() -> None:
+    """"stay in place" (travel low) among draws whose travel grows with their speed: the plain term takes the draw
+    standing still (the stall of session 10), the speed-neutral one (``text_speed_neutral``) the draw that moves on
+    the spot and travels least for its speed; settings round-trip through the card, bad names are refused."""
+    from dataclasses import replace
+
+    def moving(rate: float, vx: float) -> tuple[np.ndarray, np.ndarray]:
+        up, low = _twisting(rate)
+        low[:, 0] = vx
+        return up, low
+
+    cand = [moving(0.0, 0.0), moving(0.25, 0.1), moving(0.25, 0.8), moving(0.25, 0.6)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    plain = GuidanceConfig(candidates=4, text_weight=1.0, text_logp=1.0)
+    neutral = replace(plain, text_speed_neutral=("travel", "arm"))
+    assert GuidanceConfig.from_card(neutral.to_card()) == neutral and "text_speed_neutral" not in plain.to_card()
+    for bad in (["spin"], ["speed"], "travel"):
+        with pytest.raises(ValueError, match="text_speed_neutral"):
+            GuidanceConfig.from_card({"candidates": 8, "text_speed_neutral": bad})
+    stay = steer_targets({"travel": "low"})
+
+    def pick(c: GuidanceConfig, targets: tuple, noise: np.ndarray | None = None) -> int:
+        guide = BeatGuide(c)
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*moving(0.25, 0.0))
+        return guide.choose(state, [], cu, cd, np.zeros(4), targets=targets, noise=noise)
+
+    for noise in (None, np.zeros(4)):
+        assert pick(plain, stay, noise) == 0  # standing still travels least
+        assert pick(neutral, stay, noise) == 1  # dances on the spot
+        assert pick(neutral, steer_targets({"travel": "high"}), noise) == 2  # still the most travel
+        assert pick(neutral, steer_targets({"turn": "low"}), noise) == pick(plain, steer_targets({"turn": "low"}),
+                                                                            noise)  # not named: unchanged
+        only_high = replace(plain, text_speed_neutral=("travel:high",))  # a side: the other side is plain
+        assert pick(only_high, stay, noise) == 0 and pick(only_high, steer_targets({"travel": "high"}), noise) == 2
+    assert neutral.speed_neutral(2, -1.0) and not neutral.speed_neutral(1, 1.0)
+    assert only_high.speed_neutral(2, 1.0) and not only_high.speed_neutral(2, -1.0)
+    with pytest.raises(ValueError, match="text_speed_neutral"):
+        GuidanceConfig.from_card({"candidates": 8, "text_speed_neutral": ["speed:high"]})
+
+
+def test_a_floor_name_with_a_side_floors_only_that_side() -> None:
+    """``text_floor_attributes`` "arm:low" floors "arms low" and not "arms high" ("turn": both sides); a side other
+    than low / high or an unknown name is refused."""
+    cfg = GuidanceConfig.from_card({"candidates": 8, "text_weight": 1.0, "text_floor": 0.2, "text_floor_weight": 10.0,
+                                    "text_floor_attributes": ["turn", "arm:low", "travel:high"]})
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg
+    on = {(a, c): cfg.floor_on(steer_targets({a: c}))
+          for a in ("turn", "arm", "travel", "speed") for c in ("low", "high")}
+    assert on == {("turn", "low"): True, ("turn", "high"): True, ("arm", "low"): True, ("arm", "high"): False,
+                  ("travel", "low"): False, ("travel", "high"): True, ("speed", "low"): False, ("speed", "high"): False}
+    assert cfg.floor_on(steer_targets({"arm": "high", "turn": "high"}))  # one floored target is enough
+    assert not cfg.floor_on(steer_targets({"arm": "low", "speed": "low"}))  # calm: never
+    for bad in (["arm:down"], ["arm:"], ["spin:low"], ["arm:low:high"]):
+        with pytest.raises(ValueError, match="text_floor_attributes"):
+            GuidanceConfig.from_card({"candidates": 8, "text_floor_attributes": bad})
+
+
+def test_a_side_scale_weights_one_side_of_an_attribute() -> None:
+    """``text_side_scales`` {"arm:high": s}: "arms high" is steered with weight ``text_weight * s``, "arms low" with
+    the attribute's scale; the scores follow (a side scaled to 0 adds nothing); bad keys are refused."""
+    cfg = GuidanceConfig.from_card({"candidates": 4, "text_weight": 2.0, "text_attributes": {"arm": {"scale": 1.5}},
+                                    "text_side_scales": {"arm:high": 0.25, "travel:low": 0.0}})
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and "text_side_scales" not in GuidanceConfig().to_card()
+    arm, travel = steer_targets({"arm": "high"})[0][0], steer_targets({"travel": "low"})[0][0]
+    assert cfg.text_side_weight(arm, 1.0) == 0.5 and cfg.text_side_weight(arm, -1.0) == 3.0
+    assert cfg.text_side_weight(travel, -1.0) == 0.0 and cfg.text_side_weight(travel, 1.0) == 2.0
+    guide = BeatGuide(cfg)
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    cand = [_twisting(r) for r in (0.0, 0.1, 0.2, 0.3)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    for k in range(4):
+        cd[k, :, 0] = 0.2 * k  # travel grows with k
+    pos, hists = guide._candidate_positions([state], cu[None], cd[None])
+    lo = guide.text_scores_batch([state], [steer_targets({"travel": "low"})], pos, hists, cd[None])
+    hi = guide.text_scores_batch([state], [steer_targets({"travel": "high"})], pos, hists, cd[None])
+    np.testing.assert_array_equal(lo, 0.0)  # scaled to 0
+    assert np.argmax(hi[0]) == 3 and hi[0].std() > 0
+    for bad in ({"arm": 1.0}, {"arm:up": 1.0}, {"spin:low": 1.0}, {"arm:low": -1.0}, {"arm:low": True}, ["arm:low"]):
+        with pytest.raises(ValueError, match="text_side_scales"):
+            GuidanceConfig.from_card({"candidates": 8, "text_side_scales": bad})
