@@ -12,7 +12,11 @@ the GPT's own frames danced under the staging (before the staging's corrections)
 data's per-joint 99.9th percentile speeds and spin rates are measured on the training takes of each style. Writes
 ``bench/reports/staging.{json,md,png}``.
 
-    python -m bench.staging_bench [--data /work/runs/data3] [--seconds 30] [--model DIR]
+    python -m bench.staging_bench [--data /work/runs/data3] [--seconds 30] [--model DIR] [--seed-offset N]
+        [--kinds real,gpt,retrieval]
+
+``--seed-offset`` adds N to every dance's seed (fresh dances to check a change on, beside the report's seeds);
+``--kinds`` picks which kinds of dance to run.
 """
 
 from __future__ import annotations
@@ -216,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="excerpt of each music_cc recording")
     ap.add_argument("--model", type=Path, default=None, help="GPT model folder (default: the shipped model)")
     ap.add_argument("--out", type=Path, default=Path("bench/reports"))
+    ap.add_argument("--seed-offset", type=int, default=0,
+                    help="added to every dance's seed (0: the report's dances; others: fresh dances to check on)")
+    ap.add_argument("--kinds", default="real,gpt,retrieval", help="which kinds of dance (comma-separated)")
     args = ap.parse_args(argv)
     from bench.music_cc_bench import read_audio
     from engine.analysis.analyze import dance_analysis
@@ -228,26 +235,35 @@ def main(argv: list[str] | None = None) -> int:
     genres = [g for g in STYLES if g in model.card.get("trained_genres", ["salsa"])
               and GENRES.index(g) < model.gpt.cfg.n_genres]
     rows: list[dict] = []
+    kinds = set(args.kinds.split(","))
+    if not kinds <= {"real", "gpt", "retrieval"}:
+        ap.error(f"--kinds takes real, gpt, retrieval; got {args.kinds!r}")
+    so = args.seed_offset
     real = real_reference(None)
     for i, seq in enumerate(load_packed(args.data / "val.npz")):
         style = GENRES[seq.genre] if GENRES[seq.genre] in STYLES else "salsa"
         m = vectors_to_motion(seq.upper, seq.lower, metric_cmu_skeleton())
-        rows.append(row("held-out", "real", seq.name, style, m.root_pos, R.matrix_to_quat(m.rot), cfg))
+        if "real" in kinds:
+            rows.append(row("held-out", "real", seq.name, style, m.root_pos, R.matrix_to_quat(m.rot), cfg))
         n = seq.n_frames // 4
         cond = sequence_conditions(seq.music.features, seq.music.period_s, seq.music.next_beat_s, n)
         g = style if style in genres else "salsa"
-        rows.append(row("held-out", "gpt", seq.name, g, *gpt_vectors_motion(model, cond, g, i, cfg), cfg))
-        rows.append(row("held-out", "retrieval", seq.name, "salsa", *retrieval_motion(cond, seed=i), cfg))
+        if "gpt" in kinds:
+            rows.append(row("held-out", "gpt", seq.name, g, *gpt_vectors_motion(model, cond, g, i + so, cfg), cfg))
+        if "retrieval" in kinds:
+            rows.append(row("held-out", "retrieval", seq.name, "salsa", *retrieval_motion(cond, seed=i + so), cfg))
     for f in sorted(MUSIC.glob("*.ogg")):
         audio = read_audio(f, args.seconds)
         feats, period, nxt, _ = dance_analysis(audio, ENGINE_SAMPLE_RATE, None)
         cond = sequence_conditions(feats, period, nxt, len(feats) // 4)
-        for g in genres:
-            rows.append(row("music_cc", "gpt", f.stem, g, *gpt_vectors_motion(model, cond, g, 0, cfg), cfg))
-        rows.append(row("music_cc", "retrieval", f.stem, "salsa", *retrieval_motion(cond, seed=0), cfg))
+        for g in genres if "gpt" in kinds else ():
+            rows.append(row("music_cc", "gpt", f.stem, g, *gpt_vectors_motion(model, cond, g, so, cfg), cfg))
+        if "retrieval" in kinds:
+            rows.append(row("music_cc", "retrieval", f.stem, "salsa", *retrieval_motion(cond, seed=so), cfg))
     meta = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "python": platform.python_version(),
             "model": str(args.model or DEFAULT_MODEL_DIR), "genres": genres, "music_cc_seconds": args.seconds,
+            "seed_offset": so, "kinds": sorted(kinds),
             "stage_radius_m": cfg.radius_m, "front_deg": cfg.front_deg, "total_s": round(time.perf_counter() - t0, 1),
             "note": "shared 2-core machine with other sessions training and testing (load average 5-15); the "
                     "staging ms per step is CPU time under that load, one performer"}

@@ -119,6 +119,15 @@ class GuidanceConfig:
             calm levels walked home as fast as the lively ones, level 0.25 moved as fast as 0.5). With a share the two
             terms trade travel home against the asked speed at a fixed ratio however hard the stage pulls; an
             uncontrolled performer and level 0.5 are not changed.
+        stage_facing: weight of the stage term's facing part (0: off). A solo performer whose recent share of frames
+            facing away from the front (the staging's report, :meth:`GuideState.set_stage`) exceeds ``stage_away``
+            adds ``stage_facing * f * y`` to its candidates' stage scores, ``y`` how well each faces the front
+            (the mean cosine of its hips' facing, staged, from the front, over the four frames) standardised over
+            the candidates and ``f`` how far the share is over the budget (0 at ``stage_away``, 1 at twice it, at
+            most 2); steered then on every token like the stage term. So a dancer who has turned away too often
+            picks the draws that turn back (or do not turn away) while a dancer within its budget turns as it
+            likes.
+        stage_away: the share of recent frames facing away from the front from which the facing part acts.
     """
 
     candidates: int = 16
@@ -134,6 +143,8 @@ class GuidanceConfig:
     energy_weight: float = 0.0
     stage_weight: float = 0.0
     stage_from: float = 0.5
+    stage_facing: float = 0.0
+    stage_away: float = 0.1
     text_floor: float = 0.0
     text_floor_weight: float = 0.0
     text_floor_frames: int = 30
@@ -159,6 +170,9 @@ class GuidanceConfig:
         if not (math.isfinite(self.stage_weight) and self.stage_weight >= 0 and 0 <= self.stage_from < 1):
             raise ValueError(f"beat guidance stage_weight must be a finite number >= 0 and stage_from within [0, 1), "
                              f"got {self.stage_weight!r}, {self.stage_from!r}")
+        if not (math.isfinite(self.stage_facing) and self.stage_facing >= 0 and 0 < self.stage_away < 1):
+            raise ValueError(f"beat guidance stage_facing must be a finite number >= 0 and stage_away within (0, 1), "
+                             f"got {self.stage_facing!r}, {self.stage_away!r}")
         for name in ("text_floor", "text_floor_weight"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
@@ -238,6 +252,8 @@ class GuidanceConfig:
                    energy_weight=float(block.get("energy_weight", d.energy_weight)),
                    stage_weight=float(block.get("stage_weight", d.stage_weight)),
                    stage_from=float(block.get("stage_from", d.stage_from)),
+                   stage_facing=float(block.get("stage_facing", d.stage_facing)),
+                   stage_away=float(block.get("stage_away", d.stage_away)),
                    text_floor=float(block.get("text_floor", d.text_floor)),
                    text_floor_weight=float(block.get("text_floor_weight", d.text_floor_weight)),
                    text_floor_frames=int(block.get("text_floor_frames", d.text_floor_frames)),
@@ -275,6 +291,9 @@ class GuidanceConfig:
         if self.stage_weight:
             out["stage_weight"] = self.stage_weight
             out["stage_from"] = self.stage_from
+        if self.stage_facing:
+            out["stage_facing"] = self.stage_facing
+            out["stage_away"] = self.stage_away
         if self.text_floor:
             out["text_floor"] = self.text_floor
         if self.text_floor_weight:
@@ -400,13 +419,31 @@ class GuideState:
         # set by the staging after each step (:meth:`set_stage`), not part of :meth:`state` (it sets it again)
         self.stage_dir = np.zeros(2)
         self.stage_strength = 0.0
+        # the front in the model's own frame (yaw from +Z towards +X) and how far over its budget of frames facing
+        # away the performer is (0: the facing part is off); set with the above
+        self.front_yaw = 0.0
+        self.facing_strength = 0.0
 
-    def set_stage(self, rel_xz: np.ndarray | None, theta: float = 0.0, radius: float = 1.0) -> None:
+    @property
+    def stage_on(self) -> bool:
+        """Whether the stage term steers this performer's next token (out on the stage, or facing away too often)."""
+        return self.stage_strength > 0 or self.facing_strength > 0
+
+    def set_stage(self, rel_xz: np.ndarray | None, theta: float = 0.0, radius: float = 1.0, front: float = 0.0,
+                  away: float = 0.0) -> None:
         """Where the staging has the performer: ``rel_xz`` its root less the stage centre in staged coordinates,
         ``theta`` the staging's yaw of the model's frame (staged = the model's turned by ``theta``, plus an offset),
-        ``radius`` the stage radius; None: not staged (the stage term is off)."""
+        ``radius`` the stage radius, ``front`` the front's yaw (staged), ``away`` the recent share of its frames
+        facing away from the front; None: not staged (the stage term is off)."""
         self.stage_strength = 0.0
-        if rel_xz is None or self.cfg.stage_weight <= 0:
+        self.facing_strength = 0.0
+        if rel_xz is None:
+            return
+        if self.cfg.stage_facing > 0:
+            self.front_yaw = float(front) - float(theta)
+            b = self.cfg.stage_away
+            self.facing_strength = float(np.clip((float(away) - b) / b, 0.0, 2.0))
+        if self.cfg.stage_weight <= 0:
             return
         rel = np.asarray(rel_xz, np.float64)[:2]
         dist = float(np.hypot(rel[0], rel[1]))
@@ -491,6 +528,7 @@ class BeatGuide:
         self.fk = VectorFK()
         # the contact points (``pose_repr.CONTACT_POINTS``: a foot joint, or its toe end site) in the FK's positions
         self.foot_points = [self.fk.names.index(name + "_toe" if toe else name) for name, toe in CONTACT_POINTS]
+        self._hips = (self.fk.names.index("rThigh"), self.fk.names.index("lThigh"))  # the facing's hip line
 
     def new_state(self, dim_up: int, dim_down: int) -> GuideState:
         return GuideState(self.cfg, dim_up, dim_down)
@@ -641,6 +679,12 @@ class BeatGuide:
         (the last committed frame before the first, as :meth:`attribute_values`)."""
         out = np.zeros(pos.shape[:2])
         for i, st in enumerate(states):
+            if st.facing_strength > 0:  # the facing part: the candidates' hips facing the front (mean cosine)
+                hips = pos[i][:, :, self._hips[1]] - pos[i][:, :, self._hips[0]]  # [C, 4, 3] right -> left hip
+                cos = np.cos(np.arctan2(-hips[..., 2], hips[..., 0]) - st.front_yaw).mean(axis=1)
+                sd = float(cos.std())
+                if sd > 1e-9:
+                    out[i] += self.cfg.stage_facing * st.facing_strength * (cos - cos.mean()) / sd
             if st.stage_strength <= 0:
                 continue
             p_i, d_i, h = pos[i], np.asarray(cand_down[i], np.float64), hists[i]
@@ -656,7 +700,7 @@ class BeatGuide:
             home = (v @ st.stage_dir).mean(axis=1) + STAGE_MOTION * np.linalg.norm(v, axis=-1).mean(axis=1)
             sd = float(home.std())
             if sd > 1e-9:
-                out[i] = self.cfg.stage_weight * st.stage_strength * (home - home.mean()) / sd
+                out[i] += self.cfg.stage_weight * st.stage_strength * (home - home.mean()) / sd
         return out
 
     def committed_speed(self, state: GuideState) -> float | None:
@@ -730,7 +774,7 @@ class BeatGuide:
                 if g is not None:  # an energy-only performer: exp(energy term) alone (0.5 -> plain sampling)
                     lw = self.cfg.text_logp if any(c != ENERGY_COLUMN for c, _ in targets[i]) else 0.0
                     score[i] = lw * np.asarray(logp[i], np.float64) + text[i] + g
-        if self.cfg.stage_weight > 0 and any(st.stage_strength > 0 for st in states):
+        if (self.cfg.stage_weight > 0 or self.cfg.stage_facing > 0) and any(st.stage_on for st in states):
             stage = self.stage_scores(states, pos, hists, cand_down)
             for i, g in enumerate(noise or ()):  # steered by the stage alone: its draws resampled, exp(stage term)
                 if g is not None and not (targets and targets[i]):

@@ -667,13 +667,15 @@ class DanceGenerator:
             p.keyframe_until = None
             self._pin_next(p)
 
-    def set_stage(self, pid: int, rel_xz: np.ndarray | None, theta: float = 0.0, radius: float = 1.0) -> None:
+    def set_stage(self, pid: int, rel_xz: np.ndarray | None, theta: float = 0.0, radius: float = 1.0,
+                  front: float = 0.0, away: float = 0.0) -> None:
         """Where the staging has a performer after its newest step (:class:`engine.models.staging.StagedModel`
-        tells it): beat guidance's stage term steers its next tokens home while it is out on the stage
+        tells it): beat guidance's stage term steers its next tokens home while it is out on the stage, and to face
+        ``front`` while it has recently faced away from it too often (``away``: that share of its frames)
         (:meth:`engine.models.beat_guidance.GuideState.set_stage`; no effect with guidance or the term off)."""
         p = self.get(pid)
         if p.guide is not None:
-            p.guide.set_stage(rel_xz, theta, radius)
+            p.guide.set_stage(rel_xz, theta, radius, front, away)
 
     def _keeping(self) -> bool:
         """Whether rewinds are kept (then every cache write of a step is kept undoable)."""
@@ -1263,7 +1265,7 @@ class DanceGenerator:
                     targets[i] = tg
                 # a text attribute (or the stage term, while the performer is out on the stage) steers every token,
                 # the beats only the tokens near one
-                if near or tg or p.guide.stage_strength > 0:
+                if near or tg or p.guide.stage_on:
                     steered.append((i, near))
         if not steered:
             return {}
@@ -1312,7 +1314,7 @@ class DanceGenerator:
         # a texted performer on a token no beat steers resamples its draws by the text term (BeatGuide.choose_batch)
         # and so does one steered by the stage term alone
         noise = [gumbel_noise(n_cand, ps[i].rng) if not near and (
-            self.guide.resamples(targets[i]) if i in targets else states[j].stage_strength > 0)
+            self.guide.resamples(targets[i]) if i in targets else states[j].stage_on)
                  else None for j, (i, near, _, _) in enumerate(todo)]
         best = self.guide.choose_batch(states, [near for _, near, _, _ in todo], np.stack(cand_u), np.stack(cand_d),
                                        np.stack(logp), [targets.get(i, ()) for i, _, _, _ in todo],

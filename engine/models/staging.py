@@ -140,6 +140,15 @@ class StagingConfig:
     walk_cone_deg: float = 30.0  # the walk turns the averaged facing no further from the front than this
     walk_sweep_ms: float = 1.0  # the walk's turn moves no other foot point near the floor faster than this
     air_ms: float = 3.0  # rigid move towards the centre while no foot is near the floor, at the radius (m/s)
+    # a turn about a planted foot swings the root about it: such a turn may carry the root outwards only at
+    # (guard_frac * radius - distance) / guard_s, not at all from guard_frac of the radius on (the turn waits for a
+    # pivot that does not carry the root out, or for the dancer to come in); guard_frac 0: off
+    guard_frac: float = 0.9
+    guard_s: float = 0.25
+    # the recent share of frames facing further than away_deg from the front (time constant away_tau_s), which the
+    # staging reports to a model that steers its own dance to face the front (beat guidance's facing term)
+    away_deg: float = 45.0
+    away_tau_s: float = 3.0
     limit_speed: bool = True  # the snap guard (on even when steering is off)
     speed_factor: float = SPEED_FACTOR
     # the generated frames keep this much under the limit, so that playback stays within it: the playout's
@@ -153,6 +162,8 @@ class StagingConfig:
             raise ValueError(f"stage radius must be within [0.1, 100] m, got {self.radius_m}")
         if not self.speed_factor > 0:
             raise ValueError("speed_factor must be > 0")
+        if not (np.isfinite(self.guard_frac) and self.guard_frac >= 0 and self.guard_s > 0):
+            raise ValueError(f"guard_frac must be >= 0 and guard_s > 0, got {self.guard_frac}, {self.guard_s}")
 
     @property
     def front(self) -> float:
@@ -543,13 +554,14 @@ class Stager:
         self.seen = np.zeros(n, dtype=bool)
         self.goal_xz = np.zeros((n, 2))  # per row, where the stage law pulls to (default the config's centre)
         self.goal_yaw = np.zeros(n)  # per row, the facing the stage law turns to (default the config's front)
+        self.away = np.zeros(n)  # per row, the recent share of staged frames facing away from goal_yaw
         self.turned = 0.0  # total steering turn applied, radians (statistics)
         self.pivot_frames = 0
         # the state of each row after its newest steps (``save`` / ``restore``; the limiter's as "limiter.NAME")
         self.snapshots = SnapshotRing.for_rewinds(REWIND_STEPS)
 
     _FIELDS = ("theta", "offset", "face", "spin", "last_yaw", "vel", "last_xz", "last_feet", "floor", "shift", "seen",
-               "goal_xz", "goal_yaw")
+               "goal_xz", "goal_yaw", "away")
     _LIMITER = ("root", "quat", "points", "valid", "lagging")  # the speed limiter's per-row state
 
     # -- rows ------------------------------------------------------------------------------------------
@@ -598,6 +610,7 @@ class Stager:
         self.seen[r] = False
         self.goal_xz[r] = self.cfg.centre_xz
         self.goal_yaw[r] = self.cfg.front
+        self.away[r] = 0.0
         self.limiter.forget(r)
         self.snapshots.forget(r)
 
@@ -672,6 +685,13 @@ class Stager:
         if not self.seen[r]:
             return None
         return self.last_xz[r] - self.goal_xz[r], float(self.theta[r])
+
+    def facing(self, pid: int) -> tuple[float, float]:
+        """The performer's front (its goal facing, radians from +Z towards +X, staged) and the recent share of its
+        staged frames facing further than ``away_deg`` from it (an average over ``away_tau_s``): what beat
+        guidance's facing term reads (:meth:`StagedModel.tell_stage`)."""
+        r = self.row(pid)
+        return float(self.goal_yaw[r]), float(self.away[r])
 
     def to_raw(self, pid: int, root: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A staged pose (root [3], quat [J, 4]) -> the model's own frame (for keyframes)."""
@@ -821,6 +841,7 @@ class Stager:
         w_in = cfg.walk_from_frac * cfg.radius_m
         walk_max = math.radians(cfg.walk_max_dps)
         walk_cone = math.radians(cfg.walk_cone_deg)
+        guard_r = cfg.guard_frac * cfg.radius_m
         sweep = math.isfinite(cfg.walk_sweep_ms)
         out_th = np.empty((b, n))
         out_off = np.empty((b, n, 2))
@@ -870,6 +891,11 @@ class Stager:
                 f_err = wrap(np.arctan2(face[:, 0], face[:, 1]) - goal_yaw)
                 w_s = np.where((np.sign(w_s) == np.sign(f_err)) & (np.abs(f_err) > walk_cone), 0.0, w_s)
                 rate = rate + w_s
+            if guard_r > 0:  # the turn swings the root about the pivot: outwards only as fast as the guard allows
+                lever = xz - pivot_s
+                out_per = -np.add.reduce(lever[:, ::-1] * _SIGNS * inward, axis=-1)  # outward m/s per rad/s
+                room_v = np.maximum(guard_r - dist, 0.0) / cfg.guard_s
+                rate = np.where(rate * out_per > room_v, room_v / np.where(out_per == 0.0, 1.0, out_per), rate)
             d = rate * dt * allow[:, k]
             # the averages turn with the transform: the controller sees its own correction at once (no loop delay)
             cd = _cos_sin(d)
@@ -925,6 +951,13 @@ class Stager:
         self.last_xz[rows] = last_xz
         self.last_feet[rows] = feet_xz[:, -1]
         self.seen[rows] = True
+        # the recent share of frames facing away from the front (as staged here, before the speed limit)
+        away = np.abs(wrap(raw_face + out_th - goal_yaw[:, None])) > math.radians(cfg.away_deg)
+        a_w = dt / cfg.away_tau_s
+        aw = self.away[rows]
+        for k in range(n):
+            aw = aw * (1.0 - a_w) + away[:, k] * a_w
+        self.away[rows] = aw
         for d in turns:
             self.turned += float(np.abs(d).sum())
         self.pivot_frames += int(np.count_nonzero(turns))
@@ -1046,7 +1079,8 @@ class StagedModel:
         if at is None:
             tell(pid, None)
         else:
-            tell(pid, at[0], at[1], self.config.radius_m)
+            front, away = self.stager.facing(pid)
+            tell(pid, at[0], at[1], self.config.radius_m, front, away)
 
     def reset(self, pid: int, root_xz: np.ndarray | None = None) -> None:
         self._steps.pop(pid, None)  # the model numbers its steps from 0 again: the kept states are not its

@@ -391,6 +391,50 @@ def test_the_stage_term_picks_the_way_home_in_the_models_frame() -> None:
     assert guide.choose(state, [], cu2, cd2, np.zeros(3)) == 1
     assert guide.choose(state, [], cu2[[0, 2]], cd2[[0, 2]], np.zeros(2)) == 0
 
+def _facing(yaw: float) -> tuple[np.ndarray, np.ndarray]:
+    """The still pose with its hips turned to ``yaw`` (from +Z towards +X)."""
+    up, low = _frames(np.zeros(4))
+    low[:, 3:9] = np.array([np.cos(yaw), 0.0, -np.sin(yaw), 0.0, 1.0, 0.0], np.float32)
+    return up, low
+
+
+def test_the_facing_part_turns_a_dancer_that_faced_away_too_often_to_the_front() -> None:
+    """Session 11: a performer the staging reports as facing away from the front on more than ``stage_away`` of its
+    recent frames takes the draw whose hips face the front (in the model's frame: the staging's yaw undone); within
+    its budget, or with the part off, the pick is the log-probability's (it turns as the dance likes)."""
+    yaws = [np.pi, np.pi / 2, 0.0, -np.pi / 2]
+    cand = [_facing(y) for y in yaws]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([0.0, -0.5, -0.5, -0.5])
+    cfg = GuidanceConfig(candidates=4, stage_facing=3.0, stage_away=0.1)
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and "stage_facing" not in GuidanceConfig().to_card()
+    with pytest.raises(ValueError, match="stage_facing"):
+        GuidanceConfig(stage_facing=1.0, stage_away=0.0)
+
+    def pick(c: GuidanceConfig, away: float, theta: float = 0.0, front: float = 0.0) -> int:
+        guide = BeatGuide(c)
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*_facing(0.0))
+        state.set_stage(np.zeros(2), theta, 1.5, front, away)
+        assert state.stage_on == (c.stage_facing > 0 and away > c.stage_away)
+        return guide.choose(state, [], cu, cd, logp)
+
+    np.testing.assert_allclose(np.exp(1j * _hip_yaws(BeatGuide(cfg), cu, cd)), np.exp(1j * np.array(yaws)), atol=1e-5)
+    assert pick(cfg, 0.3) == 2  # facing +Z, the front
+    assert pick(cfg, 0.3, front=np.pi / 2) == 1  # a front at +X
+    assert pick(cfg, 0.3, theta=np.pi / 2) == 3  # staged = raw turned +90 deg: raw -90 deg faces the front
+    assert pick(cfg, 0.05) == 0  # within its budget: the likeliest draw, facing away
+    assert pick(GuidanceConfig(candidates=4), 0.3) == 0  # the part off
+
+
+def _hip_yaws(guide: BeatGuide, cu: np.ndarray, cd: np.ndarray) -> np.ndarray:
+    """The hips' facing (as the facing part reads it) of each candidate's first frame."""
+    pos = guide._positions(cu, cd)[:, 0]
+    hips = pos[:, 6] - pos[:, 2]
+    return np.arctan2(-hips[:, 2], hips[:, 0])
+
+
 def _twisting(rate: float, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """A standing pose whose upper body twists about the vertical at ``rate`` radians per frame: it moves (root-
     relative joint speed) but neither turns its hips, travels nor raises its hands."""

@@ -137,6 +137,29 @@ def test_a_dancer_facing_away_turns_back_to_the_front() -> None:
     assert M.facing_share(points(sr, sq)[5 * FPS :], front_rad=np.pi / 2) > 0.95
 
 
+def test_a_turn_about_a_far_planted_foot_does_not_swing_the_root_off_the_stage() -> None:
+    """Session 11: the dancer stands facing away at 1.25 m (of a 1.5 m radius) on a wide stance, its weight on the
+    foot 0.4 m from the root; turning it to the front about that foot swings the root out (to 1.44 m here, 1.6 m on
+    a real dance). With the guard the turn carries the root out only while it is inside 0.9 of the radius, and
+    waits (facing away) rather than carrying it further; with the stage corrections on it is walked in and turned."""
+    root, quat = dancer(6.0, yaw0=np.pi, step_s=4.0, start=(-1.25, 0.0))
+    j = SKEL.index("rThigh")  # the right leg out to the side: its planted foot 0.4 m from the root
+    quat[:, j] = R.quat_multiply(R.axis_angle_to_quat(np.array([0.0, 0.0, np.deg2rad(35.0)])), quat[:, j])
+
+    def far(cfg: StagingConfig) -> tuple[float, float]:
+        pos = points(*stage_arrays(root, quat, cfg))
+        return float(np.hypot(pos[:, 0, 0], pos[:, 0, 2]).max()), M.facing_share(pos[-2 * FPS :])
+
+    turn_only = {"limit_speed": False, "walk_ms": 0.0, "air_ms": 0.0, "pull_ms": 0.0}
+    unguarded, guarded = far(StagingConfig(guard_frac=0.0, **turn_only)), far(StagingConfig(**turn_only))
+    assert unguarded[0] > 1.42 and unguarded[1] == 1.0  # swung out, facing the front
+    assert guarded[0] <= 0.9 * 1.5 + 1e-6  # the guard: never swung further than 0.9 of the radius
+    dist, facing = far(StagingConfig(limit_speed=False))  # the defaults: walked in and turned to the front
+    assert dist < 1.35 and facing == 1.0
+    with pytest.raises(ValueError, match="guard"):
+        StagingConfig(guard_s=0.0)
+
+
 def test_spins_are_not_resisted() -> None:
     cfg = StagingConfig(limit_speed=False)
     root, quat = dancer(12.0, spin_rps=1.0)
@@ -368,9 +391,12 @@ class ListeningWalker(Walker):
         super().__init__()
         self.root, self.quat = dancer(30.0, velocity=(0.4, 0.1), yaw0=1.2)  # facing sideways: the staging turns it
         self.told: list[tuple[int, np.ndarray | None, float, float]] = []
+        self.facing: list[tuple[float, float]] = []  # (front, share of recent frames facing away from it)
 
-    def set_stage(self, pid: int, rel_xz: np.ndarray | None, theta: float = 0.0, radius: float = 1.0) -> None:
+    def set_stage(self, pid: int, rel_xz: np.ndarray | None, theta: float = 0.0, radius: float = 1.0,
+                  front: float = 0.0, away: float = 0.0) -> None:
         self.told.append((pid, None if rel_xz is None else np.array(rel_xz), theta, radius))
+        self.facing.append((front, away))
 
 
 def test_a_staged_model_tells_its_model_where_the_dancer_stands() -> None:
@@ -394,6 +420,10 @@ def test_a_staged_model_tells_its_model_where_the_dancer_stands() -> None:
         np.testing.assert_allclose(rel, staged - np.array([0.5, 0.0]), atol=1e-6)  # float32 frames
         told.append((rel, theta))
     assert told[-1][1] < -0.5  # the walker is turned to the front
+    # and it hears the front and how often it faced away lately: sideways in its first frames (more than 45 deg off),
+    # then turned to the front, so the share only falls from there
+    aways = [a for f, a in inner.facing[1:31]]
+    assert all(f == 0.0 for f, _ in inner.facing) and aways[0] > 0.0 and np.all(np.diff(aways) < 0)
     model.stager.keep_rewinds(4)  # (the walker keeps nothing itself)
     for _ in range(3):
         model.step(np.zeros(168, np.float32))
