@@ -122,11 +122,11 @@ class GuidanceConfig:
         stage_facing: weight of the stage term's facing part (0: off). A solo performer whose recent share of frames
             facing away from the front (the staging's report, :meth:`GuideState.set_stage`) exceeds ``stage_away``
             adds ``stage_facing * f * y`` to its candidates' stage scores, ``y`` how well each faces the front
-            (the mean cosine of its hips' facing, staged, from the front, over the four frames) standardised over
-            the candidates and ``f`` how far the share is over the budget (0 at ``stage_away``, 1 at twice it, at
-            most 2); steered then on every token like the stage term. So a dancer who has turned away too often
-            picks the draws that turn back (or do not turn away) while a dancer within its budget turns as it
-            likes.
+            (the mean over the four frames of the cosine of its hips' facing, staged, from the front, at most
+            :data:`STAGE_FACING_COS`) standardised over the candidates and ``f`` how far the share is over the
+            budget (0 at ``stage_away``, 1 at twice it, at most 2); steered then on every token like the stage
+            term. So a dancer who has turned away too often picks the draws that turn back (or do not turn away)
+            while a dancer within its budget turns as it likes.
         stage_away: the share of recent frames facing away from the front from which the facing part acts.
     """
 
@@ -381,6 +381,12 @@ def _text_attributes(block: Any) -> tuple[tuple[str, float, bool], ...]:
 #: 0 would rank a draw standing still above every draw moving sideways or away, 1 a draw moving straight away level
 #: with one standing still (measured, session 10: 0 lowered the kinetic diversity, 1 raised it and the skating).
 STAGE_MOTION = 0.5
+
+#: The facing part of the stage term scores a candidate frame by the cosine of its facing from the front, at most
+#: this (45 deg, the audience measure's cone): every facing within the cone scores alike, so a dancer facing the front
+#: is not held to it more tightly than the measure asks (the plain cosine also ranked the draws within the cone:
+#: measured on 24 dances, skating +4 % against +0 %, FID_k 25.6 against 24.4).
+STAGE_FACING_COS = math.cos(math.radians(45.0))
 
 #: Candidate selection modes of :class:`GuidanceConfig` (``select``).
 SELECTS = ("argmax", "sample")
@@ -681,7 +687,8 @@ class BeatGuide:
         for i, st in enumerate(states):
             if st.facing_strength > 0:  # the facing part: the candidates' hips facing the front (mean cosine)
                 hips = pos[i][:, :, self._hips[1]] - pos[i][:, :, self._hips[0]]  # [C, 4, 3] right -> left hip
-                cos = np.cos(np.arctan2(-hips[..., 2], hips[..., 0]) - st.front_yaw).mean(axis=1)
+                cos = np.cos(np.arctan2(-hips[..., 2], hips[..., 0]) - st.front_yaw)
+                cos = np.minimum(cos, STAGE_FACING_COS).mean(axis=1)  # every facing within the cone is as good
                 sd = float(cos.std())
                 if sd > 1e-9:
                     out[i] += self.cfg.stage_facing * st.facing_strength * (cos - cos.mean()) / sd

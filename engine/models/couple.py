@@ -194,7 +194,7 @@ def follower_placer_config(cfg: FollowerConfig, limit_speed: bool = True, fps: f
     return StagingConfig(steer=steer, radius_m=PLACE_GAP_M,
                          pull_ms=cfg.pull * per_s * PLACE_GAP_M, facing_gain=cfg.yaw_pull * per_s,
                          max_turn_dps=float(np.rad2deg(MAX_TURN_RAD * per_s)), edge_frac=1e6, hold_low_feet=True,
-                         limit_speed=limit_speed, inner_frac=0.0, walk_ms=0.0, air_ms=0.0)
+                         limit_speed=limit_speed, inner_frac=0.0, walk_ms=0.0, air_ms=0.0, guard_frac=0.0)
 
 
 def hold_moves(lead_points: np.ndarray, follow_points: np.ndarray, reach: float = HOLD_REACH_M,

@@ -426,6 +426,14 @@ def test_the_facing_part_turns_a_dancer_that_faced_away_too_often_to_the_front()
     assert pick(cfg, 0.3, theta=np.pi / 2) == 3  # staged = raw turned +90 deg: raw -90 deg faces the front
     assert pick(cfg, 0.05) == 0  # within its budget: the likeliest draw, facing away
     assert pick(GuidanceConfig(candidates=4), 0.3) == 0  # the part off
+    # every facing within the cone (45 deg) is as good: the likeliest of those wins, not the one nearest the front
+    guide = BeatGuide(cfg)
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_facing(0.0))
+    state.set_stage(np.zeros(2), 0.0, 1.5, 0.0, 0.3)
+    near = [_facing(y) for y in (0.0, np.radians(40.0), np.pi)]
+    assert guide.choose(state, [], np.stack([c[0] for c in near]), np.stack([c[1] for c in near]),
+                        np.array([-0.5, 0.0, 0.5])) == 1
 
 
 def _hip_yaws(guide: BeatGuide, cu: np.ndarray, cd: np.ndarray) -> np.ndarray:
