@@ -118,7 +118,9 @@ class GuidanceConfig:
             dancer goes home, and a third to a half of the tokens of a dance are chosen out there (session 11: the
             calm levels walked home as fast as the lively ones, level 0.25 moved as fast as 0.5). With a share the two
             terms trade travel home against the asked speed at a fixed ratio however hard the stage pulls; an
-            uncontrolled performer and level 0.5 are not changed.
+            uncontrolled performer and level 0.5 are not changed. The facing part's weight (``stage_facing * f``)
+            counts as the stage term's too: it picks most tokens of a dancer who turned away too often, and without
+            the share it again left the energy level no say (final main of session 11: level 0.25 above 0.5).
         stage_facing: weight of the stage term's facing part (0: off). A solo performer whose recent share of frames
             facing away from the front (the staging's report, :meth:`GuideState.set_stage`) exceeds ``stage_away``
             adds ``stage_facing * f * y`` to its candidates' stage scores, ``y`` how well each faces the front
@@ -308,12 +310,15 @@ class GuidanceConfig:
             out["text_side_scales"] = dict(self.text_side_scales)
         return out
 
-    def energy_weight_at(self, stage_strength: float) -> float:
+    def energy_weight_at(self, stage_strength: float, facing_strength: float = 0.0) -> float:
         """The energy term's weight for a performer the stage term steers with strength ``stage_strength`` (0: not
-        out on the stage): ``energy_weight`` plus ``energy_stage`` of the stage term's weight (see ``energy_stage``)."""
+        out on the stage) and its facing part with ``facing_strength`` (0: within its budget of frames facing away):
+        ``energy_weight`` plus ``energy_stage`` of the stage term's whole weight, both parts (see ``energy_stage``)."""
         if self.energy_weight <= 0:
             return 0.0
-        return self.energy_weight + self.energy_stage * self.stage_weight * max(0.0, float(stage_strength))
+        stage = (self.stage_weight * max(0.0, float(stage_strength))
+                 + self.stage_facing * max(0.0, float(facing_strength)))
+        return self.energy_weight + self.energy_stage * stage
 
     def floor_on(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether the speed floor (``text_floor``) steers a performer with these targets: the text term and the
@@ -665,7 +670,7 @@ class BeatGuide:
             vals = self.attribute_values(st, pos[i], hists[i], cand_down[i])
             for col, sign in targets[i]:
                 # the energy term keeps its share of the stage term's weight while that steers (``energy_stage``)
-                w = (self.cfg.energy_weight_at(st.stage_strength) if col == ENERGY_COLUMN
+                w = (self.cfg.energy_weight_at(st.stage_strength, st.facing_strength) if col == ENERGY_COLUMN
                      else self.cfg.text_side_weight(col, sign))
                 v = vals[:, ATTRIBUTE_COLUMNS["speed"] if col == ENERGY_COLUMN else col]
                 if col != ENERGY_COLUMN and self.cfg.speed_neutral(col, sign):

@@ -558,6 +558,8 @@ def test_a_stage_pull_does_not_override_the_energy_level() -> None:
     goes home fastest. With ``energy_stage`` the energy term keeps its share of the stage's weight: energy 0 takes
     the calm draw that still goes home, energy 1 the lively one, and the draw walking away is never taken; a
     performer with no energy (and level 0.5) picks as before."""
+    from dataclasses import replace
+
     from engine.models.beat_guidance import energy_target
 
     def moving(rate: float, vx: float) -> tuple[np.ndarray, np.ndarray]:  # joints turning at ``rate``, gliding at vx
@@ -591,7 +593,6 @@ def test_a_stage_pull_does_not_override_the_energy_level() -> None:
         assert pick(shared, 0.5, noise) == pick(base, 0.5, noise)
     # the shipped card's settings (its share, 0.1) keep the two levels apart here too
     import json
-    from dataclasses import replace
 
     from engine.train.generate import DEFAULT_MODEL_DIR
 
@@ -604,6 +605,11 @@ def test_a_stage_pull_does_not_override_the_energy_level() -> None:
     # the energy term's weight grows with the stage pull only while the stage steers, and only with an energy
     assert shared.energy_weight_at(0.0) == 0.2 and shared.energy_weight_at(1.0) == pytest.approx(0.2 + 0.25 * 4.0)
     assert GuidanceConfig(energy_stage=0.25, stage_weight=4.0).energy_weight_at(1.0) == 0.0
+    # the facing part's weight counts as the stage term's too (a dancer turned away too often is steered by it)
+    facing = replace(shared, stage_facing=4.0)
+    assert facing.energy_weight_at(0.0, 0.0) == 0.2
+    assert facing.energy_weight_at(0.0, 1.0) == pytest.approx(0.2 + 0.25 * 4.0)
+    assert facing.energy_weight_at(1.0, 0.5) == pytest.approx(0.2 + 0.25 * (4.0 + 2.0))
 
 
 def test_speed_residual_takes_out_the_part_of_an_attribute_that_speed_explains() -> None:
