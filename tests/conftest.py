@@ -57,3 +57,20 @@ def small_model(tmp_path: Path) -> Path:
     vq.down_mean[1] = 0.95  # a standing height, so the idle pose is above the floor
     save_vqvae(vq, d)
     return d
+
+
+@pytest.fixture
+def guidance_scales(monkeypatch: pytest.MonkeyPatch) -> list[list[float]]:
+    """The genre guidance scales :class:`DanceGenerator` samples with, one list of per-row scales per call of
+    ``guide_logits`` (the real function still computes the logits)."""
+    import engine.models.gpt_dancer as gd
+
+    scales: list[list[float]] = []
+    real = gd.guide_logits
+
+    def spy(c: torch.Tensor, u: torch.Tensor, s: float | torch.Tensor) -> torch.Tensor:
+        scales.append([float(s)] * len(c) if isinstance(s, float) else s.reshape(-1).tolist())
+        return real(c, u, s)
+
+    monkeypatch.setattr(gd, "guide_logits", spy)
+    return scales

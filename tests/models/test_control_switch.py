@@ -146,19 +146,10 @@ def test_energy_share_reaches_the_unconditional_row(monkeypatch: pytest.MonkeyPa
     assert json.dumps(gen.describe())
 
 
-def test_a_genre_switch_boosts_the_genre_guidance_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.models.gpt_dancer as gd
-
+def test_a_genre_switch_boosts_the_genre_guidance_for_a_while(guidance_scales: list[list[float]]) -> None:
     gpt, vq = _gpt_vq()
     cond = _cond(8)
-    scales: list[list[float]] = []
-    real = gd.guide_logits
-
-    def spy(c: torch.Tensor, u: torch.Tensor, s: float | torch.Tensor) -> torch.Tensor:
-        scales.append([float(s)] * len(c) if isinstance(s, float) else s.reshape(-1).tolist())
-        return real(c, u, s)
-
-    monkeypatch.setattr(gd, "guide_logits", spy)
+    scales = guidance_scales
     gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=0,
                          genre_guidance=2.0, switch_boost=(3.0, 2))
     a, _ = gen.add_performer(Controls(genre=1)), gen.add_performer(Controls(genre=1))

@@ -251,22 +251,13 @@ def test_offline_equals_live_with_the_text_term(tmp_path: Path) -> None:
                                                                                     offline.tokens_down)
 
 
-def test_a_dance_start_boosts_the_genre_guidance(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dance_start_boosts_the_genre_guidance(guidance_scales: list[list[float]]) -> None:
     """``start_boost`` (f, n): a performer's first n tokens from BOS (added, or reset) are drawn at f x the scale, its
     own rows only; a genre switch boosts by the switch's factor; a rewind into the boosted steps remakes them boosted
     with the same draws; off by default (the first steps at the plain scale)."""
-    import engine.models.gpt_dancer as gd
-
     gpt, vq = _gpt_vq()
     cond = _cond(16)
-    scales: list[list[float]] = []
-    real = gd.guide_logits
-
-    def spy(c: torch.Tensor, u: torch.Tensor, s: float | torch.Tensor) -> torch.Tensor:
-        scales.append([float(s)] * len(c) if isinstance(s, float) else s.reshape(-1).tolist())
-        return real(c, u, s)
-
-    monkeypatch.setattr(gd, "guide_logits", spy)
+    scales = guidance_scales
     gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=0,
                          genre_guidance=2.0, start_boost=(3.0, 2), switch_boost=(4.0, 1))
     a = gen.add_performer(Controls(genre=1))
