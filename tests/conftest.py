@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,3 +75,20 @@ def guidance_scales(monkeypatch: pytest.MonkeyPatch) -> list[list[float]]:
 
     monkeypatch.setattr(gd, "guide_logits", spy)
     return scales
+
+
+@pytest.fixture
+def generators_made(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every :class:`engine.models.gpt_dancer.DanceGenerator` built while the test runs, in order (the real
+    constructor still runs; ``monkeypatch.undo()`` stops the recording)."""
+    import engine.models.gpt_dancer as gd
+
+    made: list[Any] = []
+    real_init = gd.DanceGenerator.__init__
+
+    def spy(self, *a, **kw):  # type: ignore[no-untyped-def]
+        real_init(self, *a, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(gd.DanceGenerator, "__init__", spy)
+    return made

@@ -240,7 +240,7 @@ def test_energy_range_maps_the_level_onto_the_label() -> None:
 
 
 def test_the_cards_switch_and_energy_settings_reach_the_live_and_offline_generator(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, generators_made: list[DanceGenerator]) -> None:
     """``sampling.genre_switch`` and ``sampling.energy`` of a model card configure the generator ``play``/``live``
     build (assemble) and the one offline generation builds (``sample_dance``) alike; absent, the defaults."""
     from engine.models import gpt_dancer as gd
@@ -260,14 +260,8 @@ def test_the_cards_switch_and_energy_settings_reach_the_live_and_offline_generat
     assert (gen.switch_boost, gen.switch_context, gen.energy_share, gen.energy_range) == ((3.0, 2), 5, 0.25,
                                                                                           (0.1, 0.6))
     assert gen.switch_ease_offset
-    made: list[DanceGenerator] = []
-    real_init = gd.DanceGenerator.__init__
-
-    def spy(self, *a, **kw):  # type: ignore[no-untyped-def]
-        real_init(self, *a, **kw)
-        made.append(self)
-
-    monkeypatch.setattr(gd.DanceGenerator, "__init__", spy)
+    made = generators_made
+    made.clear()  # only the offline generation's generator from here
     sample_dance(load_dance_model(d), _cond(2), 1)
     monkeypatch.undo()
     assert (made[0].switch_boost, made[0].switch_context, made[0].energy_range) == ((3.0, 2), 5, (0.1, 0.6))

@@ -309,8 +309,8 @@ def test_a_dance_start_boosts_the_genre_guidance(guidance_scales: list[list[floa
         DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, start_boost=(0.0, 2))
 
 
-def test_the_cards_genre_start_reaches_the_live_and_offline_generator(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cards_genre_start_reaches_the_live_and_offline_generator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, generators_made: list[DanceGenerator]) -> None:
     """``sampling.genre_start`` configures the generator ``play``/``live`` build and the offline one alike; absent,
     the default (off)."""
     import engine.models.gpt_dancer as gd
@@ -325,14 +325,8 @@ def test_the_cards_genre_start_reaches_the_live_and_offline_generator(tmp_path: 
     g = build_model(ModelSpec(model=some, backend="torch", decode="torch")).inner  # type: ignore[attr-defined]
     assert g.start_genres == {genre_id("indian"), genre_id("salsa")}
     assert build_model(ModelSpec(model=d, backend="torch", decode="torch")).inner.start_boost == (3.0, 5)  # type: ignore[attr-defined]
-    made: list[DanceGenerator] = []
-    real_init = gd.DanceGenerator.__init__
-
-    def spy(self, *a, **kw):  # type: ignore[no-untyped-def]
-        real_init(self, *a, **kw)
-        made.append(self)
-
-    monkeypatch.setattr(gd.DanceGenerator, "__init__", spy)
+    made = generators_made
+    made.clear()  # only the offline generation's generator from here
     sample_dance(load_dance_model(d), _cond(2), 1)
     monkeypatch.undo()
     assert made[0].start_boost == (3.0, 5)
