@@ -1075,7 +1075,7 @@ class DanceGenerator:
         self.steps += 1
         out = [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
         for p, sf in zip(ps, out, strict=True):
-            if p.inbetween.targets:
+            if p.inbetween.active:
                 legs = self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
                 if legs.any():
                     sf.pin_legs = legs.astype(np.float32)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from engine.models.staging import PointFK
 from engine.skeleton import rotations as R
 from engine.skeleton.skeleton import Skeleton, forward_kinematics
 
@@ -39,6 +40,12 @@ from engine.skeleton.skeleton import Skeleton, forward_kinematics
 REAL_JOINT_SPEED_P999 = 6.3
 REAL_MEAN_SPEED_P999 = 3.08
 JOINT_SETS = ("all", "upper", "lower")
+#: The speed bound (see :meth:`InBetweener._bound`), m/s: 0.9 of the real limits, leaving room for the staging's
+#: turns after it.
+BOUND_JOINT_MS = 0.9 * REAL_JOINT_SPEED_P999
+BOUND_MEAN_MS = 0.9 * REAL_MEAN_SPEED_P999
+#: Shares of the way the bound tries on a frame over it (the largest within the bound is taken).
+_BOUND_STEPS = 20
 #: Joint path length / straight joint distance under a slerp blend, bounded (see ``frames_needed``).
 _PATH_FACTOR = 1.5
 
@@ -64,8 +71,14 @@ class InBetweenState:
     rushed: int = 0  # blends shorter than the speed budget asked for (the target was pinned too close)
     arc0: np.ndarray | None = None  # signed generated / target rotations of the last blended frame [J, 4]
     arc1: np.ndarray | None = None
+    # the last frame applied: generated and output root [3] and rotations [J, 4] (the speed bound's reference)
+    prev: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    lagging: bool = False  # the last output was held back by the speed bound (not yet the blend's own pose)
+    bounded: int = 0  # frames the speed bound held back
 
     def add(self, target: PoseTarget) -> None:
+        if not self.targets and not self.lagging:  # frames were not followed meanwhile: no reference frame
+            self.prev = None
         self.targets.append(target)
         self.targets.sort(key=lambda t: t.frame)
         if self.targets[0] is target:
@@ -75,6 +88,12 @@ class InBetweenState:
         self.targets.clear()
         self.start, self.reached, self.release = None, False, 0
         self.arc0 = self.arc1 = None
+        self.prev, self.lagging = None, False
+
+    @property
+    def active(self) -> bool:
+        """Whether frames must pass :meth:`InBetweener.apply`: a target pending or the output still catching up."""
+        return bool(self.targets) or self.lagging
 
     def copy(self) -> InBetweenState:
         """A copy to keep (the targets are never changed in place, so they are shared)."""
@@ -154,13 +173,20 @@ class InBetweener:
     """
 
     def __init__(self, skel: Skeleton, fps: float = 30.0, speed_budget_ms: float = 1.5, min_frames: int = 8,
-                 max_frames: int = 60) -> None:
+                 max_frames: int = 60, joint_cap_ms: float | None = BOUND_JOINT_MS,
+                 mean_cap_ms: float | None = BOUND_MEAN_MS) -> None:
         self.skel = skel
         self.fps = fps
         self.budget = speed_budget_ms
         self.min_frames = min_frames
         self.max_frames = max_frames
         self.masks = {k: joint_mask(skel, k) for k in JOINT_SETS}
+        self.joint_cap = joint_cap_ms
+        self.mean_cap = mean_cap_ms
+        self.fk = PointFK(skel) if joint_cap_ms is not None or mean_cap_ms is not None else None
+        #: When a list: every applied frame is appended as (frame, generated root [3], rotations [J, 4], output
+        #: root, output rotations, weight) (the controls eval measures the blend against its own dance underneath).
+        self.trace: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]] | None = None
 
     def target_pose(self, t: PoseTarget, gen_quat: np.ndarray) -> np.ndarray:
         """The target's rotations [J, 4] with its hip turned to the generated pose's heading."""
@@ -205,21 +231,75 @@ class InBetweener:
                     st.start = None
                     continue
                 break
-            if not st.targets:
+            if not st.active:
+                st.prev = None
                 return legs
-            t = st.targets[0]
-            w = self._weight(st, t, f, float(root[i, 1]), quat[i])
-            if w <= 0.0:
-                st.arc0 = st.arc1 = None
-                continue
-            mask = self.masks[t.joints]
-            tgt = self.target_pose(t, quat[i])
-            blended = _slerp_continuous(quat[i].astype(np.float64), tgt, w, st)
-            quat[i] = np.where(mask[:, None], blended, quat[i])
-            if t.joints != "upper":
-                root[i, 1] = (1.0 - w) * root[i, 1] + w * t.root_y
-                legs[i] = w
+            gen_root, gen_quat = root[i].astype(np.float64), quat[i].astype(np.float64)
+            w = 0.0
+            if st.targets:
+                t = st.targets[0]
+                w = self._weight(st, t, f, float(root[i, 1]), quat[i])
+                if w <= 0.0:
+                    st.arc0 = st.arc1 = None
+                else:
+                    mask = self.masks[t.joints]
+                    tgt = self.target_pose(t, quat[i])
+                    blended = _slerp_continuous(gen_quat, tgt, w, st)
+                    quat[i] = np.where(mask[:, None], blended, quat[i])
+                    if t.joints != "upper":
+                        root[i, 1] = (1.0 - w) * root[i, 1] + w * t.root_y
+                        legs[i] = w
+            if w > 0.0 or st.lagging:
+                self._bound(st, gen_root, gen_quat, root, quat, i)
+            st.prev = (gen_root, gen_quat, root[i].astype(np.float64), quat[i].astype(np.float64))
+            if self.trace is not None:
+                self.trace.append((f, gen_root, gen_quat, st.prev[2], st.prev[3], w))
         return legs
+
+    def _bound(self, st: InBetweenState, gen_root: np.ndarray, gen_quat: np.ndarray, root: np.ndarray,
+               quat: np.ndarray, i: int) -> None:
+        """The speed bound on frame ``i`` (in place): no point of the output may move faster than the larger of
+        ``joint_cap`` and that point's speed in the generated dance, nor the output's mean root-relative point
+        speed exceed the larger of ``mean_cap`` and the generated dance's; a frame over either is moved from the
+        previous output frame towards the blend's pose by the largest share of the way that keeps within both
+        (root height lerp, rotations slerp; root x/z stay the generated). The rest of the way is made up on
+        later frames (``lagging``): where the dance underneath is fast the blend may go as fast, never faster."""
+        if self.fk is None or st.prev is None:
+            st.lagging = False
+            return
+        pg_root, pg_quat, po_root, po_quat = st.prev
+        want_root, want_quat = root[i].astype(np.float64), quat[i].astype(np.float64)
+        pts, _ = self.fk(np.stack([pg_root, gen_root, po_root, want_root]), np.stack([pg_quat, gen_quat, po_quat,
+                                                                                      want_quat]))
+        rel = pts.copy()
+        rel[..., [0, 2]] -= np.stack([pg_root, gen_root, po_root, want_root])[:, None, [0, 2]]
+        v_gen = np.linalg.norm(pts[1] - pts[0], axis=-1) * self.fps
+        m_gen = float(np.linalg.norm(rel[1] - rel[0], axis=-1).mean()) * self.fps
+        lim = np.maximum(v_gen, self.joint_cap if self.joint_cap is not None else np.inf)
+        mlim = max(m_gen, self.mean_cap if self.mean_cap is not None else np.inf)
+
+        def within(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+            v = np.linalg.norm(p - pts[2], axis=-1) * self.fps  # [..., 23]
+            m = np.linalg.norm(r - rel[2], axis=-1).mean(axis=-1) * self.fps
+            return (v <= lim * (1.0 + 1e-9)).all(axis=-1) & (m <= mlim * (1.0 + 1e-9))
+
+        if bool(within(pts[3], rel[3])):
+            st.lagging = False
+            return
+        share = np.linspace(1.0, 0.0, _BOUND_STEPS + 1)[1:]  # the largest first; 0: the previous pose, moved along
+        c_root = np.repeat(want_root[None], len(share), axis=0)
+        c_root[:, 1] = po_root[1] + share * (want_root[1] - po_root[1])
+        c_quat = R.slerp(np.broadcast_to(po_quat, (len(share), *po_quat.shape)),
+                         np.broadcast_to(want_quat, (len(share), *want_quat.shape)), share[:, None])
+        c_pts, _ = self.fk(c_root, c_quat)
+        c_rel = c_pts.copy()
+        c_rel[..., [0, 2]] -= c_root[:, None, [0, 2]]
+        ok = within(c_pts, c_rel)
+        k = int(np.argmax(ok)) if ok.any() else len(share) - 1
+        root[i] = c_root[k]
+        quat[i] = c_quat[k]
+        st.lagging = True
+        st.bounded += 1
 
     def _weight(self, st: InBetweenState, t: PoseTarget, f: int, root_y: float, gen_quat: np.ndarray) -> float:
         if st.reached:

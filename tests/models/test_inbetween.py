@@ -153,3 +153,96 @@ def test_apply_reports_how_much_it_pins_the_legs(joints: str) -> None:
     assert legs[80] == 1.0 and legs[:15].max() == 0.0 and legs[145:].max() == 0.0
     moved = np.abs(q2 - quat).max(axis=(1, 2)) > 1e-9
     assert np.array_equal(legs > 0, moved)  # exactly the frames the blend changed
+
+
+def _points(root: np.ndarray, quat: np.ndarray) -> np.ndarray:
+    from engine.models.staging import PointFK
+
+    return PointFK(SKEL)(root, quat)[0]
+
+
+def _far_target(frame: int, joints: str = "all") -> PoseTarget:
+    """A pose far from a rest pose: arms and legs swung wide (the hands travel well over a metre)."""
+    q = np.tile([1.0, 0.0, 0.0, 0.0], (J, 1))
+    for name, aa in (("rShldr", (0.0, 0.0, 2.6)), ("lShldr", (0.0, 0.0, -2.6)), ("rThigh", (-1.4, 0.0, 0.0)),
+                     ("lThigh", (1.0, 0.0, 0.0)), ("abdomen", (0.9, 0.0, 0.0))):
+        q[SKEL.index(name)] = R.axis_angle_to_quat(np.array(aa))
+    return PoseTarget(frame=frame, root_y=0.9, quat=q, joints=joints)
+
+
+@pytest.mark.parametrize("joints", ["all", "upper", "lower"])
+def test_a_rushed_blend_never_moves_a_point_faster_than_the_bound_or_the_dance_underneath(joints: str) -> None:
+    """A far pose pinned 6 frames ahead asks a blend of 9-10 m/s: the speed bound holds every point at the larger
+    of its cap and that point's speed in the dance underneath (a still pose here), the output makes up the rest
+    of the way on later frames and is the generated dance again once it has caught up (the dance continues)."""
+    ib = InBetweener(SKEL)
+    root, quat = _dance(160, still=True)
+    st = InBetweenState()
+    st.add(_far_target(6, joints))
+    r2, q2 = _run(ib, st, root, quat)
+    pts = _points(r2, q2)
+    speed = np.linalg.norm(np.diff(pts, axis=0), axis=-1) * 30.0
+    gen_speed = np.linalg.norm(np.diff(_points(root, quat), axis=0), axis=-1) * 30.0
+    assert (speed <= np.maximum(ib.joint_cap, gen_speed) * (1 + 1e-6)).all()
+    rel = pts.copy()
+    rel[..., [0, 2]] -= r2[:, None, [0, 2]]
+    mean = np.linalg.norm(np.diff(rel, axis=0), axis=-1).mean(-1) * 30.0
+    assert mean.max() <= ib.mean_cap * (1 + 1e-6)
+    assert st.bounded > 0 and speed.max() > 0.8 * ib.joint_cap  # the bound did the work, at its cap
+    # unbounded, the same blend goes faster than the real p99.9
+    free = InBetweener(SKEL, joint_cap_ms=None, mean_cap_ms=None)
+    st2 = InBetweenState()
+    st2.add(_far_target(6, joints))
+    r3, q3 = _run(free, st2, root, quat)
+    assert (np.linalg.norm(np.diff(_points(r3, q3), axis=0), axis=-1) * 30.0).max() > 6.3
+    # caught up: after the release the frames are the dance's own, and nothing is pending or lagging
+    assert np.allclose(q2[-30:], quat[-30:]) and np.allclose(r2[-30:], root[-30:])
+    assert not st.active
+
+
+def test_the_bound_leaves_a_blend_with_time_to_spare_exact_and_lets_it_run_as_fast_as_the_dance() -> None:
+    """Time enough: nothing is held back and the pose is reached exactly. And where the dance underneath moves
+    faster than the cap, the blended point may move as fast as the dance does (the bound is never a brake on it)."""
+    ib = InBetweener(SKEL)
+    root, quat = _dance(200, still=True)
+    st = InBetweenState()
+    tgt = _far_target(100)
+    st.add(tgt)
+    r2, q2 = _run(ib, st, root, quat)
+    assert st.bounded == 0 and np.allclose(q2[100], ib.target_pose(tgt, quat[100])) and r2[100, 1] == 0.9
+    # a fast spin of the dance underneath (about 14 m/s at the hands): the blend is not slowed to the cap
+    spin_root, spin_q = _dance(120, still=True)
+    spin_q[:, 0] = R.axis_angle_to_quat(np.stack([np.zeros(120), np.arange(120) * 0.5, np.zeros(120)], axis=-1))
+    st = InBetweenState()
+    st.add(_target(60, "upper"))
+    r4, q4 = _run(ib, st, spin_root, spin_q)
+    speed = np.linalg.norm(np.diff(_points(r4, q4), axis=0), axis=-1) * 30.0
+    gen = np.linalg.norm(np.diff(_points(spin_root, spin_q), axis=0), axis=-1) * 30.0
+    assert gen.max() > 9.0 and (speed <= np.maximum(ib.joint_cap, gen) * (1 + 1e-6)).all()
+    assert speed.max() > 9.0  # the hands spin along with the dance, as fast
+    up = joint_mask(SKEL, "upper")
+    assert np.allclose(q4[60, up], ib.target_pose(_target(60, "upper"), spin_q[60])[up])
+
+
+def test_a_bounded_blend_gives_the_same_frames_in_any_chunking_and_after_a_copy() -> None:
+    ib = InBetweener(SKEL)
+    root, quat = _dance(160, still=True, seed=3)
+    outs = []
+    for chunk in (1, 4, 7):
+        st = InBetweenState()
+        st.add(_far_target(6))
+        outs.append(_run(ib, st, root, quat, chunk))
+        assert st.bounded > 0
+    for r, q in outs[1:]:
+        assert np.allclose(r, outs[0][0]) and np.allclose(q, outs[0][1])
+    # a copy taken mid-way (a snapshot for a rewind) continues exactly as the original
+    st = InBetweenState()
+    st.add(_far_target(6))
+    r2, q2 = root.copy(), quat.copy()
+    ib.apply(st, 0, r2[:16], q2[:16])
+    snap = st.copy()
+    assert st.lagging or st.targets
+    ib.apply(st, 16, r2[16:], q2[16:])
+    r3, q3 = root.copy(), quat.copy()
+    ib.apply(snap, 16, r3[16:], q3[16:])
+    assert np.allclose(q3[16:], q2[16:]) and np.allclose(r3[16:], r2[16:])

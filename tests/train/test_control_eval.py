@@ -251,3 +251,44 @@ def test_the_text_section_says_which_prompt_stalls_the_dance() -> None:
     md = controls_markdown(res)
     assert '| "arms low" | 0.200 (x0.40) | 0.110 (x0.30) | 25.0 % (2.0 %) | 50 % | **yes** |' in md
     assert '| "arms high" | 0.200 (x0.40) | 0.110 (x0.30) | 0.0 % (2.0 %) | 50 % | no |' in md
+
+
+def test_the_blends_own_speed_counts_what_it_adds_over_the_dance_it_ran_on() -> None:
+    """From an in-betweening trace: a frame where the output jumps while the dance underneath is still counts; a
+    frame where the dance underneath is itself that fast does not; outside the window nothing counts."""
+    from types import SimpleNamespace
+
+    from engine.models.pose_repr import metric_cmu_skeleton
+    from engine.skeleton import rotations as R
+    from engine.train.control_eval import blend_own_speed
+
+    skel = metric_cmu_skeleton()
+    n_j = skel.num_joints
+    rest = np.tile([1.0, 0.0, 0.0, 0.0], (n_j, 1))
+    swung = rest.copy()
+    swung[skel.index("rShldr")] = R.axis_angle_to_quat(np.array([0.0, 0.0, 2.0]))  # the right hand ~1 m away
+    root = np.array([0.0, 1.0, 0.0])
+    trace = []
+    for f in range(40):
+        gen = swung if 20 <= f < 30 else rest  # the dance underneath swings the arm at frame 20 and back at 30
+        out = swung if 10 <= f < 30 else rest  # the output jumps at frame 10 (its own), then moves with the dance
+        trace.append((f, root, gen, root, out, 1.0))
+    r = SimpleNamespace(skel=skel)
+    got = blend_own_speed(r, trace, slice(0, 40))
+    assert got["own_joint_frames_over_p999"] >= 1 and got["own_added_peak_ms"] > 20.0
+    assert got["own_frames_mean_over_p999"] == 0  # one arm: the mean over 23 points stays low
+    # the frame-20 swing is the dance's (the output does not move there) and frame 30 moves both: not counted
+    only_dance = blend_own_speed(r, trace, slice(15, 40))
+    assert only_dance["own_joint_frames_over_p999"] == 0 and only_dance["own_added_peak_ms"] < 1e-9
+
+
+def test_the_keyframe_table_reports_the_new_over_frames_and_the_blends_own() -> None:
+    res = _result()
+    kf = dict(res["keyframes"]["all"])
+    kf["blend"] = dict(kf["blend"], blend_added_speed_peak_ms=4.0, blend_added_speed_p50_ms=2.0,
+                       share_new_joint_speed_over_p999=0.0001, frames_new_mean_speed_over_p999=2.0,
+                       own_joint_frames_over_p999=0.0, own_frames_mean_over_p999=0.0, own_added_peak_ms=3.5)
+    res["keyframes"] = dict(res["keyframes"], all=kf)
+    md = controls_markdown(res)
+    assert "| all | slots + blend | 1.0 | 2.0 | 100 % | 5.00 | 2.00 | 4.00 (2.00) | 0.010 % | 2 | 0 / 0 / 3.50 |" in md
+    assert "blend's own" in md
