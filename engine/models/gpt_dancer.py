@@ -1076,9 +1076,14 @@ class DanceGenerator:
         out = [self._frames(p, up_np[i], down_np[i]) for i, p in enumerate(ps)]
         for p, sf in zip(ps, out, strict=True):
             if p.inbetween.active:
+                prev = p.inbetween.prev
+                gen = (sf.root.copy(), sf.quat.copy())
                 legs = self.inbetweener.apply(p.inbetween, sf.step * FRAMES_PER_TOKEN, sf.root, sf.quat)
                 if legs.any():
                     sf.pin_legs = legs.astype(np.float32)
+                if prev is not None:  # the dance under the blend, for the staging's speed bound
+                    sf.under = (np.concatenate([prev[0][None], gen[0]]).astype(np.float32),
+                                np.concatenate([prev[1][None], gen[1]]).astype(np.float32))
         if ring is not None and hist_old is not None:
             self.save_state(ps, ring, hist_old)
         return out

@@ -68,6 +68,9 @@ class StepFrames:
         pin_legs: [n] weight (0..1) with which a keyframe blend pins the legs on each frame (1: the frame *is*
             the keyframe's leg pose; :mod:`engine.models.inbetween`), or None where nothing pins them. The
             staging's stride correction (leg IK) gives way in proportion, so a pinned pose stays exact.
+        under: while a keyframe blend is on, the frames as generated before it, with the one before them: root
+            [n + 1, 3] and quat [n + 1, J, 4] (None otherwise). The staging holds every point of the blended frames
+            at the larger of the keyframe speed cap and that point's speed in these frames, staged the same way.
     """
 
     pid: int
@@ -75,6 +78,7 @@ class StepFrames:
     root: np.ndarray
     quat: np.ndarray
     pin_legs: np.ndarray | None = None
+    under: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class MotionModel(Protocol):

@@ -94,6 +94,9 @@ REAL_SPEED_P999: dict[str, tuple[float, ...]] = {
 }
 #: The limit is this multiple of the real 99.9th percentile.
 SPEED_FACTOR = 1.2
+#: Under a keyframe blend no point moves faster than this (m/s) unless the dance under the blend moves it as fast:
+#: 0.95 of the real per-joint p99.9 (6.3 m/s, ``engine.models.inbetween.REAL_JOINT_SPEED_P999``).
+KEYFRAME_CAP_MS = 0.95 * 6.3
 
 
 def speed_limits(style: str | None, factor: float = SPEED_FACTOR) -> np.ndarray:
@@ -505,10 +508,11 @@ class SpeedLimiter:
             a[dst] = a[src]
 
     def frame(self, rows: np.ndarray, root: np.ndarray, quat: np.ndarray, points: np.ndarray | None = None,
-              dt: float = 1.0 / MODEL_FPS) -> tuple[np.ndarray, np.ndarray]:
+              dt: float = 1.0 / MODEL_FPS, limits: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One frame of the given rows: root [B, 3], quat [B, J, 4] -> the limited root and quat.
 
-        ``points`` [B, 23, 3] may pass the frame's points when the caller has them.
+        ``points`` [B, 23, 3] may pass the frame's points when the caller has them; ``limits`` [B, 23] (m/s) this
+        frame's limits in place of the rows' own.
         """
         root = np.asarray(root, dtype=np.float64)
         quat = np.asarray(quat, dtype=np.float64)
@@ -516,7 +520,7 @@ class SpeedLimiter:
             points, _ = self.fk(root, quat)
         prev = self.valid[rows]
         root, quat, points, over = limit_step(self.fk, self.root[rows], self.quat[rows], self.points[rows], root, quat,
-                                              points, self.limits[rows] * dt, prev)
+                                              points, (self.limits[rows] if limits is None else limits) * dt, prev)
         self.limited_frames += int(over.sum())
         self.lagging[rows] = over
         self.root[rows] = root
@@ -705,14 +709,22 @@ class Stager:
     # -- frames ----------------------------------------------------------------------------------------
 
     def process(self, pids: list[int], root: np.ndarray, quat: np.ndarray,
-                pin_legs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                pin_legs: np.ndarray | None = None,
+                under: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Stage ``n`` consecutive frames of each performer: root [B, n, 3], quat [B, n, J, 4] -> the same, staged.
 
         ``pin_legs`` [B, n] (0..1): how much a keyframe blend pins each frame's legs
         (:attr:`~engine.models.protocol.StepFrames.pin_legs`). The stride correction gives way in proportion: its
         leg IK is applied by ``1 - pin`` and no new pull is taken while a pin is on, so a pinned leg pose comes
-        out as the model drew it (the horizontal transform, a rigid turn and offset, changes no joint angle)."""
+        out as the model drew it (the horizontal transform, a rigid turn and offset, changes no joint angle).
+
+        ``under`` (root [B, n + 1, 3], quat [B, n + 1, J, 4], which rows [B] bool): the frames a keyframe blend ran on,
+        with the one before them (:attr:`~engine.models.protocol.StepFrames.under`). For those rows the speed limit of
+        each point on each frame is the smaller of its own and the larger of :data:`KEYFRAME_CAP_MS` and the point's
+        speed in those frames, staged by the same transform: a blend, with the staging's turns on top of it, moves no
+        point faster than the dance under it does, beyond the cap (``limit_speed`` on)."""
         rows = np.array([self.row(p) for p in pids], dtype=np.int64)
+        th0, off0 = self.theta[rows].copy(), self.offset[rows].copy()  # the transform of the frame before these
         root = np.asarray(root, dtype=np.float64)
         quat = np.asarray(quat, dtype=np.float64)
         if not self.cfg.steer and not self.cfg.limit_speed:
@@ -742,10 +754,13 @@ class Stager:
             return r, q
         # speed limit: frames that keep within it from the previous output pass as they are; a row over it (or still
         # catching up with its dance) is limited frame by frame
-        lim = self.limiter.limits[rows] * self.dt  # [B, 23]
+        lim_ms = np.repeat(self.limiter.limits[rows][:, None], n, axis=1)  # [B, n, 23]
+        if under is not None:
+            lim_ms = self._keyframe_limits(lim_ms, under, th0, off0, th, off)
+        lim = lim_ms * self.dt
         prev = np.where(self.limiter.valid[rows][:, None, None], self.limiter.points[rows], p[:, 0])
         steps = np.linalg.norm(np.diff(np.concatenate([prev[:, None], p], axis=1), axis=1), axis=-1)  # [B, n, 23]
-        slow = ~(steps / lim[:, None] > 1.0).any(axis=(1, 2)) & ~self.limiter.lagging[rows]
+        slow = ~(steps / lim > 1.0).any(axis=(1, 2)) & ~self.limiter.lagging[rows]
         out_root, out_quat = r, q
         if slow.all():
             self.limiter.accept(rows, r[:, -1], q[:, -1], p[:, -1])
@@ -757,8 +772,20 @@ class Stager:
         out_root, out_quat = r.copy(), q.copy()
         for k in range(n):
             out_root[fast, k], out_quat[fast, k] = self.limiter.frame(rows[fast], r[fast, k], q[fast, k], p[fast, k],
-                                                                      self.dt)
+                                                                      self.dt, lim_ms[fast, k])
         return out_root, out_quat
+
+    def _keyframe_limits(self, lim_ms: np.ndarray, under: tuple[np.ndarray, np.ndarray, np.ndarray], th0: np.ndarray,
+                         off0: np.ndarray, th: np.ndarray, off: np.ndarray) -> np.ndarray:
+        """Per-frame point limits [B, n, 23] (m/s) of rows under a keyframe blend (see :meth:`process`)."""
+        u_root, u_quat, has = under
+        pu, _ = self.fk(np.asarray(u_root, dtype=np.float64), np.asarray(u_quat, dtype=np.float64))  # [B, n+1, 23, 3]
+        th_all = np.concatenate([th0[:, None], th], axis=1)
+        off_all = np.concatenate([off0[:, None], off], axis=1)
+        pu[..., [0, 2]] = rotate_xz(pu[..., [0, 2]], th_all[..., None]) + off_all[:, :, None]
+        v_under = np.linalg.norm(np.diff(pu, axis=1), axis=-1) / self.dt  # [B, n, 23]
+        bound = np.minimum(lim_ms, np.maximum(KEYFRAME_CAP_MS, v_under))
+        return np.where(np.asarray(has, dtype=bool)[:, None, None], bound, lim_ms)
 
     def _steer(self, rows: np.ndarray, root: np.ndarray, pts: np.ndarray,
                pin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1059,8 +1086,15 @@ class StagedModel:
         pin = None
         if any(sf.pin_legs is not None for sf in out):
             pin = np.stack([np.zeros(len(sf.root)) if sf.pin_legs is None else sf.pin_legs for sf in out])
+        under = None
+        if any(sf.under is not None for sf in out):  # rows without: their own frames (not bounded)
+            under = (np.stack([np.concatenate([sf.root[:1], sf.root]) if sf.under is None else sf.under[0]
+                               for sf in out]),
+                     np.stack([np.concatenate([sf.quat[:1], sf.quat]) if sf.under is None else sf.under[1]
+                               for sf in out]),
+                     np.array([sf.under is not None for sf in out]))
         root, quat = self.stager.process(stepped, np.stack([sf.root for sf in out]), np.stack([sf.quat for sf in out]),
-                                         pin)
+                                         pin, under)
         self.stager.save(stepped, [sf.step for sf in out])
         self._steps.update((sf.pid, sf.step) for sf in out)
         for pid in stepped:
