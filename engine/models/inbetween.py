@@ -15,7 +15,8 @@ frames as they are generated (it reads nothing from the future, so live and offl
 
 The target's hip rotation is applied in the dancer's current heading (its yaw replaced by the generated
 hip's yaw each frame): a pinned pose is a body configuration, not a direction on the floor, so the
-dancer never snaps round to face where the pose file happened to face. Root x/z are never touched.
+dancer never snaps round to face where the pose file happened to face. The blend never moves root x/z (only
+the speed bound below may hold the whole pose, root included, back for a few frames).
 
 Speed limits of the real data (as-captured training takes, three styles, 30 fps): per-joint world speed
 p99.9 = 6.3 m/s; per-frame mean root-relative joint speed p99.9 = 3.08 m/s (``REAL_JOINT_SPEED_P999``,
@@ -23,6 +24,15 @@ p99.9 = 6.3 m/s; per-frame mean root-relative joint speed p99.9 = 3.08 m/s (``RE
 moving underneath while the weight rises, so the speed a blend adds runs higher (measured on a trained GPT:
 median 1.3-2.8 m/s, peaks 3-7 m/s, ``bench/reports/controls.md``). A target pinned too close in time for
 its distance gets a shorter, faster blend (counted in ``rushed``).
+
+* **speed bound** (session 12): on every frame the blend touches (and after it, until the output has caught up)
+  no point may move faster than the larger of ``joint_cap_ms`` (0.9 of the real per-joint p99.9) and that
+  point's speed in the generated dance under the blend, nor the mean root-relative point speed exceed the larger
+  of ``mean_cap_ms`` (0.9 of the real p99.9) and the dance's; a frame over it is moved only part of the way from
+  the previous output towards the blend's pose, and the rest is made up on later frames (``lagging``,
+  ``bounded``). Measured cause (``bench/reports/controls_shipped.md``, "Keyframes, session 12"): the dance under
+  the blend turns its hips fast while its points hardly move (the pinned pose, applied in that heading, whirls
+  with it), or snaps; the staging bounds its own turns against the same dance (``StepFrames.under``).
 """
 
 from __future__ import annotations
@@ -262,8 +272,9 @@ class InBetweener:
         ``joint_cap`` and that point's speed in the generated dance, nor the output's mean root-relative point
         speed exceed the larger of ``mean_cap`` and the generated dance's; a frame over either is moved from the
         previous output frame towards the blend's pose by the largest share of the way that keeps within both
-        (root height lerp, rotations slerp; root x/z stay the generated). The rest of the way is made up on
-        later frames (``lagging``): where the dance underneath is fast the blend may go as fast, never faster."""
+        (root lerp, rotations slerp: the root's x/z too, since the dance may move its root a long way in a frame
+        and its legs back under it). The rest of the way is made up on later frames (``lagging``): where the dance
+        underneath is fast the blend may go as fast, never faster."""
         if self.fk is None or st.prev is None:
             st.lagging = False
             return
@@ -286,9 +297,8 @@ class InBetweener:
         if bool(within(pts[3], rel[3])):
             st.lagging = False
             return
-        share = np.linspace(1.0, 0.0, _BOUND_STEPS + 1)[1:]  # the largest first; 0: the previous pose, moved along
-        c_root = np.repeat(want_root[None], len(share), axis=0)
-        c_root[:, 1] = po_root[1] + share * (want_root[1] - po_root[1])
+        share = np.linspace(1.0, 0.0, _BOUND_STEPS + 1)[1:]  # the largest first; 0: the previous pose, held
+        c_root = po_root[None] + share[:, None] * (want_root - po_root)[None]
         c_quat = R.slerp(np.broadcast_to(po_quat, (len(share), *po_quat.shape)),
                          np.broadcast_to(want_quat, (len(share), *want_quat.shape)), share[:, None])
         c_pts, _ = self.fk(c_root, c_quat)
