@@ -246,3 +246,30 @@ def test_a_bounded_blend_gives_the_same_frames_in_any_chunking_and_after_a_copy(
     r3, q3 = root.copy(), quat.copy()
     ib.apply(snap, 16, r3[16:], q3[16:])
     assert np.allclose(q3[16:], q2[16:]) and np.allclose(r3[16:], r2[16:])
+
+
+def test_the_bound_holds_the_root_back_with_the_pose() -> None:
+    """The dance moves its root 20 cm in one frame and re-solves its legs so the feet stay put (as the decoded
+    dance does): a frame the bound holds back must hold the root with the pose, or the held-back legs carry the
+    feet along with the root at 6 m/s where the dance's feet stand still."""
+    from engine.models.staging import PointFK, leg_ik
+
+    fk = PointFK(SKEL)
+    n = 120
+    root = np.zeros((n, 3))
+    root[:, 1] = 0.85
+    quat = np.tile([1.0, 0.0, 0.0, 0.0], (n, J, 1))
+    for side in "rl":  # knees a little bent
+        for name, a in (("Thigh", -0.4), ("Shin", 0.8), ("Foot", -0.4)):
+            quat[:, SKEL.index(side + name)] = R.axis_angle_to_quat(np.array([a, 0.0, 0.0]))
+    root[40:, 0] += 0.2
+    quat[40:] = leg_ik(fk, quat[40:41], fk(root[40:41], quat[40:41])[0], np.array([[[0.2, 0.0], [0.2, 0.0]]]))[0]
+    gen = np.linalg.norm(np.diff(_points(root, quat), axis=0), axis=-1) * 30.0
+    assert gen[39, [4, 8, 21, 22]].max() < 1e-6 and gen[39].max() > 5.9  # the feet stay, the body moves 6 m/s
+    ib = InBetweener(SKEL)
+    st = InBetweenState()
+    st.add(_far_target(44, "upper"))
+    r2, q2 = _run(ib, st, root, quat)
+    assert st.bounded > 0
+    speed = np.linalg.norm(np.diff(_points(r2, q2), axis=0), axis=-1) * 30.0
+    assert (speed <= np.maximum(ib.joint_cap, gen) * (1 + 1e-6)).all(), speed[39].round(2)
