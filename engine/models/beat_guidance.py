@@ -130,6 +130,20 @@ class GuidanceConfig:
             term. So a dancer who has turned away too often picks the draws that turn back (or do not turn away)
             while a dancer within its budget turns as it likes.
         stage_away: the share of recent frames facing away from the front from which the facing part acts.
+        energy_speeds: per genre name (``conditioning.GENRES``; ``"*"``: any other, and no genre), the reference mean
+            joint speed (m/s) of the energy's target speed (empty: off, the energy term steers by ``2 e - 1`` as
+            above). With it the energy term is a feedback on the dance's own recent speed: a performer at level
+            ``e`` has the target speed ``T = ref * (lo + (hi - lo) e)`` (``energy_span``), and on every token (level
+            0.5 too) its candidates score ``w * d * z`` with ``d = clip((T - v) / (energy_band * T), -1, 1)``, ``v``
+            the mean root-relative joint speed of its last ``energy_frames`` committed frames (``w`` the energy
+            weight, with its stage share): a dance slower than its target picks the livelier draws, one faster the
+            calmer ones, one on its target samples plainly. So each level's speed settles at its own target whatever
+            the music, style or seed made of the dance (session 12: with ``2 e - 1`` alone the steps between levels
+            were smaller than the dance-to-dance spread, salsa hardly responded, and a modern dance that stalled or
+            raced reordered two levels of a 12-pair set).
+        energy_span: (lo, hi), the target speed's factor of the reference at levels 0 and 1 (linear between).
+        energy_band: the relative speed error at which the feedback's direction saturates (+-1).
+        energy_frames: the committed frames whose mean speed the feedback reads (60: 2 s).
     """
 
     candidates: int = 16
@@ -154,6 +168,10 @@ class GuidanceConfig:
     energy_stage: float = 0.0
     text_speed_neutral: tuple[str, ...] = ()
     text_side_scales: tuple[tuple[str, float], ...] = ()
+    energy_speeds: tuple[tuple[str, float], ...] = ()
+    energy_span: tuple[float, float] = (0.7, 1.1)
+    energy_band: float = 0.25
+    energy_frames: int = 60
 
     def __post_init__(self) -> None:
         if (self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1
@@ -169,6 +187,16 @@ class GuidanceConfig:
             raise ValueError(f"beat guidance energy_weight must be a finite number >= 0, got {self.energy_weight!r}")
         if not (math.isfinite(self.energy_stage) and self.energy_stage >= 0):
             raise ValueError(f"beat guidance energy_stage must be a finite number >= 0, got {self.energy_stage!r}")
+        for key, ref in self.energy_speeds:
+            if not (isinstance(key, str) and math.isfinite(ref) and ref > 0):
+                raise ValueError(f"beat guidance energy_speeds must map genre names (or \"*\") to speeds > 0 m/s, "
+                                 f"got {key!r}: {ref!r}")
+        lo, hi = self.energy_span
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+            raise ValueError(f"beat guidance energy_span must be two factors 0 < lo <= hi, got {self.energy_span!r}")
+        if not (math.isfinite(self.energy_band) and self.energy_band > 0) or self.energy_frames < 2:
+            raise ValueError(f"beat guidance energy_band must be > 0 and energy_frames >= 2, got {self.energy_band!r}, "
+                             f"{self.energy_frames!r}")
         if not (math.isfinite(self.stage_weight) and self.stage_weight >= 0 and 0 <= self.stage_from < 1):
             raise ValueError(f"beat guidance stage_weight must be a finite number >= 0 and stage_from within [0, 1), "
                              f"got {self.stage_weight!r}, {self.stage_from!r}")
@@ -262,7 +290,11 @@ class GuidanceConfig:
                    text_floor_attributes=_names(block.get("text_floor_attributes", []), "text_floor_attributes"),
                    text_speed_neutral=_names(block.get("text_speed_neutral", []), "text_speed_neutral"),
                    text_side_scales=_side_scales(block.get("text_side_scales", {})),
-                   energy_stage=float(block.get("energy_stage", d.energy_stage)))
+                   energy_stage=float(block.get("energy_stage", d.energy_stage)),
+                   energy_speeds=_energy_speeds(block.get("energy_speeds", {})),
+                   energy_span=_energy_span(block.get("energy_span", list(d.energy_span))),
+                   energy_band=float(block.get("energy_band", d.energy_band)),
+                   energy_frames=int(block.get("energy_frames", d.energy_frames)))
 
     def with_candidates(self, n: int) -> GuidanceConfig:
         """These settings with ``n`` candidates (``n`` <= 1: off; from off: the default settings)."""
@@ -290,6 +322,11 @@ class GuidanceConfig:
             out["energy_weight"] = self.energy_weight
         if self.energy_stage:
             out["energy_stage"] = self.energy_stage
+        if self.energy_speeds:
+            out["energy_speeds"] = dict(self.energy_speeds)
+            out["energy_span"] = list(self.energy_span)
+            out["energy_band"] = self.energy_band
+            out["energy_frames"] = self.energy_frames
         if self.stage_weight:
             out["stage_weight"] = self.stage_weight
             out["stage_from"] = self.stage_from
@@ -319,6 +356,23 @@ class GuidanceConfig:
         stage = (self.stage_weight * max(0.0, float(stage_strength))
                  + self.stage_facing * max(0.0, float(facing_strength)))
         return self.energy_weight + self.energy_stage * stage
+
+    @property
+    def energy_feedback(self) -> bool:
+        """Whether the energy term steers toward a target speed (``energy_speeds``) rather than by ``2 e - 1``."""
+        return self.energy_weight > 0 and bool(self.energy_speeds)
+
+    def energy_speed(self, level: float | None, genre: str | None) -> float:
+        """The target speed (m/s) of a performer at energy ``level`` dancing ``genre`` (``energy_speeds``; 0: none,
+        when the feedback is off or the level unset)."""
+        if level is None or not self.energy_feedback:
+            return 0.0
+        refs = dict(self.energy_speeds)
+        ref = refs.get(genre or "", refs.get("*"))
+        if ref is None:
+            ref = float(np.mean(list(refs.values())))
+        lo, hi = self.energy_span
+        return float(ref) * (lo + (hi - lo) * min(1.0, max(0.0, float(level))))
 
     def floor_on(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether the speed floor (``text_floor``) steers a performer with these targets: the text term and the
@@ -355,6 +409,22 @@ def _names(block: Any, key: str) -> tuple[str, ...]:
     if not isinstance(block, list) or not all(isinstance(n, str) for n in block):
         raise ValueError(f"beat guidance {key} must be a list of attribute names, got {block!r}")
     return tuple(block)
+
+
+def _energy_speeds(block: Any) -> tuple[tuple[str, float], ...]:
+    """The card's ``energy_speeds`` object ({"salsa": m/s, "*": m/s}) as ``GuidanceConfig`` holds it."""
+    if not isinstance(block, dict) or not all(isinstance(k, str) and isinstance(v, int | float)
+                                              and not isinstance(v, bool) for k, v in block.items()):
+        raise ValueError(f"beat guidance energy_speeds must map genre names (or \"*\") to speeds, got {block!r}")
+    return tuple((k, float(v)) for k, v in block.items())
+
+
+def _energy_span(block: Any) -> tuple[float, float]:
+    """The card's ``energy_span`` ([lo, hi]) as ``GuidanceConfig`` holds it."""
+    if not (isinstance(block, list | tuple) and len(block) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in block)):
+        raise ValueError(f"beat guidance energy_span must be [lo, hi], got {block!r}")
+    return float(block[0]), float(block[1])
 
 
 def _side_scales(block: Any) -> tuple[tuple[str, float], ...]:
@@ -421,7 +491,8 @@ class GuideState:
         self.cfg = cfg
         self.beats: list[int] = []
         # ``history`` frames, or the speed floor's window when that is longer (its frames: :attr:`floor_frames`)
-        keep = max(cfg.history, cfg.text_floor_frames if cfg.text_floor > 0 and cfg.text_floor_weight > 0 else 0)
+        keep = max(cfg.history, cfg.text_floor_frames if cfg.text_floor > 0 and cfg.text_floor_weight > 0 else 0,
+                   cfg.energy_frames if cfg.energy_feedback else 0)  # and the energy feedback's window
         self._up = np.zeros((keep, dim_up), np.float32)
         self._down = np.zeros((keep, dim_down), np.float32)
         self._filled = 0
@@ -434,6 +505,9 @@ class GuideState:
         # away the performer is (0: the facing part is off); set with the above
         self.front_yaw = 0.0
         self.facing_strength = 0.0
+        # the energy feedback's target speed (m/s; 0: none), set by the generator before each token
+        # (``GuidanceConfig.energy_speed``), not part of :meth:`state`
+        self.energy_speed = 0.0
 
     @property
     def stage_on(self) -> bool:
@@ -479,6 +553,12 @@ class GuideState:
     def floor_frames(self) -> tuple[np.ndarray, np.ndarray]:
         """(upper, lower) of the last committed frames the speed floor reads (<= ``text_floor_frames``)."""
         n = min(self._filled, self.cfg.text_floor_frames, len(self._up))
+        return self._up[len(self._up) - n :], self._down[len(self._down) - n :]
+
+    @property
+    def energy_window(self) -> tuple[np.ndarray, np.ndarray]:
+        """(upper, lower) of the last committed frames the energy feedback reads (<= ``energy_frames``)."""
+        n = min(self._filled, self.cfg.energy_frames, len(self._up))
         return self._up[len(self._up) - n :], self._down[len(self._down) - n :]
 
     def reset(self) -> None:
@@ -672,6 +752,8 @@ class BeatGuide:
                 # the energy term keeps its share of the stage term's weight while that steers (``energy_stage``)
                 w = (self.cfg.energy_weight_at(st.stage_strength, st.facing_strength) if col == ENERGY_COLUMN
                      else self.cfg.text_side_weight(col, sign))
+                if col == ENERGY_COLUMN and st.energy_speed > 0:  # the feedback: toward the level's target speed
+                    sign = self.energy_direction(st)
                 v = vals[:, ATTRIBUTE_COLUMNS["speed"] if col == ENERGY_COLUMN else col]
                 if col != ENERGY_COLUMN and self.cfg.speed_neutral(col, sign):
                     v = speed_residual(v, vals[:, ATTRIBUTE_COLUMNS["speed"]])
@@ -723,6 +805,19 @@ class BeatGuide:
         pos = np.asarray(self._positions(up, down), np.float64)
         pos[..., [0, 2]] -= pos[:, :1, [0, 2]]
         return float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean() * _FPS)
+
+    def energy_direction(self, state: GuideState) -> float:
+        """The energy feedback's direction (-1..1; ``GuidanceConfig.energy_speeds``): the performer's target speed
+        less the mean root-relative joint speed of its last ``energy_frames`` committed frames, over
+        ``energy_band`` of the target (0 before two frames are committed)."""
+        up, down = state.energy_window
+        if len(up) < 2 or state.energy_speed <= 0:
+            return 0.0
+        pos = np.asarray(self._positions(up, down), np.float64)
+        pos[..., [0, 2]] -= pos[:, :1, [0, 2]]
+        v = float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean() * _FPS)
+        t = state.energy_speed
+        return float(np.clip((t - v) / (self.cfg.energy_band * t), -1.0, 1.0))
 
     def floor_penalty(self, state: GuideState, cand_speed: np.ndarray) -> np.ndarray:
         """The speed floor's penalty [C] (``GuidanceConfig.text_floor``) of candidates moving at ``cand_speed`` [C]
@@ -841,7 +936,9 @@ def energy_target(level: float | None, cfg: GuidanceConfig) -> tuple[tuple[int, 
     if level is None or cfg.energy_weight <= 0:
         return ()
     d = 2.0 * float(level) - 1.0
-    return ((ENERGY_COLUMN, d),) if d != 0.0 else ()
+    # with the feedback (``energy_speeds``) every level is steered, 0.5 too (the direction then comes from the
+    # performer's speed against its target: :meth:`BeatGuide.energy_direction`)
+    return ((ENERGY_COLUMN, d),) if d != 0.0 or cfg.energy_feedback else ()
 
 
 def pack_candidates(cu: torch.Tensor, cd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:

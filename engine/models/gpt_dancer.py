@@ -1266,6 +1266,10 @@ class DanceGenerator:
             if p.guide is not None:
                 near = p.guide.observe(cond_b[i])
                 tg = self._steer_targets(p) + energy_target(p.controls.energy, self.guidance)
+                # the energy feedback's target speed for this performer's level and genre (0: none)
+                g_ = p.controls.genre
+                p.guide.energy_speed = self.guidance.energy_speed(
+                    p.controls.energy, GENRES[g_] if 0 <= g_ < len(GENRES) else None)
                 if tg:
                     targets[i] = tg
                 # a text attribute (or the stage term, while the performer is out on the stage) steers every token,

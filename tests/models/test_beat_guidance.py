@@ -321,6 +321,57 @@ def test_the_energy_term_steers_the_speed_in_proportion_to_the_level() -> None:
     assert hi[2] > hi[0] > hi[1]
 
 
+def test_the_energy_feedback_steers_toward_the_level_s_target_speed() -> None:
+    """With ``energy_speeds`` the energy term is a feedback on the dance's own recent speed: the level sets a target
+    speed (the genre's reference times ``energy_span``), and a dance slower than it picks the livelier draw, one
+    faster the calmer, whatever the level (0.5 is steered too); one on its target is not steered. Without an energy
+    (or with the feedback off) nothing changes. On the old code the card keys are unknown and level 0 always picked
+    the calmest draw."""
+    from engine.models.beat_guidance import ENERGY_COLUMN, energy_target
+
+    cfg = GuidanceConfig.from_card({"candidates": 3, "weight": 10.0, "energy_weight": 2.0,
+                                    "energy_speeds": {"salsa": 0.4, "*": 0.5}, "energy_span": [0.5, 1.5],
+                                    "energy_band": 0.2, "energy_frames": 12})
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and cfg.energy_feedback
+    assert "energy_speeds" not in GuidanceConfig(energy_weight=0.2).to_card()  # cards without it stay as they were
+    for bad in ({"energy_speeds": {"salsa": 0.0}}, {"energy_speeds": {"salsa": 0.4}, "energy_span": [1.2, 0.8]},
+                {"energy_speeds": {"salsa": 0.4}, "energy_band": 0.0}, {"energy_speeds": [0.4]}):
+        with pytest.raises(ValueError, match="energy_"):
+            GuidanceConfig.from_card({"candidates": 3, "energy_weight": 1.0, **bad})
+    assert cfg.energy_speed(0.0, "salsa") == pytest.approx(0.2) and cfg.energy_speed(1.0, "salsa") == pytest.approx(0.6)
+    assert cfg.energy_speed(0.5, "modern") == pytest.approx(0.5)  # "*": any other genre
+    assert cfg.energy_speed(None, "salsa") == 0.0 and GuidanceConfig(energy_weight=1.0).energy_speed(0.0, "salsa") == 0
+    assert energy_target(0.5, cfg) == ((ENERGY_COLUMN, 0.0),) and energy_target(None, cfg) == ()
+    guide = BeatGuide(cfg)
+    cand = [_turning(r) for r in (0.05, 0.01, 0.15)]  # middling, calm, lively
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+
+    def pick(committed_rate: float, level: float | None, genre: str = "salsa") -> int:
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        for k in range(3):
+            state.commit(*_turning(committed_rate, start=4 * k * committed_rate))
+        state.energy_speed = cfg.energy_speed(level, genre)
+        return guide.choose(state, [], cu, cd, np.zeros(3), targets=energy_target(level, cfg))
+
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    for k in range(3):
+        state.commit(*_turning(0.05, start=0.2 * k))
+    up, down = state.energy_window  # the last energy_frames committed frames
+    assert len(up) == 12
+    pos = guide._positions(up, down)
+    speed_mid = float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean() * 30.0)  # the middling dance's speed
+    assert 0.2 < speed_mid < 0.6  # so level 0 (target 0.2 m/s) is below it and level 1 (0.6) above
+    assert pick(0.05, 0.0) == 1 and pick(0.05, 1.0) == 2  # slower than level 1's target, faster than level 0's
+    assert pick(0.0, 0.0) == 2  # a dancer standing still at level 0 is below even level 0's target: livelier
+    assert pick(0.15, 1.0) == 1  # a dancer racing above level 1's target: calmer
+    state.energy_speed = speed_mid  # on its target: the direction is 0, the term steers nothing
+    assert guide.energy_direction(state) == pytest.approx(0.0, abs=1e-6)
+    assert guide.choose(state, [], cu, cd, np.array([0.0, -0.1, -0.1]), targets=energy_target(0.3, cfg)) == 0
+    # no energy: the feedback never runs (the target speed stays 0), the choice is the plain one
+    assert pick(0.0, None) == 0
+
+
 def test_an_energy_only_performer_resamples_without_the_log_probability() -> None:
     """Away from a beat, an energy-only performer's draws are resampled by the energy term alone (odds
     ``exp(w (2 e - 1) z)``, no ``text_logp``): with the term at a vanishing weight the noise picks, whatever the
