@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -286,7 +288,7 @@ def test_the_text_term_steers_only_performers_with_a_matched_text_and_weight_0_c
     assert [g[2:] for g in got] == [r[2:] for r in ref]  # its draws (candidates, resampling) are its own
 
 
-def _energy_gen(energy_weight: float, energy: float | None) -> DanceGenerator:
+def _energy_gen(energy_weight: float, energy: float | None, **feedback: Any) -> DanceGenerator:
     from engine.models.beat_guidance import GuidanceConfig
     from engine.models.protocol import Controls
 
@@ -294,7 +296,7 @@ def _energy_gen(energy_weight: float, energy: float | None) -> DanceGenerator:
     gpt = CrossCondGPT(GPTConfig(n_layer=2, n_embd=64, n_head=4, context=16, text_dim=16)).eval()
     vq = VQVAE(VQVAEConfig(hidden=32, code_dim=16)).eval()
     gen = DanceGenerator(TorchBackend(gpt, capacity=2, device="cpu"), vq, seed=0,
-                         guidance=GuidanceConfig(candidates=8, energy_weight=energy_weight))
+                         guidance=GuidanceConfig(candidates=8, energy_weight=energy_weight, **feedback))
     gen.add_performer(Controls(energy=energy))
     gen.add_performer()  # no energy: never steered by the energy term
     return gen
@@ -310,6 +312,25 @@ def test_the_energy_term_steers_only_performers_with_an_energy_off_the_middle() 
     assert calm.guided_tokens == lively.guided_tokens == 6  # every token of performer 0, none of performer 1
     assert [g[:2] for g in got_calm] != [g[:2] for g in got_lively]
     assert [g[2:] for g in got_calm] == [g[2:] for g in got_lively] == [r[2:] for r in ref]
+
+
+def test_the_energy_feedback_steers_every_level_toward_its_genre_s_target_speed() -> None:
+    """With ``energy_speeds`` the generator gives each performer with an energy the target speed of its level and
+    genre before each token, and steers every token of it (level 0.5 too, which the proportional rule leaves
+    alone); the performer without an energy is sampled exactly as without the term."""
+    from engine.models.conditioning import GENRES
+
+    fb = {"energy_speeds": (("salsa", 0.4), ("*", 0.6)), "energy_span": (0.5, 1.5)}
+    ref = _tokens(_energy_gen(0.0, None), 6)
+    mid = _energy_gen(2.0, 0.5, **fb)
+    got = _tokens(mid, 6)
+    assert mid.guided_tokens == 6  # every token of performer 0, none of performer 1
+    assert [g[2:] for g in got] == [r[2:] for r in ref]
+    genre = GENRES[mid.get(0).controls.genre]
+    want = (0.4 if genre == "salsa" else 0.6) * 1.0
+    assert mid.get(0).guide.energy_speed == pytest.approx(want)
+    assert mid.get(1).guide.energy_speed == 0.0
+    assert _tokens(_energy_gen(2.0, None, **fb), 6) == ref  # no energy set: as without the term
 
 
 def test_a_rewind_under_the_text_term_continues_exactly() -> None:
