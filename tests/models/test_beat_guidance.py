@@ -589,7 +589,7 @@ def test_the_shipped_card_keeps_every_non_calm_prompt_that_stalled_moving() -> N
     floored = 0
     turn, travel, arm = (steer_targets({a: "high"})[0][0] for a in ("turn", "travel", "arm"))
     for pair in (*EVAL_PROMPTS.values(), *HELD_OUT_PROMPTS.values()):
-        for text in pair:  # as matched ("reaching for the sky" is matched to travel "high", not to arms)
+        for text in pair:  # as matched (each to its own attribute and side: tests/models/test_text_prompts.py)
             targets = steer_targets(matcher.classes(matcher.embed([text])[0]))
             assert targets, text
             want = any(c == turn or (c in (arm, travel) and d < 0) for c, d in targets)
