@@ -88,6 +88,13 @@ class GuidanceConfig:
         text_side_scales: per side of an attribute ("arm:high", "travel:low"), the scale of the text term's weight
             for texts asking for that side, in place of the attribute's ``text_attributes`` scale (the resampling
             rule stays the attribute's).
+        text_side_logp: per side of an attribute ("turn:high"), the texts asking for that side resample their draws on
+            tokens no beat steers (whatever the attribute's ``resample``), with this weight of the candidates'
+            log-probability in place of ``text_logp``: 0 is the GPT's own draws tilted by the text term alone,
+            ``exp(W z)``, with no flattening towards its likeliest draws. A performer with several text targets takes
+            the least of their weights (``text_logp`` for a target whose side is not named). The shipped card
+            resamples "spinning" at 0.5, with side scale 3 (session 12): its arg-max pick (``log p + W z`` on every token) took the
+            likeliest draws, and the dancer turned no more than without text (93 against 97 deg/s, at x0.77 the speed).
         text_speed_neutral: the attributes (``ATTRIBUTE_COLUMNS`` names, not speed) whose text term ranks the
             candidates by the part of the attribute their speed does not explain (:func:`speed_residual`), so asking
             for less of it does not pick the stiller draws, nor asking for more the livelier ones. The shipped card
@@ -172,6 +179,7 @@ class GuidanceConfig:
     energy_span: tuple[float, float] = (0.7, 1.1)
     energy_band: float = 0.25
     energy_frames: int = 60
+    text_side_logp: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1
@@ -213,12 +221,13 @@ class GuidanceConfig:
             if names and not set(names) <= set(ATTRIBUTE_COLUMNS):
                 raise ValueError(f"beat guidance {key} must name some of {sorted(ATTRIBUTE_COLUMNS)} (a name may end "
                                  f"in :low or :high), got {list(getattr(self, key))!r}")
-        for key, scale in self.text_side_scales:
-            name, _, side = key.partition(":")
-            if (name not in ATTRIBUTE_COLUMNS or side not in ("low", "high")
-                    or not (math.isfinite(scale) and scale >= 0)):
-                raise ValueError(f"beat guidance text_side_scales must map NAME:low or NAME:high (NAME one of "
-                                 f"{sorted(ATTRIBUTE_COLUMNS)}) to a scale >= 0, got {key!r}: {scale!r}")
+        for field in ("text_side_scales", "text_side_logp"):
+            for key, scale in getattr(self, field):
+                name, _, side = key.partition(":")
+                if (name not in ATTRIBUTE_COLUMNS or side not in ("low", "high")
+                        or not (math.isfinite(scale) and scale >= 0)):
+                    raise ValueError(f"beat guidance {field} must map NAME:low or NAME:high (NAME one of "
+                                     f"{sorted(ATTRIBUTE_COLUMNS)}) to a number >= 0, got {key!r}: {scale!r}")
         if any(n.split(":")[0] == "speed" for n in self.text_speed_neutral):
             raise ValueError("beat guidance text_speed_neutral cannot name speed (the attribute it is neutral to)")
         for name, scale, resample in self.text_attributes:
@@ -247,6 +256,22 @@ class GuidanceConfig:
             if s == side and column != ENERGY_COLUMN and ATTRIBUTE_COLUMNS[name] == column:
                 return self.text_weight * scale
         return self.text_scale(column)[0]
+
+    def side_logp(self, column: int, direction: float) -> float | None:
+        """The ``text_side_logp`` weight of a target (attribute column, direction), None when its side is not named."""
+        side = "high" if direction > 0 else "low"
+        for key, lw in self.text_side_logp:
+            name, _, s = key.partition(":")
+            if s == side and column != ENERGY_COLUMN and ATTRIBUTE_COLUMNS[name] == column:
+                return lw
+        return None
+
+    def resample_logp(self, targets: tuple[tuple[int, float], ...]) -> float:
+        """The weight of the candidates' log-probability when a performer with these targets resamples its draws:
+        the least of its text targets' (``text_side_logp`` for a named side, else ``text_logp``); 0 with no text
+        target (an energy-only performer)."""
+        ws = [self.text_logp if (lw := self.side_logp(c, d)) is None else lw for c, d in targets if c != ENERGY_COLUMN]
+        return min(ws) if ws else 0.0
 
     @property
     def text_on(self) -> bool:
@@ -290,6 +315,7 @@ class GuidanceConfig:
                    text_floor_attributes=_names(block.get("text_floor_attributes", []), "text_floor_attributes"),
                    text_speed_neutral=_names(block.get("text_speed_neutral", []), "text_speed_neutral"),
                    text_side_scales=_side_scales(block.get("text_side_scales", {})),
+                   text_side_logp=_side_scales(block.get("text_side_logp", {}), "text_side_logp"),
                    energy_stage=float(block.get("energy_stage", d.energy_stage)),
                    energy_speeds=_energy_speeds(block.get("energy_speeds", {})),
                    energy_span=_energy_span(block.get("energy_span", list(d.energy_span))),
@@ -345,6 +371,8 @@ class GuidanceConfig:
             out["text_speed_neutral"] = list(self.text_speed_neutral)
         if self.text_side_scales:
             out["text_side_scales"] = dict(self.text_side_scales)
+        if self.text_side_logp:
+            out["text_side_logp"] = dict(self.text_side_logp)
         return out
 
     def energy_weight_at(self, stage_strength: float, facing_strength: float = 0.0) -> float:
@@ -427,11 +455,12 @@ def _energy_span(block: Any) -> tuple[float, float]:
     return float(block[0]), float(block[1])
 
 
-def _side_scales(block: Any) -> tuple[tuple[str, float], ...]:
-    """The card's ``text_side_scales`` object ({"arm:high": scale}) as ``GuidanceConfig`` holds it."""
+def _side_scales(block: Any, key: str = "text_side_scales") -> tuple[tuple[str, float], ...]:
+    """The card's ``text_side_scales`` (or ``text_side_logp``) object ({"arm:high": number}) as ``GuidanceConfig``
+    holds it."""
     if not isinstance(block, dict) or not all(isinstance(k, str) and isinstance(v, int | float)
                                               and not isinstance(v, bool) for k, v in block.items()):
-        raise ValueError(f"beat guidance text_side_scales must map NAME:low / NAME:high to numbers, got {block!r}")
+        raise ValueError(f"beat guidance {key} must map NAME:low / NAME:high to numbers, got {block!r}")
     return tuple((k, float(v)) for k, v in block.items())
 
 
@@ -831,8 +860,10 @@ class BeatGuide:
 
     def resamples(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether a performer with these text targets resamples its draws on tokens no beat steers (some named
-        attribute resamples with a weight > 0; see :meth:`choose_batch`)."""
-        return any(w > 0 and rs for w, rs in (self.cfg.text_scale(col) for col, _ in targets))
+        attribute resamples with a weight > 0, or a target's side is named in ``text_side_logp``; see
+        :meth:`choose_batch`)."""
+        return any((w > 0 and rs) or (self.cfg.side_logp(col, d) is not None and self.cfg.text_side_weight(col, d) > 0)
+                   for (col, d), (w, rs) in ((t, self.cfg.text_scale(t[0])) for t in targets))
 
     def beat_scores(
         self, state: GuideState, beats: list[int], cand_up: np.ndarray, cand_down: np.ndarray
@@ -879,7 +910,7 @@ class BeatGuide:
             score = score + text
             for i, g in enumerate(noise or ()):
                 if g is not None:  # an energy-only performer: exp(energy term) alone (0.5 -> plain sampling)
-                    lw = self.cfg.text_logp if any(c != ENERGY_COLUMN for c, _ in targets[i]) else 0.0
+                    lw = self.cfg.resample_logp(targets[i])
                     score[i] = lw * np.asarray(logp[i], np.float64) + text[i] + g
         if (self.cfg.stage_weight > 0 or self.cfg.stage_facing > 0) and any(st.stage_on for st in states):
             stage = self.stage_scores(states, pos, hists, cand_down)

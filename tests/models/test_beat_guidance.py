@@ -761,3 +761,39 @@ def test_a_side_scale_weights_one_side_of_an_attribute() -> None:
     for bad in ({"arm": 1.0}, {"arm:up": 1.0}, {"spin:low": 1.0}, {"arm:low": -1.0}, {"arm:low": True}, ["arm:low"]):
         with pytest.raises(ValueError, match="text_side_scales"):
             GuidanceConfig.from_card({"candidates": 8, "text_side_scales": bad})
+
+
+def test_a_side_logp_resamples_one_side_without_the_arg_max() -> None:
+    """``text_side_logp`` {"turn:high": 0}: "spinning" resamples its draws on tokens no beat steers with odds
+    ``exp(W z)`` (the log-probability's weight 0), where the card's turn entry (``resample`` false) takes the arg-max
+    of ``log p + W z`` on every token, which under "spinning" kept the likeliest draw; "no turns" keeps the arg-max.
+    With several targets the least weight counts; bad keys are refused."""
+    card = {"candidates": 3, "text_weight": 1.0, "text_logp": 1.0,
+            "text_attributes": {"turn": {"scale": 0.75, "resample": False}}}
+    old = GuidanceConfig.from_card(card)
+    cfg = GuidanceConfig.from_card({**card, "text_side_logp": {"turn:high": 0.0}})
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and "text_side_logp" not in old.to_card()
+    high, low, arm = steer_targets({"turn": "high"}), steer_targets({"turn": "low"}), steer_targets({"arm": "high"})
+    assert cfg.resample_logp(high) == 0.0 and cfg.resample_logp(arm) == 1.0 and cfg.resample_logp(high + arm) == 0.0
+    assert old.resample_logp(high) == 1.0 and cfg.resample_logp(()) == 0.0
+    cand = [_turning(r) for r in (0.02, 0.15, 0.05)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([0.0, -6.0, -6.0])  # the fast turn is a far less likely draw
+    noise = np.zeros(3)
+    picks = {}
+    for name, c in (("old", old), ("new", cfg)):
+        guide = BeatGuide(c)
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*_turning(0.0))
+        assert guide.resamples(high) == (name == "new") and not guide.resamples(low)
+        # off the beats: the new card resamples (noise given); the old one has no noise for turning (arg-max)
+        picks[name] = guide.choose(state, [], cu, cd, logp, targets=high,
+                                   noise=noise if guide.resamples(high) else None)
+        # "no turns" is picked as before, and a beat token is the arg-max either way
+        assert guide.choose(state, [], cu, cd, logp, targets=low) == 0
+        assert guide.choose(state, [], cu, cd, logp, targets=high) == 0
+    assert picks == {"old": 0, "new": 1}
+    for bad in ({"turn": 0.0}, {"turn:up": 0.0}, {"spin:high": 0.0}, {"turn:high": -1.0}, {"turn:high": False}):
+        with pytest.raises(ValueError, match="text_side_logp"):
+            GuidanceConfig.from_card({"candidates": 8, "text_side_logp": bad})
