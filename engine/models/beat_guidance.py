@@ -93,8 +93,9 @@ class GuidanceConfig:
             log-probability in place of ``text_logp``: 0 is the GPT's own draws tilted by the text term alone,
             ``exp(W z)``, with no flattening towards its likeliest draws. A performer with several text targets takes
             the least of their weights (``text_logp`` for a target whose side is not named). The shipped card
-            resamples "spinning" at 0.5, with side scale 3 (session 12): its arg-max pick (``log p + W z`` on every token) took the
-            likeliest draws, and the dancer turned no more than without text (93 against 97 deg/s, at x0.77 the speed).
+            resamples "spinning" at 0.5, with side scale 3 (session 12): its arg-max pick (``log p + W z`` on every
+            token) took the likeliest draws, and the dancer turned no more than without text (93 against 97 deg/s, at
+            x0.77 the speed).
         text_speed_neutral: the attributes (``ATTRIBUTE_COLUMNS`` names, not speed) whose text term ranks the
             candidates by the part of the attribute their speed does not explain (:func:`speed_residual`), so asking
             for less of it does not pick the stiller draws, nor asking for more the livelier ones. The shipped card
