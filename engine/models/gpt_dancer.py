@@ -71,7 +71,7 @@ if TYPE_CHECKING:  # backends are passed in; models never import export/ at run 
 #: Share of the energy input the unconditional row carries too under genre guidance: 0 amplifies the energy by the
 #: guidance scale with the genre and text (levels 0.75 and 1 then move 0.67 / 0.80 m/s, FID_k 87 / 151 on runs/gpt3c),
 #: 1 leaves it unguided (no longer monotonic); 0.5 keeps it monotonic at a lower cost (0.61 / 0.72 m/s, 65 / 106;
-#: bench/reports/controls.md).
+#: bench/reports/controls_gpt3c.md).
 ENERGY_SHARE = 0.5
 #: Newest positions a control switch rewrites (2.1 s): as effective on the genre switch as the whole 8.5 s window
 #: (24 switches of the shipped model: 46 % within one beat either way; 8 tokens: 38 %) at a quarter of its cost.

@@ -22,7 +22,7 @@ Speed limits of the real data (as-captured training takes, three styles, 30 fps)
 p99.9 = 6.3 m/s; per-frame mean root-relative joint speed p99.9 = 3.08 m/s (``REAL_JOINT_SPEED_P999``,
 ``REAL_MEAN_SPEED_P999``). The budget (default 1.5 m/s) bounds the blend's own rate; the dance keeps
 moving underneath while the weight rises, so the speed a blend adds runs higher (measured on a trained GPT:
-median 1.3-2.8 m/s, peaks 3-7 m/s, ``bench/reports/controls.md``). A target pinned too close in time for
+median 1.3-2.8 m/s, peaks 3-7 m/s, ``bench/reports/controls_gpt3c.md``). A target pinned too close in time for
 its distance gets a shorter, faster blend (counted in ``rushed``).
 
 * **speed bound** (session 12): on every frame the blend touches (and after it, until the output has caught up)
