@@ -92,6 +92,8 @@ def test_role_and_tempo() -> None:
 
 
 def test_phrase_baseline_is_the_mean_of_every_matched_phrase() -> None:
+    """The text baseline is the mean of the caption phrasings only: the prompt matcher's own phrasings
+    (``MATCH_PHRASES``, session 12) stay out of it."""
     from engine.models.text_prompts import MATCHED, PHRASES, PromptMatcher, phrase_baseline
 
     def embed(texts: list[str]) -> np.ndarray:  # a deterministic stand-in for the sentence model
