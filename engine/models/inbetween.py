@@ -42,12 +42,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from engine.models.staging import PointFK
+from engine.models.staging import REAL_JOINT_SPEED_P999, PointFK
 from engine.skeleton import rotations as R
 from engine.skeleton.skeleton import Skeleton, forward_kinematics
 
-#: Real-data speed limits (see the module doc), m/s.
-REAL_JOINT_SPEED_P999 = 6.3
+#: Real-data speed limits (see the module doc), m/s; the per-joint one is the staging's ``REAL_JOINT_SPEED_P999``.
 REAL_MEAN_SPEED_P999 = 3.08
 JOINT_SETS = ("all", "upper", "lower")
 #: The speed bound (see :meth:`InBetweener._bound`), m/s: 0.9 of the real limits, leaving room for the staging's

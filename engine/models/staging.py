@@ -94,9 +94,11 @@ REAL_SPEED_P999: dict[str, tuple[float, ...]] = {
 }
 #: The limit is this multiple of the real 99.9th percentile.
 SPEED_FACTOR = 1.2
-#: Under a keyframe blend no point moves faster than this (m/s) unless the dance under the blend moves it as fast:
-#: 0.95 of the real per-joint p99.9 (6.3 m/s, ``engine.models.inbetween.REAL_JOINT_SPEED_P999``).
-KEYFRAME_CAP_MS = 0.95 * 6.3
+#: The real per-joint world speed p99.9 over the three styles' as-captured training takes at 30 fps, m/s (the
+#: keyframe blend's bound, ``engine.models.inbetween``, and the controls eval read it from here).
+REAL_JOINT_SPEED_P999 = 6.3
+#: Under a keyframe blend no point moves faster than this (m/s) unless the dance under the blend moves it as fast.
+KEYFRAME_CAP_MS = 0.95 * REAL_JOINT_SPEED_P999
 
 
 def speed_limits(style: str | None, factor: float = SPEED_FACTOR) -> np.ndarray:
