@@ -104,10 +104,10 @@ class DanceModel:
         """What a live genre switch does (``sampling.genre_switch``, checked by :func:`check_card`): ``boost`` (the
         genre guidance factor), ``boost_tokens`` (for how many tokens), ``context`` (GPT positions kept through
         the switch; null: the whole window), ``decoder`` ("restart": the streaming decoder restarts too; "keep") and
-        ``ease`` (frames the output eases over after a decoder restart), ``ease_shape`` (how: "blend" or "offset")
-        and ``primer`` (tokens of real dance of the
-        new style the restarted GPT window holds, from the folder's primer bank; 0: none); absent entries keep the
-        generator's defaults."""
+        ``ease`` (frames the output eases over after a decoder restart), ``ease_shape`` (how: "blend" or "offset"),
+        ``snap`` (joints the ease gives the new rotation at once, their child carrying the eased limb) and
+        ``primer`` (tokens of real dance of the new style the restarted GPT window holds, from the folder's primer
+        bank; 0: none); absent entries keep the generator's defaults."""
         return dict(self.card.get("sampling", {}).get("genre_switch") or {})
 
     @property
@@ -154,6 +154,8 @@ class DanceModel:
             out["switch_ease"] = int(sw["ease"])
         if "ease_shape" in sw:
             out["switch_ease_shape"] = str(sw["ease_shape"])
+        if sw.get("snap"):
+            out["switch_snap"] = [str(j) for j in sw["snap"]]
         if sw.get("primer"):
             out["switch_primer"] = (int(sw["primer"]), self.primer_bank)
         if "share" in en:

@@ -42,6 +42,7 @@ from engine.models.conditioning import (
 from engine.models.dance_model import GPT_KIND
 from engine.models.inbetween import InBetweener, InBetweenState, PoseTarget, joint_mask
 from engine.models.pose_repr import (
+    UPPER_JOINTS,
     Motion,
     lock_feet_rot,
     metric_cmu_skeleton,
@@ -101,6 +102,15 @@ SWITCH_DECODER_RESTART = False
 #: Frames over which the output eases from the last frame before a decoder restart to the restarted decoder's frames
 #: (model vectors blended linearly, weight ramping to 1; 0: no ease, the staging's speed limit alone bounds the seam).
 SWITCH_EASE_FRAMES = 0
+#: The joints a switch's ease may snap (``switch_snap``), each with its one child among the model joints, which
+#: carries the snapped joint's eased rotation so the limb below it moves as the ease moves it. The collars are why:
+#: the salsa and Indian takes hold them at the identity (not captured), the modern takes twist them ~135 degrees
+#: about the collar bone, so a switch between them turns a collar half round about its own bone while the shoulder
+#: turns back (invisible but for the collar bone's 2.5 cm off the axis); eased, that turn spans the seam's frames, and
+#: the 4 s style classifier, which reads salsa's and Indian's collars by their zero spread, reads the window after a
+#: switch into salsa as modern (``docs/models.md``, "Session 13: switches into salsa").
+SNAP_CHILDREN: dict[str, str] = {"rCollar": "rShldr", "lCollar": "lShldr", "neck": "head", "rShldr": "rForeArm",
+                                 "lShldr": "lForeArm", "rForeArm": "rHand", "lForeArm": "lHand", "abdomen": "chest"}
 #: The energy label the GPT is given for run-time levels 0 and 1 (levels between map linearly): the training label
 #: was the window's speed percentile within its style (0..1), and guidance amplifies it (``ENERGY_SHARE``).
 ENERGY_RANGE = (0.0, 1.0)
@@ -139,6 +149,20 @@ def rows_per_performer(genre_guidance: float | None, text_guidance: float | None
         return 1
     return 2 if text_guidance is None else 3
 
+
+
+def snap_joints(eased: np.ndarray, raw: np.ndarray, pairs: Sequence[tuple[slice, slice]]) -> np.ndarray:
+    """Upper vectors ``eased`` [T, 72] with each pair's parent joint given ``raw``'s rotation (the new frames as
+    decoded) and its child the rotation that keeps the eased composite: child' = raw_parent^T eased_parent
+    eased_child, so every joint below the parent keeps its eased orientation (only the child's own point moves, by
+    the parent's turn of its bone offset)."""
+    out = np.array(eased, dtype=np.float64)
+    for pa, ch in pairs:
+        composite = R.rot6d_to_matrix(out[:, pa]) @ R.rot6d_to_matrix(out[:, ch])
+        parent = R.rot6d_to_matrix(raw[:, pa].astype(np.float64))
+        out[:, ch] = R.matrix_to_rot6d(np.swapaxes(parent, -1, -2) @ composite)
+        out[:, pa] = raw[:, pa]
+    return out.astype(eased.dtype)
 
 @dataclass(frozen=True)
 class _RingUndo:
@@ -462,6 +486,9 @@ class DanceGenerator:
             last pose is nearest the performer's last decoded frame, instead of BOS (:meth:`prime_switch`); with
             ``switch_decoder`` the restarted decoder decodes them first, so it goes on from that pose. (0, None):
             off. A style the bank lacks, or a performer with no frame yet, restarts as without it.
+        switch_snap: joints (:data:`SNAP_CHILDREN`) that take the restarted decoder's rotation at once in the ease
+            (none: every joint eased); each one's child takes the rotation that keeps the pair's eased composite
+            (parent times child), so the limb below moves as the ease alone would move it.
         energy_range: (label at level 0, label at level 1): the energy label the GPT is given for a run-time energy
             level (:data:`ENERGY_RANGE`; linear in between).
         text_share: share of the text the unconditional row carries too (1: the text is not guided, 0: guided with
@@ -493,6 +520,7 @@ class DanceGenerator:
                  energy_range: tuple[float, float] = ENERGY_RANGE, switch_decoder: bool = SWITCH_DECODER_RESTART,
                  switch_ease: int = SWITCH_EASE_FRAMES, switch_ease_shape: str = "blend",
                  switch_primer: tuple[int, PrimerBank | None] = (0, None),
+                 switch_snap: Sequence[str] = (),
                  text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None,
                  text_classes: Callable[[np.ndarray], Mapping[str, str]] | None = None) -> None:
         self.text_baseline = text_baseline
@@ -528,6 +556,12 @@ class DanceGenerator:
         if switch_ease_shape not in EASE_SHAPES:
             raise ValueError(f"switch_ease_shape must be one of {EASE_SHAPES}, got {switch_ease_shape!r}")
         self.switch_ease_offset = switch_ease_shape == "offset"
+        bad = [j for j in switch_snap if j not in SNAP_CHILDREN]
+        if bad:
+            raise ValueError(f"switch_snap joints must be among {sorted(SNAP_CHILDREN)}, got {bad}")
+        # (6D slice of the snapped joint, of its child) in the upper vector, in the order given
+        six = [(UPPER_JOINTS.index(j), UPPER_JOINTS.index(SNAP_CHILDREN[j])) for j in switch_snap]
+        self.switch_snap = tuple((slice(6 * a, 6 * a + 6), slice(6 * c, 6 * c + 6)) for a, c in six)
         if not 0 <= int(switch_primer[0]) <= MAX_PRIMER_TOKENS or (switch_primer[0] and switch_primer[1] is None):
             raise ValueError(f"switch_primer must be (tokens in [0, {MAX_PRIMER_TOKENS}], a bank when tokens > 0), "
                              f"got {switch_primer}")
@@ -1364,6 +1398,7 @@ class DanceGenerator:
         """
         if p.seam is not None:  # easing out of a decoder restart (``restart_decoder``)
             su, sd, done, total = p.seam
+            raw = upper  # the restarted decoder's frames as decoded
             w = np.minimum(np.arange(done + 1, done + 1 + len(upper)) / (total + 1.0), 1.0)[:, None]
             if self.switch_ease_offset:  # the new frames moved by the seam's offset, fading (their motion kept)
                 if done == 0:  # the offset from the restarted decoder's first frame to the last one before it
@@ -1373,6 +1408,10 @@ class DanceGenerator:
             else:  # a cross-fade from the last frame before it, held
                 upper = ((1.0 - w) * su + w * upper).astype(upper.dtype)
                 lower = ((1.0 - w) * sd + w * lower).astype(lower.dtype)
+            if self.switch_snap:  # (the frames still in the ease; the rest are the decoder's own)
+                rows = w[:, 0] < 1.0
+                upper = upper.copy()
+                upper[rows] = snap_joints(upper[rows], raw[rows], self.switch_snap)
             done += len(upper)
             p.seam = None if done >= total else (su, sd, done, total)
         rot = None  # the joint rotations, when foot locking computed them (locking leaves them as they are)

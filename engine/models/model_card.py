@@ -31,7 +31,7 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     absent / null: none), ``sampling.genre_switch`` an object
     (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null,
     ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``ease_shape`` "blend" or "offset",
-    ``primer`` an integer in [0, 32] tokens),
+    ``snap`` a list of joint names the ease gives the new rotation at once, ``primer`` an integer in [0, 32] tokens),
     ``sampling.genre_start`` an object
     (``boost`` a number in (0, 20] and ``boost_tokens`` an integer in [0, 64], both; ``genres`` a list of genre
     names, optional: only those) and
@@ -83,9 +83,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     sw = sampling.get("genre_switch")
     if sw is not None:
         if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context", "decoder", "ease", "ease_shape",
-                                                    "primer"}:
+                                                    "primer", "snap"}:
             raise ValueError(f"{path}: sampling.genre_switch must be an object with boost, boost_tokens, context, "
-                             f"decoder, ease, ease_shape, primer; got {sw!r}")
+                             f"decoder, ease, ease_shape, primer, snap; got {sw!r}")
         if ("boost" in sw) != ("boost_tokens" in sw):
             raise ValueError(f"{path}: sampling.genre_switch needs boost and boost_tokens together, got {sw!r}")
         b, bt, c = sw.get("boost", 1.0), sw.get("boost_tokens", 0), sw.get("context")
@@ -104,6 +104,9 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
         if sw.get("ease_shape", "blend") not in EASE_SHAPES:
             raise ValueError(f"{path}: sampling.genre_switch.ease_shape must be one of {', '.join(EASE_SHAPES)}, "
                              f"got {sw.get('ease_shape')!r}")
+        sn = sw.get("snap", [])
+        if not isinstance(sn, list) or not all(isinstance(j, str) for j in sn):
+            raise ValueError(f"{path}: sampling.genre_switch.snap must be a list of joint names, got {sn!r}")
         pr = sw.get("primer", 0)
         if isinstance(pr, bool) or not isinstance(pr, int) or not 0 <= pr <= MAX_PRIMER_TOKENS:
             raise ValueError(f"{path}: sampling.genre_switch.primer must be an integer in [0, {MAX_PRIMER_TOKENS}] "

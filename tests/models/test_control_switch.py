@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from engine.models.conditioning import TEXT_DIM
-from engine.models.gpt_dancer import DanceGenerator, cache_rows
+from engine.models.gpt_dancer import SNAP_CHILDREN, DanceGenerator, cache_rows
+from engine.models.pose_repr import UPPER_JOINTS
 from engine.models.protocol import Controls
 from engine.models.sampling import guide_logits, guide_text_logits
 from engine.models.switch_primer import PrimerBank, build_bank, pose_feature
+from engine.skeleton import rotations as R
 from export.torch_backend import TorchBackend
 from tests.models.test_genre_guidance import _cond, _gpt_vq, _recording
 
@@ -281,7 +283,7 @@ def _bank(tokens: int = 40, styles: tuple[str, ...] = ("pop",)) -> PrimerBank:
 
 def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: int = 9,
                      rewinds: tuple[tuple[int, int], ...] = (), late: bool = False, primer: int = 0,
-                     shape: str = "blend") -> tuple[DanceGenerator, list[list[np.ndarray]]]:
+                     shape: str = "blend", snap: tuple[str, ...] = ()) -> tuple[DanceGenerator, list[list[np.ndarray]]]:
     """Two performers stepped ``n`` tokens; performer 0 switches genre before token ``switch_at`` (None: never).
     ``rewinds``: (after token, n) rewinds of performer 0, remade at once; ``late``: the switch is made only when the
     steps from ``switch_at`` on are remade (a live re-plan: made ahead under the old genre, rewound, remade under
@@ -291,7 +293,7 @@ def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: 
     cond = _cond(n)
     gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 2.0), device="cpu"), vq, seed=4,
                          genre_guidance=2.0, switch_decoder=switch_decoder, switch_ease=ease, switch_ease_shape=shape,
-                         switch_primer=(primer, _bank() if primer else None))
+                         switch_primer=(primer, _bank() if primer else None), switch_snap=snap)
     a, b = gen.add_performer(Controls(genre=1)), gen.add_performer(Controls(genre=1))
     out: list[list[np.ndarray]] = [[], []]
     todo = dict(rewinds)
@@ -387,6 +389,57 @@ def test_the_offset_ease_moves_the_new_frames_by_the_fading_seam_offset() -> Non
         np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="switch_ease_shape"):
         _switched_frames(True, 6, 5, shape="snap")
+
+
+def _rot(d6: np.ndarray) -> np.ndarray:
+    return R.rot6d_to_matrix(np.asarray(d6, np.float64))
+
+
+@pytest.mark.parametrize("shape", ["offset", "blend"])
+def test_snapped_joints_take_the_new_rotation_at_once_and_their_child_keeps_the_eased_limb(shape: str) -> None:
+    """``switch_snap`` (the collars): in the ease, a snapped joint's rotation is the restarted decoder's own (no
+    trace of the old style's, which the 4 s classifier reads in salsa's never-moving collars) and its child's is the
+    one that keeps the pair's eased composite (collar times shoulder), so the arm below turns as the ease alone turns
+    it; the other joints, the frames after the ease, the frames before the switch, the other performer and a dance
+    without a switch are those of the ease without it (byte for byte where untouched); rewinds stay exact."""
+    snap = ("rCollar", "lCollar")
+    _, raw = _switched_frames(True, 0, 5)  # the restarted decoder's frames as decoded (the draws are the same)
+    _, eased = _switched_frames(True, 6, 5, shape=shape)
+    gen, snapped = _switched_frames(True, 6, 5, shape=shape, snap=snap)
+    for j in range(15):
+        np.testing.assert_array_equal(snapped[0][j], eased[0][j])
+    for j in range(27):
+        np.testing.assert_array_equal(snapped[1][j], eased[1][j])
+    touched = set()
+    for name in snap:
+        for k in (UPPER_JOINTS.index(name), UPPER_JOINTS.index(SNAP_CHILDREN[name])):
+            touched.update(range(6 * k, 6 * k + 6))
+    rest = np.array([c for c in range(72) if c not in touched])
+    for f in range(10):  # frames 0-9 after the switch (tokens 5-7): eased for 6
+        tok, row = 5 + f // 4, f % 4
+        up, up_e, up_raw = snapped[0][3 * tok + 1][row], eased[0][3 * tok + 1][row], raw[0][3 * tok + 1][row]
+        np.testing.assert_array_equal(up[rest], up_e[rest])
+        np.testing.assert_array_equal(snapped[0][3 * tok + 2][row], eased[0][3 * tok + 2][row])
+        for name in snap:
+            pa, ch = UPPER_JOINTS.index(name), UPPER_JOINTS.index(SNAP_CHILDREN[name])
+            np.testing.assert_allclose(up[6 * pa : 6 * pa + 6], up_raw[6 * pa : 6 * pa + 6], atol=1e-5)
+            np.testing.assert_allclose(_rot(up[6 * pa : 6 * pa + 6]) @ _rot(up[6 * ch : 6 * ch + 6]),
+                                       _rot(up_e[6 * pa : 6 * pa + 6]) @ _rot(up_e[6 * ch : 6 * ch + 6]), atol=1e-5)
+        if f < 6:  # in the ease the snapped joint differs from the eased one (the test sees something)
+            pa = UPPER_JOINTS.index(snap[0])
+            assert not np.allclose(up[6 * pa : 6 * pa + 6], up_e[6 * pa : 6 * pa + 6], atol=1e-4)
+        else:  # after it: the decoder's own frames, as without the snap
+            np.testing.assert_allclose(up, up_e, atol=1e-6)
+    assert gen.get(0).seam is None
+    _, same = _switched_frames(True, 6, None, shape=shape, snap=snap)
+    _, base = _switched_frames(False, 0, None)
+    for x, y in zip(same[0] + same[1], base[0] + base[1], strict=True):
+        np.testing.assert_array_equal(x, y)
+    _, again = _switched_frames(True, 6, 5, rewinds=((7, 1), (9, 4)), shape=shape, snap=snap)
+    for x, y in zip(again[0] + again[1], snapped[0] + snapped[1], strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="switch_snap"):
+        _switched_frames(True, 6, 5, shape=shape, snap=("chest",))  # two children among the model joints
 
 
 @pytest.mark.parametrize(("ease", "primer"), [(0, 0), (6, 0), (4, 4)])

@@ -91,6 +91,8 @@ def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
     {"sampling": {"genre_switch": {"ease": -1}}},
     {"sampling": {"genre_switch": {"ease": 4.5}}},
     {"sampling": {"genre_switch": {"ease": 4, "ease_shape": "snap"}}},
+    {"sampling": {"genre_switch": {"snap": "rCollar"}}},
+    {"sampling": {"genre_switch": {"snap": [1]}}},
     {"sampling": {"genre_start": {"boost": 4.0}}},
     {"sampling": {"genre_start": {"boost": -1.0, "boost_tokens": 4}}},
     {"sampling": {"genre_start": {"boost": 4.0, "boost_tokens": 2.5}}},
@@ -126,7 +128,7 @@ def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.Capture
     assert check_card({"sampling": {"genre_guidance": 3}}) == {"sampling": {"genre_guidance": 3}}
     assert check_card({"sampling": {"genre_guidance": None}}) == {"sampling": {"genre_guidance": None}}
     ok = {"sampling": {"genre_switch": {"boost": 4.0, "boost_tokens": 4, "context": None, "decoder": "restart",
-                                        "ease": 8, "ease_shape": "offset"},
+                                        "ease": 8, "ease_shape": "offset", "snap": ["rCollar", "lCollar"]},
                        "energy": {"share": 0.5, "range": [0.1, 0.6]}}}
     assert check_card(ok) == ok
     assert check_card({"sampling": {"text_baseline": "phrases"}}) == {"sampling": {"text_baseline": "phrases"}}
