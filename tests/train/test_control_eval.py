@@ -168,6 +168,23 @@ def test_the_independent_style_check_reads_the_new_style_and_is_nearer_its_own_s
     assert chk["fid_k_own_style"]["indian"] < chk["fid_k_other_styles"]["indian"]
 
 
+def test_the_switch_fid_bar_is_the_uncontrolled_dances_fid_over_the_same_4_s() -> None:
+    """The bar of the 4 s after a switch is 1.5 x the uncontrolled dances' FID_k over those same 4 s (one segment per
+    dance, as the switched figure), not over all their segments (the bar before session 13, kept beside it): the
+    same dances measured on fewer segments read higher by FID's small-sample bias alone, so the old bar was stricter
+    than the uncontrolled dances themselves meet."""
+    from engine.train import metrics as M
+    from engine.train.control_eval import FID_BAR, fid_k, switch_fid_bar
+
+    ref = M.segment_features([_walk(0.5, 100 + i) for i in range(100)], 30.0)[0]
+    base = [_walk(0.5, i) for i in range(24)]
+    bar = switch_fid_bar(base, 240, 120, (ref, ref))
+    same = fid_k([p[240:360] for p in base], (ref, ref))
+    assert bar["uncontrolled_fid_k_4s"] == same and bar["fid_bar_4s"] == FID_BAR * same
+    assert bar["fid_bar_4s_all_segments"] == FID_BAR * fid_k(base, (ref, ref))
+    assert bar["fid_bar_4s_all_segments"] < bar["fid_bar_4s"]  # 72 segments against 24 of the same walks
+
+
 def test_seed_offset_gives_other_dances_on_the_same_music() -> None:
     """``eval --controls --seed-offset N``: pair i dances on the same clip with seed i + N."""
     from types import SimpleNamespace
@@ -193,8 +210,11 @@ def test_the_genre_section_shows_the_diagnostic_and_the_independent_checks() -> 
            "fid_k_other_styles": {"indian": 60.0}}
     g.update({"within_one_beat": 0.5, "first_within_one_beat": 0.6, "style_acc_after_1s": 0.8,
               "new_all_along": dict(ref, within_one_beat=0.7), "real_cut": ref,
-              "switch_no_stage_pull": dict(ref, **chk), "uncontrolled_style_acc_4s": {"salsa": 0.86}})
+              "switch_no_stage_pull": dict(ref, **chk), "uncontrolled_style_acc_4s": {"salsa": 0.86},
+              "uncontrolled_fid_k_4s": 22.0, "fid_bar_4s": 33.0, "fid_bar_4s_all_segments": 28.5})
     md = controls_markdown(res)
+    assert ("bar 33.0 = 1.5 x the uncontrolled dances' FID_k over the same 4 s, 22.0; over all their 4 s segments, "
+            "the bar before session 13: 28.5" in md)
     assert "| switched at 8 s, stage correction off (diagnostic) | 100 % |" in md
     assert ("| switched at 8 s, stage correction off (diagnostic) | 50 % / 100 % / 25 % | 40.0 / nan / nan | 60.0 /"
             in md)
