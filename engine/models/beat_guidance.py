@@ -96,6 +96,17 @@ class GuidanceConfig:
             resamples "spinning" at 0.5, with side scale 3 (session 12): its arg-max pick (``log p + W z`` on every
             token) took the likeliest draws, and the dancer turned no more than without text (93 against 97 deg/s, at
             x0.77 the speed).
+        text_side_targets: per side of an attribute ("travel:high"), ``(target, band)``: a feedback on the dance's own
+            recent attribute. A text asking for that side is steered with its side's weight times ``g = clip((target
+            - v) / band, 0, 1)`` (for a "low" side ``(v - target) / band``), ``v`` the attribute (as the text term
+            measures its candidates, :meth:`BeatGuide.committed_attributes`) of its last ``text_target_frames``
+            committed frames: a dance that already has as much as the target of what it asks for is not steered
+            (its draws are resampled by their log-probability alone), one a band or more short of it with the whole
+            weight (and before any frame is committed). Measured (session 13): one weight for every dance pushed
+            the salsa dances, which the GPT's own text conditioning already made travel (0.61 against 0.45 m/s
+            without text), as hard as the modern and Indian ones, which it made travel *less* (0.30 against 0.40),
+            so a weight strong enough for those cost FID in every style and a gentle one left them short.
+        text_target_frames: the committed frames whose mean attribute the side targets read (60: 2 s).
         text_speed_neutral: the attributes (``ATTRIBUTE_COLUMNS`` names, not speed) whose text term ranks the
             candidates by the part of the attribute their speed does not explain (:func:`speed_residual`), so asking
             for less of it does not pick the stiller draws, nor asking for more the livelier ones. The shipped card
@@ -181,6 +192,8 @@ class GuidanceConfig:
     energy_band: float = 0.25
     energy_frames: int = 60
     text_side_logp: tuple[tuple[str, float], ...] = ()
+    text_side_targets: tuple[tuple[str, float, float], ...] = ()
+    text_target_frames: int = 60
 
     def __post_init__(self) -> None:
         if (self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1
@@ -229,6 +242,15 @@ class GuidanceConfig:
                         or not (math.isfinite(scale) and scale >= 0)):
                     raise ValueError(f"beat guidance {field} must map NAME:low or NAME:high (NAME one of "
                                      f"{sorted(ATTRIBUTE_COLUMNS)}) to a number >= 0, got {key!r}: {scale!r}")
+        for key, target, band in self.text_side_targets:
+            name, _, side = key.partition(":")
+            if (name not in ATTRIBUTE_COLUMNS or side not in ("low", "high") or not math.isfinite(target)
+                    or not (math.isfinite(band) and band > 0)):
+                raise ValueError(f"beat guidance text_side_targets must map NAME:low or NAME:high (NAME one of "
+                                 f"{sorted(ATTRIBUTE_COLUMNS)}) to [target, band > 0], got {key!r}: "
+                                 f"[{target!r}, {band!r}]")
+        if self.text_target_frames < 2:
+            raise ValueError(f"beat guidance text_target_frames must be >= 2, got {self.text_target_frames!r}")
         if any(n.split(":")[0] == "speed" for n in self.text_speed_neutral):
             raise ValueError("beat guidance text_speed_neutral cannot name speed (the attribute it is neutral to)")
         for name, scale, resample in self.text_attributes:
@@ -317,6 +339,8 @@ class GuidanceConfig:
                    text_speed_neutral=_names(block.get("text_speed_neutral", []), "text_speed_neutral"),
                    text_side_scales=_side_scales(block.get("text_side_scales", {})),
                    text_side_logp=_side_scales(block.get("text_side_logp", {}), "text_side_logp"),
+                   text_side_targets=_side_targets(block.get("text_side_targets", {})),
+                   text_target_frames=int(block.get("text_target_frames", d.text_target_frames)),
                    energy_stage=float(block.get("energy_stage", d.energy_stage)),
                    energy_speeds=_energy_speeds(block.get("energy_speeds", {})),
                    energy_span=_energy_span(block.get("energy_span", list(d.energy_span))),
@@ -374,6 +398,10 @@ class GuidanceConfig:
             out["text_side_scales"] = dict(self.text_side_scales)
         if self.text_side_logp:
             out["text_side_logp"] = dict(self.text_side_logp)
+        if self.text_side_targets:
+            out["text_side_targets"] = {k: [t, b] for k, t, b in self.text_side_targets}
+        if self.text_target_frames != GuidanceConfig.text_target_frames:
+            out["text_target_frames"] = self.text_target_frames
         return out
 
     def energy_weight_at(self, stage_strength: float, facing_strength: float = 0.0) -> float:
@@ -416,6 +444,17 @@ class GuidanceConfig:
         named = _sides(self.text_floor_attributes)
         return any((c, 1.0 if d > 0 else -1.0) in named for c, d in targets)
 
+    def side_target(self, column: int, direction: float) -> tuple[float, float] | None:
+        """The ``text_side_targets`` (target, band) of a target (attribute column, direction), None when its side is
+        not named."""
+        if column == ENERGY_COLUMN or not self.text_side_targets:
+            return None
+        key = _side_key(column, direction)
+        for k, target, band in self.text_side_targets:
+            if k == key:
+                return target, band
+        return None
+
     def speed_neutral(self, column: int, direction: float) -> bool:
         """Whether the text term ranks this target (attribute column, direction) speed-neutrally
         (``text_speed_neutral``)."""
@@ -430,6 +469,22 @@ def _sides(names: tuple[str, ...]) -> set[tuple[int, float]]:
         out |= {(ATTRIBUTE_COLUMNS[name], d) for d in ((-1.0,) if side == "low" else (1.0,) if side == "high"
                                                          else (-1.0, 1.0))}
     return out
+
+
+def _side_key(column: int, direction: float) -> str:
+    """The card's name of one side of an attribute column ("travel:high")."""
+    name = next(n for n, c in ATTRIBUTE_COLUMNS.items() if c == column)
+    return f"{name}:{'high' if direction > 0 else 'low'}"
+
+
+def _side_targets(block: Any) -> tuple[tuple[str, float, float], ...]:
+    """The card's ``text_side_targets`` object ({"travel:high": [target, band]}) as ``GuidanceConfig`` holds it."""
+    if not isinstance(block, dict) or not all(
+            isinstance(k, str) and isinstance(v, list | tuple) and len(v) == 2
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v) for k, v in block.items()):
+        raise ValueError(f"beat guidance text_side_targets must map NAME:low / NAME:high to [target, band], "
+                         f"got {block!r}")
+    return tuple((k, float(v[0]), float(v[1])) for k, v in block.items())
 
 
 def _names(block: Any, key: str) -> tuple[str, ...]:
@@ -522,7 +577,8 @@ class GuideState:
         self.beats: list[int] = []
         # ``history`` frames, or the speed floor's window when that is longer (its frames: :attr:`floor_frames`)
         keep = max(cfg.history, cfg.text_floor_frames if cfg.text_floor > 0 and cfg.text_floor_weight > 0 else 0,
-                   cfg.energy_frames if cfg.energy_feedback else 0)  # and the energy feedback's window
+                   cfg.energy_frames if cfg.energy_feedback else 0,  # and the energy feedback's window
+                   cfg.text_target_frames if cfg.text_side_targets else 0)  # and the text targets' window
         self._up = np.zeros((keep, dim_up), np.float32)
         self._down = np.zeros((keep, dim_down), np.float32)
         self._filled = 0
@@ -589,6 +645,12 @@ class GuideState:
     def energy_window(self) -> tuple[np.ndarray, np.ndarray]:
         """(upper, lower) of the last committed frames the energy feedback reads (<= ``energy_frames``)."""
         n = min(self._filled, self.cfg.energy_frames, len(self._up))
+        return self._up[len(self._up) - n :], self._down[len(self._down) - n :]
+
+    @property
+    def target_window(self) -> tuple[np.ndarray, np.ndarray]:
+        """(upper, lower) of the last committed frames the text targets read (<= ``text_target_frames``)."""
+        n = min(self._filled, self.cfg.text_target_frames, len(self._up))
         return self._up[len(self._up) - n :], self._down[len(self._down) - n :]
 
     def reset(self) -> None:
@@ -778,10 +840,15 @@ class BeatGuide:
             if not targets[i]:
                 continue
             vals = self.attribute_values(st, pos[i], hists[i], cand_down[i])
+            done: np.ndarray | None = None
             for col, sign in targets[i]:
                 # the energy term keeps its share of the stage term's weight while that steers (``energy_stage``)
                 w = (self.cfg.energy_weight_at(st.stage_strength, st.facing_strength) if col == ENERGY_COLUMN
                      else self.cfg.text_side_weight(col, sign))
+                if (tb := self.cfg.side_target(col, sign)) is not None:  # a side with a target: steered while short
+                    if done is None:
+                        done = self.committed_attributes(st)
+                    w *= self.target_gap(tb, sign, None if done is None else float(done[col]))
                 if col == ENERGY_COLUMN and st.energy_speed > 0:  # the feedback: toward the level's target speed
                     sign = self.energy_direction(st)
                 v = vals[:, ATTRIBUTE_COLUMNS["speed"] if col == ENERGY_COLUMN else col]
@@ -826,6 +893,35 @@ class BeatGuide:
             if sd > 1e-9:
                 out[i] += self.cfg.stage_weight * st.stage_strength * (home - home.mean()) / sd
         return out
+
+    def committed_attributes(self, state: GuideState) -> np.ndarray | None:
+        """The caption attributes [5] (speed, turn, travel, arm, steps; as :meth:`attribute_values` measures them,
+        the root foot-locked when the generator locks it) of the performer's last ``text_target_frames`` committed
+        frames (None: fewer than 2)."""
+        up, down = state.target_window
+        if len(up) < 2:
+            return None
+        world = np.asarray(self._positions(up, down), np.float64)[None]  # [1, n, K, 3]
+        low = np.asarray(down, np.float64)[None]
+        root_v = low[:, :, [0, 2]]
+        if self.foot_lock:
+            root_v = locked_root_velocity(world[:, :, self.foot_points][..., [0, 2]], low[:, :, CONTACT_SLICE],
+                                          root_v, _FPS)
+        disp = np.zeros((1, world.shape[1], 2))
+        disp[:, 1:] = np.cumsum(root_v[:, 1:], axis=1) / _FPS
+        world[..., 0] += disp[:, :, None, 0]
+        world[..., 2] += disp[:, :, None, 1]
+        return per_frame_measures(world, low, _FPS)[0].mean(axis=0)
+
+    @staticmethod
+    def target_gap(target_band: tuple[float, float], direction: float, value: float | None) -> float:
+        """The share (0..1) of a targeted side's weight (``text_side_targets``): how far the committed frames'
+        attribute ``value`` falls short of the target in the asked direction, over the band (1 when nothing is
+        committed yet)."""
+        if value is None:
+            return 1.0
+        target, band = target_band
+        return float(np.clip((target - value) * (1.0 if direction > 0 else -1.0) / band, 0.0, 1.0))
 
     def committed_speed(self, state: GuideState) -> float | None:
         """Mean root-relative joint speed (m/s) of the frames the speed floor reads (None: fewer than 2)."""

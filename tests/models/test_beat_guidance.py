@@ -797,3 +797,43 @@ def test_a_side_logp_resamples_one_side_without_the_arg_max() -> None:
     for bad in ({"turn": 0.0}, {"turn:up": 0.0}, {"spin:high": 0.0}, {"turn:high": -1.0}, {"turn:high": False}):
         with pytest.raises(ValueError, match="text_side_logp"):
             GuidanceConfig.from_card({"candidates": 8, "text_side_logp": bad})
+
+
+def test_a_side_target_steers_a_dance_short_of_it_and_leaves_one_past_it_alone() -> None:
+    """``text_side_targets`` {"travel:high": [0.5, 0.2]}: "travel across the floor" steers with its whole weight
+    while the last committed frames travel at least a band short of 0.5 m/s, with none once they reach it (the
+    GPT's own pick, its likeliest draw here), in proportion between; before any frame is committed, fully. Without
+    the key every dance is steered alike (the old rule, under which a dance already travelling far was pushed as hard
+    as a standing one, and one that barely moved no harder). Bad keys are refused."""
+    card = {"candidates": 2, "text_weight": 5.0, "text_logp": 1.0}
+    old = GuidanceConfig.from_card(card)
+    cfg = GuidanceConfig.from_card({**card, "text_side_targets": {"travel:high": [0.5, 0.2]},
+                                    "text_target_frames": 40})
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and "text_side_targets" not in old.to_card()
+    high, low = steer_targets({"travel": "high"}), steer_targets({"travel": "low"})
+    assert cfg.side_target(*high[0]) == (0.5, 0.2) and cfg.side_target(*low[0]) is None
+    cand = [_gliding(0.8, 0.0), _gliding(0.1, 0.0)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([-2.0, 0.0])  # the travelling draw is the less likely one
+    picks = {}
+    for name, c in (("old", old), ("new", cfg)):
+        guide = BeatGuide(c)
+        for past in (None, 0.1, 0.8):
+            state = guide.new_state(UPPER_DIM, LOWER_DIM)
+            if past is not None:
+                state.commit(*_frames(np.full(60, past)))
+            picks[name, past] = guide.choose(state, [], cu, cd, logp, targets=high)
+            if name == "new" and past is not None:
+                assert len(state.target_window[0]) == 40  # the window the target reads
+                assert guide.committed_attributes(state)[2] == pytest.approx(past, abs=1e-4)
+            # the low side has no target: steered as before
+            assert guide.choose(state, [], cu, cd, logp, targets=low) == 1
+    assert picks == {("old", None): 0, ("old", 0.1): 0, ("old", 0.8): 0,
+                     ("new", None): 0, ("new", 0.1): 0, ("new", 0.8): 1}
+    assert BeatGuide.target_gap((0.5, 0.2), 1.0, 0.4) == pytest.approx(0.5)
+    assert BeatGuide.target_gap((0.3, 0.1), -1.0, 0.35) == pytest.approx(0.5)  # a low side: steered while above
+    for bad in ({"travel": [0.5, 0.2]}, {"travel:up": [0.5, 0.2]}, {"travel:high": [0.5, 0.0]},
+                {"travel:high": 0.5}, {"travel:high": [0.5, True]}):
+        with pytest.raises(ValueError, match="text_side_targets"):
+            GuidanceConfig.from_card({"candidates": 8, "text_side_targets": bad})
