@@ -105,9 +105,11 @@ class DanceModel:
         genre guidance factor), ``boost_tokens`` (for how many tokens), ``context`` (GPT positions kept through
         the switch; null: the whole window), ``decoder`` ("restart": the streaming decoder restarts too; "keep") and
         ``ease`` (frames the output eases over after a decoder restart), ``ease_shape`` (how: "blend" or "offset"),
-        ``snap`` (joints the ease gives the new rotation at once, their child carrying the eased limb) and
+        ``snap`` (joints the ease gives the new rotation at once, their child carrying the eased limb),
         ``primer`` (tokens of real dance of the new style the restarted GPT window holds, from the folder's primer
-        bank; 0: none); absent entries keep the generator's defaults."""
+        bank; 0: none), ``primer_candidates`` and ``primer_hands_feet`` (how many of the bank's nearest snippets
+        are decoded to choose it by the seam in joint positions, and the weight of the hands and feet there; absent:
+        1, the feature's nearest); absent entries keep the generator's defaults."""
         return dict(self.card.get("sampling", {}).get("genre_switch") or {})
 
     @property
@@ -158,6 +160,7 @@ class DanceModel:
             out["switch_snap"] = [str(j) for j in sw["snap"]]
         if sw.get("primer"):
             out["switch_primer"] = (int(sw["primer"]), self.primer_bank)
+            out["switch_primer_match"] = (int(sw.get("primer_candidates", 1)), float(sw.get("primer_hands_feet", 1.0)))
         if "share" in en:
             out["energy_share"] = float(en["share"])
         if "range" in en:

@@ -61,7 +61,8 @@ from engine.models.sampling import (
     sample_tokens,
 )
 from engine.models.snapshots import SnapshotRing
-from engine.models.switch_primer import EASE_SHAPES, MAX_PRIMER_TOKENS, PrimerBank
+from engine.models.switch_primer import EASE_SHAPES, MAX_PRIMER_CANDIDATES, MAX_PRIMER_TOKENS, PrimerBank, seam_cost
+from engine.models.vector_fk import VectorFK
 from engine.models.vqvae import VQVAE
 from engine.models.vqvae_stream import StreamingDecoder
 from engine.skeleton import rotations as R
@@ -489,6 +490,11 @@ class DanceGenerator:
         switch_snap: joints (:data:`SNAP_CHILDREN`) that take the restarted decoder's rotation at once in the ease
             (none: every joint eased); each one's child takes the rotation that keeps the pair's eased composite
             (parent times child), so the limb below moves as the ease alone would move it.
+        switch_primer_match: (candidates, extremity weight): with more than 1 candidate, the primer is chosen among
+            the bank's ``candidates`` snippets nearest by the feature by decoding each (as the restarted decoder
+            does, in one batch) and taking the one whose last decoded frame is nearest the performer's last frame
+            in root-relative joint positions, the hands and feet weighted (:func:`engine.models.switch_primer.
+            seam_cost`); (1, _): the feature's nearest, not decoded.
         energy_range: (label at level 0, label at level 1): the energy label the GPT is given for a run-time energy
             level (:data:`ENERGY_RANGE`; linear in between).
         text_share: share of the text the unconditional row carries too (1: the text is not guided, 0: guided with
@@ -521,6 +527,7 @@ class DanceGenerator:
                  switch_ease: int = SWITCH_EASE_FRAMES, switch_ease_shape: str = "blend",
                  switch_primer: tuple[int, PrimerBank | None] = (0, None),
                  switch_snap: Sequence[str] = (),
+                 switch_primer_match: tuple[int, float] = (1, 1.0),
                  text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None,
                  text_classes: Callable[[np.ndarray], Mapping[str, str]] | None = None) -> None:
         self.text_baseline = text_baseline
@@ -566,6 +573,11 @@ class DanceGenerator:
             raise ValueError(f"switch_primer must be (tokens in [0, {MAX_PRIMER_TOKENS}], a bank when tokens > 0), "
                              f"got {switch_primer}")
         self.switch_primer = (int(switch_primer[0]), switch_primer[1])
+        if not (1 <= int(switch_primer_match[0]) <= MAX_PRIMER_CANDIDATES and float(switch_primer_match[1]) >= 0):
+            raise ValueError(f"switch_primer_match must be (candidates in [1, {MAX_PRIMER_CANDIDATES}], a weight >= "
+                             f"0), got {switch_primer_match}")
+        self.switch_primer_match = (int(switch_primer_match[0]), float(switch_primer_match[1]))
+        self._primer_fk: VectorFK | None = None
         if self.switch_primer[0] > 1 and not (rewrite_on_control and (rewrite_tokens is None
                                                                      or rewrite_tokens >= self.switch_primer[0] - 1)):
             raise ValueError("a switch primer needs the history rewritten on a control switch, over at least its "
@@ -989,18 +1001,42 @@ class DanceGenerator:
         if n <= 0 or bank is None or p.last_vec is None:
             return False
         genre = GENRES[p.controls.genre] if 0 <= p.controls.genre < len(GENRES) else ""
-        got = bank.choose(genre, p.last_vec[0], p.last_vec[1], n)
-        if got is None:
-            return False
         k, old, ctx = n - 1, p.state.pos, self.backend.config.context
         # The music the snippet's tokens are decoded under: token j stands for the one drawn k - j steps before the
         # last, under that step's row (the steps before the history's oldest use its oldest row).
         steps = np.clip(old - 1 - k + np.arange(n), max(0, old - min(old, ctx)), max(0, old - 1))
         music = p.hist_cond[steps % ctx].copy() if self.decoder.beat_dim and len(p.hist_cond) else None
+        got = self._choose_primer(p, bank, genre, n, music)
+        if got is None:
+            return False
         self.restart_window(p, k, primer=got)
         if self.switch_decoder:
             self.restart_decoder(p, got, music)
         return True
+
+    def _choose_primer(self, p: Performer, bank: PrimerBank, genre: str, n: int,
+                       music: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The switch primer (up, down) [n] for the performer's last frame (``switch_primer_match``): the bank's
+        nearest by the feature, or among its nearest candidates the one whose last frame, decoded as the restarted
+        decoder decodes it (under ``music``, the rows :meth:`prime_switch` gives it), is nearest in joint positions."""
+        assert p.last_vec is not None
+        ends = bank.nearest(genre, p.last_vec[0], p.last_vec[1], n, self.switch_primer_match[0])
+        if len(ends) == 0:
+            return None
+        if len(ends) > 1:
+            snips = [bank.snippet(genre, int(t), n) for t in ends]
+            beat = None if music is None or not self.decoder.beat_dim else self._beat_features(music)
+            up, down = self.decoder.decode_fresh(torch.as_tensor(np.stack([u for u, _ in snips])),
+                                                 torch.as_tensor(np.stack([d for _, d in snips])), beat)
+            if self._primer_fk is None:
+                self._primer_fk = VectorFK()
+            with torch.inference_mode():
+                last = self._primer_fk(torch.as_tensor(p.last_vec[0], dtype=torch.float32)[None],
+                                       torch.as_tensor(p.last_vec[1], dtype=torch.float32)[None])[0]
+                cand = self._primer_fk(up[:, -1].float(), down[:, -1].float())
+            cost = seam_cost(last.numpy(), cand.numpy(), self.switch_primer_match[1])
+            return snips[int(np.argmin(cost))]
+        return bank.snippet(genre, int(ends[0]), n)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "backend": self.backend.name, "steps": self.steps,

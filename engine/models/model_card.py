@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.models.conditioning import GENRES
-from engine.models.switch_primer import EASE_SHAPES, MAX_PRIMER_TOKENS
+from engine.models.switch_primer import EASE_SHAPES, MAX_PRIMER_CANDIDATES, MAX_PRIMER_TOKENS
 
 #: Largest ``sampling.max_repeat`` (64 tokens = 8.5 s of one token: a longer run is no guard at all).
 MAX_REPEAT_LIMIT = 64
@@ -31,7 +31,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     absent / null: none), ``sampling.genre_switch`` an object
     (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null,
     ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``ease_shape`` "blend" or "offset",
-    ``snap`` a list of joint names the ease gives the new rotation at once, ``primer`` an integer in [0, 32] tokens),
+    ``snap`` a list of joint names the ease gives the new rotation at once, ``primer`` an integer in [0, 32] tokens,
+    ``primer_candidates`` an integer in [1, 256], ``primer_hands_feet`` a number >= 0),
     ``sampling.genre_start`` an object
     (``boost`` a number in (0, 20] and ``boost_tokens`` an integer in [0, 64], both; ``genres`` a list of genre
     names, optional: only those) and
@@ -83,9 +84,11 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     sw = sampling.get("genre_switch")
     if sw is not None:
         if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context", "decoder", "ease", "ease_shape",
-                                                    "primer", "snap"}:
+                                                    "primer", "snap", "primer_candidates",
+                                                    "primer_hands_feet"}:
             raise ValueError(f"{path}: sampling.genre_switch must be an object with boost, boost_tokens, context, "
-                             f"decoder, ease, ease_shape, primer, snap; got {sw!r}")
+                             f"decoder, ease, ease_shape, primer, snap, primer_candidates, primer_hands_feet; "
+                             f"got {sw!r}")
         if ("boost" in sw) != ("boost_tokens" in sw):
             raise ValueError(f"{path}: sampling.genre_switch needs boost and boost_tokens together, got {sw!r}")
         b, bt, c = sw.get("boost", 1.0), sw.get("boost_tokens", 0), sw.get("context")
@@ -111,6 +114,12 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
         if isinstance(pr, bool) or not isinstance(pr, int) or not 0 <= pr <= MAX_PRIMER_TOKENS:
             raise ValueError(f"{path}: sampling.genre_switch.primer must be an integer in [0, {MAX_PRIMER_TOKENS}] "
                              f"tokens, got {pr!r}")
+        pc, pw = sw.get("primer_candidates", 1), sw.get("primer_hands_feet", 1.0)
+        if isinstance(pc, bool) or not isinstance(pc, int) or not 1 <= pc <= MAX_PRIMER_CANDIDATES:
+            raise ValueError(f"{path}: sampling.genre_switch.primer_candidates must be an integer in "
+                             f"[1, {MAX_PRIMER_CANDIDATES}], got {pc!r}")
+        if not _number(pw) or pw < 0:
+            raise ValueError(f"{path}: sampling.genre_switch.primer_hands_feet must be a number >= 0, got {pw!r}")
     _check_genre_start(path, "sampling.genre_start", sampling.get("genre_start"))
     en = sampling.get("energy")
     if en is not None:

@@ -33,10 +33,28 @@ LOWER_FEATURE = np.r_[1, 3:57]
 HIP_FEATURE = slice(73, 79)
 #: Most tokens a primer may have (the card's ``primer`` is checked against it).
 MAX_PRIMER_TOKENS = 32
+#: Most candidates a switch decodes to choose its primer (card ``genre_switch.primer_candidates``): one batch of that
+#: many snippets, decoded once per switch on the live loop.
+MAX_PRIMER_CANDIDATES = 256
 #: How the output eases out of a switch's decoder restart (card ``genre_switch.ease_shape``): "blend" cross-fades
 #: from the last frame before the switch, held still (session 9); "offset" moves the new frames by the seam's offset
 #: (last frame before minus the restarted decoder's first), fading to 0, so their own motion shows at once (session 11).
 EASE_SHAPES = ("blend", "offset")
+
+
+#: Joints (of :class:`engine.models.vector_fk.VectorFK`'s 23) that :func:`seam_cost` weights: the feet and the hands,
+#: whose jump at a switch's seam is largest (session 12: hands 39 cm, feet 20 cm, all joints 13 cm).
+EXTREMITIES = (4, 8, 16, 20)
+
+
+def seam_cost(last: np.ndarray, candidates: np.ndarray, extremity_weight: float = 1.0) -> np.ndarray:
+    """How far each candidate's first frame is from the last frame before a switch: root-relative joint positions
+    ``last`` [J, 3] and ``candidates`` [K, J, 3] (metres; :class:`~engine.models.vector_fk.VectorFK`'s) -> [K] the
+    weighted mean squared joint distance (m^2), the :data:`EXTREMITIES` weighted ``extremity_weight``, the others 1."""
+    w = np.ones(last.shape[0], np.float64)
+    w[[j for j in EXTREMITIES if j < len(w)]] = extremity_weight
+    d2 = np.sum((np.asarray(candidates, np.float64) - np.asarray(last, np.float64)) ** 2, axis=-1)  # [K, J]
+    return (d2 @ w) / w.sum()
 
 
 def pose_feature(upper: np.ndarray, lower: np.ndarray, hip_weight: float = 1.0) -> np.ndarray:
@@ -70,17 +88,30 @@ class PrimerBank:
                tokens: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The ``tokens`` (up, down) token ids of the style's real snippet whose last frame is nearest the pose
         (``upper`` [72], ``lower`` [61] model vectors), all from one take; None when the style has none that long."""
+        ends = self.nearest(style, upper, lower, tokens, 1)
+        return None if len(ends) == 0 else self.snippet(style, int(ends[0]), tokens)
+
+    def nearest(self, style: str, upper: np.ndarray, lower: np.ndarray, tokens: int, count: int) -> np.ndarray:
+        """The last tokens (indices into the style's tokens) of the ``count`` snippets of ``tokens`` tokens whose
+        last frames are nearest the pose by the feature, nearest first (ties by index: deterministic); empty when
+        the style has none that long."""
         sb = self.styles.get(style)
-        if sb is None or tokens < 1:
-            return None
+        if sb is None or tokens < 1 or count < 1:
+            return np.zeros(0, np.int64)
         ok = sb.pos[sb.ends] >= tokens - 1
         if not ok.any():
-            return None
+            return np.zeros(0, np.int64)
         q = (pose_feature(upper, lower, self.hip_weight) - self.mean) @ self.components.T
         d = np.sum((sb.proj.astype(np.float32) - q) ** 2, axis=1)
         d[~ok] = np.inf
-        t = int(sb.ends[int(np.argmin(d))])
-        return sb.up[t - tokens + 1 : t + 1].copy(), sb.down[t - tokens + 1 : t + 1].copy()
+        m = min(int(count), int(ok.sum()))
+        order = np.argsort(d, kind="stable")[:m]
+        return sb.ends[order].astype(np.int64)
+
+    def snippet(self, style: str, end: int, tokens: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (up, down) token ids of the style's ``tokens`` tokens ending at token ``end``."""
+        sb = self.styles[style]
+        return sb.up[end - tokens + 1 : end + 1].copy(), sb.down[end - tokens + 1 : end + 1].copy()
 
     def save(self, path: Path) -> None:
         from safetensors.numpy import save_file

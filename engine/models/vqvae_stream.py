@@ -309,6 +309,29 @@ class StreamingDecoder:
         for h, new in zip(self.hists, [*hu, *hd], strict=True):
             h[row] = new[0]
 
+    @torch.inference_mode()
+    def decode_fresh(self, idx_up: Tensor, idx_down: Tensor, beat: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Decode ``b`` token sequences ``idx_up``, ``idx_down`` [b, n] each from an empty history (as :meth:`feed`
+        after :meth:`reset`, eagerly in torch), no row's history touched: raw vectors upper [b, 4n, Du] and lower
+        [b, 4n, Dl], as :meth:`step` returns them. ``beat`` [n, 4, beat_dim]: the per-frame beat features the
+        sequences share (needed when :attr:`beat_dim` > 0). A genre switch's primer candidates (``gpt_dancer``)."""
+        b, n = idx_up.shape
+        bt = None
+        if self.fn.beat_dim:
+            if beat is None or tuple(beat.shape) != (n, DOWN, self.fn.beat_dim):
+                got = None if beat is None else tuple(beat.shape)
+                raise ValueError(f"this decoder reads per-frame beat features: beat must be "
+                                 f"[{n}, {DOWN}, {self.fn.beat_dim}], got {got}")
+            bt = beat.float().reshape(1, n * DOWN, -1).expand(b, -1, -1)
+        n_up = self.fn.n_up
+        zeros = [torch.zeros(b, k, c) for k, c in self.fn.hist_shapes()]
+        yu, _ = self.fn.dec_up(F.embedding(idx_up, self.fn.code_up), zeros[:n_up], bt)
+        yd, _ = self.fn.dec_down(F.embedding(idx_down, self.fn.code_down), zeros[n_up:], bt)
+        fn = self.fn
+        up = yu * fn.up_std + fn.up_mean
+        down = torch.where(fn.contact_mask, torch.sigmoid(yd), yd * fn.down_std + fn.down_mean)
+        return up, down
+
     def state(self, rows: Tensor) -> dict[str, Tensor]:
         """The histories of ``rows`` [b] as one tensor ``{"hists": [b, sum(keep * C)]}``, to snapshot
         (:class:`engine.models.snapshots.SnapshotRing`; one tensor costs one copy into the ring, not one per layer):

@@ -196,3 +196,29 @@ def test_feeding_tokens_at_once_equals_stepping_them(beat_dim: int) -> None:
     if beat_dim:
         with pytest.raises(ValueError, match="beat features"):
             b.feed(0, iu[0, :2], idn[0, :2])
+
+
+@pytest.mark.parametrize("beat_dim", [0, 4])
+def test_decoding_candidates_fresh_equals_restarting_a_row_with_each(beat_dim: int) -> None:
+    """``decode_fresh`` decodes b sequences from an empty history in one batch (a genre switch's primer candidates):
+    each one's frames are those a reset row steps out token by token under the same beat features, and no row's
+    history changes."""
+    vq = _beat_model(9) if beat_dim else _model(9)
+    iu, idn, g = _tokens(3, 3, 6)
+    beat = torch.rand(6, 4, 4, generator=g) if beat_dim else None
+    sd = StreamingDecoder(vq, 2)
+    sd.step(iu[:2, 0], idn[:2, 0], beat=None if beat is None else beat[:2])  # some history, to be left alone
+    before = [h.clone() for h in sd.hists]
+    up, down = sd.decode_fresh(iu, idn, beat)
+    assert up.shape[:2] == (3, 24) and down.shape[:2] == (3, 24)
+    for h, h0 in zip(sd.hists, before, strict=True):
+        assert torch.equal(h, h0)
+    for k in range(3):
+        ref = StreamingDecoder(vq, 1)
+        for t in range(6):
+            u, d = ref.step(iu[k : k + 1, t], idn[k : k + 1, t], beat=None if beat is None else beat[t : t + 1])
+            assert torch.allclose(up[k, 4 * t : 4 * t + 4], u[0], atol=1e-5)
+            assert torch.allclose(down[k, 4 * t : 4 * t + 4], d[0], atol=1e-5)
+    if beat_dim:
+        with pytest.raises(ValueError, match="beat features"):
+            sd.decode_fresh(iu, idn)
