@@ -151,7 +151,6 @@ def rows_per_performer(genre_guidance: float | None, text_guidance: float | None
     return 2 if text_guidance is None else 3
 
 
-
 def snap_joints(eased: np.ndarray, raw: np.ndarray, pairs: Sequence[tuple[slice, slice]]) -> np.ndarray:
     """Upper vectors ``eased`` [T, 72] with each pair's parent joint given ``raw``'s rotation (the new frames as
     decoded) and its child the rotation that keeps the eased composite: child' = raw_parent^T eased_parent
@@ -164,6 +163,7 @@ def snap_joints(eased: np.ndarray, raw: np.ndarray, pairs: Sequence[tuple[slice,
         out[:, ch] = R.matrix_to_rot6d(np.swapaxes(parent, -1, -2) @ composite)
         out[:, pa] = raw[:, pa]
     return out.astype(eased.dtype)
+
 
 @dataclass(frozen=True)
 class _RingUndo:
