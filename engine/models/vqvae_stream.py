@@ -295,13 +295,7 @@ class StreamingDecoder:
         n = len(idx_up)
         if n == 0:
             return
-        bt = None
-        if self.fn.beat_dim:
-            if beat is None or tuple(beat.shape) != (n, DOWN, self.fn.beat_dim):
-                got = None if beat is None else tuple(beat.shape)
-                raise ValueError(f"this decoder reads per-frame beat features: beat must be "
-                                 f"[{n}, {DOWN}, {self.fn.beat_dim}], got {got}")
-            bt = beat.float().reshape(1, n * DOWN, -1)
+        bt = self._sequence_beat(beat, n)
         n_up = self.fn.n_up
         hists = [h[row : row + 1] for h in self.hists]
         _, hu = self.fn.dec_up(F.embedding(idx_up, self.fn.code_up)[None], hists[:n_up], bt)
@@ -316,21 +310,22 @@ class StreamingDecoder:
         [b, 4n, Dl], as :meth:`step` returns them. ``beat`` [n, 4, beat_dim]: the per-frame beat features the
         sequences share (needed when :attr:`beat_dim` > 0). A genre switch's primer candidates (``gpt_dancer``)."""
         b, n = idx_up.shape
-        bt = None
-        if self.fn.beat_dim:
-            if beat is None or tuple(beat.shape) != (n, DOWN, self.fn.beat_dim):
-                got = None if beat is None else tuple(beat.shape)
-                raise ValueError(f"this decoder reads per-frame beat features: beat must be "
-                                 f"[{n}, {DOWN}, {self.fn.beat_dim}], got {got}")
-            bt = beat.float().reshape(1, n * DOWN, -1).expand(b, -1, -1)
-        n_up = self.fn.n_up
+        bt = self._sequence_beat(beat, n)
+        beats = [] if bt is None else [bt.expand(b, -1, -1)] * 2  # the upper and the lower decoder's
         zeros = [torch.zeros(b, k, c) for k, c in self.fn.hist_shapes()]
-        yu, _ = self.fn.dec_up(F.embedding(idx_up, self.fn.code_up), zeros[:n_up], bt)
-        yd, _ = self.fn.dec_down(F.embedding(idx_down, self.fn.code_down), zeros[n_up:], bt)
-        fn = self.fn
-        up = yu * fn.up_std + fn.up_mean
-        down = torch.where(fn.contact_mask, torch.sigmoid(yd), yd * fn.down_std + fn.down_mean)
-        return up, down
+        out = self.fn(idx_up, idx_down, *beats, *zeros)  # the step function, over n tokens at once
+        return out[0], out[1]
+
+    def _sequence_beat(self, beat: Tensor | None, n: int) -> Tensor | None:
+        """The per-frame beat features ``beat`` [n, 4, beat_dim] of an n-token sequence as the decoders read them,
+        [1, 4n, beat_dim] (None for a decoder without beat input); a clear error when they are missing or misshaped."""
+        if not self.fn.beat_dim:
+            return None
+        if beat is None or tuple(beat.shape) != (n, DOWN, self.fn.beat_dim):
+            got = None if beat is None else tuple(beat.shape)
+            raise ValueError(f"this decoder reads per-frame beat features: beat must be "
+                             f"[{n}, {DOWN}, {self.fn.beat_dim}], got {got}")
+        return beat.float().reshape(1, n * DOWN, -1)
 
     def state(self, rows: Tensor) -> dict[str, Tensor]:
         """The histories of ``rows`` [b] as one tensor ``{"hists": [b, sum(keep * C)]}``, to snapshot
