@@ -814,17 +814,8 @@ class BeatGuide:
             cand_down = np.concatenate([np.broadcast_to(state.hist_down[-1:], (len(pos), 1, cand_down.shape[-1])),
                                         cand_down], axis=1)
         first = pos.shape[1] - n
-        world = np.array(pos, np.float64)
-        # Root translation: the lower vector's root velocity (x, z, m/s), integrated as in ``_speed``; foot-locked
-        # as the generator will lock it (with the last committed frame before the first, as ``_frames`` does).
-        root_v = np.asarray(cand_down[:, :, [0, 2]], np.float64)
-        if self.foot_lock:
-            root_v = locked_root_velocity(world[:, :, self.foot_points][..., [0, 2]], cand_down[:, :, CONTACT_SLICE],
-                                          root_v, _FPS)
-        disp = np.zeros((len(pos), pos.shape[1], 2))
-        disp[:, 1:] = np.cumsum(root_v[:, 1:], axis=1) / _FPS
-        world[..., 0] += disp[:, :, None, 0]
-        world[..., 2] += disp[:, :, None, 1]
+        # (with the last committed frame before the first, as ``_frames`` does)
+        world = self._travelled(np.array(pos, np.float64), cand_down)
         # All candidates in one call; the sums taken as frame_measures' running sums are (bit for bit).
         cum = np.cumsum(per_frame_measures(world, np.asarray(cand_down, np.float64), _FPS), axis=1)  # [C, F, 5]
         return (cum[:, -1] - (cum[:, first - 1] if first else 0.0)) / n
@@ -901,17 +892,23 @@ class BeatGuide:
         up, down = state.target_window
         if len(up) < 2:
             return None
-        world = np.asarray(self._positions(up, down), np.float64)[None]  # [1, n, K, 3]
         low = np.asarray(down, np.float64)[None]
-        root_v = low[:, :, [0, 2]]
+        world = self._travelled(np.array(self._positions(up, down), np.float64)[None], low)  # [1, n, K, 3]
+        return per_frame_measures(world, low, _FPS)[0].mean(axis=0)
+
+    def _travelled(self, world: np.ndarray, down: np.ndarray) -> np.ndarray:
+        """Root-relative points ``world`` [C, F, K, 3] (float64, moved in place and returned) with the root's
+        travel added: the lower vectors' (``down`` [C, F, Dl]) root velocity (x, z, m/s) integrated from the first
+        frame as in ``_speed``, foot-locked as the generator will lock it."""
+        root_v = np.asarray(down[:, :, [0, 2]], np.float64)
         if self.foot_lock:
-            root_v = locked_root_velocity(world[:, :, self.foot_points][..., [0, 2]], low[:, :, CONTACT_SLICE],
+            root_v = locked_root_velocity(world[:, :, self.foot_points][..., [0, 2]], down[:, :, CONTACT_SLICE],
                                           root_v, _FPS)
-        disp = np.zeros((1, world.shape[1], 2))
+        disp = np.zeros((world.shape[0], world.shape[1], 2))
         disp[:, 1:] = np.cumsum(root_v[:, 1:], axis=1) / _FPS
         world[..., 0] += disp[:, :, None, 0]
         world[..., 2] += disp[:, :, None, 1]
-        return per_frame_measures(world, low, _FPS)[0].mean(axis=0)
+        return world
 
     @staticmethod
     def target_gap(target_band: tuple[float, float], direction: float, value: float | None) -> float:
