@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine.clock import Clock, SystemClock
 from engine.frames import PoseFrame
 
 if TYPE_CHECKING:
@@ -90,17 +91,19 @@ class LinkPublisher:
     Args:
         bpm: the session tempo to start with.
         steering: the policy (default :class:`LinkSteering`).
+        clock: the clock beat pulses' ``due_ns`` are on (the runtime's; default the system's).
 
     Raises:
         LinkUnavailable: `aalink` is missing or Link cannot start, with how to install it.
     """
 
-    def __init__(self, bpm: float = 120.0, steering: LinkSteering | None = None):
+    def __init__(self, bpm: float = 120.0, steering: LinkSteering | None = None, clock: Clock | None = None):
         try:
             import aalink
         except ImportError:
             raise LinkUnavailable("Ableton Link needs the aalink package: pip install 'groovecast[link]'") from None
         self.steering = steering or LinkSteering()
+        self.clock: Clock = clock or SystemClock()
         self.updates = 0
         self.forced = 0
         self.pulses = False  # set once beat pulses steer the session (then pose frames are ignored)
@@ -133,9 +136,13 @@ class LinkPublisher:
         with self._lock:
             return self._link.time.total_seconds(), float(self._link.tempo), float(self._link.beat)
 
-    def publish(self, bpm: float, phase: float) -> LinkAction:
-        """Steer the session to ``bpm`` with beat phase ``phase`` (0..1) at this moment."""
+    def publish(self, bpm: float, phase: float, at_ns: int | None = None) -> LinkAction:
+        """Steer the session to ``bpm`` with beat phase ``phase`` (0..1): the phase at this moment, or at the
+        monotonic time ``at_ns`` (this publisher's clock), run on at ``bpm`` to the moment the session is read
+        (a caller preempted between the two does not move the session's beat by its delay)."""
         with self._lock:
+            if at_ns is not None:
+                phase += (self.clock.monotonic_ns() - at_ns) / 1e9 * bpm / 60.0
             action = self.steering.step(float(self._link.tempo), float(self._link.beat), bpm, phase)
             if action.tempo is not None:
                 self._link.tempo = action.tempo
@@ -147,10 +154,11 @@ class LinkPublisher:
         return action
 
     def on_pulse(self, pulse: BeatPulse) -> None:
-        """Beat-pulse sink: a pulse is sent at its beat as heard, so the beat phase is 0 now."""
+        """Beat-pulse sink: the beat phase is 0 when the pulse is due (at its beat as heard), whenever it
+        arrives."""
         self.pulses = True
         try:
-            self.publish(float(pulse.bpm), 0.0)
+            self.publish(float(pulse.bpm), 0.0, pulse.due_ns)
         except Exception as exc:  # Link trouble must never stop the dance
             log.warning("Ableton Link update failed: %s", exc)
 

@@ -219,6 +219,7 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
         sender.pulses = True  # frame bundles carry beat 0; the pulse leaves at the beat (docs/streams.md)
         runtime.pulse_sinks.append(sender.send_pulse)
     if link is not None and realtime and args.beat_pulse == "beat":
+        link.clock = runtime.clock  # the pulses' due times are on the runtime's clock
         runtime.pulse_sinks.append(link.on_pulse)  # the session's beat phase follows the predicted beat
     osc_control = None
     if args.osc_control:

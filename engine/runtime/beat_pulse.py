@@ -39,6 +39,9 @@ class BeatPulse:
     beat_s: float
     bpm: float
     index: int  # pulses sent so far, 0-based
+    #: the monotonic time (the runtime's clock) at which the beat is heard, when known; a sink that acts on
+    #: the phase (Ableton Link) measures from it, so a pulse delivered late does not move its beat
+    due_ns: int | None = None
 
 
 class BeatPulser:
@@ -84,8 +87,9 @@ class BeatPulser:
         slope, intercept = np.polyfit(x, y, 1)
         return float(intercept + slope * x[-1])
 
-    def take(self, now_s: float) -> BeatPulse | None:
-        """The pulse due at audio-timeline time ``now_s`` (offset already removed by the caller), if any."""
+    def take(self, now_s: float, due_ns: int | None = None) -> BeatPulse | None:
+        """The pulse due at audio-timeline time ``now_s`` (offset already removed by the caller), if any;
+        ``due_ns`` (the monotonic time the beat is heard) is carried on the pulse."""
         if self.pending_s is None or self.pending_s > now_s:
             return None
         beat, raw = self.pending_s, self._pending_raw
@@ -98,4 +102,4 @@ class BeatPulser:
         self._raw.append(raw)
         self.last_s = beat
         self.sent += 1
-        return BeatPulse(beat_s=beat, bpm=60.0 / self.period_s, index=self.sent - 1)
+        return BeatPulse(beat_s=beat, bpm=60.0 / self.period_s, index=self.sent - 1, due_ns=due_ns)

@@ -424,7 +424,7 @@ class DanceRuntime:
             if due is None or due > now:
                 return
             # the audio-timeline time it is now, as the pulse clock sees it (beat + how late we are)
-            pulse = self.pulser.take((self.pulser.pending_s or 0.0) + (now - due) / 1e9)
+            pulse = self.pulser.take((self.pulser.pending_s or 0.0) + (now - due) / 1e9, due_ns=due)
             self.stats.pulses_dropped = self.pulser.dropped
         if pulse is None:
             return

@@ -122,20 +122,25 @@ for i in range(4):
     _, tempo, beat = link.session()
     out.append({"tempo": tempo, "phase_err": wrap_half(beat)})
     time.sleep(0.3)  # half a beat on: the phase runs on at the session tempo
+# a pulse delivered 40 ms after its beat (a preempted playout thread) still puts the session's beat where it was
+link.on_pulse(BeatPulse(beat_s=2.4, bpm=100.0, index=4, due_ns=time.monotonic_ns() - 40_000_000))
+_, _, late_beat = link.session()
+late_err = wrap_half(late_beat - 0.04 * 100.0 / 60.0)
 _, _, before = link.session()
 link(PoseFrame(0, 0, frame_index=0, performer=0, skeleton="cmu", root_position=np.zeros(3, np.float32),
                rotations=np.zeros((1, 4), np.float32), bpm=140.0, beat_phase=0.0))  # ignored: pulses steer
 _, tempo_after, after = link.session()
 link.close()
-print(json.dumps({"pulses": out, "tempo_after": tempo_after, "beat_step": after - before}))
+print(json.dumps({"pulses": out, "late_err": late_err, "tempo_after": tempo_after, "beat_step": after - before}))
 """
 
 
 @pytest.mark.skipif(importlib.util.find_spec("aalink") is None or shutil.which("unshare") is None,
                     reason="needs aalink and unshare")
 def test_beat_pulses_steer_the_link_phase() -> None:
-    """Each beat pulse (sent at its beat as heard) puts the session on a whole beat at the pulse's tempo; once
-    pulses steer, the output frames' phase no longer does (a real Link session in a private network)."""
+    """Each beat pulse (sent at its beat as heard) puts the session on a whole beat at the pulse's tempo, one
+    delivered late on the beat it was due at; once pulses steer, the output frames' phase no longer does (a real
+    Link session in a private network)."""
     r = subprocess.run(["unshare", "--net", sys.executable, "-c", _PULSE_SCRIPT], cwd=REPO, capture_output=True,
                        text=True, timeout=60 * SCALE)
     if r.returncode != 0 and "Operation not permitted" in r.stderr:
@@ -145,5 +150,6 @@ def test_beat_pulses_steer_the_link_phase() -> None:
     for p in res["pulses"]:
         assert abs(p["tempo"] - 100.0) < 1e-6
         assert abs(p["phase_err"]) * 600.0 < 2.0  # ms at 100 BPM: on the beat when the pulse left
+    assert abs(res["late_err"]) * 600.0 < 2.0  # the late pulse: on its beat, not 40 ms behind it
     assert abs(res["tempo_after"] - 100.0) < 1e-6  # the frame's 140 BPM was ignored
     assert abs(res["beat_step"]) < 0.05  # and its phase 0 did not move the session
