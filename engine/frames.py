@@ -118,6 +118,10 @@ class PoseFrame(Frame):
     beat: bool = False  # a beat falls on this frame
     energy: float = 0.0  # 0..1 music energy for VJ tools
     fps: float = float(MODEL_FPS)
+    # monotonic time (ns) at which the frame is due to play out, its ``beat_phase`` being the phase then (0:
+    # unknown, e.g. fast mode); a sink that steers a clock from the phase (Ableton Link) measures from it, so
+    # a frame sent late does not move the beat by its lateness
+    due_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

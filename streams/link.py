@@ -163,12 +163,12 @@ class LinkPublisher:
             log.warning("Ableton Link update failed: %s", exc)
 
     def __call__(self, frame: PoseFrame) -> None:
-        """Pose sink: performer 0's tempo and phase at the moment the frame is played out (unless pulses
-        steer the session: then the frames are left alone)."""
+        """Pose sink: performer 0's tempo and phase at the moment the frame is due to play out (its ``due_ns``,
+        however late it arrives; unless pulses steer the session: then the frames are left alone)."""
         if self.pulses or frame.performer != 0 or frame.bpm <= 0:
             return
         try:
-            self.publish(float(frame.bpm), float(frame.beat_phase))
+            self.publish(float(frame.bpm), float(frame.beat_phase), frame.due_ns or None)
         except Exception as exc:  # Link trouble must never stop the dance
             log.warning("Ableton Link update failed: %s", exc)
 

@@ -65,8 +65,8 @@ class MotionPlayer:
         self.stats = PlaybackStats()
         self.stopped = False
 
-    def frame_at(self, i: int, capture_ns: int) -> PoseFrame:
-        """Frame ``i`` of the output (``i`` counts on across loops)."""
+    def frame_at(self, i: int, capture_ns: int, due_ns: int = 0) -> PoseFrame:
+        """Frame ``i`` of the output (``i`` counts on across loops), due to play out at ``due_ns``."""
         k = i % self.motion.num_frames
         t = i / self.fps
         beat = False
@@ -95,6 +95,7 @@ class MotionPlayer:
             # no music in a motion file: "energy" is mean joint speed mapped to 0..1 (2 m/s -> 1)
             energy=min(1.0, speed / 2.0),
             fps=self.fps,
+            due_ns=due_ns,
         )
 
     def frames(self, seconds: float | None = None) -> Iterator[PoseFrame]:
@@ -114,7 +115,7 @@ class MotionPlayer:
             if late > period_ns:
                 self.stats.late_frames += 1
             self.stats.max_late_ns = max(self.stats.max_late_ns, late)
-            yield self.frame_at(i, now)
+            yield self.frame_at(i, now, deadline)
             self.stats.frames += 1
             i += 1
 

@@ -215,11 +215,12 @@ def run_with_outputs(args: argparse.Namespace, blocks: Iterable[Any], realtime: 
     recorders = open_recorders(args.record, skel, args.performers, bool(getattr(args, "couple", False)))
     sinks.extend(recorders)
     runtime = build_runtime(args, sinks, realtime)
+    if link is not None:
+        link.clock = runtime.clock  # the frames' and pulses' due times are on the runtime's clock
     if sender is not None and sender.profile == "vj" and realtime and args.beat_pulse == "beat":
         sender.pulses = True  # frame bundles carry beat 0; the pulse leaves at the beat (docs/streams.md)
         runtime.pulse_sinks.append(sender.send_pulse)
     if link is not None and realtime and args.beat_pulse == "beat":
-        link.clock = runtime.clock  # the pulses' due times are on the runtime's clock
         runtime.pulse_sinks.append(link.on_pulse)  # the session's beat phase follows the predicted beat
     osc_control = None
     if args.osc_control:

@@ -466,7 +466,7 @@ class DanceRuntime:
             if held:
                 self._stall_frames += step
                 self.stats.stalled_frames += 1
-            frames = self._poses(self._tick, pos, held)
+            frames = self._poses(self._tick, pos, held, slot)
             self._tick += 1
             self._last_slot = slot
         if held != self._input_lost:
@@ -486,8 +486,8 @@ class DanceRuntime:
         self.stats.frames_out += 1
         return True
 
-    def _poses(self, tick: int, pos: float, held: bool) -> list[PoseFrame]:
-        """The pose of every performer for one tick (called under the lock)."""
+    def _poses(self, tick: int, pos: float, held: bool, due_ns: int = 0) -> list[PoseFrame]:
+        """The pose of every performer for one tick, due at ``due_ns`` (0: fast mode), under the lock."""
         step = MODEL_FPS / self.cfg.output_fps
         src = self.sched.source(pos)
         tracker_phase = self.music.phase_at(pos)
@@ -508,7 +508,8 @@ class DanceRuntime:
         phase = 0.0 if tracker_phase is None else float(tracker_phase)
         return [PoseFrame(sample_index=src[0], capture_ns=src[1], frame_index=tick, performer=pid, skeleton=name,
                           root_position=roots[r], rotations=quats[r], time_s=pos / MODEL_FPS, bpm=bpm,
-                          beat_phase=phase, beat=beat and not held, energy=energy, fps=float(self.cfg.output_fps))
+                          beat_phase=phase, beat=beat and not held, energy=energy, fps=float(self.cfg.output_fps),
+                          due_ns=due_ns)
                 for pid, r in self._row.items()]
 
     def _drain(self, final: bool) -> None:
