@@ -104,8 +104,8 @@ class DanceModel:
         """What a live genre switch does (``sampling.genre_switch``, checked by :func:`check_card`): ``boost`` (the
         genre guidance factor), ``boost_tokens`` (for how many tokens), ``context`` (GPT positions kept through
         the switch; null: the whole window), ``decoder`` ("restart": the streaming decoder restarts too; "keep") and
-        ``ease`` (frames the output eases over after a decoder restart), ``ease_shape`` (how: "blend" or "offset"),
-        ``snap`` (joints the ease gives the new rotation at once, their child carrying the eased limb),
+        ``ease`` (frames the output eases over after a decoder restart), ``ease_shape`` (how: "blend", "offset" or
+        "turn"), ``snap`` (joints the ease gives the new rotation at once, their child carrying the eased limb),
         ``primer`` (tokens of real dance of the new style the restarted GPT window holds, from the folder's primer
         bank; 0: none), ``primer_candidates`` and ``primer_hands_feet`` (how many of the bank's nearest snippets
         are decoded to choose it by the seam in joint positions, and the weight of the hands and feet there; absent:

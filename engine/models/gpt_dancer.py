@@ -42,6 +42,7 @@ from engine.models.conditioning import (
 from engine.models.dance_model import GPT_KIND
 from engine.models.inbetween import InBetweener, InBetweenState, PoseTarget, joint_mask
 from engine.models.pose_repr import (
+    LOWER_JOINTS,
     UPPER_JOINTS,
     Motion,
     lock_feet_rot,
@@ -165,6 +166,50 @@ def snap_joints(eased: np.ndarray, raw: np.ndarray, pairs: Sequence[tuple[slice,
     return out.astype(eased.dtype)
 
 
+def seam_turn(last_up: np.ndarray, last_down: np.ndarray, first_up: np.ndarray, first_down: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The "turn" ease's seam offset from the restarted decoder's first frame (``first_*``) to the last frame before
+    the switch (``last_*``): each model joint's rotation from the first frame's to the last's, in the joint's own
+    frame (first^T last), as an axis-angle [21 * 3] (lower joints, then upper), and the lower vector's offset [61]
+    (its root velocity, height and contact channels are offset as numbers, as by the "offset" ease)."""
+    n = len(LOWER_JOINTS)
+    rl = R.rot6d_to_matrix(_six(last_up[None], last_down[None]))[0]
+    rf = R.rot6d_to_matrix(_six(first_up[None], first_down[None]))[0]
+    turn = R.matrix_to_axis_angle(np.swapaxes(rf, -1, -2) @ rl)
+    off = np.asarray(last_down, np.float64) - np.asarray(first_down, np.float64)
+    off[3 : 3 + 6 * n] = 0.0
+    return turn.reshape(-1), off
+
+
+def turned(upper: np.ndarray, lower: np.ndarray, turn: np.ndarray, off: np.ndarray, share: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Model vectors (upper [T, 72], lower [T, 61]) with each joint's rotation turned by ``share`` [T] (in [0, 1])
+    of the seam's rotation ``turn`` (:func:`seam_turn`: about its axis, so the angle fades at an even rate) and the
+    lower vector's other channels moved by ``share`` of ``off``; rows whose share is 0 are left as they are."""
+    rows = share > 0
+    up, down = np.array(upper), np.array(lower)
+    if not np.any(rows):
+        return up, down
+    n = len(LOWER_JOINTS)
+    s = share[rows].astype(np.float64)
+    rot = R.rot6d_to_matrix(_six(upper[rows], lower[rows]))  # [t, 21, 3, 3]
+    part = R.axis_angle_to_matrix(s[:, None, None] * turn.reshape(1, -1, 3))
+    six = R.matrix_to_rot6d(rot @ part)  # [t, 21, 6]
+    up[rows] = six[:, n:].reshape(len(s), -1).astype(up.dtype)
+    d = lower[rows].astype(np.float64) + s[:, None] * off
+    d[:, 3 : 3 + 6 * n] = six[:, :n].reshape(len(s), -1)
+    down[rows] = d.astype(down.dtype)
+    return up, down
+
+
+def _six(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """The 6D rotations [T, 21, 6] of model vectors, lower joints then upper (as :func:`vectors_to_motion`)."""
+    n = len(LOWER_JOINTS)
+    t = len(upper)
+    return np.concatenate([np.asarray(lower, np.float64)[:, 3 : 3 + 6 * n].reshape(t, n, 6),
+                           np.asarray(upper, np.float64).reshape(t, -1, 6)], axis=1)
+
+
 @dataclass(frozen=True)
 class _RingUndo:
     """What one history rewrite in a step overwrote, so a rewind past that step can put it back: the keys and values
@@ -216,8 +261,9 @@ class Performer:
     root_xz: np.ndarray = field(default_factory=lambda: np.zeros(2))
     rng: torch.Generator = field(default_factory=torch.Generator)  # its own: every draw of its tokens
     last_vec: tuple[np.ndarray, np.ndarray] | None = None  # previous frame (upper, lower) as decoded: foot locking
-    # After a genre switch restarted the decoder: (upper, lower) of the last frame before it, frames eased so far and
-    # frames to ease (see ``DanceGenerator.switch_ease``); None: no ease under way.
+    # After a genre switch restarted the decoder: (upper, lower) of the last frame before it (from the first eased
+    # frame on, the seam's offset: "offset" that frame minus the first new one, "turn" :func:`seam_turn`'s), frames
+    # eased so far and frames to ease (see ``DanceGenerator.switch_ease``); None: no ease under way.
     seam: tuple[np.ndarray, np.ndarray, int, int] | None = None
     vectors: tuple[np.ndarray, np.ndarray] | None = None  # the newest step's model vectors (upper, lower) [4, D]
     seed: int = 0  # its random stream's seed (a reset starts the stream over too)
@@ -482,6 +528,7 @@ class DanceGenerator:
         switch_ease_shape: how (:data:`engine.models.switch_primer.EASE_SHAPES`): "blend" cross-fades from that
             frame held still; "offset" adds the seam's offset (that frame minus the restarted decoder's first) to the
             new frames, fading linearly over the ease, so the new motion shows from the first frame.
+            "turn": as "offset", each joint's offset a rotation (:func:`seam_turn`) fading at an even angular rate.
         switch_primer: (tokens, bank): at a genre switch the GPT window restarts primed with ``tokens`` tokens of real
             dance of the new style from ``bank`` (:class:`engine.models.switch_primer.PrimerBank`), the snippet whose
             last pose is nearest the performer's last decoded frame, instead of BOS (:meth:`prime_switch`); with
@@ -563,6 +610,7 @@ class DanceGenerator:
         if switch_ease_shape not in EASE_SHAPES:
             raise ValueError(f"switch_ease_shape must be one of {EASE_SHAPES}, got {switch_ease_shape!r}")
         self.switch_ease_offset = switch_ease_shape == "offset"
+        self.switch_ease_turn = switch_ease_shape == "turn"
         bad = [j for j in switch_snap if j not in SNAP_CHILDREN]
         if bad:
             raise ValueError(f"switch_snap joints must be among {sorted(SNAP_CHILDREN)}, got {bad}")
@@ -1436,7 +1484,11 @@ class DanceGenerator:
             su, sd, done, total = p.seam
             raw = upper  # the restarted decoder's frames as decoded
             w = np.minimum(np.arange(done + 1, done + 1 + len(upper)) / (total + 1.0), 1.0)[:, None]
-            if self.switch_ease_offset:  # the new frames moved by the seam's offset, fading (their motion kept)
+            if self.switch_ease_turn:  # the new frames turned by the seam's rotation offset, fading evenly
+                if done == 0:  # (the rotation from the restarted decoder's first frame to the last one before it)
+                    su, sd = seam_turn(su, sd, upper[0], lower[0])
+                upper, lower = turned(upper, lower, su, sd, 1.0 - w[:, 0])
+            elif self.switch_ease_offset:  # the new frames moved by the seam's offset, fading (their motion kept)
                 if done == 0:  # the offset from the restarted decoder's first frame to the last one before it
                     su, sd = su - upper[0], sd - lower[0]
                 upper = (upper + (1.0 - w) * su).astype(upper.dtype)

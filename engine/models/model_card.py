@@ -30,7 +30,7 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     ``sampling.text_prompts`` "sentence" or "attributes" (or absent), ``sampling.text_baseline`` "phrases" (or
     absent / null: none), ``sampling.genre_switch`` an object
     (``boost`` a number in (0, 20], ``boost_tokens`` and ``context`` integers >= 0, ``context`` may be null,
-    ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``ease_shape`` "blend" or "offset",
+    ``decoder`` "keep" or "restart", ``ease`` an integer in [0, 60] frames, ``ease_shape`` "blend", "offset" or "turn",
     ``snap`` a list of joint names the ease gives the new rotation at once, ``primer`` an integer in [0, 32] tokens,
     ``primer_candidates`` an integer in [1, 256], ``primer_hands_feet`` a number >= 0),
     ``sampling.genre_start`` an object

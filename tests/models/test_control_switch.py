@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.models.conditioning import TEXT_DIM
-from engine.models.gpt_dancer import SNAP_CHILDREN, DanceGenerator, cache_rows
+from engine.models.gpt_dancer import SNAP_CHILDREN, DanceGenerator, cache_rows, seam_turn, turned
 from engine.models.pose_repr import UPPER_JOINTS
 from engine.models.protocol import Controls
 from engine.models.sampling import guide_logits, guide_text_logits
@@ -391,11 +391,96 @@ def test_the_offset_ease_moves_the_new_frames_by_the_fading_seam_offset() -> Non
         _switched_frames(True, 6, 5, shape="snap")
 
 
+def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles (radians) between rotation matrices [..., 3, 3]."""
+    c = (np.trace(np.swapaxes(a, -1, -2) @ b, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.arccos(np.clip(c, -1.0, 1.0))
+
+
+def test_the_turn_ease_fades_a_large_joint_offset_at_an_even_angular_rate() -> None:
+    """The cause of session 14's "turn" shape: a joint whose rotation differs by 170 degrees across the seam (the
+    restarted decoder's first frame against the last before). The "offset" ease fades the 6D numbers linearly, which
+    turns the joint mostly in the middle frames (the hands crossed the seam at up to 4.4 m/s); :func:`turned` turns
+    it about one axis, by the share of the angle, so every frame turns it alike; the other channels move by the share
+    of the offset, and a share of 0 leaves a frame as it is (byte for byte)."""
+    rng = np.random.default_rng(0)
+    first_up = R.matrix_to_rot6d(R.axis_angle_to_matrix(rng.normal(0, 0.3, (12, 3)))).reshape(72).astype(np.float32)
+    first_down = rng.normal(0, 1, 61).astype(np.float32)
+    first_down[3:57] = R.matrix_to_rot6d(R.axis_angle_to_matrix(rng.normal(0, 0.3, (9, 3)))).reshape(54)
+    big = np.deg2rad(170.0) * np.array([0.0, 0.6, 0.8])  # the 4th upper joint turned 170 degrees in the last frame
+    last_up, last_down = first_up.copy(), first_down + 0.5
+    last_down[3:57] = first_down[3:57]
+    j = 3
+    last_up[6 * j : 6 * j + 6] = R.matrix_to_rot6d(_rot(first_up[6 * j : 6 * j + 6]) @ R.axis_angle_to_matrix(big))
+    share = np.array([5, 4, 3, 2, 1, 0], np.float64) / 6.0  # a 6-frame ease over a still new pose
+    up = np.repeat(first_up[None], 6, 0)
+    down = np.repeat(first_down[None], 6, 0)
+    turn, off = seam_turn(last_up, last_down, first_up, first_down)
+    t_up, t_down = turned(up, down, turn, off, share)
+    step = np.deg2rad(170.0) / 6.0
+    ang = _angle(_rot(t_up[:, 6 * j : 6 * j + 6]), _rot(first_up[6 * j : 6 * j + 6]))
+    np.testing.assert_allclose(ang, share * np.deg2rad(170.0), atol=1e-5)  # each frame a sixth of the turn
+    np.testing.assert_allclose(np.abs(np.diff(ang)), step, atol=1e-5)
+    np.testing.assert_allclose(_rot(t_up[:, :18].reshape(6, 3, 6)), _rot(up[:, :18].reshape(6, 3, 6)),
+                               atol=1e-6)  # unturned joints stay
+    np.testing.assert_allclose(t_down[:, :3], down[:, :3] + share[:, None] * 0.5, atol=1e-6)
+    np.testing.assert_allclose(t_down[:, 57:], down[:, 57:] + share[:, None] * 0.5, atol=1e-6)
+    np.testing.assert_array_equal(t_up[-1], up[-1])
+    np.testing.assert_array_equal(t_down[-1], down[-1])
+    o_up = up + share[:, None] * (last_up - first_up)  # the "offset" ease of the same seam
+    o_ang = _angle(_rot(o_up[:, 6 * j : 6 * j + 6]), _rot(first_up[6 * j : 6 * j + 6]))
+    assert np.max(np.abs(np.diff(o_ang))) > 2.0 * step  # uneven: most of the turn in one frame
+
+
+def test_the_turn_ease_turns_the_new_frames_by_the_fading_seam_rotation() -> None:
+    """``switch_ease_shape`` "turn" in the generator: the k frames after the switch are the restarted decoder's
+    frames with each joint turned by k/(k+1) ... 1/(k+1) of its rotation from the first new frame to the last frame
+    before (the first one near that frame), the other lower channels offset as by "offset"; the frames after the ease,
+    before the switch and of the other performer are as without it; without a switch nothing changes; rewinds across
+    it stay exact."""
+    _, raw = _switched_frames(True, 0, 5)
+    gen, eased = _switched_frames(True, 6, 5, shape="turn")
+    last_up, last_down = raw[0][13][-1], raw[0][14][-1]
+    first_up, first_down = raw[0][16][0], raw[0][17][0]
+    rot_first = R.rot6d_to_matrix(np.concatenate([first_down[3:57], first_up]).astype(np.float64).reshape(21, 6))
+    rot_last = R.rot6d_to_matrix(np.concatenate([last_down[3:57], last_up]).astype(np.float64).reshape(21, 6))
+    theta = _angle(rot_first, rot_last)
+    assert np.max(theta) > 0.3  # the seam turns something
+    for j in range(15):
+        np.testing.assert_array_equal(eased[0][j], raw[0][j])
+    for j in range(27):
+        np.testing.assert_array_equal(eased[1][j], raw[1][j])
+    for f in range(10):  # frames 0-9 after the switch (tokens 5-7): eased for 6, then the decoder's own
+        w = min((f + 1) / 7.0, 1.0)
+        tok, row = 5 + f // 4, f % 4
+        up, down = eased[0][3 * tok + 1][row], eased[0][3 * tok + 2][row]
+        up_r, down_r = raw[0][3 * tok + 1][row], raw[0][3 * tok + 2][row]
+        if w >= 1.0:
+            np.testing.assert_array_equal(up, up_r)
+            np.testing.assert_array_equal(down[3:57], down_r[3:57])  # (foot locking moves the root's velocity)
+            continue
+        rot = R.rot6d_to_matrix(np.concatenate([down[3:57], up]).astype(np.float64).reshape(21, 6))
+        rot_r = R.rot6d_to_matrix(np.concatenate([down_r[3:57], up_r]).astype(np.float64).reshape(21, 6))
+        np.testing.assert_allclose(_angle(rot_r, rot), (1 - w) * theta, atol=1e-4)  # that share of each turn
+        rel = np.swapaxes(rot_first, -1, -2) @ rot_last  # ... about the seam's own axis
+        np.testing.assert_allclose(np.swapaxes(rot_r, -1, -2) @ rot,
+                                   R.axis_angle_to_matrix((1 - w) * R.matrix_to_axis_angle(rel)), atol=1e-4)
+        np.testing.assert_allclose(down[1], down_r[1] + (1 - w) * (last_down[1] - first_down[1]), atol=1e-5)  # height
+    assert gen.get(0).seam is None
+    _, same = _switched_frames(True, 6, None, shape="turn")
+    _, base = _switched_frames(False, 0, None)
+    for x, y in zip(same[0] + same[1], base[0] + base[1], strict=True):
+        np.testing.assert_array_equal(x, y)
+    _, again = _switched_frames(True, 6, 5, rewinds=((7, 1), (9, 4)), shape="turn")
+    for x, y in zip(again[0] + again[1], eased[0] + eased[1], strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+
+
 def _rot(d6: np.ndarray) -> np.ndarray:
     return R.rot6d_to_matrix(np.asarray(d6, np.float64))
 
 
-@pytest.mark.parametrize("shape", ["offset", "blend"])
+@pytest.mark.parametrize("shape", ["offset", "blend", "turn"])
 def test_snapped_joints_take_the_new_rotation_at_once_and_their_child_keeps_the_eased_limb(shape: str) -> None:
     """``switch_snap`` (the collars): in the ease, a snapped joint's rotation is the restarted decoder's own (no
     trace of the old style's, which the 4 s classifier reads in salsa's never-moving collars) and its child's is the

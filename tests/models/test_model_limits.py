@@ -131,6 +131,8 @@ def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.Capture
                                         "ease": 8, "ease_shape": "offset", "snap": ["rCollar", "lCollar"]},
                        "energy": {"share": 0.5, "range": [0.1, 0.6]}}}
     assert check_card(ok) == ok
+    turn = {"sampling": {"genre_switch": {"ease": 4, "ease_shape": "turn"}}}  # session 14's shape
+    assert check_card(turn) == turn
     assert check_card({"sampling": {"text_baseline": "phrases"}}) == {"sampling": {"text_baseline": "phrases"}}
     couple = {"couple": {"beat_guidance": {"candidates": 32, "weight": 20},
                          "genre_start": {"boost": 1.0, "boost_tokens": 0},
