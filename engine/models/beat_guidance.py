@@ -107,6 +107,23 @@ class GuidanceConfig:
             without text), as hard as the modern and Indian ones, which it made travel *less* (0.30 against 0.40),
             so a weight strong enough for those cost FID in every style and a gentle one left them short.
         text_target_frames: the committed frames whose mean attribute the side targets read (60: 2 s).
+        text_speed_ceilings: per genre name (``conditioning.GENRES``; ``"*"``: any other, and no genre), a mean
+            root-relative joint speed (m/s) that a text not asking for speed should not push the dance past (empty:
+            off). A performer with a text target and none for speed or energy ("calm", "energetic" and an energy level
+            ask for speed themselves) whose last ``text_target_frames`` committed frames move faster than its genre's
+            ceiling ``S`` scores its candidates ``- text_ceiling_weight * g * z``, ``z`` their speed standardised over
+            them and ``g = clip((v - S) / (text_ceiling_band * S), 0, 1)``: the calmer draws while it is over, nothing
+            while it is within. Measured (session 14, seeds 3000-3023): the modern dances under "travel across the
+            floor" and "spinning" flung their hands (hand acceleration 5.5 and 5.2 sd of the FID reference over its
+            mean, against 2.9 without text and 1.4 for the real modern takes; mean speed 0.77 and 0.89 against 0.59
+            m/s without text), and those dances alone put the travel and turning pairs over the FID bar (their
+            uncontrolled dances in their place: within). The shipped card caps modern dances under a travel text
+            ("stay in place" too: it also ran faster than without text) and "spinning" at 0.6 m/s.
+        text_ceiling_weight: the ceiling's weight (0: off).
+        text_ceiling_attributes: the texts the ceiling steers, as ``text_floor_attributes`` names them ("travel:high":
+            texts asking for more travel; empty: every text with no speed or energy target).
+        text_ceiling_band: the speed over the ceiling, as a share of it, at which the ceiling acts with its whole
+            weight.
         text_speed_neutral: the attributes (``ATTRIBUTE_COLUMNS`` names, not speed) whose text term ranks the
             candidates by the part of the attribute their speed does not explain (:func:`speed_residual`), so asking
             for less of it does not pick the stiller draws, nor asking for more the livelier ones. The shipped card
@@ -194,6 +211,10 @@ class GuidanceConfig:
     text_side_logp: tuple[tuple[str, float], ...] = ()
     text_side_targets: tuple[tuple[str, float, float], ...] = ()
     text_target_frames: int = 60
+    text_speed_ceilings: tuple[tuple[str, float], ...] = ()
+    text_ceiling_weight: float = 0.0
+    text_ceiling_band: float = 0.25
+    text_ceiling_attributes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1
@@ -229,7 +250,7 @@ class GuidanceConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"beat guidance {name} must be a finite number >= 0, got {v!r}")
-        for key in ("text_floor_attributes", "text_speed_neutral"):
+        for key in ("text_floor_attributes", "text_speed_neutral", "text_ceiling_attributes"):
             names = [n.split(":")[0] if n.count(":") == 1 and n.split(":")[1] in ("low", "high") else n
                      for n in getattr(self, key)]
             if names and not set(names) <= set(ATTRIBUTE_COLUMNS):
@@ -249,6 +270,14 @@ class GuidanceConfig:
                 raise ValueError(f"beat guidance text_side_targets must map NAME:low or NAME:high (NAME one of "
                                  f"{sorted(ATTRIBUTE_COLUMNS)}) to [target, band > 0], got {key!r}: "
                                  f"[{target!r}, {band!r}]")
+        for key, ref in self.text_speed_ceilings:
+            if not (isinstance(key, str) and math.isfinite(ref) and ref > 0):
+                raise ValueError(f"beat guidance text_speed_ceilings must map genre names (or \"*\") to speeds > 0 "
+                                 f"m/s, got {key!r}: {ref!r}")
+        if not (math.isfinite(self.text_ceiling_weight) and self.text_ceiling_weight >= 0
+                and math.isfinite(self.text_ceiling_band) and self.text_ceiling_band > 0):
+            raise ValueError(f"beat guidance text_ceiling_weight must be >= 0 and text_ceiling_band > 0, got "
+                             f"{self.text_ceiling_weight!r}, {self.text_ceiling_band!r}")
         if self.text_target_frames < 2:
             raise ValueError(f"beat guidance text_target_frames must be >= 2, got {self.text_target_frames!r}")
         if any(n.split(":")[0] == "speed" for n in self.text_speed_neutral):
@@ -341,6 +370,10 @@ class GuidanceConfig:
                    text_side_logp=_side_scales(block.get("text_side_logp", {}), "text_side_logp"),
                    text_side_targets=_side_targets(block.get("text_side_targets", {})),
                    text_target_frames=int(block.get("text_target_frames", d.text_target_frames)),
+                   text_speed_ceilings=_energy_speeds(block.get("text_speed_ceilings", {}), "text_speed_ceilings"),
+                   text_ceiling_weight=float(block.get("text_ceiling_weight", d.text_ceiling_weight)),
+                   text_ceiling_band=float(block.get("text_ceiling_band", d.text_ceiling_band)),
+                   text_ceiling_attributes=_names(block.get("text_ceiling_attributes", []), "text_ceiling_attributes"),
                    energy_stage=float(block.get("energy_stage", d.energy_stage)),
                    energy_speeds=_energy_speeds(block.get("energy_speeds", {})),
                    energy_span=_energy_span(block.get("energy_span", list(d.energy_span))),
@@ -402,6 +435,12 @@ class GuidanceConfig:
             out["text_side_targets"] = {k: [t, b] for k, t, b in self.text_side_targets}
         if self.text_target_frames != GuidanceConfig.text_target_frames:
             out["text_target_frames"] = self.text_target_frames
+        if self.text_speed_ceilings:
+            out["text_speed_ceilings"] = dict(self.text_speed_ceilings)
+            out["text_ceiling_weight"] = self.text_ceiling_weight
+            out["text_ceiling_band"] = self.text_ceiling_band
+            if self.text_ceiling_attributes:
+                out["text_ceiling_attributes"] = list(self.text_ceiling_attributes)
         return out
 
     def energy_weight_at(self, stage_strength: float, facing_strength: float = 0.0) -> float:
@@ -430,6 +469,29 @@ class GuidanceConfig:
             ref = float(np.mean(list(refs.values())))
         lo, hi = self.energy_span
         return float(ref) * (lo + (hi - lo) * min(1.0, max(0.0, float(level))))
+
+    @property
+    def ceiling_on(self) -> bool:
+        """Whether the speed ceiling (``text_speed_ceilings``) can steer at all."""
+        return self.text_ceiling_weight > 0 and bool(self.text_speed_ceilings)
+
+    def speed_ceiling(self, genre: str | None) -> float:
+        """The speed ceiling (m/s; ``text_speed_ceilings``) of a performer dancing ``genre`` (0: none)."""
+        if not self.ceiling_on:
+            return 0.0
+        refs = dict(self.text_speed_ceilings)
+        return float(refs.get(genre or "", refs.get("*", 0.0)))
+
+    def ceiling_for(self, targets: tuple[tuple[int, float], ...]) -> bool:
+        """Whether the speed ceiling applies to a performer with these targets: some text target (one that
+        ``text_ceiling_attributes`` names, when it names any), none for speed or energy."""
+        speed = (ATTRIBUTE_COLUMNS["speed"], ENERGY_COLUMN)
+        if not (self.ceiling_on and targets) or any(c in speed for c, _ in targets):
+            return False
+        if not self.text_ceiling_attributes:
+            return True
+        named = _sides(self.text_ceiling_attributes)
+        return any((c, 1.0 if d > 0 else -1.0) in named for c, d in targets)
 
     def floor_on(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether the speed floor (``text_floor``) steers a performer with these targets: the text term and the
@@ -495,11 +557,11 @@ def _names(block: Any, key: str) -> tuple[str, ...]:
     return tuple(block)
 
 
-def _energy_speeds(block: Any) -> tuple[tuple[str, float], ...]:
-    """The card's ``energy_speeds`` object ({"salsa": m/s, "*": m/s}) as ``GuidanceConfig`` holds it."""
+def _energy_speeds(block: Any, key: str = "energy_speeds") -> tuple[tuple[str, float], ...]:
+    """The card's ``energy_speeds`` (or ``key``'s) object ({"salsa": m/s, "*": m/s}) as ``GuidanceConfig`` holds it."""
     if not isinstance(block, dict) or not all(isinstance(k, str) and isinstance(v, int | float)
                                               and not isinstance(v, bool) for k, v in block.items()):
-        raise ValueError(f"beat guidance energy_speeds must map genre names (or \"*\") to speeds, got {block!r}")
+        raise ValueError(f"beat guidance {key} must map genre names (or \"*\") to speeds, got {block!r}")
     return tuple((k, float(v)) for k, v in block.items())
 
 
@@ -578,7 +640,7 @@ class GuideState:
         # ``history`` frames, or the speed floor's window when that is longer (its frames: :attr:`floor_frames`)
         keep = max(cfg.history, cfg.text_floor_frames if cfg.text_floor > 0 and cfg.text_floor_weight > 0 else 0,
                    cfg.energy_frames if cfg.energy_feedback else 0,  # and the energy feedback's window
-                   cfg.text_target_frames if cfg.text_side_targets else 0)  # and the text targets' window
+                   cfg.text_target_frames if cfg.text_side_targets or cfg.ceiling_on else 0)  # text targets, ceiling
         self._up = np.zeros((keep, dim_up), np.float32)
         self._down = np.zeros((keep, dim_down), np.float32)
         self._filled = 0
@@ -594,6 +656,9 @@ class GuideState:
         # the energy feedback's target speed (m/s; 0: none), set by the generator before each token
         # (``GuidanceConfig.energy_speed``), not part of :meth:`state`
         self.energy_speed = 0.0
+        # the speed ceiling of the performer's genre (m/s; 0: none; ``GuidanceConfig.text_speed_ceilings``), set by the
+        # generator before each token, not part of :meth:`state`
+        self.speed_ceiling = 0.0
 
     @property
     def stage_on(self) -> bool:
@@ -850,7 +915,25 @@ class BeatGuide:
                     out[i] += w * sign * (v - v.mean()) / sd
             if self.cfg.floor_on(targets[i]):
                 out[i] -= self.floor_penalty(st, vals[:, ATTRIBUTE_COLUMNS["speed"]])
+            if st.speed_ceiling > 0 and self.cfg.ceiling_for(targets[i]) and (g := self.ceiling_gap(st)) > 0:
+                v = vals[:, ATTRIBUTE_COLUMNS["speed"]]
+                sd = float(v.std())
+                if sd > 1e-9:  # over the genre's ceiling: the calmer draws
+                    out[i] -= self.cfg.text_ceiling_weight * g * (v - v.mean()) / sd
         return out
+
+    def ceiling_gap(self, state: GuideState) -> float:
+        """The share (0..1) of the speed ceiling's weight (``GuidanceConfig.text_speed_ceilings``): how far the mean
+        root-relative joint speed of the performer's last ``text_target_frames`` committed frames is over its
+        ceiling, over ``text_ceiling_band`` of the ceiling (0 before two frames are committed)."""
+        up, down = state.target_window
+        if len(up) < 2 or state.speed_ceiling <= 0:
+            return 0.0
+        pos = np.asarray(self._positions(up, down), np.float64)
+        pos[..., [0, 2]] -= pos[:, :1, [0, 2]]
+        v = float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean() * _FPS)
+        c = state.speed_ceiling
+        return float(np.clip((v - c) / (self.cfg.text_ceiling_band * c), 0.0, 1.0))
 
     def stage_scores(self, states: list[GuideState], pos: np.ndarray, hists: list[np.ndarray | None],
                      cand_down: np.ndarray) -> np.ndarray:

@@ -1388,6 +1388,7 @@ class DanceGenerator:
                 g_ = p.controls.genre
                 p.guide.energy_speed = self.guidance.energy_speed(
                     p.controls.energy, GENRES[g_] if 0 <= g_ < len(GENRES) else None)
+                p.guide.speed_ceiling = self.guidance.speed_ceiling(GENRES[g_] if 0 <= g_ < len(GENRES) else None)
                 if tg:
                     targets[i] = tg
                 # a text attribute (or the stage term, while the performer is out on the stage) steers every token,

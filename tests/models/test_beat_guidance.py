@@ -837,3 +837,52 @@ def test_a_side_target_steers_a_dance_short_of_it_and_leaves_one_past_it_alone()
                 {"travel:high": 0.5}, {"travel:high": [0.5, True]}):
         with pytest.raises(ValueError, match="text_side_targets"):
             GuidanceConfig.from_card({"candidates": 8, "text_side_targets": bad})
+
+
+def test_the_speed_ceiling_takes_the_calmer_draw_while_a_texted_dance_runs_over_its_genre_s_ceiling() -> None:
+    """``text_speed_ceilings`` {"modern": 0.5} (session 14): a modern dance under "arms high" whose last committed
+    frames move faster than 0.5 m/s takes the calmer of two draws that its text does not tell apart (the
+    likelier one is the faster); within its ceiling, without the key, or in a genre the key does not name, the
+    likelier draw as before. Texts that ask for speed themselves, no text, and texts that ``text_ceiling_attributes``
+    does not name (when it names some) are left alone; bad keys are refused."""
+    card = {"candidates": 2, "text_weight": 5.0, "text_logp": 1.0}
+    old = GuidanceConfig.from_card(card)
+    cfg = GuidanceConfig.from_card({**card, "text_speed_ceilings": {"modern": 0.5}, "text_ceiling_weight": 4.0,
+                                    "text_ceiling_band": 0.2})
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and "text_speed_ceilings" not in old.to_card()
+    assert cfg.speed_ceiling("modern") == 0.5 and cfg.speed_ceiling("salsa") == 0.0 and old.speed_ceiling("modern") == 0
+    arms = steer_targets({"arm": "high"})
+    assert cfg.ceiling_for(arms) and not cfg.ceiling_for(())
+    assert not cfg.ceiling_for(steer_targets({"speed": "high", "arm": "high"}))
+    cand = [_turning(0.2), _turning(0.02)]  # mean root-relative joint speed ~0.94 and ~0.09 m/s
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([0.0, -2.0])  # the faster draw is the likelier
+    picks = {}
+    for name, c in (("old", old), ("new", cfg)):
+        guide = BeatGuide(c)
+        for genre in ("modern", "salsa"):
+            for rate in (0.05, 0.2):  # committed frames at ~0.24 m/s (within) and ~0.94 m/s (over)
+                state = guide.new_state(UPPER_DIM, LOWER_DIM)
+                state.commit(*_turning(rate, 60))
+                state.speed_ceiling = c.speed_ceiling(genre)
+                picks[name, genre, rate] = guide.choose(state, [], cu, cd, logp, targets=arms)
+                if name == "new" and genre == "modern":
+                    assert guide.ceiling_gap(state) == (0.0 if rate == 0.05 else 1.0)
+    assert picks == {("old", "modern", 0.05): 0, ("old", "modern", 0.2): 0, ("old", "salsa", 0.05): 0,
+                     ("old", "salsa", 0.2): 0, ("new", "modern", 0.05): 0, ("new", "modern", 0.2): 1,
+                     ("new", "salsa", 0.05): 0, ("new", "salsa", 0.2): 0}
+    named = GuidanceConfig.from_card({**cfg.to_card(), "text_ceiling_attributes": ["travel", "turn:high"]})
+    assert GuidanceConfig.from_card(named.to_card()) == named
+    assert named.ceiling_for(steer_targets({"travel": "low"})) and named.ceiling_for(steer_targets({"turn": "high"}))
+    assert not named.ceiling_for(arms) and not named.ceiling_for(steer_targets({"turn": "low"}))
+    state = BeatGuide(named).new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_turning(0.2, 60))
+    state.speed_ceiling = 0.5
+    assert BeatGuide(named).choose(state, [], cu, cd, logp, targets=arms) == 0  # a text it does not name: as before
+    for bad in ({"text_speed_ceilings": {"modern": 0.0}}, {"text_speed_ceilings": {"modern": True}},
+                {"text_speed_ceilings": {"modern": 0.5}, "text_ceiling_attributes": ["hands"]},
+                {"text_speed_ceilings": [0.5]}, {"text_ceiling_weight": -1.0},
+                {"text_speed_ceilings": {"modern": 0.5}, "text_ceiling_band": 0.0}):
+        with pytest.raises(ValueError, match=r"text_(speed_ceilings|ceiling)"):
+            GuidanceConfig.from_card({"candidates": 8, **bad})

@@ -514,3 +514,18 @@ def test_the_step_frames_are_the_vectors_conversion_to_the_bit() -> None:
             motion = vectors_to_motion(upper, lower, gen.skeleton, start_xz=starts[sf.pid])
             assert np.array_equal(sf.root, motion.root_pos.astype(np.float32))
             assert np.array_equal(sf.quat, R.matrix_to_quat(motion.rot).astype(np.float32))
+
+
+def test_the_generator_gives_each_performer_its_genre_s_speed_ceiling() -> None:
+    """``text_speed_ceilings`` (session 14): before each token the generator sets every guided performer's speed
+    ceiling from its genre (the key's "*" for a genre it does not name); without the key it stays 0 (off)."""
+    from engine.models.conditioning import GENRES
+
+    gen = _energy_gen(2.0, 0.5, text_speed_ceilings=(("salsa", 0.3), ("*", 0.7)), text_ceiling_weight=1.0)
+    _tokens(gen, 2)
+    for pid in (0, 1):
+        want = 0.3 if GENRES[gen.get(pid).controls.genre] == "salsa" else 0.7
+        assert gen.get(pid).guide.speed_ceiling == pytest.approx(want)
+    plain = _energy_gen(2.0, 0.5)
+    _tokens(plain, 2)
+    assert plain.get(0).guide.speed_ceiling == 0.0
