@@ -117,8 +117,9 @@ class GuidanceConfig:
             floor" and "spinning" flung their hands (hand acceleration 5.5 and 5.2 sd of the FID reference over its
             mean, against 2.9 without text and 1.4 for the real modern takes; mean speed 0.77 and 0.89 against 0.59
             m/s without text), and those dances alone put the travel and turning pairs over the FID bar (their
-            uncontrolled dances in their place: within). The shipped card caps modern dances under a travel text
-            ("stay in place" too: it also ran faster than without text) and "spinning" at 0.6 m/s.
+            uncontrolled dances in their place: within). The shipped card caps modern "travel across the floor" and
+            "spinning" at 0.6 m/s; capping "stay in place" too met travel on every set but froze one more 2 s window
+            of 144 on seeds 3000-3023, past the eval's stall margin (``docs/models.md``, session 14).
         text_ceiling_weight: the ceiling's weight (0: off).
         text_ceiling_attributes: the texts the ceiling steers, as ``text_floor_attributes`` names them ("travel:high":
             texts asking for more travel; empty: every text with no speed or energy target).
