@@ -930,9 +930,7 @@ class BeatGuide:
         up, down = state.target_window
         if len(up) < 2 or state.speed_ceiling <= 0:
             return 0.0
-        pos = np.asarray(self._positions(up, down), np.float64)
-        pos[..., [0, 2]] -= pos[:, :1, [0, 2]]
-        v = float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean() * _FPS)
+        v = self.window_speed(up, down)
         c = state.speed_ceiling
         return float(np.clip((v - c) / (self.cfg.text_ceiling_band * c), 0.0, 1.0))
 
@@ -1009,6 +1007,11 @@ class BeatGuide:
         up, down = state.floor_frames
         if len(up) < 2:
             return None
+        return self.window_speed(up, down)
+
+    def window_speed(self, up: np.ndarray, down: np.ndarray) -> float:
+        """Mean root-relative joint speed (m/s) of committed frames (model vectors ``up`` / ``down``, at least 2):
+        the speed floor's, the energy feedback's and the speed ceiling's measure."""
         pos = np.asarray(self._positions(up, down), np.float64)
         pos[..., [0, 2]] -= pos[:, :1, [0, 2]]
         return float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean() * _FPS)
@@ -1020,9 +1023,7 @@ class BeatGuide:
         up, down = state.energy_window
         if len(up) < 2 or state.energy_speed <= 0:
             return 0.0
-        pos = np.asarray(self._positions(up, down), np.float64)
-        pos[..., [0, 2]] -= pos[:, :1, [0, 2]]
-        v = float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean() * _FPS)
+        v = self.window_speed(up, down)
         t = state.energy_speed
         return float(np.clip((t - v) / (self.cfg.energy_band * t), -1.0, 1.0))
 
