@@ -118,9 +118,9 @@ from engine.frames import PoseFrame
 from engine.runtime.beat_pulse import BeatPulse
 from streams.link import LinkPublisher, wrap_half
 
-# the session starts at the frames' tempo: a publish that changes the tempo and forces the beat at once lost the
-# force now and then beside busy loops (the session kept its old timeline; 4 of 44 runs; the next publish corrects
-# it in the engine; docs/streams.md), and this checks the phase, not that
+# the session starts at the frames' tempo: a first publish that changed the tempo and forced the beat at once lost
+# the force now and then beside busy loops (the session kept its old timeline; 4 of 44 runs; the next publish
+# corrects it in the engine; docs/streams.md), and this checks the phase, not that
 link = LinkPublisher(bpm=100.0)
 
 
