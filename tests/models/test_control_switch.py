@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -329,6 +330,18 @@ def _switched_frames(switch_decoder: bool, ease: int, switch_at: int | None, n: 
     return gen, out
 
 
+def _same_without_a_switch_and_exact_after_rewinds(eased: list[list[np.ndarray]], **opts: Any) -> None:
+    """With the ease options ``opts`` (6 frames): no switch changes nothing (the generator's frames as without the
+    options), and rewinds across the switch at token 5 remake ``eased`` (the switched dance) exactly."""
+    _, same = _switched_frames(True, 6, None, **opts)
+    _, base = _switched_frames(False, 0, None)
+    for x, y in zip(same[0] + same[1], base[0] + base[1], strict=True):
+        np.testing.assert_array_equal(x, y)
+    _, again = _switched_frames(True, 6, 5, rewinds=((7, 1), (9, 4)), **opts)
+    for x, y in zip(again[0] + again[1], eased[0] + eased[1], strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+
+
 def test_a_genre_switch_can_restart_the_decoder_and_ease_the_output() -> None:
     """``switch_decoder``: the switched performer's first token after the switch decodes from an empty decoder
     history (as the first token of a dance); the other performer and every frame before the switch are untouched;
@@ -380,13 +393,7 @@ def test_the_offset_ease_moves_the_new_frames_by_the_fading_seam_offset() -> Non
         np.testing.assert_allclose(eased[0][3 * tok + 2][row, 3:57],
                                    restarted[0][3 * tok + 2][row, 3:57] + (1 - w) * off_down[3:57], atol=1e-5)
     assert gen.get(0).seam is None
-    _, same = _switched_frames(True, 6, None, shape="offset")
-    _, base = _switched_frames(False, 0, None)
-    for x, y in zip(same[0] + same[1], base[0] + base[1], strict=True):
-        np.testing.assert_array_equal(x, y)
-    _, again = _switched_frames(True, 6, 5, rewinds=((7, 1), (9, 4)), shape="offset")
-    for x, y in zip(again[0] + again[1], eased[0] + eased[1], strict=True):
-        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+    _same_without_a_switch_and_exact_after_rewinds(eased, shape="offset")
     with pytest.raises(ValueError, match="switch_ease_shape"):
         _switched_frames(True, 6, 5, shape="snap")
 
@@ -467,13 +474,7 @@ def test_the_turn_ease_turns_the_new_frames_by_the_fading_seam_rotation() -> Non
                                    R.axis_angle_to_matrix((1 - w) * R.matrix_to_axis_angle(rel)), atol=1e-4)
         np.testing.assert_allclose(down[1], down_r[1] + (1 - w) * (last_down[1] - first_down[1]), atol=1e-5)  # height
     assert gen.get(0).seam is None
-    _, same = _switched_frames(True, 6, None, shape="turn")
-    _, base = _switched_frames(False, 0, None)
-    for x, y in zip(same[0] + same[1], base[0] + base[1], strict=True):
-        np.testing.assert_array_equal(x, y)
-    _, again = _switched_frames(True, 6, 5, rewinds=((7, 1), (9, 4)), shape="turn")
-    for x, y in zip(again[0] + again[1], eased[0] + eased[1], strict=True):
-        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+    _same_without_a_switch_and_exact_after_rewinds(eased, shape="turn")
 
 
 def _rot(d6: np.ndarray) -> np.ndarray:
@@ -516,13 +517,7 @@ def test_snapped_joints_take_the_new_rotation_at_once_and_their_child_keeps_the_
         else:  # after it: the decoder's own frames, as without the snap
             np.testing.assert_allclose(up, up_e, atol=1e-6)
     assert gen.get(0).seam is None
-    _, same = _switched_frames(True, 6, None, shape=shape, snap=snap)
-    _, base = _switched_frames(False, 0, None)
-    for x, y in zip(same[0] + same[1], base[0] + base[1], strict=True):
-        np.testing.assert_array_equal(x, y)
-    _, again = _switched_frames(True, 6, 5, rewinds=((7, 1), (9, 4)), shape=shape, snap=snap)
-    for x, y in zip(again[0] + again[1], snapped[0] + snapped[1], strict=True):
-        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+    _same_without_a_switch_and_exact_after_rewinds(snapped, shape=shape, snap=snap)
     with pytest.raises(ValueError, match="switch_snap"):
         _switched_frames(True, 6, 5, shape=shape, snap=("chest",))  # two children among the model joints
 
