@@ -898,13 +898,15 @@ class BeatGuide:
                 continue
             vals = self.attribute_values(st, pos[i], hists[i], cand_down[i])
             done: np.ndarray | None = None
+            win: np.ndarray | None = None  # the committed window's joint positions, computed once for the two below
             for col, sign in targets[i]:
                 # the energy term keeps its share of the stage term's weight while that steers (``energy_stage``)
                 w = (self.cfg.energy_weight_at(st.stage_strength, st.facing_strength) if col == ENERGY_COLUMN
                      else self.cfg.text_side_weight(col, sign))
                 if (tb := self.cfg.side_target(col, sign)) is not None:  # a side with a target: steered while short
                     if done is None:
-                        done = self.committed_attributes(st)
+                        win = self._window_positions(st)
+                        done = self.committed_attributes(st, win)
                     w *= self.target_gap(tb, sign, None if done is None else float(done[col]))
                 if col == ENERGY_COLUMN and st.energy_speed > 0:  # the feedback: toward the level's target speed
                     sign = self.energy_direction(st)
@@ -916,21 +918,23 @@ class BeatGuide:
                     out[i] += w * sign * (v - v.mean()) / sd
             if self.cfg.floor_on(targets[i]):
                 out[i] -= self.floor_penalty(st, vals[:, ATTRIBUTE_COLUMNS["speed"]])
-            if st.speed_ceiling > 0 and self.cfg.ceiling_for(targets[i]) and (g := self.ceiling_gap(st)) > 0:
+            if (st.speed_ceiling > 0 and self.cfg.ceiling_for(targets[i])
+                    and (g := self.ceiling_gap(st, win)) > 0):
                 v = vals[:, ATTRIBUTE_COLUMNS["speed"]]
                 sd = float(v.std())
                 if sd > 1e-9:  # over the genre's ceiling: the calmer draws
                     out[i] -= self.cfg.text_ceiling_weight * g * (v - v.mean()) / sd
         return out
 
-    def ceiling_gap(self, state: GuideState) -> float:
+    def ceiling_gap(self, state: GuideState, win: np.ndarray | None = None) -> float:
         """The share (0..1) of the speed ceiling's weight (``GuidanceConfig.text_speed_ceilings``): how far the mean
         root-relative joint speed of the performer's last ``text_target_frames`` committed frames is over its
-        ceiling, over ``text_ceiling_band`` of the ceiling (0 before two frames are committed)."""
+        ceiling, over ``text_ceiling_band`` of the ceiling (0 before two frames are committed). ``win``: those
+        frames' joint positions (:meth:`_window_positions`) when already computed."""
         up, down = state.target_window
         if len(up) < 2 or state.speed_ceiling <= 0:
             return 0.0
-        v = self.window_speed(up, down)
+        v = self.window_speed(up, down, win)
         c = state.speed_ceiling
         return float(np.clip((v - c) / (self.cfg.text_ceiling_band * c), 0.0, 1.0))
 
@@ -967,15 +971,18 @@ class BeatGuide:
                 out[i] += self.cfg.stage_weight * st.stage_strength * (home - home.mean()) / sd
         return out
 
-    def committed_attributes(self, state: GuideState) -> np.ndarray | None:
+    def committed_attributes(self, state: GuideState, win: np.ndarray | None = None) -> np.ndarray | None:
         """The caption attributes [5] (speed, turn, travel, arm, steps; as :meth:`attribute_values` measures them,
         the root foot-locked when the generator locks it) of the performer's last ``text_target_frames`` committed
-        frames (None: fewer than 2)."""
+        frames (None: fewer than 2). ``win``: those frames' joint positions (:meth:`_window_positions`) when already
+        computed."""
         up, down = state.target_window
         if len(up) < 2:
             return None
+        if win is None:
+            win = self._positions(up, down)
         low = np.asarray(down, np.float64)[None]
-        world = self._travelled(np.array(self._positions(up, down), np.float64)[None], low)  # [1, n, K, 3]
+        world = self._travelled(np.array(win, np.float64)[None], low)  # [1, n, K, 3]
         return per_frame_measures(world, low, _FPS)[0].mean(axis=0)
 
     def _travelled(self, world: np.ndarray, down: np.ndarray) -> np.ndarray:
@@ -1009,10 +1016,16 @@ class BeatGuide:
             return None
         return self.window_speed(up, down)
 
-    def window_speed(self, up: np.ndarray, down: np.ndarray) -> float:
-        """Mean root-relative joint speed (m/s) of committed frames (model vectors ``up`` / ``down``, at least 2):
-        the speed floor's, the energy feedback's and the speed ceiling's measure."""
-        pos = np.asarray(self._positions(up, down), np.float64)
+    def _window_positions(self, state: GuideState) -> np.ndarray | None:
+        """Joint positions of the performer's last ``text_target_frames`` committed frames (None: fewer than 2)."""
+        up, down = state.target_window
+        return self._positions(up, down) if len(up) >= 2 else None
+
+    def window_speed(self, up: np.ndarray, down: np.ndarray, pos: np.ndarray | None = None) -> float:
+        """Mean root-relative joint speed (m/s) of committed frames (model vectors ``up`` / ``down``, at least 2;
+        ``pos``: their joint positions when already computed): the speed floor's, the energy feedback's and the
+        speed ceiling's measure."""
+        pos = np.array(self._positions(up, down) if pos is None else pos, np.float64)
         pos[..., [0, 2]] -= pos[:, :1, [0, 2]]
         return float(np.linalg.norm(np.diff(pos, axis=0), axis=-1).mean() * _FPS)
 
