@@ -89,6 +89,13 @@ class DanceModel:
         return None if s is None else float(s)
 
     @property
+    def text_guidance_attributes(self) -> dict[str, float]:
+        """Text guidance scales of texts naming only some attributes (``sampling.text_guidance_attributes``,
+        {"arm": 3.0}; absent: none; :meth:`engine.models.gpt_dancer.DanceGenerator.text_scale_of`)."""
+        block = self.card.get("sampling", {}).get("text_guidance_attributes") or {}
+        return {str(k): float(v) for k, v in block.items() if k != "note"}
+
+    @property
     def text_prompts(self) -> str:
         """How the GPT reads a text control (``sampling.text_prompts``): "attributes" (a sentence is matched to the
         measured-caption attributes first, :mod:`engine.models.text_prompts`) or "sentence" (its own embedding).

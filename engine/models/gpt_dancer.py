@@ -20,6 +20,7 @@ import torch
 
 from engine.frames import MODEL_FPS
 from engine.models.beat_guidance import (
+    ATTRIBUTE_COLUMNS,
     OFF,
     BeatGuide,
     GuidanceConfig,
@@ -139,17 +140,21 @@ def text_classes_for(text_prompts: str) -> Callable[[np.ndarray], Mapping[str, s
     return _default_classes if text_prompts == "attributes" else None
 
 
-def cache_rows(performers: int, genre_guidance: float | None = None, text_guidance: float | None = None) -> int:
+def cache_rows(performers: int, genre_guidance: float | None = None, text_guidance: float | None = None,
+               attribute_text_scales: bool = False) -> int:
     """Backend cache rows ``performers`` need: two each under genre guidance (conditional + unconditional),
-    three with a separate text guidance scale (+ the genre-only row)."""
-    return performers * rows_per_performer(genre_guidance, text_guidance)
+    three with a separate text guidance scale, for every text or for some attributes' texts
+    (``attribute_text_scales``; + the genre-only row)."""
+    return performers * rows_per_performer(genre_guidance, text_guidance, attribute_text_scales)
 
 
-def rows_per_performer(genre_guidance: float | None, text_guidance: float | None) -> int:
-    """1 (no guidance), 2 (genre guidance) or 3 (genre guidance with a separate text scale)."""
+def rows_per_performer(genre_guidance: float | None, text_guidance: float | None,
+                       attribute_text_scales: bool = False) -> int:
+    """1 (no guidance), 2 (genre guidance) or 3 (genre guidance with a separate text scale, for every text or for
+    some attributes' texts)."""
     if genre_guidance_scale(genre_guidance) is None:
         return 1
-    return 2 if text_guidance is None else 3
+    return 2 if text_guidance is None and not attribute_text_scales else 3
 
 
 def snap_joints(eased: np.ndarray, raw: np.ndarray, pairs: Sequence[tuple[slice, slice]]) -> np.ndarray:
@@ -576,7 +581,8 @@ class DanceGenerator:
                  switch_snap: Sequence[str] = (),
                  switch_primer_match: tuple[int, float] = (1, 1.0),
                  text_baseline: np.ndarray | Callable[[], np.ndarray] | None = None,
-                 text_classes: Callable[[np.ndarray], Mapping[str, str]] | None = None) -> None:
+                 text_classes: Callable[[np.ndarray], Mapping[str, str]] | None = None,
+                 text_guidance_attributes: Mapping[str, float] | None = None) -> None:
         self.text_baseline = text_baseline
         if text_classes is None:
             text_classes = text_classes_for(text_prompts)
@@ -638,6 +644,16 @@ class DanceGenerator:
         if text_guidance is not None and not (math.isfinite(text_guidance) and text_guidance >= 0):
             raise ValueError(f"text guidance must be a finite number >= 0, got {text_guidance!r}")
         self.text_guidance = None if self.genre_guidance is None else text_guidance
+        tga = dict(text_guidance_attributes or {})
+        for name, sc in tga.items():
+            if name not in ATTRIBUTE_COLUMNS or not (math.isfinite(sc) and sc >= 0):
+                raise ValueError(f"text_guidance_attributes takes attribute names of {sorted(ATTRIBUTE_COLUMNS)} "
+                                 f"with a scale >= 0, got {name!r}: {sc!r}")
+        # the text scale of texts naming only these attributes (``text_scale_of``); needs genre guidance
+        self.text_guidance_attributes = {} if self.genre_guidance is None else {k: float(v) for k, v in tga.items()}
+        self._named: dict[bytes, frozenset[str]] = {}  # the attributes each text embedding names, cached
+        self._named_classes = (None if not self.text_guidance_attributes
+                               else text_classes if text_classes is not None else text_classes_for(text_prompts))
         self.rewrite_on_control = rewrite_on_control
         self.rewrites = 0  # histories rewritten after a control switch (statistics)
         # Unconditional-row history rewrites a window restart left for the step's one forward (performer, up [T],
@@ -660,7 +676,7 @@ class DanceGenerator:
         self.n_joints = self.skeleton.num_joints
         self.model_idx = model_joint_indices(self.skeleton)
         self.ctx = max(16, self.max_repeat)  # recent tokens kept per performer
-        rows = rows_per_performer(self.genre_guidance, self.text_guidance)
+        rows = rows_per_performer(self.genre_guidance, self.text_guidance, bool(self.text_guidance_attributes))
         self.capacity = backend.capacity // rows  # performers
         if self.capacity < 1:
             raise ValueError(f"guidance needs {rows} cache rows per performer; the backend has {backend.capacity}")
@@ -690,7 +706,8 @@ class DanceGenerator:
             raise RuntimeError(f"generator is full: capacity {self.capacity} performers")
         state = self.backend.new_state()
         uncond = None if self.genre_guidance is None else self.backend.new_state()  # the row after ``state``
-        textless = None if self.text_guidance is None else self.backend.new_state()
+        textless = (None if self.text_guidance is None and not self.text_guidance_attributes
+                    else self.backend.new_state())
         slot = self._free_slots.pop(0)
         self.decoder.reset(slot)
         self.snapshots.forget(slot)
@@ -1282,7 +1299,7 @@ class DanceGenerator:
                 p.boost_until = p.state.pos + self.switch_boost[1]
                 p.boost_factor = self.switch_boost[0]
         if p.textless is not None:
-            if p.controls.text is None:
+            if self.text_scale_of(p) is None:  # no text, or one that shares the genre's scale
                 p.textless_live = False
             elif changed or not p.textless_live:  # (re)started, or its genre/energy may have changed
                 self._sync_textless(p)
@@ -1334,15 +1351,19 @@ class DanceGenerator:
             scale_t = torch.tensor([[scale * (p.boost_factor if p.state.pos < p.boost_until else 1.0)] for p in ps])
         res = self.backend.step(states, cond2, genre2, text2)
         c_t = torch.from_numpy(c_idx)
+        ts = [self.text_scale_of(ps[i]) for i in live]
+        assert all(t is not None for t in ts)
+        # one scale for every live row (``text_guidance``) as before; per row when some attribute has its own
+        text_scales: float | torch.Tensor = (ts[0] if len(set(ts)) == 1 else  # type: ignore[assignment]
+                                             torch.tensor([[t] for t in ts], dtype=torch.float32)) if ts else 0.0
         out = []
         for logits in (res.logits_up, res.logits_down):
             lc, lu = logits[c_t], logits[c_t + 1]
             g = guide_logits(lc, lu, scale_t)
             if live:
-                assert self.text_guidance is not None
                 rows = torch.tensor(live)
                 sr = scale_t if isinstance(scale_t, float) else scale_t[rows]
-                g[rows] = guide_text_logits(lc[rows], lu[rows], logits[torch.tensor(ti)], sr, self.text_guidance)
+                g[rows] = guide_text_logits(lc[rows], lu[rows], logits[torch.tensor(ti)], sr, text_scales)
             out.append(g)
         return out[0], out[1]
 
@@ -1460,6 +1481,26 @@ class DanceGenerator:
                                    torch.from_numpy(won_up), torch.from_numpy(won_down))
         self.guided_tokens += len(todo)
         return out
+
+    def text_scale_of(self, p: Performer) -> float | None:
+        """The guidance scale of the performer's text in the three-row guidance (:func:`engine.models.sampling.
+        guide_text_logits`), None when its text shares the genre's scale (two rows) or it has none: a text whose
+        every named attribute (class "low" or "high", as the text term reads it) has a scale in
+        ``text_guidance_attributes`` takes the least of theirs; any other text ``text_guidance``."""
+        text = p.controls.text
+        if text is None:
+            return None
+        if self._named_classes is not None:
+            key = np.asarray(text, np.float32).tobytes()
+            named = self._named.get(key)
+            if named is None:
+                if len(self._named) >= 256:
+                    self._named.clear()
+                classes = self._named_classes(np.asarray(text, np.float32))
+                named = self._named[key] = frozenset(a for a, c in classes.items() if c in ("low", "high"))
+            if named and named <= self.text_guidance_attributes.keys():
+                return min(self.text_guidance_attributes[a] for a in named)
+        return self.text_guidance
 
     def _steer_targets(self, p: Performer) -> tuple[tuple[int, float], ...]:
         """The text attribute targets of a performer's text (:func:`engine.models.beat_guidance.steer_targets`;

@@ -150,7 +150,7 @@ def guide_logits(cond: Tensor, uncond: Tensor, scale: float | Tensor) -> Tensor:
 
 
 def guide_text_logits(cond: Tensor, uncond: Tensor, genre_only: Tensor, genre_scale: float | Tensor,
-                      text_scale: float) -> Tensor:
+                      text_scale: float | Tensor) -> Tensor:
     """Guidance with a separate text scale: ``uncond + s_g * (genre_only - uncond) + s_t * (cond - genre_only)``.
 
     ``genre_only`` are the logits of the same step with the genre (and energy) but no text; the GPT was

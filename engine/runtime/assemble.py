@@ -185,7 +185,8 @@ def gpt_generator(spec: ModelSpec, capacity: int, couple: bool = False) -> tuple
         dm = load_dance_model(model_dir)
         genre_guidance = dm.genre_guidance if spec.genre_guidance is None else spec.genre_guidance
         text_guidance = dm.text_guidance if spec.text_guidance is None else spec.text_guidance
-        be = create_backend(spec.backend, dm.gpt, capacity=cache_rows(capacity, genre_guidance, text_guidance),
+        be = create_backend(spec.backend, dm.gpt, capacity=cache_rows(capacity, genre_guidance, text_guidance,
+                                                                  bool(dm.text_guidance_attributes)),
                             threads=max(1, spec.threads))
     except (ValueError, BackendUnavailable, FileNotFoundError, OSError) as exc:
         raise AssemblyError(f"{exc}" if "model" in str(exc) else f"{model_dir}: {exc}") from None
@@ -208,7 +209,8 @@ def gpt_generator(spec: ModelSpec, capacity: int, couple: bool = False) -> tuple
         gen = DanceGenerator(be, dm.vq, seed=spec.seed, foot_lock=dm.foot_lock,
                              decoder_runner=create_decoder_runner(spec.decode), guidance=guidance,
                              max_repeat=max_repeat, genre_guidance=genre_guidance, text_guidance=text_guidance,
-                             text_prompts=text_prompts, **dm.generator_options(couple),
+                             text_prompts=text_prompts, text_guidance_attributes=dm.text_guidance_attributes,
+                             **dm.generator_options(couple),
                              text_baseline=phrase_baseline if dm.text_baseline == "phrases" else None)
     except (ValueError, RuntimeError, ImportError) as exc:
         raise AssemblyError(f"decoder {spec.decode}: {exc}") from None

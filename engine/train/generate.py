@@ -90,10 +90,12 @@ def sample_dance(
     k = model.top_k if top_k is None else top_k
     gg = model.genre_guidance if genre_guidance is None else genre_guidance
     tg = model.text_guidance
-    gen = DanceGenerator(TorchBackend(model.gpt, capacity=cache_rows(1, gg, tg), device="cpu"), model.vq, seed=seed,
+    rows = cache_rows(1, gg, tg, bool(model.text_guidance_attributes))
+    gen = DanceGenerator(TorchBackend(model.gpt, capacity=rows, device="cpu"), model.vq, seed=seed,
                          foot_lock=model.foot_lock, guidance=model.beat_guidance if guidance is None else guidance,
                          max_repeat=model.max_repeat if max_repeat is None else max_repeat, genre_guidance=gg,
                          text_guidance=tg, **model.generator_options(), text_prompts=model.text_prompts,
+                         text_guidance_attributes=model.text_guidance_attributes,
                          text_baseline=phrase_baseline if model.text_baseline == "phrases" else None)  # as live
     gen.keep_rewinds(0)  # nothing rewinds an offline render: keep no state for it
     p = gen.get(gen.add_performer(Controls(genre=genre, text=text, temperature=temp, top_k=k or 0)))

@@ -118,6 +118,53 @@ def test_text_guidance_row_follows_the_text(monkeypatch: pytest.MonkeyPatch) -> 
     assert gen.get(pid).textless_live
 
 
+def test_a_text_naming_only_attributes_with_their_own_text_scale_is_guided_at_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``text_guidance_attributes`` (session 15, arms): a performer whose text names only attributes listed there
+    ("arms high") draws as under a separate text scale of theirs (the three-row guidance, its genre-only row stepped
+    while it has that text); a text naming another attribute too ("arms low, travel") keeps the genre's scale on
+    two rows, as a generator without the key draws it."""
+    gpt, vq = _gpt_vq()
+    cond = _cond(12)
+    rng = np.random.default_rng(1)
+    arms, mixed = (rng.normal(size=TEXT_DIM).astype(np.float32) for _ in range(2))
+    arms[0], mixed[0] = 1.0, -1.0
+
+    def classes(e: np.ndarray) -> dict[str, str]:
+        return {"arm": "high", "speed": "mid"} if e[0] > 0 else {"arm": "low", "travel": "high"}
+
+    assert cache_rows(2, 3.0, None, True) == 6 and cache_rows(2, 1.0, None, True) == 2
+    per = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 3.0, None, True), device="cpu"), vq, seed=4,
+                         genre_guidance=3.0, text_guidance_attributes={"arm": 0.5, "turn": 2.0}, text_classes=classes)
+    own = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 3.0, 0.5), device="cpu"), vq, seed=4,
+                         genre_guidance=3.0, text_guidance=0.5)
+    two = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(2, 3.0), device="cpu"), vq, seed=4, genre_guidance=3.0)
+    seen = _recording(monkeypatch)
+    logs: list[list[torch.Tensor]] = []
+    for g in (per, own, two):
+        seen.clear()
+        pids = [g.add_performer(Controls(genre=1)), g.add_performer(Controls(genre=2))]
+        for t, row in enumerate(cond[:10]):
+            if t == 3:
+                g.controls(pids[0]).text = arms
+                g.controls(pids[1]).text = mixed
+            if t == 6:
+                g.rewind(pids[0], 2)
+            g.step(row)
+        logs.append(list(seen))
+    assert per.text_scale_of(per.get(0)) == 0.5 and per.text_scale_of(per.get(1)) is None
+    assert per.get(0).textless_live and not per.get(1).textless_live
+    steered = 0
+    for x, y, z in zip(*logs, strict=True):
+        torch.testing.assert_close(x[0], y[0], atol=1e-5, rtol=1e-5)  # "arms high": its own scale
+        torch.testing.assert_close(x[1], z[1], atol=1e-5, rtol=1e-5)  # "arms low, travel": the genre's
+        steered += not torch.allclose(x[0], z[0], atol=1e-3)
+    assert steered > 0  # the scale differs from the genre's: the draw does
+    with pytest.raises(ValueError, match="text_guidance_attributes"):
+        DanceGenerator(TorchBackend(gpt, capacity=6, device="cpu"), vq, genre_guidance=3.0,
+                       text_guidance_attributes={"arms": 1.0})
+
+
 def test_energy_share_reaches_the_unconditional_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """energy_share s: the unconditional row carries s x the energy entries (share 1: energy unguided)."""
     import json
