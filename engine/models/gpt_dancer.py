@@ -1351,10 +1351,10 @@ class DanceGenerator:
             scale_t = torch.tensor([[scale * (p.boost_factor if p.state.pos < p.boost_until else 1.0)] for p in ps])
         res = self.backend.step(states, cond2, genre2, text2)
         c_t = torch.from_numpy(c_idx)
-        ts = [self.text_scale_of(ps[i]) for i in live]
-        assert all(t is not None for t in ts)
+        ts = [float(t) for i in live if (t := self.text_scale_of(ps[i])) is not None]
+        assert len(ts) == len(live)  # a live genre-only row belongs to a text with its own scale (_note_controls)
         # one scale for every live row (``text_guidance``) as before; per row when some attribute has its own
-        text_scales: float | torch.Tensor = (ts[0] if len(set(ts)) == 1 else  # type: ignore[assignment]
+        text_scales: float | torch.Tensor = (ts[0] if len(set(ts)) <= 1 else
                                              torch.tensor([[t] for t in ts], dtype=torch.float32)) if ts else 0.0
         out = []
         for logits in (res.logits_up, res.logits_down):

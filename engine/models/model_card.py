@@ -86,8 +86,8 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
     if tga is not None and (not isinstance(tga, dict) or any(
             k != "note" and (k not in ATTRIBUTE_COLUMNS or not _number(v) or not 0.0 <= v <= GENRE_GUIDANCE_LIMIT)
             for k, v in tga.items())):
-        raise ValueError(f"{path}: sampling.text_guidance_attributes must map attribute names {list(ATTRIBUTE_COLUMNS)} to "
-                         f"numbers in [0, {GENRE_GUIDANCE_LIMIT:g}], got {tga!r}")
+        raise ValueError(f"{path}: sampling.text_guidance_attributes must map attribute names "
+                         f"{list(ATTRIBUTE_COLUMNS)} to numbers in [0, {GENRE_GUIDANCE_LIMIT:g}], got {tga!r}")
     sw = sampling.get("genre_switch")
     if sw is not None:
         if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context", "decoder", "ease", "ease_shape",
