@@ -75,7 +75,10 @@ def test_the_shipped_card_guides_an_arms_text_at_its_own_text_scale() -> None:
     from engine.runtime.assemble import default_model_dir
 
     scale = load_dance_model(default_model_dir()).text_guidance_attributes["arm"]
+    from engine.models.gpt_dancer import DanceGenerator
+
     m = build_model(ModelSpec(performers=4))
+    assert isinstance(m, DanceGenerator)
     embed = prompt_embedder(m.capabilities.text_prompts)
     texts = ["arms high", "reaching for the sky", "travel across the floor", None]
     for pid, t in zip(m.performer_ids(), texts, strict=True):
