@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,10 +76,7 @@ def test_the_shipped_card_guides_an_arms_text_at_its_own_text_scale() -> None:
     from engine.runtime.assemble import default_model_dir
 
     scale = load_dance_model(default_model_dir()).text_guidance_attributes["arm"]
-    from engine.models.gpt_dancer import DanceGenerator
-
-    m = build_model(ModelSpec(performers=4))
-    assert isinstance(m, DanceGenerator)
+    m: Any = build_model(ModelSpec(performers=4))  # a staged generator: the generator's own methods pass through
     embed = prompt_embedder(m.capabilities.text_prompts)
     texts = ["arms high", "reaching for the sky", "travel across the floor", None]
     for pid, t in zip(m.performer_ids(), texts, strict=True):
