@@ -85,6 +85,9 @@ class GuidanceConfig:
             card floors turning and the "low" side of arms and travel (``["turn", "arm:low", "travel:low"]``): "arms
             low" and "stay in place" stalled the dance without it (session 11), and floored "high" sides cost FID
             (session 10).
+        text_side_floors: per side of an attribute ("travel:low"), the speed floor (m/s, > 0) of texts asking for that
+            side, in place of ``text_floor`` (the floor still steers only the sides ``text_floor_attributes`` names,
+            with its weight and frames; a performer with several targets takes the highest).
         text_side_scales: per side of an attribute ("arm:high", "travel:low"), the scale of the text term's weight
             for texts asking for that side, in place of the attribute's ``text_attributes`` scale (the resampling
             rule stays the attribute's).
@@ -129,6 +132,13 @@ class GuidanceConfig:
             candidates by the part of the attribute their speed does not explain (:func:`speed_residual`), so asking
             for less of it does not pick the stiller draws, nor asking for more the livelier ones. The shipped card
             names arms and travel (session 11; turning not: "no turns" then danced 1.3x faster and left the bar).
+        text_speed_one_sided: sides of ``text_speed_neutral`` ("travel", "travel:low") whose residual is one-sided
+            (:func:`speed_residual` with the target's direction): only the candidates the plain attribute would favour
+            *for their speed* are corrected (for a "low" target the slower ones, for a "high" target the faster
+            ones); the others keep their plain attribute. The two-sided residual also credits the other side: for
+            "stay in place" a draw moving faster than the others travels "less than its speed predicts", so a
+            stronger "stay" picked the livelier draws (measured, session 15, modern on real music: text scale 4 ->
+            1.03 m/s and more travel, 0.55 against 0.50 m/s). The shipped card names travel (both sides).
         select: how a token steered by the beats alone (no text term for its performer) picks its candidate.
             ``"argmax"``: the highest ``log p + weight * hits`` (the score above). Among candidates already drawn
             from the GPT the ``log p`` term favours the likeliest, like a lower temperature: with a decoder that
@@ -216,6 +226,8 @@ class GuidanceConfig:
     text_ceiling_weight: float = 0.0
     text_ceiling_band: float = 0.25
     text_ceiling_attributes: tuple[str, ...] = ()
+    text_speed_one_sided: tuple[str, ...] = ()
+    text_side_floors: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.candidates < 0 or self.weight < 0 or self.back < 0 or self.sigma < 0 or self.history < 1
@@ -251,13 +263,13 @@ class GuidanceConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"beat guidance {name} must be a finite number >= 0, got {v!r}")
-        for key in ("text_floor_attributes", "text_speed_neutral", "text_ceiling_attributes"):
+        for key in ("text_floor_attributes", "text_speed_neutral", "text_ceiling_attributes", "text_speed_one_sided"):
             names = [n.split(":")[0] if n.count(":") == 1 and n.split(":")[1] in ("low", "high") else n
                      for n in getattr(self, key)]
             if names and not set(names) <= set(ATTRIBUTE_COLUMNS):
                 raise ValueError(f"beat guidance {key} must name some of {sorted(ATTRIBUTE_COLUMNS)} (a name may end "
                                  f"in :low or :high), got {list(getattr(self, key))!r}")
-        for field in ("text_side_scales", "text_side_logp"):
+        for field in ("text_side_scales", "text_side_logp", "text_side_floors"):
             for key, scale in getattr(self, field):
                 name, _, side = key.partition(":")
                 if (name not in ATTRIBUTE_COLUMNS or side not in ("low", "high")
@@ -283,6 +295,12 @@ class GuidanceConfig:
             raise ValueError(f"beat guidance text_target_frames must be >= 2, got {self.text_target_frames!r}")
         if any(n.split(":")[0] == "speed" for n in self.text_speed_neutral):
             raise ValueError("beat guidance text_speed_neutral cannot name speed (the attribute it is neutral to)")
+        if any(not f > 0 for _, f in self.text_side_floors):
+            raise ValueError(f"beat guidance text_side_floors must be speeds > 0 m/s, got "
+                             f"{dict(self.text_side_floors)!r}")
+        if not _sides(self.text_speed_one_sided) <= _sides(self.text_speed_neutral):
+            raise ValueError(f"beat guidance text_speed_one_sided must name sides of text_speed_neutral "
+                             f"{list(self.text_speed_neutral)!r}, got {list(self.text_speed_one_sided)!r}")
         for name, scale, resample in self.text_attributes:
             if name not in ATTRIBUTE_COLUMNS or not (math.isfinite(scale) and scale >= 0) or not isinstance(resample,
                                                                                                            bool):
@@ -367,6 +385,8 @@ class GuidanceConfig:
                    text_floor_frames=int(block.get("text_floor_frames", d.text_floor_frames)),
                    text_floor_attributes=_names(block.get("text_floor_attributes", []), "text_floor_attributes"),
                    text_speed_neutral=_names(block.get("text_speed_neutral", []), "text_speed_neutral"),
+                   text_speed_one_sided=_names(block.get("text_speed_one_sided", []), "text_speed_one_sided"),
+                   text_side_floors=_side_scales(block.get("text_side_floors", {}), "text_side_floors"),
                    text_side_scales=_side_scales(block.get("text_side_scales", {})),
                    text_side_logp=_side_scales(block.get("text_side_logp", {}), "text_side_logp"),
                    text_side_targets=_side_targets(block.get("text_side_targets", {})),
@@ -428,6 +448,10 @@ class GuidanceConfig:
             out["text_floor_attributes"] = list(self.text_floor_attributes)
         if self.text_speed_neutral:
             out["text_speed_neutral"] = list(self.text_speed_neutral)
+        if self.text_speed_one_sided:
+            out["text_speed_one_sided"] = list(self.text_speed_one_sided)
+        if self.text_side_floors:
+            out["text_side_floors"] = dict(self.text_side_floors)
         if self.text_side_scales:
             out["text_side_scales"] = dict(self.text_side_scales)
         if self.text_side_logp:
@@ -494,6 +518,13 @@ class GuidanceConfig:
         named = _sides(self.text_ceiling_attributes)
         return any((c, 1.0 if d > 0 else -1.0) in named for c, d in targets)
 
+    def floor_for(self, targets: tuple[tuple[int, float], ...]) -> float:
+        """The speed floor (m/s) of a performer with these targets: the highest ``text_side_floors`` of its targets'
+        sides, ``text_floor`` when none is named."""
+        named = dict(self.text_side_floors)
+        return max((named[k] for c, d in targets if c != ENERGY_COLUMN and (k := _side_key(c, d)) in named),
+                   default=self.text_floor)
+
     def floor_on(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether the speed floor (``text_floor``) steers a performer with these targets: the text term and the
         floor are on, the performer has a text target, and nothing it asks for is calm (speed "low", energy < 0.5)."""
@@ -522,6 +553,11 @@ class GuidanceConfig:
         """Whether the text term ranks this target (attribute column, direction) speed-neutrally
         (``text_speed_neutral``)."""
         return (column, 1.0 if direction > 0 else -1.0) in _sides(self.text_speed_neutral)
+
+    def one_sided(self, column: int, direction: float) -> bool:
+        """Whether a speed-neutral target's residual is one-sided (``text_speed_one_sided``; see
+        :func:`speed_residual`)."""
+        return (column, 1.0 if direction > 0 else -1.0) in _sides(self.text_speed_one_sided)
 
 
 def _sides(names: tuple[str, ...]) -> set[tuple[int, float]]:
@@ -912,12 +948,13 @@ class BeatGuide:
                     sign = self.energy_direction(st)
                 v = vals[:, ATTRIBUTE_COLUMNS["speed"] if col == ENERGY_COLUMN else col]
                 if col != ENERGY_COLUMN and self.cfg.speed_neutral(col, sign):
-                    v = speed_residual(v, vals[:, ATTRIBUTE_COLUMNS["speed"]])
+                    v = speed_residual(v, vals[:, ATTRIBUTE_COLUMNS["speed"]],
+                                       sign if self.cfg.one_sided(col, sign) else 0.0)
                 sd = float(v.std())
                 if sd > 1e-9 and w > 0:
                     out[i] += w * sign * (v - v.mean()) / sd
             if self.cfg.floor_on(targets[i]):
-                out[i] -= self.floor_penalty(st, vals[:, ATTRIBUTE_COLUMNS["speed"]])
+                out[i] -= self.floor_penalty(st, vals[:, ATTRIBUTE_COLUMNS["speed"]], self.cfg.floor_for(targets[i]))
             if (st.speed_ceiling > 0 and self.cfg.ceiling_for(targets[i])
                     and (g := self.ceiling_gap(st, win)) > 0):
                 v = vals[:, ATTRIBUTE_COLUMNS["speed"]]
@@ -1040,15 +1077,15 @@ class BeatGuide:
         t = state.energy_speed
         return float(np.clip((t - v) / (self.cfg.energy_band * t), -1.0, 1.0))
 
-    def floor_penalty(self, state: GuideState, cand_speed: np.ndarray) -> np.ndarray:
-        """The speed floor's penalty [C] (``GuidanceConfig.text_floor``) of candidates moving at ``cand_speed`` [C]
-        (the speed column of :meth:`attribute_values`): 0 unless the performer's committed frames move slower than
-        the floor."""
+    def floor_penalty(self, state: GuideState, cand_speed: np.ndarray, floor: float | None = None) -> np.ndarray:
+        """The speed floor's penalty [C] (``GuidanceConfig.text_floor``, or ``floor`` m/s: a side's
+        ``text_side_floors``) of candidates moving at ``cand_speed`` [C] (the speed column of
+        :meth:`attribute_values`): 0 unless the performer's committed frames move slower than the floor."""
+        f = self.cfg.text_floor if floor is None else floor
         moving = self.committed_speed(state)
-        if moving is not None and moving >= self.cfg.text_floor:
+        if moving is not None and moving >= f:
             return np.zeros(len(cand_speed))
-        return self.cfg.text_floor_weight * np.clip(1.0 - np.asarray(cand_speed, np.float64) / self.cfg.text_floor,
-                                                    0.0, None)
+        return self.cfg.text_floor_weight * np.clip(1.0 - np.asarray(cand_speed, np.float64) / f, 0.0, None)
 
     def resamples(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether a performer with these text targets resamples its draws on tokens no beat steers (some named
@@ -1128,18 +1165,27 @@ ATTRIBUTE_COLUMNS: dict[str, int] = {"speed": 0, "turn": 1, "travel": 2, "arm": 
 ENERGY_COLUMN = len(ATTRIBUTE_COLUMNS)
 
 
-def speed_residual(values: np.ndarray, speed: np.ndarray) -> np.ndarray:
+def speed_residual(values: np.ndarray, speed: np.ndarray, direction: float = 0.0) -> np.ndarray:
     """``values`` [C] of candidates less their least-squares line in the candidates' ``speed`` [C]: the part of the
     attribute that speed does not explain, so that ranking by it neither favours the stiller draws (for a "low"
     target: "arms low", "stay in place" picked standing draws, which stalled the dance) nor the livelier ones (for a
     "high" target: "travel across the floor" danced 1.4x faster than the same dance without text). Unchanged when the
-    candidates all move at one speed."""
+    candidates all move at one speed.
+
+    ``direction`` (+1 "high", -1 "low"; 0: both sides, the default) makes it one-sided: only the candidates whose
+    speed moves the plain value the asked way (``direction * fit > 0``: for "low" the slower ones, for "high" the
+    faster ones) are corrected, the others keep their value, so that ranking by it favours neither the stiller nor
+    the livelier draws (the two-sided residual, ranked for "low", favours a draw faster than the others that travels
+    a little less than its speed predicts: ``text_speed_one_sided``)."""
     v = np.asarray(values, np.float64)
     ds = np.asarray(speed, np.float64) - float(np.mean(speed))
     var = float(ds @ ds)
     if var <= 1e-12:
         return v
-    return v - float((v - v.mean()) @ ds) / var * ds
+    fit = float((v - v.mean()) @ ds) / var * ds
+    if direction:
+        fit = np.where(direction * fit > 0, fit, 0.0)
+    return v - fit
 
 
 def steer_targets(classes: Mapping[str, str]) -> tuple[tuple[int, float], ...]:

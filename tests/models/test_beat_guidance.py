@@ -720,6 +720,93 @@ def test_a_speed_neutral_attribute_no_longer_picks_the_still_draw() -> None:
         GuidanceConfig.from_card({"candidates": 8, "text_speed_neutral": ["speed:high"]})
 
 
+def test_a_one_sided_residual_does_not_pick_the_livelier_draw_for_stay_in_place() -> None:
+    """"stay in place" among draws whose travel grows with their speed, one of them dancing much faster and
+    travelling a little less than that line predicts: the two-sided speed residual (``text_speed_neutral``) takes that
+    fast draw (the modern dances on real music that sped up and travelled more under a stronger "stay", session 15);
+    the one-sided one (``text_speed_one_sided``) takes the draw that travels least without favouring stillness: the
+    slower draws are still corrected (the still one is not taken for being still), the faster ones are not credited."""
+    from dataclasses import replace
+
+    from engine.models.beat_guidance import speed_residual
+
+    def moving(rate: float, vx: float) -> tuple[np.ndarray, np.ndarray]:
+        up, low = _twisting(rate)
+        low[:, 0] = vx
+        return up, low
+
+    cand = [moving(0.25, 0.3), moving(0.25, 0.4), moving(0.6, 0.5), moving(0.6, 0.7), moving(0.1, 0.05)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    two = GuidanceConfig(candidates=5, text_weight=1.0, text_logp=1.0, text_speed_neutral=("travel",))
+    one = replace(two, text_speed_one_sided=("travel:low",))
+    assert GuidanceConfig.from_card(one.to_card()) == one and "text_speed_one_sided" not in two.to_card()
+    for bad in (["spin"], ["arm"], "travel"):  # unknown, not a speed-neutral side, not a list
+        with pytest.raises(ValueError, match="text_speed_one_sided"):
+            GuidanceConfig.from_card({**two.to_card(), "text_speed_one_sided": bad})
+    assert one.one_sided(2, -1.0) and not one.one_sided(2, 1.0) and not two.one_sided(2, -1.0)
+    stay, far = steer_targets({"travel": "low"}), steer_targets({"travel": "high"})
+
+    def pick(c: GuidanceConfig, targets: tuple, noise: np.ndarray | None = None) -> int:
+        guide = BeatGuide(c)
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*moving(0.25, 0.0))
+        return guide.choose(state, [], cu, cd, np.zeros(5), targets=targets, noise=noise)
+
+    for noise in (None, np.zeros(5)):
+        assert pick(two, stay, noise) == 2  # the fast draw: 1.8 m/s against 1.0-1.2, and it travels 0.5 m/s
+        assert pick(one, stay, noise) == 4  # travels least (0.05 m/s) for its speed
+        assert pick(one, far, noise) == pick(two, far, noise)  # the other side is not named: unchanged
+    rng = np.random.default_rng(1)
+    speed = rng.uniform(0.2, 1.0, 16)
+    values = 0.8 * speed + rng.normal(0.0, 0.05, 16)
+    low, high = speed_residual(values, speed, -1.0), speed_residual(values, speed, 1.0)
+    slow = speed < speed.mean()
+    np.testing.assert_allclose(low[slow], speed_residual(values, speed)[slow])  # the slower ones corrected (up)
+    np.testing.assert_array_equal(low[~slow], values[~slow])  # the faster ones keep their travel
+    np.testing.assert_array_equal(high[slow], values[slow])
+    np.testing.assert_allclose(high[~slow], speed_residual(values, speed)[~slow])
+
+
+def test_a_side_floor_raises_the_speed_floor_of_that_side_only() -> None:
+    """``text_side_floors`` {"travel:low": f}: "stay in place" is floored at f m/s in place of ``text_floor`` (the
+    dancer moving at 0.17 m/s, over the shared 0.1 floor and under the side's 0.3, takes the moving draw 1.5 nats less
+    likely), every other side keeps ``text_floor``; settings round-trip, a floor <= 0 or a bad side is refused."""
+    from dataclasses import replace
+
+    cfg = GuidanceConfig(candidates=4, text_weight=1.0, text_logp=1.0, text_floor=0.1, text_floor_weight=5.0,
+                         text_floor_attributes=("travel:low", "arm:low"))
+    side = replace(cfg, text_side_floors=(("travel:low", 0.3),))
+    assert GuidanceConfig.from_card(side.to_card()) == side and "text_side_floors" not in cfg.to_card()
+    for bad in ({"travel:low": 0.0}, {"travel": 0.3}, {"travel:low": "x"}, ["travel:low"]):
+        with pytest.raises(ValueError, match="text_side_floors"):
+            GuidanceConfig.from_card({**cfg.to_card(), "text_side_floors": bad})
+    stay, arms = steer_targets({"travel": "low"}), steer_targets({"arm": "low"})
+    assert side.floor_for(stay) == 0.3 and side.floor_for(arms) == 0.1 and cfg.floor_for(stay) == 0.1
+    assert side.floor_for(stay + arms) == 0.3
+    def twist(th: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # as _twisting, at the angles th (one per frame)
+        up, low = _twisting(0.0, len(th))
+        up[:, 0:6] = np.stack([np.cos(th), 0 * th, -np.sin(th), 0 * th, 1 + 0 * th, 0 * th], -1)
+        return up, low
+
+    # three slow draws going on at 0.05 rad per frame as the dancer did (0.17 m/s), one moving (0.25 rad per frame)
+    cand = [twist(0.05 * np.arange(4.0))] * 3 + [twist(0.25 * np.arange(4.0))]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([0.0, 0.0, 0.0, -1.5])  # the side floor's penalty of a slow draw: 5 x (1 - 0.17 / 0.3) = 2.2
+
+    def pick(c: GuidanceConfig, targets: tuple, noise: np.ndarray | None = None) -> int:
+        guide = BeatGuide(c)
+        state = guide.new_state(UPPER_DIM, LOWER_DIM)
+        state.commit(*twist(0.05 * np.arange(-32.0, 0.0)))  # the dancer moves at 0.17 m/s
+        assert guide.committed_speed(state) == pytest.approx(0.167, abs=0.01)
+        return guide.choose(state, [], cu, cd, logp, targets=targets, noise=noise)
+
+    for noise in (None, np.zeros(4)):
+        assert pick(cfg, stay, noise) != 3 and pick(side, stay, noise) == 3  # under the side's floor: moves on
+        assert pick(side, arms, noise) == pick(cfg, arms, noise) != 3  # another side: the shared floor, not under it
+
+
 def test_a_floor_name_with_a_side_floors_only_that_side() -> None:
     """``text_floor_attributes`` "arm:low" floors "arms low" and not "arms high" ("turn": both sides); a side other
     than low / high or an unknown name is refused."""
