@@ -87,7 +87,8 @@ class GuidanceConfig:
             (session 10).
         text_side_floors: per side of an attribute ("travel:low"), the speed floor (m/s, > 0) of texts asking for that
             side, in place of ``text_floor`` (the floor still steers only the sides ``text_floor_attributes`` names,
-            with its weight and frames; a performer with several targets takes the highest).
+            with its weight and frames; a performer with several targets takes the highest). Not used by the shipped
+            card (session 15: "travel:low" 0.4 measured, see ``text_speed_one_sided``).
         text_side_scales: per side of an attribute ("arm:high", "travel:low"), the scale of the text term's weight
             for texts asking for that side, in place of the attribute's ``text_attributes`` scale (the resampling
             rule stays the attribute's).
@@ -138,7 +139,10 @@ class GuidanceConfig:
             ones); the others keep their plain attribute. The two-sided residual also credits the other side: for
             "stay in place" a draw moving faster than the others travels "less than its speed predicts", so a
             stronger "stay" picked the livelier draws (measured, session 15, modern on real music: text scale 4 ->
-            1.03 m/s and more travel, 0.55 against 0.50 m/s). The shipped card names travel (both sides).
+            1.03 m/s and more travel, 0.55 against 0.50 m/s). The shipped card names none: with travel one-sided,
+            the modern ceiling and a 0.4 m/s floor under "stay in place", travel on real music rose (modern on set A's
+            windows 14/24 pairs, was 7/24) but "stay in place" froze on project-made music (11 % of its 2 s windows
+            against 3 % uncontrolled, seeds 0-23: the eval's stall), docs/models.md "Session 15".
         select: how a token steered by the beats alone (no text term for its performer) picks its candidate.
             ``"argmax"``: the highest ``log p + weight * hits`` (the score above). Among candidates already drawn
             from the GPT the ``log p`` term favours the likeliest, like a lower temperature: with a decoder that
