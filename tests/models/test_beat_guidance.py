@@ -502,6 +502,22 @@ def _twisting(rate: float, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
     up[:, 0:6] = np.stack([np.cos(th), np.zeros(n), -np.sin(th), np.zeros(n), np.ones(n), np.zeros(n)], -1)
     return up, low
 
+def _spinning_gliding(rate: float, vx: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_twisting` frames whose root glides at ``vx`` m/s along x (travel grows with vx, speed with rate)."""
+    up, low = _twisting(rate)
+    low[:, 0] = vx
+    return up, low
+
+
+def _pick_on_the_spot(c: GuidanceConfig, targets: tuple, cu: np.ndarray, cd: np.ndarray,
+                      noise: np.ndarray | None) -> int:
+    """The candidate (``cu`` / ``cd``) a performer that has danced on the spot (0.25 rad per frame, no glide) picks
+    under ``targets`` off the beats, every draw equally likely."""
+    guide = BeatGuide(c)
+    state = guide.new_state(UPPER_DIM, LOWER_DIM)
+    state.commit(*_spinning_gliding(0.25, 0.0))
+    return guide.choose(state, [], cu, cd, np.zeros(len(cu)), targets=targets, noise=noise)
+
 
 def test_the_speed_floor_takes_a_moving_draw_once_the_dancer_stands_still() -> None:
     """The stall (session 10): once a texted dancer stands still, the GPT's likeliest draws are still ones and the
@@ -684,12 +700,7 @@ def test_a_speed_neutral_attribute_no_longer_picks_the_still_draw() -> None:
     the spot and travels least for its speed; settings round-trip through the card, bad names are refused."""
     from dataclasses import replace
 
-    def moving(rate: float, vx: float) -> tuple[np.ndarray, np.ndarray]:
-        up, low = _twisting(rate)
-        low[:, 0] = vx
-        return up, low
-
-    cand = [moving(0.0, 0.0), moving(0.25, 0.1), moving(0.25, 0.8), moving(0.25, 0.6)]
+    cand = [_spinning_gliding(r, v) for r, v in ((0.0, 0.0), (0.25, 0.1), (0.25, 0.8), (0.25, 0.6))]
     cu = np.stack([c[0] for c in cand])
     cd = np.stack([c[1] for c in cand])
     plain = GuidanceConfig(candidates=4, text_weight=1.0, text_logp=1.0)
@@ -701,10 +712,7 @@ def test_a_speed_neutral_attribute_no_longer_picks_the_still_draw() -> None:
     stay = steer_targets({"travel": "low"})
 
     def pick(c: GuidanceConfig, targets: tuple, noise: np.ndarray | None = None) -> int:
-        guide = BeatGuide(c)
-        state = guide.new_state(UPPER_DIM, LOWER_DIM)
-        state.commit(*moving(0.25, 0.0))
-        return guide.choose(state, [], cu, cd, np.zeros(4), targets=targets, noise=noise)
+        return _pick_on_the_spot(c, targets, cu, cd, noise)
 
     for noise in (None, np.zeros(4)):
         assert pick(plain, stay, noise) == 0  # standing still travels least
@@ -730,12 +738,7 @@ def test_a_one_sided_residual_does_not_pick_the_livelier_draw_for_stay_in_place(
 
     from engine.models.beat_guidance import speed_residual
 
-    def moving(rate: float, vx: float) -> tuple[np.ndarray, np.ndarray]:
-        up, low = _twisting(rate)
-        low[:, 0] = vx
-        return up, low
-
-    cand = [moving(0.25, 0.3), moving(0.25, 0.4), moving(0.6, 0.5), moving(0.6, 0.7), moving(0.1, 0.05)]
+    cand = [_spinning_gliding(r, v) for r, v in ((0.25, 0.3), (0.25, 0.4), (0.6, 0.5), (0.6, 0.7), (0.1, 0.05))]
     cu = np.stack([c[0] for c in cand])
     cd = np.stack([c[1] for c in cand])
     two = GuidanceConfig(candidates=5, text_weight=1.0, text_logp=1.0, text_speed_neutral=("travel",))
@@ -748,10 +751,7 @@ def test_a_one_sided_residual_does_not_pick_the_livelier_draw_for_stay_in_place(
     stay, far = steer_targets({"travel": "low"}), steer_targets({"travel": "high"})
 
     def pick(c: GuidanceConfig, targets: tuple, noise: np.ndarray | None = None) -> int:
-        guide = BeatGuide(c)
-        state = guide.new_state(UPPER_DIM, LOWER_DIM)
-        state.commit(*moving(0.25, 0.0))
-        return guide.choose(state, [], cu, cd, np.zeros(5), targets=targets, noise=noise)
+        return _pick_on_the_spot(c, targets, cu, cd, noise)
 
     for noise in (None, np.zeros(5)):
         assert pick(two, stay, noise) == 2  # the fast draw: 1.8 m/s against 1.0-1.2, and it travels 0.5 m/s
