@@ -1074,7 +1074,10 @@ class DanceGenerator:
         got = self._choose_primer(p, bank, genre, n, music)
         if got is None:
             return False
-        self.restart_window(p, k, primer=got)
+        # A dance younger than the primer (a switch within its first n - 1 tokens) keeps as many positions as it
+        # has made: the window holds the snippet's newest tokens, ending on the pose the snippet was chosen by.
+        kept = min(k, old, ctx)
+        self.restart_window(p, kept, primer=(got[0][k - kept:], got[1][k - kept:]))
         if self.switch_decoder:
             self.restart_decoder(p, got, music)
         return True

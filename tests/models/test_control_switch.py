@@ -389,6 +389,39 @@ def _same_without_a_switch_and_exact_after_rewinds(eased: list[list[np.ndarray]]
         np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
 
 
+def test_a_primed_switch_early_in_a_dance_keeps_the_primers_newest_tokens() -> None:
+    """A genre switch before the dance has made as many tokens as the primer keeps (the shipped card: 12 tokens,
+    1.6 s): the window holds the primer's newest tokens, as many as the dance has made, and the next input is the
+    primer's last token (it raised "a primer of 3 tokens is needed here, got 12" before; found by
+    ``bench.replan_bench``); rewinds across the switch remake the dance exactly."""
+    gpt, vq = _gpt_vq()
+    cond = _cond(6)
+    gen = DanceGenerator(TorchBackend(gpt, capacity=cache_rows(1, 2.0), device="cpu"), vq, seed=4, genre_guidance=2.0,
+                         switch_decoder=True, switch_ease=4, switch_primer=(12, _bank()))
+    pid = gen.add_performer(Controls(genre=1))
+    picked: list[tuple[np.ndarray, np.ndarray]] = []
+    choose = gen._choose_primer
+
+    def spy(*a, **k):  # type: ignore[no-untyped-def]
+        got = choose(*a, **k)
+        picked.append(got)
+        return got
+
+    gen._choose_primer = spy  # type: ignore[method-assign]
+    for t in range(6):
+        if t == 2:
+            gen.set_genre(pid, 2)
+        gen.step(cond[t])
+    assert len(picked) == 1 and len(picked[0][0]) == 12
+    p = gen.get(pid)
+    np.testing.assert_array_equal(p.hist_up[:2], picked[0][0][9:11])  # the dance had made 2 tokens: the primer's
+    np.testing.assert_array_equal(p.hist_down[:2], picked[0][1][9:11])  # newest 2 before its last, in order
+    _, once = _switched_frames(True, 4, 2, primer=12)
+    _, again = _switched_frames(True, 4, 2, primer=12, rewinds=((4, 1), (6, 3)))
+    for x, y in zip(once[0] + once[1], again[0] + again[1], strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5, rtol=0)
+
+
 def test_a_genre_switch_can_restart_the_decoder_and_ease_the_output() -> None:
     """``switch_decoder``: the switched performer's first token after the switch decodes from an empty decoder
     history (as the first token of a dance); the other performer and every frame before the switch are untouched;
