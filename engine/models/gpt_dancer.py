@@ -51,6 +51,7 @@ from engine.models.pose_repr import (
     model_joint_indices,
     motion_to_vectors,
     root_track,
+    vectors_rot6d,
     vectors_to_motion,
 )
 from engine.models.protocol import REWIND_STEPS, Capabilities, Controls, StepFrames
@@ -208,11 +209,8 @@ def turned(upper: np.ndarray, lower: np.ndarray, turn: np.ndarray, off: np.ndarr
 
 
 def _six(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """The 6D rotations [T, 21, 6] of model vectors, lower joints then upper (as :func:`vectors_to_motion`)."""
-    n = len(LOWER_JOINTS)
-    t = len(upper)
-    return np.concatenate([np.asarray(lower, np.float64)[:, 3 : 3 + 6 * n].reshape(t, n, 6),
-                           np.asarray(upper, np.float64).reshape(t, -1, 6)], axis=1)
+    """:func:`vectors_rot6d` in float64."""
+    return vectors_rot6d(np.asarray(upper, np.float64), np.asarray(lower, np.float64))
 
 
 @dataclass(frozen=True)

@@ -168,11 +168,16 @@ def vectors_to_motion(
             f"expected upper [T, {UPPER_DIM}] and lower [T, {LOWER_DIM}], got {upper.shape}, {lower.shape}"
         )
     t = len(upper)
-    nl = len(LOWER_JOINTS)
-    d6 = np.concatenate([lower[:, 3 : 3 + 6 * nl].reshape(t, nl, 6), upper.reshape(t, -1, 6)], axis=1)
     rot = np.broadcast_to(np.eye(3), (t, skel.num_joints, 3, 3)).copy()
-    rot[:, model_joint_indices(skel)] = R.rot6d_to_matrix(d6)
+    rot[:, model_joint_indices(skel)] = R.rot6d_to_matrix(vectors_rot6d(upper, lower))
     return Motion(skeleton=skel, root_pos=root_track(lower, fps, start_xz), rot=rot, fps=fps)
+
+
+def vectors_rot6d(upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """The model joints' 6D rotations [T, 21, 6] of model vectors (upper [T, 72], lower [T, 61]), lower joints then
+    upper (the order of :func:`model_joint_indices`), in the vectors' dtype."""
+    t, nl = len(upper), len(LOWER_JOINTS)
+    return np.concatenate([lower[:, 3 : 3 + 6 * nl].reshape(t, nl, 6), upper.reshape(t, -1, 6)], axis=1)
 
 
 def root_track(lower: np.ndarray, fps: float = MODEL_FPS, start_xz: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
