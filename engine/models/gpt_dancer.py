@@ -584,8 +584,10 @@ class DanceGenerator:
         self.text_baseline = text_baseline
         if text_classes is None:
             text_classes = text_classes_for(text_prompts)
+        self._classify = text_classes  # a text embedding -> the attribute classes it names (None: none)
         self.text_classes = text_classes if guidance.enabled and guidance.text_on else None
-        self._targets: dict[bytes, tuple[tuple[int, float], ...]] = {}  # text embedding -> steer targets
+        # text embedding -> (its steer targets, the attributes it names "low" / "high"), cached (``_read_text``)
+        self._read: dict[bytes, tuple[tuple[tuple[int, float], ...], frozenset[str]]] = {}
         # A model that reads the sentence as it is (not trained on measured captions) has its text unguided: the
         # shipped GPT's text amplified 8x made its dances unnatural (FID_k 10-30x the uncontrolled's).
         self.text_share = (1.0 if text_prompts == "sentence" else 0.0) if text_share is None else text_share
@@ -649,9 +651,6 @@ class DanceGenerator:
                                  f"with a scale >= 0, got {name!r}: {sc!r}")
         # the text scale of texts naming only these attributes (``text_scale_of``); needs genre guidance
         self.text_guidance_attributes = {} if self.genre_guidance is None else {k: float(v) for k, v in tga.items()}
-        self._named: dict[bytes, frozenset[str]] = {}  # the attributes each text embedding names, cached
-        self._named_classes = (None if not self.text_guidance_attributes
-                               else text_classes if text_classes is not None else text_classes_for(text_prompts))
         self.rewrite_on_control = rewrite_on_control
         self.rewrites = 0  # histories rewritten after a control switch (statistics)
         # Unconditional-row history rewrites a window restart left for the step's one forward (performer, up [T],
@@ -1491,17 +1490,25 @@ class DanceGenerator:
         text = p.controls.text
         if text is None:
             return None
-        if self._named_classes is not None:
-            key = np.asarray(text, np.float32).tobytes()
-            named = self._named.get(key)
-            if named is None:
-                if len(self._named) >= 256:
-                    self._named.clear()
-                classes = self._named_classes(np.asarray(text, np.float32))
-                named = self._named[key] = frozenset(a for a, c in classes.items() if c in ("low", "high"))
+        if self.text_guidance_attributes:
+            named = self._read_text(text)[1]
             if named and named <= self.text_guidance_attributes.keys():
                 return min(self.text_guidance_attributes[a] for a in named)
         return self.text_guidance
+
+    def _read_text(self, text: np.ndarray) -> tuple[tuple[tuple[int, float], ...], frozenset[str]]:
+        """What a text embedding names: its steer targets (:func:`engine.models.beat_guidance.steer_targets`) and
+        the attributes it names "low" or "high" (both empty when the model reads sentences as they are). Matched once
+        per embedding and cached: the same text always reads the same way."""
+        key = np.asarray(text, np.float32).tobytes()
+        got = self._read.get(key)
+        if got is None:
+            if len(self._read) >= 256:
+                self._read.clear()
+            classes = {} if self._classify is None else self._classify(np.asarray(text, np.float32))
+            got = self._read[key] = (steer_targets(classes),
+                                     frozenset(a for a, c in classes.items() if c in ("low", "high")))
+        return got
 
     def _steer_targets(self, p: Performer) -> tuple[tuple[int, float], ...]:
         """The text attribute targets of a performer's text (:func:`engine.models.beat_guidance.steer_targets`;
@@ -1509,13 +1516,7 @@ class DanceGenerator:
         text = p.controls.text
         if self.text_classes is None or text is None:
             return ()
-        key = np.asarray(text, np.float32).tobytes()
-        got = self._targets.get(key)
-        if got is None:
-            if len(self._targets) >= 256:
-                self._targets.clear()
-            got = self._targets[key] = steer_targets(self.text_classes(np.asarray(text, np.float32)))
-        return got
+        return self._read_text(text)[0]
 
     def _frames(self, p: Performer, upper: np.ndarray, lower: np.ndarray) -> StepFrames:
         """Model vectors of one token (upper [4, 72], lower [4, 61]) -> root + full-skeleton quaternions.
