@@ -1165,6 +1165,16 @@ class BeatGuide:
 #: Column of each matched attribute in :func:`engine.models.motion_measures.frame_measures` (speed, turn, travel, arm,
 #: steps).
 ATTRIBUTE_COLUMNS: dict[str, int] = {"speed": 0, "turn": 1, "travel": 2, "arm": 3, "steps": 4}
+
+
+def text_scale_key_ok(key: object) -> bool:
+    """A key of ``sampling.text_guidance_attributes``: an attribute name ("arm") or one side of it ("travel:low")."""
+    if not isinstance(key, str):
+        return False
+    name, colon, side = key.partition(":")
+    return name in ATTRIBUTE_COLUMNS and (not colon or side in ("low", "high"))
+
+
 #: The energy term's target column (:func:`energy_target`): the speed measure, weighted by ``energy_weight``.
 ENERGY_COLUMN = len(ATTRIBUTE_COLUMNS)
 

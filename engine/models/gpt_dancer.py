@@ -30,6 +30,7 @@ from engine.models.beat_guidance import (
     gumbel_noise,
     pack_candidates,
     steer_targets,
+    text_scale_key_ok,
 )
 from engine.models.conditioning import (
     COND_DIM,
@@ -646,9 +647,9 @@ class DanceGenerator:
         self.text_guidance = None if self.genre_guidance is None else text_guidance
         tga = dict(text_guidance_attributes or {})
         for name, sc in tga.items():
-            if name not in ATTRIBUTE_COLUMNS or not (math.isfinite(sc) and sc >= 0):
+            if not text_scale_key_ok(name) or not (math.isfinite(sc) and sc >= 0):
                 raise ValueError(f"text_guidance_attributes takes attribute names of {sorted(ATTRIBUTE_COLUMNS)} "
-                                 f"with a scale >= 0, got {name!r}: {sc!r}")
+                                 f"(or one side, e.g. 'travel:low') with a scale >= 0, got {name!r}: {sc!r}")
         # the text scale of texts naming only these attributes (``text_scale_of``); needs genre guidance
         self.text_guidance_attributes = {} if self.genre_guidance is None else {k: float(v) for k, v in tga.items()}
         self.rewrite_on_control = rewrite_on_control
@@ -1486,20 +1487,23 @@ class DanceGenerator:
         """The guidance scale of the performer's text in the three-row guidance (:func:`engine.models.sampling.
         guide_text_logits`), None when its text shares the genre's scale (two rows) or it has none: a text whose
         every named attribute (class "low" or "high", as the text term reads it) has a scale in
-        ``text_guidance_attributes`` takes the least of theirs; any other text ``text_guidance``."""
+        ``text_guidance_attributes`` takes the least of theirs (a side's own key, "travel:low", before the
+        attribute's); any other text ``text_guidance``."""
         text = p.controls.text
         if text is None:
             return None
-        if self.text_guidance_attributes:
+        tga = self.text_guidance_attributes
+        if tga:
             named = self._read_text(text)[1]
-            if named and named <= self.text_guidance_attributes.keys():
-                return min(self.text_guidance_attributes[a] for a in named)
+            scales = [tga.get(side, tga.get(side.split(":")[0])) for side in named]
+            if scales and all(s is not None for s in scales):
+                return min(s for s in scales if s is not None)
         return self.text_guidance
 
     def _read_text(self, text: np.ndarray) -> tuple[tuple[tuple[int, float], ...], frozenset[str]]:
         """What a text embedding names: its steer targets (:func:`engine.models.beat_guidance.steer_targets`) and
-        the attributes it names "low" or "high" (both empty when the model reads sentences as they are). Matched once
-        per embedding and cached: the same text always reads the same way."""
+        the sides it names ("arm:high": an attribute it names "low" or "high"); both empty when the model reads
+        sentences as they are. Matched once per embedding and cached: the same text always reads the same way."""
         key = np.asarray(text, np.float32).tobytes()
         got = self._read.get(key)
         if got is None:
@@ -1507,7 +1511,7 @@ class DanceGenerator:
                 self._read.clear()
             classes = {} if self._classify is None else self._classify(np.asarray(text, np.float32))
             got = self._read[key] = (steer_targets(classes),
-                                     frozenset(a for a, c in classes.items() if c in ("low", "high")))
+                                     frozenset(f"{a}:{c}" for a, c in classes.items() if c in ("low", "high")))
         return got
 
     def _steer_targets(self, p: Performer) -> tuple[tuple[int, float], ...]:

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from engine.models.beat_guidance import ATTRIBUTE_COLUMNS
+from engine.models.beat_guidance import ATTRIBUTE_COLUMNS, text_scale_key_ok
 from engine.models.conditioning import GENRES
 from engine.models.switch_primer import EASE_SHAPES, MAX_PRIMER_CANDIDATES, MAX_PRIMER_TOKENS
 
@@ -84,10 +84,11 @@ def check_card(card: Any, path: str | Path = "model.json") -> dict[str, Any]:
                          f"got {tg!r}")
     tga = sampling.get("text_guidance_attributes")
     if tga is not None and (not isinstance(tga, dict) or any(
-            k != "note" and (k not in ATTRIBUTE_COLUMNS or not _number(v) or not 0.0 <= v <= GENRE_GUIDANCE_LIMIT)
+            k != "note" and (not text_scale_key_ok(k) or not _number(v) or not 0.0 <= v <= GENRE_GUIDANCE_LIMIT)
             for k, v in tga.items())):
         raise ValueError(f"{path}: sampling.text_guidance_attributes must map attribute names "
-                         f"{list(ATTRIBUTE_COLUMNS)} to numbers in [0, {GENRE_GUIDANCE_LIMIT:g}], got {tga!r}")
+                         f"{list(ATTRIBUTE_COLUMNS)} (or one side: \"travel:low\") to numbers in "
+                         f"[0, {GENRE_GUIDANCE_LIMIT:g}], got {tga!r}")
     sw = sampling.get("genre_switch")
     if sw is not None:
         if not isinstance(sw, dict) or set(sw) - {"boost", "boost_tokens", "context", "decoder", "ease", "ease_shape",

@@ -163,6 +163,35 @@ def test_a_text_naming_only_attributes_with_their_own_text_scale_is_guided_at_it
     with pytest.raises(ValueError, match="text_guidance_attributes"):
         DanceGenerator(TorchBackend(gpt, capacity=6, device="cpu"), vq, genre_guidance=3.0,
                        text_guidance_attributes={"arms": 1.0})
+    with pytest.raises(ValueError, match="text_guidance_attributes"):
+        DanceGenerator(TorchBackend(gpt, capacity=6, device="cpu"), vq, genre_guidance=3.0,
+                       text_guidance_attributes={"arm:middle": 1.0})
+
+
+def test_one_side_of_an_attribute_can_have_its_own_text_scale() -> None:
+    """``text_guidance_attributes`` keys may name one side ("travel:low", session 16): a text naming that side takes
+    it (before the attribute's own key), the other side keeps the attribute's key or, without one, the genre's scale;
+    a text naming two sides takes the least of their scales only when both have one."""
+    gpt, vq = _gpt_vq()
+    texts = {k: np.full(TEXT_DIM, float(i), np.float32) for i, k in enumerate(("stay", "travel", "arms", "both"))}
+    read = {0.0: {"travel": "low"}, 1.0: {"travel": "high", "speed": "mid"}, 2.0: {"arm": "high"},
+            3.0: {"travel": "low", "arm": "high"}}
+
+    def classes(e: np.ndarray) -> dict[str, str]:
+        return read[float(e[0])]
+
+    def scales(tga: dict[str, float]) -> list[float | None]:
+        g = DanceGenerator(TorchBackend(gpt, capacity=12, device="cpu"), vq, genre_guidance=3.0,
+                           text_guidance_attributes=tga, text_classes=classes)
+        out = []
+        for k in texts:
+            pid = g.add_performer(Controls(genre=1, text=texts[k]))
+            out.append(g.text_scale_of(g.get(pid)))
+        return out
+
+    assert scales({"travel:low": 0.0}) == [0.0, None, None, None]
+    assert scales({"travel:low": 0.0, "travel": 2.0, "arm": 1.0}) == [0.0, 2.0, 1.0, 0.0]
+    assert scales({"travel:high": 0.5, "arm": 1.0}) == [None, 0.5, 1.0, None]
 
 
 def test_energy_share_reaches_the_unconditional_row(monkeypatch: pytest.MonkeyPatch) -> None:

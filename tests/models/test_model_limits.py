@@ -114,6 +114,8 @@ def test_weights_that_do_not_fit_the_config(small_model: Path) -> None:
     {"sampling": {"text_guidance_attributes": {"arms": 3.0}}},
     {"sampling": {"text_guidance_attributes": {"arm": -1.0}}},
     {"sampling": {"text_guidance_attributes": [3.0]}},
+    {"sampling": {"text_guidance_attributes": {"travel:middle": 0.0}}},
+    {"sampling": {"text_guidance_attributes": {"trips:low": 0.0}}},
     {"sampling": {"beat_guidance": {"candidates": 8, "text_weight": -1}}},
     {"sampling": {"beat_guidance": {"candidates": 8, "text_weight": "2"}}},
     {"sampling": []},
@@ -130,7 +132,7 @@ def test_model_card_checked(small_model: Path, card: Any, capsys: pytest.Capture
     assert check_card({"sampling": {"max_repeat": None}}) == {"sampling": {"max_repeat": None}}
     assert check_card({"sampling": {"genre_guidance": 3}}) == {"sampling": {"genre_guidance": 3}}
     assert check_card({"sampling": {"genre_guidance": None}}) == {"sampling": {"genre_guidance": None}}
-    tga = {"sampling": {"text_guidance_attributes": {"arm": 3.0, "note": "measured"}}}
+    tga = {"sampling": {"text_guidance_attributes": {"arm": 3.0, "travel:low": 0.0, "note": "measured"}}}
     assert check_card(tga) == tga
     ok = {"sampling": {"genre_switch": {"boost": 4.0, "boost_tokens": 4, "context": None, "decoder": "restart",
                                         "ease": 8, "ease_shape": "offset", "snap": ["rCollar", "lCollar"]},
