@@ -18,16 +18,16 @@ independent ways:
   the same frames. Bones mapped wrong show as limbs that differ between the rows or from the sheet.
 
 Cases (``--cases``, default all): ``salsa``, ``indian``, ``modern`` (solo dances to the real recordings of
-``../shared/data/music_cc`` by ``groovecast generate``), ``couple`` (``--couple``), ``switch`` (salsa, then modern
-from 6 s: the live generator with a genre change between tokens, as ``eval --controls`` switches),
-``live_salsa`` / ``live_couple`` (the same through ``play --fast --record``: the runtime and playout),
-``salsa_vibe`` (salsa to the text cases' music, no text), ``arms_high`` / ``arms_low`` / ``spinning``
-(``--text``), ``keyframe`` (``--keyframe`` of a held-out real Indian
-pose at 6 s), and real capture as the reference a viewer compares with: ``real_salsa`` (the held-out couple take
-12), ``real_indian`` (take 07), ``real_modern`` (take 17), each as captured (``raw``, the original file read by this
-module's reader, scaled to the engine's 1.7 m from its bone lengths, floor at the 5th percentile of its lowest foot
-point), as the engine sees it (``engine``: retargeted, metric, 30 fps) and, solo takes, staged by the engine's stager
-(``staged``; a couple is staged as a pair by the couple model, which real capture does not pass through).
+``../shared/data/music_cc`` by ``groovecast generate``), ``couple`` (``--couple``), ``switch`` (salsa, then modern from
+6 s: the live generator with a genre change between tokens, as ``eval --controls`` switches), ``live_salsa`` /
+``live_couple`` (the same through ``play --fast --record``: the runtime and playout), ``salsa_vibe`` (salsa to the text
+cases' music, no text), ``arms_high`` / ``arms_low`` / ``spinning`` (``--text``), ``stay_in_place`` / ``travel_across``
+(modern with "stay in place" / "travel across the floor"), ``keyframe`` (``--keyframe`` of a held-out real Indian pose
+at 6 s), and real capture as the reference a viewer compares with: ``real_salsa`` (the held-out couple take 12),
+``real_indian`` (take 07), ``real_modern`` (take 17), each as captured (``raw``, the original file read by this module's
+reader, scaled to the engine's 1.7 m from its bone lengths, floor at the 5th percentile of its lowest foot point), as
+the engine sees it (``engine``: retargeted, metric, 30 fps) and, solo takes, staged by the engine's stager (``staged``;
+a couple is staged as a pair by the couple model, which real capture does not pass through).
 
     python3 -m bench.watch [--cases salsa,couple] [--seconds 12] [--seed 0] [--out DIR] [--no-browser]
 
@@ -513,6 +513,10 @@ def build_cases(names: list[str], work: Path, seconds: float, seed: int = 0) -> 
             text = name.replace("_", " ")
             gen(name, f"salsa solo with --text '{text}', 'Vibe Ace', {s} s", "vibe", "--genre", "salsa",
                 "--text", text)
+        elif name in ("stay_in_place", "travel_across"):  # the travel pair, on modern (the style it failed on)
+            text = {"stay_in_place": "stay in place", "travel_across": "travel across the floor"}[name]
+            gen(name, f"modern solo with --text '{text}', 'Vibe Ace', {s} s", "vibe", "--genre", "modern",
+                "--text", text)
         elif name == "keyframe":
             pose = _write_keyframe_pose(work / "keyframe_pose.bvh")
             gen(name, f"salsa solo with --keyframe (a real Indian pose) at 6 s, 'Vibe Ace', {s} s", "vibe",
@@ -651,7 +655,7 @@ def viewer_strip(case: Case, out: Path, shots: int = 6, size: tuple[int, int] = 
 
 
 ALL = ["salsa", "indian", "modern", "couple", "live_salsa", "live_couple", "switch", "salsa_vibe", "arms_high",
-       "arms_low", "spinning", "keyframe", "real_salsa", "real_indian", "real_modern"]
+       "arms_low", "spinning", "stay_in_place", "travel_across", "keyframe", "real_salsa", "real_indian", "real_modern"]
 
 
 def main(argv: list[str] | None = None) -> int:

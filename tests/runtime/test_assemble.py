@@ -67,24 +67,26 @@ def test_a_starting_energy_reaches_every_performer_of_a_model_trained_with_it() 
     assert build_model(ModelSpec()).controls(0).energy is None  # unset unless asked for
 
 
-def test_the_shipped_card_guides_an_arms_text_at_its_own_text_scale() -> None:
+def test_the_shipped_card_guides_arms_and_stay_texts_at_their_own_text_scales() -> None:
     """Session 15: the card's ``sampling.text_guidance_attributes`` reaches the generator: "arms high" (and its
-    held-out paraphrase) is guided at the arm scale on a third, genre-only row; "travel across the floor" and no
-    text keep the genre's scale on two rows."""
+    held-out paraphrase) is guided at the arm scale on a third, genre-only row, and (session 16) "stay in place" (and
+    its paraphrase) at the scale of its side, "travel:low"; "travel across the floor" and no text keep the genre's
+    scale on two rows."""
     from engine.models.dance_model import load_dance_model
     from engine.models.text_prompts import prompt_embedder
     from engine.runtime.assemble import default_model_dir
 
-    scale = load_dance_model(default_model_dir()).text_guidance_attributes["arm"]
-    m: Any = build_model(ModelSpec(performers=4))  # a staged generator: the generator's own methods pass through
+    tga = load_dance_model(default_model_dir()).text_guidance_attributes
+    scale, stay = tga["arm"], tga["travel:low"]
+    m: Any = build_model(ModelSpec(performers=6))  # a staged generator: the generator's own methods pass through
     embed = prompt_embedder(m.capabilities.text_prompts)
-    texts = ["arms high", "reaching for the sky", "travel across the floor", None]
+    texts = ["arms high", "reaching for the sky", "travel across the floor", None, "stay in place", "on one spot"]
     for pid, t in zip(m.performer_ids(), texts, strict=True):
         m.controls(pid).text = None if t is None else embed([t])[0]
     m.step(np.zeros(m.backend.config.cond_dim, np.float32))
     got = [m.text_scale_of(m.get(pid)) for pid in m.performer_ids()]
-    assert got == [scale, scale, None, None]
-    assert [m.get(pid).textless_live for pid in m.performer_ids()] == [True, True, False, False]
+    assert got == [scale, scale, None, None, stay, stay]  # session 16: "stay in place" (and its paraphrase) its own
+    assert [m.get(pid).textless_live for pid in m.performer_ids()] == [True, True, False, False, True, True]
 
 
 def test_a_couple_leads_with_the_cards_couple_beat_guidance(small_model: Path) -> None:
