@@ -973,3 +973,47 @@ def test_the_speed_ceiling_takes_the_calmer_draw_while_a_texted_dance_runs_over_
                 {"text_speed_ceilings": {"modern": 0.5}, "text_ceiling_band": 0.0}):
         with pytest.raises(ValueError, match=r"text_(speed_ceilings|ceiling)"):
             GuidanceConfig.from_card({"candidates": 8, **bad})
+
+
+def _standing_at(height: float, n: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A standing pose whose lowest contact point is ``height`` m above the floor (the root raised or lowered)."""
+    up, low = _frames(np.zeros(n))
+    guide = BeatGuide(GuidanceConfig(candidates=2))
+    ground = float(guide._positions(up[:1], low[:1])[0][guide.foot_points, 1].min())
+    low[:, 1] += height - ground
+    return up, low
+
+
+def test_the_ground_term_takes_the_draw_nearer_the_floor_while_a_texted_dance_hovers() -> None:
+    """``text_ground_weight`` (session 16): a dance under "travel across the floor" whose last committed frames hover
+    (lowest contact point 10 cm up, ``text_ground_m`` 5 cm) takes the draw with its feet on the floor over a
+    likelier hovering one; a dance standing on the floor, the card without the key, and a text the key does not name
+    keep the likelier draw. Keys round-trip and bad ones are refused."""
+    card = {"candidates": 2, "text_weight": 5.0, "text_logp": 1.0}
+    old = GuidanceConfig.from_card(card)
+    cfg = GuidanceConfig.from_card({**card, "text_ground_weight": 4.0, "text_ground_m": 0.05,
+                                    "text_ground_attributes": ["travel:high"]})
+    assert GuidanceConfig.from_card(cfg.to_card()) == cfg and "text_ground_weight" not in old.to_card()
+    travel, arms = steer_targets({"travel": "high"}), steer_targets({"arm": "high"})
+    assert cfg.ground_for(travel) and not cfg.ground_for(arms) and not cfg.ground_for(())
+    assert not old.ground_for(travel)
+    cand = [_standing_at(0.10), _standing_at(0.0)]
+    cu = np.stack([c[0] for c in cand])
+    cd = np.stack([c[1] for c in cand])
+    logp = np.array([0.0, -2.0])  # the hovering draw is the likelier
+    picks = {}
+    for name, c in (("old", old), ("new", cfg)):
+        guide = BeatGuide(c)
+        for h in (0.0, 0.10):
+            for tname, targets in (("travel", travel), ("arms", arms)):
+                state = guide.new_state(UPPER_DIM, LOWER_DIM)
+                state.commit(*_standing_at(h, 60))
+                picks[name, h, tname] = guide.choose(state, [], cu, cd, logp, targets=targets)
+                win = guide._window_positions(state)
+                assert win is not None and guide.hover_gap(win) == pytest.approx(0.0 if h == 0.0 else 1.0, abs=1e-4)
+    assert picks == {("old", 0.0, "travel"): 0, ("old", 0.0, "arms"): 0, ("old", 0.1, "travel"): 0,
+                     ("old", 0.1, "arms"): 0, ("new", 0.0, "travel"): 0, ("new", 0.0, "arms"): 0,
+                     ("new", 0.1, "travel"): 1, ("new", 0.1, "arms"): 0}
+    for bad in ({"text_ground_weight": -1.0}, {"text_ground_m": 0.0}, {"text_ground_attributes": ["feet"]}):
+        with pytest.raises(ValueError, match="text_ground"):
+            GuidanceConfig.from_card({**card, **bad})
