@@ -51,6 +51,11 @@ def _frames(vx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return up, low
 
 
+def _stack(cand: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates' (upper, lower) frames stacked as the guide takes them: [C, 4, D] each."""
+    return np.stack([c[0] for c in cand]), np.stack([c[1] for c in cand])
+
+
 def test_the_candidate_with_the_speed_minimum_on_the_beat_wins() -> None:
     guide = BeatGuide(GuidanceConfig(candidates=3, weight=20.0, sigma=1.0))
     state = guide.new_state(UPPER_DIM, LOWER_DIM)
@@ -63,8 +68,7 @@ def test_the_candidate_with_the_speed_minimum_on_the_beat_wins() -> None:
         np.array([1.1, 1.3, 1.6, 0.4]),  # minimum at the end
     ]
     cand = [_frames(v) for v in speeds]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     scores = guide.beat_scores(state, [beat], cu, cd)
     assert int(np.argmax(scores)) == 1 and scores[1] > 0.9
     assert guide.choose(state, [beat], cu, cd, logp=np.zeros(3)) == 1
@@ -129,8 +133,7 @@ def test_the_text_term_prefers_the_asked_turn_rate() -> None:
     state = guide.new_state(UPPER_DIM, LOWER_DIM)
     state.commit(*_turning(0.0))
     cand = [_turning(r) for r in (0.02, 0.15, 0.05)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     pos, hists = guide._candidate_positions([state], cu[None], cd[None])
     vals = guide.attribute_values(state, pos[0], hists[0], cd)
     np.testing.assert_allclose(vals[:, 1], np.degrees([0.02, 0.15, 0.05]) * 30.0, rtol=1e-6)
@@ -162,8 +165,7 @@ def test_select_sample_tilts_the_draws_by_the_beat_score_not_by_log_p() -> None:
     beat = state.frames + 1
     cand = [_frames(v) for v in (np.array([1.0, 1.2, 1.8, 2.2]), np.array([0.9, 0.2, 0.9, 1.8]),
                                   np.array([1.1, 1.3, 1.6, 0.4]))]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     hits = guide.beat_scores(state, [beat], cu, cd)
     logp = np.array([0.0, -8.0, 0.0])  # argmax would never take the dip at this weight
     assert BeatGuide(replace_select(cfg, "argmax")).choose(state, [beat], cu, cd, logp) != 1
@@ -208,8 +210,7 @@ def test_the_text_term_measures_travel_as_the_feet_will_be_locked() -> None:
     root follows the planted feet, which do not move), so under foot locking the candidate whose feet are in
     the air travels more; the travel of the first frame is locked against the last committed frame too."""
     cand = [_stepping(1.0, True), _stepping(0.5, False)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     travel = {}
     for lock in (False, True):
         guide = BeatGuide(GuidanceConfig(candidates=2, text_weight=5.0), foot_lock=lock)
@@ -232,8 +233,7 @@ def test_a_texted_token_without_a_beat_resamples_the_draws_by_the_text_term() ->
     from engine.models.beat_guidance import gumbel_noise as gumbel
 
     cand = [_turning(r) for r in (0.02, 0.15, 0.05)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([0.0, -30.0, -30.0])
     high = steer_targets({"turn": "high"})
     noise = np.array([0.0, 0.0, 0.5])
@@ -276,8 +276,7 @@ def test_per_attribute_text_settings_from_the_card() -> None:
     # The turn term is weighted by its own weight (0.5): the fast turn (z = +1.38) beats a likelier draw by 0.6 nats
     # but not by 0.8.
     cand = [_turning(r) for r in (0.02, 0.15, 0.05)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     state = guide.new_state(UPPER_DIM, LOWER_DIM)
     state.commit(*_turning(0.0))
     pos, hists = guide._candidate_positions([state], cu[None], cd[None])
@@ -308,8 +307,7 @@ def test_the_energy_term_steers_the_speed_in_proportion_to_the_level() -> None:
     state = guide.new_state(UPPER_DIM, LOWER_DIM)
     state.commit(*_turning(0.0))
     cand = [_turning(r) for r in (0.05, 0.01, 0.15)]  # the joints move with the hip's turn: middling, calm, lively
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.zeros(3)
     assert guide.choose(state, [], cu, cd, logp, targets=energy_target(0.0, cfg)) == 1
     assert guide.choose(state, [], cu, cd, logp, targets=energy_target(1.0, cfg)) == 2
@@ -344,8 +342,7 @@ def test_the_energy_feedback_steers_toward_the_level_s_target_speed() -> None:
     assert energy_target(0.5, cfg) == ((ENERGY_COLUMN, 0.0),) and energy_target(None, cfg) == ()
     guide = BeatGuide(cfg)
     cand = [_turning(r) for r in (0.05, 0.01, 0.15)]  # middling, calm, lively
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
 
     def pick(committed_rate: float, level: float | None, genre: str = "salsa") -> int:
         state = guide.new_state(UPPER_DIM, LOWER_DIM)
@@ -383,8 +380,7 @@ def test_an_energy_only_performer_resamples_without_the_log_probability() -> Non
     state = guide.new_state(UPPER_DIM, LOWER_DIM)
     state.commit(*_turning(0.0))
     cand = [_turning(r) for r in (0.05, 0.01, 0.15)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([0.0, -5.0, -5.0])
     noise = np.array([0.0, 0.0, 0.5])
     assert guide.choose(state, [], cu, cd, logp, targets=energy_target(1.0, cfg), noise=noise) == 2
@@ -404,8 +400,7 @@ def test_the_stage_term_picks_the_way_home_in_the_models_frame() -> None:
     model's own frame (the staging's yaw undone); inside ``stage_from`` of the radius, or with the term off, the
     pick is as before (the log-probability's)."""
     cand = [_gliding(0.6, 0.0), _gliding(0.0, 0.6), _gliding(-0.6, 0.0), _gliding(0.0, -0.6)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([0.0, -0.5, -0.5, -0.5])
     cfg = GuidanceConfig(candidates=4, stage_weight=3.0, stage_from=0.5)
     assert GuidanceConfig.from_card(cfg.to_card()) == cfg and "stage_weight" not in GuidanceConfig().to_card()
@@ -455,8 +450,7 @@ def test_the_facing_part_turns_a_dancer_that_faced_away_too_often_to_the_front()
     its budget, or with the part off, the pick is the log-probability's (it turns as the dance likes)."""
     yaws = [np.pi, np.pi / 2, 0.0, -np.pi / 2]
     cand = [_facing(y) for y in yaws]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([0.0, -0.5, -0.5, -0.5])
     cfg = GuidanceConfig(candidates=4, stage_facing=3.0, stage_away=0.1)
     assert GuidanceConfig.from_card(cfg.to_card()) == cfg and "stage_facing" not in GuidanceConfig().to_card()
@@ -538,8 +532,7 @@ def test_the_speed_floor_takes_a_moving_draw_once_the_dancer_stands_still() -> N
         with pytest.raises(ValueError, match="text_floor"):
             GuidanceConfig.from_card({"candidates": 8, **bad})
     cand = [_twisting(0.0)] * 3 + [_twisting(0.25)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([0.0, 0.0, 0.0, -3.0])  # the still draws are the likeliest
     prompts = [steer_targets({a: c}) for a in ("turn", "arm", "travel") for c in ("low", "high")]
     prompts.append(steer_targets({"speed": "high"}))
@@ -594,8 +587,7 @@ def test_the_shipped_card_keeps_every_non_calm_prompt_that_stalled_moving() -> N
     cfg = GuidanceConfig.from_card(json.loads(card.read_text())["sampling"]["beat_guidance"])
     matcher = default_matcher()
     cand = [_twisting(0.0)] * (cfg.candidates - 1) + [_twisting(0.25)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.zeros(cfg.candidates)
     logp[-1] = -3.0
     guide = BeatGuide(cfg)
@@ -636,8 +628,7 @@ def test_a_stage_pull_does_not_override_the_energy_level() -> None:
 
     # out at +x, so home is -x: lively going home, calm going home a little slower, calm walking away, standing
     cand = [moving(0.15, -0.6), moving(0.01, -0.5), moving(0.01, 0.6), moving(0.05, 0.0)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     base = GuidanceConfig(candidates=4, weight=10.0, energy_weight=0.2, stage_weight=4.0, stage_from=0.3)
     shared = GuidanceConfig(candidates=4, weight=10.0, energy_weight=0.2, stage_weight=4.0, stage_from=0.3,
                             energy_stage=0.25)
@@ -701,8 +692,7 @@ def test_a_speed_neutral_attribute_no_longer_picks_the_still_draw() -> None:
     from dataclasses import replace
 
     cand = [_spinning_gliding(r, v) for r, v in ((0.0, 0.0), (0.25, 0.1), (0.25, 0.8), (0.25, 0.6))]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     plain = GuidanceConfig(candidates=4, text_weight=1.0, text_logp=1.0)
     neutral = replace(plain, text_speed_neutral=("travel", "arm"))
     assert GuidanceConfig.from_card(neutral.to_card()) == neutral and "text_speed_neutral" not in plain.to_card()
@@ -739,8 +729,7 @@ def test_a_one_sided_residual_does_not_pick_the_livelier_draw_for_stay_in_place(
     from engine.models.beat_guidance import speed_residual
 
     cand = [_spinning_gliding(r, v) for r, v in ((0.25, 0.3), (0.25, 0.4), (0.6, 0.5), (0.6, 0.7), (0.1, 0.05))]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     two = GuidanceConfig(candidates=5, text_weight=1.0, text_logp=1.0, text_speed_neutral=("travel",))
     one = replace(two, text_speed_one_sided=("travel:low",))
     assert GuidanceConfig.from_card(one.to_card()) == one and "text_speed_one_sided" not in two.to_card()
@@ -791,8 +780,7 @@ def test_a_side_floor_raises_the_speed_floor_of_that_side_only() -> None:
 
     # three slow draws going on at 0.05 rad per frame as the dancer did (0.17 m/s), one moving (0.25 rad per frame)
     cand = [twist(0.05 * np.arange(4.0))] * 3 + [twist(0.25 * np.arange(4.0))]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([0.0, 0.0, 0.0, -1.5])  # the side floor's penalty of a slow draw: 5 x (1 - 0.17 / 0.3) = 2.2
 
     def pick(c: GuidanceConfig, targets: tuple, noise: np.ndarray | None = None) -> int:
@@ -836,8 +824,7 @@ def test_a_side_scale_weights_one_side_of_an_attribute() -> None:
     guide = BeatGuide(cfg)
     state = guide.new_state(UPPER_DIM, LOWER_DIM)
     cand = [_twisting(r) for r in (0.0, 0.1, 0.2, 0.3)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     for k in range(4):
         cd[k, :, 0] = 0.2 * k  # travel grows with k
     pos, hists = guide._candidate_positions([state], cu[None], cd[None])
@@ -864,8 +851,7 @@ def test_a_side_logp_resamples_one_side_without_the_arg_max() -> None:
     assert cfg.resample_logp(high) == 0.0 and cfg.resample_logp(arm) == 1.0 and cfg.resample_logp(high + arm) == 0.0
     assert old.resample_logp(high) == 1.0 and cfg.resample_logp(()) == 0.0
     cand = [_turning(r) for r in (0.02, 0.15, 0.05)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([0.0, -6.0, -6.0])  # the fast turn is a far less likely draw
     noise = np.zeros(3)
     picks = {}
@@ -900,8 +886,7 @@ def test_a_side_target_steers_a_dance_short_of_it_and_leaves_one_past_it_alone()
     high, low = steer_targets({"travel": "high"}), steer_targets({"travel": "low"})
     assert cfg.side_target(*high[0]) == (0.5, 0.2) and cfg.side_target(*low[0]) is None
     cand = [_gliding(0.8, 0.0), _gliding(0.1, 0.0)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([-2.0, 0.0])  # the travelling draw is the less likely one
     picks = {}
     for name, c in (("old", old), ("new", cfg)):
@@ -942,8 +927,7 @@ def test_the_speed_ceiling_takes_the_calmer_draw_while_a_texted_dance_runs_over_
     assert cfg.ceiling_for(arms) and not cfg.ceiling_for(())
     assert not cfg.ceiling_for(steer_targets({"speed": "high", "arm": "high"}))
     cand = [_turning(0.2), _turning(0.02)]  # mean root-relative joint speed ~0.94 and ~0.09 m/s
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([0.0, -2.0])  # the faster draw is the likelier
     picks = {}
     for name, c in (("old", old), ("new", cfg)):
@@ -998,8 +982,7 @@ def test_the_ground_term_takes_the_draw_nearer_the_floor_while_a_texted_dance_ho
     assert cfg.ground_for(travel) and not cfg.ground_for(arms) and not cfg.ground_for(())
     assert not old.ground_for(travel)
     cand = [_standing_at(0.10), _standing_at(0.0)]
-    cu = np.stack([c[0] for c in cand])
-    cd = np.stack([c[1] for c in cand])
+    cu, cd = _stack(cand)
     logp = np.array([0.0, -2.0])  # the hovering draw is the likelier
     picks = {}
     for name, c in (("old", old), ("new", cfg)):
