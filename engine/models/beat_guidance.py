@@ -546,20 +546,14 @@ class GuidanceConfig:
         speed = (ATTRIBUTE_COLUMNS["speed"], ENERGY_COLUMN)
         if not (self.ceiling_on and targets) or any(c in speed for c, _ in targets):
             return False
-        if not self.text_ceiling_attributes:
-            return True
-        named = _sides(self.text_ceiling_attributes)
-        return any((c, 1.0 if d > 0 else -1.0) in named for c, d in targets)
+        return _names_some(self.text_ceiling_attributes, targets)
 
     def ground_for(self, targets: tuple[tuple[int, float], ...]) -> bool:
         """Whether the ground term applies to a performer with these targets: some text target (one that
         ``text_ground_attributes`` names, when it names any)."""
         if self.text_ground_weight <= 0 or not any(c != ENERGY_COLUMN for c, _ in targets):
             return False
-        if not self.text_ground_attributes:
-            return True
-        named = _sides(self.text_ground_attributes)
-        return any((c, 1.0 if d > 0 else -1.0) in named for c, d in targets)
+        return _names_some(self.text_ground_attributes, targets)
 
     def floor_for(self, targets: tuple[tuple[int, float], ...]) -> float:
         """The speed floor (m/s) of a performer with these targets: the highest ``text_side_floors`` of its targets'
@@ -576,10 +570,7 @@ class GuidanceConfig:
         calm = any(c in (ATTRIBUTE_COLUMNS["speed"], ENERGY_COLUMN) and d < 0 for c, d in targets)
         if calm:
             return False
-        if not self.text_floor_attributes:
-            return True
-        named = _sides(self.text_floor_attributes)
-        return any((c, 1.0 if d > 0 else -1.0) in named for c, d in targets)
+        return _names_some(self.text_floor_attributes, targets)
 
     def side_target(self, column: int, direction: float) -> tuple[float, float] | None:
         """The ``text_side_targets`` (target, band) of a target (attribute column, direction), None when its side is
@@ -601,6 +592,15 @@ class GuidanceConfig:
         """Whether a speed-neutral target's residual is one-sided (``text_speed_one_sided``; see
         :func:`speed_residual`)."""
         return (column, 1.0 if direction > 0 else -1.0) in _sides(self.text_speed_one_sided)
+
+
+def _names_some(names: tuple[str, ...], targets: tuple[tuple[int, float], ...]) -> bool:
+    """Whether ``names`` (``text_floor_attributes``-style: "travel", "travel:high") name the side of one of
+    ``targets``; empty names name every target."""
+    if not names:
+        return True
+    named = _sides(names)
+    return any((c, 1.0 if d > 0 else -1.0) in named for c, d in targets)
 
 
 def _sides(names: tuple[str, ...]) -> set[tuple[int, float]]:
